@@ -1,0 +1,173 @@
+"""The `unetkit` command: parse, validate, call one library function, print.
+
+Errors in use are one line on stderr naming the file or option and what to do,
+with exit code 2; an interrupted training says how to resume it (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from unetkit.config import parse_duration
+from unetkit.errors import InputError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DATA_FOLDER_NAMES = {"images": ("image", "images", "img", "imgs"), "labels": ("label", "labels", "mask", "masks")}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in our one-line style."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on image/label pairs", description="Train a U-Net on image/label pairs.")
+    p.add_argument("data", nargs="?", type=Path, help="a folder holding image/ and label/ folders (instead of --images/--labels)")
+    p.add_argument("--images", type=Path, help="folder of images (paired with masks by file stem) or one multi-page TIFF")
+    p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF; their values become the classes")
+    p.add_argument("--out", type=Path, help="new run folder to write (weights, run.json, log.csv, curves.png)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last epoch")
+    p.add_argument("--val-images", type=Path, help="validation images (default: hold out the last block of the training images)")
+    p.add_argument("--val-labels", type=Path, help="validation masks, with --val-images")
+    p.add_argument("--val-fraction", type=float, help="fraction held out as a contiguous block for validation (default 0.2)")
+    p.add_argument("--recipe", default="default", help="default (CPU-friendly, budgeted) or seed (the tutorial, exactly)")
+    p.add_argument("--model", help="network: unet")
+    p.add_argument("--budget", help="wall-clock limit including validation, e.g. 90s, 10m, 1h")
+    p.add_argument("--epochs", type=int, help="number of epochs (instead of a budget)")
+    p.add_argument("--width", type=int, dest="base_width", help="channels of the first level (doubles each level)")
+    p.add_argument("--depth", type=int, help="number of poolings")
+    p.add_argument("--upsampling", choices=["bilinear", "transposed"], help="bilinear upsampling or 2x2 transposed convolutions")
+    p.add_argument("--loss", help="ce+dice, ce, dice, or bce (one sigmoid output)")
+    p.add_argument("--optimizer", help="adamw, rmsprop or sgd")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--batch-size", type=int, help="samples per step")
+    p.add_argument("--patch-size", type=int, help="side of the square training patches")
+    p.add_argument("--augment", help="default, seed (random flips) or none")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment images with a trained run", description="Write one mask per input image.")
+    p.add_argument("run", type=Path, help="the run folder written by `unetkit train`")
+    p.add_argument("inputs", type=Path, nargs="+", help="image files, folders or multi-page TIFF stacks (any size)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (never an input folder)")
+    p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (slower, usually better)")
+    p.add_argument("--prob", action="store_true", help="also write float32 class probabilities as NAME_prob.tif")
+    p.add_argument("--tile", type=int, help="window size for large images (default: the run's)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score predicted masks against true masks")
+    p.add_argument("--pred", type=Path, required=True, help="predicted masks (folder or stack)")
+    p.add_argument("--labels", type=Path, required=True, help="true masks, paired by file stem")
+    p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="train and predict on built-in data, write pictures")
+    p.add_argument("--out", type=Path, default=Path("demo-output"), help="folder for data, run, predictions and pictures")
+    p.add_argument("--data", type=Path, help="ISBI 2012 folder (default: $UNETKIT_DATA, else synthetic EM-like data)")
+    p.add_argument("--budget", default="3m", help="training time (default 3m)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unetkit", description="U-Net segmentation for microscopy images, fast on a CPU.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_demo, _add_train, _add_predict, _add_evaluate):
+        add(sub)
+    return parser
+
+
+def _data_folders(data: Path) -> tuple[Path, Path]:
+    """DATA/image + DATA/label (or images/labels, masks)."""
+    if not data.is_dir():
+        raise InputError(f"{data}: no such folder; give a folder holding image/ and label/, or use --images and --labels")
+    found = {}
+    for role, names in DATA_FOLDER_NAMES.items():
+        found[role] = next((data / n for n in names if (data / n).is_dir()), None)
+        if found[role] is None:
+            raise InputError(f"{data}: has no {names[0]}/ folder; put the {role} in {data / names[0]} or use --{role}")
+    return found["images"], found["labels"]
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from unetkit.train.recipes import recipe
+    from unetkit.train.trainer import resume, train
+
+    budget = parse_duration(args.budget) if args.budget else None
+    if args.resume:
+        if args.out or args.images or args.data:
+            raise InputError("--resume RUN continues a run on its own data; drop --out, --images/--labels and DATA")
+        resume(args.resume, epochs=args.epochs, budget_s=budget, progress=not args.quiet)
+        return
+    if args.data:
+        if args.images or args.labels:
+            raise InputError("give DATA or --images/--labels, not both")
+        args.images, args.labels = _data_folders(args.data)
+    if not args.images or not args.labels or not args.out:
+        raise InputError("train needs --images PATH --labels PATH (or DATA) and --out RUN; see unetkit train --help")
+    overrides = dict(
+        model=args.model, base_width=args.base_width, depth=args.depth, loss=args.loss, optimizer=args.optimizer,
+        lr=args.lr, batch_size=args.batch_size, patch_size=args.patch_size, augment=args.augment, seed=args.seed,
+        device=args.device, val_fraction=args.val_fraction,
+        bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
+    )
+    config = recipe(args.recipe).with_overrides(**overrides)
+    if args.epochs is not None or budget is not None:  # what the user gave alone decides when to stop
+        config = replace(config, epochs=args.epochs, budget_s=budget)
+    train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet)
+    print(f"run written to {args.out} (model.safetensors, run.json, log.csv, curves.png)")
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from unetkit.predict_files import predict_paths
+
+    predict_paths(args.run, args.inputs, args.out, tta=args.tta, write_probabilities=args.prob,
+                  device=args.device, tile=args.tile, progress=not args.quiet)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from unetkit.evaluate import evaluate_paths, format_table, write_json
+
+    scores = evaluate_paths(args.pred, args.labels)
+    print(format_table(scores))
+    if args.json:
+        write_json(scores, args.json)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from unetkit.demo import run_demo
+
+    run_demo(args.out, data=args.data, budget_s=parse_duration(args.budget), seed=args.seed, progress=not args.quiet)
+
+
+COMMANDS = {"train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"unetkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("unetkit: interrupted; a training run continues with `unetkit train --resume RUN`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The training configuration: one frozen dataclass, saved as JSON in run.json.
+
+Recipes (train/recipes.py) give its defaults; command-line flags override single
+fields. Nothing else decides how a run trains, so run.json says it all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from unetkit.errors import InputError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: architecture choices, loss, optimiser, sampling, stopping, selection."""
+
+    recipe: str = "default"
+    model: str = "unet"
+    base_width: int = 32
+    depth: int = 4
+    bilinear: bool = True
+    single_logit: bool = False  # one sigmoid output for two classes (the seed recipe), else K softmax outputs
+    loss: str = "ce+dice"
+    optimizer: str = "adamw"  # "adamw" | "rmsprop" | "sgd"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"  # "cosine" (decays over the epochs or the budget) | "constant"
+    batch_size: int = 4
+    patch_size: int | None = 256  # None: whole images
+    epochs: int | None = None
+    budget_s: float | None = 600.0  # wall-clock limit including validation and saving
+    augment: str = "default"  # "default" | "seed" | "none"
+    normalization: str = "percentile"  # "percentile" | "scale"
+    select_by: str = "val_dice"  # "val_dice" (best validation) | "train_loss" (lowest single-batch loss, the seed's rule)
+    val_fraction: float = 0.2
+    tile: int = 512  # window size for validation and prediction
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+
+    def __post_init__(self) -> None:
+        if self.epochs is None and self.budget_s is None:
+            raise InputError("give --epochs N or --budget TIME (e.g. 10m) so training knows when to stop")
+        if self.epochs is not None and self.epochs < 1:
+            raise InputError(f"--epochs {self.epochs}: must be at least 1")
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise InputError(f"--budget {self.budget_s}s: must be positive")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.patch_size is not None and self.patch_size < 8:
+            raise InputError(f"--patch-size {self.patch_size}: must be at least 8 pixels")
+        if self.lr <= 0:
+            raise InputError(f"--lr {self.lr}: must be positive")
+        for name, value, allowed in [
+            ("--optimizer", self.optimizer, ("adamw", "rmsprop", "sgd")),
+            ("--schedule", self.schedule, ("cosine", "constant")),
+            ("--augment", self.augment, ("default", "seed", "none")),
+            ("--select-by", self.select_by, ("val_dice", "train_loss")),
+            ("--device", self.device, ("auto", "cpu", "cuda")),
+        ]:
+            if value not in allowed:
+                raise InputError(f"{name} {value}: unknown; choose one of {', '.join(allowed)}")
+
+    def with_overrides(self, **overrides: Any) -> "TrainConfig":
+        """A copy with the given fields replaced; None values mean "not given" and are skipped."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1.5h' or plain seconds -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise InputError(f"--budget {text}: not a duration; write e.g. 90s, 10m or 1.5h") from None

@@ -1,0 +1,1 @@
+"""Reading, validating, normalising, sampling and augmenting image/label pairs."""

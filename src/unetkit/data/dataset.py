@@ -1,0 +1,203 @@
+"""Paired image/label data in memory, and the seeded patch sampler that feeds training.
+
+Pairs are matched by file stem (never by sort order); a multi-page TIFF pairs
+page by page with a label stack of the same length. Everything is decoded,
+validated, normalised and held as tensors once, so a training step never
+touches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unetkit.data.io import Page, list_image_files, natural_key, read_pages
+from unetkit.data.labels import LabelEncoding
+from unetkit.data.normalize import Normalization
+from unetkit.errors import InputError
+
+# Label files are often named like their image plus one of these.
+LABEL_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt", "_annotation")
+
+
+@dataclass(frozen=True)
+class RawPair:
+    """One image page and its mask page, as decoded."""
+
+    image: Page
+    label: Page
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+def _label_stem(label_stem: str, image_stems: set[str]) -> str:
+    """The image stem a label file belongs to: the same stem, or the stem less a known suffix."""
+    if label_stem in image_stems:
+        return label_stem
+    for suffix in LABEL_SUFFIXES:
+        if label_stem.lower().endswith(suffix) and label_stem[: -len(suffix)] in image_stems:
+            return label_stem[: -len(suffix)]
+    return label_stem
+
+
+def pair_files(images: Path, labels: Path) -> list[tuple[Path, Path]]:
+    """Match image files with label files by stem; orphans on either side are an error naming them."""
+    image_files = list_image_files(images)
+    label_files = list_image_files(labels)
+    by_stem: dict[str, Path] = {}
+    for file in image_files:
+        if file.stem in by_stem:
+            raise InputError(f"{file}: two images share the stem {file.stem!r} ({by_stem[file.stem].name}); rename one")
+        by_stem[file.stem] = file
+    if Path(images).is_file() and Path(labels).is_file():
+        return [(image_files[0], label_files[0])]
+    if Path(images).is_file() != Path(labels).is_file():
+        raise InputError(f"{images} and {labels}: give both as folders or both as stacks (single files)")
+    labels_by_stem: dict[str, Path] = {}
+    for file in label_files:
+        stem = _label_stem(file.stem, set(by_stem))
+        if stem in labels_by_stem:
+            raise InputError(f"{file}: two masks belong to image {stem!r} ({labels_by_stem[stem].name}); keep one")
+        labels_by_stem[stem] = file
+    orphan_images = sorted(set(by_stem) - set(labels_by_stem), key=natural_key)
+    orphan_labels = sorted(set(labels_by_stem) - set(by_stem), key=natural_key)
+    if orphan_images:
+        names = ", ".join(by_stem[s].name for s in orphan_images[:5])
+        raise InputError(f"{Path(images)}: no mask in {Path(labels)} for {names}; add the masks or move these images out")
+    if orphan_labels:
+        names = ", ".join(labels_by_stem[s].name for s in orphan_labels[:5])
+        raise InputError(f"{Path(labels)}: no image in {Path(images)} for {names}; add the images or move these masks out")
+    return [(by_stem[stem], labels_by_stem[stem]) for stem in sorted(by_stem, key=natural_key)]
+
+
+def read_pairs(images: Path, labels: Path) -> tuple[list[RawPair], list[int] | None]:
+    """Decode every pair, page by page, and check the sizes match; also return a mask palette if any."""
+    pairs: list[RawPair] = []
+    palette = None
+    for image_file, label_file in pair_files(images, labels):
+        image_pages, _ = read_pages(image_file)
+        label_pages, label_palette = read_pages(label_file, labels=True)
+        palette = palette or label_palette
+        if len(image_pages) != len(label_pages):
+            raise InputError(
+                f"{image_file} has {len(image_pages)} pages but {label_file} has {len(label_pages)}; give stacks of the same length"
+            )
+        stacked = len(image_pages) > 1
+        for index, (image, label) in enumerate(zip(image_pages, label_pages)):
+            page = index if stacked else None
+            pair = RawPair(Page(image_file, page, image), Page(label_file, page, label))
+            if image.shape[:2] != label.shape[:2]:
+                raise InputError(
+                    f"{pair.image.name}: image is {image.shape[1]} x {image.shape[0]} but its mask {label_file.name} is "
+                    f"{label.shape[1]} x {label.shape[0]}; masks must have the size of their image"
+                )
+            pairs.append(pair)
+    channels = {1 if p.image.array.ndim == 2 else p.image.array.shape[-1] for p in pairs}
+    if len(channels) > 1:
+        raise InputError(f"{images}: images have different channel counts {sorted(channels)}; save them all greyscale or all RGB")
+    return pairs, palette
+
+
+def split_contiguous(pairs: list[RawPair], val_fraction: float) -> tuple[list[RawPair], list[RawPair]]:
+    """Hold out the last block of pairs: neighbouring sections look alike, so a random split would leak."""
+    if not 0.0 < val_fraction < 1.0:
+        raise InputError(f"--val-fraction {val_fraction}: must be between 0 and 1")
+    if len(pairs) < 2:
+        raise InputError(f"only {len(pairs)} image: need at least 2 to hold one out for validation, or give --val-images/--val-labels")
+    n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
+    return pairs[:-n_val], pairs[-n_val:]
+
+
+@dataclass
+class TensorPairs:
+    """Normalised images (C x H x W float32) and class maps (H x W uint8/int64), ready for training."""
+
+    names: list[str]
+    images: list[torch.Tensor]
+    labels: list[torch.Tensor]
+
+    @classmethod
+    def build(cls, pairs: list[RawPair], encoding: LabelEncoding, normalization: Normalization) -> "TensorPairs":
+        return cls(
+            [p.name for p in pairs],
+            [torch.from_numpy(normalization.apply(p.image.array, p.image.name)) for p in pairs],
+            [torch.from_numpy(encoding.to_classes(p.label.array, p.label.name)) for p in pairs],
+        )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def pixel_count(self) -> int:
+        return sum(int(label.numel()) for label in self.labels)
+
+
+def _pad_to(array: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Mirror-pad the last two axes up to at least (height, width); numpy repeats the mirror for tiny images."""
+    pad_h, pad_w = max(0, height - array.shape[-2]), max(0, width - array.shape[-1])
+    if pad_h == 0 and pad_w == 0:
+        return array
+    widths = [(0, 0)] * (array.dim() - 2) + [(0, pad_h), (0, pad_w)]
+    return torch.from_numpy(np.pad(array.numpy(), widths, mode="symmetric"))
+
+
+class PatchSampler:
+    """Random patches (or whole images) drawn with one seeded generator, so runs repeat exactly."""
+
+    def __init__(self, data: TensorPairs, patch_size: int | None, batch_size: int, generator: torch.Generator) -> None:
+        if len(data) == 0:
+            raise InputError("no training images left after the validation split; give more images or a smaller --val-fraction")
+        self.data = data
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.generator = generator
+        if patch_size is not None:  # patches never larger than the largest image; pad smaller ones once
+            patch_size = min(patch_size, max(max(y.shape) for y in data.labels))
+            self.patch_size = patch_size
+            data.images = [_pad_to(x, patch_size, patch_size) for x in data.images]
+            data.labels = [_pad_to(y, patch_size, patch_size) for y in data.labels]
+        weights = torch.tensor([float(y.numel()) for y in data.labels])
+        self._image_weights = weights / weights.sum()
+        self._order: list[int] = []
+
+    def steps_per_epoch(self) -> int:
+        """Whole images: one pass over the images. Patches: enough patches to cover every pixel once on average."""
+        if self.patch_size is None:
+            return -(-len(self.data) // self.batch_size)
+        per_step = self.batch_size * self.patch_size**2
+        return max(1, -(-self.data.pixel_count // per_step))
+
+    def start_epoch(self) -> None:
+        """Shuffle the image order (whole-image mode draws images without replacement within an epoch)."""
+        self._order = torch.randperm(len(self.data), generator=self.generator).tolist()
+
+    def batch(self, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """(B x C x H x W float32 images, B x H x W int64 classes, names of the source images)."""
+        if self.patch_size is None:
+            indices = self._order[step_in_epoch * self.batch_size : (step_in_epoch + 1) * self.batch_size]
+            shapes = {tuple(self.data.labels[i].shape) for i in indices}
+            if len(shapes) > 1:  # whole images of different sizes cannot share a batch
+                indices = indices[:1]
+            images = torch.stack([self.data.images[i] for i in indices])
+            labels = torch.stack([self.data.labels[i] for i in indices]).long()
+            return images, labels, [self.data.names[i] for i in indices]
+        size = self.patch_size
+        picks = torch.multinomial(self._image_weights, self.batch_size, replacement=True, generator=self.generator).tolist()
+        images, labels = [], []
+        for i in picks:
+            height, width = self.data.labels[i].shape
+            top = int(torch.randint(0, height - size + 1, (1,), generator=self.generator))
+            left = int(torch.randint(0, width - size + 1, (1,), generator=self.generator))
+            images.append(self.data.images[i][:, top : top + size, left : left + size])
+            labels.append(self.data.labels[i][top : top + size, left : left + size])
+        return torch.stack(images), torch.stack(labels).long(), [self.data.names[i] for i in picks]
+
+
+def natural_pair_order(pairs: list[RawPair]) -> list[RawPair]:
+    """Pairs in natural name order (a stack keeps its page order)."""
+    return sorted(pairs, key=lambda p: (natural_key(p.image.path.stem), p.image.index or 0))

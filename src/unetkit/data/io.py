@@ -1,0 +1,217 @@
+"""Read and write images, masks and stacks, always in one axis order.
+
+Every reader returns pages: an array of shape (P, H, W) for single-channel data
+or (P, H, W, C) for colour, with P = 1 for an ordinary 2-D file. TIFF goes
+through tifffile (which decodes LZW, Deflate, JPEG... through imagecodecs);
+everything else through Pillow. Problems come back as `InputError` naming the
+file, never as a library traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from unetkit.errors import InputError
+
+TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+PILLOW_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
+IMAGE_SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
+LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg"})
+
+# Larger images are refused before decoding: a decompression bomb would fill memory.
+MAX_PIXELS = int(os.environ.get("UNETKIT_MAX_PIXELS", 1 << 31))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One 2-D image of the input: a file, or one page of a stack."""
+
+    path: Path
+    index: int | None  # page number inside a stack, None for a single-page file
+    array: np.ndarray  # (H, W) or (H, W, C)
+
+    @property
+    def name(self) -> str:
+        """What users see in messages and what outputs are named after."""
+        return self.path.stem if self.index is None else f"{self.path.stem}[{self.index}]"
+
+
+def natural_key(text: str) -> list[object]:
+    """Sort key that puts "2" before "10" (ISBI files are 0..29 without padding)."""
+    # isdecimal, not isdigit: "²" is a digit that int() refuses and that \d does not split off
+    return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def list_image_files(path: Path) -> list[Path]:
+    """The image files a path stands for: the file itself, or a folder's images (not recursive)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f"{path}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
+        return [path]
+    files = [
+        entry
+        for entry in path.iterdir()
+        if entry.is_file() and not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise InputError(f"{path}: the folder holds no images (PNG, TIFF, ...); point to the folder with the images")
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _check_pixel_count(path: Path, shape: tuple[int, ...]) -> None:
+    pixels = int(np.prod(shape[:2])) if len(shape) >= 2 else 0
+    if pixels > MAX_PIXELS:
+        raise InputError(
+            f"{path}: {shape[1]} x {shape[0]} pixels is above the limit of {MAX_PIXELS}; "
+            "crop it, or raise UNETKIT_MAX_PIXELS if it is genuine"
+        )
+
+
+class _LoggedErrors(logging.Handler):
+    """Collects what tifffile logs as errors: it logs, not raises, when a stack is cut short and drops pages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _tiff_pages(path: Path) -> np.ndarray:
+    """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels."""
+    tifffile_log, errors = logging.getLogger("tifffile"), _LoggedErrors()
+    tifffile_log.addHandler(errors)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series
+            axes, shape = series[0].axes, series[0].shape
+            _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
+            if len(series) > 1 and all((s.axes, s.shape, s.dtype) == (axes, shape, series[0].dtype) for s in series):
+                # Pages written one call at a time (a loop over TiffWriter.write) are one series each: one stack.
+                array = np.stack([s.asarray() for s in series])
+                axes, shape = "Q" + axes, (len(series), *shape)
+            else:
+                array = series[0].asarray()
+    finally:
+        tifffile_log.removeHandler(errors)
+    if errors.messages:
+        raise InputError(f"{path}: is damaged or cut short ({errors.messages[0][:200]}); re-export it")
+    channel_axes = [i for i, axis in enumerate(axes) if axis in "SC"]
+    if len(channel_axes) > 1:
+        raise InputError(f"{path}: has several channel axes ({axes}); save one channel axis")
+    y, x = axes.index("Y"), axes.index("X")
+    page_axes = [i for i in range(len(axes)) if i not in (y, x, *channel_axes)]
+    array = np.transpose(array, page_axes + [y, x] + channel_axes)
+    pages = int(np.prod([shape[i] for i in page_axes])) if page_axes else 1
+    return array.reshape((pages, shape[y], shape[x]) + tuple(shape[i] for i in channel_axes))
+
+
+def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, list[int] | None]:
+    """A Pillow image as (1, H, W[, C]) and its palette when the indices are kept."""
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below is checked before decoding
+    with Image.open(path) as image:
+        _check_pixel_count(path, (image.height, image.width))
+        image.load()
+        palette = None
+        if image.mode == "P":
+            if keep_palette_indices:
+                palette = image.getpalette()
+            else:
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif image.mode == "CMYK":
+            image = image.convert("RGB")
+        elif image.mode in ("I;16", "I;16B", "I;16L"):
+            return np.asarray(image, dtype=np.uint16)[None], None
+        array = np.asarray(image)
+    return array[None], palette
+
+
+def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[int] | None]:
+    """Decode a file into (P, H, W[, C]) pages, and a palette for palette-PNG masks.
+
+    With `labels=True` a palette image keeps its indices (the classes) instead of
+    being turned into colours.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; check the path")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            array, palette = _tiff_pages(path), None
+        else:
+            array, palette = _pillow_page(path, keep_palette_indices=labels)
+    except InputError:
+        raise
+    # Decoders of damaged files raise all sorts: codec errors (RuntimeError), ZeroDivisionError, struct.error...
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, tifffile.TiffFileError, IndexError, KeyError,
+            ArithmeticError, RuntimeError, EOFError, struct.error) as exc:
+        raise InputError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}); re-export it as PNG or TIFF") from None
+    if array.ndim not in (3, 4) or min(array.shape[1:3]) < 1:
+        raise InputError(f"{path}: unexpected image shape {array.shape}; save it as a 2-D image or a stack of 2-D images")
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 4 and array.shape[-1] in (2, 4):  # drop an alpha channel
+        array = array[..., :-1]
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+    return array, palette
+
+
+def read_image_pages(path: Path) -> list[Page]:
+    """All pages of every image file that `path` stands for, in natural name order."""
+    result: list[Page] = []
+    for file in list_image_files(path):
+        pages, _ = read_pages(file)
+        result.extend(Page(file, index if len(pages) > 1 else None, page) for index, page in enumerate(pages))
+    return result
+
+
+def write_mask(path: Path, mask: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write one mask as PNG: bool as bilevel, uint8/uint16 as grey, (H, W, 3) as RGB, indices with a palette."""
+    if mask.dtype == bool:
+        image = Image.fromarray(mask)
+    elif mask.ndim == 3:
+        image = Image.fromarray(mask.astype(np.uint8))
+    elif mask.dtype.itemsize > 1 or mask.max(initial=0) > 255:
+        image = Image.fromarray(mask.astype(np.uint16))
+    elif palette is not None:
+        image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+        image.putpalette(palette)
+    else:
+        image = Image.fromarray(mask.astype(np.uint8))
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def write_tiff(path: Path, array: np.ndarray) -> None:
+    """Write a stack (P, H, W[, 3]) or a float map as a Deflate-compressed TIFF.
+
+    The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
+    """
+    photometric = "rgb" if array.ndim == 4 and array.shape[-1] == 3 else "minisblack"
+    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, photometric=photometric, compression="zlib"))
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: no half-written outputs."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

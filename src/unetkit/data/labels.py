@@ -1,0 +1,133 @@
+"""Label values <-> class indices, and predictions written back in the user's encoding.
+
+Users' masks come as 0/255, 0/1, bool, 0..K, arbitrary grey levels, palette
+indices or RGB colours. The sorted set of values found in the training masks
+becomes the classes 0..K-1; that mapping is saved in the run, every later mask
+is checked against it, and predicted classes are turned back into the same
+values (and dtype, and palette) before they are written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from unetkit.errors import InputError
+
+# More distinct values than this is an image or a lossy mask, not a set of classes.
+MAX_CLASSES = 64
+
+
+def _pack_colours(mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 colours -> (H, W) int64 codes, so colours compare like scalars."""
+    rgb = mask.astype(np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _unpack_colours(codes: np.ndarray) -> np.ndarray:
+    return np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=-1).astype(np.uint8)
+
+
+def _is_colour(mask: np.ndarray) -> bool:
+    """An RGB mask whose channels differ somewhere (grey saved as RGB is not colour)."""
+    return mask.ndim == 3 and not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2]))
+
+
+def _scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
+    """A mask as (H, W) int64 codes: colours packed (in a colour encoding), integral floats accepted."""
+    if mask.ndim == 3:
+        if mask.shape[-1] != 3:
+            raise InputError(f"{source}: mask has {mask.shape[-1]} channels; save masks as greyscale, palette or RGB")
+        if colour:
+            return _pack_colours(mask)
+        mask = mask[..., 0]
+    elif colour:
+        raise InputError(f"{source}: greyscale mask among RGB colour masks; save all masks the same way")
+    if mask.dtype.kind == "f":
+        if not np.all(np.isfinite(mask)):
+            raise InputError(f"{source}: mask holds NaN or infinite values; masks must hold class values")
+        if not np.array_equal(mask, np.round(mask)):
+            raise InputError(f"{source}: mask holds fractional values; masks must hold whole class values (0, 1, 255, ...)")
+    return mask.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LabelEncoding:
+    """How class indices map to the values of the user's masks."""
+
+    values: tuple[int, ...]  # the mask value of class i (RGB colours packed as 0xRRGGBB)
+    dtype: str  # numpy dtype of the masks, restored on output ("bool", "uint8", "uint16", ...)
+    colour: bool = False  # masks are RGB colours
+    palette: tuple[int, ...] | None = None  # palette of palette-PNG masks, restored on output
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.values)
+
+    @classmethod
+    def from_masks(cls, masks: list[tuple[str, np.ndarray]], palette: list[int] | None = None) -> "LabelEncoding":
+        """Collect the classes from (name, mask) pairs of the training set."""
+        if not masks:
+            raise InputError("no masks given; point --labels to the folder with the masks")
+        found: set[int] = set()
+        colour = any(_is_colour(mask) for _, mask in masks)
+        for name, mask in masks:
+            codes = _scalar_codes(mask, name, colour)
+            found.update(np.unique(codes).tolist())
+            if len(found) > MAX_CLASSES:
+                raise InputError(
+                    f"{name}: masks hold more than {MAX_CLASSES} distinct values; labels must be a few classes "
+                    "(is this an image, an instance map or a lossy JPEG mask?)"
+                )
+        if len(found) < 2:
+            only = next(iter(found))
+            raise InputError(f"every mask holds only the value {only}; labels need at least two classes (object and background)")
+        dtype = np.result_type(*[mask.dtype for _, mask in masks]).name
+        return cls(tuple(sorted(found)), dtype, colour, tuple(palette) if palette else None)
+
+    def to_classes(self, mask: np.ndarray, source: str) -> np.ndarray:
+        """A mask as (H, W) class indices; values outside the classes are an error naming the file."""
+        codes = _scalar_codes(mask, source, self.colour)
+        values = np.asarray(self.values, dtype=np.int64)
+        classes = np.searchsorted(values, codes)
+        classes = np.clip(classes, 0, len(values) - 1)
+        unknown = values[classes] != codes
+        if unknown.any():
+            bad = sorted(set(np.unique(codes[unknown]).tolist()))[:5]
+            raise InputError(
+                f"{source}: mask values {bad} are not among the classes {list(self.describe_values())}; "
+                "fix the mask or train with masks that contain these values"
+            )
+        return classes.astype(np.uint8 if len(values) <= 256 else np.int64)
+
+    def to_values(self, classes: np.ndarray) -> np.ndarray:
+        """Class indices -> a mask in the user's encoding (dtype, colours)."""
+        values = np.asarray(self.values, dtype=np.int64)[classes]
+        if self.colour:
+            return _unpack_colours(values)
+        if self.dtype == "bool":
+            return values.astype(bool)
+        return values.astype(self.dtype)
+
+    def describe_values(self) -> list[object]:
+        """The class values as users wrote them: numbers, or [r, g, b] colours."""
+        if self.colour:
+            return [_unpack_colours(np.asarray(v)).tolist() for v in self.values]
+        if self.dtype == "bool":
+            return [bool(v) for v in self.values]
+        return list(self.values)
+
+    def to_json(self) -> dict:
+        return {
+            "values": list(self.values),
+            "dtype": self.dtype,
+            "colour": self.colour,
+            "palette": list(self.palette) if self.palette else None,
+            "readable": self.describe_values(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LabelEncoding":
+        palette = data.get("palette")
+        return cls(tuple(int(v) for v in data["values"]), data["dtype"], bool(data["colour"]), tuple(palette) if palette else None)

@@ -1,0 +1,83 @@
+"""Intensity normalisation: one documented mapping, fitted on the training images, stored in the run.
+
+`percentile` (the default): per channel, the 0.5th and 99.5th percentiles of all
+training pixels are mapped to 0 and 1 (values beyond are kept, not clipped).
+Robust to a few saturated pixels, and the same for 8-bit, 16-bit and float data.
+`scale` (the seed recipe, as the tutorial did): divide by a fixed number (255).
+Prediction applies the stored numbers, so a run normalises new images exactly
+as it normalised its training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from unetkit.errors import InputError
+
+LOW_PERCENTILE = 0.5
+HIGH_PERCENTILE = 99.5
+_MAX_SAMPLES_PER_IMAGE = 1 << 18
+
+
+def channels_first(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) -> (C, H, W)."""
+    return image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """x -> (x - low[c]) / (high[c] - low[c]), per channel c."""
+
+    method: str
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    source_dtype: str  # dtype of the training images; others are refused at prediction
+
+    @classmethod
+    def fit(cls, images: list[np.ndarray], method: str = "percentile") -> "Normalization":
+        """Fit on training images given as (H, W) or (H, W, C) arrays."""
+        dtype = images[0].dtype.name
+        channels = channels_first(images[0]).shape[0]
+        if method == "scale":
+            return cls("scale", (0.0,) * channels, (255.0,) * channels, dtype)
+        if method != "percentile":
+            raise InputError(f"--normalization {method}: unknown; use percentile or scale")
+        samples = []
+        for image in images:
+            flat = channels_first(image).reshape(channels, -1)
+            step = max(1, flat.shape[1] // _MAX_SAMPLES_PER_IMAGE)
+            samples.append(flat[:, ::step].astype(np.float64))
+        pixels = np.concatenate(samples, axis=1)
+        low = np.percentile(pixels, LOW_PERCENTILE, axis=1)
+        high = np.percentile(pixels, HIGH_PERCENTILE, axis=1)
+        high = np.where(high > low, high, low + 1.0)  # a constant channel must not divide by zero
+        return cls("percentile", tuple(low.tolist()), tuple(high.tolist()), dtype)
+
+    def apply(self, image: np.ndarray, source: str = "image") -> np.ndarray:
+        """(H, W[, C]) raw -> (C, H, W) float32 normalised; checks channels and dtype against training."""
+        chw = channels_first(image)
+        if chw.shape[0] != len(self.low):
+            raise InputError(
+                f"{source}: has {chw.shape[0]} channel(s) but the model was trained on {len(self.low)}; "
+                "convert the image (e.g. to greyscale) or train on images like it"
+            )
+        if image.dtype.name != self.source_dtype and not (image.dtype.kind == self.source_dtype[0] == "f"):
+            raise InputError(
+                f"{source}: is {image.dtype.name} but the model was trained on {self.source_dtype} images; "
+                f"convert it to {self.source_dtype} or train on {image.dtype.name} images"
+            )
+        low = np.asarray(self.low, dtype=np.float32)[:, None, None]
+        high = np.asarray(self.high, dtype=np.float32)[:, None, None]
+        out = (chw.astype(np.float32) - low) / (high - low)
+        if not np.all(np.isfinite(out)):
+            raise InputError(f"{source}: holds NaN or infinite values; replace them before training or prediction")
+        return out
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "low": list(self.low), "high": list(self.high), "source_dtype": self.source_dtype}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Normalization":
+        return cls(data["method"], tuple(data["low"]), tuple(data["high"]), data["source_dtype"])

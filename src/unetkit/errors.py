@@ -1,0 +1,10 @@
+"""The one exception type users see.
+
+Anything raised as `InputError` is a problem with what the user gave us (a path,
+a file, an option): the CLI prints its message as one line and exits with 2.
+Every message names the file or option and says what to do about it.
+"""
+
+
+class InputError(Exception):
+    """Bad input from the user: a missing or corrupt file, a mismatch, a bad option."""

@@ -1,0 +1,45 @@
+"""Models by name: flags pick a builder, builders assemble the parts.
+
+`build_model(name, **options)` returns the network; `model_config(name, **options)`
+the frozen dataclass that describes it (saved as JSON in the run, so a run can
+rebuild its model without any code from the user).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Callable
+
+from torch import nn
+
+from unetkit.errors import InputError
+from unetkit.models.unet import UNet, UNetConfig
+
+_REGISTRY: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
+    "unet": (UNetConfig, UNet),
+}
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_config(name: str, **options: Any) -> Any:
+    """The config dataclass of model `name` with `options`; unknown names and options are clear errors."""
+    if name not in _REGISTRY:
+        raise InputError(f"--model {name}: unknown model; choose one of {', '.join(available_models())}")
+    config_type, _ = _REGISTRY[name]
+    try:
+        return config_type(**options)
+    except TypeError as exc:
+        raise InputError(f"--model {name}: {exc}") from None
+
+
+def build_model(name: str, **options: Any) -> nn.Module:
+    """Build a network by name, e.g. build_model("unet", in_channels=1, num_classes=2, base_width=32)."""
+    config = model_config(name, **options)
+    return _REGISTRY[name][1](config)
+
+
+def config_to_json(config: Any) -> dict:
+    return asdict(config)

@@ -1,0 +1,46 @@
+"""Pictures for people: training curves and image | truth | prediction panels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from unetkit.data.io import write_atomic  # noqa: E402
+
+
+def plot_curves(rows: list[dict[str, float]], path: Path) -> None:
+    """Training loss and validation scores against epochs."""
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in rows], label="train loss")
+    ax_loss.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    ax_score.plot(epochs, [r["val_dice"] for r in rows], label="validation mean Dice")
+    ax_score.plot(epochs, [1 - r["val_pixel_error"] for r in rows], label="validation pixel accuracy")
+    ax_score.set_xlabel("epoch")
+    ax_score.set_ylim(0, 1)
+    ax_score.legend(loc="lower right")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, path: Path, title: str = "") -> None:
+    """Side by side: image | truth | prediction (class maps shown in grey levels)."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    for ax, data, name in zip(axes, (image, truth, prediction), ("image", "truth", "prediction")):
+        ax.imshow(data, cmap="gray", interpolation="nearest")
+        ax.set_title(name)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

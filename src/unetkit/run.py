@@ -1,0 +1,124 @@
+"""The run directory: what a training run leaves behind, and how a run is loaded back.
+
+    RUN/run.json            config, model, classes and their label values, normalisation,
+                            data, library versions, status and metrics
+    RUN/model.safetensors   the best weights (by validation, or the recipe's rule)
+    RUN/last/               resume state (train/checkpoint.py)
+    RUN/log.csv, curves.png one row per epoch, and its plot
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unetkit.config import TrainConfig
+from unetkit.data.io import write_atomic
+from unetkit.data.labels import LabelEncoding
+from unetkit.data.normalize import Normalization
+from unetkit.errors import InputError
+from unetkit.models.registry import build_model
+from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
+
+RUN_FILE = "run.json"
+RUN_FORMAT_VERSION = 1
+_LIBRARIES = ("unetkit", "torch", "numpy", "scipy", "scikit-image", "pillow", "tifffile", "safetensors")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def machine_description() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> dict[str, Any]:
+    """The builder options of the run's network, from the training config and the data."""
+    outputs = 1 if config.single_logit else num_classes
+    return {
+        "in_channels": in_channels,
+        "num_classes": outputs,
+        "base_width": config.base_width,
+        "depth": config.depth,
+        "bilinear": config.bilinear,
+    }
+
+
+def write_run_json(run_dir: Path, record: dict[str, Any]) -> None:
+    text = json.dumps(record, indent=2, default=str)
+    write_atomic(Path(run_dir) / RUN_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a unetkit run (no {RUN_FILE}); give the folder that `unetkit train --out` wrote")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}); restore it or train again") from None
+    if record.get("format_version", 0) > RUN_FORMAT_VERSION:
+        raise InputError(f"{path}: written by a newer unetkit (format {record['format_version']}); upgrade unetkit")
+    return record
+
+
+@dataclass
+class Run:
+    """A trained run, ready to predict: the network with its best weights, and how to encode data for it."""
+
+    path: Path
+    record: dict[str, Any]
+    config: TrainConfig
+    encoding: LabelEncoding
+    normalization: Normalization
+    model: torch.nn.Module
+
+
+def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
+    """Rebuild the network from run.json and load model.safetensors into it (no pickle anywhere)."""
+    run_dir = Path(run_dir)
+    record = read_run_json(run_dir)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise InputError(f"{run_dir}: has no {WEIGHTS_FILE} yet; let training finish one epoch or use --resume")
+    try:
+        config = TrainConfig.from_json(record["config"])
+        encoding = LabelEncoding.from_json(record["classes"])
+        normalization = Normalization.from_json(record["normalization"])
+        model = build_model(record["model"]["name"], **record["model"]["options"])
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{run_dir / RUN_FILE}: missing or malformed entry {exc}; the run folder is damaged") from None
+    load_weights(weights, model)
+    model.to(device).eval()
+    return Run(run_dir, record, config, encoding, normalization, model)
+
+
+def new_run_record(config: TrainConfig, model_name: str, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format_version": RUN_FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "training",
+        "config": config.to_json(),
+        "model": {"name": model_name, "options": options},
+        "libraries": library_versions(),
+        "machine": machine_description(),
+    }

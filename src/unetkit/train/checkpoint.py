@@ -1,0 +1,121 @@
+"""Checkpoints as data, never code: safetensors for tensors, JSON for everything else.
+
+Every file is written to a temporary name in the same folder, fsynced and then
+renamed over the old one, so an interrupted save leaves the previous
+checkpoint intact. The resume state is one safetensors file whose header
+carries the JSON part (step, epoch, best score, optimiser hyper-parameters),
+so tensors and counters can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from unetkit.data.io import write_atomic
+from unetkit.errors import InputError
+
+WEIGHTS_FILE = "model.safetensors"
+RESUME_DIR = "last"
+RESUME_FILE = "state.safetensors"
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Atomically write tensors with a JSON metadata header."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    header = {"unetkit": json.dumps(metadata)}
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read tensors and the JSON metadata; pickle files are refused."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth", ".ckpt", ".pkl"):
+        raise InputError(f"{path}: pickle checkpoints can run code and are not loaded; use a unetkit run (safetensors)")
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint; check the run folder")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path))
+        metadata = json.loads(header.get("unetkit", "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: corrupt checkpoint ({exc}); train again or restore the file") from None
+    return tensors, metadata
+
+
+def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
+    save_tensors(path, model.state_dict(), metadata)
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> dict[str, Any]:
+    """Load weights into `model`, checking names and shapes first; returns the metadata."""
+    tensors, metadata = load_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"shape of {wrong[:3]}"
+        raise InputError(f"{path}: weights do not fit the model in run.json ({detail}); the run folder is inconsistent")
+    model.load_state_dict(tensors)
+    return metadata
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state_dict into tensors and JSON-able values."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            name = f"optim.{index}.{key}"
+            if isinstance(value, torch.Tensor):
+                tensors[name] = value
+            else:
+                scalars[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    items = [(k, v) for k, v in tensors.items() if k.startswith("optim.")] + list(info["scalars"].items())
+    for name, value in items:
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": info["param_groups"]}
+
+
+def save_resume_state(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: dict[str, torch.Tensor],
+    counters: dict[str, Any],
+) -> None:
+    """Everything needed to continue: weights, optimiser, RNG states and counters, in one atomic file."""
+    folder = Path(run_dir) / RESUME_DIR
+    folder.mkdir(exist_ok=True)
+    optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(optim_tensors)
+    tensors.update({f"rng.{k}": v for k, v in rng.items()})
+    save_tensors(folder / RESUME_FILE, tensors, {"counters": counters, "optimizer": optim_info})
+
+
+def load_resume_state(
+    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore model and optimiser in place; return the RNG states and the counters."""
+    path = Path(run_dir) / RESUME_DIR / RESUME_FILE
+    if not path.is_file():
+        raise InputError(f"{run_dir}: has no resume state ({RESUME_DIR}/{RESUME_FILE}); it stopped before its first epoch ended")
+    tensors, metadata = load_tensors(path)
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata["optimizer"]))
+    rng = {k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")}
+    return rng, metadata["counters"]

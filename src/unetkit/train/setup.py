@@ -1,0 +1,62 @@
+"""From paths to tensors: read, pair, split, fit the label encoding and the normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from unetkit.data.dataset import RawPair, TensorPairs, read_pairs, split_contiguous
+from unetkit.data.labels import LabelEncoding
+from unetkit.data.normalize import Normalization
+from unetkit.errors import InputError
+
+
+@dataclass
+class TrainingData:
+    train: TensorPairs
+    val: TensorPairs
+    encoding: LabelEncoding
+    normalization: Normalization
+    in_channels: int
+
+
+def _channels(pair: RawPair) -> int:
+    return 1 if pair.image.array.ndim == 2 else pair.image.array.shape[-1]
+
+
+def prepare_training_data(
+    images: Path,
+    labels: Path,
+    val_images: Path | None,
+    val_labels: Path | None,
+    val_fraction: float,
+    normalization: str | Normalization,
+    encoding: LabelEncoding | None = None,
+) -> TrainingData:
+    """Read and check everything once.
+
+    The classes come from the training masks and the normalisation is fitted on
+    the training images, unless a resumed run passes its own.
+    """
+    pairs, palette = read_pairs(images, labels)
+    if (val_images is None) != (val_labels is None):
+        raise InputError("give both --val-images and --val-labels, or neither (then a contiguous block is held out)")
+    if val_images is not None:
+        val_pairs, _ = read_pairs(val_images, val_labels)
+        train_pairs = pairs
+    else:
+        train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
+    if _channels(train_pairs[0]) != _channels(val_pairs[0]):
+        raise InputError(f"{val_images}: validation images have a different channel count than the training images")
+    if encoding is None:
+        encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette)
+    norm = normalization
+    if not isinstance(norm, Normalization):
+        norm = Normalization.fit([p.image.array for p in train_pairs], normalization)
+    return TrainingData(
+        TensorPairs.build(train_pairs, encoding, norm),
+        TensorPairs.build(val_pairs, encoding, norm),
+        encoding,
+        norm,
+        _channels(train_pairs[0]),
+    )

@@ -1,0 +1,389 @@
+"""The training loop: sample, augment, step, validate, select, checkpoint, log.
+
+`train()` starts a run, `resume()` continues one from its last epoch. Stopping
+is by epochs or by a wall-clock budget that includes validation and saving.
+The resume state is written at the end of every epoch, so a killed run loses
+at most one epoch of work.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from unetkit.config import TrainConfig
+from unetkit.data.augment import augment_batch
+from unetkit.data.dataset import PatchSampler, TensorPairs
+from unetkit.data.labels import LabelEncoding
+from unetkit.data.normalize import Normalization
+from unetkit.devices import resolve_device
+from unetkit.errors import InputError
+from unetkit.losses import get_loss
+from unetkit.metrics import dice_per_class, pixel_error
+from unetkit.models.registry import build_model
+from unetkit.plots import plot_curves
+from unetkit.predict import predict_probabilities
+from unetkit.run import model_options, new_run_record, read_run_json, write_run_json
+from unetkit.train.checkpoint import WEIGHTS_FILE, load_resume_state, save_resume_state, save_weights
+from unetkit.train.setup import TrainingData, prepare_training_data
+
+LOG_FILE = "log.csv"
+CURVES_FILE = "curves.png"
+LOG_FIELDS = ["epoch", "step", "seconds", "lr", "train_loss", "val_loss", "val_dice", "val_pixel_error", "best"]
+MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
+CURVES_EVERY_S = 30.0
+VALIDATIONS_PER_BUDGET = 10  # with patches and a budget, an "epoch" ends early so that this many validations happen
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _parse_log_row(row: dict[str, str]) -> dict[str, Any]:
+    """A log.csv row back as numbers (epoch and step as integers)."""
+    return {k: v if k == "best" else int(v) if k in ("epoch", "step") else float(v) for k, v in row.items()}
+
+
+@dataclass
+class Counters:
+    """Where a run stands; saved in the resume state."""
+
+    step: int = 0
+    epoch: int = 0
+    elapsed_s: float = 0.0
+    best_score: float = -math.inf  # higher is better (val Dice, or minus the training loss)
+    best_epoch: int = 0
+    bad_steps: int = 0
+    skipped_steps: int = 0
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, data: TensorPairs, tile: int, device: torch.device) -> dict[str, float]:
+    """Mean over validation images of: loss (NLL of the true class), mean Dice over classes, pixel error."""
+    losses, dices, errors = [], [], []
+    for image, label in zip(data.images, data.labels):
+        probs = predict_probabilities(model, image, tile=tile, device=device)  # K x H x W
+        truth = label.long()
+        nll = -torch.log(probs.gather(0, truth[None]).clamp_min(1e-7)).mean()
+        pred = probs.argmax(0).numpy()
+        losses.append(float(nll))
+        dices.append(float(np.mean(dice_per_class(pred, truth.numpy(), probs.shape[0]))))
+        errors.append(pixel_error(pred, truth.numpy()))
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(dices)), "val_pixel_error": float(np.mean(errors))}
+
+
+class Trainer:
+    """One run's loop. Built from a run folder, a config, the data and a (possibly restored) state."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: TrainConfig,
+        data: TrainingData,
+        record: dict[str, Any],
+        progress: bool = True,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.data = data
+        self.record = record
+        self.progress = progress
+        self.say = say
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = build_model(record["model"]["name"], **record["model"]["options"]).to(self.device)
+        self.optimizer = make_optimizer(config, self.model)
+        self.loss_fn = get_loss(config.loss)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.sampler = PatchSampler(data.train, config.patch_size, config.batch_size, self.generator)
+        self.counters = Counters()
+        self.rows: list[dict[str, Any]] = []
+        self._best_train_state: dict[str, torch.Tensor] | None = None
+        self._curves_drawn = -math.inf
+        self._amp_dtype = None
+        if self.device.type == "cuda":
+            self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self._scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype == torch.float16)
+
+    # --- state -----------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Continue from RUN/last: weights, optimiser, RNG states, counters and the log so far."""
+        rng, counters = load_resume_state(self.run_dir, self.model, self.optimizer)
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["sampler"])
+        self.counters = Counters(**counters)
+        log = self.run_dir / LOG_FILE
+        if log.is_file():
+            with open(log, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            self.rows = [_parse_log_row(row) for row in rows if int(row["epoch"]) <= self.counters.epoch]
+
+    def _save_state(self) -> None:
+        rng = {"torch": torch.get_rng_state(), "sampler": self.generator.get_state()}
+        save_resume_state(self.run_dir, self.model, self.optimizer, rng, vars(self.counters))
+
+    # --- schedule and stopping ---------------------------------------------------
+
+    def _fraction_done(self, elapsed: float) -> float:
+        """How far through the run we are, by epochs or by budget, whichever is further."""
+        fractions = [0.0]
+        if self.config.epochs:
+            fractions.append(self.counters.step / (self.config.epochs * self.sampler.steps_per_epoch()))
+        if self.config.budget_s:
+            fractions.append(elapsed / self.config.budget_s)
+        return min(1.0, max(fractions))
+
+    def _set_lr(self, elapsed: float) -> float:
+        factor = 1.0
+        if self.config.schedule == "cosine":
+            factor = 0.5 * (1 + math.cos(math.pi * self._fraction_done(elapsed)))
+            factor = max(factor, 0.01)
+        lr = self.config.lr * factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    # --- one step ----------------------------------------------------------------
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, names: list[str]) -> float | None:
+        """One optimiser step; returns the loss, or None when it was not finite (step skipped)."""
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
+            logits = self.model(images)
+        loss = self.loss_fn(logits.float(), labels)
+        if not torch.isfinite(loss):
+            self.counters.bad_steps += 1
+            self.counters.skipped_steps += 1
+            if self.counters.bad_steps >= MAX_BAD_STEPS:
+                raise InputError(
+                    f"training loss was not finite {MAX_BAD_STEPS} steps in a row (last batch: {', '.join(names)}); "
+                    "check these images for extreme values, or lower --lr; the last good checkpoint is kept"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.counters.bad_steps = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self._scaler.scale(loss).backward()
+        self._scaler.step(self.optimizer)
+        self._scaler.update()
+        return loss.item()
+
+    # --- the loop ------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        config = self.config
+        steps_per_epoch = self.sampler.steps_per_epoch()
+        clock_start = time.monotonic() - self.counters.elapsed_s
+        elapsed = lambda: time.monotonic() - clock_start  # noqa: E731
+        step_cost, end_cost = 0.0, 0.0
+        bar = tqdm(
+            total=config.epochs * steps_per_epoch if config.epochs else int(config.budget_s or 0),
+            initial=self.counters.step if config.epochs else int(self.counters.elapsed_s),
+            unit="step" if config.epochs else "s",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        self.model.train()
+        out_of_time = False
+        try:
+            while not out_of_time and (config.epochs is None or self.counters.epoch < config.epochs):
+                self.sampler.start_epoch()
+                losses: list[float] = []
+                lr = self.config.lr
+                epoch_started = elapsed()
+                for step_in_epoch in range(steps_per_epoch):
+                    if config.budget_s and elapsed() + step_cost + end_cost > config.budget_s:
+                        out_of_time = True
+                        break
+                    if losses and self._round_is_long(epoch_started, elapsed()):
+                        break
+                    started = time.monotonic()
+                    lr = self._set_lr(elapsed())
+                    images, labels, names = self.sampler.batch(step_in_epoch)
+                    images, labels = augment_batch(config.augment, images, labels, self.generator)
+                    loss = self._step(images, labels, names)
+                    self.counters.step += 1
+                    if loss is not None:
+                        losses.append(loss)
+                        self._track_train_loss(loss)
+                    step_cost = 0.9 * step_cost + 0.1 * (time.monotonic() - started) if step_cost else time.monotonic() - started
+                    bar.set_postfix(epoch=self.counters.epoch + 1, loss=f"{loss if loss is not None else float('nan'):.4f}")
+                    bar.update(1) if config.epochs else bar.update(int(elapsed()) - bar.n)
+                if not losses:
+                    break
+                end_started = time.monotonic()
+                self.counters.epoch += 1
+                self._end_epoch(float(np.mean(losses)), lr, elapsed())
+                end_cost = time.monotonic() - end_started
+                if not config.epochs:
+                    bar.update(max(0, int(elapsed()) - bar.n))
+        except KeyboardInterrupt:
+            bar.close()
+            self._set_status("interrupted")
+            raise
+        bar.close()
+        self.counters.elapsed_s = elapsed()
+        self._set_status("finished")
+        return self.record.get("metrics", {})
+
+    def _round_is_long(self, started: float, now: float) -> bool:
+        """Within a budget, validate at least VALIDATIONS_PER_BUDGET times, even if an epoch is longer."""
+        return bool(self.config.budget_s) and self.config.patch_size is not None and (
+            now - started > self.config.budget_s / VALIDATIONS_PER_BUDGET
+        )
+
+    def _track_train_loss(self, loss: float) -> None:
+        """The seed recipe keeps the weights of the lowest single-batch training loss."""
+        if self.config.select_by == "train_loss" and -loss > self.counters.best_score:
+            self.counters.best_score = -loss
+            self.counters.best_epoch = self.counters.epoch + 1
+            self._best_train_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+    def _end_epoch(self, train_loss: float, lr: float, elapsed: float) -> None:
+        scores = validate(self.model, self.data.val, self.config.tile, self.device)
+        improved = False
+        if self.config.select_by == "val_dice" and scores["val_dice"] > self.counters.best_score:
+            self.counters.best_score = scores["val_dice"]
+            self.counters.best_epoch = self.counters.epoch
+            improved = True
+            save_weights(self.run_dir / WEIGHTS_FILE, self.model, self._weights_metadata())
+        if self.config.select_by == "train_loss" and self._best_train_state is not None:
+            improved = True
+            best_model = copy.deepcopy(self.model).cpu()
+            best_model.load_state_dict(self._best_train_state)
+            save_weights(self.run_dir / WEIGHTS_FILE, best_model, self._weights_metadata())
+            self._best_train_state = None
+        self.counters.elapsed_s = elapsed
+        row = {"epoch": self.counters.epoch, "step": self.counters.step, "seconds": round(elapsed, 1), "lr": lr,
+               "train_loss": train_loss, **scores, "best": "yes" if improved else ""}
+        self.rows.append(row)
+        self._write_log()
+        if improved or "best" not in self.record.get("metrics", {}):
+            self.record["metrics"] = {"best": {**row, "selected_by": self.config.select_by}}
+        self.record["metrics"]["last"] = row
+        self.record["progress"] = {"epoch": self.counters.epoch, "step": self.counters.step, "seconds": round(elapsed, 1),
+                                   "skipped_steps": self.counters.skipped_steps}
+        write_run_json(self.run_dir, self.record)
+        self._save_state()
+
+    def _weights_metadata(self) -> dict[str, Any]:
+        return {"model": self.record["model"], "epoch": self.counters.epoch, "step": self.counters.step}
+
+    def _write_log(self, final: bool = False) -> None:
+        """log.csv every epoch; curves.png at most every CURVES_EVERY_S seconds (plotting is slow) and at the end."""
+        with open(self.run_dir / LOG_FILE, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        if self.rows and (final or time.monotonic() - self._curves_drawn > CURVES_EVERY_S):
+            plot_curves(self.rows, self.run_dir / CURVES_FILE)
+            self._curves_drawn = time.monotonic()
+
+    def _set_status(self, status: str) -> None:
+        self._write_log(final=True)
+        self.record["status"] = status
+        write_run_json(self.run_dir, self.record)
+
+
+def _describe(trainer: Trainer) -> list[str]:
+    data, config = trainer.data, trainer.config
+    params = sum(p.numel() for p in trainer.model.parameters())
+    sizes = sorted({tuple(y.shape) for y in data.train.labels})
+    stop = [f"{config.epochs} epochs" if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
+    return [
+        f"data: {len(data.train)} training and {len(data.val)} validation images, sizes {sizes[:3]}, {data.in_channels} channel(s)",
+        f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
+        f"model: {config.model} width {config.base_width} depth {config.depth} "
+        f"{'bilinear' if config.bilinear else 'transposed-conv'}, {params / 1e6:.2f} M parameters, on {trainer.device}",
+        f"training: recipe {config.recipe}, {config.loss} loss, {config.optimizer} lr {config.lr:g}, batch {config.batch_size} of "
+        f"{'whole images' if config.patch_size is None else f'{config.patch_size}x{config.patch_size} patches'}, "
+        f"{trainer.sampler.steps_per_epoch()} steps/epoch, stop at {' or '.join(s for s in stop if s)}",
+    ]
+
+
+def train(
+    images: Path,
+    labels: Path,
+    out: Path,
+    config: TrainConfig,
+    val_images: Path | None = None,
+    val_labels: Path | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train a new run into `out` (which must not hold a run already); returns run.json's record."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
+    data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction, config.normalization)
+    if config.single_logit and data.encoding.num_classes != 2:
+        raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
+    options = model_options(config, data.in_channels, data.encoding.num_classes)
+    record = new_run_record(config, config.model, options)
+    record["data"] = {
+        "images": str(Path(images).resolve()),
+        "labels": str(Path(labels).resolve()),
+        "val_images": str(Path(val_images).resolve()) if val_images else None,
+        "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
+        "train": data.train.names,
+        "val": data.val.names,
+    }
+    record["classes"] = data.encoding.to_json()
+    record["normalization"] = data.normalization.to_json()
+    write_run_json(out, record)
+    trainer = Trainer(out, config, data, record, progress, say)
+    for line in _describe(trainer):
+        say(line)
+    trainer.run()
+    return trainer.record
+
+
+def resume(
+    run_dir: Path,
+    epochs: int | None = None,
+    budget_s: float | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Continue a run from its last saved epoch, on the same data; `epochs`/`budget_s` may extend it."""
+    run_dir = Path(run_dir)
+    record = read_run_json(run_dir)
+    config = TrainConfig.from_json(record["config"])
+    if epochs is not None or budget_s is not None:
+        config = config.with_overrides(epochs=epochs, budget_s=budget_s)
+        record["config"] = config.to_json()
+    paths = record["data"]  # the classes and the normalisation are the run's, not re-derived
+    data = prepare_training_data(
+        Path(paths["images"]), Path(paths["labels"]),
+        Path(paths["val_images"]) if paths["val_images"] else None,
+        Path(paths["val_labels"]) if paths["val_labels"] else None,
+        config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]),
+    )
+    trainer = Trainer(run_dir, config, data, record, progress, say)
+    trainer.restore()
+    say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
+    trainer.record["status"] = "training"
+    trainer.run()
+    return trainer.record

@@ -1,0 +1,356 @@
+"""Reading and writing images, masks and stacks: every format users bring, and every way a file breaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import write_png
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from unetkit.data.io import list_image_files, natural_key, read_image_pages, read_pages, write_atomic, write_mask, write_tiff
+from unetkit.errors import InputError
+
+RNG = np.random.default_rng(1234)
+H, W = 5, 7  # odd and non-square, so a transposed read cannot pass
+
+
+def _random(shape: tuple[int, ...], dtype: type, high: int | None = None) -> np.ndarray:
+    high = high if high is not None else np.iinfo(dtype).max
+    return RNG.integers(0, high, shape, endpoint=True).astype(dtype)
+
+
+def _cut(path: Path, fraction: float) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+# --- PNG --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_greyscale_png_keeps_values_and_dtype(tmp_path: Path, dtype: type) -> None:
+    image = _random((H, W), dtype)
+    image[0, 0], image[-1, -1] = 0, np.iinfo(dtype).max  # full range, so 16 bit cannot pass as 8 bit
+    pages, palette = read_pages(write_png(tmp_path / "grey.png", image))
+    assert pages.shape == (1, H, W) and pages.dtype == dtype and palette is None
+    np.testing.assert_array_equal(pages[0], image)
+
+
+@pytest.mark.parametrize(
+    ("mode", "channels", "kept"),
+    [("RGB", 3, 3), ("RGBA", 4, 3), ("LA", 2, 1)],
+    ids=["rgb", "rgba-alpha-dropped", "grey-alpha-dropped"],
+)
+def test_colour_png_and_alpha_dropped(tmp_path: Path, mode: str, channels: int, kept: int) -> None:
+    image = _random((H, W, channels), np.uint8)
+    path = tmp_path / "colour.png"
+    Image.fromarray(image, mode=mode).save(path)
+    pages, _ = read_pages(path)
+    expected = image[..., :kept] if kept > 1 else image[..., 0]
+    assert pages.shape == (1, *expected.shape)
+    np.testing.assert_array_equal(pages[0], expected)
+
+
+def test_bilevel_png_reads_as_bool(tmp_path: Path) -> None:
+    mask = RNG.random((H, W)) > 0.5
+    pages, _ = read_pages(write_png(tmp_path / "bilevel.png", mask))
+    assert pages.dtype == bool
+    np.testing.assert_array_equal(pages[0], mask)
+
+
+def _palette_png(path: Path, indices: np.ndarray, colours: list[tuple[int, int, int]]) -> Path:
+    image = Image.frombytes("P", (indices.shape[1], indices.shape[0]), indices.astype(np.uint8).tobytes())
+    image.putpalette([c for colour in colours for c in colour])
+    image.save(path)
+    return path
+
+
+COLOURS = [(0, 0, 0), (255, 0, 0), (0, 128, 255)]
+
+
+def test_palette_png_as_labels_keeps_indices_and_palette(tmp_path: Path) -> None:
+    indices = np.resize(np.arange(3, dtype=np.uint8), (H, W))
+    pages, palette = read_pages(_palette_png(tmp_path / "p.png", indices, COLOURS), labels=True)
+    assert pages.shape == (1, H, W)
+    np.testing.assert_array_equal(pages[0], indices)
+    assert palette is not None and palette[:9] == [c for colour in COLOURS for c in colour]
+
+
+def test_palette_png_as_image_gives_colours(tmp_path: Path) -> None:
+    indices = np.resize(np.arange(3, dtype=np.uint8), (H, W))
+    pages, palette = read_pages(_palette_png(tmp_path / "p.png", indices, COLOURS), labels=False)
+    assert palette is None and pages.shape == (1, H, W, 3)
+    np.testing.assert_array_equal(pages[0], np.array(COLOURS, dtype=np.uint8)[indices])
+
+
+# --- TIFF -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", [None, "lzw", "zlib"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tiff_single_page(tmp_path: Path, compression: str | None, dtype: type) -> None:
+    image = _random((H, W), dtype)
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, image, compression=compression)
+    with tifffile.TiffFile(path) as tif:  # the file really is compressed as asked
+        assert tif.pages[0].compression == {None: 1, "lzw": 5, "zlib": 8}[compression]
+    pages, palette = read_pages(path)
+    assert pages.shape == (1, H, W) and pages.dtype == dtype and palette is None
+    np.testing.assert_array_equal(pages[0], image)
+
+
+@pytest.mark.parametrize("compression", [None, "lzw", "zlib"])
+@pytest.mark.parametrize("count", [2, 3, 4])  # 3 pages must not turn into 3 channels
+def test_tiff_stack_reads_as_pages(tmp_path: Path, compression: str | None, count: int) -> None:
+    stack = _random((count, H, W), np.uint8)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack", compression=compression)
+    pages, _ = read_pages(path)
+    assert pages.shape == (count, H, W)
+    np.testing.assert_array_equal(pages, stack)
+
+
+def test_tiff_written_page_by_page_reads_as_stack(tmp_path: Path) -> None:
+    stack = _random((3, H, W), np.uint16)
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for page in stack:
+            tif.write(page, photometric="minisblack", contiguous=False)
+    pages, _ = read_pages(path)
+    np.testing.assert_array_equal(pages, stack)
+
+
+def test_rgb_tiff_is_one_page_with_three_channels(tmp_path: Path) -> None:
+    image = _random((H, W, 3), np.uint8)
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, image, photometric="rgb")
+    pages, _ = read_pages(path)
+    assert pages.shape == (1, H, W, 3)
+    np.testing.assert_array_equal(pages[0], image)
+
+
+def test_rgb_tiff_stack(tmp_path: Path) -> None:
+    stack = _random((2, H, W, 3), np.uint8)
+    path = tmp_path / "rgbstack.tif"
+    tifffile.imwrite(path, stack, photometric="rgb")
+    pages, _ = read_pages(path)
+    assert pages.shape == (2, H, W, 3)
+    np.testing.assert_array_equal(pages, stack)
+
+
+def test_float32_tiff_exact(tmp_path: Path) -> None:
+    image = (RNG.normal(0, 1e3, (H, W))).astype(np.float32)
+    path = tmp_path / "float.tif"
+    tifffile.imwrite(path, image)
+    pages, _ = read_pages(path)
+    assert pages.dtype == np.float32
+    np.testing.assert_array_equal(pages[0], image)
+
+
+def test_write_tiff_round_trip(tmp_path: Path) -> None:
+    stack = RNG.random((3, H, W)).astype(np.float32)
+    write_tiff(tmp_path / "out.tif", stack)
+    np.testing.assert_array_equal(read_pages(tmp_path / "out.tif")[0], stack)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_read_image_pages_names_stack_pages(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "vol.tif", _random((3, H, W), np.uint8), photometric="minisblack")
+    write_png(tmp_path / "10.png", _random((H, W), np.uint8))
+    write_png(tmp_path / "9.png", _random((H, W), np.uint8))
+    assert [p.name for p in read_image_pages(tmp_path)] == ["9", "10", "vol[0]", "vol[1]", "vol[2]"]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    for call in (lambda p: read_pages(p), lambda p: list_image_files(p)):
+        with pytest.raises(InputError, match="nothere.png"):
+            call(tmp_path / "nothere.png")
+
+
+@pytest.mark.parametrize("contents", [[], ["notes.txt", ".hidden.png"]], ids=["empty", "no-images"])
+def test_folder_without_images(tmp_path: Path, contents: list[str]) -> None:
+    folder = tmp_path / "images_folder"
+    folder.mkdir()
+    for name in contents:
+        (folder / name).write_bytes(b"x")
+    with pytest.raises(InputError, match="images_folder"):
+        list_image_files(folder)
+
+
+def test_non_image_file_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="notes.txt"):
+        list_image_files(tmp_path / "notes.txt")
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_truncated_png(tmp_path: Path, fraction: float) -> None:
+    path = _cut(write_png(tmp_path / "cut.png", _random((32, 32), np.uint8)), fraction)
+    with pytest.raises(InputError, match="cut.png"):
+        read_pages(path)
+
+
+@pytest.mark.parametrize("compression", [None, "lzw", "zlib"])
+@pytest.mark.parametrize("count", [1, 4])
+def test_truncated_tiff(tmp_path: Path, compression: str | None, count: int) -> None:
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, _random((count, 16, 16), np.uint8), photometric="minisblack", compression=compression)
+    _cut(path, 0.5)
+    with pytest.raises(InputError, match="cut.tif"):
+        read_pages(path)
+
+
+@pytest.mark.parametrize("name", ["noise.png", "noise.tif", "noise.jpg"])
+def test_random_bytes(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(InputError, match=name):
+        read_pages(path)
+
+
+def _sample_files(folder: Path) -> dict[str, bytes]:
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(5)
+    png = write_png(folder / "s.png", rng.integers(0, 255, (24, 24), dtype=np.uint8))
+    tif = folder / "s.tif"
+    tifffile.imwrite(tif, rng.integers(0, 255, (3, 12, 12), dtype=np.uint8), photometric="minisblack", compression="zlib")
+    return {".png": png.read_bytes(), ".tif": tif.read_bytes()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from([".png", ".tif"]), data=st.data())
+def test_cut_or_corrupt_files_never_leak_library_errors(tmp_path: Path, suffix: str, data: st.DataObject) -> None:
+    """A damaged file either reads exactly as the original or raises InputError: never a traceback, never less data."""
+    originals = _sample_files(tmp_path / "originals")
+    good = originals[suffix]
+    expected = read_pages(tmp_path / "originals" / f"s{suffix}")[0]
+    damaged = bytearray(good[: data.draw(st.integers(0, len(good) - 1), label="cut")])
+    if damaged and data.draw(st.booleans(), label="flip"):
+        at = data.draw(st.integers(0, len(damaged) - 1), label="at")
+        damaged[at] ^= data.draw(st.integers(1, 255), label="xor")
+    path = tmp_path / f"damaged{suffix}"
+    path.write_bytes(bytes(damaged))
+    try:
+        pages, _ = read_pages(path)
+    except InputError as error:
+        assert path.name in str(error)
+        return
+    # Only a flipped byte in pixel data can go unnoticed; a cut file must never lose pages silently.
+    assert pages.shape[0] == expected.shape[0]
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+def test_list_image_files_natural_order_and_skips(tmp_path: Path) -> None:
+    for name in ["10.png", "2.png", "1.PNG", "img11.tif", "img9.tiff", ".3.png", "notes.txt", "labels.csv"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.png").mkdir()  # a folder that looks like an image
+    assert [p.name for p in list_image_files(tmp_path)] == ["1.PNG", "2.png", "10.png", "img9.tiff", "img11.tif"]
+
+
+def test_list_image_files_single_file(tmp_path: Path) -> None:
+    path = write_png(tmp_path / "a.png", _random((H, W), np.uint8))
+    assert list_image_files(path) == [path]
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=20, unique=True), st.sampled_from(["", "img_", "Slice-"]))
+def test_natural_key_orders_numbers_numerically(numbers: list[int], prefix: str) -> None:
+    names = [f"{prefix}{n}.png" for n in numbers]
+    assert sorted(names, key=natural_key) == [f"{prefix}{n}.png" for n in sorted(numbers)]
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["b10", "B9", "a"], ["a", "B9", "b10"]),
+        (["scan_1²2.png", "scan_1.png"], ["scan_1.png", "scan_1²2.png"]),  # "²" is a digit int() refuses
+        (["٣.png", "12.png"], ["٣.png", "12.png"]),  # other scripts' decimal digits are numbers too
+    ],
+)
+def test_natural_key_table(names: list[str], expected: list[str]) -> None:
+    assert sorted(names, key=natural_key) == expected
+
+
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8))
+def test_natural_key_sorts_any_names(names: list[str]) -> None:
+    """Any file name (digits of other scripts included) gets a key, and keys compare."""
+    assert sorted(sorted(names, key=natural_key), key=natural_key) == sorted(names, key=natural_key)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+MASKS = {
+    "bool": RNG.random((H, W)) > 0.5,
+    "uint8": np.resize(np.array([0, 1, 128, 255], dtype=np.uint8), (H, W)),
+    "uint16": np.resize(np.array([0, 1, 1000, 65535], dtype=np.uint16), (H, W)),
+    "uint16-small-values": np.resize(np.array([0, 1, 2], dtype=np.uint16), (H, W)),
+    "rgb": np.resize(np.array(COLOURS, dtype=np.uint8), (H, W, 3)),
+}
+
+
+@pytest.mark.parametrize("kind", list(MASKS))
+def test_write_mask_round_trip(tmp_path: Path, kind: str) -> None:
+    mask = MASKS[kind]
+    write_mask(tmp_path / "m.png", mask)
+    pages, palette = read_pages(tmp_path / "m.png", labels=True)
+    assert pages[0].dtype == mask.dtype and palette is None
+    np.testing.assert_array_equal(pages[0], mask)
+
+
+def test_write_mask_palette_round_trip(tmp_path: Path) -> None:
+    indices = np.resize(np.arange(3, dtype=np.uint8), (H, W))
+    palette = [c for colour in COLOURS for c in colour] + [0] * (768 - 9)
+    write_mask(tmp_path / "p.png", indices, palette)
+    pages, read_palette = read_pages(tmp_path / "p.png", labels=True)
+    np.testing.assert_array_equal(pages[0], indices)
+    assert read_palette == palette
+    colours, _ = read_pages(tmp_path / "p.png")
+    np.testing.assert_array_equal(colours[0], np.array(COLOURS, dtype=np.uint8)[indices])
+
+
+def test_write_mask_replaces_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "m.png"
+    write_mask(target, MASKS["uint8"])
+    write_mask(target, MASKS["uint8"] // 2)
+    np.testing.assert_array_equal(read_pages(target)[0][0], MASKS["uint8"] // 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.png"]
+
+
+def test_write_atomic_keeps_target_when_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"previous")
+
+    def broken(tmp: Path) -> None:
+        tmp.write_bytes(b"half a fi")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(target, broken)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
+
+
+def test_write_atomic_writes_through_a_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    seen: list[Path] = []
+
+    def writer(tmp: Path) -> None:
+        seen.append(tmp)
+        assert not target.exists()  # the target appears only when complete
+        tmp.write_bytes(b"new")
+
+    write_atomic(target, writer)
+    assert seen[0] != target and seen[0].parent == tmp_path
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]

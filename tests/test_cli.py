@@ -1,0 +1,154 @@
+"""The command line: label encodings survive train -> predict; bad input is one line and exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unetkit.cli import main
+from unetkit.data.io import read_pages
+
+FAST = ["--epochs", "12", "--width", "8", "--depth", "2", "--patch-size", "32", "--batch-size", "4",
+        "--lr", "0.01", "--device", "cpu", "--quiet"]
+
+
+def class_pair(rng: np.random.Generator, num_classes: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """An image whose brightness tells the class (easy to learn): rectangles of classes 1..K-1 on class 0."""
+    classes = np.zeros((size, size), dtype=np.int64)
+    for k in range(1, num_classes):
+        for _ in range(2):
+            y, x = rng.integers(0, size - 10, 2)
+            classes[y : y + rng.integers(5, 10), x : x + rng.integers(5, 10)] = k
+    image = (40 + 170 * classes / max(1, num_classes - 1) + rng.normal(0, 6, classes.shape)).clip(0, 255)
+    return image.astype(np.uint8), classes
+
+
+def save_mask(path: Path, classes: np.ndarray, encoding: str) -> np.ndarray:
+    """Write class indices in one of the encodings users have; return the mask as written."""
+    palette = None
+    if encoding == "0/255":
+        mask = (classes * 255).astype(np.uint8)
+    elif encoding == "0/1":
+        mask = classes.astype(np.uint8)
+    elif encoding == "bool":
+        mask = classes.astype(bool)
+    elif encoding == "0..K":
+        mask = classes.astype(np.uint8)
+    elif encoding == "grey levels":
+        mask = np.array([30, 128, 201], dtype=np.uint8)[classes]
+    elif encoding == "1..K":
+        mask = (classes + 1).astype(np.uint8)
+    elif encoding == "uint16":
+        mask = np.array([0, 40000], dtype=np.uint16)[classes]
+    elif encoding == "rgb":
+        mask = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], dtype=np.uint8)[classes]
+    elif encoding == "palette":
+        mask, palette = classes.astype(np.uint8), [0, 0, 0, 255, 255, 0, 0, 128, 255] + [0] * (256 * 3 - 9)
+    else:
+        raise AssertionError(encoding)
+    if palette is not None:
+        image = Image.fromarray(mask).convert("P")
+        image.putpalette(palette)
+        image = Image.frombytes("P", image.size, mask.tobytes())
+        image.putpalette(palette)
+    else:
+        image = Image.fromarray(mask)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return mask
+
+
+ENCODINGS = {"0/255": 2, "0/1": 2, "bool": 2, "0..K": 3, "grey levels": 3, "1..K": 3, "uint16": 2, "rgb": 3, "palette": 3}
+
+
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+def test_label_encoding_round_trips_through_train_and_predict(encoding: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    truth = {}
+    for i in range(8):
+        image, classes = class_pair(rng, ENCODINGS[encoding])
+        Image.fromarray(image).save(tmp_path / f"img{i}.png") if False else None
+        (tmp_path / "data" / "image").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "data" / "image" / f"{i}.png")
+        truth[str(i)] = save_mask(tmp_path / "data" / "label" / f"{i}.png", classes, encoding)
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *FAST]) == 0
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "data" / "image"), "--out", str(tmp_path / "pred"), "--quiet"]) == 0
+    agreement = []
+    for name, mask in truth.items():
+        written, _ = read_pages(tmp_path / "pred" / f"{name}.png", labels=True)
+        predicted = written[0]
+        assert predicted.dtype == mask.dtype, encoding
+        assert predicted.shape == mask.shape
+        values = lambda m: {tuple(v) for v in m.reshape(-1, 3)} if m.ndim == 3 else set(np.unique(m).tolist())  # noqa: E731
+        assert values(predicted) <= values(mask) | set(), encoding  # only the user's values come back
+        agreement.append(np.mean(np.all(predicted == mask, axis=-1) if mask.ndim == 3 else predicted == mask))
+    assert np.mean(agreement) > 0.9, (encoding, agreement)  # classes map back to the right values
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unetkit.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    assert lines[0].startswith("unetkit: error:")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_missing_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("train", "--images", str(tmp_path / "nope"), "--labels", str(tmp_path / "nope2"), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "nope")
+
+
+def test_corrupt_png_is_one_line_and_exit_2(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    broken = images / "3.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    result = run_cli("train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "3.png")
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_size_mismatch_is_one_line_and_exit_2(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    Image.fromarray(np.zeros((20, 32), dtype=np.uint8)).save(labels / "4.png")
+    result = run_cli("train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "4", "20")
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "--out", "x"], "--images"),
+        (["train", "--images", "a", "--labels", "b", "--out", "x", "--budget", "ten"], "--budget"),
+        (["train", "--images", "a", "--labels", "b", "--out", "x", "--recipe", "magic"], "--recipe"),
+        (["predict", "no-such-run", "in", "--out", "o"], "no-such-run"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_predict_refuses_its_input_folder_and_its_own_outputs(toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    images, labels = toy_data
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"), *FAST[:2], "--width", "4", "--depth", "2", "--quiet"]) == 0
+    before = sorted(p.name for p in images.iterdir())
+    assert main(["predict", str(tmp_path / "run"), str(images), "--out", str(images)]) == 2
+    assert "input folder" in capsys.readouterr().err
+    assert sorted(p.name for p in images.iterdir()) == before  # nothing written beside the inputs
+    assert main(["predict", str(tmp_path / "run"), str(images), "--out", str(tmp_path / "pred"), "--quiet"]) == 0
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "pred"), "--out", str(tmp_path / "pred2"), "--quiet"]) == 2
+    assert "predictions" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir() if not p.name.startswith(".")) == before

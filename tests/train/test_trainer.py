@@ -1,0 +1,122 @@
+"""Training: a tiny model overfits, an interrupted run resumes to the same weights, budgets stop in time."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from unetkit.config import TrainConfig
+from unetkit.errors import InputError
+from unetkit.train import trainer as trainer_module
+from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, load_tensors
+from unetkit.train.trainer import resume, train
+
+TINY = TrainConfig(
+    base_width=8, depth=2, lr=1e-2, batch_size=2, patch_size=None, epochs=4, budget_s=None,
+    augment="none", loss="ce", schedule="constant", device="cpu",
+)
+
+
+def log_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def two_images(toy_data: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    images, labels = toy_data
+    for folder in (images, labels):
+        for extra in ("2", "3", "4", "5"):
+            (folder / f"{extra}.png").unlink()
+    return images, labels
+
+
+def test_tiny_model_overfits_two_images(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = two_images(toy_data, tmp_path)
+    config = replace(TINY, epochs=60)
+    losses: list[float] = []
+    original = trainer_module.Trainer._step
+
+    def recording_step(self, *args):  # type: ignore[no-untyped-def]
+        loss = original(self, *args)
+        losses.append(loss)
+        return loss
+
+    trainer_module.Trainer._step = recording_step
+    try:
+        train(images, labels, tmp_path / "run", config, val_images=images, val_labels=labels, progress=False, say=lambda _: None)
+    finally:
+        trainer_module.Trainer._step = original
+    assert len(losses) == 60
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+    assert float(log_rows(tmp_path / "run")[-1]["val_dice"]) > 0.9
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = load_tensors(run / RESUME_DIR / RESUME_FILE)
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def test_interrupted_run_resumes_from_its_saved_step_to_the_same_weights(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = toy_data
+    config = replace(TINY, patch_size=16, batch_size=2, augment="default", schedule="cosine")
+    quiet = dict(progress=False, say=lambda _: None)
+    train(images, labels, tmp_path / "whole", config, **quiet)
+
+    original = trainer_module.Trainer._save_state
+
+    def save_then_die(self):  # type: ignore[no-untyped-def]
+        original(self)
+        if self.counters.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.Trainer, "_save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(images, labels, tmp_path / "cut", config, **quiet)
+    monkeypatch.setattr(trainer_module.Trainer, "_save_state", original)
+    rows = log_rows(tmp_path / "cut")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+    resume(tmp_path / "cut", **quiet)
+    whole, cut = log_rows(tmp_path / "whole"), log_rows(tmp_path / "cut")
+    assert [r["step"] for r in cut] == [r["step"] for r in whole]  # steps continue from the saved one
+    assert [r["train_loss"] for r in cut] == [r["train_loss"] for r in whole]
+    expected, got = final_weights(tmp_path / "whole"), final_weights(tmp_path / "cut")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_budget_stops_training_in_time(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    import time
+
+    images, labels = toy_data
+    config = replace(TINY, epochs=None, budget_s=3.0, patch_size=16)
+    started = time.monotonic()
+    record = train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    assert time.monotonic() - started < 3.0 + 2.5  # + reading data and building the model
+    assert record["status"] == "finished"
+    assert len(log_rows(tmp_path / "run")) >= 2  # several validations within one budget
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_seed_rule_keeps_the_lowest_training_loss(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    config = replace(TINY, select_by="train_loss", single_logit=True, loss="bce", epochs=3)
+    record = train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    assert record["metrics"]["best"]["selected_by"] == "train_loss"
+    assert record["model"]["options"]["num_classes"] == 1
+
+
+def test_existing_run_folder_is_not_overwritten(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "precious.txt").write_text("keep me")
+    with pytest.raises(InputError, match="--resume"):
+        train(images, labels, tmp_path / "run", TINY, progress=False)
+    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
