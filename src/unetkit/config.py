@@ -18,7 +18,7 @@ class TrainConfig:
 
     recipe: str = "default"
     model: str = "unet"
-    base_width: int = 32
+    base_width: int = 16
     depth: int = 4
     bilinear: bool = True
     single_logit: bool = False  # one sigmoid output for two classes (the seed recipe), else K softmax outputs
@@ -28,8 +28,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     schedule: str = "cosine"  # "cosine" (decays over the epochs or the budget) | "constant"
-    batch_size: int = 4
-    patch_size: int | None = 256  # None: whole images
+    batch_size: int = 8
+    patch_size: int | None = 128  # None: whole images
     epochs: int | None = None
     budget_s: float | None = 600.0  # wall-clock limit including validation and saving
     augment: str = "default"  # "default" | "seed" | "none"

@@ -1,0 +1,32 @@
+"""The demo writes what it promises: data, run, masks, pictures, and prints its figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unetkit.demo import run_demo
+from unetkit.errors import InputError
+
+
+def test_synthetic_demo_writes_pictures_and_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNETKIT_DATA", raising=False)
+    lines: list[str] = []
+    summary = run_demo(tmp_path / "demo", budget_s=8, progress=False, say=lines.append)
+    out = tmp_path / "demo"
+    assert summary["images"] == 6
+    assert 0 <= summary["pixel_error"] <= 1 and 0 <= summary["membrane_dice"] <= 1
+    assert len(list((out / "panels").glob("*.png"))) == 6
+    assert len(list((out / "predictions").glob("*.png"))) == 6
+    assert (out / "curves.png").is_file() and (out / "run" / "model.safetensors").is_file()
+    assert any("membrane Dice" in line for line in lines)
+    # a second demo into the same folder replaces the first
+    run_demo(out, budget_s=4, progress=False, say=lambda _: None)
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("precious")
+    with pytest.raises(InputError, match="not an earlier demo"):
+        run_demo(tmp_path, budget_s=1, progress=False)
+    assert (tmp_path / "mine.txt").read_text() == "precious"
