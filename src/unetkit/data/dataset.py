@@ -164,25 +164,39 @@ class PatchSampler:
         weights = torch.tensor([float(y.numel()) for y in data.labels])
         self._image_weights = weights / weights.sum()
         self._order: list[int] = []
+        self._batches: list[list[int]] = []
 
     def steps_per_epoch(self) -> int:
         """Whole images: one pass over the images. Patches: enough patches to cover every pixel once on average."""
-        if self.patch_size is None:
-            return -(-len(self.data) // self.batch_size)
+        if self.patch_size is None:  # images of different sizes cannot share a batch: each size is batched apart
+            counts: dict[tuple[int, ...], int] = {}
+            for label in self.data.labels:
+                counts[tuple(label.shape)] = counts.get(tuple(label.shape), 0) + 1
+            return sum(-(-count // self.batch_size) for count in counts.values())
         per_step = self.batch_size * self.patch_size**2
         return max(1, -(-self.data.pixel_count // per_step))
 
     def start_epoch(self) -> None:
         """Shuffle the image order (whole-image mode draws images without replacement within an epoch)."""
         self._order = torch.randperm(len(self.data), generator=self.generator).tolist()
+        self._batches = self._whole_image_batches(self._order)
+
+    def _whole_image_batches(self, order: list[int]) -> list[list[int]]:
+        """The shuffled order cut into batches of one image size each, in the order their first image comes.
+
+        With one size this is the order cut every `batch_size` images; with several, no image is skipped.
+        """
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i in order:
+            by_size.setdefault(tuple(self.data.labels[i].shape), []).append(i)
+        batches = [group[k : k + self.batch_size] for group in by_size.values() for k in range(0, len(group), self.batch_size)]
+        position = {i: n for n, i in enumerate(order)}
+        return sorted(batches, key=lambda batch: position[batch[0]])
 
     def batch(self, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """(B x C x H x W float32 images, B x H x W int64 classes, names of the source images)."""
         if self.patch_size is None:
-            indices = self._order[step_in_epoch * self.batch_size : (step_in_epoch + 1) * self.batch_size]
-            shapes = {tuple(self.data.labels[i].shape) for i in indices}
-            if len(shapes) > 1:  # whole images of different sizes cannot share a batch
-                indices = indices[:1]
+            indices = self._batches[step_in_epoch]
             images = torch.stack([self.data.images[i] for i in indices])
             labels = torch.stack([self.data.labels[i] for i in indices]).long()
             return images, labels, [self.data.names[i] for i in indices]

@@ -41,6 +41,8 @@ def _scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
             raise InputError(f"{source}: mask has {mask.shape[-1]} channels; save masks as greyscale, palette or RGB")
         if colour:
             return _pack_colours(mask)
+        if _is_colour(mask):  # its first channel alone would pass red (255, 0, 0) as grey 255
+            raise InputError(f"{source}: colour mask, but the classes are grey values; save all masks the same way")
         mask = mask[..., 0]
     elif colour:
         raise InputError(f"{source}: greyscale mask among RGB colour masks; save all masks the same way")

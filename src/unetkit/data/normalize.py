@@ -50,8 +50,12 @@ class Normalization:
             step = max(1, flat.shape[1] // _MAX_SAMPLES_PER_IMAGE)
             samples.append(flat[:, ::step].astype(np.float64))
         pixels = np.concatenate(samples, axis=1)
-        low = np.percentile(pixels, LOW_PERCENTILE, axis=1)
-        high = np.percentile(pixels, HIGH_PERCENTILE, axis=1)
+        # NaN/inf pixels are left out: one would turn low/high into NaN and `apply` would then blame every image.
+        finite = [row[np.isfinite(row)] for row in pixels]
+        if any(row.size == 0 for row in finite):
+            raise InputError("the training images hold no finite values in some channel; replace NaN and infinite values")
+        low = np.array([np.percentile(row, LOW_PERCENTILE) for row in finite])
+        high = np.array([np.percentile(row, HIGH_PERCENTILE) for row in finite])
         high = np.where(high > low, high, low + 1.0)  # a constant channel must not divide by zero
         return cls("percentile", tuple(low.tolist()), tuple(high.tolist()), dtype)
 

@@ -14,9 +14,11 @@ from torch import nn
 
 from unetkit.errors import InputError
 from unetkit.models.unet import UNet, UNetConfig
+from unetkit.models.unet_valid import UNetClassic, UNetClassicConfig
 
 _REGISTRY: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "unet": (UNetConfig, UNet),
+    "unet-classic": (UNetClassicConfig, UNetClassic),
 }
 
 

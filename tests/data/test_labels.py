@@ -1,0 +1,253 @@
+"""Label values <-> classes: every encoding users bring must come back exactly, and every bad mask must be named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from unetkit.data.io import read_pages, write_mask
+from unetkit.data.labels import MAX_CLASSES, LabelEncoding
+from unetkit.errors import InputError
+
+H, W = 5, 7
+
+
+def _masks(values: list, dtype: object, count: int = 3, seed: int = 0) -> list[np.ndarray]:
+    """`count` masks that together hold every value; each a shuffled (H, W) array."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(np.resize(np.asarray(values, dtype=dtype), H * W)).reshape(H, W) for _ in range(count)]
+
+
+def _named(masks: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    return [(f"mask{i}.png", mask) for i, mask in enumerate(masks)]
+
+
+GREY_CASES = {
+    "0/255 uint8": ([0, 255], np.uint8),
+    "0/1 uint8": ([0, 1], np.uint8),
+    "bool": ([False, True], bool),
+    "0..K (K=4)": ([0, 1, 2, 3, 4], np.uint8),
+    "grey levels": ([0, 77, 200], np.uint8),
+    "uint16": ([0, 1000, 65535], np.uint16),
+    "1..K no 0": ([1, 2, 3], np.uint8),
+    "integral float32": ([0.0, 1.0, 2.0], np.float32),
+    "integral float64": ([0.0, 255.0], np.float64),
+    "signed int16": ([-1, 0, 5], np.int16),
+}
+
+
+@pytest.mark.parametrize("case", list(GREY_CASES))
+def test_grey_round_trip(case: str) -> None:
+    values, dtype = GREY_CASES[case]
+    masks = _masks(values, dtype)
+    encoding = LabelEncoding.from_masks(_named(masks))
+    assert encoding.values == tuple(int(v) for v in values)  # sorted, as given
+    assert encoding.num_classes == len(values) and not encoding.colour
+    for i, mask in enumerate(masks):
+        classes = encoding.to_classes(mask, f"mask{i}.png")
+        assert classes.shape == (H, W) and classes.dtype == np.uint8
+        for index, value in enumerate(values):  # class i is the i-th smallest value
+            assert np.all((classes == index) == (mask == value))
+        back = encoding.to_values(classes)
+        assert back.dtype == mask.dtype
+        np.testing.assert_array_equal(back, mask)
+
+
+COLOURS = np.array([[0, 0, 0], [255, 0, 0], [0, 128, 255], [10, 20, 30]], dtype=np.uint8)
+
+
+def test_rgb_colour_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    masks = [COLOURS[rng.permutation(np.resize(np.arange(4), H * W)).reshape(H, W)] for _ in range(2)]
+    encoding = LabelEncoding.from_masks(_named(masks))
+    assert encoding.colour and encoding.num_classes == 4
+    assert encoding.describe_values() == sorted(COLOURS.tolist(), key=lambda c: (c[0] << 16) | (c[1] << 8) | c[2])
+    for mask in masks:
+        back = encoding.to_values(encoding.to_classes(mask, "colour.png"))
+        assert back.shape == (H, W, 3) and back.dtype == np.uint8
+        np.testing.assert_array_equal(back, mask)
+
+
+def test_grey_saved_as_rgb_is_grey() -> None:
+    grey = _masks([0, 128, 255], np.uint8)
+    masks = [np.repeat(m[..., None], 3, axis=-1) for m in grey]
+    encoding = LabelEncoding.from_masks(_named(masks))
+    assert not encoding.colour and encoding.values == (0, 128, 255)
+    for mask, plain in zip(masks, grey):
+        classes = encoding.to_classes(mask, "rgbgrey.png")
+        np.testing.assert_array_equal(encoding.to_values(classes), plain)
+        np.testing.assert_array_equal(classes, encoding.to_classes(plain, "grey.png"))  # same as the plain grey mask
+
+
+def test_grey_as_rgb_among_colour_masks_counts_as_colour() -> None:
+    colour = COLOURS[np.resize(np.arange(3), (H, W))]
+    white = np.full((H, W, 3), 255, dtype=np.uint8)
+    white[0, 0] = 0
+    encoding = LabelEncoding.from_masks(_named([colour, white]))
+    assert encoding.colour and encoding.num_classes == 4  # black, red, blue-ish, white
+    np.testing.assert_array_equal(encoding.to_values(encoding.to_classes(white, "white.png")), white)
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_unknown_value_names_file_and_value() -> None:
+    encoding = LabelEncoding.from_masks(_named(_masks([0, 255], np.uint8)))
+    bad = _masks([0, 128, 255], np.uint8)[0]
+    with pytest.raises(InputError, match=r"strange_mask\.png.*128"):
+        encoding.to_classes(bad, "strange_mask.png")
+
+
+def test_unknown_colour_names_file() -> None:
+    encoding = LabelEncoding.from_masks(_named([COLOURS[np.resize(np.arange(2), (H, W))]]))
+    bad = COLOURS[np.resize(np.arange(3), (H, W))]
+    with pytest.raises(InputError, match=r"odd_colour\.png"):
+        encoding.to_classes(bad, "odd_colour.png")
+
+
+def test_colour_mask_against_grey_encoding_is_refused() -> None:
+    """A red pixel (255, 0, 0) must not pass as grey 255 because its first channel is 255."""
+    encoding = LabelEncoding.from_masks(_named(_masks([0, 255], np.uint8)))
+    red_on_black = np.zeros((H, W, 3), dtype=np.uint8)
+    red_on_black[1:3, 2:5, 0] = 255
+    with pytest.raises(InputError, match=r"red\.png"):
+        encoding.to_classes(red_on_black, "red.png")
+
+
+def test_grey_mask_against_colour_encoding_is_refused() -> None:
+    encoding = LabelEncoding.from_masks(_named([COLOURS[np.resize(np.arange(2), (H, W))]]))
+    with pytest.raises(InputError, match=r"grey\.png"):
+        encoding.to_classes(_masks([0, 255], np.uint8)[0], "grey.png")
+    with pytest.raises(InputError, match=r"grey\.png"):  # also while collecting the classes
+        LabelEncoding.from_masks([("colour.png", COLOURS[np.resize(np.arange(2), (H, W))]), ("grey.png", _masks([0, 1], np.uint8)[0])])
+
+
+@pytest.mark.parametrize("value", [0, 255, True])
+def test_single_valued_masks_are_refused(value: int) -> None:
+    dtype = bool if value is True else np.uint8
+    masks = [np.full((H, W), value, dtype=dtype) for _ in range(3)]
+    with pytest.raises(InputError, match="two classes"):
+        LabelEncoding.from_masks(_named(masks))
+
+
+def test_values_spread_over_masks_make_the_classes() -> None:
+    """Each mask alone holds one value; together they hold two: that is fine."""
+    encoding = LabelEncoding.from_masks(_named([np.zeros((H, W), np.uint8), np.full((H, W), 255, np.uint8)]))
+    assert encoding.values == (0, 255)
+
+
+def test_no_masks_refused() -> None:
+    with pytest.raises(InputError):
+        LabelEncoding.from_masks([])
+
+
+@pytest.mark.parametrize(("count", "ok"), [(MAX_CLASSES, True), (MAX_CLASSES + 1, False)])
+def test_too_many_values(count: int, ok: bool) -> None:
+    first = np.arange(count // 2, dtype=np.uint16).reshape(1, -1)
+    second = np.arange(count // 2, count, dtype=np.uint16).reshape(1, -1)  # the limit counts over all masks
+    masks = [("first.png", first), ("image_not_mask.png", second)]
+    if ok:
+        assert LabelEncoding.from_masks(masks).num_classes == count
+    else:
+        with pytest.raises(InputError, match=r"image_not_mask\.png"):
+            LabelEncoding.from_masks(masks)
+
+
+@pytest.mark.parametrize(
+    "bad", [0.5, np.nan, np.inf, -np.inf], ids=["fraction", "nan", "inf", "-inf"]
+)
+@pytest.mark.parametrize("where", ["from_masks", "to_classes"])
+def test_non_integral_floats_refused(bad: float, where: str) -> None:
+    mask = np.resize(np.array([0.0, 1.0], dtype=np.float32), (H, W))
+    broken = mask.copy()
+    broken[2, 3] = bad
+    with pytest.raises(InputError, match=r"float_mask\.tif"):
+        if where == "from_masks":
+            LabelEncoding.from_masks([("ok.tif", mask), ("float_mask.tif", broken)])
+        else:
+            LabelEncoding.from_masks([("ok.tif", mask)]).to_classes(broken, "float_mask.tif")
+
+
+def test_four_channel_mask_refused() -> None:
+    with pytest.raises(InputError, match=r"rgba\.png"):
+        LabelEncoding.from_masks([("rgba.png", np.zeros((H, W, 4), dtype=np.uint8))])
+
+
+# --- persistence ------------------------------------------------------------------------------
+
+
+JSON_CASES = {
+    "uint8": (_masks([0, 255], np.uint8), None),
+    "bool": (_masks([False, True], bool), None),
+    "float": (_masks([0.0, 3.0], np.float32), None),
+    "colour": ([COLOURS[np.resize(np.arange(3), (H, W))]], None),
+    "palette": (_masks([0, 1, 2], np.uint8), [0, 0, 0, 255, 0, 0, 0, 255, 0]),
+}
+
+
+@pytest.mark.parametrize("case", list(JSON_CASES))
+def test_json_round_trip(case: str) -> None:
+    masks, palette = JSON_CASES[case]
+    encoding = LabelEncoding.from_masks(_named(masks), palette)
+    restored = LabelEncoding.from_json(json.loads(json.dumps(encoding.to_json())))
+    assert restored == encoding
+    classes = encoding.to_classes(masks[0], "m.png")
+    back = restored.to_values(classes)
+    assert back.dtype == masks[0].dtype
+    np.testing.assert_array_equal(back, masks[0])
+
+
+def test_palette_masks_come_back_with_their_palette(tmp_path: Path) -> None:
+    """Read palette PNGs as indices, learn the classes, write predictions with the same palette."""
+    palette = [0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (768 - 9)
+    indices = _masks([0, 2], np.uint8, count=1)[0]  # index 1 unused: classes are the indices found
+    write_mask(tmp_path / "in.png", indices, palette)
+    pages, read_palette = read_pages(tmp_path / "in.png", labels=True)
+    encoding = LabelEncoding.from_masks([("in.png", pages[0])], read_palette)
+    assert encoding.values == (0, 2) and encoding.palette == tuple(palette)
+    predicted = encoding.to_values(encoding.to_classes(pages[0], "in.png"))
+    write_mask(tmp_path / "out.png", predicted, list(encoding.palette))
+    out, out_palette = read_pages(tmp_path / "out.png", labels=True)
+    np.testing.assert_array_equal(out[0], indices)
+    assert out_palette == palette
+
+
+# --- property ---------------------------------------------------------------------------------
+
+
+DTYPES = {np.uint8: (0, 255), np.uint16: (0, 65535), np.int32: (-(2**31), 2**31 - 1), np.float32: (-(2**24), 2**24)}
+
+
+@st.composite
+def mask_sets(draw: st.DrawFn) -> tuple[list[np.ndarray], np.dtype]:
+    dtype = draw(st.sampled_from(list(DTYPES)))
+    low, high = DTYPES[dtype]
+    values = draw(st.lists(st.integers(low, high), min_size=2, max_size=6, unique=True))
+    shapes = hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6)
+    masks = draw(st.lists(hnp.arrays(dtype, shapes, elements=st.sampled_from(values)), min_size=1, max_size=3))
+    return masks, np.dtype(dtype)
+
+
+@settings(max_examples=150, deadline=None)
+@given(mask_sets())
+def test_to_values_inverts_to_classes(case: tuple[list[np.ndarray], np.dtype]) -> None:
+    masks, dtype = case
+    found = set().union(*(np.unique(m).tolist() for m in masks))
+    if len(found) < 2:
+        with pytest.raises(InputError):
+            LabelEncoding.from_masks(_named(masks))
+        return
+    encoding = LabelEncoding.from_masks(_named(masks))
+    assert encoding.values == tuple(sorted(int(v) for v in found))
+    for mask in masks:
+        classes = encoding.to_classes(mask, "m.png")
+        assert classes.max() < encoding.num_classes
+        back = encoding.to_values(classes)
+        assert back.dtype == dtype
+        np.testing.assert_array_equal(back, mask)
