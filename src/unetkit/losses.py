@@ -1,29 +1,36 @@
 """Segmentation losses, by name.
 
 All take logits B x K x H x W (K = 1: one sigmoid logit for binary) and class
-maps B x H x W (int64), and return a scalar.
+maps B x H x W (int64), and return a scalar. Every loss also accepts a keyword
+`weights` (B x H x W per-pixel weights, e.g. the border weight map of
+unetkit.data.weightmap), so the trainer can call any of them the same way; only
+"weighted-ce" uses it, the others ignore it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
 
 import torch
 from torch.nn import functional as F
 
 from unetkit.errors import InputError
 
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+class Loss(Protocol):
+    """loss(logits, classes) or loss(logits, classes, weights=w) -> scalar."""
+
+    def __call__(self, logits: torch.Tensor, classes: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
-def bce_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def bce_loss(logits: torch.Tensor, classes: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy on one logit; the labels are the classes scaled to {0, 1} (the tutorial's loss)."""
     if logits.shape[1] != 1:
         raise ValueError(f"bce needs one output channel, got {logits.shape[1]}")
     return F.binary_cross_entropy_with_logits(logits[:, 0].float(), classes.float())
 
 
-def ce_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def ce_loss(logits: torch.Tensor, classes: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax cross-entropy over K classes."""
     return F.cross_entropy(logits.float(), classes)
 
@@ -36,7 +43,9 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)
 
 
-def soft_dice_loss(logits: torch.Tensor, classes: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+def soft_dice_loss(
+    logits: torch.Tensor, classes: torch.Tensor, eps: float = 1.0, *, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """1 - mean over classes of the soft Dice, pooled over the batch (stable for classes absent in a patch)."""
     probs = class_probabilities(logits)
     one_hot = F.one_hot(classes, probs.shape[1]).permute(0, 3, 1, 2).to(probs)
@@ -46,12 +55,38 @@ def soft_dice_loss(logits: torch.Tensor, classes: torch.Tensor, eps: float = 1.0
     return 1 - ((2 * intersection + eps) / (total + eps)).mean()
 
 
-def ce_dice_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def ce_dice_loss(logits: torch.Tensor, classes: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy plus soft Dice: CE for calibrated pixels, Dice against class imbalance (as nnU-Net)."""
     return ce_loss(logits, classes) + soft_dice_loss(logits, classes)
 
 
-LOSSES: dict[str, Loss] = {"bce": bce_loss, "ce": ce_loss, "dice": soft_dice_loss, "ce+dice": ce_dice_loss}
+def weighted_ce_loss(logits: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax cross-entropy with a weight per pixel (the U-Net paper's eq. 1), averaged over the pixels.
+
+    weights: B x H x W. Dividing by the pixel count, not by the sum of the
+    weights, keeps the paper's energy (a weighted sum) up to a constant: a
+    pixel's gradient is its weight times its own CE gradient, whatever else is
+    in the batch, and a patch full of borders is not scaled down. Weights of 1
+    give plain CE; the border weight map has w_c averaging 1, so the loss stays
+    near CE's scale plus the border term.
+    """
+    if weights is None:
+        raise ValueError("weighted-ce needs a weight map: call it with weights=<B x H x W tensor> (see unetkit.data.weightmap)")
+    if logits.shape[1] < 2:
+        raise ValueError(f"weighted-ce needs K >= 2 output channels (softmax over classes), got {logits.shape[1]}")
+    if weights.shape != classes.shape:
+        raise ValueError(f"weights must match the class maps (B x H x W): got {tuple(weights.shape)} for {tuple(classes.shape)}")
+    per_pixel = F.cross_entropy(logits.float(), classes, reduction="none")  # B x H x W
+    return (weights.float() * per_pixel).mean()
+
+
+LOSSES: dict[str, Loss] = {
+    "bce": bce_loss,
+    "ce": ce_loss,
+    "dice": soft_dice_loss,
+    "ce+dice": ce_dice_loss,
+    "weighted-ce": weighted_ce_loss,
+}
 
 
 def get_loss(name: str) -> Loss:

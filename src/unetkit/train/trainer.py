@@ -199,6 +199,7 @@ class Trainer:
             unit="step" if config.epochs else "s",
             disable=not self.progress,
             dynamic_ncols=True,
+            mininterval=1.0,  # a log file gets a line a second, not ten
             leave=True,
         )
         self.model.train()
@@ -226,7 +227,7 @@ class Trainer:
                         self._track_train_loss(loss)
                     step_cost = 0.9 * step_cost + 0.1 * (time.monotonic() - started) if step_cost else time.monotonic() - started
                     bar.set_postfix(epoch=self.counters.epoch + 1, loss=f"{loss if loss is not None else float('nan'):.4f}")
-                    bar.update(1) if config.epochs else bar.update(int(elapsed()) - bar.n)
+                    bar.update(1) if config.epochs else bar.update(max(0, min(bar.total, int(elapsed())) - bar.n))
                 if not losses:
                     break
                 end_started = time.monotonic()
@@ -234,7 +235,7 @@ class Trainer:
                 self._end_epoch(float(np.mean(losses)), lr, elapsed())
                 end_cost = time.monotonic() - end_started
                 if not config.epochs:
-                    bar.update(max(0, int(elapsed()) - bar.n))
+                    bar.update(max(0, min(bar.total, int(elapsed())) - bar.n))
         except KeyboardInterrupt:
             bar.close()
             self._set_status("interrupted")
