@@ -17,10 +17,11 @@ class TrainConfig:
     """How to train: architecture choices, loss, optimiser, sampling, stopping, selection."""
 
     recipe: str = "default"
-    model: str = "unet"
+    model: str = "unet"  # "unet" (padded) | "unet-classic" (the paper's valid network)
     base_width: int = 16
     depth: int = 4
     bilinear: bool = True
+    align_corners: bool = False  # bilinear upsampling as in the tutorial (True) or shift-equivariant (False)
     single_logit: bool = False  # one sigmoid output for two classes (the seed recipe), else K softmax outputs
     loss: str = "ce+dice"
     optimizer: str = "adamw"  # "adamw" | "rmsprop" | "sgd"
@@ -32,7 +33,7 @@ class TrainConfig:
     patch_size: int | None = 128  # None: whole images
     epochs: int | None = None
     budget_s: float | None = 600.0  # wall-clock limit including validation and saving
-    augment: str = "default"  # "default" | "seed" | "none"
+    augment: str = "default"  # "default" | "paper" (elastic, rotation, grey values) | "seed" | "none"
     normalization: str = "percentile"  # "percentile" | "scale"
     select_by: str = "val_dice"  # "val_dice" (best validation) | "train_loss" (lowest single-batch loss, the seed's rule)
     val_fraction: float = 0.2
@@ -56,7 +57,7 @@ class TrainConfig:
         for name, value, allowed in [
             ("--optimizer", self.optimizer, ("adamw", "rmsprop", "sgd")),
             ("--schedule", self.schedule, ("cosine", "constant")),
-            ("--augment", self.augment, ("default", "seed", "none")),
+            ("--augment", self.augment, ("default", "paper", "seed", "none")),
             ("--select-by", self.select_by, ("val_dice", "train_loss")),
             ("--device", self.device, ("auto", "cpu", "cuda")),
         ]:

@@ -1,16 +1,33 @@
-"""Prediction outside the network: sliding windows, Gaussian blending, test-time augmentation.
+"""Prediction outside the network: tiles, mirroring, blending, test-time augmentation.
 
-The network only ever sees tiles; this module decides where the tiles go, how
-their outputs are blended (in fp32), and how flips/rotations are averaged.
+Two predictors, both streaming over row bands so memory stays bounded by a band
+of tiles however large the image is:
+
+* `sliding_window` for padded networks (output size = input size): overlapping
+  windows whose class probabilities are blended with Gaussian weights.
+* `overlap_tile` for the paper's valid network (output smaller than input by a
+  margin): the image is mirror-extended by the margin, tiles are placed so that
+  their valid outputs tile the whole image on the pooling grid, and outputs are
+  stitched without blending. The result equals one valid pass over the
+  mirror-extended image.
+
+Both read the image through a `read(top, bottom, left, right)` callable (so a
+memory-mapped or lazily normalised image works) and hand finished rows to a
+`sink(top, probabilities)` callable; they accumulate in fp32.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import numpy as np
 import torch
 
 from unetkit.losses import class_probabilities
+
+Reader = Callable[[int, int, int, int], torch.Tensor]  # (top, bottom, left, right) -> C x h x w, may reach outside
+Sink = Callable[[int, torch.Tensor], None]  # (first row, K x rows x W probabilities)
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -34,6 +51,39 @@ def gaussian_window(height: int, width: int, sigma_scale: float = 0.125) -> torc
     return (window / window.max()).clamp_min(1e-3)
 
 
+def reflect_indices(start: int, stop: int, length: int) -> np.ndarray:
+    """Indices start..stop-1 folded into [0, length) by mirroring (edge pixel not repeated), any distance out."""
+    index = np.arange(start, stop)
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    index = np.mod(index, period)
+    return np.where(index >= length, period - index, index)
+
+
+def mirrored_crop(array: np.ndarray, top: int, bottom: int, left: int, right: int, axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
+    """array[top:bottom, left:right] on `axes`, mirrored where it reaches outside; touches only the rows it needs."""
+    y_axis, x_axis = (a % array.ndim for a in axes)
+    rows = reflect_indices(top, bottom, array.shape[y_axis])
+    cols = reflect_indices(left, right, array.shape[x_axis])
+    window = [slice(None)] * array.ndim
+    window[y_axis] = slice(rows.min(), rows.max() + 1)
+    window[x_axis] = slice(cols.min(), cols.max() + 1)
+    block = np.asarray(array[tuple(window)])  # a memmap reads just this block
+    block = np.take(block, rows - rows.min(), axis=y_axis)
+    return np.take(block, cols - cols.min(), axis=x_axis)
+
+
+def mirrored_reader(image: torch.Tensor | np.ndarray) -> Reader:
+    """A reader over a C x H x W normalised image in memory, mirrored beyond the borders."""
+    array = image.numpy() if isinstance(image, torch.Tensor) else image
+
+    def read(top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(mirrored_crop(array, top, bottom, left, right)))
+
+    return read
+
+
 _DIHEDRAL = [(turns, flip) for flip in (False, True) for turns in range(4)]
 
 
@@ -47,44 +97,138 @@ def _undo(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
     return torch.rot90(x, -turns, (-2, -1))
 
 
-def _tile_probabilities(model: torch.nn.Module, tile: torch.Tensor, tta: bool) -> torch.Tensor:
-    """1 x C x h x w -> 1 x K x h x w probabilities, averaged over the 8 flips/rotations with TTA."""
+def tile_probabilities(model: torch.nn.Module, tile: torch.Tensor, tta: bool) -> torch.Tensor:
+    """1 x C x h x w -> 1 x K x h' x w' fp32 probabilities, averaged over the 8 flips/rotations with TTA."""
     if not tta:
-        return class_probabilities(model(tile))
+        return class_probabilities(model(tile)).float()
     total = None
     for turns, flip in _DIHEDRAL:
-        probs = _undo(class_probabilities(model(_apply(tile, turns, flip))), turns, flip)
+        probs = _undo(class_probabilities(model(_apply(tile, turns, flip))).float(), turns, flip)
         total = probs if total is None else total + probs
     return total / len(_DIHEDRAL)
 
 
+def window_spans(length: int, tile: int, overlap: float, align: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) of overlapping windows covering [0, length), starts on multiples of `align`.
+
+    Aligned starts keep every window on the pooling grid of a whole-image pass
+    (a U-Net is shift-equivariant only for shifts by multiples of 2**depth);
+    the last window is stretched to the border instead of being shifted off the grid.
+    """
+    starts = sorted({start - start % align for start in tile_starts(length, tile, overlap)})
+    return [(start, min(length, start + tile) if index + 1 < len(starts) else length) for index, start in enumerate(starts)]
+
+
 @torch.no_grad()
+def sliding_window(
+    model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
+    tile: int = 512, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu", halo: int | None = None,
+) -> None:
+    """Padded networks: Gaussian-blended overlapping windows, one row band at a time.
+
+    Each window is predicted with up to `halo` pixels of real image around it
+    (default: a quarter of the tile), which are cut off again: a window's edge
+    pixels then see the context they would see in a whole-image pass instead of
+    the network's zero padding. Windows start on the network's pooling grid.
+    """
+    align = 2 ** getattr(getattr(model, "config", None), "depth", 0)
+    halo = tile // 4 if halo is None else halo
+    halo -= halo % align
+    rows, cols = window_spans(height, tile, overlap, align), window_spans(width, tile, overlap, align)
+    total: torch.Tensor | None = None  # K x band rows x W, rows [band_top, band_top + band rows)
+    weight = torch.zeros(0, width)
+    band_top = 0
+    for index, (top, bottom) in enumerate(rows):
+        grow = bottom - band_top - weight.shape[0]
+        if grow > 0:
+            weight = torch.cat([weight, torch.zeros(grow, width)])
+            total = None if total is None else torch.cat([total, torch.zeros(total.shape[0], grow, width)], 1)
+        band_rows = slice(top - band_top, bottom - band_top)
+        for left, right in cols:
+            # read real context around the window (not beyond the image), predict, keep only the window
+            above, below = min(halo, top), min(halo, height - bottom)
+            before, after = min(halo, left), min(halo, width - right)
+            patch = read(top - above, bottom + below, left - before, right + after)[None].to(device)
+            probs = tile_probabilities(model, patch, tta)[0].cpu()  # K x (h + halo) x (w + halo)
+            probs = probs[:, above : above + bottom - top, before : before + right - left]
+            window = gaussian_window(bottom - top, right - left)
+            if total is None:
+                total = torch.zeros(probs.shape[0], weight.shape[0], width)
+            total[:, band_rows, left:right] += probs * window
+            weight[band_rows, left:right] += window
+        done = (rows[index + 1][0] if index + 1 < len(rows) else height) - band_top  # no later window reaches these rows
+        assert total is not None
+        sink(band_top, total[:, :done] / weight[:done])
+        total, weight, band_top = total[:, done:], weight[done:], band_top + done
+
+
+def overlap_tile_layout(length: int, tile_output: int, stride_multiple: int) -> tuple[int, int, int]:
+    """(output size of a tile, stride, tile count) along one axis.
+
+    The stride is the tile output rounded down to a multiple of 2**depth, so
+    every tile sits on the pooling grid of one pass over the whole extended
+    image; the few overlapping output rows are identical and simply overwritten.
+    """
+    stride = tile_output - tile_output % stride_multiple
+    if length <= tile_output:
+        return tile_output, stride, 1
+    return tile_output, stride, math.ceil((length - tile_output) / stride) + 1
+
+
+@torch.no_grad()
+def overlap_tile(
+    model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
+    tile: int = 572, tta: bool = False, device: str | torch.device = "cpu",
+) -> None:
+    """The paper's overlap-tile strategy for valid networks; `tile` is the network input size (rounded to a valid one).
+
+    Images smaller than a tile use the smallest valid tile that covers them.
+    """
+    margin, multiple = model.margin, 2**model.config.depth
+    layouts = []
+    for length in (height, width):
+        tile_input = model.nearest_valid_input_size(max(tile, 2 * margin + 1))
+        tile_input = min(tile_input, model.input_size_for_output(length))  # no bigger than the image needs
+        layouts.append(overlap_tile_layout(length, model.valid_output_size(tile_input), multiple))
+    (out_h, stride_h, count_h), (out_w, stride_w, count_w) = layouts
+    for row in range(count_h):
+        top = row * stride_h
+        band = None
+        for col in range(count_w):
+            left = col * stride_w
+            patch = read(top - margin, top + out_h + margin, left - margin, left + out_w + margin)[None].to(device)
+            probs = tile_probabilities(model, patch, tta)[0].cpu()  # K x out_h x out_w
+            if band is None:
+                band = torch.zeros(probs.shape[0], out_h, (count_w - 1) * stride_w + out_w)
+            band[:, :, left : left + out_w] = probs
+        rows = min(stride_h if row + 1 < count_h else out_h, height - top)  # rows no later band rewrites
+        assert band is not None
+        sink(top, band[:, :rows, :width])
+
+
+def predict_rows(
+    model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
+    tile: int | None = None, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu",
+) -> None:
+    """Dispatch on the network: overlap-tile for valid networks (they have a margin), sliding windows otherwise."""
+    model.eval()
+    if hasattr(model, "margin"):
+        overlap_tile(model, read, height, width, sink, tile=tile or 572, tta=tta, device=device)
+    else:
+        sliding_window(model, read, height, width, sink, tile=tile or 512, overlap=overlap, tta=tta, device=device)
+
+
 def predict_probabilities(
     model: torch.nn.Module,
     image: torch.Tensor,
-    tile: int = 512,
+    tile: int | None = None,
     overlap: float = 0.25,
     tta: bool = False,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """C x H x W normalised image -> K x H x W class probabilities (fp32, on the CPU).
-
-    Images up to `tile` on both sides go through in one pass; larger ones in
-    overlapping windows blended with Gaussian weights.
-    """
-    model.eval()
-    _, height, width = image.shape
-    tile_h, tile_w = min(tile, height), min(tile, width)
-    window = gaussian_window(tile_h, tile_w)
-    total: torch.Tensor | None = None
-    weight = torch.zeros(height, width)
-    for top in tile_starts(height, tile_h, overlap):
-        for left in tile_starts(width, tile_w, overlap):
-            patch = image[None, :, top : top + tile_h, left : left + tile_w].to(device)
-            probs = _tile_probabilities(model, patch, tta)[0].float().cpu()  # K x h x w
-            if total is None:
-                total = torch.zeros(probs.shape[0], height, width)
-            total[:, top : top + tile_h, left : left + tile_w] += probs * window
-            weight[top : top + tile_h, left : left + tile_w] += window
-    assert total is not None
-    return total / weight
+    """C x H x W normalised image in memory -> K x H x W class probabilities (fp32, on the CPU)."""
+    height, width = image.shape[-2:]
+    parts: list[torch.Tensor] = []
+    predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
+                 tile=tile, overlap=overlap, tta=tta, device=device)
+    return torch.cat(parts, dim=1)

@@ -3,6 +3,8 @@
 Outputs are named after the input's stem (name.png for name.png or name.tif; a
 stack gives one stack, name.tif). The output folder is marked as unetkit's, so
 a later run refuses to take it as input, and it may never be an input folder.
+Images stream through the predictor in row bands: only the mask (one byte per
+pixel) and, with --prob, a memory-mapped probability file are image-sized.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import tifffile
 import torch
 from tqdm import tqdm
 
-from unetkit.data.io import list_image_files, read_pages, write_mask, write_tiff
-from unetkit.errors import InputError
-from unetkit.predict import predict_probabilities
-from unetkit.run import Run, load_run
+from unetkit.data.io import list_image_files, read_pages_lazily, write_mask, write_tiff
 from unetkit.devices import resolve_device
+from unetkit.errors import InputError
+from unetkit.predict import mirrored_crop, predict_rows
+from unetkit.run import Run, load_run
 
 OUTPUT_MARKER = ".unetkit-predictions"
 
@@ -46,6 +49,32 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None
 
 
+def _probability_store(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 TIFF on disk, memory-mapped for writing band by band."""
+    return tifffile.memmap(path, shape=shape, dtype=np.float32)
+
+
+def predict_page(
+    run: Run, page: np.ndarray, source: str, tile: int | None, tta: bool, device: torch.device,
+    probabilities: np.ndarray | None = None,
+) -> np.ndarray:
+    """One (H, W[, C]) raw page -> (H, W) class indices; fills `probabilities` (K x H x W) if given."""
+    height, width = page.shape[:2]
+    classes = np.zeros((height, width), dtype=np.uint8 if run.encoding.num_classes <= 256 else np.int32)
+
+    def read(top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+        return torch.from_numpy(run.normalization.apply(mirrored_crop(page, top, bottom, left, right, axes=(0, 1)), source))
+
+    def sink(top: int, probs: torch.Tensor) -> None:
+        rows = slice(top, top + probs.shape[1])
+        classes[rows] = probs.argmax(0).numpy()
+        if probabilities is not None:
+            probabilities[:, rows] = probs.numpy()
+
+    predict_rows(run.model, read, height, width, sink, tile=tile, tta=tta, device=device)
+    return classes
+
+
 def predict_paths(
     run: Run | Path,
     inputs: list[Path],
@@ -69,25 +98,28 @@ def predict_paths(
         raise InputError(f"inputs share the stem {duplicates[0]!r}; outputs would overwrite each other, predict them separately")
     check_output_folder(out, inputs)
     tile = tile or run.config.tile
+    num_classes = run.encoding.num_classes
     written: list[Path] = []
     for file in tqdm(files, desc="predict", unit="file", disable=not progress):
-        pages, _ = read_pages(file)
-        masks, probabilities = [], []
+        pages = read_pages_lazily(file)
+        stack = len(pages) > 1
+        prob_path = Path(out) / f"{file.stem}_prob.tif"
+        prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
+        probabilities = _probability_store(prob_path, prob_shape) if write_probabilities else None
+        masks = []
         for index, page in enumerate(pages):
-            source = f"{file}[{index}]" if len(pages) > 1 else str(file)
-            image = torch.from_numpy(run.normalization.apply(page, source))
-            probs = predict_probabilities(run.model, image, tile=tile, tta=tta, device=torch_device)
-            masks.append(run.encoding.to_values(probs.argmax(0).numpy()))
-            if write_probabilities:
-                probabilities.append(probs.numpy().astype(np.float32))
-        if len(pages) > 1:
-            target = Path(out) / f"{file.stem}.tif"
-            write_tiff(target, np.stack(masks))
+            source = f"{file}[{index}]" if stack else str(file)
+            target = None if probabilities is None else probabilities[index] if stack else probabilities
+            masks.append(run.encoding.to_values(predict_page(run, page, source, tile, tta, torch_device, target)))
+        if probabilities is not None:
+            probabilities.flush()
+            del probabilities
+        if stack:
+            target_path = Path(out) / f"{file.stem}.tif"
+            write_tiff(target_path, np.stack(masks))
         else:
-            target = Path(out) / f"{file.stem}.png"
-            write_mask(target, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
-        if write_probabilities:
-            write_tiff(Path(out) / f"{file.stem}_prob.tif", np.stack(probabilities) if len(pages) > 1 else probabilities[0])
-        written.append(target)
+            target_path = Path(out) / f"{file.stem}.png"
+            write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
+        written.append(target_path)
     say(f"wrote {len(written)} mask(s) to {out}")
     return written

@@ -53,14 +53,16 @@ def machine_description() -> dict[str, Any]:
 
 def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> dict[str, Any]:
     """The builder options of the run's network, from the training config and the data."""
-    outputs = 1 if config.single_logit else num_classes
-    return {
+    options: dict[str, Any] = {
         "in_channels": in_channels,
-        "num_classes": outputs,
+        "num_classes": 1 if config.single_logit else num_classes,
         "base_width": config.base_width,
         "depth": config.depth,
-        "bilinear": config.bilinear,
     }
+    if config.model == "unet":  # the classic network has only transposed convolutions
+        options["bilinear"] = config.bilinear
+        options["align_corners"] = config.align_corners
+    return options
 
 
 def write_run_json(run_dir: Path, record: dict[str, Any]) -> None:

@@ -1,13 +1,32 @@
-"""Paired augmentation: geometry moves image and label together, labels keep their values, seeds repeat."""
+"""Paired augmentation: geometry moves image, label and weights together, labels keep their values, seeds repeat."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from unetkit.data.augment import augment_batch, dihedral, intensity_jitter, seed_flips
+from unetkit.data.augment import (
+    AugmentConfig,
+    augment,
+    augment_batch,
+    available_augmentations,
+    dihedral,
+    gaussian_blur,
+    intensity_jitter,
+    seed_flips,
+)
+from unetkit.data.elastic import elastic_displacement, elastic_grid, identity_grid, sampling_grid, warp
 
-NAMES = ["none", "seed", "default"]
+NAMES = ["none", "seed", "default"]  # exact pixel permutations: counts of label values are kept
+ALL_NAMES = NAMES + ["paper", "strong"]
+GREY_OFF = dict(gamma_p=0.0, contrast_p=0.0, brightness_p=0.0, blur_p=0.0, noise_p=0.0)
+GEOMETRY_OFF = dict(elastic_sigma_px=0.0, rotate=False, flip=False, shift_px=0.0, scale=(1.0, 1.0))
 
 
 def _pair(batch: int = 6, height: int = 8, width: int = 8, channels: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,28 +82,31 @@ def test_default_keeps_alignment_under_intensity_change() -> None:
         assert levels == sorted(levels)  # positive contrast keeps the order
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_same_generator_seed_same_output(name: str) -> None:
-    images, labels = _pair()
-    first = augment_batch(name, images, labels, _gen(5))
-    second = augment_batch(name, images, labels, _gen(5))
-    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    images, labels = _pair(height=16, width=16)
+    weights = torch.rand(labels.shape, generator=_gen(55))
+    first = augment_batch(name, images, labels, _gen(5), weights)
+    second = augment_batch(name, images, labels, _gen(5), weights)
+    assert len(first) == 3 and all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-@pytest.mark.parametrize("name", ["seed", "default"])
+@pytest.mark.parametrize("name", ["seed", "default", "paper", "strong"])
 def test_different_seeds_differ(name: str) -> None:
-    images, labels = _pair()
+    images, labels = _pair(height=16, width=16)
     first = augment_batch(name, images, labels, _gen(5))
     second = augment_batch(name, images, labels, _gen(6))
     assert not torch.equal(first[0], second[0])
+    assert not torch.equal(first[1], second[1])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_inputs_are_not_modified(name: str) -> None:
-    images, labels = _pair()
-    images_copy, labels_copy = images.clone(), labels.clone()
-    augment_batch(name, images, labels, _gen(7))
-    assert torch.equal(images, images_copy) and torch.equal(labels, labels_copy)
+    images, labels = _pair(height=16, width=16)
+    weights = torch.rand(labels.shape, generator=_gen(77))
+    copies = images.clone(), labels.clone(), weights.clone()
+    augment_batch(name, images, labels, _gen(7), weights)
+    assert all(torch.equal(a, b) for a, b in zip((images, labels, weights), copies))
 
 
 def _all_outputs(transform, image: torch.Tensor, draws: int = 400) -> set[tuple[float, ...]]:
@@ -135,3 +157,4 @@ def test_unknown_augmentation_refused() -> None:
     images, labels = _pair()
     with pytest.raises(ValueError, match="flipflop"):
         augment_batch("flipflop", images, labels, _gen(0))
+    assert available_augmentations() == ALL_NAMES

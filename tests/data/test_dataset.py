@@ -11,7 +11,7 @@ import tifffile
 import torch
 from conftest import blob_pair, write_png
 
-from unetkit.data.dataset import PatchSampler, RawPair, TensorPairs, pair_files, read_pairs, split_contiguous
+from unetkit.data.dataset import Batch, PatchSampler, RawPair, TensorPairs, pair_files, read_pairs, split_contiguous
 from unetkit.data.io import Page
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
@@ -229,14 +229,14 @@ def _sampler(data: TensorPairs, patch: int | None, batch: int, seed: int) -> Pat
     return PatchSampler(data, patch, batch, torch.Generator().manual_seed(seed))
 
 
-def _batches(seed: int, steps: int = 4) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+def _batches(seed: int, steps: int = 4) -> list[Batch]:
     sampler = _sampler(_threshold_data([(20, 24), (17, 30), (16, 16)]), 8, 3, seed)
     sampler.start_epoch()
     return [sampler.batch(step) for step in range(steps)]
 
 
 def test_sampler_same_seed_same_batches() -> None:
-    for (images_a, labels_a, names_a), (images_b, labels_b, names_b) in zip(_batches(3), _batches(3)):
+    for (images_a, labels_a, _, names_a), (images_b, labels_b, _, names_b) in zip(_batches(3), _batches(3)):
         assert names_a == names_b
         assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
 
@@ -252,7 +252,7 @@ def test_patches_are_aligned_crops_of_the_stored_pairs() -> None:
     sampler = _sampler(data, 8, 4, seed=0)
     sampler.start_epoch()
     for step in range(5):
-        images, labels, names = sampler.batch(step)
+        images, labels, _, names = sampler.batch(step)
         assert images.shape == (4, 2, 8, 8) and images.dtype == torch.float32
         assert labels.shape == (4, 8, 8) and labels.dtype == torch.int64
         assert torch.equal(labels, (images[:, 0] > 0.5).long())
@@ -274,7 +274,7 @@ def test_small_images_are_mirror_padded() -> None:
         [[0.0, 0.1, 0.9, 0.9], [0.8, 0.2, 0.6, 0.6], [0.8, 0.2, 0.6, 0.6], [0.0, 0.1, 0.9, 0.9]]
     )
     sampler.start_epoch()
-    images, labels, names = sampler.batch(0)
+    images, labels, _, names = sampler.batch(0)
     assert "tiny" in names
     for patch, patch_label, name in zip(images, labels, names):
         assert patch.shape == (1, 4, 4)
@@ -287,7 +287,7 @@ def test_patch_larger_than_every_image_shrinks_to_the_largest() -> None:
     data = _threshold_data([(5, 7), (6, 4)])
     sampler = _sampler(data, 16, 2, seed=0)
     sampler.start_epoch()
-    images, labels, _ = sampler.batch(0)
+    images, labels, _, _ = sampler.batch(0)
     assert images.shape == (2, 1, 7, 7) and labels.shape == (2, 7, 7)
 
 
@@ -325,7 +325,7 @@ def test_whole_image_mode_draws_each_image_once_per_epoch(sizes: list[tuple[int,
         sampler.start_epoch()
         seen = []
         for step in range(sampler.steps_per_epoch()):
-            images, labels, names = sampler.batch(step)
+            images, labels, _, names = sampler.batch(step)
             assert 1 <= len(names) <= batch
             for image, label, name in zip(images, labels, names):
                 assert torch.equal(image, stored[name])  # whole, uncropped
@@ -351,7 +351,7 @@ def test_toy_data_end_to_end(toy_data: tuple[Path, Path]) -> None:
     data = TensorPairs.build(train, encoding, Normalization.fit([p.image.array for p in train]))
     sampler = _sampler(data, 16, 4, seed=0)
     sampler.start_epoch()
-    images, labels, _ = sampler.batch(0)
+    images, labels, _, _ = sampler.batch(0)
     assert images[:, 0][labels == 1].mean() > images[:, 0][labels == 0].mean() + 0.5  # squares are bright
     image, label = blob_pair(np.random.default_rng(0))  # the generator behind toy_data
     np.testing.assert_array_equal(encoding.to_classes(pairs[0].label.array, "0"), label)

@@ -9,6 +9,7 @@ touches the disk.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +116,15 @@ def split_contiguous(pairs: list[RawPair], val_fraction: float) -> tuple[list[Ra
 
 @dataclass
 class TensorPairs:
-    """Normalised images (C x H x W float32) and class maps (H x W uint8/int64), ready for training."""
+    """Normalised images (C x H x W float32) and class maps (H x W uint8/int64), ready for training.
+
+    `weights` holds per-pixel loss weights (H x W float32) when the loss uses them.
+    """
 
     names: list[str]
     images: list[torch.Tensor]
     labels: list[torch.Tensor]
+    weights: list[torch.Tensor] | None = None
 
     @classmethod
     def build(cls, pairs: list[RawPair], encoding: LabelEncoding, normalization: Normalization) -> "TensorPairs":
@@ -137,32 +142,64 @@ class TensorPairs:
         return sum(int(label.numel()) for label in self.labels)
 
 
-def _pad_to(array: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Mirror-pad the last two axes up to at least (height, width); numpy repeats the mirror for tiny images."""
-    pad_h, pad_w = max(0, height - array.shape[-2]), max(0, width - array.shape[-1])
-    if pad_h == 0 and pad_w == 0:
+def _pad(array: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Mirror-pad the last two axes; numpy repeats the mirror when a pad exceeds the image."""
+    if not (top or bottom or left or right):
         return array
-    widths = [(0, 0)] * (array.dim() - 2) + [(0, pad_h), (0, pad_w)]
+    widths = [(0, 0)] * (array.dim() - 2) + [(top, bottom), (left, right)]
     return torch.from_numpy(np.pad(array.numpy(), widths, mode="symmetric"))
 
 
-class PatchSampler:
-    """Random patches (or whole images) drawn with one seeded generator, so runs repeat exactly."""
+def _pad_to(array: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Mirror-pad the bottom and right up to at least (height, width)."""
+    return _pad(array, 0, max(0, height - array.shape[-2]), 0, max(0, width - array.shape[-1]))
 
-    def __init__(self, data: TensorPairs, patch_size: int | None, batch_size: int, generator: torch.Generator) -> None:
+
+class Batch(NamedTuple):
+    """One training batch. With a margin (valid networks) labels and weights still have the image's size:
+    the trainer crops them to the network's output after augmentation."""
+
+    images: torch.Tensor  # B x C x H x W float32
+    labels: torch.Tensor  # B x H x W int64
+    weights: torch.Tensor | None  # B x H x W float32 loss weights, or None
+    names: list[str]  # source image of each sample
+
+
+class PatchSampler:
+    """Random patches (or whole images) drawn with one seeded generator, so runs repeat exactly.
+
+    `margin` (valid networks) mirror-extends every image by that many pixels, so
+    that the network's smaller output can still cover the image up to its border.
+    """
+
+    def __init__(
+        self, data: TensorPairs, patch_size: int | None, batch_size: int, generator: torch.Generator, margin: int = 0
+    ) -> None:
         if len(data) == 0:
             raise InputError("no training images left after the validation split; give more images or a smaller --val-fraction")
+        if margin and patch_size is None:
+            raise InputError("networks with valid convolutions train on tiles: give --patch-size (e.g. 572)")
         self.data = data
         self.patch_size = patch_size
         self.batch_size = batch_size
         self.generator = generator
-        if patch_size is not None:  # patches never larger than the largest image; pad smaller ones once
-            patch_size = min(patch_size, max(max(y.shape) for y in data.labels))
+        self.margin = margin
+        if patch_size is not None:
+            if not margin:  # patches never larger than the largest image
+                patch_size = min(patch_size, max(max(y.shape) for y in data.labels))
             self.patch_size = patch_size
-            data.images = [_pad_to(x, patch_size, patch_size) for x in data.images]
-            data.labels = [_pad_to(y, patch_size, patch_size) for y in data.labels]
-        weights = torch.tensor([float(y.numel()) for y in data.labels])
-        self._image_weights = weights / weights.sum()
+            output = patch_size - 2 * margin
+
+            def prepare(x: torch.Tensor) -> torch.Tensor:  # pad once here, not at every step
+                x = _pad_to(x, output, output)
+                return _pad(x, margin, margin, margin, margin)
+
+            data.images = [prepare(x) for x in data.images]
+            data.labels = [prepare(y) for y in data.labels]
+            if data.weights is not None:
+                data.weights = [prepare(w) for w in data.weights]
+        sizes = torch.tensor([float(y.numel()) for y in data.labels])
+        self._image_weights = sizes / sizes.sum()
         self._order: list[int] = []
         self._batches: list[list[int]] = []
 
@@ -173,8 +210,9 @@ class PatchSampler:
             for label in self.data.labels:
                 counts[tuple(label.shape)] = counts.get(tuple(label.shape), 0) + 1
             return sum(-(-count // self.batch_size) for count in counts.values())
-        per_step = self.batch_size * self.patch_size**2
-        return max(1, -(-self.data.pixel_count // per_step))
+        output = self.patch_size - 2 * self.margin
+        pixels = sum((y.shape[0] - 2 * self.margin) * (y.shape[1] - 2 * self.margin) for y in self.data.labels)
+        return max(1, -(-pixels // (self.batch_size * output**2)))
 
     def start_epoch(self) -> None:
         """Shuffle the image order (whole-image mode draws images without replacement within an epoch)."""
@@ -193,23 +231,27 @@ class PatchSampler:
         position = {i: n for n, i in enumerate(order)}
         return sorted(batches, key=lambda batch: position[batch[0]])
 
-    def batch(self, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """(B x C x H x W float32 images, B x H x W int64 classes, names of the source images)."""
+    def batch(self, step_in_epoch: int) -> Batch:
+        """The next batch: whole images in the epoch's order, or random patches."""
+        weights = self.data.weights
         if self.patch_size is None:
             indices = self._batches[step_in_epoch]
-            images = torch.stack([self.data.images[i] for i in indices])
-            labels = torch.stack([self.data.labels[i] for i in indices]).long()
-            return images, labels, [self.data.names[i] for i in indices]
-        size = self.patch_size
-        picks = torch.multinomial(self._image_weights, self.batch_size, replacement=True, generator=self.generator).tolist()
-        images, labels = [], []
-        for i in picks:
-            height, width = self.data.labels[i].shape
-            top = int(torch.randint(0, height - size + 1, (1,), generator=self.generator))
-            left = int(torch.randint(0, width - size + 1, (1,), generator=self.generator))
-            images.append(self.data.images[i][:, top : top + size, left : left + size])
-            labels.append(self.data.labels[i][top : top + size, left : left + size])
-        return torch.stack(images), torch.stack(labels).long(), [self.data.names[i] for i in picks]
+            crops = [(i, slice(None), slice(None)) for i in indices]
+        else:
+            size = self.patch_size
+            indices = torch.multinomial(self._image_weights, self.batch_size, replacement=True, generator=self.generator).tolist()
+            crops = []
+            for i in indices:
+                height, width = self.data.labels[i].shape
+                top = int(torch.randint(0, height - size + 1, (1,), generator=self.generator))
+                left = int(torch.randint(0, width - size + 1, (1,), generator=self.generator))
+                crops.append((i, slice(top, top + size), slice(left, left + size)))
+        return Batch(
+            torch.stack([self.data.images[i][:, rows, cols] for i, rows, cols in crops]),
+            torch.stack([self.data.labels[i][rows, cols] for i, rows, cols in crops]).long(),
+            None if weights is None else torch.stack([weights[i][rows, cols] for i, rows, cols in crops]),
+            [self.data.names[i] for i in indices],
+        )
 
 
 def natural_pair_order(pairs: list[RawPair]) -> list[RawPair]:

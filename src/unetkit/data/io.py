@@ -170,6 +170,27 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
     return array, palette
 
 
+LAZY_BYTES = 256 << 20  # uncompressed TIFFs above this are memory-mapped, not read
+
+
+def read_pages_lazily(path: Path) -> np.ndarray:
+    """Like `read_pages` for images, but a large uncompressed TIFF comes back memory-mapped.
+
+    Prediction then reads only the rows of the tiles it is working on, so an
+    image larger than memory can be segmented.
+    """
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and path.stat().st_size > LAZY_BYTES:
+        try:
+            mapped = tifffile.memmap(path, mode="r")
+        except (ValueError, OSError):  # compressed or tiled: decode in full
+            mapped = None
+        if mapped is not None and mapped.ndim == 2:  # one grey page; stacks and colour are read normally
+            _check_pixel_count(path, mapped.shape)
+            return mapped[None]
+    return read_pages(path)[0]
+
+
 def read_image_pages(path: Path) -> list[Page]:
     """All pages of every image file that `path` stands for, in natural name order."""
     result: list[Page] = []

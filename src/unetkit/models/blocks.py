@@ -47,13 +47,16 @@ class Up(nn.Module):
     Bilinear upsampling keeps the channels (the convolution then mixes them);
     a 2x2 transposed convolution halves them. The U-Net pads its input to a
     multiple of 2**depth, so the upsampled map always matches the skip.
+    `align_corners=True` (the tutorial's choice) makes the interpolation depend
+    on the map's size, so tiles of different sizes disagree; False is shift-
+    equivariant, which tiled prediction needs to match a whole-image pass.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, bilinear: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bilinear: bool, align_corners: bool = False) -> None:
         super().__init__()
         self.bilinear = bilinear
         if bilinear:
-            self.up: nn.Module = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+            self.up: nn.Module = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=align_corners)
             self.conv = DoubleConv(in_channels, out_channels, in_channels // 2)
         else:
             self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)

@@ -25,6 +25,7 @@ class UNetConfig:
     base_width: int = 64
     depth: int = 4
     bilinear: bool = True
+    align_corners: bool = False  # True only to reproduce the tutorial (see blocks.Up)
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 1:
@@ -56,7 +57,7 @@ class UNet(nn.Module):
         ups = []
         for level in reversed(range(config.depth)):
             out = widths[level] if level == 0 else widths[level] // factor
-            ups.append(Up(2 * widths[level], out, config.bilinear))
+            ups.append(Up(2 * widths[level], out, config.bilinear, config.align_corners))
         self.ups = nn.ModuleList(ups)
         self.head = nn.Conv2d(widths[0], config.num_classes, kernel_size=1)
 

@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from unetkit.config import TrainConfig
 from unetkit.data.augment import augment_batch
-from unetkit.data.dataset import PatchSampler, TensorPairs
+from unetkit.data.dataset import Batch, PatchSampler, TensorPairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
+from unetkit.data.weightmap import border_weight_map
 from unetkit.devices import resolve_device
 from unetkit.errors import InputError
 from unetkit.losses import get_loss
@@ -51,6 +52,11 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def centre_crop(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """Drop `margin` pixels on every side of the last two axes."""
+    return x[..., margin : x.shape[-2] - margin, margin : x.shape[-1] - margin]
 
 
 def _parse_log_row(row: dict[str, str]) -> dict[str, Any]:
@@ -111,7 +117,16 @@ class Trainer:
         self.optimizer = make_optimizer(config, self.model)
         self.loss_fn = get_loss(config.loss)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.sampler = PatchSampler(data.train, config.patch_size, config.batch_size, self.generator)
+        self.margin = int(getattr(self.model, "margin", 0))  # valid networks lose this much on each side
+        patch_size = config.patch_size
+        if self.margin and patch_size is not None:
+            patch_size = self.model.nearest_valid_input_size(patch_size)
+        if config.loss == "weighted-ce":  # the paper's border weights, computed once per training mask
+            data.train.weights = [
+                torch.from_numpy(border_weight_map(y.numpy().astype(np.int64), data.encoding.num_classes))
+                for y in data.train.labels
+            ]
+        self.sampler = PatchSampler(data.train, patch_size, config.batch_size, self.generator, self.margin)
         self.counters = Counters()
         self.rows: list[dict[str, Any]] = []
         self._best_train_state: dict[str, torch.Tensor] | None = None
@@ -162,12 +177,31 @@ class Trainer:
 
     # --- one step ----------------------------------------------------------------
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor, names: list[str]) -> float | None:
+    def _augmented(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Augment image, label and weights together, then crop labels and weights to the network's output."""
+        if batch.weights is None:
+            images, labels = augment_batch(self.config.augment, batch.images, batch.labels, self.generator)
+            weights = None
+        else:
+            images, labels, weights = augment_batch(
+                self.config.augment, batch.images, batch.labels, self.generator, weights=batch.weights
+            )
+        if self.margin:
+            labels = centre_crop(labels, self.margin)
+            weights = None if weights is None else centre_crop(weights, self.margin)
+        return images, labels, weights
+
+    def _step(
+        self, images: torch.Tensor, labels: torch.Tensor, names: list[str], weights: torch.Tensor | None = None
+    ) -> float | None:
         """One optimiser step; returns the loss, or None when it was not finite (step skipped)."""
         images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
             logits = self.model(images)
-        loss = self.loss_fn(logits.float(), labels)
+        if weights is None:
+            loss = self.loss_fn(logits.float(), labels)
+        else:
+            loss = self.loss_fn(logits.float(), labels, weights=weights.to(self.device))
         if not torch.isfinite(loss):
             self.counters.bad_steps += 1
             self.counters.skipped_steps += 1
@@ -218,9 +252,9 @@ class Trainer:
                         break
                     started = time.monotonic()
                     lr = self._set_lr(elapsed())
-                    images, labels, names = self.sampler.batch(step_in_epoch)
-                    images, labels = augment_batch(config.augment, images, labels, self.generator)
-                    loss = self._step(images, labels, names)
+                    batch = self.sampler.batch(step_in_epoch)
+                    images, labels, weights = self._augmented(batch)
+                    loss = self._step(images, labels, batch.names, weights)
                     self.counters.step += 1
                     if loss is not None:
                         losses.append(loss)
@@ -312,10 +346,12 @@ def _describe(trainer: Trainer) -> list[str]:
     return [
         f"data: {len(data.train)} training and {len(data.val)} validation images, sizes {sizes[:3]}, {data.in_channels} channel(s)",
         f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
-        f"model: {config.model} width {config.base_width} depth {config.depth} "
-        f"{'bilinear' if config.bilinear else 'transposed-conv'}, {params / 1e6:.2f} M parameters, on {trainer.device}",
+        f"model: {config.model} width {config.base_width} depth {config.depth}"
+        f"{'' if trainer.margin else ' bilinear' if config.bilinear else ' transposed-conv'}, "
+        f"{params / 1e6:.2f} M parameters, on {trainer.device}",
         f"training: recipe {config.recipe}, {config.loss} loss, {config.optimizer} lr {config.lr:g}, batch {config.batch_size} of "
-        f"{'whole images' if config.patch_size is None else f'{config.patch_size}x{config.patch_size} patches'}, "
+        f"{'whole images' if trainer.sampler.patch_size is None else f'{trainer.sampler.patch_size}x{trainer.sampler.patch_size} patches'}"
+        f"{f' (output {trainer.sampler.patch_size - 2 * trainer.margin})' if trainer.margin else ''}, "
         f"{trainer.sampler.steps_per_epoch()} steps/epoch, stop at {' or '.join(s for s in stop if s)}",
     ]
 
