@@ -33,7 +33,7 @@ class TrainConfig:
     patch_size: int | None = 128  # None: whole images
     epochs: int | None = None
     budget_s: float | None = 600.0  # wall-clock limit including validation and saving
-    augment: str = "default"  # "default" | "paper" (elastic, rotation, grey values) | "seed" | "none"
+    augment: str = "default"  # "default" | "paper" (elastic, rotation, grey values) | "strong" | "seed" | "none"
     normalization: str = "percentile"  # "percentile" | "scale"
     select_by: str = "val_dice"  # "val_dice" (best validation) | "train_loss" (lowest single-batch loss, the seed's rule)
     val_fraction: float = 0.2
@@ -57,7 +57,7 @@ class TrainConfig:
         for name, value, allowed in [
             ("--optimizer", self.optimizer, ("adamw", "rmsprop", "sgd")),
             ("--schedule", self.schedule, ("cosine", "constant")),
-            ("--augment", self.augment, ("default", "paper", "seed", "none")),
+            ("--augment", self.augment, ("default", "paper", "strong", "seed", "none")),
             ("--select-by", self.select_by, ("val_dice", "train_loss")),
             ("--device", self.device, ("auto", "cpu", "cuda")),
         ]:

@@ -30,9 +30,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from unetkit.data.elastic import elastic_displacement, sampling_grid, warp
+from unetkit.data.elastic import elastic_displacement, elastic_grid, sampling_grid, warp
 
-Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, labels, weights (or None)
+__all__ = [
+    "AUGMENTATIONS", "AugmentConfig", "augment", "augment_batch", "available_augmentations", "contrast_change",
+    "dihedral", "elastic_grid", "gamma_change", "gaussian_blur", "intensity_jitter", "seed_flips",
+]  # fmt: skip
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, labels, weights (or None)
 
 
 # --- the configurable path ---------------------------------------------------------
@@ -77,6 +82,8 @@ class AugmentConfig:
     noise_p: float = 0.2
 
     def __post_init__(self) -> None:
+        for name in ("scale", "gamma"):  # a list from JSON compares unequal to a tuple
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name.endswith("_p") and not 0 <= value <= 1:
@@ -127,7 +134,7 @@ def augment(
     labels: torch.Tensor,
     generator: torch.Generator,
     weights: torch.Tensor | None = None,
-) -> Pairs:
+) -> Batch:
     """Geometry on images, labels and weights with one grid per sample, then grey values on images.
 
     images: B x C x H x W float, labels: B x H x W integer, weights: B x H x W float or None.
@@ -148,7 +155,7 @@ def _log_uniform(generator: torch.Generator, batch: int, low: float, high: float
     return torch.exp(math.log(low) + _uniform(generator, batch) * (math.log(high) - math.log(low)))
 
 
-def _move(config: AugmentConfig, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, generator: torch.Generator) -> Pairs:
+def _move(config: AugmentConfig, images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, generator: torch.Generator) -> Batch:
     """Draw every sample's transform (in a fixed order), build the grids, warp once."""
     batch, _, height, width = images.shape
     angle = _uniform(generator, batch) * (2 * math.pi) if config.rotate else None  # B radians
@@ -168,10 +175,15 @@ def _move(config: AugmentConfig, images: torch.Tensor, labels: torch.Tensor, wei
 
     # A float32 grid reads pixel x at x * (1 +- 1e-7), not exactly at x, so samples whose
     # draw is the identity (possible with elastic_p < 1) keep their input instead.
-    moved = elastic.clone()
-    for drawn in (angle, flips, shift, None if scale is None else scale - 1):
-        if drawn is not None:
-            moved |= (drawn != 0).reshape(batch, -1).any(dim=1)
+    moved = elastic.clone()  # B
+    if angle is not None:
+        moved |= angle != 0
+    if flips is not None:
+        moved |= flips.any(dim=1)
+    if shift is not None:
+        moved |= (shift != 0).any(dim=1)
+    if scale is not None:
+        moved |= scale != 1
     if bool(moved.all()):
         return warped
     moved = moved.to(images.device)
@@ -188,26 +200,26 @@ def _change_grey_values(config: AugmentConfig, images: torch.Tensor, generator: 
     def per_sample(values: torch.Tensor) -> torch.Tensor:
         return values.to(images.device)[:, None, None, None]  # B -> B x 1 x 1 x 1
 
-    def apply(p: float, change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        chosen = per_sample(_uniform(generator, batch) < p)
+    def apply(images: torch.Tensor, p: float, change: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        chosen = per_sample(_uniform(generator, batch) < p)  # B x 1 x 1 x 1
         return torch.where(chosen, change(images), images)
 
     if config.gamma != (1.0, 1.0) and config.gamma_p > 0:
         exponent = per_sample(_log_uniform(generator, batch, *config.gamma)).to(images)
-        images = apply(config.gamma_p, lambda x: gamma_change(x, exponent))
+        images = apply(images, config.gamma_p, lambda x: gamma_change(x, exponent))
     if config.contrast > 0 and config.contrast_p > 0:
         factor = per_sample(1 + (_uniform(generator, batch) * 2 - 1) * config.contrast).to(images)
-        images = apply(config.contrast_p, lambda x: contrast_change(x, factor))
+        images = apply(images, config.contrast_p, lambda x: contrast_change(x, factor))
     if config.brightness > 0 and config.brightness_p > 0:
         offset = per_sample((_uniform(generator, batch) * 2 - 1) * config.brightness).to(images)
-        images = apply(config.brightness_p, lambda x: x + offset)
+        images = apply(images, config.brightness_p, lambda x: x + offset)
     if config.blur_sigma_px > 0 and config.blur_p > 0:
         sigma = _uniform(generator, batch) * config.blur_sigma_px  # B
-        images = apply(config.blur_p, lambda x: gaussian_blur(x, sigma))
+        images = apply(images, config.blur_p, lambda x: gaussian_blur(x, sigma))
     if config.noise_std > 0 and config.noise_p > 0:
         std = per_sample(_uniform(generator, batch) * config.noise_std).to(images)
         noise = torch.randn(images.shape, generator=generator, device=generator.device).to(images)  # B x C x H x W
-        images = apply(config.noise_p, lambda x: x + noise * std)
+        images = apply(images, config.noise_p, lambda x: x + noise * std)
     return images
 
 
@@ -323,13 +335,13 @@ def intensity_jitter(
 
 # --- names ---------------------------------------------------------------------------
 
-Augmentation = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", torch.Generator], Pairs]
+Augmentation = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", torch.Generator], Batch]
 
 
 def _permuting(permute: Callable, jitter: bool = False) -> Augmentation:
     """A named augmentation from a pixel permutation of images, labels and weights (+ intensity jitter)."""
 
-    def run(images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, generator: torch.Generator) -> Pairs:
+    def run(images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, generator: torch.Generator) -> Batch:
         images, maps = permute(images, [labels] if weights is None else [labels, weights], generator)
         if jitter:
             images = intensity_jitter(images, generator)

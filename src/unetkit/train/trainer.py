@@ -117,6 +117,7 @@ class Trainer:
         self.optimizer = make_optimizer(config, self.model)
         self.loss_fn = get_loss(config.loss)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.image_sizes = sorted({tuple(y.shape) for y in data.train.labels})  # before the sampler pads them
         self.margin = int(getattr(self.model, "margin", 0))  # valid networks lose this much on each side
         patch_size = config.patch_size
         if self.margin and patch_size is not None:
@@ -341,7 +342,7 @@ class Trainer:
 def _describe(trainer: Trainer) -> list[str]:
     data, config = trainer.data, trainer.config
     params = sum(p.numel() for p in trainer.model.parameters())
-    sizes = sorted({tuple(y.shape) for y in data.train.labels})
+    sizes = trainer.image_sizes
     stop = [f"{config.epochs} epochs" if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
     return [
         f"data: {len(data.train)} training and {len(data.val)} validation images, sizes {sizes[:3]}, {data.in_channels} channel(s)",
