@@ -6,6 +6,7 @@ import csv
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,30 @@ def test_existing_run_folder_is_not_overwritten(toy_data: tuple[Path, Path], tmp
     with pytest.raises(InputError, match="--resume"):
         train(images, labels, tmp_path / "run", TINY, progress=False)
     assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
+
+
+def test_classic_unet_trains_with_border_weights_and_predicts_full_size(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """The paper's recipe on a tiny scale: valid network, weighted CE, elastic augmentation, mirrored margins."""
+    from unetkit.predict_files import predict_paths
+    from unetkit.train.recipes import recipe
+
+    images, labels = toy_data
+    config = replace(recipe("paper"), base_width=4, depth=2, patch_size=45, epochs=3, budget_s=None, lr=1e-2, device="cpu")
+    record = train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    assert record["model"]["name"] == "unet-classic"
+    assert len(log_rows(tmp_path / "run")) == 3
+    masks = predict_paths(tmp_path / "run", [images], tmp_path / "pred", progress=False, say=lambda _: None)
+    from unetkit.data.io import read_pages
+
+    for mask in masks:
+        array = read_pages(mask, labels=True)[0][0]
+        assert array.shape == (32, 32)  # the valid network's output covers the whole image
+        assert set(np.unique(array).tolist()) <= {0, 255}
+
+
+def test_valid_network_without_patches_is_a_clear_error(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    config = replace(TINY, model="unet-classic", patch_size=None)
+    with pytest.raises(InputError, match="--patch-size"):
+        train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    assert not (tmp_path / "run").exists()  # refused before anything was written

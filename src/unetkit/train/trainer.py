@@ -374,10 +374,6 @@ def train(
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction, config.normalization)
     if config.single_logit and data.encoding.num_classes != 2:
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
     options = model_options(config, data.in_channels, data.encoding.num_classes)
     record = new_run_record(config, config.model, options)
     record["data"] = {
@@ -390,8 +386,12 @@ def train(
     }
     record["classes"] = data.encoding.to_json()
     record["normalization"] = data.normalization.to_json()
+    trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
     write_run_json(out, record)
-    trainer = Trainer(out, config, data, record, progress, say)
     for line in _describe(trainer):
         say(line)
     trainer.run()
