@@ -1,0 +1,69 @@
+"""Predicting files: probabilities, stacks, and memory-mapped large TIFFs give the same masks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from conftest import blob_pair, write_png
+
+from unetkit.data import io
+from unetkit.data.io import read_pages
+from unetkit.predict_files import predict_paths
+from unetkit.run import load_run
+from unetkit.train.trainer import TrainConfig, train
+
+QUIET = dict(progress=False, say=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("files")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        image, label = blob_pair(rng, 40)
+        write_png(root / "image" / f"{i}.png", image)
+        write_png(root / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=2, budget_s=None, device="cpu")
+    train(root / "image", root / "label", root / "run", config, **QUIET)
+    return root
+
+
+def test_probabilities_sum_to_one_and_agree_with_the_mask(tiny_run: Path, tmp_path: Path) -> None:
+    predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path, write_probabilities=True, **QUIET)
+    for i in range(4):
+        probs = tifffile.imread(tmp_path / f"{i}_prob.tif")
+        mask = read_pages(tmp_path / f"{i}.png", labels=True)[0][0]
+        assert probs.shape == (2, 40, 40) and probs.dtype == np.float32
+        assert np.allclose(probs.sum(0), 1, atol=1e-5)
+        assert np.array_equal(np.array([0, 255])[probs.argmax(0)], mask)
+
+
+def test_a_stack_gives_one_stack_of_masks(tiny_run: Path, tmp_path: Path) -> None:
+    pages = np.stack([read_pages(tiny_run / "image" / f"{i}.png")[0][0] for i in range(3)])
+    tifffile.imwrite(tmp_path / "volume.tif", pages, photometric="minisblack")  # 3 pages, not planar RGB
+    predict_paths(tiny_run / "run", [tmp_path / "volume.tif"], tmp_path / "out", **QUIET)
+    stack = tifffile.imread(tmp_path / "out" / "volume.tif")
+    assert stack.shape == (3, 40, 40)
+    for i in range(3):
+        single = read_pages(tmp_path / "out" / "volume.tif")[0][i]
+        assert set(np.unique(single).tolist()) <= {0, 255}
+
+
+def test_memory_mapped_tiff_predicts_like_a_decoded_one(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    big = (rng.random((300, 270)) * 255).astype(np.uint8)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "big.tif", big)
+    run = load_run(tiny_run / "run")
+    predict_paths(run, [tmp_path / "in"], tmp_path / "decoded", tile=64, **QUIET)
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    assert isinstance(io.read_pages_lazily(tmp_path / "in" / "big.tif").base, np.memmap)  # mapped, not read
+    predict_paths(run, [tmp_path / "in"], tmp_path / "mapped", tile=64, **QUIET)
+    decoded = read_pages(tmp_path / "decoded" / "big.png", labels=True)[0][0]
+    mapped = read_pages(tmp_path / "mapped" / "big.png", labels=True)[0][0]
+    assert np.array_equal(decoded, mapped)
