@@ -314,7 +314,7 @@ def print_report(aug: list[dict], mem: list[dict], info: dict, elapsed_s: float)
     pixels = size * size
     buffers = pixels * (4 + 2 * 4 + 4) / MIB  # float32 image + 2 x float32 accumulator + float32 weights
     ratio_rss = stream["peak_rss_mib"] / naive["peak_rss_mib"]
-    ratio_above = (stream["peak_rss_mib"] - base["padded"]) / (naive["peak_rss_mib"] - base["padded"])
+    ratio_above = (stream["peak_rss_mib"] - base["padded"]) / max(naive["peak_rss_mib"] - base["padded"], 1e-9)
     say(f"non-streaming unavoidable buffers: float32 image + 2 x H x W float32 accumulator + H x W weights = {buffers:.0f} MiB "
         f"(+ raw uint8 page {pixels / MIB:.0f} MiB + uint8 class map {pixels / MIB:.0f} MiB)")
     say(f"padded streaming / non-streaming peak RSS: {ratio_rss:.2f} (total), {ratio_above:.2f} (above baseline)")
@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke mode: 2048 x 2048 image, fewer repeats (< 2 minutes)")
     parser.add_argument("--size", type=int, default=None, help="image side for part 2 (default 8192, 2048 with --quick)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw measurements to this JSON file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -352,7 +353,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="unetkit-bench-") as tmp:
         mem, info = memory_rows(size, Path(tmp))
     print()
-    print_report(aug, mem, info, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    if args.json is not None:
+        args.json.write_text(json.dumps({"augmentation": aug, "memory": mem, "image": info, "elapsed_s": elapsed}, indent=1) + "\n")
+    print_report(aug, mem, info, elapsed)
 
 
 if __name__ == "__main__":
