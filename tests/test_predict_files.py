@@ -67,3 +67,17 @@ def test_memory_mapped_tiff_predicts_like_a_decoded_one(tiny_run: Path, tmp_path
     decoded = read_pages(tmp_path / "decoded" / "big.png", labels=True)[0][0]
     mapped = read_pages(tmp_path / "mapped" / "big.png", labels=True)[0][0]
     assert np.array_equal(decoded, mapped)
+
+
+def test_a_huge_image_streams_its_mask_into_a_tiff(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetkit import predict_files
+
+    image = read_pages(tiny_run / "image" / "0.png")[0][0]
+    (tmp_path / "in").mkdir()
+    write_png(tmp_path / "in" / "big.png", image)
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "normal", tile=16, **QUIET)
+    monkeypatch.setattr(predict_files, "STREAM_PIXELS", 100)
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "streamed", tile=16, **QUIET)
+    normal = read_pages(tmp_path / "normal" / "big.png", labels=True)[0][0]
+    streamed = tifffile.imread(tmp_path / "streamed" / "big.tif")
+    assert streamed.dtype == normal.dtype and np.array_equal(streamed, normal)

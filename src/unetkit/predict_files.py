@@ -4,7 +4,9 @@ Outputs are named after the input's stem (name.png for name.png or name.tif; a
 stack gives one stack, name.tif). The output folder is marked as unetkit's, so
 a later run refuses to take it as input, and it may never be an input folder.
 Images stream through the predictor in row bands: only the mask (one byte per
-pixel) and, with --prob, a memory-mapped probability file are image-sized.
+pixel) is image-sized, and above STREAM_PIXELS (16384 x 16384) even the mask
+goes to a memory-mapped TIFF (name.tif) band by band; --prob probabilities are
+always a memory-mapped float32 TIFF.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from unetkit.predict import mirrored_crop, predict_rows
 from unetkit.run import Run, load_run
 
 OUTPUT_MARKER = ".unetkit-predictions"
+STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
 
 
 def _input_folders(inputs: list[Path]) -> set[Path]:
@@ -56,23 +59,28 @@ def _probability_store(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 def predict_page(
     run: Run, page: np.ndarray, source: str, tile: int | None, tta: bool, device: torch.device,
-    probabilities: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None, mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One (H, W[, C]) raw page -> (H, W) class indices; fills `probabilities` (K x H x W) if given."""
+    """One (H, W[, C]) raw page -> its mask in the label encoding, written band by band.
+
+    `mask` (H x W[, 3] in the encoding's dtype) may be a memory-mapped file, and
+    `probabilities` (K x H x W float32) too: then nothing image-sized stays in memory.
+    """
     height, width = page.shape[:2]
-    classes = np.zeros((height, width), dtype=np.uint8 if run.encoding.num_classes <= 256 else np.int32)
+    if mask is None:
+        mask = np.empty((height, width, 3) if run.encoding.colour else (height, width), dtype=run.encoding.output_dtype)
 
     def read(top: int, bottom: int, left: int, right: int) -> torch.Tensor:
         return torch.from_numpy(run.normalization.apply(mirrored_crop(page, top, bottom, left, right, axes=(0, 1)), source))
 
     def sink(top: int, probs: torch.Tensor) -> None:
         rows = slice(top, top + probs.shape[1])
-        classes[rows] = probs.argmax(0).numpy()
+        mask[rows] = run.encoding.to_values(probs.argmax(0).numpy())
         if probabilities is not None:
             probabilities[:, rows] = probs.numpy()
 
     predict_rows(run.model, read, height, width, sink, tile=tile, tta=tta, device=device)
-    return classes
+    return mask
 
 
 def predict_paths(
@@ -106,20 +114,28 @@ def predict_paths(
         prob_path = Path(out) / f"{file.stem}_prob.tif"
         prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
         probabilities = _probability_store(prob_path, prob_shape) if write_probabilities else None
-        masks = []
-        for index, page in enumerate(pages):
-            source = f"{file}[{index}]" if stack else str(file)
-            target = None if probabilities is None else probabilities[index] if stack else probabilities
-            masks.append(run.encoding.to_values(predict_page(run, page, source, tile, tta, torch_device, target)))
+        if not stack and pages[0].shape[0] * pages[0].shape[1] > STREAM_PIXELS and not run.encoding.colour:
+            # too large to hold: the mask goes to a memory-mapped TIFF, band by band
+            target_path = Path(out) / f"{file.stem}.tif"
+            mask = tifffile.memmap(target_path, shape=pages[0].shape[:2], dtype=run.encoding.output_dtype)
+            predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask)
+            mask.flush()
+            del mask
+        else:
+            masks = []
+            for index, page in enumerate(pages):
+                source = f"{file}[{index}]" if stack else str(file)
+                target = None if probabilities is None else probabilities[index] if stack else probabilities
+                masks.append(predict_page(run, page, source, tile, tta, torch_device, target))
+            if stack:
+                target_path = Path(out) / f"{file.stem}.tif"
+                write_tiff(target_path, np.stack(masks))
+            else:
+                target_path = Path(out) / f"{file.stem}.png"
+                write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
         if probabilities is not None:
             probabilities.flush()
             del probabilities
-        if stack:
-            target_path = Path(out) / f"{file.stem}.tif"
-            write_tiff(target_path, np.stack(masks))
-        else:
-            target_path = Path(out) / f"{file.stem}.png"
-            write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
         written.append(target_path)
     say(f"wrote {len(written)} mask(s) to {out}")
     return written

@@ -104,13 +104,19 @@ class LabelEncoding:
         return classes.astype(np.uint8 if len(values) <= 256 else np.int64)
 
     def to_values(self, classes: np.ndarray) -> np.ndarray:
-        """Class indices -> a mask in the user's encoding (dtype, colours)."""
-        values = np.asarray(self.values, dtype=np.int64)[classes]
-        if self.colour:
-            return _unpack_colours(values)
-        if self.dtype == "bool":
-            return values.astype(bool)
-        return values.astype(self.dtype)
+        """Class indices -> a mask in the user's encoding (dtype, colours).
+
+        The lookup table is built in the output dtype first, so a large image
+        never passes through an int64 array of its size.
+        """
+        values = np.asarray(self.values, dtype=np.int64)
+        table = _unpack_colours(values) if self.colour else values.astype(self.output_dtype)  # K [x 3]
+        return table[classes]
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        """The dtype predictions are written in: the masks' own (uint8 for colours)."""
+        return np.dtype(np.uint8 if self.colour else bool if self.dtype == "bool" else self.dtype)
 
     def describe_values(self) -> list[object]:
         """The class values as users wrote them: numbers, or [r, g, b] colours."""
