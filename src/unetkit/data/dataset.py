@@ -252,8 +252,3 @@ class PatchSampler:
             None if weights is None else torch.stack([weights[i][rows, cols] for i, rows, cols in crops]),
             [self.data.names[i] for i in indices],
         )
-
-
-def natural_pair_order(pairs: list[RawPair]) -> list[RawPair]:
-    """Pairs in natural name order (a stack keeps its page order)."""
-    return sorted(pairs, key=lambda p: (natural_key(p.image.path.stem), p.image.index or 0))
