@@ -38,7 +38,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, help="fraction held out as a contiguous block for validation (default 0.2)")
     p.add_argument("--recipe", default="default",
                    help="default (CPU-friendly, budgeted), seed (the tutorial, exactly) or paper (Ronneberger et al. 2015)")
-    p.add_argument("--model", help="network: unet (padded) or unet-classic (the paper's valid convolutions)")
+    p.add_argument("--model", help="network: unet (padded), unet-classic (the paper's valid convolutions), or the FCN baselines fcn8s, fcn16s, fcn32s")
     p.add_argument("--budget", help="wall-clock limit including validation, e.g. 90s, 10m, 1h")
     p.add_argument("--epochs", type=int, help="number of epochs (instead of a budget)")
     p.add_argument("--width", type=int, dest="base_width", help="channels of the first level (doubles each level)")

@@ -57,8 +57,9 @@ def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> di
         "in_channels": in_channels,
         "num_classes": 1 if config.single_logit else num_classes,
         "base_width": config.base_width,
-        "depth": config.depth,
     }
+    if config.model.startswith("unet"):  # an FCN's depth is fixed (five VGG blocks)
+        options["depth"] = config.depth
     if config.model == "unet":  # the classic network has only transposed convolutions
         options["bilinear"] = config.bilinear
         options["align_corners"] = config.align_corners

@@ -148,3 +148,14 @@ def test_valid_network_without_patches_is_a_clear_error(toy_data: tuple[Path, Pa
     with pytest.raises(InputError, match="--patch-size"):
         train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_fcn_baseline_trains_and_predicts_through_the_run(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    from unetkit.predict_files import predict_paths
+
+    images, labels = toy_data
+    config = replace(TINY, model="fcn8s", base_width=4, patch_size=32, batch_size=4, epochs=2)
+    record = train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    assert record["model"] == {"name": "fcn8s", "options": {"in_channels": 1, "num_classes": 2, "base_width": 4}}
+    masks = predict_paths(tmp_path / "run", [images], tmp_path / "pred", progress=False, say=lambda _: None)
+    assert len(masks) == 6

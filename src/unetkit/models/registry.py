@@ -13,12 +13,16 @@ from typing import Any, Callable
 from torch import nn
 
 from unetkit.errors import InputError
+from unetkit.models.fcn import FCN, FCN8sConfig, FCN16sConfig, FCN32sConfig
 from unetkit.models.unet import UNet, UNetConfig
 from unetkit.models.unet_valid import UNetClassic, UNetClassicConfig
 
 _REGISTRY: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "unet": (UNetConfig, UNet),
     "unet-classic": (UNetClassicConfig, UNetClassic),
+    "fcn32s": (FCN32sConfig, FCN),
+    "fcn16s": (FCN16sConfig, FCN),
+    "fcn8s": (FCN8sConfig, FCN),
 }
 
 
