@@ -72,6 +72,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", type=Path, required=True, help="predicted masks (folder or stack)")
     p.add_argument("--labels", type=Path, required=True, help="true masks, paired by file stem")
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    p.add_argument("--boundary-value", type=int, default=0,
+                   help="label value of the boundary class for the ISBI challenge scores (Rand, VI); default 0 (membrane)")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -142,7 +144,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from unetkit.evaluate import evaluate_paths, format_table, write_json
 
-    scores = evaluate_paths(args.pred, args.labels)
+    scores = evaluate_paths(args.pred, args.labels, boundary_value=args.boundary_value)
     print(format_table(scores))
     if args.json:
         write_json(scores, args.json)

@@ -1,0 +1,55 @@
+"""`unetkit evaluate`: PNG folders and TIFF stacks, challenge scores for boundary labellings, unmatched files named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import write_png
+
+from unetkit.cli import main
+
+
+def cells(merge: bool = False) -> np.ndarray:
+    """A 20 x 20 ISBI-style label: four cells (255) separated by one-pixel membranes (0)."""
+    label = np.full((20, 20), 255, dtype=np.uint8)
+    label[10, :] = 0
+    if not merge:
+        label[:, 10] = 0
+    return label
+
+
+def test_identical_masks_score_perfectly_and_a_merge_shows_as_merge_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for i in range(2):
+        write_png(tmp_path / "truth" / f"{i}.png", cells())
+        write_png(tmp_path / "same" / f"{i}.png", cells())
+        write_png(tmp_path / "merged" / f"{i}.png", cells(merge=True))
+    assert main(["evaluate", "--pred", str(tmp_path / "same"), "--labels", str(tmp_path / "truth"), "--json", str(tmp_path / "a.json")]) == 0
+    same = json.loads((tmp_path / "a.json").read_text())["mean"]
+    assert same["pixel_error"] == 0 and same["rand_error"] == pytest.approx(0) and same["info_error"] == pytest.approx(0)
+    assert main(["evaluate", "--pred", str(tmp_path / "merged"), "--labels", str(tmp_path / "truth"), "--json", str(tmp_path / "b.json")]) == 0
+    merged = json.loads((tmp_path / "b.json").read_text())["mean"]
+    assert merged["rand_merge"] > 0.3 and merged["rand_split"] == pytest.approx(0)
+    assert merged["vi_merge"] > 0.5 and merged["vi_split"] == pytest.approx(0)
+    assert "rand_error" in capsys.readouterr().out
+
+
+def test_stacks_are_evaluated_page_by_page(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "truth.tif", np.stack([cells(), cells()]), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "pred.tif", np.stack([cells(), cells(merge=True)]), photometric="minisblack")
+    assert main(["evaluate", "--pred", str(tmp_path / "pred.tif"), "--labels", str(tmp_path / "truth.tif"), "--json", str(tmp_path / "s.json")]) == 0
+    per_image = json.loads((tmp_path / "s.json").read_text())["per_image"]
+    assert len(per_image) == 2
+    rand = [s["rand_error"] for s in per_image.values()]
+    assert rand[0] == pytest.approx(0) and rand[1] > 0.2
+
+
+def test_an_unmatched_prediction_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_png(tmp_path / "truth" / "0.png", cells())
+    write_png(tmp_path / "pred" / "0.png", cells())
+    write_png(tmp_path / "pred" / "7.png", cells())
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
+    assert "7.png" in capsys.readouterr().err
