@@ -1,0 +1,43 @@
+"""Regions (cell instances) from a boundary probability map, by seeded watershed.
+
+Thresholding a membrane map merges two cells wherever one membrane pixel is
+missed; a watershed floods the map from its basins instead, so a weak spot in
+a membrane does not join the cells on either side. Users of EM data judge by
+Rand error, where this usually wins.
+
+Seeds are the connected regions where the boundary probability is below
+`seed_threshold`, kept only if they have at least `min_seed_size` pixels (smaller
+basins are noise inside a cell and would split it); every pixel is then
+flooded from the seeds in the order of increasing boundary probability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import watershed
+
+MIN_SEED_SIZE = 25  # pixels: about a 5 x 5 patch, smaller than any ISBI cell profile, larger than noise basins
+SEED_THRESHOLD = 0.3
+
+
+def watershed_regions(
+    boundary_prob: np.ndarray, seed_threshold: float = SEED_THRESHOLD, min_seed_size: int = MIN_SEED_SIZE
+) -> np.ndarray:
+    """H x W boundary probability -> H x W int32 regions 1..N covering every pixel (0 only if there is no seed)."""
+    if boundary_prob.ndim != 2:
+        raise ValueError(f"boundary_prob must be 2-D, got shape {boundary_prob.shape}")
+    if not np.all(np.isfinite(boundary_prob)):
+        raise ValueError("boundary_prob holds NaN or infinite values")
+    seeds, count = ndimage.label(boundary_prob < seed_threshold)  # 4-connected basins
+    if count == 0:
+        return np.zeros(boundary_prob.shape, dtype=np.int32)
+    sizes = np.bincount(seeds.ravel())
+    keep = sizes >= min_seed_size
+    keep[0] = False
+    relabel = np.zeros(len(sizes), dtype=np.int32)
+    relabel[keep] = np.arange(1, int(keep.sum()) + 1)
+    markers = relabel[seeds]
+    if not markers.any():
+        return np.zeros(boundary_prob.shape, dtype=np.int32)
+    return watershed(boundary_prob, markers).astype(np.int32)
