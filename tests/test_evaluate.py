@@ -53,3 +53,23 @@ def test_an_unmatched_prediction_is_named(tmp_path: Path, capsys: pytest.Capture
     write_png(tmp_path / "pred" / "7.png", cells())
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
     assert "7.png" in capsys.readouterr().err
+
+
+def test_probability_maps_are_scored_by_threshold_sweep_and_by_watershed(tmp_path: Path) -> None:
+    truth = np.full((30, 61), 255, dtype=np.uint8)
+    truth[:, 30] = 0
+    boundary = np.where(truth == 255, 0.05, 0.95).astype(np.float32)
+    boundary[14:17, 30] = 0.45  # a faint stretch of membrane
+    (tmp_path / "pred").mkdir()
+    tifffile.imwrite(tmp_path / "pred" / "a_prob.tif",
+                     np.stack([boundary, 1 - boundary]), photometric="minisblack")
+    write_png(tmp_path / "pred" / "a.png", (boundary < 0.5).astype(np.uint8) * 255)  # the mask beside it is ignored
+    write_png(tmp_path / "truth" / "a.png", truth)
+    for instances in ("threshold", "watershed"):
+        out = tmp_path / f"{instances}.json"
+        assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                     "--instances", instances, "--json", str(out)]) == 0
+        mean = json.loads(out.read_text())["mean"]
+        assert mean["rand_error"] == pytest.approx(0, abs=1e-9), instances
+    write_png(tmp_path / "truth2" / "b.png", truth)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth2"), "--instances", "watershed"]) == 2

@@ -72,6 +72,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", type=Path, required=True, help="predicted masks (folder or stack)")
     p.add_argument("--labels", type=Path, required=True, help="true masks, paired by file stem")
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    p.add_argument("--instances", choices=["threshold", "watershed"],
+                   help="score NAME_prob.tif probability maps (from predict --prob): best threshold 0.1..0.9, or watershed regions")
     p.add_argument("--boundary-value", type=int, default=0,
                    help="label value of the boundary class for the ISBI challenge scores (Rand, VI); default 0 (membrane)")
 
@@ -142,10 +144,14 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from unetkit.evaluate import evaluate_paths, format_table, write_json
+    from unetkit.evaluate import evaluate_paths, evaluate_probabilities, format_challenge_table, format_table, write_json
 
-    scores = evaluate_paths(args.pred, args.labels, boundary_value=args.boundary_value)
-    print(format_table(scores))
+    if args.instances:
+        scores = evaluate_probabilities(args.pred, args.labels, args.instances, args.boundary_value)
+        print(format_challenge_table(scores))
+    else:
+        scores = evaluate_paths(args.pred, args.labels, boundary_value=args.boundary_value)
+        print(format_table(scores))
     if args.json:
         write_json(scores, args.json)
 

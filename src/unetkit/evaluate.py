@@ -19,7 +19,18 @@ import numpy as np
 from unetkit.data.dataset import read_pairs
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import LabelEncoding
-from unetkit.metrics import boundary_scores, dice_per_class, iou_per_class, pixel_error
+from unetkit.data.io import list_image_files, read_pages
+from unetkit.errors import InputError
+from unetkit.instances import watershed_regions
+from unetkit.metrics import (
+    boundary_scores,
+    dice_per_class,
+    interior_regions,
+    iou_per_class,
+    pixel_error,
+    rand_scores,
+    vi_scores,
+)
 
 
 def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -66,6 +77,73 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
             mean[key] = float(np.mean(values))
     return {"classes": encoding.describe_values(), "boundary_value": boundary_value if boundary is not None else None,
             "per_image": per_image, "mean": mean}
+
+
+PROB_SUFFIX = "_prob"
+
+
+def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, K x H x W probabilities, H x W truth) pairs: NAME_prob.tif matched with NAME.* by stem."""
+    probs = {f.stem.removesuffix(PROB_SUFFIX): f for f in list_image_files(pred) if f.stem.endswith(PROB_SUFFIX)}
+    if not probs:
+        raise InputError(f"{pred}: holds no NAME{PROB_SUFFIX}.tif files; write them with unetkit predict --prob")
+    truths = {f.stem: f for f in list_image_files(labels)}
+    for name in sorted(set(probs) - set(truths)):
+        raise InputError(f"{probs[name]}: no mask named {name}.* in {labels}; add it or move the file out")
+    pairs = []
+    for name in sorted(probs):
+        prob_pages, truth_pages = read_pages(probs[name])[0], read_pages(truths[name], labels=True)[0]
+        if prob_pages.ndim != 3 or len(prob_pages) % len(truth_pages):
+            raise InputError(f"{probs[name]}: not K x H x W probabilities for the {len(truth_pages)} page(s) of {truths[name].name}")
+        prob_pages = prob_pages.reshape(len(truth_pages), -1, *prob_pages.shape[1:])  # P x K x H x W
+        for index, (prob, truth) in enumerate(zip(prob_pages, truth_pages)):
+            if prob.shape[-2:] != truth.shape[:2]:
+                raise InputError(f"{probs[name]}: probabilities are {prob.shape[-1]} x {prob.shape[-2]} but {truths[name].name} is "
+                                 f"{truth.shape[1]} x {truth.shape[0]}; give the probabilities of these images")
+            pairs.append((name if len(truth_pages) == 1 else f"{name}[{index}]", prob, truth))
+    return pairs
+
+
+def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed", boundary_value: int = 0) -> dict[str, Any]:
+    """Challenge scores from `unetkit predict --prob` outputs (NAME_prob.tif) of a two-class boundary labelling.
+
+    `instances`: "threshold" sweeps the thresholds 0.1 ... 0.9 and keeps the best
+    (the challenge's protocol for probability maps); "watershed" floods the
+    boundary probability from its basins (unetkit.instances).
+    """
+    if instances not in ("threshold", "watershed"):
+        raise InputError(f"--instances {instances}: unknown; use threshold or watershed")
+    pairs = _probability_pairs(pred, labels)
+    encoding = LabelEncoding.from_masks([(name, truth) for name, _, truth in pairs])
+    if encoding.num_classes != 2 or boundary_value not in encoding.values:
+        raise InputError(f"{labels}: challenge scores need two classes, one of them the boundary value {boundary_value}; "
+                         f"the masks hold {encoding.describe_values()}")
+    boundary = encoding.values.index(boundary_value)
+    per_image = {}
+    for name, prob, truth in pairs:
+        if prob.ndim != 3 or prob.shape[0] != 2:
+            raise InputError(f"{name}: expected 2 x H x W class probabilities (unetkit predict --prob), got {prob.shape}")
+        true_interior = encoding.to_classes(truth, name) != boundary
+        boundary_prob = prob[boundary].astype(np.float64)
+        if instances == "threshold":
+            scores = boundary_scores(np.clip(1.0 - boundary_prob, 0.0, 1.0), true_interior)
+            scores["challenge_pixel_error"] = scores.pop("pixel_error")
+        else:
+            regions, true_regions = watershed_regions(boundary_prob), interior_regions(true_interior)
+            scores = {**rand_scores(regions, true_regions), **vi_scores(regions, true_regions)}
+        per_image[name] = {k: v for k, v in scores.items() if k in CHALLENGE_KEYS or k.endswith("threshold")}
+    keys = sorted({k for s in per_image.values() for k in s})
+    mean = {k: float(np.mean([s[k] for s in per_image.values()])) for k in keys}
+    return {"instances": instances, "boundary_value": boundary_value, "per_image": per_image, "mean": mean}
+
+
+def format_challenge_table(scores: dict[str, Any]) -> str:
+    keys = [k for k in CHALLENGE_KEYS if k in scores["mean"]]
+    rows = [["image", *keys]]
+    for name, s in list(scores["per_image"].items()) + [("mean", scores["mean"])]:
+        rows.append([name, *[f"{s[k]:.4f}" for k in keys]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
 def format_table(scores: dict[str, Any]) -> str:
