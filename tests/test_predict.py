@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unetkit.models import build_model
-from unetkit.predict import gaussian_window, predict_probabilities, tile_starts
+from unetkit.predict import gaussian_window, predict_probabilities, window_spans
 
 
 class TwoClassIdentity(torch.nn.Module):
@@ -20,14 +20,29 @@ class TwoClassIdentity(torch.nn.Module):
         return torch.cat([torch.zeros_like(p), torch.log(p / (1 - p))], dim=1)
 
 
-@settings(max_examples=200, deadline=None)
-@given(length=st.integers(1, 3000), tile=st.integers(1, 600), overlap=st.floats(0.0, 0.9))
-def test_windows_cover_every_pixel_and_stay_inside(length: int, tile: int, overlap: float) -> None:
-    tile = min(tile, length)
-    starts = tile_starts(length, tile, overlap)
-    assert starts[0] == 0 and starts[-1] + tile == length
-    assert all(0 <= s <= length - tile for s in starts)
-    assert all(b - a <= tile for a, b in zip(starts, starts[1:]))  # no gaps between windows
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 3000), tile=st.integers(1, 600), overlap=st.floats(0.0, 0.9), depth=st.integers(0, 6))
+def test_windows_cover_every_pixel_on_the_grid(length: int, tile: int, overlap: float, depth: int) -> None:
+    align = 2**depth
+    spans = window_spans(length, tile, overlap, align)
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert all(start % align == 0 and start < stop for start, stop in spans)
+    assert all(next_start <= stop for (_, stop), (next_start, _) in zip(spans, spans[1:]))  # no gaps
+    assert all(b[0] > a[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_deep_network_with_a_small_tile_still_covers_the_image() -> None:
+    torch.manual_seed(0)
+    model = build_model("unet", base_width=4, depth=5).eval()
+    probs = predict_probabilities(model, torch.rand(1, 216, 216), tile=56)
+    assert probs.shape == (2, 216, 216) and torch.isfinite(probs).all()
+
+
+def test_classic_network_with_the_smallest_tile_predicts_a_larger_image() -> None:
+    torch.manual_seed(0)
+    model = build_model("unet-classic", base_width=2, depth=4).eval()
+    probs = predict_probabilities(model, torch.rand(1, 40, 40), tile=188)
+    assert probs.shape == (2, 40, 40)
 
 
 @pytest.mark.parametrize("shape", [(1, 50, 70), (1, 130, 97), (1, 300, 300)])

@@ -41,7 +41,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _isbi_subsets(isbi: Path, data_dir: Path) -> tuple[Path, Path]:
+def link_isbi_subsets(isbi: Path, data_dir: Path) -> tuple[Path, Path]:
     """Link ISBI sections 0-24 and 25-29 into DATA/train and DATA/test (no copies of the data)."""
     for split, sections in (("train", ISBI_TRAIN), ("test", ISBI_HELD_OUT)):
         for kind in ("image", "label"):
@@ -79,7 +79,7 @@ def run_demo(
     (out / "demo.txt").write_text("written by `unetkit demo`; safe to delete\n")
     if data:
         say(f"demo on ISBI 2012 from {data}: sections 0-24 train, 25-29 held out")
-        train_dir, test_dir = _isbi_subsets(Path(data), out / "data")
+        train_dir, test_dir = link_isbi_subsets(Path(data), out / "data")
     else:
         say(f"demo on synthetic EM-like data: {SYNTHETIC_TRAIN} training and {SYNTHETIC_TEST} held-out images of {SYNTHETIC_SIZE[0]} x {SYNTHETIC_SIZE[1]}")
         train_dir, test_dir = _synthetic_subsets(out / "data", seed)

@@ -30,16 +30,6 @@ Reader = Callable[[int, int, int, int], torch.Tensor]  # (top, bottom, left, rig
 Sink = Callable[[int, torch.Tensor], None]  # (first row, K x rows x W probabilities)
 
 
-def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Start offsets of windows of size `tile` covering [0, length) with at least `overlap` overlap."""
-    if length <= tile:
-        return [0]
-    stride = max(1, int(tile * (1 - overlap)))
-    count = math.ceil((length - tile) / stride) + 1
-    # spread the windows evenly so the last one ends exactly at the border
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
-
-
 def gaussian_window(height: int, width: int, sigma_scale: float = 0.125) -> torch.Tensor:
     """H x W weights peaking at the centre: tile borders, where context is poorest, count least."""
 
@@ -113,10 +103,19 @@ def window_spans(length: int, tile: int, overlap: float, align: int = 1) -> list
 
     Aligned starts keep every window on the pooling grid of a whole-image pass
     (a U-Net is shift-equivariant only for shifts by multiples of 2**depth);
-    the last window is stretched to the border instead of being shifted off the grid.
+    the stride is the overlap stride rounded down to the grid (never below one
+    grid step), so neighbouring windows always touch; the last window is
+    stretched to the border instead of being shifted off the grid.
     """
-    starts = sorted({start - start % align for start in tile_starts(length, tile, overlap)})
-    return [(start, min(length, start + tile) if index + 1 < len(starts) else length) for index, start in enumerate(starts)]
+    tile = max(tile, align)
+    if length <= tile:
+        return [(0, length)]
+    stride = max(align, int(tile * (1 - overlap)) // align * align)
+    starts = list(range(0, length - tile + 1, stride))
+    last = (length - tile) // align * align
+    if starts[-1] < last:
+        starts.append(last)
+    return [(start, start + tile) for start in starts[:-1]] + [(starts[-1], length)]
 
 
 @torch.no_grad()
@@ -188,6 +187,7 @@ def overlap_tile(
     layouts = []
     for length in (height, width):
         tile_input = model.nearest_valid_input_size(max(tile, 2 * margin + 1))
+        tile_input = max(tile_input, model.input_size_for_output(multiple))  # outputs of at least one grid step
         tile_input = min(tile_input, model.input_size_for_output(length))  # no bigger than the image needs
         layouts.append(overlap_tile_layout(length, model.valid_output_size(tile_input), multiple))
     (out_h, stride_h, count_h), (out_w, stride_w, count_w) = layouts

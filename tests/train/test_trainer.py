@@ -159,3 +159,19 @@ def test_fcn_baseline_trains_and_predicts_through_the_run(toy_data: tuple[Path, 
     assert record["model"] == {"name": "fcn8s", "options": {"in_channels": 1, "num_classes": 2, "base_width": 4}}
     masks = predict_paths(tmp_path / "run", [images], tmp_path / "pred", progress=False, say=lambda _: None)
     assert len(masks) == 6
+
+
+def test_resume_with_more_epochs_extends_a_budgeted_run(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=None, budget_s=1.0), progress=False, say=lambda _: None)
+    done = len(log_rows(tmp_path / "run"))
+    record = resume(tmp_path / "run", epochs=done + 3, progress=False, say=lambda _: None)
+    assert len(log_rows(tmp_path / "run")) == done + 3  # the old budget no longer stops it
+    assert record["config"]["budget_s"] is None
+
+
+def test_out_naming_a_file_is_a_clear_error(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        train(images, labels, tmp_path / "file", TINY, progress=False)

@@ -12,7 +12,7 @@ import copy
 import csv
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -294,6 +294,7 @@ class Trainer:
             self._best_train_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
     def _end_epoch(self, train_loss: float, lr: float, elapsed: float) -> None:
+        self._round_ended = time.monotonic()
         scores = validate(self.model, self.data.val, self.config.tile, self.device)
         improved = False
         if self.config.select_by == "val_dice" and scores["val_dice"] > self.counters.best_score:
@@ -307,7 +308,7 @@ class Trainer:
             best_model.load_state_dict(self._best_train_state)
             save_weights(self.run_dir / WEIGHTS_FILE, best_model, self._weights_metadata())
             self._best_train_state = None
-        self.counters.elapsed_s = elapsed
+        self.counters.elapsed_s = elapsed + (time.monotonic() - self._round_ended)  # validation and saving count too
         row = {"epoch": self.counters.epoch, "step": self.counters.step, "seconds": round(elapsed, 1), "lr": lr,
                "train_loss": train_loss, **scores, "best": "yes" if improved else ""}
         self.rows.append(row)
@@ -369,6 +370,8 @@ def train(
 ) -> dict[str, Any]:
     """Train a new run into `out` (which must not hold a run already); returns run.json's record."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; choose a new folder for --out")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction, config.normalization)
@@ -409,8 +412,8 @@ def resume(
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
     config = TrainConfig.from_json(record["config"])
-    if epochs is not None or budget_s is not None:
-        config = config.with_overrides(epochs=epochs, budget_s=budget_s)
+    if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
+        config = replace(config, epochs=epochs, budget_s=budget_s)
         record["config"] = config.to_json()
     paths = record["data"]  # the classes and the normalisation are the run's, not re-derived
     data = prepare_training_data(
