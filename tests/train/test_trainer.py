@@ -110,7 +110,10 @@ def test_seed_rule_keeps_the_lowest_training_loss(toy_data: tuple[Path, Path], t
     images, labels = toy_data
     config = replace(TINY, select_by="train_loss", single_logit=True, loss="bce", epochs=3)
     record = train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
-    assert record["metrics"]["best"]["selected_by"] == "train_loss"
+    best = record["metrics"]["best"]
+    assert best["selected_by"] == "train_loss"
+    assert "val_dice" not in best  # validation scores belong to the last model, not to the kept weights
+    assert best["train_loss"] <= min(float(r["train_loss"]) for r in log_rows(tmp_path / "run"))  # a single batch's low
     assert record["model"]["options"]["num_classes"] == 1
 
 

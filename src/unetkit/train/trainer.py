@@ -313,7 +313,10 @@ class Trainer:
                "train_loss": train_loss, **scores, "best": "yes" if improved else ""}
         self.rows.append(row)
         self._write_log()
-        if improved or "best" not in self.record.get("metrics", {}):
+        if self.config.select_by == "train_loss":  # the saved weights come from a step, not from this validation
+            best = {"selected_by": "train_loss", "train_loss": -self.counters.best_score, "epoch": self.counters.best_epoch}
+            self.record["metrics"] = {"best": best}
+        elif improved or "best" not in self.record.get("metrics", {}):
             self.record["metrics"] = {"best": {**row, "selected_by": self.config.select_by}}
         self.record["metrics"]["last"] = row
         self.record["progress"] = {"epoch": self.counters.epoch, "step": self.counters.step, "seconds": round(elapsed, 1),
