@@ -142,6 +142,11 @@ def format_challenge_table(scores: dict[str, Any]) -> str:
     rows = [["image", *keys]]
     for name, s in list(scores["per_image"].items()) + [("mean", scores["mean"])]:
         rows.append([name, *[f"{s[k]:.4f}" for k in keys]])
+    return _align(rows)
+
+
+def _align(rows: list[list[str]]) -> str:
+    """Right-aligned columns, two spaces apart."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
@@ -154,8 +159,7 @@ def format_table(scores: dict[str, Any]) -> str:
     for name, s in list(scores["per_image"].items()) + [("mean", scores["mean"])]:
         rows.append([name, f"{s['pixel_error']:.4f}"] + [f"{v:.4f}" for v in s["dice"]] + [f"{v:.4f}" for v in s["iou"]]
                     + [f"{s[k]:.4f}" if k in s else "-" for k in extra])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    return _align(rows)
 
 
 def write_json(scores: dict[str, Any], path: Path) -> None:
