@@ -106,6 +106,33 @@ def test_budget_stops_training_in_time(toy_data: tuple[Path, Path], tmp_path: Pa
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
+def test_slow_validation_takes_a_bounded_share_of_the_budget(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big model's validation can cost many steps: the rounds grow so that it cannot eat the budget."""
+    import time
+
+    real_validate = trainer_module.validate
+    spent: list[float] = []
+
+    def slow_validate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        time.sleep(0.5)
+        scores = real_validate(*args, **kwargs)
+        spent.append(time.monotonic() - started)
+        return scores
+
+    monkeypatch.setattr(trainer_module, "validate", slow_validate)
+    images, labels = toy_data
+    budget = 8.0
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=None, budget_s=budget, patch_size=16),
+          progress=False, say=lambda _: None)
+    # Every tenth of the budget (0.8 s) would mean about 10 x 0.5 s = 5 s of 8 s validating.
+    # With the share capped at 15 %, the rounds after the first last >= 0.5 * 0.85 / 0.15 = 2.8 s.
+    assert 1 <= len(spent) <= 4
+    assert sum(spent[1:]) / budget <= 0.3
+
+
 def test_seed_rule_keeps_the_lowest_training_loss(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     images, labels = toy_data
     config = replace(TINY, select_by="train_loss", single_logit=True, loss="bce", epochs=3)

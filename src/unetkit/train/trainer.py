@@ -42,7 +42,8 @@ CURVES_FILE = "curves.png"
 LOG_FIELDS = ["epoch", "step", "seconds", "lr", "train_loss", "val_loss", "val_dice", "val_pixel_error", "best"]
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 CURVES_EVERY_S = 30.0
-VALIDATIONS_PER_BUDGET = 10  # with patches and a budget, an "epoch" ends early so that this many validations happen
+VALIDATIONS_PER_BUDGET = 10  # with patches and a budget, an "epoch" ends early so that up to this many validations happen
+VALIDATION_SHARE = 0.15  # ... but rounds are lengthened so that validating and saving take at most this share of the time
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -245,11 +246,17 @@ class Trainer:
                 losses: list[float] = []
                 lr = self.config.lr
                 epoch_started = elapsed()
-                for step_in_epoch in range(steps_per_epoch):
+                step_in_epoch = 0
+                while True:
+                    if step_in_epoch == steps_per_epoch:
+                        if not self._timed_rounds():
+                            break
+                        self.sampler.start_epoch()  # patches from a budget: a round is a time, not a pass
+                        step_in_epoch = 0
                     if config.budget_s and elapsed() + step_cost + end_cost > config.budget_s:
                         out_of_time = True
                         break
-                    if losses and self._round_is_long(epoch_started, elapsed()):
+                    if losses and self._round_is_long(epoch_started, elapsed(), end_cost):
                         break
                     started = time.monotonic()
                     lr = self._set_lr(elapsed())
@@ -257,6 +264,7 @@ class Trainer:
                     images, labels, weights = self._augmented(batch)
                     loss = self._step(images, labels, batch.names, weights)
                     self.counters.step += 1
+                    step_in_epoch += 1
                     if loss is not None:
                         losses.append(loss)
                         self._track_train_loss(loss)
@@ -280,11 +288,19 @@ class Trainer:
         self._set_status("finished")
         return self.record.get("metrics", {})
 
-    def _round_is_long(self, started: float, now: float) -> bool:
-        """Within a budget, validate at least VALIDATIONS_PER_BUDGET times, even if an epoch is longer."""
-        return bool(self.config.budget_s) and self.config.patch_size is not None and (
-            now - started > self.config.budget_s / VALIDATIONS_PER_BUDGET
-        )
+    def _timed_rounds(self) -> bool:
+        """Patches under a budget (and no --epochs): validation rounds are set by time, not by passes."""
+        return bool(self.config.budget_s) and self.config.patch_size is not None and self.config.epochs is None
+
+    def _round_is_long(self, started: float, now: float, end_cost: float) -> bool:
+        """Within a budget, validate up to VALIDATIONS_PER_BUDGET times even if an epoch is longer, but
+        never let validation (whose cost `end_cost` was measured last round) take more than
+        VALIDATION_SHARE of the time: a big model's overlap-tile validation can cost as much as
+        a few dozen training steps."""
+        if not self._timed_rounds():
+            return False
+        round_s = max(self.config.budget_s / VALIDATIONS_PER_BUDGET, end_cost * (1 - VALIDATION_SHARE) / VALIDATION_SHARE)
+        return now - started > round_s
 
     def _track_train_loss(self, loss: float) -> None:
         """The seed recipe keeps the weights of the lowest single-batch training loss."""
