@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -21,14 +20,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
+from isbi_runs import SCORE_COLUMNS, format_table, machine, train_and_score
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.demo import link_isbi_subsets
-from unetkit.evaluate import evaluate_paths
-from unetkit.predict_files import predict_paths
 from unetkit.train.recipes import recipe
-from unetkit.train.trainer import train
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -38,19 +33,10 @@ def contenders(budget_s: float) -> dict[str, TrainConfig]:
     stop = dict(budget_s=budget_s, epochs=None)
     return {
         "seed recipe (padded U-Net w64, whole images)": replace(recipe("seed"), **stop),
-        "default recipe (padded U-Net w16, patches)": replace(recipe("default"), **stop),
+        "default recipe (planned padded U-Net, patches)": replace(recipe("default"), **stop),
         "paper recipe (classic U-Net w64, 572 tiles)": replace(recipe("paper"), **stop),
         "fcn8s (w32, default recipe's training)": replace(recipe("default"), model="fcn8s", base_width=32, **stop),
     }
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
@@ -63,25 +49,15 @@ def main() -> None:
     budget_s = 15.0 if args.quick else parse_duration(args.budget)
     work = args.keep or Path(tempfile.mkdtemp(prefix="unetkit-compare-"))
     train_dir, test_dir = link_isbi_subsets(args.data, work / "data")
-    header = ["model", "pixel_err", "membrane_dice", "rand_err", "vi_split", "vi_merge", "steps", "s/step", "params_M"]
+    header = ["model", *SCORE_COLUMNS]
     rows = [header]
     started = time.monotonic()
     for name, config in contenders(budget_s).items():
         run_dir, pred_dir = work / f"run-{len(rows)}", work / f"pred-{len(rows)}"
-        record = train(train_dir / "image", train_dir / "label", run_dir, config, progress=False, say=lambda _: None)
-        predict_paths(run_dir, [test_dir / "image"], pred_dir, progress=False, say=lambda _: None)
-        scores = evaluate_paths(pred_dir, test_dir / "label")
-        mean, membrane = scores["mean"], scores["classes"].index(0)
-        steps, seconds = record["progress"]["step"], record["progress"]["seconds"]
-        from unetkit.run import load_run
-
-        params = sum(p.numel() for p in load_run(run_dir).model.parameters()) / 1e6
-        rows.append([name, f"{mean['pixel_error']:.4f}", f"{mean['dice'][membrane]:.4f}", f"{mean['rand_error']:.4f}",
-                     f"{mean['vi_split']:.3f}", f"{mean['vi_merge']:.3f}", str(steps), f"{seconds / max(steps, 1):.2f}",
-                     f"{params:.2f}"])
+        cells = train_and_score(config, train_dir, test_dir, run_dir, pred_dir)
+        rows.append([name, *cells.values()])
         print(" | ".join(rows[-1]), flush=True)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    table = format_table(rows)
     print()
     print(table)
     total = time.monotonic() - started

@@ -147,7 +147,7 @@ def trained_unet(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Mod
     from unetkit.data.synthetic import make_em_dataset, save_pairs
     from unetkit.run import load_run
     from unetkit.train.recipes import recipe
-    from unetkit.train.trainer import train
+    from unetkit.train.start import train
 
     root = tmp_path_factory.mktemp("em")
     images, labels = make_em_dataset(9, (192, 192), seed=3)

@@ -15,7 +15,8 @@ from unetkit.data import io
 from unetkit.data.io import read_pages
 from unetkit.predict_files import predict_paths
 from unetkit.run import load_run
-from unetkit.train.trainer import TrainConfig, train
+from unetkit.config import TrainConfig
+from unetkit.train.start import train
 
 QUIET = dict(progress=False, say=lambda _: None)
 

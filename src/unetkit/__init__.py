@@ -14,7 +14,7 @@ __all__ = ["__version__", "evaluate", "load_run", "predict", "train"]
 def __getattr__(name: str):
     """Import lazily: `import unetkit` stays fast for the CLI's --help."""
     if name == "train":
-        from unetkit.train.trainer import train
+        from unetkit.train.start import train
 
         return train
     if name == "predict":

@@ -52,6 +52,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", help="default (flips, rotations, intensity), paper (+ elastic), seed (random flips) or none")
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default: bf16 autocast on CPUs where it is faster, AMP on a GPU), fp32, bf16, fp16 (GPU)")
+    p.add_argument("--no-plan", action="store_true",
+                   help="use the recipe's fixed values instead of planning patch, batch, width, depth and loss")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -62,8 +66,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (never an input folder)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (slower, usually better)")
     p.add_argument("--prob", action="store_true", help="also write float32 class probabilities as NAME_prob.tif")
-    p.add_argument("--tile", type=int, help="window size for large images (default: the run's)")
+    p.add_argument("--tile", type=int, help="window size for large images (default: the largest window that fits a quarter of the free memory; unet-classic: its training tile)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="compute in this precision (default: the run's; auto = bf16 where faster, AMP on a GPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -109,7 +115,7 @@ def _data_folders(data: Path) -> tuple[Path, Path]:
 
 def _run_train(args: argparse.Namespace) -> None:
     from unetkit.train.recipes import recipe
-    from unetkit.train.trainer import resume, train
+    from unetkit.train.start import resume, train
 
     budget = parse_duration(args.budget) if args.budget else None
     if args.resume:
@@ -126,13 +132,17 @@ def _run_train(args: argparse.Namespace) -> None:
     overrides = dict(
         model=args.model, base_width=args.base_width, depth=args.depth, loss=args.loss, optimizer=args.optimizer,
         lr=args.lr, batch_size=args.batch_size, patch_size=args.patch_size, augment=args.augment, seed=args.seed,
-        device=args.device, val_fraction=args.val_fraction,
+        device=args.device, val_fraction=args.val_fraction, precision=args.precision,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
     )
     config = recipe(args.recipe).with_overrides(**overrides)
+    if args.no_plan:
+        config = replace(config, plan=False)
     if args.epochs is not None or budget is not None:  # what the user gave alone decides when to stop
         config = replace(config, epochs=args.epochs, budget_s=budget)
-    train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet)
+    fixed = frozenset(name for name, value in overrides.items() if value is not None)
+    train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet,
+          fixed=fixed)
     print(f"run written to {args.out} (model.safetensors, run.json, log.csv, curves.png)")
 
 
@@ -140,7 +150,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     from unetkit.predict_files import predict_paths
 
     predict_paths(args.run, args.inputs, args.out, tta=args.tta, write_probabilities=args.prob,
-                  device=args.device, tile=args.tile, progress=not args.quiet)
+                  device=args.device, tile=args.tile, progress=not args.quiet, precision=args.precision)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:

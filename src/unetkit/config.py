@@ -40,6 +40,9 @@ class TrainConfig:
     tile: int = 512  # window size for validation and prediction
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    precision: str = "auto"  # "auto" (bf16 where it is faster, AMP on a GPU) | "fp32" | "bf16" | "fp16" (GPU)
+    channels_last: bool = True  # NHWC tensors: the fast layout for oneDNN and cuDNN convolutions
+    plan: bool = False  # let train/planning.py choose what the user did not fix (the default recipe does)
 
     def __post_init__(self) -> None:
         if self.epochs is None and self.budget_s is None:
@@ -60,6 +63,7 @@ class TrainConfig:
             ("--augment", self.augment, ("default", "paper", "strong", "seed", "none")),
             ("--select-by", self.select_by, ("val_dice", "train_loss")),
             ("--device", self.device, ("auto", "cpu", "cuda")),
+            ("--precision", self.precision, ("auto", "fp32", "bf16", "fp16")),
         ]:
             if value not in allowed:
                 raise InputError(f"{name} {value}: unknown; choose one of {', '.join(allowed)}")

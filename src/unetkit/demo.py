@@ -24,7 +24,8 @@ from unetkit.plots import plot_panel
 from unetkit.predict_files import predict_paths
 from unetkit.run import load_run
 from unetkit.train.recipes import recipe
-from unetkit.train.trainer import CURVES_FILE, train
+from unetkit.train.start import train
+from unetkit.train.trainer import CURVES_FILE
 
 ISBI_TRAIN = range(0, 25)
 ISBI_HELD_OUT = range(25, 30)

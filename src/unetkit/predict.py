@@ -24,7 +24,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from unetkit.engine import autocast, available_memory_bytes
 from unetkit.losses import class_probabilities
+from unetkit.models.unet import UNetConfig
 
 Reader = Callable[[int, int, int, int], torch.Tensor]  # (top, bottom, left, right) -> C x h x w, may reach outside
 Sink = Callable[[int, torch.Tensor], None]  # (first row, K x rows x W probabilities)
@@ -90,12 +92,55 @@ def _undo(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
 def tile_probabilities(model: torch.nn.Module, tile: torch.Tensor, tta: bool) -> torch.Tensor:
     """1 x C x h x w -> 1 x K x h' x w' fp32 probabilities, averaged over the 8 flips/rotations with TTA."""
     if not tta:
-        return class_probabilities(model(tile)).float()
+        return class_probabilities(model(tile).float())
     total = None
     for turns, flip in _DIHEDRAL:
-        probs = _undo(class_probabilities(model(_apply(tile, turns, flip))).float(), turns, flip)
+        probs = _undo(class_probabilities(model(_apply(tile, turns, flip)).float()), turns, flip)
         total = probs if total is None else total + probs
     return total / len(_DIHEDRAL)
+
+
+WINDOW_MEMORY_SHARE = 0.25  # of the free memory, for one window's activations and its row band
+BYTES_PER_WIDTH_PIXEL = {None: 40, "reduced": 24}  # peak inference bytes per pixel per unit of base width (measured)
+
+
+def context_halo(model: torch.nn.Module) -> int | None:
+    """Real context around a window that makes its prediction equal a whole-image pass: half the
+    receptive field and one grid step, on the pooling grid. None for networks without a known field."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, UNetConfig):
+        return None
+    align = 2**config.depth
+    return -(-(config.receptive_field // 2) // align) * align + align
+
+
+def default_window(
+    model: torch.nn.Module, amp_dtype: torch.dtype | None, height: int, width: int, classes: int = 2,
+    available: int | None = None,
+) -> int:
+    """The sliding window `unetkit predict` uses for a padded network: as few windows as fit in memory,
+    split evenly over the image.
+
+    What must fit in WINDOW_MEMORY_SHARE of the free memory is one window's
+    activations (bytes per pixel measured on padded U-Nets: benchmarks/speed.py
+    reports the peaks) and the row band of blended probabilities and weights,
+    window x image width x (classes + 1) float32. An image that fits is one
+    window, i.e. one whole-image pass; a larger one is cut into n x m equal
+    windows, each with context_halo of real context, so little is computed twice.
+    """
+    config = getattr(model, "config", None)
+    base_width, depth = getattr(config, "base_width", 64), getattr(config, "depth", 4)
+    align = 2**depth
+    budget = WINDOW_MEMORY_SHARE * (available_memory_bytes() if available is None else available)
+    halo = context_halo(model) or 0
+    side = int(math.sqrt(budget / (base_width * BYTES_PER_WIDTH_PIXEL[None if amp_dtype is None else "reduced"])))
+    side = min(side - 2 * halo, int(budget / 2 / (4 * (classes + 1) * width)))
+    side = max(align, side - side % align)
+    longest = max(height, width)
+    if longest <= side:
+        return -(-longest // align) * align
+    pieces = -(-longest // side)
+    return -(-(-(-longest // pieces)) // align) * align
 
 
 def window_spans(length: int, tile: int, overlap: float, align: int = 1) -> list[tuple[int, int]]:
@@ -209,13 +254,19 @@ def overlap_tile(
 def predict_rows(
     model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
     tile: int | None = None, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu",
+    amp_dtype: torch.dtype | None = None, halo: int | None = None,
 ) -> None:
-    """Dispatch on the network: overlap-tile for valid networks (they have a margin), sliding windows otherwise."""
+    """Dispatch on the network: overlap-tile for valid networks (they have a margin), sliding windows otherwise.
+
+    `amp_dtype` runs the network under autocast (engine.autocast_dtype); probabilities stay fp32.
+    """
     model.eval()
-    if hasattr(model, "margin"):
-        overlap_tile(model, read, height, width, sink, tile=tile or 572, tta=tta, device=device)
-    else:
-        sliding_window(model, read, height, width, sink, tile=tile or 512, overlap=overlap, tta=tta, device=device)
+    with autocast(torch.device(device), amp_dtype):
+        if hasattr(model, "margin"):
+            overlap_tile(model, read, height, width, sink, tile=tile or 572, tta=tta, device=device)
+        else:
+            sliding_window(model, read, height, width, sink, tile=tile or 512, overlap=overlap, tta=tta, device=device,
+                           halo=halo)
 
 
 def predict_probabilities(
@@ -225,10 +276,11 @@ def predict_probabilities(
     overlap: float = 0.25,
     tta: bool = False,
     device: str | torch.device = "cpu",
+    amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """C x H x W normalised image in memory -> K x H x W class probabilities (fp32, on the CPU)."""
     height, width = image.shape[-2:]
     parts: list[torch.Tensor] = []
     predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
-                 tile=tile, overlap=overlap, tta=tta, device=device)
+                 tile=tile, overlap=overlap, tta=tta, device=device, amp_dtype=amp_dtype)
     return torch.cat(parts, dim=1)

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from unetkit.data.io import list_image_files, read_pages_lazily, write_mask, write_tiff
 from unetkit.devices import resolve_device
 from unetkit.errors import InputError
-from unetkit.predict import mirrored_crop, predict_rows
+from unetkit.engine import configure_process
+from unetkit.predict import context_halo, default_window, mirrored_crop, predict_rows
 from unetkit.run import Run, load_run
 
 OUTPUT_MARKER = ".unetkit-predictions"
@@ -67,6 +68,13 @@ def predict_page(
     `probabilities` (K x H x W float32) too: then nothing image-sized stays in memory.
     """
     height, width = page.shape[:2]
+    overlap, halo = 0.25, None
+    if tile is None:  # valid networks tile as they trained; padded ones take as few windows as fit in memory
+        tile = run.config.tile
+        halo = context_halo(run.model)
+        if not hasattr(run.model, "margin") and halo is not None:
+            tile = default_window(run.model, run.amp_dtype, height, width, run.encoding.num_classes)
+            overlap = 0.0  # the halo gives every window its full context: no seams to blend away
     if mask is None:
         mask = np.empty((height, width, 3) if run.encoding.colour else (height, width), dtype=run.encoding.output_dtype)
 
@@ -79,7 +87,8 @@ def predict_page(
         if probabilities is not None:
             probabilities[:, rows] = probs.numpy()
 
-    predict_rows(run.model, read, height, width, sink, tile=tile, tta=tta, device=device)
+    predict_rows(run.model, read, height, width, sink, tile=tile, overlap=overlap, tta=tta, device=device,
+                 amp_dtype=run.amp_dtype, halo=halo)
     return mask
 
 
@@ -93,19 +102,23 @@ def predict_paths(
     tile: int | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    precision: str | None = None,
 ) -> list[Path]:
-    """Predict every image of `inputs` into `out`; returns the mask files written."""
+    """Predict every image of `inputs` into `out`; returns the mask files written.
+
+    `precision` (auto, fp32, bf16, fp16) overrides the run's own.
+    """
     inputs = [Path(p) for p in inputs]
     torch_device = resolve_device(device)
+    configure_process()
     if not isinstance(run, Run):
-        run = load_run(run, torch_device)
+        run = load_run(run, torch_device, precision)
     files = [f for path in inputs for f in list_image_files(path)]
     names = [f.stem for f in files]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(f"inputs share the stem {duplicates[0]!r}; outputs would overwrite each other, predict them separately")
     check_output_folder(out, inputs)
-    tile = tile or run.config.tile
     num_classes = run.encoding.num_classes
     written: list[Path] = []
     for file in tqdm(files, desc="predict", unit="file", disable=not progress):

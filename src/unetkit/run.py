@@ -23,6 +23,7 @@ from unetkit.config import TrainConfig
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
+from unetkit.engine import autocast_dtype, to_memory_format
 from unetkit.errors import InputError
 from unetkit.models.registry import build_model
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
@@ -94,10 +95,14 @@ class Run:
     encoding: LabelEncoding
     normalization: Normalization
     model: torch.nn.Module
+    amp_dtype: torch.dtype | None = None  # what the network computes in (engine.autocast_dtype)
 
 
-def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
-    """Rebuild the network from run.json and load model.safetensors into it (no pickle anywhere)."""
+def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str | None = None) -> Run:
+    """Rebuild the network from run.json and load model.safetensors into it (no pickle anywhere).
+
+    It computes as it trained (the run's precision and memory layout) unless `precision` says otherwise.
+    """
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
     weights = run_dir / WEIGHTS_FILE
@@ -111,8 +116,10 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu") -> Run:
     except (KeyError, TypeError) as exc:
         raise InputError(f"{run_dir / RUN_FILE}: missing or malformed entry {exc}; the run folder is damaged") from None
     load_weights(weights, model)
-    model.to(device).eval()
-    return Run(run_dir, record, config, encoding, normalization, model)
+    device = torch.device(device)
+    model = to_memory_format(model.to(device), config.channels_last).eval()
+    amp_dtype = autocast_dtype(device, precision or config.precision)
+    return Run(run_dir, record, config, encoding, normalization, model, amp_dtype)
 
 
 def new_run_record(config: TrainConfig, model_name: str, options: dict[str, Any]) -> dict[str, Any]:

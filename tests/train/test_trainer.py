@@ -14,7 +14,7 @@ from unetkit.config import TrainConfig
 from unetkit.errors import InputError
 from unetkit.train import trainer as trainer_module
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, load_tensors
-from unetkit.train.trainer import resume, train
+from unetkit.train.start import resume, train
 
 TINY = TrainConfig(
     base_width=8, depth=2, lr=1e-2, batch_size=2, patch_size=None, epochs=4, budget_s=None,
@@ -104,6 +104,26 @@ def test_budget_stops_training_in_time(toy_data: tuple[Path, Path], tmp_path: Pa
     assert record["status"] == "finished"
     assert len(log_rows(tmp_path / "run")) >= 2  # several validations within one budget
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_planned_run_stays_within_five_percent_of_its_budget(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """The clock starts when train() is called: reading, planning, validation, saving and plotting all count."""
+    import time
+
+    from unetkit.train.recipes import recipe
+
+    images, labels = toy_data
+    budget = 12.0
+    lines: list[str] = []
+    started = time.monotonic()
+    record = train(images, labels, tmp_path / "run", replace(recipe("default"), budget_s=budget, device="cpu"),
+                   progress=False, say=lines.append)
+    assert time.monotonic() - started <= budget * 1.05
+    assert record["status"] == "finished"
+    plan = record["plan"]
+    assert plan["patch_size"] <= 32 and record["config"]["patch_size"] == plan["patch_size"]  # 32 x 32 images
+    assert plan["machine"]["macs_per_s"] > 0 and plan["data"]["images"] == 5
+    assert any(line.startswith("plan (") for line in lines)
 
 
 def test_slow_validation_takes_a_bounded_share_of_the_budget(

@@ -34,6 +34,19 @@ class UNetConfig:
             raise InputError(f"U-Net depth {self.depth} / width {self.base_width}: depth must be >= 1, width even and >= 2")
 
     @property
+    def receptive_field(self) -> int:
+        """Pixels of input one output pixel sees: two 3x3 convolutions per level, 2x2 pooling, and
+        (bilinear) upsampling; the exact extent varies by a few pixels with a pixel's place on the
+        pooling grid."""
+        field = 1
+        for level in range(self.depth):
+            field += 4 * 2**level + 2**level  # two convolutions and a pooling on the way down
+        field += 4 * 2**self.depth  # the bottom's two convolutions
+        for level in range(self.depth):
+            field += 2 ** (level + 1) + 4 * 2**level  # upsampling from below, two convolutions on the way up
+        return field
+
+    @property
     def widths(self) -> list[int]:
         """Encoder widths from top to bottom (the bottom is halved with bilinear upsampling)."""
         factor = 2 if self.bilinear else 1

@@ -1,11 +1,14 @@
 """Named recipes: the defaults of a TrainConfig.
 
 `seed` reproduces the tutorial this project grew from, so every improvement can
-be measured against it (see DESIGN.md, "the seed recipe"). `default` is a
-CPU-friendly starting point: a 16-wide U-Net (about 3.6 times the throughput of
-a 32-wide one on 2 cores) on batches of 8 random 128 x 128 patches with AdamW, a
-cosine schedule, CE + Dice and flip/rotation/intensity augmentation, stopped by
-a 10-minute budget.
+be measured against it (see DESIGN.md, "the seed recipe"); it computes in
+plain fp32 NCHW like the tutorial. `default` is planned: train/planning.py
+chooses patch, batch, width, depth, loss and learning rate from the data and
+the measured speed of the machine (the values below are what it starts from,
+and what `--no-plan` uses: a 16-wide U-Net on batches of 8 random 128 x 128
+patches with AdamW, a cosine schedule, CE + Dice and flip/rotation/intensity
+augmentation), stopped by a 10-minute budget, in bf16 where the CPU is faster
+with it.
 
 `paper` follows Ronneberger et al. 2015 as far as a CPU allows: the valid
 U-Net (23 convolutions, 31 M parameters) on one 572 x 572 tile per step,
@@ -24,7 +27,7 @@ from unetkit.config import TrainConfig
 from unetkit.errors import InputError
 
 RECIPES: dict[str, TrainConfig] = {
-    "default": TrainConfig(),
+    "default": TrainConfig(plan=True),
     "seed": TrainConfig(
         recipe="seed",
         base_width=64,
@@ -45,6 +48,8 @@ RECIPES: dict[str, TrainConfig] = {
         augment="seed",
         normalization="scale",
         select_by="train_loss",
+        precision="fp32",
+        channels_last=False,
     ),
     "paper": TrainConfig(
         recipe="paper",

@@ -1,9 +1,9 @@
 """The training loop: sample, augment, step, validate, select, checkpoint, log.
 
-`train()` starts a run, `resume()` continues one from its last epoch. Stopping
-is by epochs or by a wall-clock budget that includes validation and saving.
-The resume state is written at the end of every epoch, so a killed run loses
-at most one epoch of work.
+`train/start.py` builds a Trainer for a new or a resumed run. Stopping is by
+epochs or by a wall-clock budget that includes validation and saving. The
+resume state is written at the end of every round, so a killed run loses at
+most one round of work.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import copy
 import csv
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,19 +23,18 @@ from tqdm import tqdm
 from unetkit.config import TrainConfig
 from unetkit.data.augment import augment_batch
 from unetkit.data.dataset import Batch, PatchSampler, TensorPairs
-from unetkit.data.labels import LabelEncoding
-from unetkit.data.normalize import Normalization
 from unetkit.data.weightmap import border_weight_map
 from unetkit.devices import resolve_device
+from unetkit.engine import as_batch, autocast, autocast_dtype, needs_grad_scaler, to_memory_format, configure_process
 from unetkit.errors import InputError
 from unetkit.losses import get_loss
 from unetkit.metrics import dice_per_class, pixel_error
 from unetkit.models.registry import build_model
 from unetkit.plots import plot_curves
 from unetkit.predict import predict_probabilities
-from unetkit.run import model_options, new_run_record, read_run_json, write_run_json
+from unetkit.run import write_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_resume_state, save_resume_state, save_weights
-from unetkit.train.setup import TrainingData, prepare_training_data
+from unetkit.train.setup import TrainingData
 
 LOG_FILE = "log.csv"
 CURVES_FILE = "curves.png"
@@ -79,11 +78,13 @@ class Counters:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, data: TensorPairs, tile: int, device: torch.device) -> dict[str, float]:
+def validate(
+    model: torch.nn.Module, data: TensorPairs, tile: int, device: torch.device, amp_dtype: torch.dtype | None = None
+) -> dict[str, float]:
     """Mean over validation images of: loss (NLL of the true class), mean Dice over classes, pixel error."""
     losses, dices, errors = [], [], []
     for image, label in zip(data.images, data.labels):
-        probs = predict_probabilities(model, image, tile=tile, device=device)  # K x H x W
+        probs = predict_probabilities(model, image, tile=tile, device=device, amp_dtype=amp_dtype)  # K x H x W
         truth = label.long()
         nll = -torch.log(probs.gather(0, truth[None]).clamp_min(1e-7)).mean()
         pred = probs.argmax(0).numpy()
@@ -113,8 +114,11 @@ class Trainer:
         self.progress = progress
         self.say = say
         self.device = resolve_device(config.device)
+        configure_process()
+        self.amp_dtype = autocast_dtype(self.device, config.precision)
         torch.manual_seed(config.seed)
         self.model = build_model(record["model"]["name"], **record["model"]["options"]).to(self.device)
+        self.model = to_memory_format(self.model, config.channels_last)
         self.optimizer = make_optimizer(config, self.model)
         self.loss_fn = get_loss(config.loss)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -133,10 +137,8 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
         self._best_train_state: dict[str, torch.Tensor] | None = None
         self._curves_drawn = -math.inf
-        self._amp_dtype = None
-        if self.device.type == "cuda":
-            self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self._scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype == torch.float16)
+        self._plot_cost = 0.0
+        self._scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.amp_dtype, self.device))
 
     # --- state -----------------------------------------------------------------
 
@@ -197,8 +199,9 @@ class Trainer:
         self, images: torch.Tensor, labels: torch.Tensor, names: list[str], weights: torch.Tensor | None = None
     ) -> float | None:
         """One optimiser step; returns the loss, or None when it was not finite (step skipped)."""
-        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self._amp_dtype, enabled=self._amp_dtype is not None):
+        images = as_batch(images, self.device, self.config.channels_last)
+        labels = labels.to(self.device, non_blocking=True)
+        with autocast(self.device, self.amp_dtype):
             logits = self.model(images)
         if weights is None:
             loss = self.loss_fn(logits.float(), labels)
@@ -253,7 +256,7 @@ class Trainer:
                             break
                         self.sampler.start_epoch()  # patches from a budget: a round is a time, not a pass
                         step_in_epoch = 0
-                    if config.budget_s and elapsed() + step_cost + end_cost > config.budget_s:
+                    if config.budget_s and elapsed() + step_cost + end_cost + self._plot_cost > config.budget_s:
                         out_of_time = True
                         break
                     if losses and self._round_is_long(epoch_started, elapsed(), end_cost):
@@ -311,7 +314,7 @@ class Trainer:
 
     def _end_epoch(self, train_loss: float, lr: float, elapsed: float) -> None:
         self._round_ended = time.monotonic()
-        scores = validate(self.model, self.data.val, self.config.tile, self.device)
+        scores = validate(self.model, self.data.val, self.config.tile, self.device, self.amp_dtype)
         improved = False
         if self.config.select_by == "val_dice" and scores["val_dice"] > self.counters.best_score:
             self.counters.best_score = scores["val_dice"]
@@ -350,100 +353,12 @@ class Trainer:
             writer.writeheader()
             writer.writerows(self.rows)
         if self.rows and (final or time.monotonic() - self._curves_drawn > CURVES_EVERY_S):
+            started = time.monotonic()
             plot_curves(self.rows, self.run_dir / CURVES_FILE)
             self._curves_drawn = time.monotonic()
+            self._plot_cost = self._curves_drawn - started  # the last plot, after the budget check, costs this much
 
     def _set_status(self, status: str) -> None:
         self._write_log(final=True)
         self.record["status"] = status
         write_run_json(self.run_dir, self.record)
-
-
-def _describe(trainer: Trainer) -> list[str]:
-    data, config = trainer.data, trainer.config
-    params = sum(p.numel() for p in trainer.model.parameters())
-    sizes = trainer.image_sizes
-    stop = [f"{config.epochs} epochs" if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
-    return [
-        f"data: {len(data.train)} training and {len(data.val)} validation images, sizes {sizes[:3]}, {data.in_channels} channel(s)",
-        f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
-        f"model: {config.model} width {config.base_width} depth {config.depth}"
-        f"{'' if trainer.margin else ' bilinear' if config.bilinear else ' transposed-conv'}, "
-        f"{params / 1e6:.2f} M parameters, on {trainer.device}",
-        f"training: recipe {config.recipe}, {config.loss} loss, {config.optimizer} lr {config.lr:g}, batch {config.batch_size} of "
-        f"{'whole images' if trainer.sampler.patch_size is None else f'{trainer.sampler.patch_size}x{trainer.sampler.patch_size} patches'}"
-        f"{f' (output {trainer.sampler.patch_size - 2 * trainer.margin})' if trainer.margin else ''}, "
-        f"{trainer.sampler.steps_per_epoch()} steps/epoch, stop at {' or '.join(s for s in stop if s)}",
-    ]
-
-
-def train(
-    images: Path,
-    labels: Path,
-    out: Path,
-    config: TrainConfig,
-    val_images: Path | None = None,
-    val_labels: Path | None = None,
-    progress: bool = True,
-    say: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Train a new run into `out` (which must not hold a run already); returns run.json's record."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: is a file; choose a new folder for --out")
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
-    data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction, config.normalization)
-    if config.single_logit and data.encoding.num_classes != 2:
-        raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
-    options = model_options(config, data.in_channels, data.encoding.num_classes)
-    record = new_run_record(config, config.model, options)
-    record["data"] = {
-        "images": str(Path(images).resolve()),
-        "labels": str(Path(labels).resolve()),
-        "val_images": str(Path(val_images).resolve()) if val_images else None,
-        "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
-        "train": data.train.names,
-        "val": data.val.names,
-    }
-    record["classes"] = data.encoding.to_json()
-    record["normalization"] = data.normalization.to_json()
-    trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
-    write_run_json(out, record)
-    for line in _describe(trainer):
-        say(line)
-    trainer.run()
-    return trainer.record
-
-
-def resume(
-    run_dir: Path,
-    epochs: int | None = None,
-    budget_s: float | None = None,
-    progress: bool = True,
-    say: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Continue a run from its last saved epoch, on the same data; `epochs`/`budget_s` may extend it."""
-    run_dir = Path(run_dir)
-    record = read_run_json(run_dir)
-    config = TrainConfig.from_json(record["config"])
-    if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
-        config = replace(config, epochs=epochs, budget_s=budget_s)
-        record["config"] = config.to_json()
-    paths = record["data"]  # the classes and the normalisation are the run's, not re-derived
-    data = prepare_training_data(
-        Path(paths["images"]), Path(paths["labels"]),
-        Path(paths["val_images"]) if paths["val_images"] else None,
-        Path(paths["val_labels"]) if paths["val_labels"] else None,
-        config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]),
-    )
-    trainer = Trainer(run_dir, config, data, record, progress, say)
-    trainer.restore()
-    say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
-    trainer.record["status"] = "training"
-    trainer.run()
-    return trainer.record

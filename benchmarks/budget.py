@@ -1,0 +1,105 @@
+"""Quality against training time: the planned default `unetkit train` and the seed recipe (issue 5).
+
+    .venv/bin/python benchmarks/budget.py [--data ../shared/data/isbi2012] [--budgets 2m,5m,10m,20m]
+                                          [--recipes default,seed] [--quick] [--keep DIR]
+
+For every budget and recipe: train on ISBI 2012 sections 0-24 (the run holds
+out its own validation block from them), predict sections 25-29 with
+`unetkit predict`, score them with `unetkit evaluate` (pixel error = fraction
+misclassified, membrane Dice, the challenge's thinned, foreground-restricted
+adapted Rand error, VI split/merge). Prints one table, draws
+benchmarks/budget.png (Rand error and pixel error against minutes), and
+appends the table with the command, machine and date to
+benchmarks/RESULTS.md. The full default run takes 2 x 37 minutes of training.
+--quick trains 10 s and 20 s on the default recipe only, writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from isbi_runs import SCORE_COLUMNS, format_table, machine, train_and_score
+from unetkit.config import parse_duration
+from unetkit.demo import link_isbi_subsets
+from unetkit.train.recipes import recipe
+
+HERE = Path(__file__).parent
+RESULTS, PLOT = HERE / "RESULTS.md", HERE / "budget.png"
+
+
+def plot(rows: list[dict[str, str]], path: Path) -> None:
+    """Rand error and pixel error against the budget, one line per recipe."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name in dict.fromkeys(row["recipe"] for row in rows):
+        mine = [row for row in rows if row["recipe"] == name]
+        minutes = [float(row["budget_s"]) / 60 for row in mine]
+        for axis, column, title in ((axes[0], "rand_err", "adapted Rand error"), (axes[1], "pixel_err", "pixel error")):
+            axis.plot(minutes, [float(row[column]) for row in mine], marker="o", label=name)
+            axis.set_title(title)
+            axis.set_xlabel("training budget (minutes)")
+            axis.set_xscale("log")
+            axis.set_xticks(minutes, [f"{m:g}" for m in minutes])
+            axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.suptitle("ISBI 2012 sections 25-29, lower is better")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("UNETKIT_DATA", "../shared/data/isbi2012")))
+    parser.add_argument("--budgets", default="2m,5m,10m,20m", help="comma-separated training budgets")
+    parser.add_argument("--recipes", default="default,seed", help="comma-separated recipe names")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 10 s and 20 s, default recipe, nothing recorded")
+    parser.add_argument("--keep", type=Path, help="keep runs and predictions here (default: a temporary folder)")
+    args = parser.parse_args()
+    budgets = [10.0, 20.0] if args.quick else [parse_duration(b) for b in args.budgets.split(",")]
+    recipes = ["default"] if args.quick else args.recipes.split(",")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="unetkit-budget-"))
+    train_dir, test_dir = link_isbi_subsets(args.data, work / "data")
+    header = ["recipe", "budget_s", *SCORE_COLUMNS]
+    rows: list[dict[str, str]] = []
+    started = time.monotonic()
+    for name in recipes:
+        for budget_s in budgets:
+            tag = f"{name}-{budget_s:.0f}s"
+            config = replace(recipe(name), budget_s=budget_s, epochs=None)
+            cells = train_and_score(config, train_dir, test_dir, work / f"run-{tag}", work / f"pred-{tag}")
+            rows.append({"recipe": name, "budget_s": f"{budget_s:.0f}", **cells})
+            print(" | ".join(rows[-1].values()), flush=True)
+    table = format_table([header] + [list(row.values()) for row in rows])
+    total = time.monotonic() - started
+    print()
+    print(table)
+    print(f"\ntotal {total:.0f} s; {machine()}")
+    if not args.quick:
+        plot(rows, PLOT)
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        with open(RESULTS, "a") as handle:
+            handle.write(f"\n## Quality against training time on ISBI 2012 (issue 5)\n\n"
+                         f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`\n\n"
+                         f"- Machine: {machine()}\n- Date: {stamp}; total {total:.0f} s\n"
+                         "- Train on sections 0-24, evaluate `unetkit predict`'s masks of 25-29 with `unetkit evaluate`; "
+                         "plot: benchmarks/budget.png\n\n"
+                         f"```\n{table}\n```\n")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""What the ISBI benchmarks share: the machine's description, one train-predict-evaluate run, a table.
+
+compare.py (models at one budget) and budget.py (recipes across budgets) both
+train on sections 0-24 and score `unetkit predict`'s masks of sections 25-29
+with `unetkit evaluate`, so that their rows mean the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from unetkit.config import TrainConfig
+from unetkit.evaluate import evaluate_paths
+from unetkit.predict_files import predict_paths
+from unetkit.run import load_run
+from unetkit.train.start import train
+
+SCORE_COLUMNS = ["pixel_err", "membrane_dice", "rand_err", "vi_split", "vi_merge", "steps", "s/step", "params_M"]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def train_and_score(config: TrainConfig, train_dir: Path, test_dir: Path, run_dir: Path, pred_dir: Path) -> dict[str, str]:
+    """Train on train_dir, predict test_dir's images, score them: the table's cells for this run."""
+    record = train(train_dir / "image", train_dir / "label", run_dir, config, progress=False, say=lambda _: None)
+    predict_paths(run_dir, [test_dir / "image"], pred_dir, progress=False, say=lambda _: None)
+    scores = evaluate_paths(pred_dir, test_dir / "label")
+    mean, membrane = scores["mean"], scores["classes"].index(0)
+    steps, seconds = record["progress"]["step"], record["progress"]["seconds"]
+    params = sum(p.numel() for p in load_run(run_dir).model.parameters()) / 1e6
+    values = [f"{mean['pixel_error']:.4f}", f"{mean['dice'][membrane]:.4f}", f"{mean['rand_error']:.4f}",
+              f"{mean['vi_split']:.3f}", f"{mean['vi_merge']:.3f}", str(steps), f"{seconds / max(steps, 1):.2f}",
+              f"{params:.2f}"]
+    return dict(zip(SCORE_COLUMNS, values))
+
+
+def format_table(rows: list[list[str]]) -> str:
+    """Left-aligned columns, the first row being the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)

@@ -1,0 +1,108 @@
+"""Measure what the planner needs: the data's fingerprint and the machine's speed.
+
+The data fingerprint is computed from the class maps already in memory; the
+machine's training rate is measured by a few real steps of a small U-Net with
+the engine the run will use (same device, precision and memory layout),
+because a CPU's speed depends on its vector units, its caches and what else is
+running, none of which a table could know.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from unetkit.engine import as_batch, autocast, available_memory_bytes, to_memory_format, usable_cores
+from unetkit.models.unet import UNet, UNetConfig
+from unetkit.train.planning import DataFingerprint, MachineFingerprint, unet_macs_per_pixel
+from unetkit.train.setup import TrainingData
+
+MAX_FINGERPRINT_IMAGES = 16  # enough to estimate fractions and scales; bounded time on big sets
+PROBE_WIDTH, PROBE_DEPTH, PROBE_PATCH, PROBE_BATCH = 16, 4, 128, 8
+PROBE_STEPS = 3  # timed steps, after one warm-up step
+
+
+def object_scale(labels: list[np.ndarray]) -> float:
+    """The equivalent diameter of the connected region holding the median pixel, over all classes.
+
+    Weighting regions by area makes it the size of the structures most pixels
+    belong to (cells, not the specks of noise in a mask); for EM membrane maps
+    it is the size of a cell's interior.
+    """
+    diameters, areas = [], []
+    for label in labels:
+        for value in np.unique(label):
+            components, count = ndimage.label(label == value)
+            if count == 0:
+                continue
+            sizes = np.bincount(components.ravel())[1:]
+            diameters.append(2 * np.sqrt(sizes / np.pi))
+            areas.append(sizes)
+    if not diameters:
+        return 1.0
+    diameter, area = np.concatenate(diameters), np.concatenate(areas)
+    order = np.argsort(diameter)
+    cumulative = np.cumsum(area[order])
+    return float(diameter[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def data_fingerprint(data: TrainingData) -> DataFingerprint:
+    labels = [y.numpy() for y in data.train.labels]
+    sample = labels[:: max(1, len(labels) // MAX_FINGERPRINT_IMAGES)][:MAX_FINGERPRINT_IMAGES]
+    counts = np.zeros(data.encoding.num_classes)
+    for label in sample:
+        counts += np.bincount(label.ravel().astype(np.int64), minlength=data.encoding.num_classes)[: len(counts)]
+    fractions = tuple(float(c) for c in counts / max(1.0, counts.sum()))
+    return DataFingerprint(
+        images=len(labels),
+        height=min(y.shape[0] for y in labels),
+        width=min(y.shape[1] for y in labels),
+        channels=data.in_channels,
+        classes=data.encoding.num_classes,
+        class_fractions=fractions,
+        object_scale=object_scale(sample),
+    )
+
+
+def measure_training_rate(
+    device: torch.device, dtype: torch.dtype | None, channels_last: bool,
+    in_channels: int = 1, classes: int = 2, patch: int = PROBE_PATCH, batch: int = PROBE_BATCH,
+) -> tuple[float, float]:
+    """(multiply-adds per second, seconds spent) of real training steps of a small U-Net on random data."""
+    started = time.monotonic()
+    generator = torch.Generator().manual_seed(0)
+    model = UNet(UNetConfig(in_channels=in_channels, num_classes=classes, base_width=PROBE_WIDTH, depth=PROBE_DEPTH))
+    model = to_memory_format(model.to(device), channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images = as_batch(torch.rand(batch, in_channels, patch, patch, generator=generator), device, channels_last)
+    labels = torch.randint(0, classes, (batch, patch, patch), generator=generator).to(device)
+    timings = []
+    for _ in range(PROBE_STEPS + 1):
+        step_started = time.monotonic()
+        with autocast(device, dtype):
+            logits = model(images)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings.append(time.monotonic() - step_started)
+    step_s = float(np.median(timings[1:]))
+    macs = 3 * unet_macs_per_pixel(PROBE_WIDTH, PROBE_DEPTH, in_channels, classes) * batch * patch**2
+    return macs / step_s, time.monotonic() - started
+
+
+def machine_fingerprint(
+    device: torch.device, dtype: torch.dtype | None, channels_last: bool, in_channels: int, classes: int, patch: int
+) -> tuple[MachineFingerprint, float]:
+    """The machine's fingerprint and the seconds the probe took (they count against the budget)."""
+    probe_patch = max(16, min(PROBE_PATCH, patch // 16 * 16))
+    rate, seconds = measure_training_rate(device, dtype, channels_last, in_channels, classes, probe_patch)
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    memory = (torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda"
+              else available_memory_bytes() / 2**30)
+    return MachineFingerprint(device.type, usable_cores(), round(memory, 1), precision, rate), seconds

@@ -1,0 +1,205 @@
+"""Plan a run from the data and the machine: patch, batch, width, depth, loss, schedule, steps.
+
+nnU-Net plans from the data for a GPU; on a 2-core CPU the binding constraint
+is the number of optimiser steps that fit the budget, so this planner works
+backwards from time. The rules, in order:
+
+1. Context: the receptive field should cover twice the object scale (the
+   size of the structures that hold the typical pixel), which sets the depth;
+   the patch should hold two objects across, within the image and the CPU's
+   reach, which sets the patch size.
+2. Batch: about PIXELS_PER_STEP pixels a step (a CPU gains nothing from more
+   parallel work per step, and more steps help).
+3. Width: the widest network that still gets enough steps in the budget at
+   the measured speed of this machine: STEPS_AT_10_MIN for 10 minutes (a
+   smaller network with more steps beat a larger one with fewer in every
+   10-minute ISBI run we measured), growing with the square root of the time
+   (more time buys both more steps and a wider network).
+4. Loss: cross-entropy, plus Dice when a class is rare (Dice does not let a
+   5 % foreground drown in the background's gradient).
+
+Everything the user set with a flag stays as given; the rest is planned
+around it. The functions here are pure (fingerprints in, plan out) so that
+they can be tested on made-up data sets and machines; the measuring is in
+`train/fingerprint.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from unetkit.models.unet import UNetConfig
+from unetkit.train.trainer import VALIDATION_SHARE  # the trainer keeps validation below this share of the budget
+
+PIXELS_PER_STEP = 8 * 128 * 128  # the default recipe's batch, measured to saturate 2 cores
+STEPS_AT_10_MIN = 1000  # fewer steps than this and a smaller network wins (ISBI, 10 minutes, 2 cores)
+WIDTHS = (8, 12, 16, 24, 32, 48, 64)
+MIN_PATCH, MAX_PATCH_CPU, MAX_PATCH_GPU = 32, 256, 512
+RARE_CLASS = 0.25  # below this pixel fraction a class gets Dice in the loss
+BYTES_PER_ACTIVATION = 4 * 12  # fp32 values kept for backward per pixel and channel, summed over a level's layers
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    """What the planner needs to know about the training set."""
+
+    images: int
+    height: int  # the smallest training image's size: patches must fit every image
+    width: int
+    channels: int
+    classes: int
+    class_fractions: tuple[float, ...]
+    object_scale: float  # pixels; see fingerprint.object_scale
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MachineFingerprint:
+    """What the planner needs to know about the computer."""
+
+    device: str  # "cpu" | "cuda"
+    cores: int
+    memory_gib: float
+    precision: str  # what the engine will compute in: "fp32", "bf16", "fp16"
+    macs_per_s: float  # measured training rate: multiply-adds per second of forward + backward + update / 3
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    patch_size: int
+    batch_size: int
+    base_width: int
+    depth: int
+    loss: str
+    lr: float
+    schedule: str
+    step_seconds: float  # estimated
+    planned_steps: int  # estimated from the budget; the budget, not this number, stops training
+    reasons: list[str] = field(default_factory=list)
+
+    def choices(self) -> dict[str, Any]:
+        """The TrainConfig fields this plan sets."""
+        return {"patch_size": self.patch_size, "batch_size": self.batch_size, "base_width": self.base_width,
+                "depth": self.depth, "loss": self.loss, "lr": self.lr, "schedule": self.schedule}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def receptive_field(depth: int) -> int:
+    """Receptive field in pixels of the padded U-Net of this depth (see UNetConfig.receptive_field)."""
+    return UNetConfig(depth=depth).receptive_field
+
+
+def unet_macs_per_pixel(width: int, depth: int, in_channels: int = 1, classes: int = 2) -> float:
+    """Forward multiply-adds per input pixel of the padded bilinear U-Net (3x3 convolutions dominate)."""
+    macs = 9 * (in_channels * width + width * width)  # first level, full resolution
+    for level in range(1, depth + 1):
+        cin, cout = width * 2 ** (level - 1), width * 2**level
+        if level == depth:
+            cout //= 2  # the bilinear variant halves the bottom
+        macs += 9 * (cin * cout + cout * cout) / 4**level
+    for level in range(depth - 1, -1, -1):  # concatenated skip (2c) -> c -> c/2 (c at the top)
+        c = width * 2**level
+        out = c // 2 if level else c
+        macs += 9 * (2 * c * c + c * out) / 4**level
+    return macs + width * classes
+
+
+def steps_wanted(train_seconds: float) -> int:
+    """STEPS_AT_10_MIN for 10 minutes (8.5 of them training), scaled with the square root of the time."""
+    return max(1, round(STEPS_AT_10_MIN * math.sqrt(train_seconds / (600 * (1 - VALIDATION_SHARE)))))
+
+
+def _round_down(value: float, multiple: int) -> int:
+    return int(value) // multiple * multiple
+
+
+def plan_training(
+    data: DataFingerprint,
+    machine: MachineFingerprint,
+    budget_s: float | None,
+    fixed: dict[str, Any] | None = None,
+) -> Plan:
+    """Choose what `fixed` leaves open. `budget_s` None means training stops by epochs: plan as for 10 minutes."""
+    fixed = dict(fixed or {})
+    reasons: list[str] = []
+    budget = budget_s if budget_s else 600.0
+    train_seconds = budget * (1 - VALIDATION_SHARE)
+
+    # 1. depth: the receptive field covers two objects, within what the image allows
+    smallest_side = min(data.height, data.width)
+    if "depth" in fixed:
+        depth = int(fixed["depth"])
+    else:
+        depth = next((d for d in range(2, 6) if receptive_field(d) >= 2 * data.object_scale), 5)
+        while depth > 1 and smallest_side < 8 * 2**depth:  # keep the bottom at least 8 pixels wide
+            depth -= 1
+        reasons.append(f"depth {depth}: receptive field {receptive_field(depth)} px for objects of about "
+                       f"{data.object_scale:.0f} px")
+    multiple = 2**depth
+
+    # 2. patch: two objects across, at most the image, bounded for the device
+    if "patch_size" in fixed and fixed["patch_size"] is not None:
+        patch = int(fixed["patch_size"])
+    else:
+        cap = MAX_PATCH_GPU if machine.device == "cuda" else MAX_PATCH_CPU
+        wanted = max(MIN_PATCH, min(cap, 2 * data.object_scale, receptive_field(depth)))
+        patch = max(multiple, _round_down(min(wanted, smallest_side), multiple))
+        if patch >= smallest_side:
+            reasons.append(f"patch {patch}: the whole (smallest) image, {smallest_side} px")
+        else:
+            reasons.append(f"patch {patch}: two objects across, within the receptive field")
+
+    # 3. batch: a fixed amount of work per step
+    if "batch_size" in fixed:
+        batch = int(fixed["batch_size"])
+    else:
+        pixels = PIXELS_PER_STEP * (4 if machine.device == "cuda" else 1)
+        batch = max(2, min(64, round(pixels / patch**2)))
+        reasons.append(f"batch {batch}: about {batch * patch * patch / 1e3:.0f} k pixels a step")
+
+    def step_seconds(width: int) -> float:
+        macs = 3 * unet_macs_per_pixel(width, depth, data.channels, data.classes) * batch * patch**2
+        return macs / machine.macs_per_s
+
+    def fits_memory(width: int) -> bool:
+        activations = sum(batch * (patch / 2**level) ** 2 * width * 2**level for level in range(depth + 1))
+        return 2 * activations * BYTES_PER_ACTIVATION < 0.25 * machine.memory_gib * 2**30
+
+    # 4. width: the widest that still gets enough steps (and fits in a quarter of the memory)
+    if "base_width" in fixed:
+        width = int(fixed["base_width"])
+    else:
+        wanted_steps = steps_wanted(train_seconds)
+        affordable = [w for w in WIDTHS if train_seconds / step_seconds(w) >= wanted_steps and fits_memory(w)]
+        width = max(affordable) if affordable else WIDTHS[0]
+        steps_at = train_seconds / step_seconds(width)
+        reasons.append(f"width {width}: {steps_at:.0f} steps fit the budget at {step_seconds(width):.2f} s a step "
+                       f"({'at least' if affordable else 'fewer than'} the {wanted_steps} wanted for this budget)")
+
+    # 5. loss: Dice joins cross-entropy when a class is rare
+    rarest = min(data.class_fractions) if data.class_fractions else 1.0
+    if "loss" in fixed:
+        loss = str(fixed["loss"])
+    elif rarest < RARE_CLASS:
+        loss = "ce+dice"
+        reasons.append(f"loss ce+dice: the rarest class covers {100 * rarest:.1f} % of the pixels")
+    else:
+        loss = "ce"
+        reasons.append(f"loss ce: every class covers at least {100 * rarest:.0f} % of the pixels")
+
+    lr = float(fixed.get("lr", 2e-3 * math.sqrt(batch / 8)))  # AdamW, scaled with the batch's noise
+    schedule = str(fixed.get("schedule", "cosine"))
+    seconds = step_seconds(width)
+    return Plan(
+        patch_size=patch, batch_size=batch, base_width=width, depth=depth, loss=loss, lr=lr, schedule=schedule,
+        step_seconds=seconds, planned_steps=max(1, int(train_seconds / seconds)), reasons=reasons,
+    )

@@ -1,0 +1,149 @@
+"""Start a run or continue one: read and check the data, build the Trainer, say what it will do.
+
+`train()` writes a new run folder; `resume()` continues one from its last saved
+round with the run's own classes and normalisation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from unetkit.config import TrainConfig
+from unetkit.data.labels import LabelEncoding
+from unetkit.data.normalize import Normalization
+from unetkit.devices import resolve_device
+from unetkit.engine import autocast_dtype, configure_process
+from unetkit.engine import describe as describe_engine
+from unetkit.errors import InputError
+from unetkit.run import model_options, new_run_record, read_run_json, write_run_json
+from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint
+from unetkit.train.planning import plan_training
+from unetkit.train.setup import TrainingData, prepare_training_data
+from unetkit.train.trainer import Trainer
+
+
+def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str]) -> tuple[TrainConfig, dict[str, Any]]:
+    """Fingerprint the data and the machine, plan what `fixed` leaves open: the planned config and
+    the plan for run.json."""
+    device = resolve_device(config.device)
+    configure_process()
+    dtype = autocast_dtype(device, config.precision)
+    data_print = data_fingerprint(data)
+    patch = config.patch_size if "patch_size" in fixed and config.patch_size else min(data_print.height, data_print.width)
+    machine, seconds = machine_fingerprint(device, dtype, config.channels_last, data.in_channels, data_print.classes, patch)
+    plan = plan_training(data_print, machine, config.budget_s, {name: getattr(config, name) for name in fixed})
+    choices = {name: value for name, value in plan.choices().items() if name not in fixed}
+    record = {"data": data_print.to_json(), "machine": machine.to_json(), **plan.to_json(),
+              "fixed_by_user": sorted(fixed), "probe_seconds": round(seconds, 2)}
+    return replace(config, **choices), record
+
+
+def _describe(trainer: Trainer) -> list[str]:
+    data, config = trainer.data, trainer.config
+    params = sum(p.numel() for p in trainer.model.parameters())
+    sizes = trainer.image_sizes
+    stop = [f"{config.epochs} epochs" if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
+    return [
+        f"data: {len(data.train)} training and {len(data.val)} validation images, sizes {sizes[:3]}, {data.in_channels} channel(s)",
+        f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
+        f"model: {config.model} width {config.base_width} depth {config.depth}"
+        f"{'' if trainer.margin else ' bilinear' if config.bilinear else ' transposed-conv'}, "
+        f"{params / 1e6:.2f} M parameters, on {trainer.device}",
+        f"training: recipe {config.recipe}, {config.loss} loss, {config.optimizer} lr {config.lr:g}, batch {config.batch_size} of "
+        f"{'whole images' if trainer.sampler.patch_size is None else f'{trainer.sampler.patch_size}x{trainer.sampler.patch_size} patches'}"
+        f"{f' (output {trainer.sampler.patch_size - 2 * trainer.margin})' if trainer.margin else ''}, "
+        f"{trainer.sampler.steps_per_epoch()} steps/epoch, stop at {' or '.join(s for s in stop if s)}",
+        f"engine: {describe_engine(trainer.device, trainer.amp_dtype, config.channels_last)}",
+    ]
+
+
+def train(
+    images: Path,
+    labels: Path,
+    out: Path,
+    config: TrainConfig,
+    val_images: Path | None = None,
+    val_labels: Path | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+    fixed: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Train a new run into `out` (which must not hold a run already); returns run.json's record.
+
+    With `config.plan` (the default recipe) the padded U-Net's patch, batch, width, depth, loss
+    and learning rate are planned from the data and the machine, except the fields named in `fixed`.
+    """
+    began = time.monotonic()  # the budget counts from here: reading, planning and building included
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; choose a new folder for --out")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
+    data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction, config.normalization)
+    if config.single_logit and data.encoding.num_classes != 2:
+        raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
+    plan = None
+    if config.plan and config.model == "unet":
+        config, plan = plan_run(config, data, frozenset(fixed))
+    options = model_options(config, data.in_channels, data.encoding.num_classes)
+    record = new_run_record(config, config.model, options)
+    if plan is not None:
+        record["plan"] = plan
+    record["data"] = {
+        "images": str(Path(images).resolve()),
+        "labels": str(Path(labels).resolve()),
+        "val_images": str(Path(val_images).resolve()) if val_images else None,
+        "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
+        "train": data.train.names,
+        "val": data.val.names,
+    }
+    record["classes"] = data.encoding.to_json()
+    record["normalization"] = data.normalization.to_json()
+    trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
+    trainer.counters.elapsed_s = time.monotonic() - began
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
+    write_run_json(out, record)
+    for line in _describe(trainer):
+        say(line)
+    if plan is not None:
+        say(f"plan ({plan['planned_steps']} steps of about {plan['step_seconds']:.2f} s; "
+            f"fixed by you: {', '.join(plan['fixed_by_user']) or 'nothing'}):")
+        for reason in plan["reasons"]:
+            say(f"  {reason}")
+    trainer.run()
+    return trainer.record
+
+
+def resume(
+    run_dir: Path,
+    epochs: int | None = None,
+    budget_s: float | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Continue a run from its last saved epoch, on the same data; `epochs`/`budget_s` may extend it."""
+    run_dir = Path(run_dir)
+    record = read_run_json(run_dir)
+    config = TrainConfig.from_json(record["config"])
+    if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
+        config = replace(config, epochs=epochs, budget_s=budget_s)
+        record["config"] = config.to_json()
+    paths = record["data"]  # the classes and the normalisation are the run's, not re-derived
+    data = prepare_training_data(
+        Path(paths["images"]), Path(paths["labels"]),
+        Path(paths["val_images"]) if paths["val_images"] else None,
+        Path(paths["val_labels"]) if paths["val_labels"] else None,
+        config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]),
+    )
+    trainer = Trainer(run_dir, config, data, record, progress, say)
+    trainer.restore()
+    say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
+    trainer.record["status"] = "training"
+    trainer.run()
+    return trainer.record

@@ -1,0 +1,135 @@
+"""The planner on made-up data sets and machines, and the measurements it relies on."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from unetkit.models.unet import UNet, UNetConfig
+from unetkit.train.fingerprint import measure_training_rate, object_scale
+from unetkit.train.trainer import VALIDATION_SHARE
+from unetkit.train.planning import (
+    STEPS_AT_10_MIN,
+    DataFingerprint,
+    MachineFingerprint,
+    plan_training,
+    receptive_field,
+    unet_macs_per_pixel,
+)
+
+ISBI_LIKE = DataFingerprint(images=24, height=512, width=512, channels=1, classes=2,
+                            class_fractions=(0.22, 0.78), object_scale=80.0)
+LAPTOP = MachineFingerprint(device="cpu", cores=2, memory_gib=16.0, precision="bf16", macs_per_s=60e9)
+
+
+def test_a_tiny_data_set_gets_a_small_patch_and_a_shallow_network() -> None:
+    tiny = replace(ISBI_LIKE, images=3, height=48, width=40, object_scale=12.0)
+    plan = plan_training(tiny, LAPTOP, 600)
+    assert plan.patch_size <= 40
+    assert plan.patch_size % 2**plan.depth == 0
+    assert 40 // 2**plan.depth >= 8 or plan.depth == 1  # the bottom keeps a few pixels
+    assert plan.patch_size < plan_training(ISBI_LIKE, LAPTOP, 600).patch_size
+
+
+def test_large_objects_get_a_deeper_network_than_small_ones() -> None:
+    small = plan_training(replace(ISBI_LIKE, object_scale=10.0), LAPTOP, 600)
+    large = plan_training(replace(ISBI_LIKE, object_scale=150.0), LAPTOP, 600)
+    assert small.depth < large.depth
+    assert receptive_field(large.depth) >= 2 * 150.0
+
+
+def test_a_rare_foreground_gets_a_dice_aware_loss() -> None:
+    rare = plan_training(replace(ISBI_LIKE, class_fractions=(0.95, 0.05)), LAPTOP, 600)
+    balanced = plan_training(replace(ISBI_LIKE, class_fractions=(0.5, 0.5)), LAPTOP, 600)
+    assert "dice" in rare.loss
+    assert balanced.loss == "ce"
+
+
+def test_a_short_budget_plans_few_steps_and_a_small_network() -> None:
+    short = plan_training(ISBI_LIKE, LAPTOP, 30)
+    long = plan_training(ISBI_LIKE, LAPTOP, 1200)
+    assert short.planned_steps < STEPS_AT_10_MIN / 2
+    assert short.base_width < long.base_width
+    for plan, budget in ((short, 30), (long, 1200)):  # the planned steps fill the training share of the budget
+        assert 0.8 * budget < plan.planned_steps * plan.step_seconds / (1 - VALIDATION_SHARE) <= budget
+
+
+def test_a_faster_machine_affords_a_wider_network() -> None:
+    slow = plan_training(ISBI_LIKE, replace(LAPTOP, macs_per_s=20e9), 600)
+    fast = plan_training(ISBI_LIKE, replace(LAPTOP, macs_per_s=2000e9, device="cuda"), 600)
+    assert slow.base_width < fast.base_width
+    assert fast.planned_steps >= STEPS_AT_10_MIN and slow.planned_steps >= STEPS_AT_10_MIN
+
+
+def test_what_the_user_fixed_is_kept_and_the_rest_planned_around_it() -> None:
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600, {"base_width": 40, "patch_size": 96, "loss": "ce"})
+    assert (plan.base_width, plan.patch_size, plan.loss) == (40, 96, "ce")
+    free = plan_training(ISBI_LIKE, LAPTOP, 600)
+    assert plan.batch_size > free.batch_size  # a smaller patch: more of them per step
+
+
+def test_the_plan_explains_every_choice() -> None:
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600)
+    text = " ".join(plan.reasons)
+    for word in ("depth", "patch", "batch", "width", "loss"):
+        assert word in text
+
+
+def count_forward_macs(model: torch.nn.Module, size: int) -> float:
+    """Multiply-adds of convolutions, counted by hooks on a real forward pass."""
+    total = 0.0
+
+    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = module.weight[0].numel()  # in/groups x kh x kw
+        total += output.numel() * kernel
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, model.config.in_channels, size, size))
+    for handle in handles:
+        handle.remove()
+    return total / size**2
+
+
+@pytest.mark.parametrize("width,depth", [(8, 2), (16, 4), (12, 3)])
+def test_the_cost_model_counts_the_unets_multiply_adds(width: int, depth: int) -> None:
+    model = UNet(UNetConfig(in_channels=1, num_classes=2, base_width=width, depth=depth))
+    counted = count_forward_macs(model, 64)
+    assert unet_macs_per_pixel(width, depth) == pytest.approx(counted, rel=0.01)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_the_receptive_field_formula_matches_what_the_network_sees(depth: int) -> None:
+    """Measured by backpropagating from one output pixel; it varies by a few pixels with the pixel's
+    position on the pooling grid, so the widest over one grid period is compared."""
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(in_channels=1, num_classes=2, base_width=4, depth=depth)).eval()
+    for module in model.modules():  # the field is structural: linear units keep every path alive
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.ReLU):
+                setattr(module, name, torch.nn.Identity())
+    widest = 0
+    for position in range(128, 128 + 2**depth):
+        image = torch.randn(1, 1, 256, 256, requires_grad=True)
+        model(image)[0, 1, position, position].backward()
+        rows = np.nonzero(image.grad[0, 0].abs().sum(1).numpy())[0]
+        widest = max(widest, int(rows.max() - rows.min() + 1))
+    assert widest == pytest.approx(receptive_field(depth), rel=0.06)
+
+
+def test_object_scale_is_the_size_of_the_typical_region() -> None:
+    label = np.ones((200, 200), np.uint8)
+    label[::40] = 0  # 1-pixel membranes every 40 px: 25 cells of 39 x 39 and one 5 % network
+    label[:, ::40] = 0
+    expected = 2 * np.sqrt(39 * 39 / np.pi)
+    assert object_scale([label]) == pytest.approx(expected, rel=0.02)
+
+
+def test_the_probe_measures_a_positive_rate_quickly() -> None:
+    rate, seconds = measure_training_rate(torch.device("cpu"), None, True, patch=32, batch=2)
+    assert rate > 1e8  # any CPU does a hundred million multiply-adds a second
+    assert seconds < 30
