@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,19 @@ def test_predict_refuses_its_input_folder_and_its_own_outputs(toy_data: tuple[Pa
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "pred"), "--out", str(tmp_path / "pred2"), "--quiet"]) == 2
     assert "predictions" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "pred").iterdir() if not p.name.startswith(".")) == before
+
+
+def test_train_plans_what_the_user_left_open_and_no_plan_turns_it_off(
+    toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    images, labels = toy_data
+    common = ["--images", str(images), "--labels", str(labels), "--epochs", "1", "--quiet"]
+    assert main(["train", *common, "--out", str(tmp_path / "planned"), "--width", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "plan (" in printed and "fixed by you: base_width" in printed
+    planned = json.loads((tmp_path / "planned" / "run.json").read_text())
+    assert planned["config"]["base_width"] == 4  # the user's flag wins
+    assert planned["config"]["patch_size"] == planned["plan"]["patch_size"] <= 32  # 32 x 32 images
+    assert main(["train", *common, "--out", str(tmp_path / "fixed"), "--no-plan", "--precision", "fp32"]) == 0
+    fixed = json.loads((tmp_path / "fixed" / "run.json").read_text())
+    assert "plan" not in fixed and fixed["config"]["patch_size"] == 128 and fixed["config"]["precision"] == "fp32"
