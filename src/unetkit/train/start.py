@@ -37,7 +37,7 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str]) -> 
     plan = plan_training(data_print, machine, config.budget_s, {name: getattr(config, name) for name in fixed})
     choices = {name: value for name, value in plan.choices().items() if name not in fixed}
     record = {"data": data_print.to_json(), "machine": machine.to_json(), **plan.to_json(),
-              "fixed_by_user": sorted(fixed), "probe_seconds": round(seconds, 2)}
+              "fixed_by_user": sorted(set(fixed) & set(plan.choices())), "probe_seconds": round(seconds, 2)}
     return replace(config, **choices), record
 
 
