@@ -165,3 +165,32 @@ def test_sliding_window_agrees_with_a_whole_image_pass_for_a_trained_model(train
     tiled = predict_probabilities(model, image, tile=96, overlap=0.5)
     agreement = float((whole.argmax(0) == tiled.argmax(0)).float().mean())
     assert agreement >= 0.999, agreement
+
+
+from unetkit.predict import context_halo, default_window, mirrored_reader  # noqa: E402
+from unetkit.predict import predict_rows as _predict_rows  # noqa: E402
+
+
+def test_exact_context_windows_without_overlap_equal_one_whole_image_pass() -> None:
+    """What `unetkit predict` does for large images: equal windows, a receptive-field halo, no blending."""
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=2).eval()
+    image = torch.rand(1, 152, 132)  # multiples of 4: a whole pass needs no (centred) padding, so grids match
+    whole = predict_probabilities(model, image, tile=1024)
+    parts: list[torch.Tensor] = []
+    _predict_rows(model, mirrored_reader(image), 152, 132, lambda top, probs: parts.append(probs),
+                  tile=48, overlap=0.0, halo=context_halo(model))
+    assert len(parts) > 2  # several row bands, i.e. several windows
+    assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
+
+
+def test_the_default_window_is_one_pass_when_it_fits_and_equal_pieces_when_not() -> None:
+    model = build_model("unet", in_channels=1, num_classes=2, base_width=64, depth=4)
+    assert default_window(model, None, 500, 300, available=64 << 30) == 512  # one pass, on the 16-px grid
+    window = default_window(model, None, 2048, 2048, available=8 << 30)
+    assert window % 16 == 0 and window < 2048
+    pieces = -(-2048 // window)
+    assert pieces * window - 2048 < 16 * pieces  # split evenly: the last piece is not a sliver
+    halo = context_halo(model)
+    assert (window + 2 * halo) ** 2 * 64 * 40 <= 0.25 * (8 << 30)  # a window with its halo fits the budget
+    assert default_window(model, None, 2048, 2048, available=2 << 30) < window  # less memory, smaller windows

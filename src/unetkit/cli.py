@@ -66,7 +66,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (never an input folder)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (slower, usually better)")
     p.add_argument("--prob", action="store_true", help="also write float32 class probabilities as NAME_prob.tif")
-    p.add_argument("--tile", type=int, help="window size for large images (default: the largest window that fits a quarter of the free memory; unet-classic: its training tile)")
+    p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or as few windows as fit in a quarter of the free memory; unet-classic: its training tile)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="compute in this precision (default: the run's; auto = bf16 where faster, AMP on a GPU)")

@@ -101,7 +101,10 @@ def tile_probabilities(model: torch.nn.Module, tile: torch.Tensor, tta: bool) ->
 
 
 WINDOW_MEMORY_SHARE = 0.25  # of the free memory, for one window's activations and its row band
-BYTES_PER_WIDTH_PIXEL = {None: 40, "reduced": 24}  # peak inference bytes per pixel per unit of base width (measured)
+# Peak inference bytes per pixel per unit of base width: 29 measured for the seed's fp32 pass over
+# 2048^2 at width 64 (7.8 GB), 37 for the engine's channels-last pass with kept allocations (9.8 GB);
+# 2 x 2 windows of 1024 ran as fast with 5.1 GB (benchmarks/RESULTS.md). bf16 halves the outputs.
+BYTES_PER_WIDTH_PIXEL = {None: 40, "reduced": 24}
 
 
 def context_halo(model: torch.nn.Module) -> int | None:
@@ -132,15 +135,20 @@ def default_window(
     base_width, depth = getattr(config, "base_width", 64), getattr(config, "depth", 4)
     align = 2**depth
     budget = WINDOW_MEMORY_SHARE * (available_memory_bytes() if available is None else available)
+    per_pixel = base_width * BYTES_PER_WIDTH_PIXEL[None if amp_dtype is None else "reduced"]
+    band_rows = int(budget / 2 / (4 * (classes + 1) * width))  # rows of the blended band that fit
+
+    def on_grid(length: float) -> int:
+        return int(-(-length // align) * align)
+
+    if on_grid(height) * on_grid(width) * per_pixel <= budget and height <= band_rows:
+        return on_grid(max(height, width))  # one whole-image pass
     halo = context_halo(model) or 0
-    side = int(math.sqrt(budget / (base_width * BYTES_PER_WIDTH_PIXEL[None if amp_dtype is None else "reduced"])))
-    side = min(side - 2 * halo, int(budget / 2 / (4 * (classes + 1) * width)))
+    side = min(int(math.sqrt(budget / per_pixel)) - 2 * halo, band_rows)
     side = max(align, side - side % align)
     longest = max(height, width)
-    if longest <= side:
-        return -(-longest // align) * align
     pieces = -(-longest // side)
-    return -(-(-(-longest // pieces)) // align) * align
+    return on_grid(-(-longest // pieces))
 
 
 def window_spans(length: int, tile: int, overlap: float, align: int = 1) -> list[tuple[int, int]]:
