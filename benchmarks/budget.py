@@ -19,20 +19,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, format_table, machine, train_and_score
+from isbi_runs import SCORE_COLUMNS, append_results, format_table, machine, train_and_score
 from unetkit.config import parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
 
 HERE = Path(__file__).parent
-RESULTS, PLOT = HERE / "RESULTS.md", HERE / "budget.png"
+PLOT = HERE / "budget.png"
 
 
 def plot(rows: list[dict[str, str]], path: Path) -> None:
@@ -89,14 +87,11 @@ def main() -> None:
     print(f"\ntotal {total:.0f} s; {machine()}")
     if not args.quick:
         plot(rows, PLOT)
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        with open(RESULTS, "a") as handle:
-            handle.write(f"\n## Quality against training time on ISBI 2012 (issue 5)\n\n"
-                         f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`\n\n"
-                         f"- Machine: {machine()}\n- Date: {stamp}; total {total:.0f} s\n"
-                         "- Train on sections 0-24, evaluate `unetkit predict`'s masks of 25-29 with `unetkit evaluate`; "
-                         "plot: benchmarks/budget.png\n\n"
-                         f"```\n{table}\n```\n")
+        append_results("Quality against training time on ISBI 2012 (issue 5)", [
+            f"Total {total:.0f} s",
+            "Train on sections 0-24, evaluate `unetkit predict`'s masks of 25-29 with `unetkit evaluate`; "
+            "plot: benchmarks/budget.png",
+        ], table)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -13,20 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, format_table, machine, train_and_score
+from isbi_runs import SCORE_COLUMNS, append_results, format_table, machine, train_and_score
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
-
 
 def contenders(budget_s: float) -> dict[str, TrainConfig]:
     """The four models, each stopped by the same budget only."""
@@ -63,13 +58,11 @@ def main() -> None:
     total = time.monotonic() - started
     print(f"\nbudget {budget_s:.0f} s per model; total {total:.0f} s; {machine()}")
     if not args.quick:
-        date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        with open(RESULTS, "a") as handle:
-            handle.write(f"\n## Equal-budget comparison on ISBI 2012 (issue 4)\n\nCommand: `{' '.join(['.venv/bin/python', *sys.argv])}`\n\n"
-                         f"- Machine: {machine()}\n- Date: {date}; total {total:.0f} s\n"
-                         f"- Train on sections 0-24 ({budget_s:.0f} s each, validation included), evaluate on 25-29 "
-                         "(pixel error, membrane Dice, foreground-restricted adapted Rand error, VI split/merge in bits).\n\n"
-                         f"```\n{table}\n```\n")
+        append_results("Equal-budget comparison on ISBI 2012 (issue 4)", [
+            f"Total {total:.0f} s",
+            f"Train on sections 0-24 ({budget_s:.0f} s each, validation included), evaluate on 25-29 (pixel error, "
+            "membrane Dice, foreground-restricted adapted Rand error, VI split/merge in bits).",
+        ], table)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

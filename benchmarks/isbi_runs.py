@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -49,3 +51,15 @@ def format_table(rows: list[list[str]]) -> str:
     """Left-aligned columns, the first row being the header."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def append_results(title: str, details: list[str], body: str) -> None:
+    """One section of benchmarks/RESULTS.md: title, the command as run, the machine, the date, details, output."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    bullets = [f"- Machine: {machine()}", f"- Date: {stamp}", *(f"- {line}" for line in details)]
+    with open(RESULTS, "a") as handle:
+        handle.write(f"\n## {title}\n\nCommand: `{' '.join(['.venv/bin/python', *sys.argv])}`\n\n"
+                     + "\n".join(bullets) + f"\n\n```\n{body}\n```\n")

@@ -34,13 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 WIDTH, DEPTH, TRAIN_SIZE = 64, 4, 512
 
 
@@ -212,7 +210,7 @@ def main() -> None:
         print(line, flush=True)
         lines.append(line)
 
-    from isbi_runs import machine  # one description of the machine for every benchmark
+    from isbi_runs import append_results, machine  # shared by every benchmark
 
     say(f"machine: {machine()}")
     fp32_peak, bf16_peak = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
@@ -242,12 +240,7 @@ def main() -> None:
     say(f"total {time.monotonic() - started:.0f} s")
     say(f"train_speedup={speed['train']:.2f} infer_speedup={speed['infer']:.2f}")
     if not args.quick:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        with open(RESULTS, "a") as handle:
-            handle.write(f"\n## Training and inference speed, seed loop vs unetkit engine (issue 5)\n\n"
-                         f"Command: `.venv/bin/python benchmarks/speed.py --steps {steps} --size {size}`; {stamp}\n\n"
-                         "```\n" + "\n".join(lines) + "\n```\n")
-
+        append_results("Training and inference speed, seed loop vs unetkit engine (issue 5)", [], "\n".join(lines))
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
