@@ -7,7 +7,8 @@ For every budget and recipe: train on ISBI 2012 sections 0-24 (the run holds
 out its own validation block from them), predict sections 25-29 with
 `unetkit predict`, score them with `unetkit evaluate` (pixel error = fraction
 misclassified, membrane Dice, the challenge's thinned, foreground-restricted
-adapted Rand error, VI split/merge). Prints one table, draws
+adapted Rand error of the masks and, as the challenge scored probability maps, at the
+best threshold; VI split/merge). Prints one table, draws
 benchmarks/budget.png (Rand error and pixel error against minutes), and
 appends the table with the command, machine and date to
 benchmarks/RESULTS.md. The full default run takes 2 x 37 minutes of training.
@@ -44,14 +45,17 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     for name in dict.fromkeys(row["recipe"] for row in rows):
         mine = [row for row in rows if row["recipe"] == name]
         minutes = [float(row["budget_s"]) / 60 for row in mine]
-        for axis, column, title in ((axes[0], "rand_err", "adapted Rand error"), (axes[1], "pixel_err", "pixel error")):
-            axis.plot(minutes, [float(row[column]) for row in mine], marker="o", label=name)
+        for axis, column, title, label in ((axes[0], "rand_err", "adapted Rand error", f"{name}: masks"),
+                                           (axes[0], "rand_thr", "adapted Rand error", f"{name}: best threshold"),
+                                           (axes[1], "pixel_err", "pixel error", name)):
+            style = "--" if column == "rand_thr" else "-"
+            axis.plot(minutes, [float(row[column]) for row in mine], style, marker="o", label=label)
             axis.set_title(title)
             axis.set_xlabel("training budget (minutes)")
             axis.set_xscale("log")
             axis.set_xticks(minutes, [f"{m:g}" for m in minutes])
             axis.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize=7)
     figure.suptitle("ISBI 2012 sections 25-29, lower is better")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -23,5 +23,5 @@ def test_compare_quick_prints_one_row_per_model(isbi: Path) -> None:
     assert table[0].split()[:3] == ["model", "pixel_err", "membrane_dice"]
     assert len(table) == 5  # header + seed, default, paper, fcn8s
     for row in table[1:]:
-        rand_error = float(row.split()[-6])
+        rand_error = float(row.split()[-7])
         assert 0.0 <= rand_error <= 1.0

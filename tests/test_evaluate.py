@@ -73,3 +73,15 @@ def test_probability_maps_are_scored_by_threshold_sweep_and_by_watershed(tmp_pat
         assert mean["rand_error"] == pytest.approx(0, abs=1e-9), instances
     write_png(tmp_path / "truth2" / "b.png", truth)
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth2"), "--instances", "watershed"]) == 2
+
+
+def test_masks_are_scored_even_with_predict_prob_files_beside_them(tmp_path: Path) -> None:
+    """`unetkit predict --prob` writes NAME_prob.tif next to NAME.png; plain evaluation scores the masks."""
+    truth = np.full((20, 20), 255, dtype=np.uint8)
+    truth[:, 10] = 0
+    write_png(tmp_path / "pred" / "a.png", truth)
+    tifffile.imwrite(tmp_path / "pred" / "a_prob.tif", np.zeros((2, 20, 20), np.float32), photometric="minisblack")
+    write_png(tmp_path / "truth" / "a.png", truth)
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["mean"]["pixel_error"] == 0.0

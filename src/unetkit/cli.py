@@ -50,6 +50,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="samples per step")
     p.add_argument("--patch-size", type=int, help="side of the square training patches")
     p.add_argument("--augment", help="default (flips, rotations, intensity), paper (+ elastic), seed (random flips) or none")
+    p.add_argument("--synthetic", metavar="RUN", help="a `unetkit diffusion train --labels` run: mix its images for deformed training labels into the patches")
+    p.add_argument("--synthetic-fraction", type=float, help="share of the patches that are synthetic (default 0.25)")
+    p.add_argument("--synthetic-count", type=int, help="synthetic pairs to generate before training (default 64)")
+    p.add_argument("--ema", type=float, help="decay of the moving average of the weights that is validated and saved (0: off; planned by default)")
     p.add_argument("--seed", type=int, help="random seed (same seed, same run)")
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
@@ -93,10 +97,43 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_diffusion(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diffusion", help="train a diffusion U-Net on images, sample images (optionally for given label maps)",
+                       description="The U-Net of diffusion models: learn to denoise, then generate.")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    t = actions.add_parser("train", help="train a denoiser on patches of the images (label-conditioned with --labels)")
+    t.add_argument("--images", type=Path, required=True, help="folder of images or one multi-page TIFF")
+    t.add_argument("--labels", type=Path, help="masks paired with the images: the model learns images for given label maps")
+    t.add_argument("--out", type=Path, required=True, help="new run folder")
+    t.add_argument("--size", type=int, default=64, help="side of the square training patches (default 64)")
+    t.add_argument("--budget", default="30m", help="wall-clock limit, e.g. 90s, 30m (default 30m)")
+    t.add_argument("--steps", type=int, help="stop after this many steps (instead of the budget)")
+    t.add_argument("--width", type=int, default=32, dest="base_width", help="channels of the first level (default 32)")
+    t.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
+    t.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default 5e-4)")
+    t.add_argument("--prediction", choices=["eps", "v"], default="eps", help="regress the noise (eps) or the velocity (v)")
+    t.add_argument("--schedule", choices=["cosine", "linear"], default="cosine", help="noise schedule (default cosine)")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="compute precision")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    s = actions.add_parser("sample", help="generate images with a trained diffusion run")
+    s.add_argument("run", type=Path, help="the run folder written by `unetkit diffusion train`")
+    s.add_argument("--out", type=Path, required=True, help="output folder for the PNGs and grid.png")
+    s.add_argument("--n", type=int, default=16, help="number of samples without --labels (default 16)")
+    s.add_argument("--labels", type=Path, help="label maps: one sample for each, written beside a copy of it")
+    s.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="DDIM (eta 0, --steps) or DDPM (all steps)")
+    s.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale with --labels (1 = none)")
+    s.add_argument("--size", type=int, help="side of unconditional samples (default: the training patch size)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unetkit", description="U-Net segmentation for microscopy images, fast on a CPU.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_demo, _add_train, _add_predict, _add_evaluate):
+    for add in (_add_demo, _add_train, _add_predict, _add_evaluate, _add_diffusion):
         add(sub)
     return parser
 
@@ -132,7 +169,8 @@ def _run_train(args: argparse.Namespace) -> None:
     overrides = dict(
         model=args.model, base_width=args.base_width, depth=args.depth, loss=args.loss, optimizer=args.optimizer,
         lr=args.lr, batch_size=args.batch_size, patch_size=args.patch_size, augment=args.augment, seed=args.seed,
-        device=args.device, val_fraction=args.val_fraction, precision=args.precision,
+        device=args.device, val_fraction=args.val_fraction, precision=args.precision, ema=args.ema,
+        synthetic=args.synthetic, synthetic_fraction=args.synthetic_fraction, synthetic_count=args.synthetic_count,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
     )
     config = recipe(args.recipe).with_overrides(**overrides)
@@ -172,7 +210,28 @@ def _run_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, data=args.data, budget_s=parse_duration(args.budget), seed=args.seed, progress=not args.quiet)
 
 
-COMMANDS = {"train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo}
+def _run_diffusion(args: argparse.Namespace) -> None:
+    if args.action == "train":
+        from unetkit.diffusion.training import DiffusionConfig, train_diffusion
+
+        config = DiffusionConfig(
+            size=args.size, base_width=args.base_width, batch_size=args.batch_size, lr=args.lr, prediction=args.prediction,
+            schedule=args.schedule, seed=args.seed, device=args.device, precision=args.precision, steps=args.steps,
+            budget_s=None if args.steps else parse_duration(args.budget),
+        )
+        train_diffusion(args.images, args.labels, args.out, config, progress=not args.quiet)
+        print(f"run written to {args.out} (model.safetensors, run.json, log.csv)")
+    else:
+        from unetkit.diffusion.generate import sample_to_folder
+
+        if args.n < 1 or args.steps < 1:
+            raise InputError("--n and --steps must be at least 1")
+        sample_to_folder(args.run, args.out, args.n, args.labels, args.steps, args.seed, args.sampler, args.guidance,
+                         args.size, args.device)
+
+
+COMMANDS = {"train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo,
+            "diffusion": _run_diffusion}
 
 
 def main(argv: list[str] | None = None) -> int:

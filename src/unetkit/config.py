@@ -36,6 +36,10 @@ class TrainConfig:
     augment: str = "default"  # "default" | "paper" (elastic, rotation, grey values) | "strong" | "seed" | "none"
     normalization: str = "percentile"  # "percentile" | "scale"
     select_by: str = "val_dice"  # "val_dice" (best validation) | "train_loss" (lowest single-batch loss, the seed's rule)
+    synthetic: str | None = None  # a label-conditioned diffusion run whose samples join the training patches
+    synthetic_fraction: float = 0.25  # share of the training patches drawn from the synthetic pairs
+    synthetic_count: int = 64  # synthetic pairs generated before training (their time counts against the budget)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0: off)
     val_fraction: float = 0.2
     tile: int = 512  # window size for validation and prediction
     seed: int = 0
@@ -55,6 +59,10 @@ class TrainConfig:
             raise InputError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.patch_size is not None and self.patch_size < 8:
             raise InputError(f"--patch-size {self.patch_size}: must be at least 8 pixels")
+        if not 0.0 <= self.synthetic_fraction < 1.0 or self.synthetic_count < 1:
+            raise InputError(f"--synthetic-fraction {self.synthetic_fraction}: must be in [0, 1) (and --synthetic-count >= 1)")
+        if not 0.0 <= self.ema < 1.0:
+            raise InputError(f"--ema {self.ema}: must be in [0, 1), e.g. 0.995 (0 turns it off)")
         if self.lr <= 0:
             raise InputError(f"--lr {self.lr}: must be positive")
         for name, value, allowed in [

@@ -35,7 +35,10 @@ SYNTHETIC_TRAIN, SYNTHETIC_TEST = 24, 6
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
+    """Link (or copy) source to target; a target that already is the source (a rerun) is kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() and target.resolve() == source.resolve():
+        return
     try:
         target.symlink_to(source.resolve())
     except OSError:

@@ -42,6 +42,7 @@ def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[s
     }
 
 
+PROB_SUFFIX = "_prob"
 CHALLENGE_KEYS = ("rand_error", "rand_split", "rand_merge", "info_error", "vi_split", "vi_merge", "challenge_pixel_error")
 
 
@@ -50,7 +51,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
 
     With two classes one of which is `boundary_value`, the challenge scores are added.
     """
-    pairs, palette = read_pairs(pred, labels)
+    pairs, palette = read_pairs(pred, labels, skip_suffix=PROB_SUFFIX)  # `predict --prob` writes NAME_prob.tif beside
     masks = [(p.image.name, p.image.array) for p in pairs] + [(p.label.name, p.label.array) for p in pairs]
     encoding = LabelEncoding.from_masks(masks, palette)
     boundary = None
@@ -77,9 +78,6 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
             mean[key] = float(np.mean(values))
     return {"classes": encoding.describe_values(), "boundary_value": boundary_value if boundary is not None else None,
             "per_image": per_image, "mean": mean}
-
-
-PROB_SUFFIX = "_prob"
 
 
 def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -67,6 +67,22 @@ def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> di
     return options
 
 
+def check_new_run_folder(out: Path) -> None:
+    """A run goes into a new or empty folder: never over another run or a file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; choose a new folder for --out")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
+
+
+def make_run_folder(out: Path) -> None:
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
+
+
 def write_run_json(run_dir: Path, record: dict[str, Any]) -> None:
     text = json.dumps(record, indent=2, default=str)
     write_atomic(Path(run_dir) / RUN_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
@@ -105,6 +121,8 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
     """
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
+    if record.get("kind") == "diffusion":
+        raise InputError(f"{run_dir}: is a diffusion run; draw images with `unetkit diffusion sample {run_dir}`")
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise InputError(f"{run_dir}: has no {WEIGHTS_FILE} yet; let training finish one epoch or use --resume")

@@ -133,3 +133,11 @@ def test_the_probe_measures_a_positive_rate_quickly() -> None:
     rate, seconds = measure_training_rate(torch.device("cpu"), None, True, patch=32, batch=2)
     assert rate > 1e8  # any CPU does a hundred million multiply-adds a second
     assert seconds < 30
+
+
+def test_the_weight_average_spans_a_tenth_of_the_planned_steps() -> None:
+    for budget in (60, 600, 1200):
+        plan = plan_training(ISBI_LIKE, LAPTOP, budget)
+        span = 1 / (1 - plan.ema)
+        assert 0.05 * plan.planned_steps <= span <= 0.15 * plan.planned_steps or span in (10, 1000)
+    assert plan_training(ISBI_LIKE, LAPTOP, 600, {"ema": 0.0}).ema == 0.0  # --ema 0 turns it off

@@ -57,15 +57,17 @@ def test_tiny_model_overfits_two_images(toy_data: tuple[Path, Path], tmp_path: P
 
 
 def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The model's weights and, with --ema, the weight average, from the resume state."""
     tensors, _ = load_tensors(run / RESUME_DIR / RESUME_FILE)
-    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "ema."))}
 
 
+@pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_interrupted_run_resumes_from_its_saved_step_to_the_same_weights(
-    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ema: float
 ) -> None:
     images, labels = toy_data
-    config = replace(TINY, patch_size=16, batch_size=2, augment="default", schedule="cosine")
+    config = replace(TINY, patch_size=16, batch_size=2, augment="default", schedule="cosine", ema=ema)
     quiet = dict(progress=False, say=lambda _: None)
     train(images, labels, tmp_path / "whole", config, **quiet)
 
@@ -89,6 +91,7 @@ def test_interrupted_run_resumes_from_its_saved_step_to_the_same_weights(
     assert [r["train_loss"] for r in cut] == [r["train_loss"] for r in whole]
     expected, got = final_weights(tmp_path / "whole"), final_weights(tmp_path / "cut")
     assert expected.keys() == got.keys()
+    assert any(k.startswith("ema.") for k in expected) == bool(ema)
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
 
@@ -225,3 +228,17 @@ def test_out_naming_a_file_is_a_clear_error(toy_data: tuple[Path, Path], tmp_pat
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is a file"):
         train(images, labels, tmp_path / "file", TINY, progress=False)
+
+
+def test_with_ema_the_saved_weights_are_the_average_not_the_last_step(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    config = replace(TINY, patch_size=16, batch_size=2, epochs=3, ema=0.9)  # constant lr: a shorter run is a prefix
+    quiet = dict(progress=False, say=lambda _: None)
+    train(images, labels, tmp_path / "run", config, **quiet)
+    saved, _ = load_tensors(tmp_path / "run" / "model.safetensors")
+    best_epoch = max(int(r["epoch"]) for r in log_rows(tmp_path / "run") if r["best"] == "yes")
+    train(images, labels, tmp_path / "prefix", replace(config, epochs=best_epoch), **quiet)
+    state = final_weights(tmp_path / "prefix")  # the run as it was when the best weights were saved
+    for name, value in saved.items():
+        torch.testing.assert_close(value, state[f"ema.module.{name}"])
+    assert any(not torch.equal(value, state[f"model.{name}"]) for name, value in saved.items() if value.is_floating_point())

@@ -292,7 +292,7 @@ def _seed_flips(images: torch.Tensor, maps: list[torch.Tensor], generator: torch
     return images, maps
 
 
-def _dihedral(images: torch.Tensor, maps: list[torch.Tensor], generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def dihedral_maps(images: torch.Tensor, maps: list[torch.Tensor], generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """`dihedral` on images and any number of B x H x W maps (labels, weights) alike."""
     square = images.shape[-1] == images.shape[-2]
     out_images, out_maps = [], [[] for _ in maps]
@@ -318,7 +318,7 @@ def dihedral(images: torch.Tensor, labels: torch.Tensor, generator: torch.Genera
 
     Needs square patches when a rotation is drawn; non-square batches only get flips.
     """
-    images, (labels,) = _dihedral(images, [labels], generator)
+    images, (labels,) = dihedral_maps(images, [labels], generator)
     return images, labels
 
 
@@ -357,7 +357,7 @@ def _configured(config: AugmentConfig) -> Augmentation:
 AUGMENTATIONS: dict[str, Augmentation] = {
     "none": lambda images, labels, weights, generator: (images, labels, weights),
     "seed": _permuting(_seed_flips),
-    "default": _permuting(_dihedral, jitter=True),
+    "default": _permuting(dihedral_maps, jitter=True),
     "paper": _configured(AugmentConfig.paper()),
     "strong": _configured(AugmentConfig.strong()),
 }

@@ -46,9 +46,12 @@ def _label_stem(label_stem: str, image_stems: set[str]) -> str:
     return label_stem
 
 
-def pair_files(images: Path, labels: Path) -> list[tuple[Path, Path]]:
-    """Match image files with label files by stem; orphans on either side are an error naming them."""
-    image_files = list_image_files(images)
+def pair_files(images: Path, labels: Path, skip_suffix: str | None = None) -> list[tuple[Path, Path]]:
+    """Match image files with label files by stem; orphans on either side are an error naming them.
+
+    Image files whose stem ends with `skip_suffix` are left out (predictions' NAME_prob.tif beside NAME.png).
+    """
+    image_files = [f for f in list_image_files(images) if not (skip_suffix and f.stem.endswith(skip_suffix))]
     label_files = list_image_files(labels)
     by_stem: dict[str, Path] = {}
     for file in image_files:
@@ -76,11 +79,11 @@ def pair_files(images: Path, labels: Path) -> list[tuple[Path, Path]]:
     return [(by_stem[stem], labels_by_stem[stem]) for stem in sorted(by_stem, key=natural_key)]
 
 
-def read_pairs(images: Path, labels: Path) -> tuple[list[RawPair], list[int] | None]:
+def read_pairs(images: Path, labels: Path, skip_suffix: str | None = None) -> tuple[list[RawPair], list[int] | None]:
     """Decode every pair, page by page, and check the sizes match; also return a mask palette if any."""
     pairs: list[RawPair] = []
     palette = None
-    for image_file, label_file in pair_files(images, labels):
+    for image_file, label_file in pair_files(images, labels, skip_suffix):
         image_pages, _ = read_pages(image_file)
         label_pages, label_palette = read_pages(label_file, labels=True)
         palette = palette or label_palette
@@ -170,10 +173,13 @@ class PatchSampler:
 
     `margin` (valid networks) mirror-extends every image by that many pixels, so
     that the network's smaller output can still cover the image up to its border.
+    `synthetic` pairs join the real ones so that a share `synthetic_share` of the
+    patches comes from them (an epoch still counts the real pixels only).
     """
 
     def __init__(
-        self, data: TensorPairs, patch_size: int | None, batch_size: int, generator: torch.Generator, margin: int = 0
+        self, data: TensorPairs, patch_size: int | None, batch_size: int, generator: torch.Generator, margin: int = 0,
+        synthetic: TensorPairs | None = None, synthetic_share: float = 0.0,
     ) -> None:
         if len(data) == 0:
             raise InputError("no training images left after the validation split; give more images or a smaller --val-fraction")
@@ -200,6 +206,19 @@ class PatchSampler:
                 data.weights = [prepare(w) for w in data.weights]
         sizes = torch.tensor([float(y.numel()) for y in data.labels])
         self._image_weights = sizes / sizes.sum()
+        self._real_count = len(data)
+        if synthetic is not None and len(synthetic) and synthetic_share > 0:
+            if patch_size is None or margin:
+                raise InputError("synthetic pairs join patch training of padded networks: give --patch-size and --model unet")
+            extra = torch.tensor([float(y.numel()) for y in synthetic.labels])
+            self._image_weights = torch.cat([(1 - synthetic_share) * self._image_weights, synthetic_share * extra / extra.sum()])
+            data.names = data.names + synthetic.names
+            data.images = data.images + [_pad_to(x, self.patch_size, self.patch_size) for x in synthetic.images]
+            data.labels = data.labels + [_pad_to(y, self.patch_size, self.patch_size) for y in synthetic.labels]
+            if data.weights is not None:
+                if synthetic.weights is None:
+                    raise InputError("weighted-ce needs border weights for the synthetic pairs too")
+                data.weights = data.weights + [_pad_to(w, self.patch_size, self.patch_size) for w in synthetic.weights]
         self._order: list[int] = []
         self._batches: list[list[int]] = []
 
@@ -211,12 +230,13 @@ class PatchSampler:
                 counts[tuple(label.shape)] = counts.get(tuple(label.shape), 0) + 1
             return sum(-(-count // self.batch_size) for count in counts.values())
         output = self.patch_size - 2 * self.margin
-        pixels = sum((y.shape[0] - 2 * self.margin) * (y.shape[1] - 2 * self.margin) for y in self.data.labels)
+        real = self.data.labels[: self._real_count]
+        pixels = sum((y.shape[0] - 2 * self.margin) * (y.shape[1] - 2 * self.margin) for y in real)
         return max(1, -(-pixels // (self.batch_size * output**2)))
 
     def start_epoch(self) -> None:
         """Shuffle the image order (whole-image mode draws images without replacement within an epoch)."""
-        self._order = torch.randperm(len(self.data), generator=self.generator).tolist()
+        self._order = torch.randperm(self._real_count, generator=self.generator).tolist()
         self._batches = self._whole_image_batches(self._order)
 
     def _whole_image_batches(self, order: list[int]) -> list[list[int]]:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from torch import nn
 
 from unetkit.errors import InputError
+from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from unetkit.models.fcn import FCN, FCN8sConfig, FCN16sConfig, FCN32sConfig
 from unetkit.models.unet import UNet, UNetConfig
 from unetkit.models.unet_valid import UNetClassic, UNetClassicConfig
@@ -23,6 +24,7 @@ _REGISTRY: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "fcn32s": (FCN32sConfig, FCN),
     "fcn16s": (FCN16sConfig, FCN),
     "fcn8s": (FCN8sConfig, FCN),
+    "diffusion-unet": (DiffusionUNetConfig, DiffusionUNet),  # a denoiser, trained by `unetkit diffusion train`
 }
 
 

@@ -96,26 +96,34 @@ def save_resume_state(
     optimizer: torch.optim.Optimizer,
     rng: dict[str, torch.Tensor],
     counters: dict[str, Any],
+    ema: torch.nn.Module | None = None,
 ) -> None:
-    """Everything needed to continue: weights, optimiser, RNG states and counters, in one atomic file."""
+    """Everything needed to continue: weights, optimiser, RNG states, counters and the weight average, in one atomic file."""
     folder = Path(run_dir) / RESUME_DIR
     folder.mkdir(exist_ok=True)
     optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update(optim_tensors)
     tensors.update({f"rng.{k}": v for k, v in rng.items()})
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     save_tensors(folder / RESUME_FILE, tensors, {"counters": counters, "optimizer": optim_info})
 
 
 def load_resume_state(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Restore model and optimiser in place; return the RNG states and the counters."""
+    """Restore model, optimiser (and weight average) in place; return the RNG states and the counters."""
     path = Path(run_dir) / RESUME_DIR / RESUME_FILE
     if not path.is_file():
         raise InputError(f"{run_dir}: has no resume state ({RESUME_DIR}/{RESUME_FILE}); it stopped before its first epoch ended")
     tensors, metadata = load_tensors(path)
     model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata["optimizer"]))
+    if ema is not None:
+        averaged = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
+        if not averaged:
+            raise InputError(f"{path}: holds no weight average but the run uses --ema; resume with the run's own settings")
+        ema.load_state_dict(averaged)
     rng = {k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")}
     return rng, metadata["counters"]

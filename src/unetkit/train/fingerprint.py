@@ -22,7 +22,7 @@ from unetkit.train.setup import TrainingData
 
 MAX_FINGERPRINT_IMAGES = 16  # enough to estimate fractions and scales; bounded time on big sets
 PROBE_WIDTH, PROBE_DEPTH, PROBE_PATCH, PROBE_BATCH = 16, 4, 128, 8
-PROBE_STEPS = 3  # timed steps, after one warm-up step
+PROBE_STEPS, PROBE_WARMUP = 4, 2  # timed steps after warm-up steps (the first ones build kernels and caches)
 
 
 def object_scale(labels: list[np.ndarray]) -> float:
@@ -80,7 +80,7 @@ def measure_training_rate(
     images = as_batch(torch.rand(batch, in_channels, patch, patch, generator=generator), device, channels_last)
     labels = torch.randint(0, classes, (batch, patch, patch), generator=generator).to(device)
     timings = []
-    for _ in range(PROBE_STEPS + 1):
+    for _ in range(PROBE_WARMUP + PROBE_STEPS):
         step_started = time.monotonic()
         with autocast(device, dtype):
             logits = model(images)
@@ -91,7 +91,7 @@ def measure_training_rate(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         timings.append(time.monotonic() - step_started)
-    step_s = float(np.median(timings[1:]))
+    step_s = float(np.min(timings[PROBE_WARMUP:]))  # the fastest: other programs only ever slow a step down
     macs = 3 * unet_macs_per_pixel(PROBE_WIDTH, PROBE_DEPTH, in_channels, classes) * batch * patch**2
     return macs / step_s, time.monotonic() - started
 

@@ -18,6 +18,7 @@ class TrainingData:
     encoding: LabelEncoding
     normalization: Normalization
     in_channels: int
+    synthetic: TensorPairs | None = None  # generated pairs mixed into the training patches (train/synthetic_pairs.py)
 
 
 def _channels(pair: RawPair) -> int:

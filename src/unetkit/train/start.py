@@ -18,7 +18,7 @@ from unetkit.devices import resolve_device
 from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
-from unetkit.run import model_options, new_run_record, read_run_json, write_run_json
+from unetkit.run import check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
 from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint
 from unetkit.train.planning import plan_training
 from unetkit.train.setup import TrainingData, prepare_training_data
@@ -60,6 +60,17 @@ def _describe(trainer: Trainer) -> list[str]:
     ]
 
 
+def _add_synthetic_pairs(config: TrainConfig, data: TrainingData, say: Callable[[str], None]) -> None:
+    """With --synthetic, generate the pairs that join the training patches (their time counts)."""
+    if not config.synthetic:
+        return
+    from unetkit.train.synthetic_pairs import synthetic_pairs  # diffusion code loads only when asked for
+
+    data.synthetic = synthetic_pairs(Path(config.synthetic), data.train.labels, data.encoding, data.normalization,
+                                     config.synthetic_count, config.patch_size or min(data.train.labels[0].shape),
+                                     config.seed, str(resolve_device(config.device)), say)
+
+
 def train(
     images: Path,
     labels: Path,
@@ -78,16 +89,16 @@ def train(
     """
     began = time.monotonic()  # the budget counts from here: reading, planning and building included
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: is a file; choose a new folder for --out")
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
+    check_new_run_folder(out)
+    if config.model == "diffusion-unet":
+        raise InputError("--model diffusion-unet is a denoiser, not a segmenter; train it with `unetkit diffusion train`")
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction, config.normalization)
     if config.single_logit and data.encoding.num_classes != 2:
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
     plan = None
     if config.plan and config.model == "unet":
         config, plan = plan_run(config, data, frozenset(fixed))
+    _add_synthetic_pairs(config, data, say)
     options = model_options(config, data.in_channels, data.encoding.num_classes)
     record = new_run_record(config, config.model, options)
     if plan is not None:
@@ -104,10 +115,7 @@ def train(
     record["normalization"] = data.normalization.to_json()
     trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
     trainer.counters.elapsed_s = time.monotonic() - began
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
+    make_run_folder(out)
     write_run_json(out, record)
     for line in _describe(trainer):
         say(line)
@@ -141,6 +149,7 @@ def resume(
         Path(paths["val_labels"]) if paths["val_labels"] else None,
         config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]),
     )
+    _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
     trainer = Trainer(run_dir, config, data, record, progress, say)
     trainer.restore()
     say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")

@@ -25,6 +25,7 @@ from unetkit.data.augment import augment_batch
 from unetkit.data.dataset import Batch, PatchSampler, TensorPairs
 from unetkit.data.weightmap import border_weight_map
 from unetkit.devices import resolve_device
+from unetkit.ema import make_ema
 from unetkit.engine import as_batch, autocast, autocast_dtype, needs_grad_scaler, to_memory_format, configure_process
 from unetkit.errors import InputError
 from unetkit.losses import get_loss
@@ -120,6 +121,7 @@ class Trainer:
         self.model = build_model(record["model"]["name"], **record["model"]["options"]).to(self.device)
         self.model = to_memory_format(self.model, config.channels_last)
         self.optimizer = make_optimizer(config, self.model)
+        self.ema = make_ema(self.model, config.ema)
         self.loss_fn = get_loss(config.loss)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.image_sizes = sorted({tuple(y.shape) for y in data.train.labels})  # before the sampler pads them
@@ -128,11 +130,14 @@ class Trainer:
         if self.margin and patch_size is not None:
             patch_size = self.model.nearest_valid_input_size(patch_size)
         if config.loss == "weighted-ce":  # the paper's border weights, computed once per training mask
-            data.train.weights = [
-                torch.from_numpy(border_weight_map(y.numpy().astype(np.int64), data.encoding.num_classes))
-                for y in data.train.labels
-            ]
-        self.sampler = PatchSampler(data.train, patch_size, config.batch_size, self.generator, self.margin)
+            for pairs in (data.train, data.synthetic):
+                if pairs is not None:
+                    pairs.weights = [
+                        torch.from_numpy(border_weight_map(y.numpy().astype(np.int64), data.encoding.num_classes))
+                        for y in pairs.labels
+                    ]
+        self.sampler = PatchSampler(data.train, patch_size, config.batch_size, self.generator, self.margin,
+                                    data.synthetic, config.synthetic_fraction if config.synthetic else 0.0)
         self.counters = Counters()
         self.rows: list[dict[str, Any]] = []
         self._best_train_state: dict[str, torch.Tensor] | None = None
@@ -144,7 +149,7 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from RUN/last: weights, optimiser, RNG states, counters and the log so far."""
-        rng, counters = load_resume_state(self.run_dir, self.model, self.optimizer)
+        rng, counters = load_resume_state(self.run_dir, self.model, self.optimizer, self.ema)
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["sampler"])
         self.counters = Counters(**counters)
@@ -156,7 +161,7 @@ class Trainer:
 
     def _save_state(self) -> None:
         rng = {"torch": torch.get_rng_state(), "sampler": self.generator.get_state()}
-        save_resume_state(self.run_dir, self.model, self.optimizer, rng, vars(self.counters))
+        save_resume_state(self.run_dir, self.model, self.optimizer, rng, vars(self.counters), self.ema)
 
     # --- schedule and stopping ---------------------------------------------------
 
@@ -222,6 +227,8 @@ class Trainer:
         self._scaler.scale(loss).backward()
         self._scaler.step(self.optimizer)
         self._scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss.item()
 
     # --- the loop ------------------------------------------------------------------
@@ -314,13 +321,14 @@ class Trainer:
 
     def _end_epoch(self, train_loss: float, lr: float, elapsed: float) -> None:
         self._round_ended = time.monotonic()
-        scores = validate(self.model, self.data.val, self.config.tile, self.device, self.amp_dtype)
+        validated = self.model if self.ema is None else self.ema.module
+        scores = validate(validated, self.data.val, self.config.tile, self.device, self.amp_dtype)
         improved = False
         if self.config.select_by == "val_dice" and scores["val_dice"] > self.counters.best_score:
             self.counters.best_score = scores["val_dice"]
             self.counters.best_epoch = self.counters.epoch
             improved = True
-            save_weights(self.run_dir / WEIGHTS_FILE, self.model, self._weights_metadata())
+            save_weights(self.run_dir / WEIGHTS_FILE, validated, self._weights_metadata())
         if self.config.select_by == "train_loss" and self._best_train_state is not None:
             improved = True
             best_model = copy.deepcopy(self.model).cpu()

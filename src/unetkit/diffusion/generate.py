@@ -1,0 +1,186 @@
+"""Sample images from a trained diffusion run: unconditionally, or one image per given label map.
+
+    unetkit diffusion sample RUN --n 16 --out DIR                 DIR/sample_000.png ..., DIR/grid.png
+    unetkit diffusion sample RUN --labels MASKS --out DIR         DIR/NAME.png beside DIR/NAME_label.png
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unetkit.data.io import list_image_files, read_pages, write_atomic, write_mask, write_tiff
+from unetkit.data.labels import LabelEncoding
+from unetkit.data.normalize import Normalization
+from unetkit.devices import resolve_device
+from unetkit.diffusion.data import to_image_values
+from unetkit.diffusion.samplers import classifier_free_guidance, ddim_sample, ddpm_sample
+from unetkit.diffusion.schedule import NoiseSchedule, make_schedule
+from unetkit.diffusion.training import DiffusionConfig
+from unetkit.engine import autocast, autocast_dtype
+from unetkit.errors import InputError
+from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
+from unetkit.predict_files import check_output_folder
+from unetkit.run import read_run_json
+from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
+
+SAMPLERS = ("ddim", "ddpm")
+
+
+@dataclass
+class DiffusionRun:
+    path: Path
+    config: DiffusionConfig
+    model: DiffusionUNet
+    schedule: NoiseSchedule
+    normalization: Normalization
+    encoding: LabelEncoding | None
+    amp_dtype: torch.dtype | None
+
+
+def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> DiffusionRun:
+    run_dir = Path(run_dir)
+    record = read_run_json(run_dir)
+    if record.get("kind") != "diffusion":
+        raise InputError(f"{run_dir}: is a segmentation run; give a run written by `unetkit diffusion train`")
+    try:
+        config = DiffusionConfig.from_json(record["config"])
+        model = DiffusionUNet(DiffusionUNetConfig(**record["model"]["options"]))
+        normalization = Normalization.from_json(record["normalization"])
+        encoding = LabelEncoding.from_json(record["classes"]) if record.get("classes") else None
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{run_dir}: run.json is missing or has a malformed entry {exc}; the run folder is damaged") from None
+    load_weights(run_dir / WEIGHTS_FILE, model)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    return DiffusionRun(run_dir, config, model, make_schedule(config.schedule, config.timesteps), normalization,
+                        encoding, autocast_dtype(device, config.precision))
+
+
+@torch.no_grad()
+def generate(
+    run: DiffusionRun, count: int, size: tuple[int, int], seed: int = 0, labels: torch.Tensor | None = None,
+    steps: int = 50, sampler: str = "ddim", guidance: float = 1.0, eta: float = 0.0, batch_size: int = 16,
+) -> torch.Tensor:
+    """count x C x H x W samples in [-1, 1]; with `labels` (count x H x W classes) one sample per label map.
+
+    The same seed gives the same samples (the noise is drawn batch by batch from one generator).
+    """
+    if sampler not in SAMPLERS:
+        raise InputError(f"--sampler {sampler}: unknown; choose one of {', '.join(SAMPLERS)}")
+    if labels is not None and run.encoding is None:
+        raise InputError(f"{run.path}: was trained without labels and cannot follow --labels; train it with --labels")
+    device = next(run.model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    outputs = []
+    for start in range(0, count, batch_size):
+        batch = min(batch_size, count - start)
+        maps = None if labels is None else labels[start : start + batch].to(device)
+
+        def conditional(x: torch.Tensor, t: torch.Tensor, maps: torch.Tensor | None = maps) -> torch.Tensor:
+            with autocast(device, run.amp_dtype):
+                return run.model(x, t, maps).float()
+
+        def unconditional(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with autocast(device, run.amp_dtype):
+                return run.model(x, t, None).float()
+
+        denoiser = classifier_free_guidance(conditional, unconditional, guidance) if maps is not None else conditional
+        shape = (batch, run.model.config.in_channels, *size)
+        if sampler == "ddpm":
+            samples = ddpm_sample(denoiser, run.schedule, shape, generator, run.config.prediction, device)
+        else:
+            samples = ddim_sample(denoiser, run.schedule, shape, generator, steps, eta, run.config.prediction, device)
+        outputs.append(samples.cpu())
+    return torch.cat(outputs)
+
+
+def grid_image(tiles: list[np.ndarray], columns: int, gap: int = 2) -> np.ndarray:
+    """Tiles of equal size (H x W or H x W x C, uint8) in rows of `columns`, separated by white gaps."""
+    height, width = tiles[0].shape[:2]
+    rows = -(-len(tiles) // columns)
+    shape = (rows * (height + gap) - gap, columns * (width + gap) - gap, *tiles[0].shape[2:])
+    canvas = np.full(shape, 255, dtype=np.uint8)
+    for index, tile in enumerate(tiles):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        canvas[top : top + height, left : left + width] = tile
+    return canvas
+
+
+def _write_image(out: Path, name: str, image: np.ndarray) -> Path:
+    """PNG for integer images, float32 TIFF for float ones (as the training images were)."""
+    if image.dtype.kind == "f":
+        path = out / f"{name}.tif"
+        write_tiff(path, image.astype(np.float32))
+    else:
+        path = out / f"{name}.png"
+        write_atomic(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+    return path
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    image = image.astype(np.float64)
+    low, high = float(image.min()), float(image.max())
+    return np.zeros(image.shape, np.uint8) if high <= low else np.rint(255 * (image - low) / (high - low)).astype(np.uint8)
+
+
+def _read_label_maps(run: DiffusionRun, labels: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """(names, raw masks, class maps) of every mask file (every page of a stack)."""
+    names, raws, maps = [], [], []
+    for file in list_image_files(labels):
+        pages, _ = read_pages(file, labels=True)
+        for index, page in enumerate(pages):
+            name = file.stem if len(pages) == 1 else f"{file.stem}_{index:03d}"
+            names.append(name)
+            raws.append(page)
+            maps.append(run.encoding.to_classes(page, str(file)).astype(np.int64))  # type: ignore[union-attr]
+    if not names:
+        raise InputError(f"{labels}: holds no masks; give a folder of label images")
+    return names, raws, maps
+
+
+def sample_to_folder(
+    run_dir: Path, out: Path, count: int = 16, labels: Path | None = None, steps: int = 50, seed: int = 0,
+    sampler: str = "ddim", guidance: float = 1.0, size: int | None = None, device: str = "auto",
+    say: Callable[[str], None] = print,
+) -> list[Path]:
+    """Write samples (and, with labels, each label beside its sample) and grid.png; returns the sample files."""
+    run = load_diffusion_run(run_dir, resolve_device(device))
+    inputs = [Path(labels)] if labels else []
+    check_output_folder(Path(out), inputs)
+    out = Path(out)
+    written: list[Path] = []
+    if labels is not None:
+        if run.encoding is None:
+            raise InputError(f"{run_dir}: was trained without labels and cannot follow --labels; train it with --labels")
+        names, raws, maps = _read_label_maps(run, labels)
+        shapes = {m.shape for m in maps}
+        tiles = []
+        for shape in sorted(shapes):  # one batch per size
+            chosen = [i for i, m in enumerate(maps) if m.shape == shape]
+            samples = generate(run, len(chosen), shape, seed, torch.from_numpy(np.stack([maps[i] for i in chosen])),
+                               steps, sampler, guidance)
+            for index, image in zip(chosen, to_image_values(samples, run.normalization)):
+                path = _write_image(out, names[index], image)
+                write_mask(out / f"{names[index]}_label.png", raws[index])
+                written.append(path)
+                tiles += [_as_uint8(raws[index]), _as_uint8(image)]
+        columns = 2 * max(1, min(4, len(names)))
+        if len(shapes) == 1:
+            _write_image(out, "grid", grid_image(tiles, columns))
+    else:
+        side = size or run.config.size
+        samples = to_image_values(generate(run, count, (side, side), seed, None, steps, sampler, guidance), run.normalization)
+        for index, image in enumerate(samples):
+            path = _write_image(out, f"sample_{index:03d}", image)
+            written.append(path)
+        _write_image(out, "grid", grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count))))))
+    say(f"{len(written)} samples written to {out} (and grid.png)")
+    return written

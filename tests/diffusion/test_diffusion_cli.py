@@ -1,0 +1,74 @@
+"""`unetkit diffusion train` and `sample` end to end on tiny data, and their errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unetkit.cli import main
+from unetkit.diffusion.generate import generate, load_diffusion_run
+from unetkit.diffusion.training import DiffusionConfig, train_diffusion
+
+TINY = ["--width", "8", "--batch-size", "4", "--size", "16"]
+
+
+@pytest.fixture
+def conditional_run(toy_data, tmp_path):
+    images, labels = toy_data
+    config = DiffusionConfig(size=16, base_width=8, batch_size=4, steps=6, budget_s=None, timesteps=50)
+    train_diffusion(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    return tmp_path / "run"
+
+
+def test_saved_and_loaded_run_gives_the_same_samples(conditional_run):
+    record = json.loads((conditional_run / "run.json").read_text())
+    assert record["kind"] == "diffusion" and record["progress"]["step"] == 6
+    first = load_diffusion_run(conditional_run)
+    labels = torch.randint(0, 2, (2, 16, 16), generator=torch.Generator().manual_seed(0))
+    a = generate(first, 2, (16, 16), seed=3, labels=labels, steps=5)
+    b = generate(load_diffusion_run(conditional_run), 2, (16, 16), seed=3, labels=labels, steps=5)
+    assert torch.equal(a, b)
+    assert torch.isfinite(a).all()
+
+
+def test_cli_trains_and_samples_unconditionally(toy_data, tmp_path):
+    images, _ = toy_data
+    assert main(["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "run"), "--steps", "3", "--quiet", *TINY]) == 0
+    assert main(["diffusion", "sample", str(tmp_path / "run"), "--n", "3", "--steps", "4", "--out", str(tmp_path / "s")]) == 0
+    samples = sorted((tmp_path / "s").glob("sample_*.png"))
+    assert len(samples) == 3
+    assert np.array(Image.open(samples[0])).shape == (16, 16)
+    assert (tmp_path / "s" / "grid.png").is_file()
+
+
+def test_cli_samples_one_image_per_label_beside_it(conditional_run, toy_data, tmp_path):
+    _, labels = toy_data
+    out = tmp_path / "samples"
+    assert main(["diffusion", "sample", str(conditional_run), "--labels", str(labels), "--steps", "3", "--out", str(out)]) == 0
+    for stem in ("0", "5"):
+        sample = np.array(Image.open(out / f"{stem}.png"))
+        label = np.array(Image.open(out / f"{stem}_label.png"))
+        assert sample.shape == label.shape == (32, 32)  # the label's own size, not the training patch
+        assert np.array_equal(label, np.array(Image.open(labels / f"{stem}.png")))
+    assert (out / "grid.png").is_file()
+
+
+def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditional_run):
+    images, labels = toy_data
+    unconditional = tmp_path / "uncond"
+    assert main(["diffusion", "train", "--images", str(images), "--out", str(unconditional), "--steps", "1", "--quiet", *TINY]) == 0
+    cases = [
+        (["diffusion", "sample", str(unconditional), "--labels", str(labels), "--out", str(tmp_path / "o1")], "trained without labels"),
+        (["diffusion", "sample", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")], "not a unetkit run"),
+        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r"), "--size", "64", "--steps", "1"], "smaller than --size"),
+        (["diffusion", "train", "--images", str(images), "--out", str(conditional_run), "--steps", "1"], "not empty"),
+        (["diffusion", "sample", str(conditional_run), "--steps", "0", "--out", str(tmp_path / "o3")], "at least 1"),
+        (["predict", str(conditional_run), str(images), "--out", str(tmp_path / "o4")], "is a diffusion run"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err
