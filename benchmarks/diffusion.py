@@ -13,7 +13,8 @@
    the same model, give the reference value.
 4. (b) Train the default segmentation U-Net again for --seg-budget with
    `--synthetic` pairs from the diffusion run (their generation inside the
-   budget) and compare the challenge scores on sections 25-29.
+   budget; the same planned network and training as step 2) and compare the
+   challenge scores on sections 25-29.
 Writes benchmarks/diffusion_samples.png (generated images only; committed) and
 benchmarks/diffusion_pairs.png (label | real | generated: it shows ISBI data, so it
 is git-ignored), and appends the tables to benchmarks/RESULTS.md.
@@ -22,6 +23,7 @@ is git-ignored), and appends the tables to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -106,7 +108,10 @@ def main() -> None:
     dice_generated = membrane_dice(work / "seg-real", list(generated), labels)
     dice_real = membrane_dice(work / "seg-real", images, labels)
 
-    synthetic_config = replace(seg_config, synthetic=str(diffusion_run), **({"synthetic_count": 4} if args.quick else {}))
+    planned = json.loads((work / "seg-real" / "run.json").read_text())["config"]  # the same network and training
+    same_plan = {k: planned[k] for k in ("base_width", "depth", "patch_size", "batch_size", "loss", "lr", "ema")}
+    synthetic_config = replace(seg_config, plan=False, synthetic=str(diffusion_run), **same_plan,
+                               **({"synthetic_count": 4} if args.quick else {}))
     synthetic_cells = train_and_score(synthetic_config, train_dir, test_dir, work / "seg-synthetic", work / "pred-synthetic")
     total = time.monotonic() - started
 
@@ -138,8 +143,6 @@ def main() -> None:
 
 
 def load_run_steps(run_dir: Path) -> int:
-    import json
-
     return int(json.loads((run_dir / "run.json").read_text())["progress"]["step"])
 
 

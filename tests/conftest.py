@@ -17,6 +17,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The planner remembers probe rates in a cache folder: the tests use their own, not the user's."""
+    os.environ["UNETKIT_CACHE"] = str(tmp_path_factory.mktemp("unetkit-cache"))
+
+
 def isbi_root() -> Path:
     return Path(os.environ.get("UNETKIT_DATA", REPO.parent / "shared" / "data" / "isbi2012"))
 

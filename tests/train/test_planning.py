@@ -141,3 +141,15 @@ def test_the_weight_average_spans_a_tenth_of_the_planned_steps() -> None:
         span = 1 / (1 - plan.ema)
         assert 0.05 * plan.planned_steps <= span <= 0.15 * plan.planned_steps or span in (10, 1000)
     assert plan_training(ISBI_LIKE, LAPTOP, 600, {"ema": 0.0}).ema == 0.0  # --ema 0 turns it off
+
+
+def test_the_best_probe_rate_is_remembered_so_plans_do_not_follow_probe_noise(tmp_path, monkeypatch) -> None:
+    from unetkit.train.fingerprint import best_known_rate, rate_memory_path
+
+    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
+    assert best_known_rate("cpu|x", 100.0) == 100.0
+    assert best_known_rate("cpu|x", 60.0) == 100.0  # a busy machine's slow probe does not shrink the plan
+    assert best_known_rate("cpu|x", 120.0) == 120.0
+    assert best_known_rate("cpu|y", 50.0) == 50.0  # another setting, its own memory
+    rate_memory_path().write_text("not json")
+    assert best_known_rate("cpu|x", 70.0) == 70.0  # a damaged memory is ignored, not fatal

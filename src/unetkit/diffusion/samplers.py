@@ -38,7 +38,8 @@ def ddpm_sample(
         ab = float(alpha_bar[t])
         ab_prev = float(alpha_bar[t - 1]) if t > 0 else 1.0
         beta = float(schedule.betas[t])
-        x0, _ = to_x0_and_eps(schedule, x, _step_tensor(t, shape[0], device), denoiser(x, _step_tensor(t, shape[0], device)), prediction)
+        t_batch = _step_tensor(t, shape[0], device)
+        x0, _ = to_x0_and_eps(schedule, x, t_batch, denoiser(x, t_batch), prediction)
         if clip:
             x0 = x0.clamp(-1.0, 1.0)
         mean = (beta * ab_prev**0.5 / (1 - ab)) * x0 + ((1 - ab_prev) * (1 - beta) ** 0.5 / (1 - ab)) * x
