@@ -42,17 +42,19 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for name in dict.fromkeys(row["recipe"] for row in rows):
+    for index, name in enumerate(dict.fromkeys(row["recipe"] for row in rows)):
         mine = [row for row in rows if row["recipe"] == name]
         minutes = [float(row["budget_s"]) / 60 for row in mine]
+        colour = f"C{index}"  # one colour per recipe in both panels; dashed = Rand at the best threshold
         for axis, column, title, label in ((axes[0], "rand_err", "adapted Rand error", f"{name}: masks"),
                                            (axes[0], "rand_thr", "adapted Rand error", f"{name}: best threshold"),
                                            (axes[1], "pixel_err", "pixel error", name)):
             style = "--" if column == "rand_thr" else "-"
-            axis.plot(minutes, [float(row[column]) for row in mine], style, marker="o", label=label)
+            axis.plot(minutes, [float(row[column]) for row in mine], style, color=colour, marker="o", label=label)
             axis.set_title(title)
             axis.set_xlabel("training budget (minutes)")
             axis.set_xscale("log")
+            axis.minorticks_off()
             axis.set_xticks(minutes, [f"{m:g}" for m in minutes])
             axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)

@@ -235,6 +235,7 @@ COMMANDS = {"train": _run_train, "predict": _run_predict, "evaluate": _run_evalu
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
@@ -242,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unetkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("unetkit: interrupted; a training run continues with `unetkit train --resume RUN`", file=sys.stderr)
+        hints = {"train": "; a training run continues with `unetkit train --resume RUN`",
+                 "diffusion": "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"}
+        print(f"unetkit: interrupted{hints.get(getattr(args, 'command', ''), '')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

@@ -10,6 +10,8 @@ from PIL import Image
 from unetkit.cli import main
 from unetkit.diffusion.generate import generate, load_diffusion_run
 from unetkit.diffusion.training import DiffusionConfig, train_diffusion
+from unetkit.models.diffusion_unet import DiffusionUNet
+from unetkit.train.checkpoint import load_weights, save_weights
 
 TINY = ["--width", "8", "--batch-size", "4", "--size", "16"]
 
@@ -22,15 +24,21 @@ def conditional_run(toy_data, tmp_path):
     return tmp_path / "run"
 
 
-def test_saved_and_loaded_run_gives_the_same_samples(conditional_run):
+def test_saved_and_loaded_run_gives_the_same_samples(conditional_run, tmp_path):
     record = json.loads((conditional_run / "run.json").read_text())
     assert record["kind"] == "diffusion" and record["progress"]["step"] == 6
-    first = load_diffusion_run(conditional_run)
+    run = load_diffusion_run(conditional_run)
+    torch.manual_seed(0)
+    fresh = DiffusionUNet(run.model.config)
+    assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), run.model.state_dict().values()))
     labels = torch.randint(0, 2, (2, 16, 16), generator=torch.Generator().manual_seed(0))
-    a = generate(first, 2, (16, 16), seed=3, labels=labels, steps=5)
-    b = generate(load_diffusion_run(conditional_run), 2, (16, 16), seed=3, labels=labels, steps=5)
-    assert torch.equal(a, b)
-    assert torch.isfinite(a).all()
+    before = generate(run, 2, (16, 16), seed=3, labels=labels, steps=5)
+    save_weights(tmp_path / "copy.safetensors", run.model, {})  # save what is in memory, load it into a new network
+    load_weights(tmp_path / "copy.safetensors", fresh)
+    run.model = fresh.eval()
+    after = generate(run, 2, (16, 16), seed=3, labels=labels, steps=5)
+    assert torch.equal(before, after)
+    assert torch.isfinite(before).all()
 
 
 def test_cli_trains_and_samples_unconditionally(toy_data, tmp_path):
@@ -72,3 +80,25 @@ def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditio
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tmp_path, capsys, monkeypatch):
+    from unetkit.diffusion import training
+
+    images, labels = toy_data
+    original, calls = training.sample_patches, []
+
+    def interrupt_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "sample_patches", interrupt_on_third)
+    argv = ["diffusion", "train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"),
+            "--steps", "50", "--quiet", *TINY]
+    assert main(argv) == 130
+    assert "diffusion run keeps its weight average" in capsys.readouterr().err
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["progress"]["step"] == 2
+    assert load_diffusion_run(tmp_path / "run").model is not None  # the saved weights load

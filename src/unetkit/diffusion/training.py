@@ -138,12 +138,8 @@ def train_diffusion(
         save_weights(out / WEIGHTS_FILE, ema.module if ema else model, {"model": record["model"], "step": step})
         return time.monotonic() - started
 
-    model.train()
-    while config.steps is None or step < config.steps:
-        elapsed = time.monotonic() - began
-        if config.budget_s and elapsed + step_cost + save_cost + 1.0 > config.budget_s:
-            break
-        started = time.monotonic()
+    def one_step() -> float:
+        """Sample patches, drop some labels, one optimiser step on the noise-prediction loss, update the average."""
         x0, label_maps = sample_patches(data, config.batch_size, config.size, generator)
         if label_maps is not None and config.label_dropout:
             dropped = torch.rand(len(label_maps), generator=generator) < config.label_dropout
@@ -166,19 +162,36 @@ def train_diffusion(
         optimizer.step()
         if ema is not None:
             ema.update_parameters(model)
-        step += 1
-        losses.append(loss.item())
-        now = time.monotonic()
-        step_cost = now - started if step_cost == 0 else 0.9 * step_cost + 0.1 * (now - started)
-        if now - last_log > LOG_EVERY_S:
-            rows.append({"step": step, "seconds": round(now - began, 1), "lr": optimizer.param_groups[0]["lr"],
-                         "loss": float(np.mean(losses))})
-            losses, last_log = [], now
-            _write_log(out, rows)
-        if now - last_save > SAVE_EVERY_S:
-            save_cost, last_save = save(), time.monotonic()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.update(1) if config.steps else bar.update(max(0, min(bar.total, int(now - began)) - bar.n))
+        return loss.item()
+
+    model.train()
+    try:
+        while config.steps is None or step < config.steps:
+            elapsed = time.monotonic() - began
+            if config.budget_s and elapsed + step_cost + save_cost + 1.0 > config.budget_s:
+                break
+            started = time.monotonic()
+            loss = one_step()
+            step += 1
+            losses.append(loss)
+            now = time.monotonic()
+            step_cost = now - started if step_cost == 0 else 0.9 * step_cost + 0.1 * (now - started)
+            if now - last_log > LOG_EVERY_S:
+                rows.append({"step": step, "seconds": round(now - began, 1), "lr": optimizer.param_groups[0]["lr"],
+                             "loss": float(np.mean(losses))})
+                losses, last_log = [], now
+                _write_log(out, rows)
+            if now - last_save > SAVE_EVERY_S:
+                save_cost, last_save = save(), time.monotonic()
+            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.update(1) if config.steps else bar.update(max(0, min(bar.total, int(now - began)) - bar.n))
+    except KeyboardInterrupt:  # keep what was learnt: the average is saved, the run marked
+        bar.close()
+        save()
+        record["status"] = "interrupted"
+        record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1)}
+        write_run_json(out, record)
+        raise
     bar.close()
     if losses:
         rows.append({"step": step, "seconds": round(time.monotonic() - began, 1), "lr": optimizer.param_groups[0]["lr"],
