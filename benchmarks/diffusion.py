@@ -15,9 +15,9 @@
    `--synthetic` pairs from the diffusion run (their generation inside the
    budget; the same planned network and training as step 2) and compare the
    challenge scores on sections 25-29.
-Writes benchmarks/diffusion_samples.png (generated images only; committed) and
-benchmarks/diffusion_pairs.png (label | real | generated: it shows ISBI data, so it
-is git-ignored), and appends the tables to benchmarks/RESULTS.md.
+Writes benchmarks/diffusion_samples.png (generated images, drawn for ISBI label
+patches) and benchmarks/diffusion_pairs.png (label | real | generated); both come
+from the ISBI data and are git-ignored. Appends the tables to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def main() -> None:
             f"Diffusion: {config.base_width}-wide U-Net, {config.size}-px patches, {budget_s:.0f} s "
             f"({load_run_steps(diffusion_run)} steps); segmentation runs {seg_budget_s:.0f} s each; total {total:.0f} s",
             f"Generation: {len(images)} label patches of {args.patch} px from sections 25-29, DDIM 50 steps, {generate_s:.0f} s",
-            "Pictures: benchmarks/diffusion_samples.png (generated), benchmarks/diffusion_pairs.png (label | real | generated, not committed)",
+            "Pictures (drawn from ISBI data, not committed): benchmarks/diffusion_samples.png, benchmarks/diffusion_pairs.png",
         ], consistency + "\n\n" + training)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
