@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_runs import run_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.isbi, pytest.mark.slow]
 
 
 def test_budget_quick_prints_one_row_per_budget_and_stays_within_it(isbi: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "budget.py"), "--quick", "--data", str(isbi), "--keep", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_benchmark("budget.py", "--quick", "--data", str(isbi), "--keep", str(tmp_path))
     table = result.stdout.split("\n\n")[-2].splitlines()
     assert table[0].split()[:4] == ["recipe", "budget_s", "pixel_err", "membrane_dice"]
     assert [row.split()[:2] for row in table[1:]] == [["default", "10"], ["default", "20"]]

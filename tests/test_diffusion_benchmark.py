@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_runs import run_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.isbi, pytest.mark.slow]
 
 
 def test_diffusion_quick_reports_consistency_and_both_segmentation_runs(isbi: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "diffusion.py"), "--quick", "--data", str(isbi), "--keep", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_benchmark("diffusion.py", "--quick", "--data", str(isbi), "--keep", str(tmp_path))
     lines = result.stdout.splitlines()
     reference = next(line for line in lines if line.startswith("real sections 25-29"))
     generated = next(line for line in lines if line.startswith("generated for their labels"))
