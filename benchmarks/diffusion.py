@@ -71,7 +71,7 @@ def membrane_dice(run_dir: Path, images: list[np.ndarray], labels: list[np.ndarr
     scores = []
     for image, label in zip(images, labels):
         tensor = torch.from_numpy(run.normalization.apply(image))
-        probs = predict_probabilities(run.model, tensor, amp_dtype=run.amp_dtype)
+        probs = predict_probabilities(run.model, tensor, amp_dtype=run.amp_dtype, shift=run.output_shift)
         truth = run.encoding.to_classes(label, "patch")
         scores.append(dice_per_class(probs.argmax(0).numpy(), truth, 2)[MEMBRANE])
     return float(np.mean(scores))

@@ -33,6 +33,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF; their values become the classes")
     p.add_argument("--out", type=Path, help="new run folder to write (weights, run.json, log.csv, curves.png)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last epoch")
+    p.add_argument("--from", type=Path, dest="start_from", metavar="RUN",
+                   help="fine-tune a trained run on new pairs: its network, weights, classes and normalisation are kept")
     p.add_argument("--val-images", type=Path, help="validation images (default: hold out the last block of the training images)")
     p.add_argument("--val-labels", type=Path, help="validation masks, with --val-images")
     p.add_argument("--val-fraction", type=float, help="fraction held out as a contiguous block for validation (default 0.2)")
@@ -58,9 +60,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default: bf16 autocast on CPUs where it is faster, AMP on a GPU), fp32, bf16, fp16 (GPU)")
+    p.add_argument("--no-align", action="store_true",
+                   help="do not shift the outputs to the labels' sub-pixel convention measured on the validation images")
     p.add_argument("--no-plan", action="store_true",
                    help="use the recipe's fixed values instead of planning patch, batch, width, depth and loss")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="check image/mask pairs before training: a table of what they hold, every problem",
+                       description="Pair, read and inspect images and masks; exit 2 if anything would stop or spoil training.")
+    p.add_argument("data", nargs="?", type=Path, help="a folder holding image/ and label/ folders (instead of --images/--labels)")
+    p.add_argument("--images", type=Path, help="folder of images, or one multi-page TIFF")
+    p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF")
+    p.add_argument("--run", type=Path, help="a trained run: masks must hold its classes and images its channels (fine-tuning, evaluation)")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -133,7 +146,7 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unetkit", description="U-Net segmentation for microscopy images, fast on a CPU.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_demo, _add_train, _add_predict, _add_evaluate, _add_diffusion):
+    for add in (_add_demo, _add_train, _add_check, _add_predict, _add_evaluate, _add_diffusion):
         add(sub)
     return parser
 
@@ -150,6 +163,17 @@ def _data_folders(data: Path) -> tuple[Path, Path]:
     return found["images"], found["labels"]
 
 
+def _pair_arguments(args: argparse.Namespace, command: str) -> tuple[Path, Path]:
+    """--images and --labels, or the image/ and label/ folders of DATA."""
+    if args.data:
+        if args.images or args.labels:
+            raise InputError("give DATA or --images/--labels, not both")
+        return _data_folders(args.data)
+    if not args.images or not args.labels:
+        raise InputError(f"{command} needs --images PATH --labels PATH (or DATA); see unetkit {command} --help")
+    return args.images, args.labels
+
+
 def _run_train(args: argparse.Namespace) -> None:
     from unetkit.train.recipes import recipe
     from unetkit.train.start import resume, train
@@ -160,18 +184,16 @@ def _run_train(args: argparse.Namespace) -> None:
             raise InputError("--resume RUN continues a run on its own data; drop --out, --images/--labels and DATA")
         resume(args.resume, epochs=args.epochs, budget_s=budget, progress=not args.quiet)
         return
-    if args.data:
-        if args.images or args.labels:
-            raise InputError("give DATA or --images/--labels, not both")
-        args.images, args.labels = _data_folders(args.data)
-    if not args.images or not args.labels or not args.out:
-        raise InputError("train needs --images PATH --labels PATH (or DATA) and --out RUN; see unetkit train --help")
+    args.images, args.labels = _pair_arguments(args, "train")
+    if not args.out:
+        raise InputError("train needs --out RUN (a new folder for the run); see unetkit train --help")
     overrides = dict(
         model=args.model, base_width=args.base_width, depth=args.depth, loss=args.loss, optimizer=args.optimizer,
         lr=args.lr, batch_size=args.batch_size, patch_size=args.patch_size, augment=args.augment, seed=args.seed,
         device=args.device, val_fraction=args.val_fraction, precision=args.precision, ema=args.ema,
         synthetic=args.synthetic, synthetic_fraction=args.synthetic_fraction, synthetic_count=args.synthetic_count,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
+        align_outputs=False if args.no_align else None,
     )
     config = recipe(args.recipe).with_overrides(**overrides)
     if args.no_plan:
@@ -180,8 +202,20 @@ def _run_train(args: argparse.Namespace) -> None:
         config = replace(config, epochs=args.epochs, budget_s=budget)
     fixed = frozenset(name for name, value in overrides.items() if value is not None)
     train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet,
-          fixed=fixed)
+          fixed=fixed, start_from=args.start_from)
     print(f"run written to {args.out} (model.safetensors, run.json, log.csv, curves.png)")
+
+
+def _run_check(args: argparse.Namespace) -> None:
+    from unetkit.data.validate import check_dataset, format_report
+    from unetkit.run import load_run
+
+    images, labels = _pair_arguments(args, "check")
+    run = load_run(args.run) if args.run else None
+    report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None)
+    print(format_report(report))
+    if report.errors:
+        raise InputError(f"{images}, {labels}: {len(report.errors)} problem(s) above; fix them before training")
 
 
 def _run_predict(args: argparse.Namespace) -> None:
@@ -230,7 +264,7 @@ def _run_diffusion(args: argparse.Namespace) -> None:
                          args.size, args.device)
 
 
-COMMANDS = {"train": _run_train, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo,
+COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo,
             "diffusion": _run_diffusion}
 
 
@@ -241,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[args.command](args)
     except InputError as exc:
         print(f"unetkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a disk that fills up or a folder that goes away while writing: say where, no traceback
+        where = exc.filename or "writing the output"
+        print(f"unetkit: error: {where}: {exc.strerror or exc}; free space or choose another folder, then run again "
+              "(a training run continues with --resume)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         hints = {"train": "; a training run continues with `unetkit train --resume RUN`",

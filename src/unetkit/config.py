@@ -39,6 +39,7 @@ class TrainConfig:
     synthetic: str | None = None  # a label-conditioned diffusion run whose samples join the training patches
     synthetic_fraction: float = 0.25  # share of the training patches drawn from the synthetic pairs
     synthetic_count: int = 64  # synthetic pairs generated before training (their time counts against the budget)
+    align_outputs: bool = True  # measure on the validation images a sub-pixel shift of the outputs that fits the labels (alignment.py)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0: off)
     val_fraction: float = 0.2
     tile: int = 512  # window size for validation and prediction

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from unetkit.alignment import Shift, shift_image
 from unetkit.engine import autocast, available_memory_bytes
 from unetkit.losses import class_probabilities
 from unetkit.models.unet import UNetConfig
@@ -89,15 +90,18 @@ def _undo(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
     return torch.rot90(x, -turns, (-2, -1))
 
 
-def tile_probabilities(model: torch.nn.Module, tile: torch.Tensor, tta: bool) -> torch.Tensor:
-    """1 x C x h x w -> 1 x K x h' x w' fp32 probabilities, averaged over the 8 flips/rotations with TTA."""
+def tile_probabilities(model: torch.nn.Module, tile: torch.Tensor, tta: bool, shift: Shift | None = None) -> torch.Tensor:
+    """1 x C x h x w -> 1 x K x h' x w' fp32 probabilities, averaged over the 8 flips/rotations with TTA.
+
+    `shift` (down, right) moves them to the labels' convention (alignment.py), after TTA: it belongs to the image's frame.
+    """
     if not tta:
-        return class_probabilities(model(tile).float())
+        return shift_image(class_probabilities(model(tile).float()), shift)
     total = None
     for turns, flip in _DIHEDRAL:
         probs = _undo(class_probabilities(model(_apply(tile, turns, flip)).float()), turns, flip)
         total = probs if total is None else total + probs
-    return total / len(_DIHEDRAL)
+    return shift_image(total / len(_DIHEDRAL), shift)
 
 
 WINDOW_MEMORY_SHARE = 0.25  # of the free memory, for one window's activations and its row band
@@ -175,6 +179,7 @@ def window_spans(length: int, tile: int, overlap: float, align: int = 1) -> list
 def sliding_window(
     model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
     tile: int = 512, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu", halo: int | None = None,
+    shift: Shift | None = None,
 ) -> None:
     """Padded networks: Gaussian-blended overlapping windows, one row band at a time.
 
@@ -201,7 +206,7 @@ def sliding_window(
             above, below = min(halo, top), min(halo, height - bottom)
             before, after = min(halo, left), min(halo, width - right)
             patch = read(top - above, bottom + below, left - before, right + after)[None].to(device)
-            probs = tile_probabilities(model, patch, tta)[0].cpu()  # K x (h + halo) x (w + halo)
+            probs = tile_probabilities(model, patch, tta, shift)[0].cpu()  # K x (h + halo) x (w + halo)
             probs = probs[:, above : above + bottom - top, before : before + right - left]
             window = gaussian_window(bottom - top, right - left)
             if total is None:
@@ -230,7 +235,7 @@ def overlap_tile_layout(length: int, tile_output: int, stride_multiple: int) -> 
 @torch.no_grad()
 def overlap_tile(
     model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
-    tile: int = 572, tta: bool = False, device: str | torch.device = "cpu",
+    tile: int = 572, tta: bool = False, device: str | torch.device = "cpu", shift: Shift | None = None,
 ) -> None:
     """The paper's overlap-tile strategy for valid networks; `tile` is the network input size (rounded to a valid one).
 
@@ -250,7 +255,7 @@ def overlap_tile(
         for col in range(count_w):
             left = col * stride_w
             patch = read(top - margin, top + out_h + margin, left - margin, left + out_w + margin)[None].to(device)
-            probs = tile_probabilities(model, patch, tta)[0].cpu()  # K x out_h x out_w
+            probs = tile_probabilities(model, patch, tta, shift)[0].cpu()  # K x out_h x out_w
             if band is None:
                 band = torch.zeros(probs.shape[0], out_h, (count_w - 1) * stride_w + out_w)
             band[:, :, left : left + out_w] = probs
@@ -262,7 +267,7 @@ def overlap_tile(
 def predict_rows(
     model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
     tile: int | None = None, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu",
-    amp_dtype: torch.dtype | None = None, halo: int | None = None,
+    amp_dtype: torch.dtype | None = None, halo: int | None = None, shift: Shift | None = None,
 ) -> None:
     """Dispatch on the network: overlap-tile for valid networks (they have a margin), sliding windows otherwise.
 
@@ -271,10 +276,10 @@ def predict_rows(
     model.eval()
     with autocast(torch.device(device), amp_dtype):
         if hasattr(model, "margin"):
-            overlap_tile(model, read, height, width, sink, tile=tile or 572, tta=tta, device=device)
+            overlap_tile(model, read, height, width, sink, tile=tile or 572, tta=tta, device=device, shift=shift)
         else:
             sliding_window(model, read, height, width, sink, tile=tile or 512, overlap=overlap, tta=tta, device=device,
-                           halo=halo)
+                           halo=halo, shift=shift)
 
 
 def predict_probabilities(
@@ -285,10 +290,11 @@ def predict_probabilities(
     tta: bool = False,
     device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None,
+    shift: Shift | None = None,
 ) -> torch.Tensor:
     """C x H x W normalised image in memory -> K x H x W class probabilities (fp32, on the CPU)."""
     height, width = image.shape[-2:]
     parts: list[torch.Tensor] = []
     predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
-                 tile=tile, overlap=overlap, tta=tta, device=device, amp_dtype=amp_dtype)
+                 tile=tile, overlap=overlap, tta=tta, device=device, amp_dtype=amp_dtype, shift=shift)
     return torch.cat(parts, dim=1)

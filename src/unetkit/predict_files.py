@@ -88,7 +88,7 @@ def predict_page(
             probabilities[:, rows] = probs.numpy()
 
     predict_rows(run.model, read, height, width, sink, tile=tile, overlap=overlap, tta=tta, device=device,
-                 amp_dtype=run.amp_dtype, halo=halo)
+                 amp_dtype=run.amp_dtype, halo=halo, shift=run.output_shift)
     return mask
 
 

@@ -74,6 +74,25 @@ def check_new_run_folder(out: Path) -> None:
         raise InputError(f"{out}: is a file; choose a new folder for --out")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
+    _check_writable(out)
+
+
+def _check_writable(out: Path) -> None:
+    """Find out now, not after reading the data, whether the run folder can be made and written."""
+    created = [p for p in [out, *out.parents] if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create or write the run folder ({exc.strerror}); choose a writable --out") from None
+    finally:
+        for folder in created:  # leave no trace until the run really starts (innermost first)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def make_run_folder(out: Path) -> None:
@@ -112,6 +131,19 @@ class Run:
     normalization: Normalization
     model: torch.nn.Module
     amp_dtype: torch.dtype | None = None  # what the network computes in (engine.autocast_dtype)
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """The options the network was built with (in_channels, num_classes, ...)."""
+        return dict(self.record["model"]["options"])
+
+    @property
+    def output_shift(self) -> tuple[float, float] | None:
+        """The sub-pixel shift training measured for the labels' convention (alignment.py); None when there is none."""
+        shift = self.record.get("alignment", {}).get("shift_px")
+        if not shift or not any(shift):
+            return None
+        return float(shift[0]), float(shift[1])
 
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str | None = None) -> Run:

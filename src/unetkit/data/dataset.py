@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import Page, list_image_files, natural_key, read_pages
+from unetkit.data.io import LOSSY_SUFFIXES, Page, list_image_files, natural_key, read_pages
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -46,37 +46,91 @@ def _label_stem(label_stem: str, image_stems: set[str]) -> str:
     return label_stem
 
 
-def pair_files(images: Path, labels: Path, skip_suffix: str | None = None) -> list[tuple[Path, Path]]:
-    """Match image files with label files by stem; orphans on either side are an error naming them.
+@dataclass
+class Matching:
+    """Image and label files matched by stem, with what did not match (nothing raised: `unetkit check` lists it all)."""
+
+    pairs: list[tuple[Path, Path]]
+    orphan_images: list[Path]
+    orphan_labels: list[Path]
+    conflicts: list[str]  # one message per stem claimed twice, or a file/folder mix-up
+
+
+def match_files(images: Path, labels: Path, skip_suffix: str | None = None) -> Matching:
+    """Match image files with label files by stem (missing paths and empty folders still raise).
 
     Image files whose stem ends with `skip_suffix` are left out (predictions' NAME_prob.tif beside NAME.png).
     """
     image_files = [f for f in list_image_files(images) if not (skip_suffix and f.stem.endswith(skip_suffix))]
     label_files = list_image_files(labels)
+    if Path(images).is_file() != Path(labels).is_file():
+        return Matching([], [], [], [f"{images} and {labels}: give both as folders or both as stacks (single files)"])
+    if Path(images).is_file():
+        return Matching([(image_files[0], label_files[0])], [], [], [])
+    conflicts: list[str] = []
     by_stem: dict[str, Path] = {}
     for file in image_files:
         if file.stem in by_stem:
-            raise InputError(f"{file}: two images share the stem {file.stem!r} ({by_stem[file.stem].name}); rename one")
+            conflicts.append(f"{file}: two images share the stem {file.stem!r} ({by_stem[file.stem].name}); rename one")
+            continue
         by_stem[file.stem] = file
-    if Path(images).is_file() and Path(labels).is_file():
-        return [(image_files[0], label_files[0])]
-    if Path(images).is_file() != Path(labels).is_file():
-        raise InputError(f"{images} and {labels}: give both as folders or both as stacks (single files)")
     labels_by_stem: dict[str, Path] = {}
     for file in label_files:
         stem = _label_stem(file.stem, set(by_stem))
         if stem in labels_by_stem:
-            raise InputError(f"{file}: two masks belong to image {stem!r} ({labels_by_stem[stem].name}); keep one")
+            conflicts.append(f"{file}: two masks belong to image {stem!r} ({labels_by_stem[stem].name}); keep one")
+            continue
         labels_by_stem[stem] = file
-    orphan_images = sorted(set(by_stem) - set(labels_by_stem), key=natural_key)
-    orphan_labels = sorted(set(labels_by_stem) - set(by_stem), key=natural_key)
-    if orphan_images:
-        names = ", ".join(by_stem[s].name for s in orphan_images[:5])
+    ordered = lambda stems: sorted(stems, key=natural_key)  # noqa: E731
+    return Matching(
+        [(by_stem[stem], labels_by_stem[stem]) for stem in ordered(set(by_stem) & set(labels_by_stem))],
+        [by_stem[stem] for stem in ordered(set(by_stem) - set(labels_by_stem))],
+        [labels_by_stem[stem] for stem in ordered(set(labels_by_stem) - set(by_stem))],
+        conflicts,
+    )
+
+
+def pair_files(images: Path, labels: Path, skip_suffix: str | None = None) -> list[tuple[Path, Path]]:
+    """Matched (image, label) files; the first conflict or orphan is an error naming the files."""
+    matching = match_files(images, labels, skip_suffix)
+    if matching.conflicts:
+        raise InputError(matching.conflicts[0])
+    if matching.orphan_images:
+        names = ", ".join(f.name for f in matching.orphan_images[:5])
         raise InputError(f"{Path(images)}: no mask in {Path(labels)} for {names}; add the masks or move these images out")
-    if orphan_labels:
-        names = ", ".join(labels_by_stem[s].name for s in orphan_labels[:5])
+    if matching.orphan_labels:
+        names = ", ".join(f.name for f in matching.orphan_labels[:5])
         raise InputError(f"{Path(labels)}: no image in {Path(images)} for {names}; add the images or move these masks out")
-    return [(by_stem[stem], labels_by_stem[stem]) for stem in sorted(by_stem, key=natural_key)]
+    return matching.pairs
+
+
+def read_label_pages(path: Path) -> tuple[np.ndarray, list[int] | None]:
+    """A mask file's pages (palette indices kept); lossy JPEG masks are refused: their edges hold values between classes."""
+    if Path(path).suffix.lower() in LOSSY_SUFFIXES:
+        raise InputError(f"{path}: JPEG masks are lossy (their edges hold values between the classes); save the masks as PNG or TIFF")
+    return read_pages(path, labels=True)
+
+
+def read_pair(image_file: Path, label_file: Path) -> tuple[list[RawPair], list[int] | None]:
+    """Decode one image file and its mask file into pairs of pages, checking page counts and sizes; also the mask's palette."""
+    image_pages, _ = read_pages(image_file)
+    label_pages, palette = read_label_pages(label_file)
+    if len(image_pages) != len(label_pages):
+        raise InputError(
+            f"{image_file} has {len(image_pages)} pages but {label_file} has {len(label_pages)}; give stacks of the same length"
+        )
+    stacked = len(image_pages) > 1
+    pairs = []
+    for index, (image, label) in enumerate(zip(image_pages, label_pages)):
+        page = index if stacked else None
+        pair = RawPair(Page(image_file, page, image), Page(label_file, page, label))
+        if image.shape[:2] != label.shape[:2]:
+            raise InputError(
+                f"{pair.image.name}: image is {image.shape[1]} x {image.shape[0]} but its mask {label_file.name} is "
+                f"{label.shape[1]} x {label.shape[0]}; masks must have the size of their image"
+            )
+        pairs.append(pair)
+    return pairs, palette
 
 
 def read_pairs(images: Path, labels: Path, skip_suffix: str | None = None) -> tuple[list[RawPair], list[int] | None]:
@@ -84,23 +138,9 @@ def read_pairs(images: Path, labels: Path, skip_suffix: str | None = None) -> tu
     pairs: list[RawPair] = []
     palette = None
     for image_file, label_file in pair_files(images, labels, skip_suffix):
-        image_pages, _ = read_pages(image_file)
-        label_pages, label_palette = read_pages(label_file, labels=True)
+        pages, label_palette = read_pair(image_file, label_file)
+        pairs.extend(pages)
         palette = palette or label_palette
-        if len(image_pages) != len(label_pages):
-            raise InputError(
-                f"{image_file} has {len(image_pages)} pages but {label_file} has {len(label_pages)}; give stacks of the same length"
-            )
-        stacked = len(image_pages) > 1
-        for index, (image, label) in enumerate(zip(image_pages, label_pages)):
-            page = index if stacked else None
-            pair = RawPair(Page(image_file, page, image), Page(label_file, page, label))
-            if image.shape[:2] != label.shape[:2]:
-                raise InputError(
-                    f"{pair.image.name}: image is {image.shape[1]} x {image.shape[0]} but its mask {label_file.name} is "
-                    f"{label.shape[1]} x {label.shape[0]}; masks must have the size of their image"
-                )
-            pairs.append(pair)
     channels = {1 if p.image.array.ndim == 2 else p.image.array.shape[-1] for p in pairs}
     if len(channels) > 1:
         raise InputError(f"{images}: images have different channel counts {sorted(channels)}; save them all greyscale or all RGB")

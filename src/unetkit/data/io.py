@@ -89,8 +89,8 @@ class _LoggedErrors(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _tiff_pages(path: Path) -> np.ndarray:
-    """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels."""
+def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
+    """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha."""
     tifffile_log, errors = logging.getLogger("tifffile"), _LoggedErrors()
     tifffile_log.addHandler(errors)
     try:
@@ -98,6 +98,7 @@ def _tiff_pages(path: Path) -> np.ndarray:
             len(tif.pages)  # index every page first: series detection loops forever on a circular IFD chain
             series = tif.series
             axes, shape = series[0].axes, series[0].shape
+            alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
             _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
             if len(series) > 1 and all((s.axes, s.shape, s.dtype) == (axes, shape, series[0].dtype) for s in series):
                 # Pages written one call at a time (a loop over TiffWriter.write) are one series each: one stack.
@@ -116,7 +117,7 @@ def _tiff_pages(path: Path) -> np.ndarray:
     page_axes = [i for i in range(len(axes)) if i not in (y, x, *channel_axes)]
     array = np.transpose(array, page_axes + [y, x] + channel_axes)
     pages = int(np.prod([shape[i] for i in page_axes])) if page_axes else 1
-    return array.reshape((pages, shape[y], shape[x]) + tuple(shape[i] for i in channel_axes))
+    return array.reshape((pages, shape[y], shape[x]) + tuple(shape[i] for i in channel_axes)), alpha
 
 
 def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, list[int] | None]:
@@ -150,9 +151,10 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
         raise InputError(f"{path}: no such file; check the path")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            array, palette = _tiff_pages(path), None
+            (array, alpha), palette = _tiff_pages(path), None
         else:
             array, palette = _pillow_page(path, keep_palette_indices=labels)
+            alpha = True  # Pillow's 2- and 4-channel modes are LA and RGBA (CMYK was converted above)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -163,7 +165,7 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
         raise InputError(f"{path}: unexpected image shape {array.shape}; save it as a 2-D image or a stack of 2-D images")
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim == 4 and array.shape[-1] in (2, 4):  # drop an alpha channel
+    if array.ndim == 4 and array.shape[-1] in (2, 4) and alpha:  # drop an alpha channel; a TIFF's 2 channels are data
         array = array[..., :-1]
         if array.shape[-1] == 1:
             array = array[..., 0]
@@ -181,14 +183,34 @@ def read_pages_lazily(path: Path) -> np.ndarray:
     """
     path = Path(path)
     if path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and path.stat().st_size > LAZY_BYTES:
-        try:
-            mapped = tifffile.memmap(path, mode="r")
-        except (ValueError, OSError):  # compressed or tiled: decode in full
-            mapped = None
-        if mapped is not None and mapped.ndim == 2:  # one grey page; stacks and colour are read normally
+        mapped = _memory_mapped_page(path)
+        if mapped is not None:
             _check_pixel_count(path, mapped.shape)
             return mapped[None]
     return read_pages(path)[0]
+
+
+def _memory_mapped_page(path: Path) -> np.ndarray | None:
+    """The one grey page of an uncompressed TIFF, memory-mapped; None for anything else, which read_pages decodes
+    (stacks, colour, compressed or tiled data) or reports (a damaged file: read_pages names what is wrong)."""
+    tifffile_log, errors = logging.getLogger("tifffile"), _LoggedErrors()
+    tifffile_log.addHandler(errors)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            len(tif.pages)  # index every page first: series detection loops forever on a circular IFD chain
+            series = tif.series
+            if len(series) > 1 and all((s.shape, s.dtype) == (series[0].shape, series[0].dtype) for s in series):
+                return None  # pages written one at a time: a stack, as read_pages reads it, not its first page
+            if len(series[0].shape) != 2 or series[0].dataoffset is None:
+                return None
+            dtype, offset, shape = np.dtype(tif.byteorder + series[0].dtype.char), series[0].dataoffset, series[0].shape
+        if errors.messages:
+            return None
+        return np.memmap(path, dtype, "r", offset, shape, "C")
+    except Exception:  # noqa: BLE001 - decoders raise anything on damaged files (seen: ZeroDivisionError, OverflowError)
+        return None
+    finally:
+        tifffile_log.removeHandler(errors)
 
 
 def read_image_pages(path: Path) -> list[Page]:

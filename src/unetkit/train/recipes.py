@@ -48,6 +48,7 @@ RECIPES: dict[str, TrainConfig] = {
         augment="seed",
         normalization="scale",
         select_by="train_loss",
+        align_outputs=False,
         precision="fp32",
         channels_last=False,
     ),
@@ -69,6 +70,7 @@ RECIPES: dict[str, TrainConfig] = {
         augment="paper",
         normalization="percentile",
         select_by="val_dice",
+        align_outputs=False,
         tile=572,
     ),
 }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from unetkit.data.dataset import RawPair, TensorPairs, read_pairs, split_contiguous
+from unetkit.data.validate import CheckReport, inspect_pairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -25,6 +27,16 @@ def _channels(pair: RawPair) -> int:
     return 1 if pair.image.array.ndim == 2 else pair.image.array.shape[-1]
 
 
+def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callable[[str], None]) -> None:
+    """Say the warnings; raise the first error, counting the others (`unetkit check` lists them all)."""
+    for warning in report.warnings:
+        say(warning.line())
+    if report.errors:
+        first = report.errors[0]
+        more = f" ({len(report.errors) - 1} more: `unetkit check --images {images} --labels {labels}` lists them)" if len(report.errors) > 1 else ""
+        raise InputError(f"{first.file}: {first.message}{more}")
+
+
 def prepare_training_data(
     images: Path,
     labels: Path,
@@ -33,17 +45,21 @@ def prepare_training_data(
     val_fraction: float,
     normalization: str | Normalization,
     encoding: LabelEncoding | None = None,
+    say: Callable[[str], None] = print,
+    in_channels: int | None = None,
 ) -> TrainingData:
-    """Read and check everything once.
+    """Read and check everything once (the checks of `unetkit check`: warnings are said, an error stops).
 
     The classes come from the training masks and the normalisation is fitted on
     the training images, unless a resumed run passes its own.
     """
-    pairs, palette = read_pairs(images, labels)
     if (val_images is None) != (val_labels is None):
         raise InputError("give both --val-images and --val-labels, or neither (then a contiguous block is held out)")
+    pairs, palette = read_pairs(images, labels)
+    _stop_on_errors(inspect_pairs(pairs, encoding, in_channels), images, labels, say)
     if val_images is not None:
         val_pairs, _ = read_pairs(val_images, val_labels)
+        _stop_on_errors(inspect_pairs(val_pairs, encoding, in_channels or _channels(pairs[0])), val_images, val_labels, say)
         train_pairs = pairs
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)

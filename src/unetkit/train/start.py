@@ -18,7 +18,7 @@ from unetkit.devices import resolve_device
 from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
-from unetkit.run import check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
+from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
 from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint
 from unetkit.train.planning import plan_training
 from unetkit.train.setup import TrainingData, prepare_training_data
@@ -71,6 +71,10 @@ def _add_synthetic_pairs(config: TrainConfig, data: TrainingData, say: Callable[
                                      config.seed, str(resolve_device(config.device)), say)
 
 
+# What a fine-tuned run keeps of the run it starts from: the network must be the same to take its weights.
+ARCHITECTURE_FIELDS = ("model", "base_width", "depth", "bilinear", "align_corners", "single_logit", "normalization")
+
+
 def train(
     images: Path,
     labels: Path,
@@ -81,18 +85,27 @@ def train(
     progress: bool = True,
     say: Callable[[str], None] = print,
     fixed: frozenset[str] = frozenset(),
+    start_from: Path | None = None,
 ) -> dict[str, Any]:
     """Train a new run into `out` (which must not hold a run already); returns run.json's record.
 
     With `config.plan` (the default recipe) the padded U-Net's patch, batch, width, depth, loss
     and learning rate are planned from the data and the machine, except the fields named in `fixed`.
+    `start_from` fine-tunes a trained run: its network, weights, classes and normalisation are kept
+    (masks with other values, or images with other channels, are refused).
     """
     began = time.monotonic()  # the budget counts from here: reading, planning and building included
     out = Path(out)
     check_new_run_folder(out)
     if config.model == "diffusion-unet":
         raise InputError("--model diffusion-unet is a denoiser, not a segmenter; train it with `unetkit diffusion train`")
-    data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction, config.normalization)
+    base = None
+    if start_from is not None:
+        base = load_run(start_from)
+        config = replace(config, plan=False, **{name: getattr(base.config, name) for name in ARCHITECTURE_FIELDS})
+    data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
+                                 base.normalization if base else config.normalization, base.encoding if base else None,
+                                 say=say, in_channels=base.model_options["in_channels"] if base else None)
     if config.single_logit and data.encoding.num_classes != 2:
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
     plan = None
@@ -114,6 +127,9 @@ def train(
     record["classes"] = data.encoding.to_json()
     record["normalization"] = data.normalization.to_json()
     trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
+    if base is not None:
+        trainer.start_from(base)
+        record["start_from"] = str(Path(start_from).resolve())
     trainer.counters.elapsed_s = time.monotonic() - began
     make_run_folder(out)
     write_run_json(out, record)
@@ -125,7 +141,17 @@ def train(
         for reason in plan["reasons"]:
             say(f"  {reason}")
     trainer.run()
+    _report_alignment(trainer.record, say)
     return trainer.record
+
+
+def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> None:
+    """One line on the sub-pixel shift the run will apply to its outputs, if it found one (alignment.py)."""
+    found = record.get("alignment") or {}
+    down, right = found.get("shift_px") or (0.0, 0.0)
+    if down or right:
+        say(f"label alignment: outputs shifted {down:+.2f} px down, {right:+.2f} px right, as the validation labels sit "
+            f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; --no-align turns it off)")
 
 
 def resume(
@@ -147,7 +173,7 @@ def resume(
         Path(paths["images"]), Path(paths["labels"]),
         Path(paths["val_images"]) if paths["val_images"] else None,
         Path(paths["val_labels"]) if paths["val_labels"] else None,
-        config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]),
+        config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]), say=say,
     )
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
     trainer = Trainer(run_dir, config, data, record, progress, say)
@@ -155,4 +181,5 @@ def resume(
     say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
     trainer.record["status"] = "training"
     trainer.run()
+    _report_alignment(trainer.record, say)
     return trainer.record

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from unetkit.alignment import ShiftSearch
 from unetkit.config import TrainConfig
 from unetkit.data.augment import augment_batch
 from unetkit.data.dataset import Batch, PatchSampler, TensorPairs
@@ -33,7 +34,7 @@ from unetkit.metrics import dice_per_class, pixel_error
 from unetkit.models.registry import build_model
 from unetkit.plots import plot_curves
 from unetkit.predict import predict_probabilities
-from unetkit.run import write_run_json
+from unetkit.run import Run, write_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_resume_state, save_resume_state, save_weights
 from unetkit.train.setup import TrainingData
 
@@ -80,13 +81,19 @@ class Counters:
 
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module, data: TensorPairs, tile: int, device: torch.device, amp_dtype: torch.dtype | None = None
+    model: torch.nn.Module, data: TensorPairs, tile: int, device: torch.device, amp_dtype: torch.dtype | None = None,
+    shifts: ShiftSearch | None = None,
 ) -> dict[str, float]:
-    """Mean over validation images of: loss (NLL of the true class), mean Dice over classes, pixel error."""
+    """Mean over validation images of: loss (NLL of the true class), mean Dice over classes, pixel error.
+
+    `shifts`, when given, also counts the errors of shifted outputs (alignment.py).
+    """
     losses, dices, errors = [], [], []
     for image, label in zip(data.images, data.labels):
         probs = predict_probabilities(model, image, tile=tile, device=device, amp_dtype=amp_dtype)  # K x H x W
         truth = label.long()
+        if shifts is not None:
+            shifts.add(probs, truth)
         nll = -torch.log(probs.gather(0, truth[None]).clamp_min(1e-7)).mean()
         pred = probs.argmax(0).numpy()
         losses.append(float(nll))
@@ -158,6 +165,12 @@ class Trainer:
             with open(log, newline="") as handle:
                 rows = list(csv.DictReader(handle))
             self.rows = [_parse_log_row(row) for row in rows if int(row["epoch"]) <= self.counters.epoch]
+
+    def start_from(self, base: "Run") -> None:
+        """Fine-tuning: begin with a trained run's weights (its network was rebuilt from the same fields)."""
+        self.model.load_state_dict(base.model.state_dict())
+        if self.ema is not None:
+            self.ema.module.load_state_dict(base.model.state_dict())
 
     def _save_state(self) -> None:
         rng = {"torch": torch.get_rng_state(), "sampler": self.generator.get_state()}
@@ -322,13 +335,17 @@ class Trainer:
     def _end_epoch(self, train_loss: float, lr: float, elapsed: float) -> None:
         self._round_ended = time.monotonic()
         validated = self.model if self.ema is None else self.ema.module
-        scores = validate(validated, self.data.val, self.config.tile, self.device, self.amp_dtype)
+        by_validation = self.config.select_by == "val_dice"
+        shifts = ShiftSearch() if self.config.align_outputs and by_validation else None
+        scores = validate(validated, self.data.val, self.config.tile, self.device, self.amp_dtype, shifts)
         improved = False
-        if self.config.select_by == "val_dice" and scores["val_dice"] > self.counters.best_score:
+        if by_validation and scores["val_dice"] > self.counters.best_score:
             self.counters.best_score = scores["val_dice"]
             self.counters.best_epoch = self.counters.epoch
             improved = True
             save_weights(self.run_dir / WEIGHTS_FILE, validated, self._weights_metadata())
+            if shifts is not None:  # the shift that fits these weights, saved with them
+                self.record["alignment"] = shifts.best()
         if self.config.select_by == "train_loss" and self._best_train_state is not None:
             improved = True
             best_model = copy.deepcopy(self.model).cpu()

@@ -1,0 +1,99 @@
+"""Sub-pixel alignment of a network's outputs with the label convention of its data.
+
+Why: labels are drawn by hand or rasterised from outlines, and a labelling
+tool can place them systematically a fraction of a pixel away from the
+structures in the image. The ISBI 2012 membrane labels sit about half a pixel
+above the membranes in the images. Training with flips and rotations (the
+default augmentation) turns such an offset into eight opposite offsets, so the
+network learns to centre its masks on the image and misses the convention at
+every edge: on ISBI that costs about 0.003 of pixel error (4 % of it).
+
+So each validation also measures, on the validation images, which shift of the
+predicted probabilities (a grid of quarter pixels up to one pixel each way)
+gives the fewest misclassified pixels; a shift that gains at least
+MIN_RELATIVE_GAIN is saved with the best weights in run.json and applied to
+every prediction of the run. Data without such an offset get (0, 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+SHIFT_STEP_PX = 0.25
+MAX_SHIFT_PX = 1.0
+MIN_RELATIVE_GAIN = 0.02  # a shift must cut the validation pixel error by 2 % to be used
+
+Shift = tuple[float, float]  # (down, right) in pixels: output(y, x) = input(y - down, x - right)
+
+
+def candidate_shifts(step: float = SHIFT_STEP_PX, limit: float = MAX_SHIFT_PX) -> list[Shift]:
+    count = int(round(limit / step))
+    values = [i * step for i in range(-count, count + 1)]
+    return [(dy, dx) for dy in values for dx in values]
+
+
+def _shift_axis(x: torch.Tensor, amount: float, axis: int) -> torch.Tensor:
+    """Move the content of `x` by `amount` pixels along `axis` (linear interpolation, edges repeated)."""
+    if amount == 0:
+        return x
+    length = x.shape[axis]
+    whole = math.floor(amount)
+    part = amount - whole
+    index = torch.arange(length, device=x.device)
+    # output[i] = input[i - amount] = (1 - part) * input[i - whole] + part * input[i - whole - 1]
+    near = x.index_select(axis, (index - whole).clamp(0, length - 1))
+    if part == 0:
+        return near
+    far = x.index_select(axis, (index - whole - 1).clamp(0, length - 1))
+    return near * (1 - part) + far * part
+
+
+def shift_image(x: torch.Tensor, shift: Shift | None) -> torch.Tensor:
+    """Shift the last two axes of `x` by (down, right) pixels, fractions included; the edge values are repeated."""
+    if shift is None:
+        return x
+    return _shift_axis(_shift_axis(x, float(shift[0]), x.ndim - 2), float(shift[1]), x.ndim - 1)
+
+
+@dataclass
+class ShiftSearch:
+    """Counts, over validation images, the misclassified pixels of every candidate shift of the probabilities."""
+
+    step: float = SHIFT_STEP_PX
+    limit: float = MAX_SHIFT_PX
+    shifts: list[Shift] = field(init=False)
+    errors: torch.Tensor = field(init=False)
+    pixels: int = 0
+
+    def __post_init__(self) -> None:
+        self.shifts = candidate_shifts(self.step, self.limit)  # down-major: (dy0, dx0), (dy0, dx1), ...
+        self.errors = torch.zeros(len(self.shifts), dtype=torch.float64)
+
+    def add(self, probs: torch.Tensor, truth: torch.Tensor) -> None:
+        """probs: K x H x W, truth: H x W class indices."""
+        two_classes = probs.shape[0] == 2
+        score = probs[1:] - probs[:1] if two_classes else probs  # shifting is linear: the difference decides
+        offsets = sorted({dy for dy, _ in self.shifts})
+        index = 0
+        for dy in offsets:
+            moved = _shift_axis(score, dy, score.ndim - 2)
+            for dx in offsets:
+                shifted = _shift_axis(moved, dx, score.ndim - 1)
+                predicted = (shifted[0] > 0).long() if two_classes else shifted.argmax(0)
+                self.errors[index] += float((predicted != truth).sum())
+                index += 1
+        self.pixels += truth.numel()
+
+    def best(self, min_relative_gain: float = MIN_RELATIVE_GAIN) -> dict[str, object]:
+        """The shift to use ((0, 0) unless one gains enough) with the pixel errors with and without it."""
+        if self.pixels == 0:
+            return {"shift_px": [0.0, 0.0], "val_pixel_error": None, "val_pixel_error_shifted": None}
+        rates = self.errors / self.pixels
+        unshifted = float(rates[self.shifts.index((0.0, 0.0))])
+        best = int(torch.argmin(rates))
+        chosen = self.shifts[best] if float(rates[best]) <= unshifted * (1 - min_relative_gain) else (0.0, 0.0)
+        return {"shift_px": [float(chosen[0]), float(chosen[1])], "val_pixel_error": unshifted,
+                "val_pixel_error_shifted": float(rates[self.shifts.index(chosen)])}

@@ -1,0 +1,203 @@
+"""Dataset checks: every problem of an image/mask folder pair at once, before any training.
+
+`unetkit check` runs `check_dataset` and prints its table; `unetkit train` runs
+`inspect_pairs` on the pairs it has decoded anyway (no second read) and stops
+on the first error, naming how many there are. Readers and pairing already
+refuse what cannot be read (missing, corrupt, truncated, lossy JPEG masks,
+decompression bombs); the checks here look at what decodes but would train
+badly or silently wrong: NaN and infinite pixels, constant images, channel
+counts that differ, masks with only one value (all background), stray mask
+values that only a few pixels of a few masks hold (antialiased or resampled
+masks), values outside a trained run's classes, absurd sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from unetkit.data.dataset import RawPair, match_files, read_pair
+from unetkit.data.labels import MAX_CLASSES, LabelEncoding
+from unetkit.data.labels import _is_colour as is_colour
+from unetkit.data.labels import _scalar_codes as scalar_codes
+from unetkit.errors import InputError
+
+MIN_SIDE = 8  # smaller images cannot pass even a shallow U-Net's poolings meaningfully
+STRAY_PIXEL_SHARE = 0.001  # a value on fewer than 0.1 % of a mask's pixels ...
+STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an artefact
+MAX_TABLE_ROWS = 40
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: how bad, which file, what is wrong and what to do."""
+
+    severity: Severity
+    file: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.severity}: {self.file}: {self.message}"
+
+
+@dataclass
+class PairSummary:
+    """What one image/mask pair (or stack page) holds, for the table."""
+
+    name: str
+    size: str
+    image_dtype: str
+    channels: int
+    mask_values: str
+
+
+@dataclass
+class CheckReport:
+    pairs: list[PairSummary] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+
+def _channels(array: np.ndarray) -> int:
+    return 1 if array.ndim == 2 else array.shape[-1]
+
+
+def _values_text(values: list[int], encoding_colour: bool) -> str:
+    if encoding_colour:
+        shown = [f"#{v:06x}" for v in values[:6]]
+    else:
+        shown = [str(v) for v in values[:6]]
+    return ", ".join(shown) + (f", ... ({len(values)})" if len(values) > 6 else "")
+
+
+def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in_channels: int | None = None) -> CheckReport:
+    """Checks on decoded pairs. `classes`: a trained run's encoding (values outside it are errors); `in_channels`: its input."""
+    report = CheckReport()
+    if not pairs:
+        return report
+    colour = classes.colour if classes is not None else any(is_colour(p.label.array) for p in pairs)
+    channel_counts = [_channels(p.image.array) for p in pairs]
+    usual_channels = in_channels or max(set(channel_counts), key=channel_counts.count)
+    codes_per_mask: list[tuple[RawPair, np.ndarray, np.ndarray] | None] = []
+    for pair, channels in zip(pairs, channel_counts):
+        image, label = pair.image.array, pair.label.array
+        height, width = image.shape[:2]
+        image_file, label_file = _where(pair.image), _where(pair.label)
+        if min(height, width) < MIN_SIDE:
+            report.findings.append(Finding("error", image_file, f"is {width} x {height} pixels; images need at least {MIN_SIDE} pixels a side"))
+        if channels != usual_channels:
+            expected = "the run's" if in_channels else "most images'"
+            report.findings.append(Finding("error", image_file, f"has {channels} channel(s), {expected} {usual_channels}; "
+                                           "save all images with the same channels (greyscale or RGB)"))
+        if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+            count = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+            report.findings.append(Finding("error", image_file, f"holds {count} NaN or infinite pixel(s); "
+                                           "replace them (e.g. by the image's median) and save again"))
+        elif image.size and image.min() == image.max():
+            report.findings.append(Finding("warning", image_file, f"is constant (every pixel {image.flat[0]}); "
+                                           "it teaches nothing: is it the right file?"))
+        try:
+            codes = scalar_codes(label, label_file, colour)
+        except InputError as exc:
+            report.findings.append(Finding("error", label_file, _without_source(str(exc), label_file)))
+            codes_per_mask.append(None)
+            report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels, "?"))
+            continue
+        values, counts = np.unique(codes, return_counts=True)
+        codes_per_mask.append((pair, values, counts))
+        report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels,
+                                        _values_text(values.tolist(), colour)))
+        if len(values) == 1:
+            report.findings.append(Finding("warning", label_file, f"holds only the value {_values_text(values.tolist(), colour)} "
+                                           "(all background?); it teaches only that class"))
+    report.findings.extend(_value_findings(codes_per_mask, classes, colour))
+    return report
+
+
+def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool) -> list[Finding]:
+    """Values outside a run's classes (errors); too many values, or stray values of few pixels in few masks (warnings)."""
+    found = [entry for entry in codes_per_mask if entry is not None]
+    findings: list[Finding] = []
+    if classes is not None:
+        known = set(classes.values)
+        for pair, values, _ in found:
+            unknown = sorted(set(values.tolist()) - known)
+            if unknown:
+                findings.append(Finding("error", _where(pair.label), f"values {_values_text(unknown, colour)} are not among the "
+                                        f"run's classes {classes.describe_values()}; fix the mask or train a new run"))
+        return findings
+    masks_with: dict[int, int] = {}
+    for _, values, _ in found:
+        for value in values.tolist():
+            masks_with[value] = masks_with.get(value, 0) + 1
+    if len(masks_with) > MAX_CLASSES:
+        return [Finding("error", str(found[0][0].label.path.parent), f"masks hold {len(masks_with)} distinct values, "
+                        f"more than {MAX_CLASSES} classes (an image, an instance map or lossy masks?); save class masks")]
+    if len(masks_with) == 1:
+        return [Finding("error", str(found[0][0].label.path.parent), f"every mask holds only the value "
+                        f"{_values_text(list(masks_with), colour)}; labels need at least two classes")]
+    for pair, values, counts in found:
+        share = counts / counts.sum()
+        stray = [v for v, s in zip(values.tolist(), share) if s < STRAY_PIXEL_SHARE and masks_with[v] < STRAY_MASK_SHARE * len(found)]
+        if stray:
+            findings.append(Finding("warning", _where(pair.label), f"values {_values_text(stray, colour)} cover under "
+                                    f"{STRAY_PIXEL_SHARE:.1%} of it and appear in few masks (antialiased or resampled?); "
+                                    "each distinct value becomes a class"))
+    return findings
+
+
+def check_dataset(
+    images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None
+) -> CheckReport:
+    """Pair, read and inspect everything, collecting every problem instead of stopping at the first."""
+    matching = match_files(images, labels)
+    report = CheckReport()
+    report.findings += [Finding("error", message.split(": ", 1)[0], message.split(": ", 1)[-1]) for message in matching.conflicts]
+    report.findings += [Finding("error", str(f), f"has no mask in {labels}; add its mask or move it out") for f in matching.orphan_images]
+    report.findings += [Finding("error", str(f), f"has no image in {images}; add its image or move it out") for f in matching.orphan_labels]
+    pairs: list[RawPair] = []
+    for image_file, label_file in matching.pairs:
+        try:
+            pairs.extend(read_pair(image_file, label_file)[0])
+        except InputError as exc:
+            file, _, message = str(exc).partition(": ")
+            report.findings.append(Finding("error", file, message))
+    inspected = inspect_pairs(pairs, classes, in_channels)
+    report.pairs = inspected.pairs
+    report.findings += inspected.findings
+    return report
+
+
+def format_report(report: CheckReport) -> str:
+    """The table of pairs (the first MAX_TABLE_ROWS), then every finding, then a count."""
+    header = ["pair", "size", "image dtype", "channels", "mask values"]
+    rows = [[p.name, p.size, p.image_dtype, str(p.channels), p.mask_values] for p in report.pairs[:MAX_TABLE_ROWS]]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    if len(report.pairs) > MAX_TABLE_ROWS:
+        lines.append(f"... and {len(report.pairs) - MAX_TABLE_ROWS} more pairs")
+    lines += [""] + [f.line() for f in report.findings]
+    lines.append(f"{len(report.pairs)} pair(s) read; {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    return "\n".join(lines)
+
+
+def _where(page) -> str:  # type: ignore[no-untyped-def]
+    """A page's file, with the page number inside a stack."""
+    return str(page.path) if page.index is None else f"{page.path}[{page.index}]"
+
+
+def _without_source(message: str, source: str) -> str:
+    prefix = f"{source}: "
+    return message[len(prefix):] if message.startswith(prefix) else message

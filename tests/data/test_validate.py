@@ -1,0 +1,122 @@
+"""`unetkit check`: the table of what pairs hold, and every problem at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import blob_pair, write_png
+
+from unetkit.cli import main
+from unetkit.data.labels import LabelEncoding
+from unetkit.data.validate import check_dataset, format_report
+
+
+def pairs(root: Path, count: int = 5) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image, label = blob_pair(rng, 32)
+        write_png(root / "image" / f"{i}.png", image)
+        write_png(root / "label" / f"{i}.png", label * 255)
+    return root / "image", root / "label"
+
+
+def test_clean_pairs_give_a_table_and_no_findings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    images, labels = pairs(tmp_path)
+    report = check_dataset(images, labels)
+    assert report.findings == []
+    assert [p.name for p in report.pairs] == ["0", "1", "2", "3", "4"]
+    assert all(p.size == "32 x 32" and p.image_dtype == "uint8" and p.channels == 1 for p in report.pairs)
+    assert report.pairs[0].mask_values == "0, 255"
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 0
+    out = capsys.readouterr().out
+    assert "5 pair(s) read; 0 error(s), 0 warning(s)" in out and "mask values" in out
+
+
+def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 6)
+    write_png(images / "orphan.png", np.zeros((32, 32), np.uint8))
+    write_png(labels / "1.png", np.zeros((16, 32), np.uint8))  # size mismatch
+    (images / "2.png").write_bytes(b"not a png at all")  # unreadable
+    write_png(images / "3.png", np.full((32, 32), 7, np.uint8))  # constant: warning
+    write_png(labels / "4.png", np.zeros((32, 32), np.uint8))  # all background: warning
+    report = check_dataset(images, labels)
+    errors = {Path(f.file).name: f.message for f in report.errors}
+    warnings = {Path(f.file).name: f.message for f in report.warnings}
+    assert set(errors) == {"orphan.png", "1", "2.png"}, report.findings
+    assert "16" in errors["1"] and "no mask" in errors["orphan.png"]
+    assert set(warnings) == {"3.png", "4.png"}, report.findings
+    assert "constant" in warnings["3.png"] and "only the value 0" in warnings["4.png"]
+    text = format_report(report)
+    assert "3 error(s), 2 warning(s)" in text
+
+
+def test_nan_pixels_are_an_error_naming_the_count(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 3)
+    (images / "0.png").unlink()
+    array = np.random.default_rng(1).random((32, 32)).astype(np.float32)
+    array[[1, 2, 3], [4, 5, 6]] = [np.nan, np.inf, -np.inf]
+    tifffile.imwrite(images / "0.tif", array)
+    report = check_dataset(images, labels)
+    assert [Path(f.file).name for f in report.errors] == ["0.tif"]
+    assert "3 NaN or infinite" in report.errors[0].message
+
+
+def test_stray_values_of_antialiased_masks_are_flagged(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 6)
+    mask = np.asarray(Image.open(labels / "2.png")).copy()
+    mask[0, 0] = 128  # one grey pixel on an edge, in one mask of six
+    write_png(labels / "2.png", mask)
+    report = check_dataset(images, labels)
+    assert [Path(f.file).name for f in report.warnings] == ["2.png"] and not report.errors
+    assert "128" in report.warnings[0].message
+
+
+def test_a_class_in_many_masks_is_not_stray(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 4)
+    for i in range(4):  # value 128 on a few pixels of every mask: a real (small) class
+        path = labels / f"{i}.png"
+        mask = np.asarray(Image.open(path)).copy()
+        mask[0, 0] = 128
+        write_png(path, mask)
+    assert check_dataset(images, labels).findings == []
+
+
+def test_with_a_run_values_outside_its_classes_and_other_channels_are_errors(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 3)
+    write_png(images / "2.png", np.zeros((32, 32, 3), np.uint8) + np.arange(3, dtype=np.uint8))  # RGB
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:5] = 255
+    mask[5:9] = 100
+    write_png(labels / "1.png", mask)
+    classes = LabelEncoding((0, 255), "uint8")
+    report = check_dataset(images, labels, classes, in_channels=1)
+    errors = {Path(f.file).name: f.message for f in report.errors}
+    assert set(errors) == {"1.png", "2.png"}, report.findings
+    assert "100" in errors["1.png"] and "3 channel" in errors["2.png"]
+
+
+def test_too_many_values_means_not_class_masks(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 2)
+    write_png(labels / "0.png", (np.arange(32 * 32) % 200).astype(np.uint8).reshape(32, 32))
+    report = check_dataset(images, labels)
+    assert len(report.errors) == 1 and "distinct values" in report.errors[0].message
+
+
+def test_training_says_the_warnings_and_stops_on_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    images, labels = pairs(tmp_path, 5)
+    write_png(labels / "4.png", np.zeros((32, 32), np.uint8))  # warning only
+    argv = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "1", "--width", "4", "--depth", "2",
+            "--patch-size", "16", "--device", "cpu", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    assert "warning:" in capsys.readouterr().out
+    for name in ("0.png", "1.png"):  # two pairs too small to train on: two errors
+        write_png(images / name, np.zeros((4, 4), np.uint8))
+        write_png(labels / name, np.zeros((4, 4), np.uint8))
+    assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0.png" in err[0] and "unetkit check" in err[0], err

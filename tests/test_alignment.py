@@ -1,0 +1,126 @@
+"""Sub-pixel output alignment: shifting, finding a labelling offset, and carrying it from training to prediction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from conftest import blob_pair, write_png
+
+from unetkit.alignment import ShiftSearch, shift_image
+from unetkit.config import TrainConfig
+from unetkit.predict import tile_probabilities
+from unetkit.predict_files import predict_paths
+from unetkit.train.start import train
+
+QUIET = dict(progress=False, say=lambda _: None)
+
+
+def smooth_probabilities(seed: int, size: int = 48) -> torch.Tensor:
+    """2 x size x size class probabilities of a smooth random field."""
+    generator = torch.Generator().manual_seed(seed)
+    field = torch.nn.functional.avg_pool2d(torch.randn(1, 1, size, size, generator=generator), 7, 1, 3)[0, 0] * 8
+    foreground = torch.sigmoid(field)
+    return torch.stack([1 - foreground, foreground])
+
+
+def test_whole_pixel_shifts_move_content_and_repeat_the_edge() -> None:
+    x = torch.arange(20.0).reshape(4, 5)
+    down = shift_image(x, (1.0, 0.0))
+    assert torch.equal(down[1:], x[:-1]) and torch.equal(down[0], x[0])
+    left = shift_image(x, (0.0, -2.0))
+    assert torch.equal(left[:, :3], x[:, 2:]) and torch.equal(left[:, 3], x[:, 4])
+
+
+def test_half_pixel_shift_averages_neighbours() -> None:
+    x = torch.rand(3, 6, 7)
+    half = shift_image(x, (0.5, 0.0))
+    assert torch.allclose(half[:, 1:], (x[:, 1:] + x[:, :-1]) / 2)
+    there_and_back = shift_image(shift_image(x, (0.25, -0.75)), (-0.25, 0.75))
+    assert not torch.allclose(there_and_back, x)  # interpolation blurs ...
+    assert torch.allclose(there_and_back.sum((-2, -1)), x.sum((-2, -1)), rtol=0.1)  # ... but keeps the mass roughly
+
+
+@pytest.mark.parametrize("offset", [(-0.5, 0.0), (0.25, -0.75), (1.0, 0.5)])
+def test_search_finds_the_offset_of_the_labels(offset: tuple[float, float]) -> None:
+    search = ShiftSearch()
+    for seed in range(3):
+        probs = smooth_probabilities(seed)
+        truth = shift_image(probs, offset).argmax(0)  # labels drawn `offset` away from the image's structures
+        search.add(probs, truth)
+    found = search.best()
+    assert found["shift_px"] == list(offset)
+    assert found["val_pixel_error_shifted"] == 0.0 and found["val_pixel_error"] > 0.01
+
+
+def test_search_keeps_aligned_labels_unshifted() -> None:
+    search = ShiftSearch()
+    for seed in range(3):
+        probs = smooth_probabilities(seed)
+        search.add(probs, probs.argmax(0))
+    assert search.best()["shift_px"] == [0.0, 0.0]
+
+
+def test_search_handles_more_than_two_classes() -> None:
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.nn.functional.avg_pool2d(torch.randn(1, 4, 40, 40, generator=generator), 7, 1, 3)[0]
+    probs = logits.softmax(0)
+    search = ShiftSearch()
+    search.add(probs, shift_image(probs, (0.0, 1.0)).argmax(0))
+    assert search.best()["shift_px"] == [0.0, 1.0]
+
+
+def test_the_shift_applies_in_the_image_frame_after_test_time_augmentation() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Conv2d(2, 2, 3, padding=1)).eval()
+    tile = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        for tta in (False, True):
+            plain = tile_probabilities(model, tile, tta)
+            shifted = tile_probabilities(model, tile, tta, (1.0, -0.5))
+            assert torch.allclose(shifted, shift_image(plain, (1.0, -0.5)), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def offset_labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Blobs whose labels sit two pixels below them in the image: a labelling convention flips cannot teach."""
+    root = tmp_path_factory.mktemp("offset")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        image, label = blob_pair(rng, 48)
+        write_png(root / "image" / f"{i}.png", image)
+        write_png(root / "label" / f"{i}.png", np.roll(label, 2, axis=0) * 255)
+    return root
+
+
+def test_training_measures_the_offset_and_prediction_applies_it(offset_labels: Path, tmp_path: Path) -> None:
+    config = replace(TrainConfig(), base_width=8, depth=2, patch_size=48, batch_size=4, epochs=30, budget_s=None,
+                     device="cpu", val_fraction=0.25, lr=1e-2)
+    record = train(offset_labels / "image", offset_labels / "label", tmp_path / "run", config, **QUIET)
+    down, right = record["alignment"]["shift_px"]
+    assert down >= 1.0 and abs(right) <= 0.5, record["alignment"]  # the labels sit 2 px down; flips taught none of it
+    assert record["alignment"]["val_pixel_error_shifted"] < record["alignment"]["val_pixel_error"]
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["alignment"] == record["alignment"]
+
+    predict_paths(tmp_path / "run", [offset_labels / "image"], tmp_path / "aligned", write_probabilities=True, **QUIET)
+    saved["alignment"]["shift_px"] = [0.0, 0.0]  # the same weights without the shift
+    (tmp_path / "run" / "run.json").write_text(json.dumps(saved))
+    predict_paths(tmp_path / "run", [offset_labels / "image"], tmp_path / "plain", write_probabilities=True, **QUIET)
+    for i in range(8):
+        aligned = torch.from_numpy(tifffile.imread(tmp_path / "aligned" / f"{i}_prob.tif"))
+        plain = torch.from_numpy(tifffile.imread(tmp_path / "plain" / f"{i}_prob.tif"))
+        assert torch.allclose(aligned, shift_image(plain, (down, right)), atol=1e-5)
+
+
+def test_no_align_leaves_the_outputs_alone(offset_labels: Path, tmp_path: Path) -> None:
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=48, epochs=1, budget_s=None, device="cpu",
+                     align_outputs=False)
+    record = train(offset_labels / "image", offset_labels / "label", tmp_path / "run", config, **QUIET)
+    assert "alignment" not in record

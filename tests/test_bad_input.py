@@ -1,0 +1,237 @@
+"""Every bad input of issue 7 through the command line: exit code 2 and one line on stderr naming the file.
+
+Each case builds a small valid data set, breaks one thing, and runs the command
+a user would run (train, fine-tune with --from, predict or check). The command
+runs in-process (`unetkit.cli.main`): anything but a clean InputError would
+surface here as an exception and fail the test.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import blob_pair, write_png
+
+from unetkit.cli import main
+
+TINY = ["--epochs", "1", "--width", "4", "--depth", "2", "--patch-size", "16", "--batch-size", "2", "--device", "cpu", "--quiet"]
+
+
+def make_pairs(root: Path, count: int = 4, size: int = 32, colour: bool = False) -> tuple[Path, Path]:
+    """`count` learnable pairs in root/image and root/label (0/255 masks, or red/blue RGB masks)."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image, label = blob_pair(rng, size)
+        write_png(root / "image" / f"{i}.png", image)
+        mask = np.array([[0, 0, 255], [255, 0, 0]], dtype=np.uint8)[label] if colour else label * 255
+        write_png(root / "label" / f"{i}.png", mask)
+    return root / "image", root / "label"
+
+
+@pytest.fixture(scope="module")
+def grey_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("grey")
+    images, labels = make_pairs(root)
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(root / "run"), *TINY]) == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("colour")
+    images, labels = make_pairs(root, colour=True)
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(root / "run"), *TINY]) == 0
+    return root / "run"
+
+
+def bomb_png(path: Path, side: int = 200_000) -> None:
+    """A PNG whose header declares side x side pixels (40 gigapixels) over a few bytes of data."""
+    Image.fromarray(np.zeros((2, 2), dtype=np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", side, side)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def expect_error(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) -> str:
+    """Run the CLI; require exit 2 and exactly one stderr line containing every needle."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert err[0].startswith("unetkit: error:"), err
+    for needle in needles:
+        assert needle in err[0], (needle, err[0])
+    return err[0]
+
+
+def train_argv(images: Path, labels: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--images", images, "--labels", labels, "--out", out, *TINY, *extra]
+
+
+# Each case: (name, how to break a fresh data set -> the argv to run and the needles of the message).
+Case = Callable[[Path, Path, Path, Path, Path], tuple[list, tuple[str, ...]]]
+
+
+def missing_path(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(tmp / "no-such-images", labels, tmp / "run"), ("no-such-images",)
+
+
+def empty_folder(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    (tmp / "empty").mkdir()
+    return train_argv(tmp / "empty", labels, tmp / "run"), ("empty",)
+
+
+def orphan_image(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    write_png(images / "extra.png", np.zeros((32, 32), dtype=np.uint8))
+    return train_argv(images, labels, tmp / "run"), ("extra.png", "no mask")
+
+
+def orphan_label(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    write_png(labels / "lonely.png", np.zeros((32, 32), dtype=np.uint8))
+    return train_argv(images, labels, tmp / "run"), ("lonely.png", "no image")
+
+
+def size_mismatch(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    write_png(labels / "2.png", np.zeros((24, 32), dtype=np.uint8))
+    return train_argv(images, labels, tmp / "run"), ("2", "24")
+
+
+def truncated_png(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    path = images / "1.png"
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    return train_argv(images, labels, tmp / "run"), ("1.png",)
+
+
+def truncated_tiff(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    array = np.asarray(Image.open(images / "1.png"))
+    (images / "1.png").unlink()
+    tifffile.imwrite(images / "1.tif", np.stack([array] * 3), compression="zlib", photometric="minisblack")
+    whole = (images / "1.tif").read_bytes()
+    (images / "1.tif").write_bytes(whole[: len(whole) * 2 // 3])
+    return train_argv(images, labels, tmp / "run"), ("1.tif",)
+
+
+def random_bytes_png(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    (images / "2.png").write_bytes(np.random.default_rng(0).bytes(2000))
+    return train_argv(images, labels, tmp / "run"), ("2.png",)
+
+
+def jpeg_mask(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    mask = np.asarray(Image.open(labels / "3.png"))
+    (labels / "3.png").unlink()
+    Image.fromarray(mask).save(labels / "3.jpg", quality=95)
+    return train_argv(images, labels, tmp / "run"), ("3.jpg", "JPEG")
+
+
+def rgb_mask_with_unknown_colour(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    colour_images, colour_labels = make_pairs(tmp / "colour-data", colour=True)
+    mask = np.asarray(Image.open(colour_labels / "1.png")).copy()
+    mask[:4, :4] = (0, 255, 0)  # green: not one of the run's red/blue classes
+    write_png(colour_labels / "1.png", mask)
+    return train_argv(colour_images, colour_labels, tmp / "run", "--from", colour), ("1.png", "not among")
+
+
+def nan_in_float_tiff(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    for path in sorted(images.glob("*.png")):
+        array = np.asarray(Image.open(path)).astype(np.float32)
+        if path.stem == "2":
+            array[5, 5] = np.nan
+        tifffile.imwrite(path.with_suffix(".tif"), array)
+        path.unlink()
+    return train_argv(images, labels, tmp / "run"), ("2.tif", "NaN")
+
+
+def unseen_label_value(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    mask = np.asarray(Image.open(labels / "0.png")).copy()
+    mask[:3, :3] = 128
+    write_png(labels / "0.png", mask)
+    return train_argv(images, labels, tmp / "run", "--from", grey), ("0.png", "128")
+
+
+def two_channel_image_to_one_channel_model(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    (tmp / "two").mkdir()
+    tifffile.imwrite(tmp / "two" / "pair.tif", np.zeros((2, 32, 32), dtype=np.uint8), photometric="minisblack",
+                     planarconfig="separate", metadata={"axes": "CYX"})
+    return ["predict", grey, tmp / "two" / "pair.tif", "--out", tmp / "pred", "--quiet"], ("pair.tif", "channel")
+
+
+def decompression_bomb(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    bomb_png(images / "0.png")
+    return train_argv(images, labels, tmp / "run"), ("0.png", "limit")
+
+
+def unwritable_output(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    (tmp / "a-file").write_bytes(b"")
+    return ["predict", grey, images, "--out", tmp / "a-file" / "pred", "--quiet"], ("a-file",)
+
+
+def unwritable_run_folder(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    (tmp / "a-file").write_bytes(b"")
+    return train_argv(images, labels, tmp / "a-file" / "run"), ("a-file",)
+
+
+def output_is_input(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return ["predict", grey, images, "--out", images, "--quiet"], (str(images), "input folder")
+
+
+CASES: list[Case] = [
+    missing_path, empty_folder, orphan_image, orphan_label, size_mismatch, truncated_png, truncated_tiff,
+    random_bytes_png, jpeg_mask, rgb_mask_with_unknown_colour, nan_in_float_tiff, unseen_label_value,
+    two_channel_image_to_one_channel_model, decompression_bomb, unwritable_output, unwritable_run_folder, output_is_input,
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(
+    case: Case, tmp_path: Path, grey_run: Path, colour_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    images, labels = make_pairs(tmp_path / "data")
+    before = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
+    argv, needles = case(images, labels, tmp_path, grey_run, colour_run)
+    after_breaking = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
+    expect_error(argv, capsys, *needles)
+    assert not (tmp_path / "run" / "model.safetensors").exists()  # nothing trained
+    for path, content in after_breaking.items():  # the inputs are never touched
+        assert path.read_bytes() == content, path
+    assert before  # the data set was there to break
+
+
+@pytest.mark.parametrize("case", [orphan_image, size_mismatch, jpeg_mask, nan_in_float_tiff, random_bytes_png],
+                         ids=lambda c: c.__name__)
+def test_check_reports_the_same_problems_in_its_table(
+    case: Case, tmp_path: Path, grey_run: Path, colour_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    images, labels = make_pairs(tmp_path / "data")
+    _, needles = case(images, labels, tmp_path, grey_run, colour_run)
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 2
+    captured = capsys.readouterr()
+    assert "error:" in captured.out and all(n in captured.out for n in needles if n != "no mask"), captured.out
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_while_writing_is_one_line_and_exit_2(
+    tmp_path: Path, grey_run: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    import unetkit.data.io as io
+
+    def full(path, write):  # type: ignore[no-untyped-def]
+        with open("/dev/full", "wb") as handle:  # the kernel's always-full device: a real ENOSPC
+            handle.write(b"x" * 65536)
+            handle.flush()
+
+    images, _ = make_pairs(tmp_path / "data")
+    monkeypatch.setattr(io, "write_atomic", full)
+    expect_error(["predict", grey_run, images, "--out", tmp_path / "pred", "--quiet"], capsys, os.strerror(errno.ENOSPC))
