@@ -1,0 +1,51 @@
+"""Fine-tuning with --from RUN: the run's network, weights, classes and normalisation carry over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import blob_pair, write_png
+
+from unetkit.cli import main
+
+TINY = ["--width", "8", "--depth", "2", "--patch-size", "32", "--batch-size", "4", "--lr", "0.01", "--device", "cpu", "--quiet"]
+
+
+def pairs(root: Path, seed: int, count: int = 6) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image, label = blob_pair(rng, 32)
+        write_png(root / "image" / f"{i}.png", image)
+        write_png(root / "label" / f"{i}.png", label * 255)
+    return root
+
+
+def first_val_loss(run: Path) -> float:
+    return float((run / "log.csv").read_text().splitlines()[1].split(",")[5])
+
+
+def test_a_fine_tuned_run_starts_where_its_base_ended(tmp_path: Path) -> None:
+    base_data, new_data = pairs(tmp_path / "a", 0), pairs(tmp_path / "b", 1)
+    assert main(["train", str(base_data), "--out", str(tmp_path / "base"), "--epochs", "15", *TINY]) == 0
+    assert main(["train", str(new_data), "--out", str(tmp_path / "fresh"), "--epochs", "1", *TINY]) == 0
+    # the fine-tuned run asks for another width: the base's network wins, or its weights could not be used
+    wider = [("16" if previous == "--width" else arg) for previous, arg in zip(["", *TINY], TINY)]
+    assert main(["train", str(new_data), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
+                 "--epochs", "1", *wider]) == 0
+    base, tuned = (json.loads((tmp_path / r / "run.json").read_text()) for r in ("base", "tuned"))
+    assert tuned["model"] == base["model"]
+    assert tuned["classes"] == base["classes"] and tuned["normalization"] == base["normalization"]
+    assert tuned["start_from"] == str((tmp_path / "base").resolve())
+    # after one epoch, starting from trained weights is far ahead of starting from scratch
+    assert first_val_loss(tmp_path / "tuned") < 0.5 * first_val_loss(tmp_path / "fresh")
+
+
+def test_from_a_missing_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = pairs(tmp_path / "a", 0)
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--from", str(tmp_path / "nope"), "--epochs", "1", *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0], err
