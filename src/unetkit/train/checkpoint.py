@@ -49,6 +49,19 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, metadata
 
 
+def remove_partial_writes(run_dir: Path) -> list[Path]:
+    """Delete what saves killed mid-write left: temporary files (".NAME.tmpPID" of write_atomic, ".tmpXXXX" of
+    safetensors) in the run folder and its resume folder. The files they were replacing are intact."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / RESUME_DIR):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.is_file() and path.name.startswith(".") and ".tmp" in path.name:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
+
+
 def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
     save_tensors(path, model.state_dict(), metadata)
 

@@ -19,6 +19,7 @@ from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
 from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
+from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
 from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint
 from unetkit.train.planning import plan_training
 from unetkit.train.setup import TrainingData, prepare_training_data
@@ -154,6 +155,13 @@ def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> Non
             f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; --no-align turns it off)")
 
 
+def _has_resume_state(run_dir: Path) -> bool:
+    """A run killed before its first epoch ended has run.json but no resume state. `train --out` refuses its
+    folder (it is not empty), so resume starts it again from step 0: a new Trainer with the run's config and
+    seed is exactly the state the run began in."""
+    return (run_dir / RESUME_DIR / RESUME_FILE).is_file()
+
+
 def resume(
     run_dir: Path,
     epochs: int | None = None,
@@ -177,8 +185,12 @@ def resume(
     )
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
     trainer = Trainer(run_dir, config, data, record, progress, say)
-    trainer.restore()
-    say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
+    remove_partial_writes(run_dir)
+    if _has_resume_state(run_dir):
+        trainer.restore()
+        say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
+    else:
+        say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
     trainer.record["status"] = "training"
     trainer.run()
     _report_alignment(trainer.record, say)

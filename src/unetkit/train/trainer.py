@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from unetkit.alignment import ShiftSearch
 from unetkit.config import TrainConfig
 from unetkit.data.augment import augment_batch
 from unetkit.data.dataset import Batch, PatchSampler, TensorPairs
+from unetkit.data.io import write_atomic
 from unetkit.data.weightmap import border_weight_map
 from unetkit.devices import resolve_device
 from unetkit.ema import make_ema
@@ -372,11 +374,15 @@ class Trainer:
         return {"model": self.record["model"], "epoch": self.counters.epoch, "step": self.counters.step}
 
     def _write_log(self, final: bool = False) -> None:
-        """log.csv every epoch; curves.png at most every CURVES_EVERY_S seconds (plotting is slow) and at the end."""
-        with open(self.run_dir / LOG_FILE, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        """log.csv every epoch; curves.png at most every CURVES_EVERY_S seconds (plotting is slow) and at the end.
+
+        log.csv goes through a temporary file: restore() reads its rows back, and a run killed while rewriting
+        it in place left a cut row (resume crashed) or an empty log (the rows before were lost)."""
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_atomic(self.run_dir / LOG_FILE, lambda tmp: Path(tmp).write_text(text.getvalue(), newline=""))
         if self.rows and (final or time.monotonic() - self._curves_drawn > CURVES_EVERY_S):
             started = time.monotonic()
             plot_curves(self.rows, self.run_dir / CURVES_FILE)
