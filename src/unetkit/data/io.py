@@ -89,6 +89,10 @@ class _LoggedErrors(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _damaged(path: Path, errors: _LoggedErrors) -> InputError:
+    return InputError(f"{path}: is damaged or cut short ({errors.messages[0][:200]}); re-export it")
+
+
 def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
     """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha."""
     tifffile_log, errors = logging.getLogger("tifffile"), _LoggedErrors()
@@ -97,6 +101,8 @@ def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
         with tifffile.TiffFile(path) as tif:
             len(tif.pages)  # index every page first: series detection loops forever on a circular IFD chain
             series = tif.series
+            if errors.messages:  # damaged structure: refuse before decoding (a cut tiled file fills gigabytes of zeros)
+                raise _damaged(path, errors)
             axes, shape = series[0].axes, series[0].shape
             alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
             _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
@@ -109,7 +115,7 @@ def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
     finally:
         tifffile_log.removeHandler(errors)
     if errors.messages:
-        raise InputError(f"{path}: is damaged or cut short ({errors.messages[0][:200]}); re-export it")
+        raise _damaged(path, errors)
     channel_axes = [i for i, axis in enumerate(axes) if axis in "SC"]
     if len(channel_axes) > 1:
         raise InputError(f"{path}: has several channel axes ({axes}); save one channel axis")
@@ -120,11 +126,32 @@ def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
     return array.reshape((pages, shape[y], shape[x]) + tuple(shape[i] for i in channel_axes)), alpha
 
 
+ARITHMETIC_SOF = tuple(bytes([0xFF, marker]) for marker in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def _check_file_size(path: Path, image: Image.Image) -> None:
+    """Refuse a PNG or JPEG too small for its declared size, before decoding: a damaged header that declares
+    gigapixels is otherwise decoded into gigabytes (found by fuzzing: a 654-byte JPEG took 15 s and 6 GB and came
+    back as grey, a 1 KB animated PNG 7 s and 8 GB). The bounds hold for every valid file: Deflate compresses at
+    most 1032:1 and a PNG stores at least 1 bit per pixel and a filter byte per row; Huffman-coded JPEG spends at
+    least one bit on every 8 x 8 block (its DC code). Arithmetic-coded JPEG has no such bound and is not checked."""
+    width, height, size = image.width, image.height, path.stat().st_size
+    if image.format == "PNG":
+        least = height * (1 + -(-width // 8)) / 1032 / 2  # with slack: blank 1-bit PNGs from zlib reach 1029:1
+    elif image.format in ("JPEG", "MPO"):
+        least = -(-width // 8) * -(-height // 8) / 8
+    else:
+        return
+    if size < least and not (image.format != "PNG" and any(marker in path.read_bytes() for marker in ARITHMETIC_SOF)):
+        raise InputError(f"{path}: declares {width} x {height} pixels but holds only {size} bytes; it is damaged, re-export it")
+
+
 def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, list[int] | None]:
     """A Pillow image as (1, H, W[, C]) and its palette when the indices are kept."""
     Image.MAX_IMAGE_PIXELS = None  # our own limit below is checked before decoding
     with Image.open(path) as image:
         _check_pixel_count(path, (image.height, image.width))
+        _check_file_size(path, image)
         image.load()
         palette = None
         if image.mode == "P":

@@ -96,7 +96,9 @@ class LabelEncoding:
         classes = np.clip(classes, 0, len(values) - 1)
         unknown = values[classes] != codes
         if unknown.any():
-            bad = sorted(set(np.unique(codes[unknown]).tolist()))[:5]
+            bad_codes = np.unique(codes[unknown])[:5]
+            # as users wrote them, like the classes: colours as [r, g, b], not packed codes
+            bad = _unpack_colours(bad_codes).tolist() if self.colour else bad_codes.tolist()
             raise InputError(
                 f"{source}: mask values {bad} are not among the classes {list(self.describe_values())}; "
                 "fix the mask or train with masks that contain these values"
