@@ -400,3 +400,20 @@ def test_write_atomic_writes_through_a_temporary_file(tmp_path: Path) -> None:
     assert seen[0] != target and seen[0].parent == tmp_path
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_write_atomic_gives_files_the_usual_permissions(tmp_path: Path) -> None:
+    """A writer that makes a private temporary file (safetensors does: 0600) must not make private weights."""
+    import os
+    import stat
+
+    def private(tmp: Path) -> None:
+        tmp.write_bytes(b"weights")
+        os.chmod(tmp, 0o600)
+
+    mask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "model.safetensors", private)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644

@@ -274,6 +274,13 @@ def write_tiff(path: Path, array: np.ndarray) -> None:
     write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, photometric=photometric, compression="zlib"))
 
 
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: no half-written outputs."""
     path = Path(path)
@@ -282,6 +289,7 @@ def write_atomic(path: Path, write) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # writers that make private temporary files (safetensors: 0600) would pass it on
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
