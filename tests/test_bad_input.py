@@ -235,3 +235,21 @@ def test_a_full_disk_while_writing_is_one_line_and_exit_2(
     images, _ = make_pairs(tmp_path / "data")
     monkeypatch.setattr(io, "write_atomic", full)
     expect_error(["predict", grey_run, images, "--out", tmp_path / "pred", "--quiet"], capsys, os.strerror(errno.ENOSPC))
+
+
+def test_an_output_disk_too_small_for_the_probabilities_is_refused_before_work(
+    tmp_path: Path, grey_run: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import unetkit.predict_files as predict_files
+
+    images, _ = make_pairs(tmp_path / "data")  # 4 images of 32 x 32: 2 classes x 4 bytes x 4096 pixels = 32 KiB of --prob
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(predict_files.shutil, "disk_usage", lambda path: usage._replace(free=20_000))
+    calls: list[object] = []
+    monkeypatch.setattr(predict_files, "predict_page", lambda *args, **kwargs: calls.append(args))
+    expect_error(["predict", grey_run, images, "--out", tmp_path / "pred", "--prob", "--quiet"], capsys, "pred", "19.5 KiB free")
+    assert calls == []  # refused before any image was predicted
+    monkeypatch.undo()
+    assert main(["predict", str(grey_run), str(images), "--out", str(tmp_path / "pred2"), "--prob", "--quiet"]) == 0

@@ -11,6 +11,7 @@ always a memory-mapped float32 TIFF.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ import tifffile
 import torch
 from tqdm import tqdm
 
-from unetkit.data.io import list_image_files, read_pages_lazily, write_mask, write_tiff
+from unetkit.data.io import declared_pixels, list_image_files, read_pages_lazily, write_mask, write_tiff
 from unetkit.devices import resolve_device
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
@@ -51,6 +52,34 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
         (out / OUTPUT_MARKER).touch()
     except OSError as exc:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None
+
+
+def check_free_space(out: Path, files: list[Path], num_classes: int, write_probabilities: bool) -> None:
+    """Refuse before any work when the output disk cannot hold what is written uncompressed: the float32
+    probabilities (--prob) and the masks of images above STREAM_PIXELS (memory-mapped TIFFs). PNG masks are
+    compressed and small, and not counted."""
+    needed = 0
+    for file in files:
+        pixels = declared_pixels(file) or 0
+        if write_probabilities:
+            needed += 4 * num_classes * pixels
+        if pixels > STREAM_PIXELS:
+            needed += 2 * pixels  # at most 16-bit masks
+    free = shutil.disk_usage(out).free
+    if needed > free:
+        raise InputError(f"--out {out}: needs about {_size(needed)} for the outputs but the disk has "
+                         f"{_size(free)} free; free space or choose another --out")
+
+
+def _size(count: float) -> str:
+    """Bytes for people: 812 bytes, 19.5 KiB, 3.2 GiB."""
+    if count < 1024:
+        return f"{count:.0f} bytes"
+    for unit in ("KiB", "MiB"):
+        count /= 1024
+        if count < 1024:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1024:.1f} GiB"
 
 
 def _probability_store(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -120,6 +149,7 @@ def predict_paths(
         raise InputError(f"inputs share the stem {duplicates[0]!r}; outputs would overwrite each other, predict them separately")
     check_output_folder(out, inputs)
     num_classes = run.encoding.num_classes
+    check_free_space(out, files, num_classes, write_probabilities)
     written: list[Path] = []
     for file in tqdm(files, desc="predict", unit="file", disable=not progress):
         pages = read_pages_lazily(file)

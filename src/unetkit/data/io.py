@@ -199,6 +199,20 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
     return array, palette
 
 
+def declared_pixels(path: Path) -> int | None:
+    """Pixels (all pages) a file's header declares, without decoding it; None when the header cannot be read
+    (the reader reports that file properly later)."""
+    try:
+        if Path(path).suffix.lower() in TIFF_SUFFIXES:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
+        with Image.open(path) as image:
+            return image.width * image.height * getattr(image, "n_frames", 1)
+    except Exception:  # noqa: BLE001 - any damage: unknown here, reported by read_pages
+        return None
+
+
 LAZY_BYTES = 256 << 20  # uncompressed TIFFs above this are memory-mapped, not read
 
 
