@@ -124,3 +124,20 @@ def test_no_align_leaves_the_outputs_alone(offset_labels: Path, tmp_path: Path) 
                      align_outputs=False)
     record = train(offset_labels / "image", offset_labels / "label", tmp_path / "run", config, **QUIET)
     assert "alignment" not in record
+
+
+@pytest.mark.parametrize("kind", ["perfect", "all one class"])
+def test_no_shift_is_chosen_when_nothing_needs_one(kind: str) -> None:
+    probs = smooth_probabilities(0)
+    if kind == "all one class":
+        probs = torch.stack([torch.ones(48, 48), torch.zeros(48, 48)])
+    search = ShiftSearch()
+    search.add(probs, probs.argmax(0))  # every shift ties with none at 0 errors for a constant map
+    assert search.best()["shift_px"] == [0.0, 0.0]
+
+
+def test_runs_saved_before_alignment_existed_continue_without_it() -> None:
+    saved = TrainConfig(recipe="paper").to_json()
+    del saved["align_outputs"]
+    assert TrainConfig.from_json(saved).align_outputs is False
+    assert TrainConfig.from_json(TrainConfig().to_json()).align_outputs is True

@@ -75,7 +75,10 @@ def expect_error(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) 
 
 
 def train_argv(images: Path, labels: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--images", images, "--labels", labels, "--out", out, *TINY, *extra]
+    """The tiny training command; fine-tuning (--from) takes its network from the run, so no --width/--depth then."""
+    flags = TINY if "--from" not in extra else [a for i, a in enumerate(TINY) if a not in ("--width", "--depth")
+                                                 and TINY[i - 1] not in ("--width", "--depth")]
+    return ["train", "--images", images, "--labels", labels, "--out", out, *flags, *extra]
 
 
 # Each case: (name, how to break a fresh data set -> the argv to run and the needles of the message).
@@ -225,16 +228,15 @@ def test_a_full_disk_while_writing_is_one_line_and_exit_2(
     import errno
     import os
 
-    import unetkit.data.io as io
-
-    def full(path, write):  # type: ignore[no-untyped-def]
+    def save_to_full_disk(image, target, *args, **kwargs):  # type: ignore[no-untyped-def]
         with open("/dev/full", "wb") as handle:  # the kernel's always-full device: a real ENOSPC
             handle.write(b"x" * 65536)
             handle.flush()
 
     images, _ = make_pairs(tmp_path / "data")
-    monkeypatch.setattr(io, "write_atomic", full)
-    expect_error(["predict", grey_run, images, "--out", tmp_path / "pred", "--quiet"], capsys, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(Image.Image, "save", save_to_full_disk)
+    expect_error(["predict", grey_run, images, "--out", tmp_path / "pred", "--quiet"], capsys,
+                 str(tmp_path / "pred" / "0.png"), os.strerror(errno.ENOSPC))
 
 
 def test_an_output_disk_too_small_for_the_probabilities_is_refused_before_work(

@@ -87,6 +87,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        data = {"align_outputs": False, **data}  # runs saved before label alignment existed continue without it
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

@@ -55,16 +55,11 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
 
 
 def check_free_space(out: Path, files: list[Path], num_classes: int, write_probabilities: bool) -> None:
-    """Refuse before any work when the output disk cannot hold what is written uncompressed: the float32
-    probabilities (--prob) and the masks of images above STREAM_PIXELS (memory-mapped TIFFs). PNG masks are
-    compressed and small, and not counted."""
-    needed = 0
-    for file in files:
-        pixels = declared_pixels(file) or 0
-        if write_probabilities:
-            needed += 4 * num_classes * pixels
-        if pixels > STREAM_PIXELS:
-            needed += 2 * pixels  # at most 16-bit masks
+    """Refuse before any work when the output disk cannot hold the float32 probabilities of --prob (memory-mapped,
+    uncompressed: the bulk of what predict writes; masks are compressed and not counted)."""
+    if not write_probabilities:
+        return
+    needed = sum(4 * num_classes * (declared_pixels(file) or 0) for file in files)
     free = shutil.disk_usage(out).free
     if needed > free:
         raise InputError(f"--out {out}: needs about {_size(needed)} for the outputs but the disk has "

@@ -127,7 +127,7 @@ def test_stacks_pair_page_by_page(tmp_path: Path) -> None:
 def test_stack_page_count_mismatch(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "volume.tif", np.zeros((4, 6, 9), np.uint8), photometric="minisblack")
     tifffile.imwrite(tmp_path / "labels.tif", np.zeros((3, 6, 9), np.uint8), photometric="minisblack")
-    with pytest.raises(InputError, match=r"volume\.tif has 4 pages.*labels\.tif has 3"):
+    with pytest.raises(InputError, match=r"volume\.tif: has 4 pages.*labels\.tif has 3"):
         read_pairs(tmp_path / "volume.tif", tmp_path / "labels.tif")
 
 
@@ -355,3 +355,12 @@ def test_toy_data_end_to_end(toy_data: tuple[Path, Path]) -> None:
     assert images[:, 0][labels == 1].mean() > images[:, 0][labels == 0].mean() + 0.5  # squares are bright
     image, label = blob_pair(np.random.default_rng(0))  # the generator behind toy_data
     np.testing.assert_array_equal(encoding.to_classes(pairs[0].label.array, "0"), label)
+
+
+def test_a_probability_map_given_as_the_single_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    from PIL import Image
+
+    tifffile.imwrite(tmp_path / "x_prob.tif", np.zeros((2, 8, 8), np.float32))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    with pytest.raises(InputError, match="x_prob.tif: is a probability map"):
+        pair_files(tmp_path / "x_prob.tif", tmp_path / "x.png", skip_suffix="_prob")

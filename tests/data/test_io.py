@@ -411,9 +411,21 @@ def test_write_atomic_gives_files_the_usual_permissions(tmp_path: Path) -> None:
         tmp.write_bytes(b"weights")
         os.chmod(tmp, 0o600)
 
-    mask = os.umask(0o022)
-    try:
-        write_atomic(tmp_path / "model.safetensors", private)
-    finally:
-        os.umask(mask)
-    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o644
+    write_atomic(tmp_path / "model.safetensors", private)
+    (tmp_path / "plain.bin").write_bytes(b"x")  # what any new file gets under this process's umask
+    mode = lambda name: stat.S_IMODE((tmp_path / name).stat().st_mode)  # noqa: E731
+    assert mode("model.safetensors") == mode("plain.bin")
+
+
+def test_write_atomic_turns_a_disk_error_into_one_line_naming_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "mask.png"
+    target.write_bytes(b"previous")
+
+    def full(tmp: Path) -> None:
+        with open("/dev/full", "wb") as handle:  # the kernel's always-full device: a real ENOSPC
+            handle.write(b"x" * 65536)
+            handle.flush()
+
+    with pytest.raises(InputError, match="mask.png: could not be written .*space"):
+        write_atomic(target, full)
+    assert target.read_bytes() == b"previous"

@@ -12,7 +12,8 @@ from conftest import blob_pair, write_png
 
 from unetkit.cli import main
 
-TINY = ["--width", "8", "--depth", "2", "--patch-size", "32", "--batch-size", "4", "--lr", "0.01", "--device", "cpu", "--quiet"]
+TRAINING = ["--patch-size", "32", "--batch-size", "4", "--lr", "0.01", "--device", "cpu", "--quiet"]
+TINY = ["--width", "8", "--depth", "2", *TRAINING]  # a fine-tuned run takes its network from its base: TRAINING only
 
 
 def pairs(root: Path, seed: int, count: int = 6) -> Path:
@@ -32,10 +33,8 @@ def test_a_fine_tuned_run_starts_where_its_base_ended(tmp_path: Path) -> None:
     base_data, new_data = pairs(tmp_path / "a", 0), pairs(tmp_path / "b", 1)
     assert main(["train", str(base_data), "--out", str(tmp_path / "base"), "--epochs", "15", *TINY]) == 0
     assert main(["train", str(new_data), "--out", str(tmp_path / "fresh"), "--epochs", "1", *TINY]) == 0
-    # the fine-tuned run asks for another width: the base's network wins, or its weights could not be used
-    wider = [("16" if previous == "--width" else arg) for previous, arg in zip(["", *TINY], TINY)]
     assert main(["train", str(new_data), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
-                 "--epochs", "1", *wider]) == 0
+                 "--epochs", "1", *TRAINING]) == 0
     base, tuned = (json.loads((tmp_path / r / "run.json").read_text()) for r in ("base", "tuned"))
     assert tuned["model"] == base["model"]
     assert tuned["classes"] == base["classes"] and tuned["normalization"] == base["normalization"]
@@ -46,6 +45,15 @@ def test_a_fine_tuned_run_starts_where_its_base_ended(tmp_path: Path) -> None:
 
 def test_from_a_missing_run_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = pairs(tmp_path / "a", 0)
-    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--from", str(tmp_path / "nope"), "--epochs", "1", *TINY]) == 2
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--from", str(tmp_path / "nope"), "--epochs", "1", *TRAINING]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0], err
+
+
+def test_from_with_another_network_asked_for_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = pairs(tmp_path / "a", 0)
+    assert main(["train", str(data), "--out", str(tmp_path / "base"), "--epochs", "1", *TINY]) == 0
+    wider = [("16" if previous == "--width" else arg) for previous, arg in zip(["", *TINY], TINY)]
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--from", str(tmp_path / "base"), "--epochs", "1", *wider]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--width" in err[0] and "base" in err[0], err

@@ -66,6 +66,8 @@ def match_files(images: Path, labels: Path, skip_suffix: str | None = None) -> M
     if Path(images).is_file() != Path(labels).is_file():
         return Matching([], [], [], [f"{images} and {labels}: give both as folders or both as stacks (single files)"])
     if Path(images).is_file():
+        if not image_files:
+            return Matching([], [], [], [f"{images}: is a probability map (NAME{skip_suffix}), not a mask; give the mask file"])
         return Matching([(image_files[0], label_files[0])], [], [], [])
     conflicts: list[str] = []
     by_stem: dict[str, Path] = {}
@@ -117,7 +119,7 @@ def read_pair(image_file: Path, label_file: Path) -> tuple[list[RawPair], list[i
     label_pages, palette = read_label_pages(label_file)
     if len(image_pages) != len(label_pages):
         raise InputError(
-            f"{image_file} has {len(image_pages)} pages but {label_file} has {len(label_pages)}; give stacks of the same length"
+            f"{image_file}: has {len(image_pages)} pages but its mask {label_file} has {len(label_pages)}; give stacks of the same length"
         )
     stacked = len(image_pages) > 1
     pairs = []

@@ -288,22 +288,31 @@ def write_tiff(path: Path, array: np.ndarray) -> None:
     write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, photometric=photometric, compression="zlib"))
 
 
-def _umask() -> int:
-    """The process's file-creation mask (reading it means setting it; it is put back at once)."""
+def _read_umask() -> int:
+    """The process's file-creation mask (reading it means setting it; it is put back at once), read once at import."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
+FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file
+
+
 def write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: no half-written outputs."""
+    """Write through a temporary file in the same folder, then rename: no half-written outputs.
+
+    A failure of the disk (full, read-only, gone) is an InputError naming the file; the previous file stays.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # writers that make private temporary files (safetensors: 0600) would pass it on
+        os.chmod(tmp, FILE_MODE)  # writers that make private temporary files (safetensors: 0600) would pass it on
         os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"{path}: could not be written ({exc.strerror or exc}); free space on its disk or choose a "
+                         "writable folder (the previous file, if any, is unchanged)") from None
     finally:
         tmp.unlink(missing_ok=True)

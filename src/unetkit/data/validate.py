@@ -75,8 +75,8 @@ def _channels(array: np.ndarray) -> int:
 
 
 def _values_text(values: list[int], encoding_colour: bool) -> str:
-    if encoding_colour:
-        shown = [f"#{v:06x}" for v in values[:6]]
+    if encoding_colour:  # as users wrote them, like LabelEncoding's messages
+        shown = [str([(v >> 16) & 255, (v >> 8) & 255, v & 255]) for v in values[:6]]
     else:
         shown = [str(v) for v in values[:6]]
     return ", ".join(shown) + (f", ... ({len(values)})" if len(values) > 6 else "")

@@ -58,15 +58,14 @@ def prepare_training_data(
     pairs, palette = read_pairs(images, labels)
     _stop_on_errors(inspect_pairs(pairs, encoding, in_channels), images, labels, say)
     if val_images is not None:
-        val_pairs, _ = read_pairs(val_images, val_labels)
-        _stop_on_errors(inspect_pairs(val_pairs, encoding, in_channels or _channels(pairs[0])), val_images, val_labels, say)
-        train_pairs = pairs
+        train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
-    if _channels(train_pairs[0]) != _channels(val_pairs[0]):
-        raise InputError(f"{val_images}: validation images have a different channel count than the training images")
     if encoding is None:
         encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette)
+    if val_images is not None:  # checked against the training classes and channels (one class alone is fine here)
+        report = inspect_pairs(val_pairs, encoding, in_channels or _channels(train_pairs[0]))
+        _stop_on_errors(report, val_images, val_labels, say)
     norm = normalization
     if not isinstance(norm, Normalization):
         norm = Normalization.fit([p.image.array for p in train_pairs], normalization)

@@ -102,6 +102,10 @@ def train(
         raise InputError("--model diffusion-unet is a denoiser, not a segmenter; train it with `unetkit diffusion train`")
     base = None
     if start_from is not None:
+        clashing = sorted(set(fixed) & set(ARCHITECTURE_FIELDS))
+        if clashing:
+            flags = ", ".join("--width" if name == "base_width" else f"--{name.replace('_', '-')}" for name in clashing)
+            raise InputError(f"--from {start_from}: keeps that run's network; drop {flags} (or train a new run without --from)")
         base = load_run(start_from)
         config = replace(config, plan=False, **{name: getattr(base.config, name) for name in ARCHITECTURE_FIELDS})
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
@@ -191,6 +195,8 @@ def resume(
         say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
+        if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
+            trainer.start_from(load_run(Path(record["start_from"])))
     trainer.record["status"] = "training"
     trainer.run()
     _report_alignment(trainer.record, say)

@@ -338,7 +338,8 @@ class Trainer:
         self._round_ended = time.monotonic()
         validated = self.model if self.ema is None else self.ema.module
         by_validation = self.config.select_by == "val_dice"
-        shifts = ShiftSearch() if self.config.align_outputs and by_validation else None
+        # valid networks predict tile by tile without spare context: a shift would repeat each tile's edge at the seams
+        shifts = ShiftSearch() if self.config.align_outputs and by_validation and not self.margin else None
         scores = validate(validated, self.data.val, self.config.tile, self.device, self.amp_dtype, shifts)
         improved = False
         if by_validation and scores["val_dice"] > self.counters.best_score:
