@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -53,6 +54,18 @@ def blob_pair(rng: np.random.Generator, size: int = 32) -> tuple[np.ndarray, np.
         label[y : y + h, x : x + w] = 1
     image = (60 + 120 * label + rng.normal(0, 8, label.shape)).clip(0, 255).astype(np.uint8)
     return image, label
+
+
+def write_blob_pairs(
+    root: Path, count: int = 4, size: int = 32, seed: int = 0, mask: Callable[[np.ndarray], np.ndarray] = lambda label: label * 255
+) -> tuple[Path, Path]:
+    """`count` blob pairs in root/image and root/label named 0..count-1; `mask` turns a 0/1 label into the mask written."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image, label = blob_pair(rng, size)
+        write_png(root / "image" / f"{i}.png", image)
+        write_png(root / "label" / f"{i}.png", mask(label))
+    return root / "image", root / "label"
 
 
 @pytest.fixture

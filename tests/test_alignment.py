@@ -11,7 +11,7 @@ import pytest
 import tifffile
 import torch
 
-from conftest import blob_pair, write_png
+from conftest import write_blob_pairs
 
 from unetkit.alignment import ShiftSearch, shift_image
 from unetkit.config import TrainConfig
@@ -91,11 +91,7 @@ def test_the_shift_applies_in_the_image_frame_after_test_time_augmentation() -> 
 def offset_labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Blobs whose labels sit two pixels below them in the image: a labelling convention flips cannot teach."""
     root = tmp_path_factory.mktemp("offset")
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        image, label = blob_pair(rng, 48)
-        write_png(root / "image" / f"{i}.png", image)
-        write_png(root / "label" / f"{i}.png", np.roll(label, 2, axis=0) * 255)
+    write_blob_pairs(root, count=8, size=48, mask=lambda label: np.roll(label, 2, axis=0) * 255)
     return root
 
 

@@ -18,7 +18,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from conftest import blob_pair, write_png
+from conftest import write_blob_pairs, write_png
 
 from unetkit.cli import main
 
@@ -27,13 +27,8 @@ TINY = ["--epochs", "1", "--width", "4", "--depth", "2", "--patch-size", "16", "
 
 def make_pairs(root: Path, count: int = 4, size: int = 32, colour: bool = False) -> tuple[Path, Path]:
     """`count` learnable pairs in root/image and root/label (0/255 masks, or red/blue RGB masks)."""
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        image, label = blob_pair(rng, size)
-        write_png(root / "image" / f"{i}.png", image)
-        mask = np.array([[0, 0, 255], [255, 0, 0]], dtype=np.uint8)[label] if colour else label * 255
-        write_png(root / "label" / f"{i}.png", mask)
-    return root / "image", root / "label"
+    rgb = lambda label: np.array([[0, 0, 255], [255, 0, 0]], dtype=np.uint8)[label]  # noqa: E731
+    return write_blob_pairs(root, count, size, mask=rgb if colour else lambda label: label * 255)
 
 
 @pytest.fixture(scope="module")

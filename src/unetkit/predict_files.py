@@ -20,7 +20,7 @@ import tifffile
 import torch
 from tqdm import tqdm
 
-from unetkit.data.io import declared_pixels, list_image_files, read_pages_lazily, write_mask, write_tiff
+from unetkit.data.io import declared_pixels, list_image_files, make_writable_folder, read_pages_lazily, write_mask, write_tiff
 from unetkit.devices import resolve_device
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
@@ -45,10 +45,7 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
         if (folder / OUTPUT_MARKER).exists():
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{np.random.randint(1 << 30)}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(out)
         (out / OUTPUT_MARKER).touch()
     except OSError as exc:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from unetkit.config import TrainConfig
-from unetkit.data.io import write_atomic
+from unetkit.data.io import make_writable_folder, write_atomic
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.engine import autocast_dtype, to_memory_format
@@ -81,10 +81,7 @@ def _check_writable(out: Path) -> None:
     """Find out now, not after reading the data, whether the run folder can be made and written."""
     created = [p for p in [out, *out.parents] if not p.exists()]
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(out)
     except OSError as exc:
         raise InputError(f"{out}: cannot create or write the run folder ({exc.strerror}); choose a writable --out") from None
     finally:

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from conftest import blob_pair, write_png
+from conftest import write_blob_pairs, write_png
 
 from unetkit.cli import main
 from unetkit.data.labels import LabelEncoding
@@ -17,12 +17,7 @@ from unetkit.data.validate import check_dataset, format_report
 
 
 def pairs(root: Path, count: int = 5) -> tuple[Path, Path]:
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        image, label = blob_pair(rng, 32)
-        write_png(root / "image" / f"{i}.png", image)
-        write_png(root / "label" / f"{i}.png", label * 255)
-    return root / "image", root / "label"
+    return write_blob_pairs(root, count)
 
 
 def test_clean_pairs_give_a_table_and_no_findings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import blob_pair, write_png
+from conftest import write_blob_pairs
 
 from unetkit.cli import main
 
@@ -17,11 +16,7 @@ TINY = ["--width", "8", "--depth", "2", *TRAINING]  # a fine-tuned run takes its
 
 
 def pairs(root: Path, seed: int, count: int = 6) -> Path:
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        image, label = blob_pair(rng, 32)
-        write_png(root / "image" / f"{i}.png", image)
-        write_png(root / "label" / f"{i}.png", label * 255)
+    write_blob_pairs(root, count, seed=seed)
     return root
 
 

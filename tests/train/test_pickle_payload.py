@@ -6,11 +6,10 @@ import pickle
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import blob_pair, write_png
+from conftest import write_blob_pairs
 
 from unetkit.cli import main
 from unetkit.config import TrainConfig
@@ -39,11 +38,7 @@ def torch_pickle(path: Path, marker: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pickle")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        image, label = blob_pair(rng, 32)
-        write_png(root / "image" / f"{i}.png", image)
-        write_png(root / "label" / f"{i}.png", label * 255)
+    write_blob_pairs(root)
     config = replace(TrainConfig(), base_width=4, depth=2, patch_size=16, epochs=1, budget_s=None, device="cpu")
     train(root / "image", root / "label", root / "run", config, progress=False, say=lambda _: None)
     return root

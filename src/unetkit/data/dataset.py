@@ -143,7 +143,7 @@ def read_pairs(images: Path, labels: Path, skip_suffix: str | None = None) -> tu
         pages, label_palette = read_pair(image_file, label_file)
         pairs.extend(pages)
         palette = palette or label_palette
-    channels = {1 if p.image.array.ndim == 2 else p.image.array.shape[-1] for p in pairs}
+    channels = {p.image.channels for p in pairs}
     if len(channels) > 1:
         raise InputError(f"{images}: images have different channel counts {sorted(channels)}; save them all greyscale or all RGB")
     return pairs, palette

@@ -10,10 +10,12 @@ file, never as a library traceback.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import tifffile
@@ -37,6 +39,10 @@ class Page:
     path: Path
     index: int | None  # page number inside a stack, None for a single-page file
     array: np.ndarray  # (H, W) or (H, W, C)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.array.ndim == 2 else self.array.shape[-1]
 
     @property
     def name(self) -> str:
@@ -93,27 +99,35 @@ def _damaged(path: Path, errors: _LoggedErrors) -> InputError:
     return InputError(f"{path}: is damaged or cut short ({errors.messages[0][:200]}); re-export it")
 
 
-def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
-    """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha."""
+@contextmanager
+def _open_tiff(path: Path) -> Iterator[tuple[tifffile.TiffFile, _LoggedErrors]]:
+    """A TIFF with every page indexed (series detection loops forever on a circular IFD chain otherwise) and the
+    problems tifffile logs instead of raising (that is how damage shows) collected while it is open."""
     tifffile_log, errors = logging.getLogger("tifffile"), _LoggedErrors()
     tifffile_log.addHandler(errors)
     try:
         with tifffile.TiffFile(path) as tif:
-            len(tif.pages)  # index every page first: series detection loops forever on a circular IFD chain
-            series = tif.series
-            if errors.messages:  # damaged structure: refuse before decoding (a cut tiled file fills gigabytes of zeros)
-                raise _damaged(path, errors)
-            axes, shape = series[0].axes, series[0].shape
-            alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
-            _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
-            if len(series) > 1 and all((s.axes, s.shape, s.dtype) == (axes, shape, series[0].dtype) for s in series):
-                # Pages written one call at a time (a loop over TiffWriter.write) are one series each: one stack.
-                array = np.stack([s.asarray() for s in series])
-                axes, shape = "Q" + axes, (len(series), *shape)
-            else:
-                array = series[0].asarray()
+            len(tif.pages)
+            yield tif, errors
     finally:
         tifffile_log.removeHandler(errors)
+
+
+def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
+    """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha."""
+    with _open_tiff(path) as (tif, errors):
+        series = tif.series
+        if errors.messages:  # damaged structure: refuse before decoding (a cut tiled file fills gigabytes of zeros)
+            raise _damaged(path, errors)
+        axes, shape = series[0].axes, series[0].shape
+        alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
+        _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
+        if len(series) > 1 and all((s.axes, s.shape, s.dtype) == (axes, shape, series[0].dtype) for s in series):
+            # Pages written one call at a time (a loop over TiffWriter.write) are one series each: one stack.
+            array = np.stack([s.asarray() for s in series])
+            axes, shape = "Q" + axes, (len(series), *shape)
+        else:
+            array = series[0].asarray()
     if errors.messages:
         raise _damaged(path, errors)
     channel_axes = [i for i, axis in enumerate(axes) if axis in "SC"]
@@ -204,7 +218,7 @@ def declared_pixels(path: Path) -> int | None:
     (the reader reports that file properly later)."""
     try:
         if Path(path).suffix.lower() in TIFF_SUFFIXES:
-            with tifffile.TiffFile(path) as tif:
+            with _open_tiff(path) as (tif, _):
                 series = tif.series[0]
                 return int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
         with Image.open(path) as image:
@@ -234,11 +248,8 @@ def read_pages_lazily(path: Path) -> np.ndarray:
 def _memory_mapped_page(path: Path) -> np.ndarray | None:
     """The one grey page of an uncompressed TIFF, memory-mapped; None for anything else, which read_pages decodes
     (stacks, colour, compressed or tiled data) or reports (a damaged file: read_pages names what is wrong)."""
-    tifffile_log, errors = logging.getLogger("tifffile"), _LoggedErrors()
-    tifffile_log.addHandler(errors)
     try:
-        with tifffile.TiffFile(path) as tif:
-            len(tif.pages)  # index every page first: series detection loops forever on a circular IFD chain
+        with _open_tiff(path) as (tif, errors):
             series = tif.series
             if len(series) > 1 and all((s.shape, s.dtype) == (series[0].shape, series[0].dtype) for s in series):
                 return None  # pages written one at a time: a stack, as read_pages reads it, not its first page
@@ -250,8 +261,6 @@ def _memory_mapped_page(path: Path) -> np.ndarray | None:
         return np.memmap(path, dtype, "r", offset, shape, "C")
     except Exception:  # noqa: BLE001 - decoders raise anything on damaged files (seen: ZeroDivisionError, OverflowError)
         return None
-    finally:
-        tifffile_log.removeHandler(errors)
 
 
 def read_image_pages(path: Path) -> list[Page]:
@@ -286,6 +295,14 @@ def write_tiff(path: Path, array: np.ndarray) -> None:
     """
     photometric = "rgb" if array.ndim == 4 and array.shape[-1] == 3 else "minisblack"
     write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, photometric=photometric, compression="zlib"))
+
+
+def make_writable_folder(folder: Path) -> None:
+    """Create `folder` (and its parents) and write and delete a probe file in it; OSError if either fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def _read_umask() -> int:

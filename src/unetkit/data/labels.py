@@ -25,23 +25,23 @@ def _pack_colours(mask: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
-def _unpack_colours(codes: np.ndarray) -> np.ndarray:
+def unpack_colours(codes: np.ndarray) -> np.ndarray:
     return np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=-1).astype(np.uint8)
 
 
-def _is_colour(mask: np.ndarray) -> bool:
+def is_colour(mask: np.ndarray) -> bool:
     """An RGB mask whose channels differ somewhere (grey saved as RGB is not colour)."""
     return mask.ndim == 3 and not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2]))
 
 
-def _scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
+def scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
     """A mask as (H, W) int64 codes: colours packed (in a colour encoding), integral floats accepted."""
     if mask.ndim == 3:
         if mask.shape[-1] != 3:
             raise InputError(f"{source}: mask has {mask.shape[-1]} channels; save masks as greyscale, palette or RGB")
         if colour:
             return _pack_colours(mask)
-        if _is_colour(mask):  # its first channel alone would pass red (255, 0, 0) as grey 255
+        if is_colour(mask):  # its first channel alone would pass red (255, 0, 0) as grey 255
             raise InputError(f"{source}: colour mask, but the classes are grey values; save all masks the same way")
         mask = mask[..., 0]
     elif colour:
@@ -73,9 +73,9 @@ class LabelEncoding:
         if not masks:
             raise InputError("no masks given; point --labels to the folder with the masks")
         found: set[int] = set()
-        colour = any(_is_colour(mask) for _, mask in masks)
+        colour = any(is_colour(mask) for _, mask in masks)
         for name, mask in masks:
-            codes = _scalar_codes(mask, name, colour)
+            codes = scalar_codes(mask, name, colour)
             found.update(np.unique(codes).tolist())
             if len(found) > MAX_CLASSES:
                 raise InputError(
@@ -90,7 +90,7 @@ class LabelEncoding:
 
     def to_classes(self, mask: np.ndarray, source: str) -> np.ndarray:
         """A mask as (H, W) class indices; values outside the classes are an error naming the file."""
-        codes = _scalar_codes(mask, source, self.colour)
+        codes = scalar_codes(mask, source, self.colour)
         values = np.asarray(self.values, dtype=np.int64)
         classes = np.searchsorted(values, codes)
         classes = np.clip(classes, 0, len(values) - 1)
@@ -98,7 +98,7 @@ class LabelEncoding:
         if unknown.any():
             bad_codes = np.unique(codes[unknown])[:5]
             # as users wrote them, like the classes: colours as [r, g, b], not packed codes
-            bad = _unpack_colours(bad_codes).tolist() if self.colour else bad_codes.tolist()
+            bad = unpack_colours(bad_codes).tolist() if self.colour else bad_codes.tolist()
             raise InputError(
                 f"{source}: mask values {bad} are not among the classes {list(self.describe_values())}; "
                 "fix the mask or train with masks that contain these values"
@@ -112,7 +112,7 @@ class LabelEncoding:
         never passes through an int64 array of its size.
         """
         values = np.asarray(self.values, dtype=np.int64)
-        table = _unpack_colours(values) if self.colour else values.astype(self.output_dtype)  # K [x 3]
+        table = unpack_colours(values) if self.colour else values.astype(self.output_dtype)  # K [x 3]
         return table[classes]
 
     @property
@@ -123,7 +123,7 @@ class LabelEncoding:
     def describe_values(self) -> list[object]:
         """The class values as users wrote them: numbers, or [r, g, b] colours."""
         if self.colour:
-            return [_unpack_colours(np.asarray(v)).tolist() for v in self.values]
+            return [unpack_colours(np.asarray(v)).tolist() for v in self.values]
         if self.dtype == "bool":
             return [bool(v) for v in self.values]
         return list(self.values)

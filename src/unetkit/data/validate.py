@@ -20,9 +20,7 @@ from typing import Literal
 import numpy as np
 
 from unetkit.data.dataset import RawPair, match_files, read_pair
-from unetkit.data.labels import MAX_CLASSES, LabelEncoding
-from unetkit.data.labels import _is_colour as is_colour
-from unetkit.data.labels import _scalar_codes as scalar_codes
+from unetkit.data.labels import MAX_CLASSES, LabelEncoding, is_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
 
 MIN_SIDE = 8  # smaller images cannot pass even a shallow U-Net's poolings meaningfully
@@ -70,13 +68,9 @@ class CheckReport:
         return [f for f in self.findings if f.severity == "warning"]
 
 
-def _channels(array: np.ndarray) -> int:
-    return 1 if array.ndim == 2 else array.shape[-1]
-
-
 def _values_text(values: list[int], encoding_colour: bool) -> str:
     if encoding_colour:  # as users wrote them, like LabelEncoding's messages
-        shown = [str([(v >> 16) & 255, (v >> 8) & 255, v & 255]) for v in values[:6]]
+        shown = [str(unpack_colours(np.asarray(v)).tolist()) for v in values[:6]]
     else:
         shown = [str(v) for v in values[:6]]
     return ", ".join(shown) + (f", ... ({len(values)})" if len(values) > 6 else "")
@@ -88,7 +82,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     if not pairs:
         return report
     colour = classes.colour if classes is not None else any(is_colour(p.label.array) for p in pairs)
-    channel_counts = [_channels(p.image.array) for p in pairs]
+    channel_counts = [p.image.channels for p in pairs]
     usual_channels = in_channels or max(set(channel_counts), key=channel_counts.count)
     codes_per_mask: list[tuple[RawPair, np.ndarray, np.ndarray] | None] = []
     for pair, channels in zip(pairs, channel_counts):

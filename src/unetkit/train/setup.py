@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from unetkit.data.dataset import RawPair, TensorPairs, read_pairs, split_contiguous
+from unetkit.data.dataset import TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import CheckReport, inspect_pairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
@@ -21,10 +21,6 @@ class TrainingData:
     normalization: Normalization
     in_channels: int
     synthetic: TensorPairs | None = None  # generated pairs mixed into the training patches (train/synthetic_pairs.py)
-
-
-def _channels(pair: RawPair) -> int:
-    return 1 if pair.image.array.ndim == 2 else pair.image.array.shape[-1]
 
 
 def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callable[[str], None]) -> None:
@@ -64,7 +60,7 @@ def prepare_training_data(
     if encoding is None:
         encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette)
     if val_images is not None:  # checked against the training classes and channels (one class alone is fine here)
-        report = inspect_pairs(val_pairs, encoding, in_channels or _channels(train_pairs[0]))
+        report = inspect_pairs(val_pairs, encoding, in_channels or train_pairs[0].image.channels)
         _stop_on_errors(report, val_images, val_labels, say)
     norm = normalization
     if not isinstance(norm, Normalization):
@@ -74,5 +70,5 @@ def prepare_training_data(
         TensorPairs.build(val_pairs, encoding, norm),
         encoding,
         norm,
-        _channels(train_pairs[0]),
+        train_pairs[0].image.channels,
     )
