@@ -8,21 +8,25 @@ out its own validation block from them), predict sections 25-29 with
 `unetkit predict`, score them with `unetkit evaluate` (pixel error = fraction
 misclassified, membrane Dice, the challenge's thinned, foreground-restricted
 adapted Rand error of the masks and, as the challenge scored probability maps, at the
-best threshold; VI split/merge). Prints one table, draws
-benchmarks/budget.png (Rand error and pixel error against minutes), and
-appends the table with the command, machine and date to
-benchmarks/RESULTS.md. The full default run takes 2 x 37 minutes of training.
+best threshold; VI split/merge). Prints one table, appends it with the
+command, machine and date to benchmarks/RESULTS.md, and records its rows in
+benchmarks/budget.csv, where they replace the rows of the same recipe and
+budget (so a rerun of one recipe keeps the other's latest rows, each with its
+date). benchmarks/budget.png (Rand error and pixel error against minutes) draws
+every row of budget.csv. The full default run takes 2 x 37 minutes of training.
 --quick trains 10 s and 20 s on the default recipe only, writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from isbi_runs import SCORE_COLUMNS, append_results, format_table, machine, train_and_score
@@ -32,6 +36,29 @@ from unetkit.train.recipes import recipe
 
 HERE = Path(__file__).parent
 PLOT = HERE / "budget.png"
+ROWS = HERE / "budget.csv"
+
+
+def merge_rows(old: list[dict[str, str]], new: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The latest row of every (recipe, budget): `new` replaces `old` rows of the same pair; sorted by recipe
+    (in order of first appearance) and budget."""
+    latest = {(row["recipe"], row["budget_s"]): row for row in old + new}
+    recipes = list(dict.fromkeys(row["recipe"] for row in old + new))
+    return sorted(latest.values(), key=lambda row: (recipes.index(row["recipe"]), float(row["budget_s"])))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def plot(rows: list[dict[str, str]], path: Path) -> None:
@@ -46,9 +73,11 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
         mine = [row for row in rows if row["recipe"] == name]
         minutes = [float(row["budget_s"]) / 60 for row in mine]
         colour = f"C{index}"  # one colour per recipe in both panels; dashed = Rand at the best threshold
-        for axis, column, title, label in ((axes[0], "rand_err", "adapted Rand error", f"{name}: masks"),
+        dates = ", ".join(sorted({row.get("date", "")[:10] for row in mine} - {""}))
+        named = f"{name} ({dates})" if dates else name
+        for axis, column, title, label in ((axes[0], "rand_err", "adapted Rand error", f"{named}: masks"),
                                            (axes[0], "rand_thr", "adapted Rand error", f"{name}: best threshold"),
-                                           (axes[1], "pixel_err", "pixel error", name)):
+                                           (axes[1], "pixel_err", "pixel error", named)):
             style = "--" if column == "rand_thr" else "-"
             axis.plot(minutes, [float(row[column]) for row in mine], style, color=colour, marker="o", label=label)
             axis.set_title(title)
@@ -79,6 +108,7 @@ def main() -> None:
     header = ["recipe", "budget_s", *SCORE_COLUMNS]
     rows: list[dict[str, str]] = []
     started = time.monotonic()
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     for name in recipes:
         for budget_s in budgets:
             tag = f"{name}-{budget_s:.0f}s"
@@ -92,11 +122,13 @@ def main() -> None:
     print(table)
     print(f"\ntotal {total:.0f} s; {machine()}")
     if not args.quick:
-        plot(rows, PLOT)
+        recorded = merge_rows(read_rows(ROWS), [{"date": today, **row} for row in rows])
+        write_rows(ROWS, recorded)
+        plot(recorded, PLOT)
         append_results("Quality against training time on ISBI 2012 (issue 5)", [
             f"Total {total:.0f} s",
             "Train on sections 0-24, evaluate `unetkit predict`'s masks of 25-29 with `unetkit evaluate`; "
-            "plot: benchmarks/budget.png",
+            "plot: benchmarks/budget.png (the latest row of each recipe and budget, from benchmarks/budget.csv)",
         ], table)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -35,15 +35,25 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def train_and_score(config: TrainConfig, train_dir: Path, test_dir: Path, run_dir: Path, pred_dir: Path) -> dict[str, str]:
-    """Train on train_dir, predict test_dir's images, score them: the table's cells for this run."""
-    record = train(train_dir / "image", train_dir / "label", run_dir, config, progress=False, say=lambda _: None)
-    predict_paths(run_dir, [test_dir / "image"], pred_dir, write_probabilities=True, progress=False, say=lambda _: None)
+def train_and_score(
+    config: TrainConfig, train_dir: Path, test_dir: Path, run_dir: Path, pred_dir: Path, fixed: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Train on train_dir (the planner keeps the fields in `fixed`), predict test_dir's images, score them:
+    the table's cells for this run."""
+    train(train_dir / "image", train_dir / "label", run_dir, config, progress=False, say=lambda _: None, fixed=fixed)
+    return score_run(run_dir, test_dir, pred_dir)
+
+
+def score_run(run_dir: Path, test_dir: Path, pred_dir: Path, tta: bool = False) -> dict[str, str]:
+    """Predict test_dir's images with a trained run (`unetkit predict`, with or without --tta), score them."""
+    run = load_run(run_dir)
+    predict_paths(run_dir, [test_dir / "image"], pred_dir, tta=tta, write_probabilities=True, progress=False,
+                  say=lambda _: None)
     scores = evaluate_paths(pred_dir, test_dir / "label")
     swept = evaluate_probabilities(pred_dir, test_dir / "label", instances="threshold")["mean"]
     mean, membrane = scores["mean"], scores["classes"].index(0)
-    steps, seconds = record["progress"]["step"], record["progress"]["seconds"]
-    params = sum(p.numel() for p in load_run(run_dir).model.parameters()) / 1e6
+    steps, seconds = run.record["progress"]["step"], run.record["progress"]["seconds"]
+    params = sum(p.numel() for p in run.model.parameters()) / 1e6
     values = [f"{mean['pixel_error']:.4f}", f"{mean['dice'][membrane]:.4f}", f"{mean['rand_error']:.4f}", f"{swept['rand_error']:.4f}",
               f"{mean['vi_split']:.3f}", f"{mean['vi_merge']:.3f}", str(steps), f"{seconds / max(steps, 1):.2f}",
               f"{params:.2f}"]
