@@ -31,3 +31,10 @@ def test_new_rows_replace_the_same_recipe_and_budget_and_keep_the_rest(budget, t
     budget.write_rows(tmp_path / "rows.csv", merged)
     assert budget.read_rows(tmp_path / "rows.csv") == merged
     assert budget.read_rows(tmp_path / "missing.csv") == []
+
+
+def test_rows_with_a_newer_column_are_written_beside_older_rows(budget, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [row("d1", "seed", "120", "0.2"), {**row("d2", "default", "120", "0.07"), "rand_thr": "0.02"}]
+    budget.write_rows(tmp_path / "rows.csv", rows)
+    read = budget.read_rows(tmp_path / "rows.csv")
+    assert [r["rand_thr"] for r in read] == ["", "0.02"] and [r["pixel_err"] for r in read] == ["0.2", "0.07"]
