@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, append_results, format_table, machine, train_and_score
+from isbi_runs import SCORE_COLUMNS, finish, format_table, train_and_score
 from unetkit.config import parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
@@ -117,23 +116,15 @@ def main() -> None:
             cells = train_and_score(config, train_dir, test_dir, work / f"run-{tag}", work / f"pred-{tag}")
             rows.append({"recipe": name, "budget_s": f"{budget_s:.0f}", **cells})
             print(" | ".join(rows[-1].values()), flush=True)
-    table = format_table([header] + [list(row.values()) for row in rows])
-    total = time.monotonic() - started
-    print()
-    print(table)
-    print(f"\ntotal {total:.0f} s; {machine()}")
     if not args.quick:
         recorded = merge_rows(read_rows(ROWS), [{"date": today, **row} for row in rows])
         write_rows(ROWS, recorded)
         plot(recorded, PLOT)
-        append_results("Quality against training time on ISBI 2012 (issue 5)", [
-            f"Total {total:.0f} s",
-            "Train on sections 0-24, evaluate `unetkit predict`'s masks of 25-29 with `unetkit evaluate`; "
-            "plot: benchmarks/budget.png (the latest row of each recipe and budget, from benchmarks/budget.csv)",
-        ], table)
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-
+    finish(format_table([header] + [list(row.values()) for row in rows]), started,
+           "Quality against training time on ISBI 2012 (issue 5)",
+           ["Train on sections 0-24, evaluate `unetkit predict`'s masks of 25-29 with `unetkit evaluate`; "
+            "plot: benchmarks/budget.png (the latest row of each recipe and budget, from benchmarks/budget.csv)"],
+           not args.quick, work, bool(args.keep))
 
 if __name__ == "__main__":
     main()

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, append_results, format_table, machine, train_and_score
+from isbi_runs import SCORE_COLUMNS, finish, format_table, train_and_score
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
@@ -52,20 +51,10 @@ def main() -> None:
         cells = train_and_score(config, train_dir, test_dir, run_dir, pred_dir)
         rows.append([name, *cells.values()])
         print(" | ".join(rows[-1]), flush=True)
-    table = format_table(rows)
-    print()
-    print(table)
-    total = time.monotonic() - started
-    print(f"\nbudget {budget_s:.0f} s per model; total {total:.0f} s; {machine()}")
-    if not args.quick:
-        append_results("Equal-budget comparison on ISBI 2012 (issue 4)", [
-            f"Total {total:.0f} s",
-            f"Train on sections 0-24 ({budget_s:.0f} s each, validation included), evaluate on 25-29 (pixel error, "
-            "membrane Dice, foreground-restricted adapted Rand error, VI split/merge in bits).",
-        ], table)
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-
+    finish(format_table(rows), started, "Equal-budget comparison on ISBI 2012 (issue 4)",
+           [f"Train on sections 0-24 ({budget_s:.0f} s each, validation included), evaluate on 25-29 (pixel error, "
+            "membrane Dice, foreground-restricted adapted Rand error, VI split/merge in bits)."],
+           not args.quick, work, bool(args.keep), scope=f"budget {budget_s:.0f} s per model; ")
 
 if __name__ == "__main__":
     main()

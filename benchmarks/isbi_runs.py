@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,3 +78,17 @@ def append_results(title: str, details: list[str], body: str) -> None:
     with open(RESULTS, "a") as handle:
         handle.write(f"\n## {title}\n\nCommand: `{' '.join(['.venv/bin/python', *sys.argv])}`\n\n"
                      + "\n".join(bullets) + f"\n\n```\n{body}\n```\n")
+
+
+def finish(table: str, started: float, title: str, details: list[str], record: bool, work: Path, keep_work: bool,
+           scope: str = "") -> None:
+    """The end every ISBI benchmark shares: print the table, the time and the machine; when `record`, append them
+    to RESULTS.md under `title`; remove the work folder unless the user asked to keep it."""
+    total = time.monotonic() - started
+    print()
+    print(table)
+    print(f"\n{scope}total {total:.0f} s; {machine()}")
+    if record:
+        append_results(title, [f"Total {total:.0f} s", *details], table)
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)

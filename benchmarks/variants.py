@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, append_results, format_table, machine, score_run, train_and_score
+from isbi_runs import SCORE_COLUMNS, finish, format_table, score_run, train_and_score
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
@@ -70,19 +69,9 @@ def main() -> None:
             cells = score_run(run_dir, test_dir, work / f"pred-{name}-tta", tta=True)
             rows.append([name, "yes", *cells.values(), described])
             print(" | ".join(rows[-1]), flush=True)
-    table = format_table([header] + rows)
-    total = time.monotonic() - started
-    print()
-    print(table)
-    print(f"\ntotal {total:.0f} s; {machine()}")
-    if not args.quick:
-        append_results(f"Variants of the planned default at {args.budget} on ISBI 2012 (issue 5)", [
-            f"Total {total:.0f} s",
-            "Train on sections 0-24 with the fields in `fixed` set and the rest planned, evaluate 25-29 as budget.py does",
-        ], table)
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-
+    finish(format_table([header] + rows), started, f"Variants of the planned default at {args.budget} on ISBI 2012 (issue 5)",
+           ["Train on sections 0-24 with the fields in `fixed` set and the rest planned, evaluate 25-29 as budget.py does"],
+           not args.quick, work, bool(args.keep))
 
 if __name__ == "__main__":
     main()
