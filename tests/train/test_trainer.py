@@ -242,3 +242,39 @@ def test_with_ema_the_saved_weights_are_the_average_not_the_last_step(toy_data: 
     for name, value in saved.items():
         torch.testing.assert_close(value, state[f"ema.module.{name}"])
     assert any(not torch.equal(value, state[f"model.{name}"]) for name, value in saved.items() if value.is_floating_point())
+
+
+def test_the_last_line_says_which_weights_were_kept_and_how_they_scored(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    lines: list[str] = []
+    record = train(images, labels, tmp_path / "run", replace(TINY, epochs=3), progress=False, say=lines.append)
+    rows = log_rows(tmp_path / "run")
+    kept = next(row for row in reversed(rows) if row["best"] == "yes")
+    assert lines[-1].startswith(f"finished: {rows[-1]['step']} steps in ")
+    assert f"epoch {kept['epoch']} (step {kept['step']}" in lines[-1]
+    assert f"pixel error {float(kept['val_pixel_error']):.4f}" in lines[-1]
+    assert "budget" not in lines[-1]  # stopped by epochs
+
+    lines.clear()
+    resume(tmp_path / "run", epochs=4, progress=False, say=lines.append)
+    assert lines[-1].startswith(f"finished: {log_rows(tmp_path / 'run')[-1]['step']} steps in ")
+    assert record["metrics"]["best"]["selected_by"] == "val_dice"
+
+
+def test_the_last_line_of_a_seed_run_names_the_training_loss_it_kept(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    lines: list[str] = []
+    config = replace(TINY, select_by="train_loss", single_logit=True, loss="bce", epochs=None, budget_s=2.0)
+    record = train(images, labels, tmp_path / "run", config, progress=False, say=lines.append)
+    assert f"lowest training loss ({record['metrics']['best']['train_loss']:.4f}" in lines[-1]
+    assert "of a 2 s budget" in lines[-1]
+
+
+def test_the_last_line_names_the_kept_weights_not_the_last_ones() -> None:
+    from unetkit.train.start import describe_result
+
+    best = {"epoch": 2, "step": 40, "val_dice": 0.9, "val_pixel_error": 0.0512, "selected_by": "val_dice"}
+    last = {"epoch": 5, "step": 100, "val_dice": 0.8, "val_pixel_error": 0.0999}
+    line = describe_result({"progress": {"step": 100, "seconds": 59.6}, "metrics": {"best": best, "last": last}}, 60.0)
+    assert line.startswith("finished: 100 steps in 60 s of a 60 s budget")
+    assert "epoch 2 (step 40" in line and "0.0512" in line and "0.0999" not in line

@@ -147,7 +147,25 @@ def train(
             say(f"  {reason}")
     trainer.run()
     _report_alignment(trainer.record, say)
+    say(describe_result(trainer.record, config.budget_s))
     return trainer.record
+
+
+def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
+    """One line on what the run did and which weights it kept: what a user reads last, and compares runs by."""
+    progress = record.get("progress") or {}
+    best = (record.get("metrics") or {}).get("best") or {}
+    spent = f"{progress.get('step', 0)} steps in {progress.get('seconds', 0.0):.0f} s"
+    if budget_s:
+        spent += f" of a {budget_s:.0f} s budget"
+    if best.get("selected_by") == "train_loss":
+        kept = f"kept the weights of the lowest training loss ({best['train_loss']:.4f}, epoch {best['epoch']})"
+    elif "val_dice" in best:
+        kept = (f"kept the weights of epoch {best['epoch']} (step {best['step']}, log.csv): validation Dice "
+                f"{best['val_dice']:.3f}, pixel error {best['val_pixel_error']:.4f}")
+    else:
+        kept = "no weights kept yet"
+    return f"finished: {spent}; {kept}"
 
 
 def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> None:
@@ -200,4 +218,5 @@ def resume(
     trainer.record["status"] = "training"
     trainer.run()
     _report_alignment(trainer.record, say)
+    say(describe_result(trainer.record, config.budget_s))
     return trainer.record
