@@ -14,7 +14,7 @@ from unetkit.config import TrainConfig
 from unetkit.errors import InputError
 from unetkit.train import trainer as trainer_module
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, load_tensors
-from unetkit.train.start import resume, train
+from unetkit.train.start import describe_result, resume, train
 
 TINY = TrainConfig(
     base_width=8, depth=2, lr=1e-2, batch_size=2, patch_size=None, epochs=4, budget_s=None,
@@ -247,7 +247,7 @@ def test_with_ema_the_saved_weights_are_the_average_not_the_last_step(toy_data: 
 def test_the_last_line_says_which_weights_were_kept_and_how_they_scored(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     images, labels = toy_data
     lines: list[str] = []
-    record = train(images, labels, tmp_path / "run", replace(TINY, epochs=3), progress=False, say=lines.append)
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=3), progress=False, say=lines.append)
     rows = log_rows(tmp_path / "run")
     kept = next(row for row in reversed(rows) if row["best"] == "yes")
     assert lines[-1].startswith(f"finished: {rows[-1]['step']} steps in ")
@@ -258,7 +258,6 @@ def test_the_last_line_says_which_weights_were_kept_and_how_they_scored(toy_data
     lines.clear()
     resume(tmp_path / "run", epochs=4, progress=False, say=lines.append)
     assert lines[-1].startswith(f"finished: {log_rows(tmp_path / 'run')[-1]['step']} steps in ")
-    assert record["metrics"]["best"]["selected_by"] == "val_dice"
 
 
 def test_the_last_line_of_a_seed_run_names_the_training_loss_it_kept(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
@@ -271,8 +270,6 @@ def test_the_last_line_of_a_seed_run_names_the_training_loss_it_kept(toy_data: t
 
 
 def test_the_last_line_names_the_kept_weights_not_the_last_ones() -> None:
-    from unetkit.train.start import describe_result
-
     best = {"epoch": 2, "step": 40, "val_dice": 0.9, "val_pixel_error": 0.0512, "selected_by": "val_dice"}
     last = {"epoch": 5, "step": 100, "val_dice": 0.8, "val_pixel_error": 0.0999}
     line = describe_result({"progress": {"step": 100, "seconds": 59.6}, "metrics": {"best": best, "last": last}}, 60.0)
