@@ -84,3 +84,15 @@ def test_bf16_and_fp32_runs_of_20_steps_reach_similar_losses(toy_data: tuple[Pat
     assert fp32[0] == pytest.approx(bf16[0], rel=0.05)  # same weights, same batch: only rounding differs
     assert bf16[-1] < bf16[0] * 0.8  # bf16 learns
     assert abs(sum(bf16[-5:]) - sum(fp32[-5:])) / sum(fp32[-5:]) < 0.25
+
+
+def test_a_gpu_that_only_emulates_bf16_computes_in_fp16_with_a_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pre-Ampere GPUs (T4, V100) emulate bf16 slowly: auto must pick fp16 there, and bf16 must be refused."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    gpu = torch.device("cuda")
+    assert engine.autocast_dtype(gpu, "auto") == torch.float16
+    assert engine.needs_grad_scaler(engine.autocast_dtype(gpu, "auto"), gpu)
+    with pytest.raises(InputError, match="bfloat16"):
+        engine.autocast_dtype(gpu, "bf16")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # Ampere and later
+    assert engine.autocast_dtype(gpu, "auto") == torch.bfloat16

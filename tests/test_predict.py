@@ -194,3 +194,15 @@ def test_the_default_window_is_one_pass_when_it_fits_and_equal_pieces_when_not()
     halo = context_halo(model)
     assert (window + 2 * halo) ** 2 * 64 * 40 <= 0.25 * (8 << 30)  # a window with its halo fits the budget
     assert default_window(model, None, 2048, 2048, available=2 << 30) < window  # less memory, smaller windows
+
+
+def test_windows_on_a_gpu_are_planned_with_the_gpu_memory_not_the_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetkit import predict
+
+    monkeypatch.setattr(predict, "available_memory_bytes", lambda: 64 << 30)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 << 30, 16 << 30))
+    assert predict.memory_for_windows(torch.device("cpu")) == 64 << 30
+    assert predict.memory_for_windows(torch.device("cuda")) == 2 << 30
+    model = build_model("unet", in_channels=1, num_classes=2, base_width=32, depth=4)
+    host, gpu = (default_window(model, torch.bfloat16, 4096, 4096, available=memory) for memory in (64 << 30, 2 << 30))
+    assert host == 4096 and gpu < 4096  # a whole-image pass from host memory would not fit a 2 GiB GPU

@@ -32,7 +32,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, help="folder of images (paired with masks by file stem) or one multi-page TIFF")
     p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF; their values become the classes")
     p.add_argument("--out", type=Path, help="new run folder to write (weights, run.json, log.csv, curves.png)")
-    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last epoch")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last epoch (with --epochs, --budget as the new total, --device, --precision)")
     p.add_argument("--from", type=Path, dest="start_from", metavar="RUN",
                    help="fine-tune a trained run on new pairs: its network, weights, classes and normalisation are kept")
     p.add_argument("--val-images", type=Path, help="validation images (default: hold out the last block of the training images)")
@@ -174,6 +174,11 @@ def _pair_arguments(args: argparse.Namespace, command: str) -> tuple[Path, Path]
     return args.images, args.labels
 
 
+# What `train --resume` takes besides the run: when to stop, where and how to compute (the rest is the run's).
+RESUME_FLAGS = frozenset({"command", "resume", "epochs", "budget", "device", "precision", "quiet"})
+_PARSER_DEFAULTS = {"recipe": "default"}
+
+
 def _run_train(args: argparse.Namespace) -> None:
     from unetkit.train.recipes import recipe
     from unetkit.train.start import resume, train
@@ -182,7 +187,13 @@ def _run_train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.out or args.images or args.data:
             raise InputError("--resume RUN continues a run on its own data; drop --out, --images/--labels and DATA")
-        resume(args.resume, epochs=args.epochs, budget_s=budget, progress=not args.quiet)
+        ignored = sorted(f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                         if name not in RESUME_FLAGS and value not in (None, False) and _PARSER_DEFAULTS.get(name) != value)
+        if ignored:
+            raise InputError(f"--resume RUN continues a run as it was set up; drop {', '.join(ignored)} "
+                             "(only --epochs, --budget, --device, --precision and --quiet apply)")
+        resume(args.resume, epochs=args.epochs, budget_s=budget, progress=not args.quiet, device=args.device,
+               precision=args.precision)
         return
     args.images, args.labels = _pair_arguments(args, "train")
     if not args.out:
@@ -211,7 +222,7 @@ def _run_check(args: argparse.Namespace) -> None:
     from unetkit.run import load_run
 
     images, labels = _pair_arguments(args, "check")
-    run = load_run(args.run) if args.run else None
+    run = load_run(args.run, precision="fp32") if args.run else None  # read for its classes and channels only
     report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None)
     print(format_report(report))
     if report.errors:

@@ -64,6 +64,9 @@ class TrainConfig:
             raise InputError(f"--synthetic-fraction {self.synthetic_fraction}: must be in [0, 1) (and --synthetic-count >= 1)")
         if not 0.0 <= self.ema < 1.0:
             raise InputError(f"--ema {self.ema}: must be in [0, 1), e.g. 0.995 (0 turns it off)")
+        if self.ema and self.select_by == "train_loss":
+            raise InputError(f"--ema {self.ema}: recipe {self.recipe} keeps the weights of its lowest training loss, not an "
+                             "average; drop --ema or choose another recipe")
         if self.lr <= 0:
             raise InputError(f"--lr {self.lr}: must be positive")
         for name, value, allowed in [

@@ -103,9 +103,10 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if device.type == "cuda":
         if precision == "fp16":
             return torch.float16
-        if precision == "bf16" and not torch.cuda.is_bf16_supported():
-            raise InputError("--precision bf16: this GPU has no bfloat16 support; use --precision fp16 or auto")
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        native = torch.cuda.is_bf16_supported(including_emulation=False)  # emulated bf16 (pre-Ampere) is slow
+        if precision == "bf16" and not native:
+            raise InputError("--precision bf16: this GPU has no native bfloat16 support; use --precision fp16 or auto")
+        return torch.bfloat16 if native else torch.float16
     if precision == "fp16":
         raise InputError("--precision fp16: float16 training is for GPUs; on a CPU use bf16, fp32 or auto")
     support = cpu_bf16_support()

@@ -121,6 +121,14 @@ def context_halo(model: torch.nn.Module) -> int | None:
     return -(-(config.receptive_field // 2) // align) * align + align
 
 
+def memory_for_windows(device: torch.device) -> int:
+    """Bytes a window may plan with: the host's free memory, and on a GPU no more than the GPU has free."""
+    host = available_memory_bytes()
+    if device.type == "cuda":
+        return min(host, int(torch.cuda.mem_get_info(device)[0]))
+    return host
+
+
 def default_window(
     model: torch.nn.Module, amp_dtype: torch.dtype | None, height: int, width: int, classes: int = 2,
     available: int | None = None,

@@ -24,7 +24,7 @@ from unetkit.data.io import declared_pixels, list_image_files, make_writable_fol
 from unetkit.devices import resolve_device
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
-from unetkit.predict import context_halo, default_window, mirrored_crop, predict_rows
+from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
 from unetkit.run import Run, load_run
 
 OUTPUT_MARKER = ".unetkit-predictions"
@@ -94,7 +94,8 @@ def predict_page(
         tile = run.config.tile
         halo = context_halo(run.model)
         if not hasattr(run.model, "margin") and halo is not None:
-            tile = default_window(run.model, run.amp_dtype, height, width, run.encoding.num_classes)
+            tile = default_window(run.model, run.amp_dtype, height, width, run.encoding.num_classes,
+                                  memory_for_windows(device))
             overlap = 0.0  # the halo gives every window its full context: no seams to blend away
     if mask is None:
         mask = np.empty((height, width, 3) if run.encoding.colour else (height, width), dtype=run.encoding.output_dtype)

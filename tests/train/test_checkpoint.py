@@ -89,3 +89,19 @@ def test_resume_state_restores_model_optimizer_and_rng(tmp_path: Path) -> None:
         o.step()
     for a, b in zip(model.parameters(), restored.parameters()):
         assert torch.equal(a, b)
+
+
+def test_resume_state_keeps_the_fp16_loss_scale(tmp_path: Path) -> None:
+    """A GPU fp16 run's scale has shrunk after overflows; a resume restarting at 2**16 would skip steps again."""
+    model = tiny()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    scaler.scale(torch.tensor(1.0))  # the scale exists once a loss was scaled
+    scaler.update(new_scale=512.0)
+    save_resume_state(tmp_path, model, optimizer, {}, {"step": 1}, scaler=scaler)
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    load_resume_state(tmp_path, tiny(), torch.optim.AdamW(tiny().parameters(), lr=1e-3), scaler=fresh)
+    assert fresh.get_scale() == 512.0
+    off = torch.amp.GradScaler("cpu", enabled=False)  # bf16 and fp32 runs have no scale to keep
+    save_resume_state(tmp_path, model, optimizer, {}, {"step": 1}, scaler=off)
+    load_resume_state(tmp_path, tiny(), torch.optim.AdamW(tiny().parameters(), lr=1e-3), scaler=off)

@@ -52,3 +52,49 @@ def test_from_with_another_network_asked_for_is_refused(tmp_path: Path, capsys: 
     assert main(["train", str(data), "--out", str(tmp_path / "run"), "--from", str(tmp_path / "base"), "--epochs", "1", *wider]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--width" in err[0] and "base" in err[0], err
+
+
+def test_from_a_seed_run_trains_its_sigmoid_output_with_its_own_loss(tmp_path: Path) -> None:
+    """The seed recipe's network has one sigmoid output: a fine-tuned run keeps bce, not the default recipe's loss."""
+    data = pairs(tmp_path / "a", 0)
+    seed = ["--recipe", "seed", "--patch-size", "32", "--batch-size", "4", "--device", "cpu", "--quiet"]
+    assert main(["train", str(data), "--out", str(tmp_path / "base"), "--epochs", "1", "--width", "8", "--depth", "2", *seed]) == 0
+    assert main(["train", str(data), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
+                 "--budget", "20s", *TRAINING]) == 0
+    tuned = json.loads((tmp_path / "tuned" / "run.json").read_text())
+    assert tuned["config"]["loss"] == "bce" and tuned["model"]["options"]["num_classes"] == 1
+
+
+def test_a_loss_the_outputs_cannot_feed_is_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = pairs(tmp_path / "a", 0)
+    for argv, needle in [(["--loss", "bce", *TINY], "--loss bce"),
+                         (["--recipe", "seed", "--loss", "ce", "--device", "cpu", "--quiet"], "--loss ce")]:
+        out = tmp_path / f"run{len(needle)}"
+        assert main(["train", str(data), "--out", str(out), "--epochs", "1", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+        assert not out.exists()  # refused before the run folder was made
+
+
+def test_from_with_another_upsampling_names_the_flag_that_exists(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = pairs(tmp_path / "a", 0)
+    assert main(["train", str(data), "--out", str(tmp_path / "base"), "--epochs", "1", *TINY]) == 0
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--from", str(tmp_path / "base"), "--epochs", "1",
+                 "--upsampling", "transposed", *TRAINING]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "drop --upsampling" in err[0], err
+
+
+def test_from_and_check_read_a_run_that_computed_in_a_precision_this_machine_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A run trained with fp16 on a GPU is still a base for fine-tuning and checking on a CPU."""
+    data = pairs(tmp_path / "a", 0)
+    assert main(["train", str(data), "--out", str(tmp_path / "base"), "--epochs", "1", *TINY]) == 0
+    record_path = tmp_path / "base" / "run.json"
+    record = json.loads(record_path.read_text())
+    record["config"]["precision"] = "fp16"  # what a GPU run records
+    record_path.write_text(json.dumps(record))
+    assert main(["check", str(data), "--run", str(tmp_path / "base")]) == 0
+    assert main(["train", str(data), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
+                 "--epochs", "1", *TRAINING]) == 0

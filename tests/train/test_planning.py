@@ -129,6 +129,16 @@ def test_object_scale_is_the_size_of_the_typical_region() -> None:
     assert object_scale([label]) == pytest.approx(expected, rel=0.02)
 
 
+def test_object_scale_of_sparse_nuclei_is_a_nucleus_not_the_background() -> None:
+    label = np.zeros((256, 256), np.uint8)
+    rows, cols = np.mgrid[:256, :256]
+    for y in range(32, 256, 64):
+        for x in range(32, 256, 64):
+            label[(rows - y) ** 2 + (cols - x) ** 2 <= 8**2] = 1  # 16 discs 17 px across, 3.5 % of the pixels
+    assert object_scale([label]) == pytest.approx(2 * np.sqrt((label == 1).sum() / 16 / np.pi), rel=0.02)
+    assert object_scale([np.zeros((64, 64), np.uint8)]) == pytest.approx(2 * np.sqrt(64 * 64 / np.pi))  # nothing else
+
+
 def test_the_probe_measures_a_positive_rate_quickly() -> None:
     rate, seconds = measure_training_rate(torch.device("cpu"), None, True, patch=32, batch=2)
     assert rate > 1e8  # any CPU does a hundred million multiply-adds a second

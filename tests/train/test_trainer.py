@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -275,3 +276,48 @@ def test_the_last_line_names_the_kept_weights_not_the_last_ones() -> None:
     line = describe_result({"progress": {"step": 100, "seconds": 59.6}, "metrics": {"best": best, "last": last}}, 60.0)
     assert line.startswith("finished: 100 steps in 60 s of a 60 s budget")
     assert "epoch 2 (step 40" in line and "0.0512" in line and "0.0999" not in line
+
+
+def test_a_budget_spent_before_the_first_step_is_an_error_not_a_finished_run(
+    toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from unetkit.cli import main
+
+    images, labels = toy_data
+    argv = ["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"), "--device", "cpu",
+            "--quiet", "--budget", "0.01s"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--budget" in err[0] and "--resume" in err[0], err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--budget", "20s", "--quiet"]) == 0  # the advice works
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_ema_with_the_seed_rule_is_refused() -> None:
+    with pytest.raises(InputError, match="--ema"):
+        replace(TINY, select_by="train_loss", ema=0.99)
+
+
+def test_resume_takes_where_and_how_to_compute_and_refuses_what_it_would_ignore(
+    toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from unetkit.cli import main
+
+    images, labels = toy_data
+    run = tmp_path / "run"
+    train(images, labels, run, replace(TINY, epochs=1), progress=False, say=lambda _: None)
+    record_path = run / "run.json"
+    record = json.loads(record_path.read_text())
+    record["config"]["device"] = "cuda"  # a run started on a GPU machine, continued on this CPU
+    record["progress"]["seconds"] = 30.0
+    record_path.write_text(json.dumps(record))
+    for argv, needle in [(["--lr", "0.1"], "drop --lr"), (["--recipe", "seed"], "drop --recipe"),
+                         (["--no-align"], "drop --no-align"), (["--budget", "10s"], "new total")]:
+        assert main(["train", "--resume", str(run), "--quiet", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--device", "cpu", "--precision", "fp32", "--quiet"]) == 0
+    config = json.loads(record_path.read_text())["config"]
+    assert (config["device"], config["precision"], config["epochs"]) == ("cpu", "fp32", 2)
+    assert len(log_rows(run)) == 2

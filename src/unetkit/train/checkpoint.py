@@ -110,8 +110,10 @@ def save_resume_state(
     rng: dict[str, torch.Tensor],
     counters: dict[str, Any],
     ema: torch.nn.Module | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
-    """Everything needed to continue: weights, optimiser, RNG states, counters and the weight average, in one atomic file."""
+    """Everything needed to continue: weights, optimiser, RNG states, counters, the weight average and the fp16
+    loss scale (a fresh scale would overflow the first steps after a resume), in one atomic file."""
     folder = Path(run_dir) / RESUME_DIR
     folder.mkdir(exist_ok=True)
     optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
@@ -120,13 +122,15 @@ def save_resume_state(
     tensors.update({f"rng.{k}": v for k, v in rng.items()})
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    save_tensors(folder / RESUME_FILE, tensors, {"counters": counters, "optimizer": optim_info})
+    scale = scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
+    save_tensors(folder / RESUME_FILE, tensors, {"counters": counters, "optimizer": optim_info, "grad_scaler": scale})
 
 
 def load_resume_state(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None = None
+    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Restore model, optimiser (and weight average) in place; return the RNG states and the counters."""
+    """Restore model, optimiser (weight average, loss scale) in place; return the RNG states and the counters."""
     path = Path(run_dir) / RESUME_DIR / RESUME_FILE
     if not path.is_file():
         raise InputError(f"{run_dir}: has no resume state ({RESUME_DIR}/{RESUME_FILE}); it stopped before its first epoch ended")
@@ -138,5 +142,7 @@ def load_resume_state(
         if not averaged:
             raise InputError(f"{path}: holds no weight average but the run uses --ema; resume with the run's own settings")
         ema.load_state_dict(averaged)
+    if scaler is not None and scaler.is_enabled() and metadata.get("grad_scaler"):
+        scaler.load_state_dict(metadata["grad_scaler"])
     rng = {k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")}
     return rng, metadata["counters"]

@@ -62,20 +62,26 @@ def object_scale(labels: list[np.ndarray]) -> float:
 
     Weighting regions by area makes it the size of the structures most pixels
     belong to (cells, not the specks of noise in a mask); for EM membrane maps
-    it is the size of a cell's interior.
+    it is the size of a cell's interior. A region covering over half of its
+    image is the surround, not an object (the background of sparse nuclei),
+    and is left out unless nothing else is there.
     """
-    diameters, areas = [], []
+    diameters, areas, shares = [], [], []
     for label in labels:
         for value in np.unique(label):
             components, count = ndimage.label(label == value)
             if count == 0:
                 continue
             sizes = np.bincount(components.ravel())[1:]
+            shares.append(sizes / label.size)
             diameters.append(2 * np.sqrt(sizes / np.pi))
             areas.append(sizes)
     if not diameters:
         return 1.0
-    diameter, area = np.concatenate(diameters), np.concatenate(areas)
+    diameter, area, share = np.concatenate(diameters), np.concatenate(areas), np.concatenate(shares)
+    objects = share <= 0.5
+    if objects.any():
+        diameter, area = diameter[objects], area[objects]
     order = np.argsort(diameter)
     cumulative = np.cumsum(area[order])
     return float(diameter[order][np.searchsorted(cumulative, cumulative[-1] / 2)])

@@ -74,6 +74,18 @@ def _add_synthetic_pairs(config: TrainConfig, data: TrainingData, say: Callable[
 
 # What a fine-tuned run keeps of the run it starts from: the network must be the same to take its weights.
 ARCHITECTURE_FIELDS = ("model", "base_width", "depth", "bilinear", "align_corners", "single_logit", "normalization")
+FLAG_OF = {"base_width": "--width", "bilinear": "--upsampling"}  # TrainConfig fields whose flag has another name
+MULTI_OUTPUT_LOSSES = ("ce", "ce+dice", "weighted-ce")  # softmax over one output per class
+
+
+def check_loss_fits_outputs(config: TrainConfig) -> None:
+    """Refuse a loss the network's outputs cannot feed, before any data is read (else the first step fails)."""
+    if config.loss == "bce" and not config.single_logit:
+        raise InputError(f"--loss bce: trains one sigmoid output, but recipe {config.recipe}'s network has one output per "
+                         "class; use --loss ce or ce+dice (or --recipe seed for the sigmoid network)")
+    if config.single_logit and config.loss in MULTI_OUTPUT_LOSSES:
+        raise InputError(f"--loss {config.loss}: needs one output per class, but this network has one sigmoid output "
+                         f"(recipe {config.recipe}); use --loss bce or dice")
 
 
 def train(
@@ -104,10 +116,14 @@ def train(
     if start_from is not None:
         clashing = sorted(set(fixed) & set(ARCHITECTURE_FIELDS))
         if clashing:
-            flags = ", ".join("--width" if name == "base_width" else f"--{name.replace('_', '-')}" for name in clashing)
+            flags = ", ".join(FLAG_OF.get(name, f"--{name.replace('_', '-')}") for name in clashing)
             raise InputError(f"--from {start_from}: keeps that run's network; drop {flags} (or train a new run without --from)")
-        base = load_run(start_from)
-        config = replace(config, plan=False, **{name: getattr(base.config, name) for name in ARCHITECTURE_FIELDS})
+        base = load_run(start_from, precision="fp32")  # read for its weights only: the new run computes as it is told
+        kept = {name: getattr(base.config, name) for name in ARCHITECTURE_FIELDS}
+        if "loss" not in fixed:  # the loss the network's outputs were trained for, unless one is given
+            kept["loss"] = base.config.loss
+        config = replace(config, plan=False, **kept)
+    check_loss_fits_outputs(config)
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
                                  base.normalization if base else config.normalization, base.encoding if base else None,
                                  say=say, in_channels=base.model_options["in_channels"] if base else None)
@@ -190,14 +206,22 @@ def resume(
     budget_s: float | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    device: str | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    """Continue a run from its last saved epoch, on the same data; `epochs`/`budget_s` may extend it."""
+    """Continue a run from its last saved epoch, on the same data; `epochs`/`budget_s` may extend it (the budget
+    is the run's new total, time already spent included); `device`/`precision` move it (e.g. a GPU run to a CPU)."""
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
     config = TrainConfig.from_json(record["config"])
     if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
         config = replace(config, epochs=epochs, budget_s=budget_s)
-        record["config"] = config.to_json()
+    spent = float((record.get("progress") or {}).get("seconds", 0.0))
+    if budget_s is not None and budget_s <= spent:
+        raise InputError(f"--budget {budget_s:.0f}s: {run_dir} has already trained {spent:.0f} s and a resumed run's budget "
+                         f"is its new total; give more than {spent:.0f} s (e.g. --budget {int(spent + 300)}s)")
+    config = config.with_overrides(device=device, precision=precision)
+    record["config"] = config.to_json()
     paths = record["data"]  # the classes and the normalisation are the run's, not re-derived
     data = prepare_training_data(
         Path(paths["images"]), Path(paths["labels"]),
@@ -214,7 +238,7 @@ def resume(
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
         if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
-            trainer.start_from(load_run(Path(record["start_from"])))
+            trainer.start_from(load_run(Path(record["start_from"]), precision="fp32"))
     trainer.record["status"] = "training"
     trainer.run()
     _report_alignment(trainer.record, say)

@@ -158,7 +158,7 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from RUN/last: weights, optimiser, RNG states, counters and the log so far."""
-        rng, counters = load_resume_state(self.run_dir, self.model, self.optimizer, self.ema)
+        rng, counters = load_resume_state(self.run_dir, self.model, self.optimizer, self.ema, self._scaler)
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["sampler"])
         self.counters = Counters(**counters)
@@ -176,7 +176,7 @@ class Trainer:
 
     def _save_state(self) -> None:
         rng = {"torch": torch.get_rng_state(), "sampler": self.generator.get_state()}
-        save_resume_state(self.run_dir, self.model, self.optimizer, rng, vars(self.counters), self.ema)
+        save_resume_state(self.run_dir, self.model, self.optimizer, rng, vars(self.counters), self.ema, self._scaler)
 
     # --- schedule and stopping ---------------------------------------------------
 
@@ -310,6 +310,11 @@ class Trainer:
             raise
         bar.close()
         self.counters.elapsed_s = elapsed()
+        if not (self.run_dir / WEIGHTS_FILE).is_file() and config.budget_s:  # no round ended: nothing can predict
+            raise InputError(
+                f"{self.run_dir}: the {config.budget_s:.0f} s budget ran out before training could start ({elapsed():.0f} s "
+                f"went to reading, checking and planning); give a larger --budget, or continue this run with "
+                f"`unetkit train --resume {self.run_dir} --budget 5m`")
         self._set_status("finished")
         return self.record.get("metrics", {})
 
