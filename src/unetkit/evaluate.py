@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.data.dataset import read_pairs
+from unetkit.data.dataset import label_stem, read_pairs
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.io import list_image_files, read_pages
@@ -51,7 +51,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
 
     With two classes one of which is `boundary_value`, the challenge scores are added.
     """
-    pairs, palette = read_pairs(pred, labels, skip_suffix=PROB_SUFFIX)  # `predict --prob` writes NAME_prob.tif beside
+    pairs, palette = read_pairs(pred, labels, skip_suffix=PROB_SUFFIX, images_are_masks=True)  # `predict --prob` writes NAME_prob.tif beside
     masks = [(p.image.name, p.image.array) for p in pairs] + [(p.label.name, p.label.array) for p in pairs]
     encoding = LabelEncoding.from_masks(masks, palette)
     boundary = None
@@ -85,7 +85,12 @@ def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, 
     probs = {f.stem.removesuffix(PROB_SUFFIX): f for f in list_image_files(pred) if f.stem.endswith(PROB_SUFFIX)}
     if not probs:
         raise InputError(f"{pred}: holds no NAME{PROB_SUFFIX}.tif files; write them with unetkit predict --prob")
-    truths = {f.stem: f for f in list_image_files(labels)}
+    truths: dict[str, Path] = {}
+    for file in list_image_files(labels):  # named like the prediction, or like it plus _mask, _label... as evaluate pairs them
+        stem = label_stem(file.stem, set(probs))
+        if stem in truths:
+            raise InputError(f"{file}: a second mask for {stem} (besides {truths[stem].name}); keep one")
+        truths[stem] = file
     for name in sorted(set(probs) - set(truths)):
         raise InputError(f"{probs[name]}: no mask named {name}.* in {labels}; add it or move the file out")
     pairs = []

@@ -36,10 +36,14 @@ class RawPair:
         return self.image.name
 
 
-def _label_stem(label_stem: str, image_stems: set[str]) -> str:
-    """The image stem a label file belongs to: the same stem, or the stem less a known suffix."""
-    if label_stem in image_stems:
-        return label_stem
+def label_stem(stem: str, image_stems: set[str]) -> str:
+    """The image stem a label file's stem belongs to: the same stem, or the stem less a known suffix."""
+    if stem in image_stems:
+        return stem
+    for suffix in LABEL_SUFFIXES:
+        if stem.lower().endswith(suffix) and stem[: -len(suffix)] in image_stems:
+            return stem[: -len(suffix)]
+    return stem
     for suffix in LABEL_SUFFIXES:
         if label_stem.lower().endswith(suffix) and label_stem[: -len(suffix)] in image_stems:
             return label_stem[: -len(suffix)]
@@ -61,6 +65,9 @@ def match_files(images: Path, labels: Path, skip_suffix: str | None = None) -> M
 
     Image files whose stem ends with `skip_suffix` are left out (predictions' NAME_prob.tif beside NAME.png).
     """
+    if Path(images).is_dir() and Path(images).resolve() == Path(labels).resolve():
+        return Matching([], [], [], [f"{images}: given as both the images and the masks; put the masks in a folder of their own "
+                                     "(e.g. DATA/image and DATA/label)"])
     image_files = [f for f in list_image_files(images) if not (skip_suffix and f.stem.endswith(skip_suffix))]
     label_files = list_image_files(labels)
     if Path(images).is_file() != Path(labels).is_file():
@@ -78,7 +85,7 @@ def match_files(images: Path, labels: Path, skip_suffix: str | None = None) -> M
         by_stem[file.stem] = file
     labels_by_stem: dict[str, Path] = {}
     for file in label_files:
-        stem = _label_stem(file.stem, set(by_stem))
+        stem = label_stem(file.stem, set(by_stem))
         if stem in labels_by_stem:
             conflicts.append(f"{file}: two masks belong to image {stem!r} ({labels_by_stem[stem].name}); keep one")
             continue
@@ -113,10 +120,16 @@ def read_label_pages(path: Path) -> tuple[np.ndarray, list[int] | None]:
     return read_pages(path, labels=True)
 
 
-def read_pair(image_file: Path, label_file: Path) -> tuple[list[RawPair], list[int] | None]:
-    """Decode one image file and its mask file into pairs of pages, checking page counts and sizes; also the mask's palette."""
-    image_pages, _ = read_pages(image_file)
+def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False) -> tuple[list[RawPair], list[int] | None]:
+    """Decode one image file and its mask file into pairs of pages, checking page counts and sizes; also the mask's palette.
+
+    `images_are_masks` (evaluation: predicted masks against true ones) reads both sides as masks, palette indices kept.
+    """
+    image_pages, image_palette = read_pages(image_file, labels=images_are_masks)
     label_pages, palette = read_label_pages(label_file)
+    if images_are_masks and image_palette != palette:
+        raise InputError(f"{image_file}: its palette differs from its mask {label_file}'s; save both with the same palette "
+                         "(or both as grey values)")
     if len(image_pages) != len(label_pages):
         raise InputError(
             f"{image_file}: has {len(image_pages)} pages but its mask {label_file} has {len(label_pages)}; give stacks of the same length"
@@ -135,17 +148,30 @@ def read_pair(image_file: Path, label_file: Path) -> tuple[list[RawPair], list[i
     return pairs, palette
 
 
-def read_pairs(images: Path, labels: Path, skip_suffix: str | None = None) -> tuple[list[RawPair], list[int] | None]:
-    """Decode every pair, page by page, and check the sizes match; also return a mask palette if any."""
+def read_pairs(
+    images: Path, labels: Path, skip_suffix: str | None = None, images_are_masks: bool = False
+) -> tuple[list[RawPair], list[int] | None]:
+    """Decode every pair, page by page, and check the sizes match; also return the masks' palette if any.
+
+    Palette indices are the classes, so every palette mask must share the first one's palette.
+    """
     pairs: list[RawPair] = []
-    palette = None
+    palette, first = None, None
     for image_file, label_file in pair_files(images, labels, skip_suffix):
-        pages, label_palette = read_pair(image_file, label_file)
+        pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
-        palette = palette or label_palette
+        if label_palette is not None and palette is not None and label_palette != palette:
+            raise InputError(f"{label_file}: its palette differs from {first}'s, so the same index would mean two classes; "
+                             "save all masks with one palette (or as grey values or RGB colours)")
+        if palette is None and label_palette is not None:
+            palette, first = label_palette, label_file.name
     channels = {p.image.channels for p in pairs}
     if len(channels) > 1:
         raise InputError(f"{images}: images have different channel counts {sorted(channels)}; save them all greyscale or all RGB")
+    dtypes = {p.image.array.dtype.name: p.image.path for p in pairs}
+    if len(dtypes) > 1 and not images_are_masks:
+        found = ", ".join(f"{dtype} ({path.name})" for dtype, path in sorted(dtypes.items()))
+        raise InputError(f"{images}: images have different pixel types: {found}; save them all with the same bit depth")
     return pairs, palette
 
 
@@ -175,7 +201,7 @@ class TensorPairs:
     def build(cls, pairs: list[RawPair], encoding: LabelEncoding, normalization: Normalization) -> "TensorPairs":
         return cls(
             [p.name for p in pairs],
-            [torch.from_numpy(normalization.apply(p.image.array, p.image.name)) for p in pairs],
+            [torch.from_numpy(normalization.apply(p.image.array, p.image.location)) for p in pairs],
             [torch.from_numpy(encoding.to_classes(p.label.array, p.label.name)) for p in pairs],
         )
 

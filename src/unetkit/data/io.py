@@ -49,6 +49,11 @@ class Page:
         """What users see in messages and what outputs are named after."""
         return self.path.stem if self.index is None else f"{self.path.stem}[{self.index}]"
 
+    @property
+    def location(self) -> str:
+        """The file (and page) in full, for messages that must say where to look."""
+        return str(self.path) if self.index is None else f"{self.path}[{self.index}]"
+
 
 def natural_key(text: str) -> list[object]:
     """Sort key that puts "2" before "10" (ISBI files are 0..29 without padding)."""
@@ -160,12 +165,23 @@ def _check_file_size(path: Path, image: Image.Image) -> None:
         raise InputError(f"{path}: declares {width} x {height} pixels but holds only {size} bytes; it is damaged, re-export it")
 
 
+def _is_16_bit_colour_png(path: Path) -> bool:
+    """A PNG of 16-bit RGB, RGBA or grey+alpha, which Pillow would cut to 8 bits (its header's bit depth and colour type)."""
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    return header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR" and header[24] == 16 and header[25] in (2, 4, 6)
+
+
 def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, list[int] | None]:
     """A Pillow image as (1, H, W[, C]) and its palette when the indices are kept."""
     Image.MAX_IMAGE_PIXELS = None  # our own limit below is checked before decoding
     with Image.open(path) as image:
         _check_pixel_count(path, (image.height, image.width))
         _check_file_size(path, image)
+        if image.format == "PNG" and _is_16_bit_colour_png(path):
+            import imagecodecs  # tifffile's codec library, already installed: Pillow keeps 8 bits of 16-bit colour
+
+            return imagecodecs.png_decode(Path(path).read_bytes())[None], None
         image.load()
         palette = None
         if image.mode == "P":

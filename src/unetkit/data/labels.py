@@ -82,6 +82,11 @@ class LabelEncoding:
                     f"{name}: masks hold more than {MAX_CLASSES} distinct values; labels must be a few classes "
                     "(is this an image, an instance map or a lossy JPEG mask?)"
                 )
+        one_bit = next((name for name, mask in masks if mask.dtype == bool), None)
+        wider = next((name for name, mask in masks if mask.dtype != bool), None)
+        if one_bit and wider and not found <= {0, 1}:  # True would be class 1 here and 255 (say) there
+            raise InputError(f"{one_bit}: a 1-bit mask among masks like {wider} that hold {sorted(found - {0, 1})[:3]}; "
+                             "save all masks the same way (all 1-bit, or all 8-bit)")
         if len(found) < 2:
             only = next(iter(found))
             raise InputError(f"every mask holds only the value {only}; labels need at least two classes (object and background)")

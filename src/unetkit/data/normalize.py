@@ -3,7 +3,8 @@
 `percentile` (the default): per channel, the 0.5th and 99.5th percentiles of all
 training pixels are mapped to 0 and 1 (values beyond are kept, not clipped).
 Robust to a few saturated pixels, and the same for 8-bit, 16-bit and float data.
-`scale` (the seed recipe, as the tutorial did): divide by a fixed number (255).
+`scale` (the seed recipe, as the tutorial did): divide by the integer type's
+maximum (255 for the tutorial's 8-bit images, 65535 for 16-bit ones).
 Prediction applies the stored numbers, so a run normalises new images exactly
 as it normalised its training images.
 """
@@ -40,8 +41,12 @@ class Normalization:
         """Fit on training images given as (H, W) or (H, W, C) arrays."""
         dtype = images[0].dtype.name
         channels = channels_first(images[0]).shape[0]
-        if method == "scale":
-            return cls("scale", (0.0,) * channels, (255.0,) * channels, dtype)
+        if method == "scale":  # the tutorial's x / 255, generalised to the integer type's full range
+            if images[0].dtype.kind not in "ub":
+                raise InputError(f"--normalization scale: divides by an integer type's range, but the images are {dtype}; "
+                                 "use --normalization percentile")
+            top = 1.0 if images[0].dtype == bool else float(np.iinfo(images[0].dtype).max)
+            return cls("scale", (0.0,) * channels, (top,) * channels, dtype)
         if method != "percentile":
             raise InputError(f"--normalization {method}: unknown; use percentile or scale")
         samples = []
