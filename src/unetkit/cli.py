@@ -32,7 +32,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, help="folder of images (paired with masks by file stem) or one multi-page TIFF")
     p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF; their values become the classes")
     p.add_argument("--out", type=Path, help="new run folder to write (weights, run.json, log.csv, curves.png)")
-    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from its last epoch (with --epochs, --budget as the new total, --device, --precision)")
+    p.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue an interrupted run from its last epoch (with --epochs, --budget as the new total, --device, --precision)")
     p.add_argument("--from", type=Path, dest="start_from", metavar="RUN",
                    help="fine-tune a trained run on new pairs: its network, weights, classes and normalisation are kept")
     p.add_argument("--val-images", type=Path, help="validation images (default: hold out the last block of the training images)")
@@ -188,7 +189,8 @@ def _run_train(args: argparse.Namespace) -> None:
         if args.out or args.images or args.data:
             raise InputError("--resume RUN continues a run on its own data; drop --out, --images/--labels and DATA")
         ignored = sorted(f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-                         if name not in RESUME_FLAGS and value not in (None, False) and _PARSER_DEFAULTS.get(name) != value)
+                         if name not in RESUME_FLAGS and value is not None and value is not False
+                         and _PARSER_DEFAULTS.get(name) != value)  # `is`: --ema 0 is a given flag, though 0 == False
         if ignored:
             raise InputError(f"--resume RUN continues a run as it was set up; drop {', '.join(ignored)} "
                              "(only --epochs, --budget, --device, --precision and --quiet apply)")

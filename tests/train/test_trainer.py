@@ -313,7 +313,8 @@ def test_resume_takes_where_and_how_to_compute_and_refuses_what_it_would_ignore(
     record["progress"]["seconds"] = 30.0
     record_path.write_text(json.dumps(record))
     for argv, needle in [(["--lr", "0.1"], "drop --lr"), (["--recipe", "seed"], "drop --recipe"),
-                         (["--no-align"], "drop --no-align"), (["--budget", "10s"], "new total")]:
+                         (["--no-align"], "drop --no-align"), (["--ema", "0"], "drop --ema"),
+                         (["--budget", "10s"], "new total")]:
         assert main(["train", "--resume", str(run), "--quiet", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err

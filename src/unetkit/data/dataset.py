@@ -44,10 +44,6 @@ def label_stem(stem: str, image_stems: set[str]) -> str:
         if stem.lower().endswith(suffix) and stem[: -len(suffix)] in image_stems:
             return stem[: -len(suffix)]
     return stem
-    for suffix in LABEL_SUFFIXES:
-        if label_stem.lower().endswith(suffix) and label_stem[: -len(suffix)] in image_stems:
-            return label_stem[: -len(suffix)]
-    return label_stem
 
 
 @dataclass
