@@ -113,3 +113,17 @@ def test_16_bit_colour_pngs_keep_their_16_bits(tmp_path: Path) -> None:
     (tmp_path / "rgb16.png").write_bytes(imagecodecs.png_encode(rgb))
     pages, _ = read_pages(tmp_path / "rgb16.png")
     assert pages.dtype == np.uint16 and np.array_equal(pages[0], rgb)
+
+
+def test_check_lists_palette_and_bit_depth_mismatches_that_train_refuses(tmp_path: Path) -> None:
+    from unetkit.data.validate import check_dataset
+
+    for folder in ("image", "label"):
+        (tmp_path / folder).mkdir()
+    for i, palette in enumerate([[0, 0, 0, 255, 0, 0], [0, 0, 0, 255, 0, 0], [0, 0, 0, 0, 255, 0]]):
+        Image.fromarray(blobs(i) * 200).save(tmp_path / "image" / f"{i}.png")
+        write_mask(tmp_path / "label" / f"{i}.png", blobs(i), palette)
+    Image.fromarray(blobs(1).astype(np.uint16) * 40000).save(tmp_path / "image" / "1.png")
+    errors = [f.line() for f in check_dataset(tmp_path / "image", tmp_path / "label").errors]
+    assert any("2.png" in line and "palette" in line for line in errors), errors
+    assert any("1.png" in line and "uint16" in line for line in errors), errors

@@ -84,6 +84,8 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     colour = classes.colour if classes is not None else any(is_colour(p.label.array) for p in pairs)
     channel_counts = [p.image.channels for p in pairs]
     usual_channels = in_channels or max(set(channel_counts), key=channel_counts.count)
+    dtypes = [p.image.array.dtype.name for p in pairs]
+    usual_dtype = max(set(dtypes), key=dtypes.count)
     codes_per_mask: list[tuple[RawPair, np.ndarray, np.ndarray] | None] = []
     for pair, channels in zip(pairs, channel_counts):
         image, label = pair.image.array, pair.label.array
@@ -95,6 +97,9 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
             expected = "the run's" if in_channels else "most images'"
             report.findings.append(Finding("error", image_file, f"has {channels} channel(s), {expected} {usual_channels}; "
                                            "save all images with the same channels (greyscale or RGB)"))
+        if image.dtype.name != usual_dtype:
+            report.findings.append(Finding("error", image_file, f"is {image.dtype.name}, most images' {usual_dtype}; "
+                                           "save all images with the same bit depth"))
         if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
             count = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
             report.findings.append(Finding("error", image_file, f"holds {count} NaN or infinite pixel(s); "
@@ -162,9 +167,16 @@ def check_dataset(
     report.findings += [Finding("error", str(f), f"has no mask in {labels}; add its mask or move it out") for f in matching.orphan_images]
     report.findings += [Finding("error", str(f), f"has no image in {images}; add its image or move it out") for f in matching.orphan_labels]
     pairs: list[RawPair] = []
+    first_palette: tuple[Path, list[int]] | None = None
     for image_file, label_file in matching.pairs:
         try:
-            pairs.extend(read_pair(image_file, label_file)[0])
+            read, palette = read_pair(image_file, label_file)
+            pairs.extend(read)
+            if palette is not None and first_palette is None:
+                first_palette = (label_file, palette)
+            elif palette is not None and first_palette is not None and palette != first_palette[1]:
+                report.findings.append(Finding("error", str(label_file), f"its palette differs from {first_palette[0].name}'s; "
+                                               "save all masks with one palette (or as grey values or RGB colours)"))
         except InputError as exc:
             file, _, message = str(exc).partition(": ")
             report.findings.append(Finding("error", file, message))
