@@ -48,8 +48,8 @@ def train_and_score(
 
 def score_run(run_dir: Path, test_dir: Path, pred_dir: Path, tta: bool = False) -> dict[str, str]:
     """Predict test_dir's images with a trained run (`unetkit predict`, with or without --tta), score them."""
-    run = load_run(run_dir)
-    predict_paths(run_dir, [test_dir / "image"], pred_dir, tta=tta, write_probabilities=True, progress=False,
+    run = load_run(run_dir)  # loaded once: predict_paths takes the Run, and its record and size go in the table
+    predict_paths(run, [test_dir / "image"], pred_dir, tta=tta, write_probabilities=True, progress=False,
                   say=lambda _: None)
     scores = evaluate_paths(pred_dir, test_dir / "label")
     swept = evaluate_probabilities(pred_dir, test_dir / "label", instances="threshold")["mean"]

@@ -39,7 +39,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-images", type=Path, help="validation images (default: hold out the last block of the training images)")
     p.add_argument("--val-labels", type=Path, help="validation masks, with --val-images")
     p.add_argument("--val-fraction", type=float, help="fraction held out as a contiguous block for validation (default 0.2)")
-    p.add_argument("--recipe", default="default",
+    p.add_argument("--recipe",  # None when not given, so that --resume can tell it was
                    help="default (CPU-friendly, budgeted), seed (the tutorial, exactly) or paper (Ronneberger et al. 2015)")
     p.add_argument("--model", help="network: unet (padded), unet-classic (the paper's valid convolutions), or the FCN baselines fcn8s, fcn16s, fcn32s")
     p.add_argument("--budget", help="wall-clock limit including validation, e.g. 90s, 10m, 1h")
@@ -177,7 +177,6 @@ def _pair_arguments(args: argparse.Namespace, command: str) -> tuple[Path, Path]
 
 # What `train --resume` takes besides the run: when to stop, where and how to compute (the rest is the run's).
 RESUME_FLAGS = frozenset({"command", "resume", "epochs", "budget", "device", "precision", "quiet"})
-_PARSER_DEFAULTS = {"recipe": "default"}
 
 
 def _run_train(args: argparse.Namespace) -> None:
@@ -189,8 +188,7 @@ def _run_train(args: argparse.Namespace) -> None:
         if args.out or args.images or args.data:
             raise InputError("--resume RUN continues a run on its own data; drop --out, --images/--labels and DATA")
         ignored = sorted(f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-                         if name not in RESUME_FLAGS and value is not None and value is not False
-                         and _PARSER_DEFAULTS.get(name) != value)  # `is`: --ema 0 is a given flag, though 0 == False
+                         if name not in RESUME_FLAGS and value is not None and value is not False)  # --ema 0 is given
         if ignored:
             raise InputError(f"--resume RUN continues a run as it was set up; drop {', '.join(ignored)} "
                              "(only --epochs, --budget, --device, --precision and --quiet apply)")
@@ -208,7 +206,7 @@ def _run_train(args: argparse.Namespace) -> None:
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
         align_outputs=False if args.no_align else None,
     )
-    config = recipe(args.recipe).with_overrides(**overrides)
+    config = recipe(args.recipe or "default").with_overrides(**overrides)
     if args.no_plan:
         config = replace(config, plan=False)
     if args.epochs is not None or budget is not None:  # what the user gave alone decides when to stop

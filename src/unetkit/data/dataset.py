@@ -152,15 +152,15 @@ def read_pairs(
     Palette indices are the classes, so every palette mask must share the first one's palette.
     """
     pairs: list[RawPair] = []
-    palette, first = None, None
+    first: tuple[Path, list[int]] | None = None  # the first palette mask and its palette
     for image_file, label_file in pair_files(images, labels, skip_suffix):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
-        if label_palette is not None and palette is not None and label_palette != palette:
-            raise InputError(f"{label_file}: its palette differs from {first}'s, so the same index would mean two classes; "
-                             "save all masks with one palette (or as grey values or RGB colours)")
-        if palette is None and label_palette is not None:
-            palette, first = label_palette, label_file.name
+        conflict = palette_conflict(label_palette, first)
+        if conflict:
+            raise InputError(f"{label_file}: {conflict}")
+        if first is None and label_palette is not None:
+            first = (label_file, label_palette)
     channels = {p.image.channels for p in pairs}
     if len(channels) > 1:
         raise InputError(f"{images}: images have different channel counts {sorted(channels)}; save them all greyscale or all RGB")
@@ -168,7 +168,15 @@ def read_pairs(
     if len(dtypes) > 1 and not images_are_masks:
         found = ", ".join(f"{dtype} ({path.name})" for dtype, path in sorted(dtypes.items()))
         raise InputError(f"{images}: images have different pixel types: {found}; save them all with the same bit depth")
-    return pairs, palette
+    return pairs, first[1] if first else None
+
+
+def palette_conflict(palette: list[int] | None, first: tuple[Path, list[int]] | None) -> str | None:
+    """Why a mask's palette cannot join the first palette mask's (indices are the classes), or None when it can."""
+    if palette is None or first is None or palette == first[1]:
+        return None
+    return (f"its palette differs from {first[0].name}'s, so the same index would mean two classes; "
+            "save all masks with one palette (or as grey values or RGB colours)")
 
 
 def split_contiguous(pairs: list[RawPair], val_fraction: float) -> tuple[list[RawPair], list[RawPair]]:

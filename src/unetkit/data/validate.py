@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from unetkit.data.dataset import RawPair, match_files, read_pair
+from unetkit.data.dataset import RawPair, match_files, palette_conflict, read_pair
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, is_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
 
@@ -172,11 +172,11 @@ def check_dataset(
         try:
             read, palette = read_pair(image_file, label_file)
             pairs.extend(read)
-            if palette is not None and first_palette is None:
+            conflict = palette_conflict(palette, first_palette)
+            if conflict:
+                report.findings.append(Finding("error", str(label_file), conflict))
+            if first_palette is None and palette is not None:
                 first_palette = (label_file, palette)
-            elif palette is not None and first_palette is not None and palette != first_palette[1]:
-                report.findings.append(Finding("error", str(label_file), f"its palette differs from {first_palette[0].name}'s; "
-                                               "save all masks with one palette (or as grey values or RGB colours)"))
         except InputError as exc:
             file, _, message = str(exc).partition(": ")
             report.findings.append(Finding("error", file, message))
