@@ -1,0 +1,55 @@
+"""benchmarks/isbi_sections.py: its two measures of a section, and a smoke run over ISBI with a tiny trained run."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from benchmark_runs import run_benchmark
+from scipy import ndimage
+
+from unetkit.demo import link_isbi_subsets
+from unetkit.train.recipes import recipe
+from unetkit.train.start import train
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def sections(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("isbi_sections")
+
+
+def test_fine_detail_tells_raw_noise_from_a_smoothed_image(sections) -> None:  # type: ignore[no-untyped-def]
+    noise = np.random.default_rng(0).normal(128, 20, (256, 256))
+    # white noise spreads its power evenly: the share outside radius 3/8 of the unit square of frequencies
+    assert sections.fine_detail(noise) == pytest.approx(1000 * (1 - np.pi * 0.375**2), rel=0.05)
+    assert sections.fine_detail(ndimage.gaussian_filter(noise, 2)) < 1
+
+
+def test_membrane_width_is_the_stroke_width(sections) -> None:  # type: ignore[no-untyped-def]
+    membrane = np.zeros((128, 128), dtype=bool)
+    membrane[30:35, 10:118] = True  # a 5-pixel stroke
+    membrane[80:87, 10:118] = True  # a 7-pixel one: together 6 on average
+    assert sections.membrane_width(membrane) == pytest.approx(6, rel=0.05)
+
+
+@pytest.mark.isbi
+@pytest.mark.slow
+def test_sections_table_covers_every_section_and_the_run(isbi: Path, tmp_path: Path) -> None:
+    train_dir, _ = link_isbi_subsets(isbi, tmp_path / "data")
+    config = replace(recipe("default"), budget_s=8.0, epochs=None, base_width=8, patch_size=64, batch_size=2)
+    train(train_dir / "image", train_dir / "label", tmp_path / "run", config, progress=False, say=lambda _: None,
+          fixed=frozenset({"base_width", "patch_size", "batch_size"}))
+    output = run_benchmark("isbi_sections.py", "--data", str(isbi), "--run", str(tmp_path / "run")).stdout
+    lines = output.splitlines()
+    assert lines[0].split() == ["section", "fine", "membrane", "width_px", "err_0", "bias_0"]
+    rows = [line.split() for line in lines[1:31]]
+    assert [int(row[0]) for row in rows] == list(range(30))
+    errors = [float(row[4]) for row in rows]
+    assert all(0 < error < 0.5 for error in errors)
+    assert "validation sections 20-24" in output
