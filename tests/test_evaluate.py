@@ -85,3 +85,25 @@ def test_masks_are_scored_even_with_predict_prob_files_beside_them(tmp_path: Pat
     out = tmp_path / "scores.json"
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["mean"]["pixel_error"] == 0.0
+
+
+def test_area_bias_tells_thicker_boundaries_from_thinner_ones(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Membranes drawn 3 px wide against 1-px labels: the membrane class (value 0) is over-segmented by the extra share."""
+    thick, thin = cells(), cells()
+    thick[9:12, :] = 0
+    thick[:, 9:12] = 0
+    thin[10, :] = 255  # one membrane missing: under-segmented
+    write_png(tmp_path / "truth" / "0.png", cells())
+    write_png(tmp_path / "truth" / "1.png", cells())
+    write_png(tmp_path / "pred" / "0.png", thick)
+    write_png(tmp_path / "pred" / "1.png", thin)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"), "--json", str(tmp_path / "e.json")]) == 0
+    scores = json.loads((tmp_path / "e.json").read_text())
+    extra_thick = ((thick == 0).sum() - (cells() == 0).sum()) / thick.size
+    extra_thin = ((thin == 0).sum() - (cells() == 0).sum()) / thin.size
+    assert scores["per_image"]["0"]["area_bias"] == pytest.approx([extra_thick, -extra_thick])
+    assert scores["per_image"]["1"]["area_bias"] == pytest.approx([extra_thin, -extra_thin])
+    assert extra_thick > 0 > extra_thin
+    assert scores["mean"]["area_bias"][0] == pytest.approx((extra_thick + extra_thin) / 2)
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header[:8] == ["image", "pixel_error", "dice[0]", "dice[255]", "iou[0]", "iou[255]", "bias[0]", "bias[255]"]

@@ -23,6 +23,7 @@ from unetkit.data.io import list_image_files, read_pages
 from unetkit.errors import InputError
 from unetkit.instances import watershed_regions
 from unetkit.metrics import (
+    area_bias_per_class,
     boundary_scores,
     dice_per_class,
     interior_regions,
@@ -39,6 +40,7 @@ def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[s
         "pixel_error": pixel_error(pred, truth),
         "dice": dice_per_class(pred, truth, num_classes),
         "iou": iou_per_class(pred, truth, num_classes),
+        "area_bias": area_bias_per_class(pred, truth, num_classes),
     }
 
 
@@ -71,6 +73,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
         "pixel_error": float(np.mean([s["pixel_error"] for s in per_image.values()])),
         "dice": np.mean([s["dice"] for s in per_image.values()], axis=0).tolist(),
         "iou": np.mean([s["iou"] for s in per_image.values()], axis=0).tolist(),
+        "area_bias": np.mean([s["area_bias"] for s in per_image.values()], axis=0).tolist(),
     }
     for key in CHALLENGE_KEYS:
         values = [s[key] for s in per_image.values() if key in s]
@@ -157,10 +160,12 @@ def _align(rows: list[list[str]]) -> str:
 def format_table(scores: dict[str, Any]) -> str:
     classes = scores["classes"]
     extra = [k for k in CHALLENGE_KEYS if k in scores["mean"]]
-    header = ["image", "pixel_error"] + [f"dice[{c}]" for c in classes] + [f"iou[{c}]" for c in classes] + extra
+    header = (["image", "pixel_error"] + [f"dice[{c}]" for c in classes] + [f"iou[{c}]" for c in classes]
+              + [f"bias[{c}]" for c in classes] + extra)
     rows = [header]
     for name, s in list(scores["per_image"].items()) + [("mean", scores["mean"])]:
         rows.append([name, f"{s['pixel_error']:.4f}"] + [f"{v:.4f}" for v in s["dice"]] + [f"{v:.4f}" for v in s["iou"]]
+                    + [f"{v:+.4f}" for v in s["area_bias"]]
                     + [f"{s[k]:.4f}" if k in s else "-" for k in extra])
     return _align(rows)
 

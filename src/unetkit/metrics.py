@@ -34,6 +34,14 @@ def iou_per_class(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> list
     return scores
 
 
+def area_bias_per_class(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> list[float]:
+    """Predicted minus true share of the image per class: a systematic over- (+) or under-segmentation,
+    e.g. boundaries drawn thicker than the annotator drew them, which Dice and IoU do not tell apart from noise."""
+    pred_share = np.bincount(pred.ravel(), minlength=num_classes)[:num_classes] / pred.size
+    true_share = np.bincount(truth.ravel(), minlength=num_classes)[:num_classes] / truth.size
+    return [float(d) for d in pred_share - true_share]
+
+
 # --------------------------------------------------------------------------------------
 # Boundary (membrane) metrics of the ISBI 2012 challenge.
 #
