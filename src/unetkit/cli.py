@@ -262,7 +262,7 @@ def _run_diffusion(args: argparse.Namespace) -> None:
         config = DiffusionConfig(
             size=args.size, base_width=args.base_width, batch_size=args.batch_size, lr=args.lr, prediction=args.prediction,
             schedule=args.schedule, seed=args.seed, device=args.device, precision=args.precision, steps=args.steps,
-            budget_s=None if args.steps else parse_duration(args.budget),
+            budget_s=None if args.steps is not None else parse_duration(args.budget),
         )
         train_diffusion(args.images, args.labels, args.out, config, progress=not args.quiet)
         print(f"run written to {args.out} (model.safetensors, run.json, log.csv)")

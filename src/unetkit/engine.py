@@ -123,6 +123,12 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 CPU_AUTO_BF16 = frozenset({"native"})
 
 
+def inference_precision(device: torch.device, trained: str) -> str:
+    """The precision to run a trained network in on `device`: its own, except that a GPU's fp16 becomes 'auto'
+    on a CPU (which has no fp16 autocast), so a run trained on a GPU can be used on a laptop."""
+    return "auto" if trained == "fp16" and device.type != "cuda" else trained
+
+
 def needs_grad_scaler(dtype: torch.dtype | None, device: torch.device) -> bool:
     """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
     return device.type == "cuda" and dtype == torch.float16

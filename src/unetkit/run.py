@@ -23,7 +23,7 @@ from unetkit.config import TrainConfig
 from unetkit.data.io import make_writable_folder, write_atomic
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
-from unetkit.engine import autocast_dtype, to_memory_format
+from unetkit.engine import autocast_dtype, inference_precision, to_memory_format
 from unetkit.errors import InputError
 from unetkit.models.registry import build_model
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
@@ -67,13 +67,15 @@ def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> di
     return options
 
 
-def check_new_run_folder(out: Path) -> None:
-    """A run goes into a new or empty folder: never over another run or a file."""
+def check_new_run_folder(out: Path, resumable: bool = True) -> None:
+    """A run goes into a new or empty folder: never over another run or a file. `resumable`: the message
+    may offer `--resume` (segmentation runs; diffusion training has no resume)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; choose a new folder for --out")
     if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: exists and is not empty; choose a new --out, or continue it with --resume {out}")
+        hint = f", or continue it with --resume {out}" if resumable else ""
+        raise InputError(f"{out}: exists and is not empty; choose a new --out{hint}")
     _check_writable(out)
 
 
@@ -146,7 +148,8 @@ class Run:
 def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str | None = None) -> Run:
     """Rebuild the network from run.json and load model.safetensors into it (no pickle anywhere).
 
-    It computes as it trained (the run's precision and memory layout) unless `precision` says otherwise.
+    It computes as it trained (the run's precision and memory layout) unless `precision` says otherwise;
+    a GPU run's fp16 becomes auto on a CPU (engine.inference_precision).
     """
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
@@ -165,7 +168,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
     load_weights(weights, model)
     device = torch.device(device)
     model = to_memory_format(model.to(device), config.channels_last).eval()
-    amp_dtype = autocast_dtype(device, precision or config.precision)
+    amp_dtype = autocast_dtype(device, precision or inference_precision(device, config.precision))
     return Run(run_dir, record, config, encoding, normalization, model, amp_dtype)
 
 

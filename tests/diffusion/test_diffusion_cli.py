@@ -74,12 +74,80 @@ def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditio
         (["diffusion", "train", "--images", str(images), "--out", str(conditional_run), "--steps", "1"], "not empty"),
         (["diffusion", "sample", str(conditional_run), "--steps", "0", "--out", str(tmp_path / "o3")], "at least 1"),
         (["predict", str(conditional_run), str(images), "--out", str(tmp_path / "o4")], "is a diffusion run"),
+        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r0"), "--steps", "0", *TINY], "--steps 0"),
+        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r1"), "--steps", "-5", *TINY], "--steps -5"),
+        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r2"), "--steps", "1", "--lr", "nan", *TINY],
+         "--lr a number"),
+        (["diffusion", "sample", str(conditional_run), "--n", "2", "--size", "-4", "--out", str(tmp_path / "o5")], "--size -4"),
+        (["diffusion", "sample", str(conditional_run), "--n", "2", "--out", str(images)], "is an input folder"),
     ]
     for argv, message in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err
+    for folder in ("r0", "r1", "r2", "o5"):
+        assert not (tmp_path / folder / "model.safetensors").exists()
+    assert "--resume" not in capsys.readouterr().err  # diffusion training has no --resume to offer
+    main(["diffusion", "train", "--images", str(images), "--out", str(conditional_run), "--steps", "1"])
+    assert "--resume" not in capsys.readouterr().err
+
+
+def test_sample_refuses_masks_whose_outputs_would_overwrite_each_other(conditional_run, toy_data, tmp_path, capsys):
+    _, labels = toy_data
+    mask = np.array(Image.open(labels / "0.png"))
+    for names in (["a.png", "a_label.png"], ["a.png", "a.tif"], ["grid.png", "b.png"]):
+        folder = tmp_path / "_".join(n.replace(".", "") for n in names)
+        folder.mkdir()
+        for name in names:
+            Image.fromarray(mask).save(folder / name)
+        capsys.readouterr()
+        assert main(["diffusion", "sample", str(conditional_run), "--labels", str(folder), "--steps", "2",
+                     "--out", str(tmp_path / f"out_{folder.name}")]) == 2, names
+        err = capsys.readouterr().err.strip()
+        assert "would overwrite" in err and "\n" not in err
+        assert not list((tmp_path / f"out_{folder.name}").glob("*.png"))
+
+
+def test_sample_keeps_a_palette_mask_s_palette_beside_the_sample(conditional_run, toy_data, tmp_path):
+    _, labels = toy_data
+    palette = [0, 0, 0, 200, 30, 30] + [0] * (256 * 3 - 6)
+    folder = tmp_path / "pal"
+    folder.mkdir()
+    mask = Image.fromarray((np.array(Image.open(labels / "0.png")) > 0).astype(np.uint8), mode="P")
+    mask.putpalette(palette)
+    mask.save(folder / "m.png")
+    # the conditional run's classes are the grey values 0/255; one trained on palette masks knows indices 0/1
+    images, _ = toy_data
+    pal_labels = tmp_path / "pal_labels"
+    pal_labels.mkdir()
+    for file in sorted(labels.glob("*.png")):
+        copy = Image.fromarray((np.array(Image.open(file)) > 0).astype(np.uint8), mode="P")
+        copy.putpalette(palette)
+        copy.save(pal_labels / file.name)
+    run = tmp_path / "palrun"
+    assert main(["diffusion", "train", "--images", str(images), "--labels", str(pal_labels), "--out", str(run),
+                 "--steps", "1", "--quiet", *TINY]) == 0
+    assert main(["diffusion", "sample", str(run), "--labels", str(folder), "--steps", "2", "--out", str(tmp_path / "o")]) == 0
+    written = Image.open(tmp_path / "o" / "m_label.png")
+    assert written.mode == "P" and written.getpalette()[:6] == palette[:6]
+    assert np.array_equal(np.array(written), np.array(mask))
+
+
+def test_a_gpu_fp16_run_samples_on_a_cpu(conditional_run, tmp_path):
+    record = json.loads((conditional_run / "run.json").read_text())
+    record["config"]["precision"] = "fp16"  # what a run trained on a GPU without bf16 records
+    (conditional_run / "run.json").write_text(json.dumps(record))
+    assert main(["diffusion", "sample", str(conditional_run), "--n", "1", "--steps", "2", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "sample_000.png").is_file()
+
+
+def test_a_malformed_diffusion_run_json_is_one_line(conditional_run, tmp_path, capsys):
+    record = json.loads((conditional_run / "run.json").read_text())
+    record["config"] = None
+    (conditional_run / "run.json").write_text(json.dumps(record))
+    assert main(["diffusion", "sample", str(conditional_run), "--n", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "damaged" in capsys.readouterr().err
 
 
 def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tmp_path, capsys, monkeypatch):
@@ -101,4 +169,6 @@ def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tm
     assert "diffusion run keeps its weight average" in capsys.readouterr().err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "interrupted" and record["progress"]["step"] == 2
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0] == "step,seconds,lr,loss" and log[-1].startswith("2,")  # the steps before the interrupt are logged
     assert load_diffusion_run(tmp_path / "run").model is not None  # the saved weights load

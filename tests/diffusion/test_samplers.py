@@ -69,6 +69,29 @@ def test_ddim_on_an_exact_denoiser_recovers_the_data_point():
     torch.testing.assert_close(out, target.expand(2, -1, -1, -1), atol=1e-3, rtol=0)
 
 
+def test_one_ddim_step_denoises_instead_of_handing_back_the_noise():
+    """Sampling starts at t = T - 1 whatever the step count. With the Bayes-optimal denoiser of N(0, 0.3^2) data,
+    one step from pure noise lands near the data's mean; started at t = 0 it would return the noise itself."""
+    schedule, spread = cosine_schedule(200), 0.3
+
+    def optimal(x_t, t):
+        alpha_bar = schedule.alpha_bar[t].float().view(-1, 1, 1, 1)
+        x0 = alpha_bar.sqrt() * spread**2 * x_t / (alpha_bar * spread**2 + 1 - alpha_bar)
+        return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+
+    out = ddim_sample(optimal, schedule, (4, 1, 16, 16), torch.Generator().manual_seed(0), steps=1)
+    assert out.std() < 0.1
+    many = ddim_sample(optimal, schedule, (4, 1, 16, 16), torch.Generator().manual_seed(0), steps=200)
+    assert abs(many.std() - spread) < 0.03  # all the steps draw the data's spread
+
+
+def test_short_linear_schedules_keep_every_beta_below_one():
+    """Betas are scaled by 1000 / T; for T < 50 they would reach 1 (alpha_bar 0, a division by zero) without a cap."""
+    for steps in (10, 20, 49):
+        schedule = linear_schedule(steps)
+        assert schedule.betas.max() < 1 and (schedule.alpha_bar > 0).all()
+
+
 def test_guidance_scale_one_is_the_conditional_model_and_zero_the_unconditional():
     cond, uncond = (lambda x, t: x + 1), (lambda x, t: x - 1)
     x, t = torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long)
@@ -78,7 +101,8 @@ def test_guidance_scale_one_is_the_conditional_model_and_zero_the_unconditional(
 
 
 def test_ddim_timesteps_span_the_schedule():
-    assert ddim_timesteps(1000, 1) == [0]
+    assert ddim_timesteps(1000, 1) == [999]  # one step starts from pure noise, like every other count
+    assert ddim_timesteps(1000, 2) == [0, 999]
     times = ddim_timesteps(1000, 50)
     assert len(times) == 50 and times[0] == 0 and times[-1] == 999
     with pytest.raises(InputError, match="--steps"):

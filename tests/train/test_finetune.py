@@ -88,7 +88,7 @@ def test_from_with_another_upsampling_names_the_flag_that_exists(tmp_path: Path,
 def test_from_and_check_read_a_run_that_computed_in_a_precision_this_machine_lacks(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """A run trained with fp16 on a GPU is still a base for fine-tuning and checking on a CPU."""
+    """A run trained with fp16 on a GPU is still a base for fine-tuning and checking on a CPU, and predicts there."""
     data = pairs(tmp_path / "a", 0)
     assert main(["train", str(data), "--out", str(tmp_path / "base"), "--epochs", "1", *TINY]) == 0
     record_path = tmp_path / "base" / "run.json"
@@ -98,3 +98,5 @@ def test_from_and_check_read_a_run_that_computed_in_a_precision_this_machine_lac
     assert main(["check", str(data), "--run", str(tmp_path / "base")]) == 0
     assert main(["train", str(data), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
                  "--epochs", "1", *TRAINING]) == 0
+    assert main(["predict", str(tmp_path / "base"), str(data / "image"), "--out", str(tmp_path / "pred")]) == 0
+    assert len(list((tmp_path / "pred").glob("*.png"))) == len(list((data / "image").glob("*.png")))

@@ -22,7 +22,7 @@ from unetkit.diffusion.data import to_image_values
 from unetkit.diffusion.samplers import classifier_free_guidance, ddim_sample, ddpm_sample
 from unetkit.diffusion.schedule import NoiseSchedule, make_schedule
 from unetkit.diffusion.training import DiffusionConfig
-from unetkit.engine import autocast, autocast_dtype
+from unetkit.engine import autocast, autocast_dtype, inference_precision
 from unetkit.errors import InputError
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from unetkit.predict_files import check_output_folder
@@ -41,6 +41,7 @@ class DiffusionRun:
     normalization: Normalization
     encoding: LabelEncoding | None
     amp_dtype: torch.dtype | None
+    images: Path | None  # the folder it trained on: samples never go there
 
 
 def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> DiffusionRun:
@@ -53,13 +54,15 @@ def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> Dif
         model = DiffusionUNet(DiffusionUNetConfig(**record["model"]["options"]))
         normalization = Normalization.from_json(record["normalization"])
         encoding = LabelEncoding.from_json(record["classes"]) if record.get("classes") else None
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{run_dir}: run.json is missing or has a malformed entry {exc}; the run folder is damaged") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InputError(f"{run_dir}: run.json is missing or has a malformed entry ({exc}); the run folder is damaged") from None
     load_weights(run_dir / WEIGHTS_FILE, model)
     device = torch.device(device)
     model = model.to(device).eval()
+    images = (record.get("data") or {}).get("images")
     return DiffusionRun(run_dir, config, model, make_schedule(config.schedule, config.timesteps), normalization,
-                        encoding, autocast_dtype(device, config.precision))
+                        encoding, autocast_dtype(device, inference_precision(device, config.precision)),
+                        Path(images) if images else None)
 
 
 @torch.no_grad()
@@ -131,19 +134,47 @@ def _as_uint8(image: np.ndarray) -> np.ndarray:
     return np.zeros(image.shape, np.uint8) if high <= low else np.rint(255 * (image - low) / (high - low)).astype(np.uint8)
 
 
-def _read_label_maps(run: DiffusionRun, labels: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """(names, raw masks, class maps) of every mask file (every page of a stack)."""
-    names, raws, maps = [], [], []
+@dataclass
+class LabelMap:
+    """One mask to draw an image for: its output name, its file, the mask as read (and its palette), its classes."""
+
+    name: str
+    source: Path
+    raw: np.ndarray
+    palette: list[int] | None
+    classes: np.ndarray
+
+
+def _read_label_maps(run: DiffusionRun, labels: Path) -> list[LabelMap]:
+    """Every mask file (every page of a stack), refusing names whose outputs would overwrite each other."""
+    maps = []
     for file in list_image_files(labels):
-        pages, _ = read_pages(file, labels=True)
+        pages, palette = read_pages(file, labels=True)
         for index, page in enumerate(pages):
             name = file.stem if len(pages) == 1 else f"{file.stem}_{index:03d}"
-            names.append(name)
-            raws.append(page)
-            maps.append(run.encoding.to_classes(page, str(file)).astype(np.int64))  # type: ignore[union-attr]
-    if not names:
+            classes = run.encoding.to_classes(page, str(file)).astype(np.int64)  # type: ignore[union-attr]
+            maps.append(LabelMap(name, file, page, palette, classes))
+    if not maps:
         raise InputError(f"{labels}: holds no masks; give a folder of label images")
-    return names, raws, maps
+    _refuse_clashing_names(maps)
+    return maps
+
+
+GRID = "grid"
+LABEL_SUFFIX = "_label"
+
+
+def _refuse_clashing_names(maps: list[LabelMap]) -> None:
+    """Each mask writes NAME (the sample) and NAME_label (its copy), and one size writes grid: no two may share a name."""
+    owner: dict[str, Path] = {}
+    one_size = len({m.classes.shape for m in maps}) == 1
+    for entry in maps:
+        for output in (entry.name, entry.name + LABEL_SUFFIX):
+            taken = owner.get(output) or (Path(GRID) if one_size and output == GRID else None)
+            if taken is not None:
+                raise InputError(f"{entry.source}: its output {output} would overwrite the one of {taken}; "
+                                 "rename one of the masks (names ending in _label, and 'grid', are taken)")
+            owner[output] = entry.source
 
 
 def sample_to_folder(
@@ -151,36 +182,41 @@ def sample_to_folder(
     sampler: str = "ddim", guidance: float = 1.0, size: int | None = None, device: str = "auto",
     say: Callable[[str], None] = print,
 ) -> list[Path]:
-    """Write samples (and, with labels, each label beside its sample) and grid.png; returns the sample files."""
+    """Write samples (and, with labels, each label beside its sample) and grid.png; returns the sample files.
+
+    The labels and the run's training images are inputs: --out may be neither.
+    """
+    if size is not None and size < 1:
+        raise InputError(f"--size {size}: must be at least 1 pixel (default: the training patch size)")
     run = load_diffusion_run(run_dir, resolve_device(device))
-    inputs = [Path(labels)] if labels else []
+    inputs = ([Path(labels)] if labels else []) + ([run.images] if run.images else [])
     check_output_folder(Path(out), inputs)
     out = Path(out)
     written: list[Path] = []
+    grid = False
     if labels is not None:
         if run.encoding is None:
             raise InputError(f"{run_dir}: was trained without labels and cannot follow --labels; train it with --labels")
-        names, raws, maps = _read_label_maps(run, labels)
-        shapes = {m.shape for m in maps}
+        maps = _read_label_maps(run, labels)
+        shapes = {m.classes.shape for m in maps}
         tiles = []
         for shape in sorted(shapes):  # one batch per size
-            chosen = [i for i, m in enumerate(maps) if m.shape == shape]
-            samples = generate(run, len(chosen), shape, seed, torch.from_numpy(np.stack([maps[i] for i in chosen])),
+            chosen = [m for m in maps if m.classes.shape == shape]
+            samples = generate(run, len(chosen), shape, seed, torch.from_numpy(np.stack([m.classes for m in chosen])),
                                steps, sampler, guidance)
-            for index, image in zip(chosen, to_image_values(samples, run.normalization)):
-                path = _write_image(out, names[index], image)
-                write_mask(out / f"{names[index]}_label.png", raws[index])
-                written.append(path)
-                tiles += [_as_uint8(raws[index]), _as_uint8(image)]
-        columns = 2 * max(1, min(4, len(names)))
-        if len(shapes) == 1:
-            _write_image(out, "grid", grid_image(tiles, columns))
+            for entry, image in zip(chosen, to_image_values(samples, run.normalization)):
+                written.append(_write_image(out, entry.name, image))
+                write_mask(out / f"{entry.name}{LABEL_SUFFIX}.png", entry.raw, entry.palette)
+                tiles += [_as_uint8(entry.raw), _as_uint8(image)]
+        grid = len(shapes) == 1  # tiles of different sizes make no grid
+        if grid:
+            _write_image(out, GRID, grid_image(tiles, 2 * max(1, min(4, len(maps)))))
     else:
         side = size or run.config.size
         samples = to_image_values(generate(run, count, (side, side), seed, None, steps, sampler, guidance), run.normalization)
         for index, image in enumerate(samples):
-            path = _write_image(out, f"sample_{index:03d}", image)
-            written.append(path)
-        _write_image(out, "grid", grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count))))))
-    say(f"{len(written)} samples written to {out} (and grid.png)")
+            written.append(_write_image(out, f"sample_{index:03d}", image))
+        _write_image(out, GRID, grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count))))))
+        grid = True
+    say(f"{len(written)} samples written to {out}" + (f" (and {GRID}.png)" if grid else ""))
     return written

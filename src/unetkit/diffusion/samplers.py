@@ -52,10 +52,13 @@ def ddpm_sample(
 
 
 def ddim_timesteps(total: int, steps: int) -> list[int]:
-    """`steps` evenly spaced timesteps from 0 to total - 1, increasing."""
+    """`steps` evenly spaced timesteps from 0 to total - 1, increasing; always ending at total - 1, where
+    sampling starts from pure noise (one step is that step alone, not t = 0, which would return the noise)."""
     if not 1 <= steps <= total:
         raise InputError(f"--steps {steps}: must be between 1 and the model's {total} diffusion steps")
-    return sorted({round(i * (total - 1) / max(steps - 1, 1)) for i in range(steps)})
+    if steps == 1:
+        return [total - 1]
+    return sorted({round(i * (total - 1) / (steps - 1)) for i in range(steps)})
 
 
 @torch.no_grad()

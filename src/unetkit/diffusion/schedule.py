@@ -38,10 +38,11 @@ class NoiseSchedule:
         return torch.cumprod(self.alphas, dim=0)
 
 
-def linear_schedule(steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
-    """Ho et al.'s linear betas, scaled so that any T ends as noisy as their T = 1000."""
+def linear_schedule(steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, max_beta: float = 0.999) -> NoiseSchedule:
+    """Ho et al.'s linear betas, scaled so that any T ends as noisy as their T = 1000; capped at `max_beta` like
+    the cosine schedule, since for T < 50 the scaled betas would reach 1 and alpha_bar 0 (or below)."""
     scale = 1000 / steps
-    betas = torch.linspace(scale * beta_start, scale * beta_end, steps, dtype=torch.float64)
+    betas = torch.linspace(scale * beta_start, scale * beta_end, steps, dtype=torch.float64).clamp(max=max_beta)
     return NoiseSchedule("linear", betas)
 
 

@@ -13,6 +13,7 @@ unconditional model that classifier-free guidance mixes.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,7 +28,7 @@ from unetkit.diffusion.data import load_diffusion_data, sample_patches
 from unetkit.diffusion.objectives import PREDICTIONS, diffusion_loss
 from unetkit.diffusion.schedule import SCHEDULES, make_schedule
 from unetkit.ema import make_ema
-from unetkit.engine import as_batch, autocast, autocast_dtype, configure_process, to_memory_format
+from unetkit.engine import as_batch, autocast, autocast_dtype, configure_process, needs_grad_scaler, to_memory_format
 from unetkit.errors import InputError
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from unetkit.run import check_new_run_folder, make_run_folder, new_run_record, write_run_json
@@ -75,8 +76,12 @@ class DiffusionConfig:
             raise InputError(f"--prediction {self.prediction}: unknown; choose one of {', '.join(PREDICTIONS)}")
         if not 0.0 <= self.label_dropout < 1.0 or not 0.0 <= self.ema < 1.0:
             raise InputError("--label-dropout and --ema must be in [0, 1)")
-        if self.batch_size < 1 or self.lr <= 0 or self.timesteps < 2:
-            raise InputError("--batch-size must be >= 1, --lr > 0 and the diffusion steps >= 2")
+        if self.batch_size < 1 or not math.isfinite(self.lr) or self.lr <= 0 or self.timesteps < 2:
+            raise InputError("--batch-size must be >= 1, --lr a number > 0 and the diffusion steps >= 2")
+        if self.steps is not None and self.steps < 1:
+            raise InputError(f"--steps {self.steps}: must be at least 1 (or give --budget TIME instead)")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise InputError(f"--budget {self.budget_s}: must be more than 0 seconds")
 
     def model_config(self, in_channels: int, label_classes: int) -> DiffusionUNetConfig:
         return DiffusionUNetConfig(
@@ -100,7 +105,7 @@ def train_diffusion(
     """Train into the new folder `out`; returns run.json's record."""
     began = time.monotonic()
     out = Path(out)
-    check_new_run_folder(out)
+    check_new_run_folder(out, resumable=False)
     data = load_diffusion_data(Path(images), Path(labels) if labels else None, config.size)
     device = resolve_device(config.device)
     configure_process()
@@ -112,6 +117,7 @@ def train_diffusion(
     model = to_memory_format(DiffusionUNet(model_config).to(device), config.channels_last)
     ema = make_ema(model, config.ema)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(amp_dtype, device))  # fp16 on a GPU only
     schedule = make_schedule(config.schedule, config.timesteps)
 
     record = new_run_record(config, "diffusion-unet", model_config.to_json())  # type: ignore[arg-type]
@@ -132,6 +138,13 @@ def train_diffusion(
     last_log = last_save = time.monotonic()
     bar = tqdm(total=config.steps or int(config.budget_s or 0), unit="step" if config.steps else "s",
                disable=not progress, dynamic_ncols=True, mininterval=1.0)
+
+    def close_row() -> None:
+        """The mean loss since the last row becomes a row of log.csv."""
+        if losses:
+            rows.append({"step": step, "seconds": round(time.monotonic() - began, 1), "lr": optimizer.param_groups[0]["lr"],
+                         "loss": float(np.mean(losses))})
+            losses.clear()
 
     def save() -> float:
         started = time.monotonic()
@@ -157,9 +170,11 @@ def train_diffusion(
         if not torch.isfinite(loss):
             raise InputError(f"diffusion loss was not finite at step {step}; lower --lr")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         if ema is not None:
             ema.update_parameters(model)
         return loss.item()
@@ -177,25 +192,24 @@ def train_diffusion(
             now = time.monotonic()
             step_cost = now - started if step_cost == 0 else 0.9 * step_cost + 0.1 * (now - started)
             if now - last_log > LOG_EVERY_S:
-                rows.append({"step": step, "seconds": round(now - began, 1), "lr": optimizer.param_groups[0]["lr"],
-                             "loss": float(np.mean(losses))})
-                losses, last_log = [], now
+                close_row()
+                last_log = now
                 _write_log(out, rows)
             if now - last_save > SAVE_EVERY_S:
                 save_cost, last_save = save(), time.monotonic()
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1) if config.steps else bar.update(max(0, min(bar.total, int(now - began)) - bar.n))
-    except KeyboardInterrupt:  # keep what was learnt: the average is saved, the run marked
+    except KeyboardInterrupt:  # keep what was learnt: the average is saved, the log written, the run marked
         bar.close()
+        close_row()
+        _write_log(out, rows)
         save()
         record["status"] = "interrupted"
         record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1)}
         write_run_json(out, record)
         raise
     bar.close()
-    if losses:
-        rows.append({"step": step, "seconds": round(time.monotonic() - began, 1), "lr": optimizer.param_groups[0]["lr"],
-                     "loss": float(np.mean(losses))})
+    close_row()
     _write_log(out, rows)
     save()
     record["status"] = "finished"
