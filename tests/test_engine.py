@@ -96,3 +96,17 @@ def test_a_gpu_that_only_emulates_bf16_computes_in_fp16_with_a_scaler(monkeypatc
         engine.autocast_dtype(gpu, "bf16")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # Ampere and later
     assert engine.autocast_dtype(gpu, "auto") == torch.bfloat16
+
+
+def test_a_trained_precision_this_device_lacks_becomes_auto_for_using_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU's fp16 or bf16 run must predict on any laptop; a precision the device has is kept."""
+    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: "none")
+    assert engine.inference_precision(CPU, "fp16") == "auto"
+    assert engine.inference_precision(CPU, "bf16") == "auto"
+    assert engine.inference_precision(CPU, "fp32") == "fp32"
+    monkeypatch.setattr(engine, "cpu_bf16_support", lambda: "native")
+    assert engine.inference_precision(CPU, "bf16") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    gpu = torch.device("cuda")  # a pre-Ampere GPU given a run trained in bf16 on a newer one
+    assert engine.inference_precision(gpu, "bf16") == "auto"
+    assert engine.inference_precision(gpu, "fp16") == "fp16"

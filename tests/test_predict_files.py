@@ -13,6 +13,7 @@ from conftest import blob_pair, write_png
 
 from unetkit.data import io
 from unetkit.data.io import read_pages
+from unetkit.errors import InputError
 from unetkit.predict_files import predict_paths
 from unetkit.run import load_run
 from unetkit.config import TrainConfig
@@ -82,3 +83,17 @@ def test_a_huge_image_streams_its_mask_into_a_tiff(tiny_run: Path, tmp_path: Pat
     normal = read_pages(tmp_path / "normal" / "big.png", labels=True)[0][0]
     streamed = tifffile.imread(tmp_path / "streamed" / "big.tif")
     assert streamed.dtype == normal.dtype and np.array_equal(streamed, normal)
+
+
+def test_inputs_whose_names_differ_only_in_case_or_suffix_are_refused(tiny_run: Path, tmp_path: Path) -> None:
+    """Their masks would be one file (on macOS and Windows also for A.png and a.tif): refuse before writing any."""
+    image = read_pages(tiny_run / "image" / "0.png")[0][0]
+    for names in (["x.png", "x.tif"], ["A.png", "a.tif"]):
+        folder = tmp_path / "_".join(names).replace(".", "")
+        folder.mkdir()
+        for name in names:
+            (write_png(folder / name, image) if name.endswith(".png")
+             else tifffile.imwrite(folder / name, image, photometric="minisblack"))
+        with pytest.raises(InputError, match="share the name"):
+            predict_paths(tiny_run / "run", [folder], tmp_path / f"out_{folder.name}", **QUIET)
+        assert not list((tmp_path / f"out_{folder.name}").glob("*.png"))

@@ -124,9 +124,13 @@ CPU_AUTO_BF16 = frozenset({"native"})
 
 
 def inference_precision(device: torch.device, trained: str) -> str:
-    """The precision to run a trained network in on `device`: its own, except that a GPU's fp16 becomes 'auto'
-    on a CPU (which has no fp16 autocast), so a run trained on a GPU can be used on a laptop."""
-    return "auto" if trained == "fp16" and device.type != "cuda" else trained
+    """The precision to run a trained network in on `device`: its own where this device has it, else 'auto'
+    (a GPU's fp16 on a CPU, bf16 on a CPU or GPU without it), so a run trained elsewhere is usable here."""
+    try:
+        autocast_dtype(device, trained)
+    except InputError:
+        return "auto"
+    return trained
 
 
 def needs_grad_scaler(dtype: torch.dtype | None, device: torch.device) -> bool:

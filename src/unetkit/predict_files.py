@@ -20,7 +20,7 @@ import tifffile
 import torch
 from tqdm import tqdm
 
-from unetkit.data.io import declared_pixels, list_image_files, make_writable_folder, read_pages_lazily, write_mask, write_tiff
+from unetkit.data.io import declared_pixels, first_clash, list_image_files, make_writable_folder, read_pages_lazily, write_mask, write_tiff
 from unetkit.devices import resolve_device
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
@@ -136,10 +136,10 @@ def predict_paths(
     if not isinstance(run, Run):
         run = load_run(run, torch_device, precision)
     files = [f for path in inputs for f in list_image_files(path)]
-    names = [f.stem for f in files]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(f"inputs share the stem {duplicates[0]!r}; outputs would overwrite each other, predict them separately")
+    clash = first_clash([(f.stem, f) for f in files])
+    if clash:
+        raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "
+                         "other, predict them separately")
     check_output_folder(out, inputs)
     num_classes = run.encoding.num_classes
     check_free_space(out, files, num_classes, write_probabilities)

@@ -61,6 +61,20 @@ def natural_key(text: str) -> list[object]:
     return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
+def first_clash(outputs: list[tuple[str, Path | str]]) -> tuple[str, Path | str, Path | str] | None:
+    """(name, first owner, second owner) of the first output name two sources would both write, or None.
+
+    Names compare case-insensitively: on macOS and Windows A.png and a.png are one file.
+    """
+    owners: dict[str, Path | str] = {}
+    for name, source in outputs:
+        key = name.casefold()
+        if key in owners:
+            return name, owners[key], source
+        owners[key] = source
+    return None
+
+
 def list_image_files(path: Path) -> list[Path]:
     """The image files a path stands for: the file itself, or a folder's images (not recursive)."""
     path = Path(path)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unetkit.data.io import list_image_files, read_pages, write_atomic, write_mask, write_tiff
+from unetkit.data.io import first_clash, list_image_files, read_pages, write_atomic, write_mask, write_tiff
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.devices import resolve_device
@@ -41,7 +41,7 @@ class DiffusionRun:
     normalization: Normalization
     encoding: LabelEncoding | None
     amp_dtype: torch.dtype | None
-    images: Path | None  # the folder it trained on: samples never go there
+    trained_on: list[Path]  # the folders of its training images and labels: samples never go there
 
 
 def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> DiffusionRun:
@@ -59,10 +59,10 @@ def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> Dif
     load_weights(run_dir / WEIGHTS_FILE, model)
     device = torch.device(device)
     model = model.to(device).eval()
-    images = (record.get("data") or {}).get("images")
+    data = record.get("data") or {}
+    trained_on = [Path(data[key]) for key in ("images", "labels") if data.get(key)]
     return DiffusionRun(run_dir, config, model, make_schedule(config.schedule, config.timesteps), normalization,
-                        encoding, autocast_dtype(device, inference_precision(device, config.precision)),
-                        Path(images) if images else None)
+                        encoding, autocast_dtype(device, inference_precision(device, config.precision)), trained_on)
 
 
 @torch.no_grad()
@@ -166,15 +166,13 @@ LABEL_SUFFIX = "_label"
 
 def _refuse_clashing_names(maps: list[LabelMap]) -> None:
     """Each mask writes NAME (the sample) and NAME_label (its copy), and one size writes grid: no two may share a name."""
-    owner: dict[str, Path] = {}
-    one_size = len({m.classes.shape for m in maps}) == 1
-    for entry in maps:
-        for output in (entry.name, entry.name + LABEL_SUFFIX):
-            taken = owner.get(output) or (Path(GRID) if one_size and output == GRID else None)
-            if taken is not None:
-                raise InputError(f"{entry.source}: its output {output} would overwrite the one of {taken}; "
-                                 "rename one of the masks (names ending in _label, and 'grid', are taken)")
-            owner[output] = entry.source
+    outputs: list[tuple[str, Path | str]] = [(GRID, "the overview picture")] if len({m.classes.shape for m in maps}) == 1 else []
+    outputs += [(output, entry.source) for entry in maps for output in (entry.name, entry.name + LABEL_SUFFIX)]
+    clash = first_clash(outputs)
+    if clash:
+        name, taken, source = clash
+        raise InputError(f"{source}: its output {name} would overwrite the one of {taken}; "
+                         "rename one of the masks (names ending in _label, and 'grid', are taken)")
 
 
 def sample_to_folder(
@@ -184,12 +182,12 @@ def sample_to_folder(
 ) -> list[Path]:
     """Write samples (and, with labels, each label beside its sample) and grid.png; returns the sample files.
 
-    The labels and the run's training images are inputs: --out may be neither.
+    The labels and the run's training images and labels are inputs: --out may be none of them.
     """
     if size is not None and size < 1:
         raise InputError(f"--size {size}: must be at least 1 pixel (default: the training patch size)")
     run = load_diffusion_run(run_dir, resolve_device(device))
-    inputs = ([Path(labels)] if labels else []) + ([run.images] if run.images else [])
+    inputs = ([Path(labels)] if labels else []) + run.trained_on
     check_output_folder(Path(out), inputs)
     out = Path(out)
     written: list[Path] = []
