@@ -52,4 +52,4 @@ def test_sections_table_covers_every_section_and_the_run(isbi: Path, tmp_path: P
     assert [int(row[0]) for row in rows] == list(range(30))
     errors = [float(row[4]) for row in rows]
     assert all(0 < error < 0.5 for error in errors)
-    assert "validation sections 20-24" in output
+    assert "validation sections 20-24" in output and "(oracle)" in output
