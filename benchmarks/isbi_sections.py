@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/isbi_sections.py [--data ../shared/data/isbi2012] [--run DIR ...] [--tta] [--record]
 
-No training; a few seconds per run. For each of the 30 labelled sections:
+No training; a few seconds per run (eight times that with --tta). For each of the 30 labelled sections:
 
 * `fine`: the share of the image's spectral power above 3/8 cycles per pixel
   (per mille). Filtered or differently acquired sections stand out here;
