@@ -97,3 +97,43 @@ def test_inputs_whose_names_differ_only_in_case_or_suffix_are_refused(tiny_run: 
         with pytest.raises(InputError, match="share the name"):
             predict_paths(tiny_run / "run", [folder], tmp_path / f"out_{folder.name}", **QUIET)
         assert not list((tmp_path / f"out_{folder.name}").glob("*.png"))
+
+
+def test_cell_labels_give_each_region_between_boundaries_its_own_label() -> None:
+    """A 2 x 2 grid of cells whose membranes have a weak spot: four cells, not the three a threshold would merge into."""
+    from unetkit.predict_files import cell_labels
+
+    boundary = np.full((40, 40), 0.05, dtype=np.float32)
+    boundary[19:21, :] = boundary[:, 19:21] = 0.95
+    boundary[19:21, 8] = 0.4  # a gap a 0.5 threshold would leak through
+    cells = cell_labels(boundary)
+    assert cells.dtype == np.uint16 and cells.shape == (40, 40)
+    assert len(np.unique(cells[[5, 5, 35, 35], [5, 35, 5, 35]])) == 4 and cells.min() >= 1
+    stack = cell_labels(np.stack([boundary, boundary.T]))
+    assert stack.shape == (2, 40, 40) and stack[0].max() == 4 and stack[1].max() == 4
+
+
+def test_predict_instances_writes_cells_beside_the_masks_and_evaluate_skips_them(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from unetkit.cli import main
+
+    from unetkit.predict_files import cell_labels
+
+    out, alone = tmp_path / "out", tmp_path / "alone"
+    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(out), "--instances", "--prob",
+                 "--quiet"]) == 0
+    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(alone), "--instances", "--quiet"]) == 0
+    for i in range(4):
+        cells = tifffile.imread(out / f"{i}_cells.tif")
+        mask = read_pages(out / f"{i}.png", labels=True)[0][0]
+        assert cells.shape == mask.shape and cells.dtype == np.uint16
+        boundary = tifffile.imread(out / f"{i}_prob.tif")[0]  # class 0 holds the value 0, the boundary
+        assert np.array_equal(cells, cell_labels(boundary))
+        assert np.array_equal(tifffile.imread(alone / f"{i}_cells.tif"), cells)  # the same without --prob on disk
+    assert main(["evaluate", "--pred", str(out), "--labels", str(tiny_run / "label")]) == 0  # NAME_cells.tif is not a mask
+    capsys.readouterr()
+    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(tmp_path / "o2"), "--instances",
+                 "--boundary-value", "7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--instances" in err and "[0, 255]" in err and "\n" not in err

@@ -84,6 +84,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (never an input folder)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (slower, usually better)")
     p.add_argument("--prob", action="store_true", help="also write float32 class probabilities as NAME_prob.tif")
+    p.add_argument("--instances", action="store_true",
+                   help="also write NAME_cells.tif: the cells a two-class boundary labelling separates, one label each "
+                        "(seeded watershed on the boundary probability)")
+    p.add_argument("--boundary-value", type=int, default=0, help="with --instances: the boundary's label value (default 0)")
     p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or as few windows as fit in a quarter of the free memory; unet-classic: its training tile)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
@@ -233,7 +237,8 @@ def _run_predict(args: argparse.Namespace) -> None:
     from unetkit.predict_files import predict_paths
 
     predict_paths(args.run, args.inputs, args.out, tta=args.tta, write_probabilities=args.prob,
-                  device=args.device, tile=args.tile, progress=not args.quiet, precision=args.precision)
+                  device=args.device, tile=args.tile, progress=not args.quiet, precision=args.precision,
+                  instances=args.boundary_value if args.instances else None)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from unetkit.data.dataset import label_stem, read_pairs
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import LabelEncoding
-from unetkit.data.io import list_image_files, read_pages
+from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
 from unetkit.errors import InputError
 from unetkit.instances import watershed_regions
 from unetkit.metrics import (
@@ -44,7 +44,6 @@ def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[s
     }
 
 
-PROB_SUFFIX = "_prob"
 CHALLENGE_KEYS = ("rand_error", "rand_split", "rand_merge", "info_error", "vi_split", "vi_merge", "challenge_pixel_error")
 
 
@@ -53,7 +52,8 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
 
     With two classes one of which is `boundary_value`, the challenge scores are added.
     """
-    pairs, palette = read_pairs(pred, labels, skip_suffix=PROB_SUFFIX, images_are_masks=True)  # `predict --prob` writes NAME_prob.tif beside
+    # `predict --prob` writes NAME_prob.tif beside the masks, `predict --instances` NAME_cells.tif
+    pairs, palette = read_pairs(pred, labels, skip_suffixes=(PROB_SUFFIX, CELLS_SUFFIX), images_are_masks=True)
     masks = [(p.image.name, p.image.array) for p in pairs] + [(p.label.name, p.label.array) for p in pairs]
     encoding = LabelEncoding.from_masks(masks, palette)
     boundary = None

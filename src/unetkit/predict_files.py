@@ -6,7 +6,9 @@ a later run refuses to take it as input, and it may never be an input folder.
 Images stream through the predictor in row bands: only the mask (one byte per
 pixel) is image-sized, and above STREAM_PIXELS (16384 x 16384) even the mask
 goes to a memory-mapped TIFF (name.tif) band by band; --prob probabilities are
-always a memory-mapped float32 TIFF.
+always a memory-mapped float32 TIFF. --instances also writes name_cells.tif, the
+regions a two-class boundary labelling separates (cells), one integer label
+each, by a seeded watershed on the boundary probability (instances.py).
 """
 
 from __future__ import annotations
@@ -20,10 +22,21 @@ import tifffile
 import torch
 from tqdm import tqdm
 
-from unetkit.data.io import declared_pixels, first_clash, list_image_files, make_writable_folder, read_pages_lazily, write_mask, write_tiff
+from unetkit.data.io import (
+    CELLS_SUFFIX,
+    PROB_SUFFIX,
+    declared_pixels,
+    first_clash,
+    list_image_files,
+    make_writable_folder,
+    read_pages_lazily,
+    write_mask,
+    write_tiff,
+)
 from unetkit.devices import resolve_device
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
+from unetkit.instances import watershed_regions
 from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
 from unetkit.run import Run, load_run
 
@@ -114,6 +127,22 @@ def predict_page(
     return mask
 
 
+def boundary_class(run: Run, value: int) -> int:
+    """The class index of the boundary label `value` in a two-class run, or one line saying why not."""
+    encoding = run.encoding
+    if encoding.colour or encoding.num_classes != 2 or value not in encoding.values:
+        raise InputError(f"--instances: cells come from a two-class boundary labelling with the boundary value {value}; "
+                         f"this run's classes are {list(encoding.describe_values())} (give --boundary-value)")
+    return encoding.values.index(value)
+
+
+def cell_labels(boundary: np.ndarray) -> np.ndarray:
+    """(P x) H x W boundary probabilities -> (P x) H x W cell labels 1..N per page, as uint16 where they fit."""
+    pages = [watershed_regions(page) for page in boundary.reshape(-1, *boundary.shape[-2:])]
+    labels = np.stack(pages).reshape(boundary.shape)
+    return labels.astype(np.uint16 if labels.max(initial=0) < 2**16 else np.uint32)
+
+
 def predict_paths(
     run: Run | Path,
     inputs: list[Path],
@@ -125,10 +154,12 @@ def predict_paths(
     progress: bool = True,
     say: Callable[[str], None] = print,
     precision: str | None = None,
+    instances: int | None = None,
 ) -> list[Path]:
     """Predict every image of `inputs` into `out`; returns the mask files written.
 
-    `precision` (auto, fp32, bf16, fp16) overrides the run's own.
+    `precision` (auto, fp32, bf16, fp16) overrides the run's own. `instances`: the boundary's label value
+    of a two-class run; each image's cells are also written as NAME_cells.tif.
     """
     inputs = [Path(p) for p in inputs]
     torch_device = resolve_device(device)
@@ -140,16 +171,23 @@ def predict_paths(
     if clash:
         raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "
                          "other, predict them separately")
+    boundary = None if instances is None else boundary_class(run, instances)
     check_output_folder(out, inputs)
     num_classes = run.encoding.num_classes
     check_free_space(out, files, num_classes, write_probabilities)
+    too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
+    if too_large:
+        raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels, too large for --instances (the watershed needs "
+                         "the whole image in memory); predict it without --instances")
     written: list[Path] = []
     for file in tqdm(files, desc="predict", unit="file", disable=not progress):
         pages = read_pages_lazily(file)
         stack = len(pages) > 1
-        prob_path = Path(out) / f"{file.stem}_prob.tif"
+        prob_path = Path(out) / f"{file.stem}{PROB_SUFFIX}.tif"
         prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
         probabilities = _probability_store(prob_path, prob_shape) if write_probabilities else None
+        if probabilities is None and boundary is not None:  # the watershed needs the whole boundary map
+            probabilities = np.empty(prob_shape, dtype=np.float32)
         if not stack and pages[0].shape[0] * pages[0].shape[1] > STREAM_PIXELS and not run.encoding.colour:
             # too large to hold: the mask goes to a memory-mapped TIFF, band by band
             target_path = Path(out) / f"{file.stem}.tif"
@@ -169,9 +207,13 @@ def predict_paths(
             else:
                 target_path = Path(out) / f"{file.stem}.png"
                 write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
-        if probabilities is not None:
+        if boundary is not None:
+            assert probabilities is not None
+            maps = probabilities[:, boundary] if stack else probabilities[boundary]
+            write_tiff(Path(out) / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps))
+        if isinstance(probabilities, np.memmap):
             probabilities.flush()
-            del probabilities
+        del probabilities
         written.append(target_path)
-    say(f"wrote {len(written)} mask(s) to {out}")
+    say(f"wrote {len(written)} mask(s) to {out}" + (f" with their cells (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
     return written

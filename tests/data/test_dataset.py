@@ -362,5 +362,5 @@ def test_a_probability_map_given_as_the_single_file_is_an_error_naming_it(tmp_pa
 
     tifffile.imwrite(tmp_path / "x_prob.tif", np.zeros((2, 8, 8), np.float32))
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
-    with pytest.raises(InputError, match="x_prob.tif: is a probability map"):
-        pair_files(tmp_path / "x_prob.tif", tmp_path / "x.png", skip_suffix="_prob")
+    with pytest.raises(InputError, match="x_prob.tif: is not a mask but a map predict writes"):
+        pair_files(tmp_path / "x_prob.tif", tmp_path / "x.png", skip_suffixes=("_prob",))

@@ -56,21 +56,23 @@ class Matching:
     conflicts: list[str]  # one message per stem claimed twice, or a file/folder mix-up
 
 
-def match_files(images: Path, labels: Path, skip_suffix: str | None = None) -> Matching:
+def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = ()) -> Matching:
     """Match image files with label files by stem (missing paths and empty folders still raise).
 
-    Image files whose stem ends with `skip_suffix` are left out (predictions' NAME_prob.tif beside NAME.png).
+    Image files whose stem ends with one of `skip_suffixes` are left out (what predict writes beside NAME.png:
+    NAME_prob.tif, NAME_cells.tif).
     """
     if Path(images).is_dir() and Path(images).resolve() == Path(labels).resolve():
         return Matching([], [], [], [f"{images}: given as both the images and the masks; put the masks in a folder of their own "
                                      "(e.g. DATA/image and DATA/label)"])
-    image_files = [f for f in list_image_files(images) if not (skip_suffix and f.stem.endswith(skip_suffix))]
+    image_files = [f for f in list_image_files(images) if not (skip_suffixes and f.stem.endswith(skip_suffixes))]
     label_files = list_image_files(labels)
     if Path(images).is_file() != Path(labels).is_file():
         return Matching([], [], [], [f"{images} and {labels}: give both as folders or both as stacks (single files)"])
     if Path(images).is_file():
         if not image_files:
-            return Matching([], [], [], [f"{images}: is a probability map (NAME{skip_suffix}), not a mask; give the mask file"])
+            return Matching([], [], [], [f"{images}: is not a mask but a map predict writes beside one "
+                                         f"(NAME{' or NAME'.join(skip_suffixes)}); give the mask file"])
         return Matching([(image_files[0], label_files[0])], [], [], [])
     conflicts: list[str] = []
     by_stem: dict[str, Path] = {}
@@ -95,9 +97,9 @@ def match_files(images: Path, labels: Path, skip_suffix: str | None = None) -> M
     )
 
 
-def pair_files(images: Path, labels: Path, skip_suffix: str | None = None) -> list[tuple[Path, Path]]:
+def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = ()) -> list[tuple[Path, Path]]:
     """Matched (image, label) files; the first conflict or orphan is an error naming the files."""
-    matching = match_files(images, labels, skip_suffix)
+    matching = match_files(images, labels, skip_suffixes)
     if matching.conflicts:
         raise InputError(matching.conflicts[0])
     if matching.orphan_images:
@@ -145,7 +147,7 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
 
 
 def read_pairs(
-    images: Path, labels: Path, skip_suffix: str | None = None, images_are_masks: bool = False
+    images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (), images_are_masks: bool = False
 ) -> tuple[list[RawPair], list[int] | None]:
     """Decode every pair, page by page, and check the sizes match; also return the masks' palette if any.
 
@@ -153,7 +155,7 @@ def read_pairs(
     """
     pairs: list[RawPair] = []
     first: tuple[Path, list[int]] | None = None  # the first palette mask and its palette
-    for image_file, label_file in pair_files(images, labels, skip_suffix):
+    for image_file, label_file in pair_files(images, labels, skip_suffixes):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
         conflict = palette_conflict(label_palette, first)

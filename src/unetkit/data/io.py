@@ -61,6 +61,11 @@ def natural_key(text: str) -> list[object]:
     return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
+# What `unetkit predict` writes beside NAME.png: probabilities (--prob) and cells (--instances).
+PROB_SUFFIX = "_prob"
+CELLS_SUFFIX = "_cells"
+
+
 def first_clash(outputs: list[tuple[str, Path | str]]) -> tuple[str, Path | str, Path | str] | None:
     """(name, first owner, second owner) of the first output name two sources would both write, or None.
 
