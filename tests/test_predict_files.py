@@ -137,3 +137,13 @@ def test_predict_instances_writes_cells_beside_the_masks_and_evaluate_skips_them
                  "--boundary-value", "7"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--instances" in err and "[0, 255]" in err and "\n" not in err
+
+
+def test_instances_refuse_an_image_too_large_to_hold_before_writing(tiny_run: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetkit import predict_files
+
+    monkeypatch.setattr(predict_files, "STREAM_PIXELS", 40 * 40 - 1)  # the 40 x 40 test images count as huge
+    with pytest.raises(InputError, match="too large for --instances"):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path / "out", instances=0, **QUIET)
+    assert not list((tmp_path / "out").glob("*.png"))

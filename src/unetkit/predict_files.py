@@ -177,8 +177,8 @@ def predict_paths(
     check_free_space(out, files, num_classes, write_probabilities)
     too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
     if too_large:
-        raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels, too large for --instances (the watershed needs "
-                         "the whole image in memory); predict it without --instances")
+        raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
+                         "come from probabilities held in memory); predict it without --instances, or split the stack")
     written: list[Path] = []
     for file in tqdm(files, desc="predict", unit="file", disable=not progress):
         pages = read_pages_lazily(file)
