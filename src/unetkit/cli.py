@@ -226,7 +226,7 @@ def _run_check(args: argparse.Namespace) -> None:
     from unetkit.run import load_run
 
     images, labels = _pair_arguments(args, "check")
-    run = load_run(args.run, precision="fp32") if args.run else None  # read for its classes and channels only
+    run = load_run(args.run) if args.run else None  # read for its classes and channels only
     report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None)
     print(format_report(report))
     if report.errors:

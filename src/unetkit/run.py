@@ -149,7 +149,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
     """Rebuild the network from run.json and load model.safetensors into it (no pickle anywhere).
 
     It computes as it trained (the run's precision and memory layout) unless `precision` says otherwise;
-    a GPU run's fp16 becomes auto on a CPU (engine.inference_precision).
+    a precision this device lacks (a GPU run's fp16 on a CPU) becomes auto (engine.inference_precision).
     """
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)

@@ -154,15 +154,13 @@ def read_pairs(
     Palette indices are the classes, so every palette mask must share the first one's palette.
     """
     pairs: list[RawPair] = []
-    first: tuple[Path, list[int]] | None = None  # the first palette mask and its palette
+    palettes = PaletteCheck()
     for image_file, label_file in pair_files(images, labels, skip_suffixes):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
-        conflict = palette_conflict(label_palette, first)
+        conflict = palettes.conflict(label_file, label_palette)
         if conflict:
             raise InputError(f"{label_file}: {conflict}")
-        if first is None and label_palette is not None:
-            first = (label_file, label_palette)
     channels = {p.image.channels for p in pairs}
     if len(channels) > 1:
         raise InputError(f"{images}: images have different channel counts {sorted(channels)}; save them all greyscale or all RGB")
@@ -170,15 +168,31 @@ def read_pairs(
     if len(dtypes) > 1 and not images_are_masks:
         found = ", ".join(f"{dtype} ({path.name})" for dtype, path in sorted(dtypes.items()))
         raise InputError(f"{images}: images have different pixel types: {found}; save them all with the same bit depth")
-    return pairs, first[1] if first else None
+    return pairs, palettes.palette
 
 
-def palette_conflict(palette: list[int] | None, first: tuple[Path, list[int]] | None) -> str | None:
-    """Why a mask's palette cannot join the first palette mask's (indices are the classes), or None when it can."""
-    if palette is None or first is None or palette == first[1]:
-        return None
-    return (f"its palette differs from {first[0].name}'s, so the same index would mean two classes; "
-            "save all masks with one palette (or as grey values or RGB colours)")
+class PaletteCheck:
+    """Palette indices are the classes, so every palette mask must share the first palette mask's palette."""
+
+    def __init__(self) -> None:
+        self.first: tuple[Path, list[int]] | None = None
+
+    @property
+    def palette(self) -> list[int] | None:
+        """The masks' palette (the first palette mask's), or None when no mask has one."""
+        return self.first[1] if self.first else None
+
+    def conflict(self, mask_file: Path, palette: list[int] | None) -> str | None:
+        """Why this mask's palette cannot join the first one's, or None when it can (the first one is remembered)."""
+        if palette is None:
+            return None
+        if self.first is None:
+            self.first = (mask_file, palette)
+            return None
+        if palette == self.first[1]:
+            return None
+        return (f"its palette differs from {self.first[0].name}'s, so the same index would mean two classes; "
+                "save all masks with one palette (or as grey values or RGB colours)")
 
 
 def split_contiguous(pairs: list[RawPair], val_fraction: float) -> tuple[list[RawPair], list[RawPair]]:

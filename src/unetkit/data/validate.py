@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from unetkit.data.dataset import RawPair, match_files, palette_conflict, read_pair
+from unetkit.data.dataset import PaletteCheck, RawPair, match_files, read_pair
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, is_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
 
@@ -167,16 +167,14 @@ def check_dataset(
     report.findings += [Finding("error", str(f), f"has no mask in {labels}; add its mask or move it out") for f in matching.orphan_images]
     report.findings += [Finding("error", str(f), f"has no image in {images}; add its image or move it out") for f in matching.orphan_labels]
     pairs: list[RawPair] = []
-    first_palette: tuple[Path, list[int]] | None = None
+    palettes = PaletteCheck()
     for image_file, label_file in matching.pairs:
         try:
             read, palette = read_pair(image_file, label_file)
             pairs.extend(read)
-            conflict = palette_conflict(palette, first_palette)
+            conflict = palettes.conflict(label_file, palette)
             if conflict:
                 report.findings.append(Finding("error", str(label_file), conflict))
-            if first_palette is None and palette is not None:
-                first_palette = (label_file, palette)
         except InputError as exc:
             file, _, message = str(exc).partition(": ")
             report.findings.append(Finding("error", file, message))

@@ -118,7 +118,7 @@ def train(
         if clashing:
             flags = ", ".join(FLAG_OF.get(name, f"--{name.replace('_', '-')}") for name in clashing)
             raise InputError(f"--from {start_from}: keeps that run's network; drop {flags} (or train a new run without --from)")
-        base = load_run(start_from, precision="fp32")  # read for its weights only: the new run computes as it is told
+        base = load_run(start_from)  # read for its weights only: the new run computes as it is told
         kept = {name: getattr(base.config, name) for name in ARCHITECTURE_FIELDS}
         if "loss" not in fixed:  # the loss the network's outputs were trained for, unless one is given
             kept["loss"] = base.config.loss
@@ -238,7 +238,7 @@ def resume(
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
         if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
-            trainer.start_from(load_run(Path(record["start_from"]), precision="fp32"))
+            trainer.start_from(load_run(Path(record["start_from"])))
     trainer.record["status"] = "training"
     trainer.run()
     _report_alignment(trainer.record, say)
