@@ -148,10 +148,23 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a run's network as ONNX and TorchScript files (a bioimage.io package)",
+                       description="Write a trained run as stand-alone ONNX and TorchScript networks that take raw "
+                                   "images and return probabilities and masks, with a bioimage.io rdf.yaml, test "
+                                   "tensors and a README: for Fiji (deepImageJ), ilastik or a script without unetkit.")
+    p.add_argument("run", type=Path, help="a trained run folder")
+    p.add_argument("--out", type=Path, required=True, help="new folder to write, or a new FILE.zip (the bioimage.io package)")
+    p.add_argument("--format", default="onnx,torchscript", help="onnx, torchscript or both, comma-separated (default both)")
+    p.add_argument("--name", help="the model's name in rdf.yaml (default: the run folder's name)")
+    p.add_argument("--author", help="the author in rdf.yaml (default: your login name)")
+    p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the exported model (default CC-BY-4.0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unetkit", description="U-Net segmentation for microscopy images, fast on a CPU.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_demo, _add_train, _add_check, _add_predict, _add_evaluate, _add_diffusion):
+    for add in (_add_demo, _add_train, _add_check, _add_predict, _add_evaluate, _add_export, _add_diffusion):
         add(sub)
     return parser
 
@@ -254,6 +267,14 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         write_json(scores, args.json)
 
 
+def _run_export(args: argparse.Namespace) -> None:
+    from unetkit.export import ModelCard, export_run
+
+    formats = tuple(part.strip() for part in args.format.split(",") if part.strip())
+    export_run(args.run, args.out, formats, ModelCard(args.name, args.author, args.license))
+    print(f"exported to {args.out} ({', '.join(formats)}; rdf.yaml for bioimage.io, README.md)")
+
+
 def _run_demo(args: argparse.Namespace) -> None:
     from unetkit.demo import run_demo
 
@@ -281,7 +302,7 @@ def _run_diffusion(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo,
-            "diffusion": _run_diffusion}
+            "export": _run_export, "diffusion": _run_diffusion}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,441 @@
+"""Export a trained run as a stand-alone network: ONNX and TorchScript files that run without unetkit.
+
+Why: a model is most useful where the images are looked at, in Fiji (deepImageJ),
+ilastik, napari, QuPath or a lab's own script, and those load ONNX or TorchScript,
+not a unetkit run. The exported graph takes the raw image (its pixel values as
+float32, B x C x H x W) and returns the class probabilities and the mask in the
+training labels' own values: the run's normalisation and its output alignment
+(alignment.py) are inside the graph, so a consumer reproduces nothing but the
+padding to the network's size step. Every file is loaded back and checked
+against the run before the export folder appears; a failed export leaves nothing.
+
+    OUT/model.onnx              ONNX (opset 18), inputs of any batch and any H, W on the size grid
+    OUT/model.torchscript.pt    TorchScript, the same graph
+    OUT/test_input.npy          a test image and the run's outputs for it, to check a consumer's set-up
+    OUT/test_probabilities.npy
+    OUT/test_mask.npy
+    OUT/export.json             what goes in and out, the size grid, classes, checks, sha256 of every file
+    OUT/rdf.yaml                the same as a bioimage.io model description (format 0.5), so that Fiji's
+                                deepImageJ, ilastik and the bioimage.io tools load the folder (or OUT.zip)
+    OUT/README.md               how to run it, in a few lines
+
+rdf.yaml is written as JSON, which is YAML too: no YAML library is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import string
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from unetkit.alignment import Shift, shift_image
+from unetkit.errors import InputError
+from unetkit.losses import class_probabilities
+from unetkit.run import Run, check_new_run_folder, library_versions, load_run
+
+FORMATS = ("onnx", "torchscript")
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+EXPORT_FILE = "export.json"
+BIOIMAGEIO_FILE = "rdf.yaml"
+BIOIMAGEIO_FORMAT = "0.5.4"
+UNET_PAPER = {"text": "Ronneberger, Fischer and Brox: U-Net: Convolutional Networks for Biomedical Image Segmentation, "
+                      "MICCAI 2015", "doi": "10.1007/978-3-319-24574-4_28"}
+ONNX_OPSET = 18
+CHECK_TOLERANCE = 1e-4  # largest difference in probability an exported file may show against the run
+_EXAMPLE_BATCH = 2  # torch.export fixes a dimension traced at size 1
+
+
+class StandaloneSegmenter(nn.Module):
+    """Raw image -> (class probabilities, mask in label values): the run's whole prediction of one window.
+
+    It is what `unetkit predict` computes for an image whose sides lie on the network's size grid
+    (no padding, no tiling, no TTA), in fp32.
+    """
+
+    def __init__(self, network: nn.Module, low: tuple[float, ...], high: tuple[float, ...],
+                 values: tuple[int, ...], shift: Shift | None) -> None:
+        super().__init__()
+        self.network = network
+        self.shift = shift
+        self.register_buffer("low", torch.tensor(low, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("high", torch.tensor(high, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("values", torch.tensor(values, dtype=torch.int32))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        normalised = (image - self.low) / (self.high - self.low)  # as Normalization.apply computes it
+        probabilities = shift_image(class_probabilities(self.network(normalised)), self.shift)
+        return probabilities, self.values[probabilities.argmax(dim=1)]
+
+
+@dataclass(frozen=True)
+class SizeGrid:
+    """The input sides a network takes: minimum + k * step, k = 0, 1, ...; `margin` pixels lost on each side."""
+
+    minimum: int
+    step: int
+    margin: int = 0
+
+    def sizes(self, near: int) -> int:
+        """The grid size closest to `near` from above (at least the minimum)."""
+        k = max(0, -(-(near - self.minimum) // self.step))
+        return self.minimum + k * self.step
+
+
+def size_grid(run: Run) -> SizeGrid:
+    """Where a network's input sides must lie for an exported graph (which has no padding of its own)."""
+    name = run.record["model"]["name"]
+    if name == "unet-classic":
+        model = run.model
+        smallest = model.input_size_for_output(1)  # type: ignore[operator]
+        return SizeGrid(smallest, 2 ** model.config.depth, model.margin)  # type: ignore[union-attr]
+    if name.startswith("fcn"):
+        return SizeGrid(32, 32)
+    multiple = 2 ** run.model.config.depth  # type: ignore[union-attr]
+    return SizeGrid(multiple, multiple)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Who made the model and under which terms: bioimage.io asks for them, the run does not know them."""
+
+    name: str | None = None  # default: the run folder's name
+    author: str | None = None  # default: the login name
+    license: str = "CC-BY-4.0"  # an SPDX identifier
+
+
+def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, card: ModelCard | None = None,
+               report: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write the run's network as stand-alone files into the new folder `out` (or the zip file `out`
+    when it ends in .zip); returns export.json's content."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise InputError(f"--format {','.join(unknown) or '(none)'}: unknown; choose from {', '.join(FORMATS)}")
+    out = Path(out)
+    as_zip = out.suffix.lower() == ".zip"
+    if as_zip:
+        if out.exists():
+            raise InputError(f"{out}: exists; choose a new --out (nothing is overwritten)")
+    else:
+        check_new_run_folder(out, resumable=False)
+    card = card or ModelCard()
+    card = ModelCard(_model_name(card.name, Path(run_dir)), card.author or login_name(), card.license)
+    if "onnx" in formats:
+        _require_onnx_exporter()
+    run = load_run(run_dir, device="cpu", precision="fp32")
+    grid = size_grid(run)
+    segmenter = StandaloneSegmenter(run.model.to(memory_format=torch.contiguous_format), run.normalization.low,
+                                    run.normalization.high, run.encoding.values, run.output_shift).eval()
+    test_input = _test_image(run, grid)
+    with torch.no_grad():
+        probabilities, mask = segmenter(torch.from_numpy(test_input))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
+    try:
+        checks: dict[str, Any] = {}
+        for fmt in formats:
+            writer, checker = _WRITERS[fmt]
+            path = writer(segmenter, run, grid, staging)
+            checks[fmt] = checker(path, test_input, probabilities.numpy(), mask.numpy())
+            report(f"{fmt}: {path.name} written, {checks[fmt]}")
+        np.save(staging / "test_input.npy", test_input, allow_pickle=False)
+        np.save(staging / "test_probabilities.npy", probabilities.numpy(), allow_pickle=False)
+        np.save(staging / "test_mask.npy", mask.numpy(), allow_pickle=False)
+        description = _description(run, grid, formats, checks, staging)
+        (staging / EXPORT_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        (staging / "README.md").write_text(_readme(description))
+        rdf = bioimageio_description(description, card)
+        (staging / BIOIMAGEIO_FILE).write_text(json.dumps(rdf, indent=2) + "\n")
+        if as_zip:
+            _zip_folder(staging, out)
+        else:
+            if out.exists():
+                out.rmdir()  # empty: check_new_run_folder said so
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already unless it failed or was zipped
+    return description
+
+
+def _zip_folder(folder: Path, out: Path) -> None:
+    """The folder's files at the top of a zip (how bioimage.io packages are shared), written atomically."""
+    partial = out.with_name(f".{out.name}.partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, path.name)
+    os.replace(partial, out)
+
+
+_NAME_CHARACTERS = set(string.ascii_letters + string.digits + "_+- ()")  # bioimage.io's rule for a model's name
+
+
+def _model_name(given: str | None, run_dir: Path) -> str:
+    """--name as bioimage.io takes it (5-128 letters, digits, spaces, _+-()); by default from the run's folder."""
+    if given is not None:
+        if not 5 <= len(given) <= 128 or not set(given) <= _NAME_CHARACTERS:
+            raise InputError(f"--name {given!r}: bioimage.io takes 5 to 128 letters, digits, spaces and _+-(); "
+                             "choose another name")
+        return given
+    name = "".join(c if c in _NAME_CHARACTERS else "-" for c in run_dir.resolve().name)[:100]
+    return name if len(name) >= 5 else f"unetkit {name}"
+
+
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (some containers)
+        return "unknown"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _require_onnx_exporter() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise InputError("--format onnx needs the onnx and onnxscript packages: pip install 'unetkit[export]', "
+                         "or export with --format torchscript") from None
+
+
+def _test_image(run: Run, grid: SizeGrid) -> np.ndarray:
+    """A reproducible test input: smooth random structure spanning the training images' normalised range."""
+    rng = np.random.default_rng(0)
+    height, width = grid.sizes(96), grid.sizes(128)  # not square, so a swapped axis shows
+    channels = len(run.normalization.low)
+    coarse = rng.random((1, channels, height // 8 + 2, width // 8 + 2))
+    field = np.kron(coarse, np.ones((1, 1, 8, 8)))[:, :, :height, :width] + 0.1 * rng.standard_normal((1, channels, height, width))
+    low = np.asarray(run.normalization.low)[None, :, None, None]
+    high = np.asarray(run.normalization.high)[None, :, None, None]
+    return (low + field * (high - low)).astype(np.float32)
+
+
+def _dynamic_shapes(grid: SizeGrid) -> dict[str, dict[int, Any]]:
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=4096)
+    height = grid.step * Dim("height_steps", min=0, max=4096) + grid.minimum
+    width = grid.step * Dim("width_steps", min=0, max=4096) + grid.minimum
+    return {"image": {0: batch, 2: height, 3: width}}
+
+
+def _example(grid: SizeGrid, channels: int) -> torch.Tensor:
+    """The input traced: every dynamic dimension at 2 or more (torch.export fixes one traced at 0 or 1)."""
+    width = max(grid.sizes(64), grid.minimum + 2 * grid.step)
+    return torch.rand(_EXAMPLE_BATCH, channels, width + grid.step, width)
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """The exporters print progress and warn about tracing; the user needs only our one line per file."""
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        exporter_log.setLevel(level)
+
+
+def _write_onnx(segmenter: StandaloneSegmenter, run: Run, grid: SizeGrid, folder: Path) -> Path:
+    path = folder / ONNX_FILE
+    example = _example(grid, len(run.normalization.low))
+    with _quiet():
+        program = torch.onnx.export(segmenter, (example,), dynamo=True, opset_version=ONNX_OPSET,
+                                    dynamic_shapes=_dynamic_shapes(grid), input_names=["image"],
+                                    output_names=["probabilities", "mask"])
+        program.save(str(path))
+    return path
+
+
+def _write_torchscript(segmenter: StandaloneSegmenter, run: Run, grid: SizeGrid, folder: Path) -> Path:
+    path = folder / TORCHSCRIPT_FILE
+    with _quiet(), torch.no_grad():
+        traced = torch.jit.trace(segmenter, _example(grid, len(run.normalization.low)), check_trace=False)
+        traced.save(str(path))
+    return path
+
+
+def _check_onnx(path: Path, test_input: np.ndarray, probabilities: np.ndarray, mask: np.ndarray) -> str:
+    try:
+        import onnxruntime
+    except ImportError:
+        return "not checked (onnxruntime is not installed)"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got_probabilities, got_mask = session.run(["probabilities", "mask"], {"image": test_input})
+    return _compare(path, got_probabilities, got_mask, probabilities, mask, "onnxruntime")
+
+
+def _check_torchscript(path: Path, test_input: np.ndarray, probabilities: np.ndarray, mask: np.ndarray) -> str:
+    loaded = torch.jit.load(str(path))
+    with torch.no_grad():
+        got_probabilities, got_mask = loaded(torch.from_numpy(test_input))
+    return _compare(path, got_probabilities.numpy(), got_mask.numpy(), probabilities, mask, "torch.jit.load")
+
+
+def _compare(path: Path, got_probabilities: np.ndarray, got_mask: np.ndarray, probabilities: np.ndarray,
+             mask: np.ndarray, runtime: str) -> str:
+    if got_probabilities.shape != probabilities.shape or got_mask.shape != mask.shape:
+        raise RuntimeError(f"{path.name}: outputs of shape {got_probabilities.shape} where the run gives "
+                           f"{probabilities.shape}; please report this as a unetkit bug")
+    difference = float(np.abs(got_probabilities - probabilities).max())
+    if difference > CHECK_TOLERANCE:
+        raise RuntimeError(f"{path.name}: probabilities differ from the run's by up to {difference:.2g}; "
+                           "please report this as a unetkit bug")
+    agree = float(np.mean(got_mask == mask))
+    return f"checked with {runtime}: probabilities within {difference:.1e} of the run's, masks agree on {agree:.2%} of pixels"
+
+
+_WRITERS = {"onnx": (_write_onnx, _check_onnx), "torchscript": (_write_torchscript, _check_torchscript)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dict[str, str], folder: Path) -> dict[str, Any]:
+    files = {FORMATS_FILES[f]: f for f in formats}
+    output_size = "the input's" if grid.margin == 0 else f"the input's less {grid.margin} pixels on each side"
+    return {
+        "format_version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source_run": str(Path(run.path).resolve()),
+        "model": run.record["model"],
+        "files": {name: {"format": fmt, "sha256": _sha256(folder / name), "check": checks[fmt]}
+                  for name, fmt in files.items()},
+        "input": {
+            "name": "image", "axes": "bcyx", "dtype": "float32", "channels": len(run.normalization.low),
+            "values": f"the raw pixel values of {run.normalization.source_dtype} images like the training images "
+                      "(the run's normalisation is inside the graph)",
+            "size": {"minimum": grid.minimum, "step": grid.step, "margin": grid.margin,
+                     "rule": f"H and W each {grid.minimum} + k * {grid.step}; pad other sizes by mirroring, "
+                             "then crop the outputs"},
+        },
+        "outputs": [
+            {"name": "probabilities", "axes": "bcyx", "dtype": "float32", "size": output_size,
+             "classes": list(run.encoding.values)},
+            {"name": "mask", "axes": "byx", "dtype": "int32", "size": output_size,
+             "values": "the training labels' values (the class of highest probability)",
+             "label_dtype": run.encoding.dtype, "colour": run.encoding.colour},
+        ],
+        "normalization": run.normalization.to_json(),
+        "alignment_shift_px": list(run.output_shift) if run.output_shift else [0.0, 0.0],
+        "test": {"input": "test_input.npy", "probabilities": "test_probabilities.npy", "mask": "test_mask.npy"},
+        "libraries": {name: version for name, version in library_versions().items() if name in ("unetkit", "torch")},
+    }
+
+
+FORMATS_FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
+
+
+def _readme(description: dict[str, Any]) -> str:
+    size = description["input"]["size"]
+    classes = description["outputs"][0]["classes"]
+    lines = [
+        f"# Segmentation network exported by unetkit from {description['source_run']}",
+        "",
+        f"Input `image`: float32, batch x {description['input']['channels']} x H x W, "
+        f"{description['input']['values']}.",
+        f"H and W: {size['rule']}.",
+        f"Outputs: `probabilities` (batch x {len(classes)} x H x W, classes in the order {classes}) and `mask` "
+        "(batch x H x W, int32, the labels' values).",
+        "",
+        "```python",
+        "import numpy as np",
+    ]
+    if ONNX_FILE in description["files"]:
+        lines += ["import onnxruntime",
+                  f"session = onnxruntime.InferenceSession('{ONNX_FILE}')",
+                  "probabilities, mask = session.run(None, {'image': np.load('test_input.npy')})"]
+    else:
+        lines += ["import torch",
+                  f"network = torch.jit.load('{TORCHSCRIPT_FILE}')",
+                  "probabilities, mask = network(torch.from_numpy(np.load('test_input.npy')))"]
+    lines += ["```", "", "## Validation", "",
+              "Each file was loaded back when it was written and run on test_input.npy; its outputs matched the "
+              "trained run's (test_probabilities.npy, test_mask.npy). export.json gives the figures and the sha256 "
+              "of every file; rdf.yaml describes the model for bioimage.io tools.", ""]
+    return "\n".join(lines)
+
+
+def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict[str, Any]:
+    """export.json restated as a bioimage.io model description (format 0.5): tensors, axes, test tensors, weights."""
+    size = description["input"]["size"]
+    margin_offset = -2 * size.get("margin", 0)
+
+    def space(axis: str, tensor: str | None) -> dict[str, Any]:
+        if tensor is None:
+            return {"type": "space", "id": axis, "size": {"min": size["minimum"], "step": size["step"]}}
+        return {"type": "space", "id": axis, "size": {"tensor_id": "image", "axis_id": axis, "offset": margin_offset}}
+
+    classes = description["outputs"][0]["classes"]
+    channels = description["input"]["channels"]
+    test = description["test"]
+    weights: dict[str, Any] = {}
+    files = description["files"]
+    if TORCHSCRIPT_FILE in files:
+        weights["torchscript"] = {"source": TORCHSCRIPT_FILE, "sha256": files[TORCHSCRIPT_FILE]["sha256"],
+                                  "pytorch_version": description["libraries"]["torch"].split("+")[0]}
+    if ONNX_FILE in files:  # converted from the same network; bioimage.io wants one entry without a parent
+        weights["onnx"] = {"source": ONNX_FILE, "sha256": files[ONNX_FILE]["sha256"], "opset_version": ONNX_OPSET,
+                           **({"parent": "torchscript"} if "torchscript" in weights else {})}
+    return {
+        "format_version": BIOIMAGEIO_FORMAT,
+        "type": "model",
+        "name": card.name,
+        "description": f"{description['model']['name']} segmentation network trained and exported with unetkit; "
+                       f"classes {classes} (the training labels' values)",
+        "authors": [{"name": card.author}],
+        "cite": [UNET_PAPER],
+        "license": card.license,
+        "documentation": "README.md",
+        "tags": ["segmentation", "unet", "unetkit", "2d"],
+        "timestamp": description["created"],
+        "inputs": [{
+            "id": "image",
+            "description": description["input"]["values"],
+            "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [f"c{i}" for i in range(channels)]},
+                     space("y", None), space("x", None)],
+            "test_tensor": {"source": test["input"]},
+            "data": {"type": "float32"},
+        }],
+        "outputs": [
+            {"id": "probabilities", "description": f"class probabilities, classes in the order {classes}",
+             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [f"class_{v}" for v in classes]},
+                      space("y", "image"), space("x", "image")],
+             "test_tensor": {"source": test["probabilities"]}, "data": {"type": "float32"}},
+            {"id": "mask", "description": "the class of highest probability, as its value in the training labels",
+             "axes": [{"type": "batch"}, space("y", "image"), space("x", "image")],
+             "test_tensor": {"source": test["mask"]}, "data": {"type": "int32"}},
+        ],
+        "weights": weights,
+    }

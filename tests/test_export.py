@@ -1,0 +1,181 @@
+"""`unetkit export`: stand-alone ONNX and TorchScript networks that segment as `unetkit predict` does,
+packaged so that the bioimage.io reference implementation runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import tifffile
+import torch
+from bioimageio.core import test_model as bioimageio_test_model
+from PIL import Image
+
+from conftest import blob_pair, write_png
+
+from unetkit.cli import main
+from unetkit.config import TrainConfig
+from unetkit.errors import InputError
+from unetkit.export import StandaloneSegmenter, export_run
+from unetkit.models import build_model
+from unetkit.predict import predict_probabilities
+from unetkit.train.start import train
+
+QUIET = dict(progress=False, say=lambda _: None)
+
+
+def _train_tiny(root: Path, model: str, **options: object) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        image, label = blob_pair(rng, 48)
+        write_png(root / "image" / f"{i}.png", image)
+        write_png(root / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), model=model, base_width=4, depth=2, epochs=2, budget_s=None, device="cpu", **options)
+    train(root / "image", root / "label", root / "run", config, **QUIET)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny padded U-Net run and its export in both formats."""
+    root = tmp_path_factory.mktemp("export")
+    run = _train_tiny(root, "unet", patch_size=32)
+    assert main(["export", str(run), "--out", str(root / "exported"), "--author", "Test Author"]) == 0
+    return run, root / "exported"
+
+
+def test_the_standalone_graph_computes_what_predict_does() -> None:
+    torch.manual_seed(0)
+    network = build_model("unet", in_channels=3, num_classes=3, base_width=4, depth=2).eval()
+    low, high, shift, values = (10.0, 0.0, -5.0), (250.0, 1000.0, 5.0), (-0.5, 0.25), (0, 7, 255)
+    segmenter = StandaloneSegmenter(network, low, high, values, shift).eval()
+    raw = torch.rand(1, 3, 20, 28) * torch.tensor([300.0, 1200.0, 12.0]).view(1, 3, 1, 1)
+    normalised = (raw[0] - torch.tensor(low).view(3, 1, 1)) / torch.tensor([240.0, 1000.0, 10.0]).view(3, 1, 1)
+    expected = predict_probabilities(network, normalised, amp_dtype=None, shift=shift)
+    with torch.no_grad():
+        probabilities, mask = segmenter(raw)
+    assert torch.allclose(probabilities[0], expected, atol=1e-5)
+    assert mask.dtype == torch.int32
+    assert torch.equal(mask[0], torch.tensor(values)[expected.argmax(0)].int())
+
+
+def test_exported_networks_segment_new_images_as_unetkit_predict_does(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    run, folder = exported
+    rng = np.random.default_rng(5)
+    sizes = {"a": (36, 52), "b": (36, 52), "tall": (60, 28)}  # on the network's grid of 4, not the traced size
+    for name, (height, width) in sizes.items():
+        image, _ = blob_pair(rng, max(height, width))
+        write_png(tmp_path / "in" / f"{name}.png", image[:height, :width])
+    assert main(["predict", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "masks"), "--quiet",
+                 "--precision", "fp32", "--prob"]) == 0
+
+    def image(name: str) -> np.ndarray:
+        return np.asarray(Image.open(tmp_path / "in" / f"{name}.png")).astype(np.float32)[None, None]
+
+    def expected(name: str) -> tuple[np.ndarray, np.ndarray]:
+        return (tifffile.imread(tmp_path / "masks" / f"{name}_prob.tif"),
+                np.asarray(Image.open(tmp_path / "masks" / f"{name}.png")))
+
+    def agree(got: tuple[np.ndarray, np.ndarray], name: str) -> bool:
+        probabilities, mask = expected(name)
+        return np.allclose(got[0], probabilities, atol=1e-5) and np.array_equal(got[1], mask)
+
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    batch = session.run(None, {"image": np.concatenate([image("a"), image("b")])})
+    assert agree((batch[0][0], batch[1][0]), "a") and agree((batch[0][1], batch[1][1]), "b")
+    assert not np.allclose(expected("a")[0], expected("b")[0], atol=1e-3)  # the batch is two different images
+    tall = session.run(None, {"image": image("tall")})
+    assert agree((tall[0][0], tall[1][0]), "tall")
+    scripted = torch.jit.load(str(folder / "model.torchscript.pt"))
+    for name in sizes:
+        with torch.no_grad():
+            probabilities, mask = scripted(torch.from_numpy(image(name)))
+        assert agree((probabilities[0].numpy(), mask[0].numpy()), name), name
+
+
+def test_the_package_describes_itself_and_lists_true_checksums(exported: tuple[Path, Path]) -> None:
+    _, folder = exported
+    description = json.loads((folder / "export.json").read_text())
+    rdf = json.loads((folder / "rdf.yaml").read_text())  # JSON is YAML
+    for name, entry in description["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
+        assert "within" in entry["check"]
+    assert description["outputs"][0]["classes"] == [0, 255]
+    assert description["input"]["size"]["step"] == 4
+    assert rdf["authors"] == [{"name": "Test Author"}]
+    assert set(rdf["weights"]) == {"onnx", "torchscript"}
+    assert np.array_equal(np.load(folder / "test_mask.npy"),
+                          np.array([0, 255])[np.load(folder / "test_probabilities.npy").argmax(1)])
+
+
+@pytest.mark.parametrize("weights", ["onnx", "torchscript"])
+def test_the_bioimageio_reference_implementation_runs_the_package(exported: tuple[Path, Path], weights: str) -> None:
+    """bioimage.io's own checker reproduces the test outputs and runs other sizes and batches."""
+    _, folder = exported
+    summary = bioimageio_test_model(str((folder / "rdf.yaml").resolve()), weight_format=weights)
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
+    assert summary.status == "passed", failed
+
+
+def test_a_zip_package_holds_the_same_files_and_passes(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    run, folder = exported
+    package = tmp_path / "model.zip"
+    export_run(run, package, formats=("torchscript",), report=lambda _: None)
+    with zipfile.ZipFile(package) as archive:
+        assert set(archive.namelist()) == {p.name for p in folder.iterdir()} - {"model.onnx"}
+    assert bioimageio_test_model(str(package), weight_format="torchscript").status == "passed"
+    with pytest.raises(InputError, match="exists"):
+        export_run(run, package, formats=("torchscript",), report=lambda _: None)
+
+
+def test_the_classic_valid_network_exports_outputs_smaller_by_its_margin(tmp_path: Path) -> None:
+    run = _train_tiny(tmp_path, "unet-classic")
+    export_run(run, tmp_path / "exported", report=lambda _: None)
+    size = json.loads((tmp_path / "exported" / "export.json").read_text())["input"]["size"]
+    side = size["minimum"] + 2 * size["step"]
+    scripted = torch.jit.load(str(tmp_path / "exported" / "model.torchscript.pt"))
+    probabilities, mask = scripted(torch.full((1, 1, side, side + size["step"]), 100.0))
+    assert probabilities.shape[-2:] == (side - 2 * size["margin"], side + size["step"] - 2 * size["margin"])
+    assert mask.shape[-2:] == probabilities.shape[-2:]
+    summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="onnx")
+    assert summary.status == "passed"
+
+
+def test_a_failed_export_leaves_nothing_behind(exported: tuple[Path, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    run, _ = exported
+    import unetkit.export as export_module
+
+    def broken(*_: object) -> str:
+        raise RuntimeError("model.torchscript.pt: probabilities differ")
+
+    monkeypatch.setitem(export_module._WRITERS, "torchscript", (export_module._write_torchscript, broken))
+    with pytest.raises(RuntimeError):
+        export_run(run, tmp_path / "out", report=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_errors_are_one_line_with_exit_code_2(exported: tuple[Path, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    run, folder = exported
+    cases = [
+        (["export", str(run), "--out", str(folder)], "exists and is not empty"),
+        (["export", str(tmp_path), "--out", str(tmp_path / "x")], "not a unetkit run"),
+        (["export", str(run), "--out", str(tmp_path / "y"), "--format", "tflite"], "unknown"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    assert main(["export", str(run), "--out", str(tmp_path / "z")]) == 2
+    assert "pip install 'unetkit[export]'" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
