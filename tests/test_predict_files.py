@@ -147,3 +147,19 @@ def test_instances_refuse_an_image_too_large_to_hold_before_writing(tiny_run: Pa
     with pytest.raises(InputError, match="too large for --instances"):
         predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path / "out", instances=0, **QUIET)
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_masks_with_negative_values_come_back_unchanged_as_tiff(tmp_path: Path) -> None:
+    """A PNG cannot hold -1: the masks of such a run are written as TIFF in the labels' own dtype, never wrapped."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        image, label = blob_pair(rng, 32)
+        write_png(tmp_path / "image" / f"{i}.png", image)
+        (tmp_path / "label").mkdir(exist_ok=True)
+        tifffile.imwrite(tmp_path / "label" / f"{i}.tif", np.where(label == 1, 1, -1).astype(np.int16))
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    written = predict_paths(tmp_path / "run", [tmp_path / "image"], tmp_path / "pred", **QUIET)
+    assert [p.name for p in written] == ["0.tif", "1.tif", "2.tif"]
+    mask = tifffile.imread(written[0])
+    assert mask.dtype == np.int16 and set(np.unique(mask)) <= {-1, 1}

@@ -201,9 +201,9 @@ def predict_paths(
                 source = f"{file}[{index}]" if stack else str(file)
                 target = None if probabilities is None else probabilities[index] if stack else probabilities
                 masks.append(predict_page(run, page, source, tile, tta, torch_device, target))
-            if stack:
+            if stack or not run.encoding.fits_png:
                 target_path = Path(out) / f"{file.stem}.tif"
-                write_tiff(target_path, np.stack(masks))
+                write_tiff(target_path, np.stack(masks) if stack else masks[0])
             else:
                 target_path = Path(out) / f"{file.stem}.png"
                 write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)

@@ -251,3 +251,23 @@ def test_to_values_inverts_to_classes(case: tuple[list[np.ndarray], np.dtype]) -
         back = encoding.to_values(classes)
         assert back.dtype == dtype
         np.testing.assert_array_equal(back, mask)
+
+
+def test_values_a_png_cannot_hold_are_written_as_tiff_never_wrapped(tmp_path: Path) -> None:
+    negative = LabelEncoding.from_masks([("neg.tif", np.array([[0, -1], [-1, 5]], dtype=np.int16))])
+    wide = LabelEncoding.from_masks([("big.tif", np.array([[0, 70000]], dtype=np.int32))])
+    in_range = LabelEncoding.from_masks([("ok.tif", np.array([[0, 65535]], dtype=np.int32))])
+    assert not negative.fits_png and not wide.fits_png and in_range.fits_png
+    with pytest.raises(InputError, match="cannot be written"):
+        write_mask(tmp_path / "m.png", np.array([[0, 70000]], dtype=np.int32))
+    with pytest.raises(InputError, match="cannot be written"):
+        write_mask(tmp_path / "m.png", np.array([[0, -1]], dtype=np.int16))
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_sixteen_bit_colour_masks_are_refused_rather_than_merged() -> None:
+    mask = np.zeros((2, 3, 3), dtype=np.uint16)
+    mask[0, 0] = (1, 0, 0)
+    mask[0, 1] = (0, 256, 0)  # packs to the same code as (1, 0, 0) with 8 bits a channel
+    with pytest.raises(InputError, match="16-bit RGB"):
+        LabelEncoding.from_masks([("rgb16.tif", mask)])

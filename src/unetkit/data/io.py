@@ -308,7 +308,13 @@ def read_image_pages(path: Path) -> list[Page]:
 
 
 def write_mask(path: Path, mask: np.ndarray, palette: list[int] | None = None) -> None:
-    """Write one mask as PNG: bool as bilevel, uint8/uint16 as grey, (H, W, 3) as RGB, indices with a palette."""
+    """Write one mask as PNG: bool as bilevel, uint8/uint16 as grey, (H, W, 3) as RGB, indices with a palette.
+
+    Values a PNG cannot hold (negative, above 65535, colours above 255) are refused, never wrapped around.
+    """
+    top = 255 if mask.ndim == 3 else 65535
+    if mask.dtype != bool and mask.size and (mask.min() < 0 or mask.max() > top):
+        raise InputError(f"{path}: mask values outside 0..{top} cannot be written as PNG; renumber the classes")
     if mask.dtype == bool:
         image = Image.fromarray(mask)
     elif mask.ndim == 3:

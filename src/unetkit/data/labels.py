@@ -17,6 +17,9 @@ from unetkit.errors import InputError
 
 # More distinct values than this is an image or a lossy mask, not a set of classes.
 MAX_CLASSES = 64
+# A PNG holds grey values up to 16 bits and colours of 8 bits a channel; other masks are written as TIFF.
+MAX_PNG_GREY = 65535
+MAX_COLOUR_CHANNEL = 255
 
 
 def _pack_colours(mask: np.ndarray) -> np.ndarray:
@@ -40,6 +43,9 @@ def scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
         if mask.shape[-1] != 3:
             raise InputError(f"{source}: mask has {mask.shape[-1]} channels; save masks as greyscale, palette or RGB")
         if colour:
+            if mask.size and (mask.min() < 0 or mask.max() > MAX_COLOUR_CHANNEL):
+                raise InputError(f"{source}: colour mask with channel values beyond 0..255 (a 16-bit RGB mask); "
+                                 "save colour masks as 8-bit RGB, or the classes as grey values or a palette")
             return _pack_colours(mask)
         if is_colour(mask):  # its first channel alone would pass red (255, 0, 0) as grey 255
             raise InputError(f"{source}: colour mask, but the classes are grey values; save all masks the same way")
@@ -119,6 +125,11 @@ class LabelEncoding:
         values = np.asarray(self.values, dtype=np.int64)
         table = unpack_colours(values) if self.colour else values.astype(self.output_dtype)  # K [x 3]
         return table[classes]
+
+    @property
+    def fits_png(self) -> bool:
+        """Whether a PNG can hold these values; negative or wider ones (int16 -1, int32 70000) go to TIFF."""
+        return self.colour or self.dtype == "bool" or (min(self.values) >= 0 and max(self.values) <= MAX_PNG_GREY)
 
     @property
     def output_dtype(self) -> np.dtype:
