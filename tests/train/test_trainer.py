@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from unetkit.config import TrainConfig
 from unetkit.errors import InputError
@@ -322,3 +323,23 @@ def test_resume_takes_where_and_how_to_compute_and_refuses_what_it_would_ignore(
     config = json.loads(record_path.read_text())["config"]
     assert (config["device"], config["precision"], config["epochs"]) == ("cpu", "fp32", 2)
     assert len(log_rows(run)) == 2
+
+
+def test_resume_refuses_data_that_changed_since_the_run_started(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    quiet = dict(progress=False, say=lambda _: None)
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=1), **quiet)
+    for folder in (images, labels):  # a seventh pair: the contiguous split would move 5 from validation to training
+        (folder / "6.png").write_bytes((folder / "0.png").read_bytes())
+    with pytest.raises(InputError, match=r"data changed .*\(train split: 5 added\)"):
+        resume(tmp_path / "run", epochs=2, **quiet)
+    for folder in (images, labels):
+        (folder / "6.png").unlink()
+    edited = np.asarray(Image.open(labels / "1.png")).copy()
+    edited[:4] = 255 - edited[:4]
+    Image.fromarray(edited).save(labels / "1.png")
+    with pytest.raises(InputError, match="pairs edited"):
+        resume(tmp_path / "run", epochs=2, **quiet)
+    edited[:4] = 255 - edited[:4]
+    Image.fromarray(edited).save(labels / "1.png")
+    assert resume(tmp_path / "run", epochs=2, **quiet)["status"] == "finished"

@@ -8,6 +8,8 @@ touches the disk.
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from typing import NamedTuple
 from pathlib import Path
@@ -227,6 +229,15 @@ class TensorPairs:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def digest(self) -> str:
+        """sha256 over names, images and labels: a resumed run checks that its data has not changed."""
+        hasher = hashlib.sha256()
+        for name, image, label in zip(self.names, self.images, self.labels):
+            hasher.update(name.encode())
+            hasher.update(image.contiguous().numpy().tobytes())
+            hasher.update(label.contiguous().numpy().tobytes())
+        return hasher.hexdigest()
 
     @property
     def pixel_count(self) -> int:

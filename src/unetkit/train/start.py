@@ -144,6 +144,7 @@ def train(
         "val_labels": str(Path(val_labels).resolve()) if val_labels else None,
         "train": data.train.names,
         "val": data.val.names,
+        "digest": {"train": data.train.digest(), "val": data.val.digest()},
     }
     record["classes"] = data.encoding.to_json()
     record["normalization"] = data.normalization.to_json()
@@ -200,6 +201,20 @@ def _has_resume_state(run_dir: Path) -> bool:
     return (run_dir / RESUME_DIR / RESUME_FILE).is_file()
 
 
+def _check_same_data(run_dir: Path, paths: dict[str, Any], data: TrainingData) -> None:
+    """A resumed run must see the pairs it started with: a pair added, removed or edited would shift the
+    validation split or change what the best score means. (Runs from before the digest check names only.)"""
+    for split, pairs in (("train", data.train), ("val", data.val)):
+        before, now = list(paths.get(split, pairs.names)), pairs.names
+        digest = (paths.get("digest") or {}).get(split)
+        if before != now or (digest is not None and digest != pairs.digest()):
+            added, removed = sorted(set(now) - set(before)), sorted(set(before) - set(now))
+            change = (f"{', '.join(added[:3])} added" if added else f"{', '.join(removed[:3])} removed" if removed
+                      else "pairs edited or reordered")
+            raise InputError(f"{paths['images']}: the data changed since {run_dir} started ({split} split: {change}); "
+                             f"restore it to resume, or start a new run from these weights with --from {run_dir}")
+
+
 def resume(
     run_dir: Path,
     epochs: int | None = None,
@@ -229,6 +244,7 @@ def resume(
         Path(paths["val_labels"]) if paths["val_labels"] else None,
         config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]), say=say,
     )
+    _check_same_data(run_dir, paths, data)
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
     trainer = Trainer(run_dir, config, data, record, progress, say)
     remove_partial_writes(run_dir)
