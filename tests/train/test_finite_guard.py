@@ -79,3 +79,36 @@ def test_a_run_of_non_finite_losses_stops_naming_the_batch_and_keeps_the_last_go
     assert kept.keys() == saved.keys() and all(torch.equal(kept[k], saved[k]) for k in kept)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["progress"]["epoch"] == 1
+
+
+def test_a_round_whose_steps_were_all_skipped_does_not_end_the_run(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = toy_data
+    whole = replace(TINY, patch_size=None, batch_size=8, epochs=4)  # all training images in one step an epoch
+    poison_losses(monkeypatch, lambda call: call == 1)  # the whole second epoch
+    record = train(images, labels, tmp_path / "run", whole, **QUIET)
+    assert record["status"] == "finished" and record["progress"]["epoch"] == 4
+    assert record["progress"]["skipped_steps"] == 1
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[2].split(",")[4] == "nan"  # epoch 2 logged with no training loss
+
+
+def test_a_non_finite_forward_pass_leaves_the_batchnorm_statistics_as_they_were(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, labels = toy_data
+    real_augmented = trainer_module.Trainer._augmented
+    calls: list[int] = []
+
+    def augmented(self, batch):  # type: ignore[no-untyped-def]
+        images_, labels_, weights = real_augmented(self, batch)
+        calls.append(1)
+        return (images_ * float("nan") if len(calls) == 3 else images_), labels_, weights
+
+    monkeypatch.setattr(trainer_module.Trainer, "_augmented", augmented)
+    record = train(images, labels, tmp_path / "run", TINY, **QUIET)
+    assert record["progress"]["skipped_steps"] == 1
+    weights = load_file(str(tmp_path / "run" / "model.safetensors"))
+    running = {k: w for k, w in weights.items() if "running" in k}
+    assert running and all(torch.isfinite(w).all() for w in running.values())

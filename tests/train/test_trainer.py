@@ -343,3 +343,29 @@ def test_resume_refuses_data_that_changed_since_the_run_started(toy_data: tuple[
     edited[:4] = 255 - edited[:4]
     Image.fromarray(edited).save(labels / "1.png")
     assert resume(tmp_path / "run", epochs=2, **quiet)["status"] == "finished"
+
+
+def test_a_resumed_run_reserves_the_validation_it_measured_and_counts_it_as_spent(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The time a run reports as spent includes its last validation and saving; a resumed run knows from the
+    start what a validation costs, so a short extension does not overrun by a whole validation."""
+    import time
+
+    real_validate = trainer_module.validate
+
+    def slow_validate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.6)
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "validate", slow_validate)
+    images, labels = toy_data
+    quiet = dict(progress=False, say=lambda _: None)
+    record = train(images, labels, tmp_path / "run", replace(TINY, epochs=None, budget_s=2.0, patch_size=16), **quiet)
+    spent = record["progress"]["seconds"]
+    assert spent >= float(log_rows(tmp_path / "run")[-1]["seconds"]) + 0.6  # the last validation counts
+    _, state = load_tensors(tmp_path / "run" / RESUME_DIR / RESUME_FILE)
+    assert state["counters"]["end_cost_s"] >= 0.6 and state["counters"]["step_cost_s"] > 0
+    budget = spent + 1.0
+    record = resume(tmp_path / "run", budget_s=budget, **quiet)
+    assert record["progress"]["seconds"] <= budget * 1.05

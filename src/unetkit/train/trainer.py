@@ -79,6 +79,8 @@ class Counters:
     best_epoch: int = 0
     bad_steps: int = 0
     skipped_steps: int = 0
+    step_cost_s: float = 0.0  # the running mean of a step, and the last validation and saving: the budget
+    end_cost_s: float = 0.0  # check reserves them, and a resumed run must not start blind to them
 
 
 @torch.no_grad()
@@ -153,6 +155,9 @@ class Trainer:
         self._curves_drawn = -math.inf
         self._plot_cost = 0.0
         self._scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.amp_dtype, self.device))
+        self._good_buffers: list[torch.Tensor] | None = None
+        self._validation_pixels = sum(int(y.numel()) for y in data.val.labels)
+        self._batch_pixels = 0
 
     # --- state -----------------------------------------------------------------
 
@@ -228,6 +233,7 @@ class Trainer:
         else:
             loss = self.loss_fn(logits.float(), labels, weights=weights.to(self.device))
         if not torch.isfinite(loss):
+            self._restore_buffers()  # the forward pass also moved BatchNorm's running statistics, maybe to NaN
             self.counters.bad_steps += 1
             self.counters.skipped_steps += 1
             if self.counters.bad_steps >= MAX_BAD_STEPS:
@@ -244,7 +250,21 @@ class Trainer:
         self._scaler.update()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+        self._keep_buffers()
         return loss.item()
+
+    def _keep_buffers(self) -> None:
+        """Remember the buffers (BatchNorm statistics, a few KB) after a good step, for `_restore_buffers`."""
+        if self._good_buffers is None:
+            self._good_buffers = [b.detach().clone() for b in self.model.buffers()]
+            return
+        for kept, buffer in zip(self._good_buffers, self.model.buffers()):
+            kept.copy_(buffer)
+
+    def _restore_buffers(self) -> None:
+        assert self._good_buffers is not None, "run() keeps the buffers before the first step"
+        for kept, buffer in zip(self._good_buffers, self.model.buffers()):
+            buffer.copy_(kept)
 
     # --- the loop ------------------------------------------------------------------
 
@@ -253,7 +273,7 @@ class Trainer:
         steps_per_epoch = self.sampler.steps_per_epoch()
         clock_start = time.monotonic() - self.counters.elapsed_s
         elapsed = lambda: time.monotonic() - clock_start  # noqa: E731
-        step_cost, end_cost = 0.0, 0.0
+        step_cost, end_cost = self.counters.step_cost_s, self.counters.end_cost_s
         bar = tqdm(
             total=config.epochs * steps_per_epoch if config.epochs else int(config.budget_s or 0),
             initial=self.counters.step if config.epochs else int(self.counters.elapsed_s),
@@ -264,6 +284,7 @@ class Trainer:
             leave=True,
         )
         self.model.train()
+        self._keep_buffers()
         out_of_time = False
         try:
             while not out_of_time and (config.epochs is None or self.counters.epoch < config.epochs):
@@ -278,7 +299,8 @@ class Trainer:
                             break
                         self.sampler.start_epoch()  # patches from a budget: a round is a time, not a pass
                         step_in_epoch = 0
-                    if config.budget_s and elapsed() + step_cost + end_cost + self._plot_cost > config.budget_s:
+                    reserve = end_cost or self._estimated_end_cost(step_cost)
+                    if config.budget_s and elapsed() + step_cost + reserve + self._plot_cost > config.budget_s:
                         out_of_time = True
                         break
                     if losses and self._round_is_long(epoch_started, elapsed(), end_cost):
@@ -294,14 +316,17 @@ class Trainer:
                         losses.append(loss)
                         self._track_train_loss(loss)
                     step_cost = 0.9 * step_cost + 0.1 * (time.monotonic() - started) if step_cost else time.monotonic() - started
+                    self._batch_pixels = int(labels.numel())
                     bar.set_postfix(epoch=self.counters.epoch + 1, loss=f"{loss if loss is not None else float('nan'):.4f}")
                     bar.update(1) if config.epochs else bar.update(max(0, min(bar.total, int(elapsed())) - bar.n))
-                if not losses:
+                if not losses and (out_of_time or step_in_epoch == 0):
                     break
                 end_started = time.monotonic()
                 self.counters.epoch += 1
-                self._end_epoch(float(np.mean(losses)), lr, elapsed())
-                end_cost = time.monotonic() - end_started
+                self.counters.step_cost_s = step_cost
+                # a round whose steps were all skipped (not finite) still ends: validated, logged with a NaN loss
+                self._end_epoch(float(np.mean(losses)) if losses else math.nan, lr, elapsed())
+                end_cost = self.counters.end_cost_s = time.monotonic() - end_started
                 if not config.epochs:
                     bar.update(max(0, min(bar.total, int(elapsed())) - bar.n))
         except KeyboardInterrupt:
@@ -310,6 +335,8 @@ class Trainer:
             raise
         bar.close()
         self.counters.elapsed_s = elapsed()
+        if "progress" in self.record:
+            self.record["progress"]["seconds"] = round(self.counters.elapsed_s, 1)
         if not (self.run_dir / WEIGHTS_FILE).is_file() and config.budget_s:  # no round ended: nothing can predict
             raise InputError(
                 f"{self.run_dir}: the {config.budget_s:.0f} s budget ran out before training could start ({elapsed():.0f} s "
@@ -317,6 +344,13 @@ class Trainer:
                 f"`unetkit train --resume {self.run_dir} --budget 5m`")
         self._set_status("finished")
         return self.record.get("metrics", {})
+
+    def _estimated_end_cost(self, step_cost: float) -> float:
+        """Before the first validation has been timed: assume it costs a training step per batch of pixels
+        (inference alone is cheaper, so this errs towards ending the first round early, not late)."""
+        if not step_cost or not self._batch_pixels:
+            return 0.0
+        return step_cost * self._validation_pixels / self._batch_pixels
 
     def _timed_rounds(self) -> bool:
         """Patches under a budget (and no --epochs): validation rounds are set by time, not by passes."""
@@ -360,7 +394,6 @@ class Trainer:
             best_model.load_state_dict(self._best_train_state)
             save_weights(self.run_dir / WEIGHTS_FILE, best_model, self._weights_metadata())
             self._best_train_state = None
-        self.counters.elapsed_s = elapsed + (time.monotonic() - self._round_ended)  # validation and saving count too
         row = {"epoch": self.counters.epoch, "step": self.counters.step, "seconds": round(elapsed, 1), "lr": lr,
                "train_loss": train_loss, **scores, "best": "yes" if improved else ""}
         self.rows.append(row)
@@ -371,7 +404,11 @@ class Trainer:
         elif improved or "best" not in self.record.get("metrics", {}):
             self.record["metrics"] = {"best": {**row, "selected_by": self.config.select_by}}
         self.record["metrics"]["last"] = row
-        self.record["progress"] = {"epoch": self.counters.epoch, "step": self.counters.step, "seconds": round(elapsed, 1),
+        # validation, saving and plotting count too; end_cost_s is saved with the state: a resumed run reserves it
+        self.counters.end_cost_s = time.monotonic() - self._round_ended
+        self.counters.elapsed_s = elapsed + self.counters.end_cost_s
+        self.record["progress"] = {"epoch": self.counters.epoch, "step": self.counters.step,
+                                   "seconds": round(self.counters.elapsed_s, 1),  # validation and saving included
                                    "skipped_steps": self.counters.skipped_steps}
         write_run_json(self.run_dir, self.record)
         self._save_state()
