@@ -429,3 +429,16 @@ def test_write_atomic_turns_a_disk_error_into_one_line_naming_the_file(tmp_path:
     with pytest.raises(InputError, match="mask.png: could not be written .*space"):
         write_atomic(target, full)
     assert target.read_bytes() == b"previous"
+
+
+def test_a_tiff_of_unequal_pages_is_refused_not_cut_to_its_first(tmp_path: Path) -> None:
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as writer:
+        writer.write(np.zeros((10, 12), np.uint8))
+        writer.write(np.zeros((20, 8), np.uint8))
+    with pytest.raises(InputError, match=r"holds 2 images that differ .*10 x 12 uint8 and 20 x 8 uint8"):
+        read_pages(tmp_path / "mixed.tif")
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:  # a reduced-resolution page is not data
+        writer.write(np.ones((64, 64), np.uint8))
+        writer.write(np.zeros((16, 16), np.uint8), subfiletype=1)
+    pages, _ = read_pages(tmp_path / "thumbnail.tif")
+    assert pages.shape == (1, 64, 64) and pages.min() == 1

@@ -137,6 +137,20 @@ def _open_tiff(path: Path) -> Iterator[tuple[tifffile.TiffFile, _LoggedErrors]]:
         tifffile_log.removeHandler(errors)
 
 
+def _is_overview(series: tifffile.TiffPageSeries, first: tifffile.TiffPageSeries) -> bool:
+    """A reduced-resolution page (flagged, or smaller than the first image both ways) is a preview, not a page."""
+    if series is first:
+        return False
+    if getattr(series.keyframe, "is_reduced", False):
+        return True
+    size = lambda s: (s.shape[s.axes.index("Y")], s.shape[s.axes.index("X")])  # noqa: E731
+    return all(a < b for a, b in zip(size(series), size(first)))
+
+
+def _describe(series: tifffile.TiffPageSeries) -> str:
+    return f"{' x '.join(map(str, series.shape))} {series.dtype}"
+
+
 def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
     """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha."""
     with _open_tiff(path) as (tif, errors):
@@ -146,10 +160,15 @@ def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
         axes, shape = series[0].axes, series[0].shape
         alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
         _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
-        if len(series) > 1 and all((s.axes, s.shape, s.dtype) == (axes, shape, series[0].dtype) for s in series):
+        full = [s for s in series if not _is_overview(s, series[0])]  # thumbnails and overviews are not data
+        if len(full) > 1 and all((s.axes, s.shape, s.dtype) == (axes, shape, series[0].dtype) for s in full):
             # Pages written one call at a time (a loop over TiffWriter.write) are one series each: one stack.
-            array = np.stack([s.asarray() for s in series])
-            axes, shape = "Q" + axes, (len(series), *shape)
+            array = np.stack([s.asarray() for s in full])
+            axes, shape = "Q" + axes, (len(full), *shape)
+        elif len(full) > 1:  # reading the first alone would drop the others without a word
+            other = next(s for s in full if (s.axes, s.shape, s.dtype) != (axes, shape, series[0].dtype))
+            raise InputError(f"{path}: holds {len(full)} images that differ in size or type ({_describe(series[0])} "
+                             f"and {_describe(other)}); save them as separate files, or as one stack of equal pages")
         else:
             array = series[0].asarray()
     if errors.messages:
