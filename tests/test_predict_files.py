@@ -163,3 +163,21 @@ def test_masks_with_negative_values_come_back_unchanged_as_tiff(tmp_path: Path) 
     assert [p.name for p in written] == ["0.tif", "1.tif", "2.tif"]
     mask = tifffile.imread(written[0])
     assert mask.dtype == np.int16 and set(np.unique(mask)) <= {-1, 1}
+
+
+def test_predictions_never_go_into_a_folder_of_the_users_files_nor_train_from_one(tiny_run: Path, tmp_path: Path) -> None:
+    from unetkit.data.validate import check_dataset
+
+    labels = tiny_run / "label"
+    before = {p.name: p.read_bytes() for p in labels.iterdir()}
+    with pytest.raises(InputError, match="holds files unetkit did not write"):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], labels, **QUIET)
+    assert {p.name: p.read_bytes() for p in labels.iterdir()} == before  # the true masks are untouched
+    out = tmp_path / "pred"
+    predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
+    predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)  # its own folder: written again
+    for images, masks, option in ((tiny_run / "image", out, "--labels"), (out, tiny_run / "label", "--images")):
+        with pytest.raises(InputError, match=f"{option} .*folder of unetkit predictions"):
+            check_dataset(images, masks)
+        with pytest.raises(InputError, match=f"{option} .*folder of unetkit predictions"):
+            train(images, masks, tmp_path / "run2", replace(TrainConfig(), epochs=1, budget_s=None), **QUIET)

@@ -24,9 +24,11 @@ from tqdm import tqdm
 
 from unetkit.data.io import (
     CELLS_SUFFIX,
+    PREDICTIONS_MARKER,
     PROB_SUFFIX,
     declared_pixels,
     first_clash,
+    is_predictions_folder,
     list_image_files,
     make_writable_folder,
     read_pages_lazily,
@@ -40,7 +42,7 @@ from unetkit.instances import watershed_regions
 from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
 from unetkit.run import Run, load_run
 
-OUTPUT_MARKER = ".unetkit-predictions"
+OUTPUT_MARKER = PREDICTIONS_MARKER
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
 
 
@@ -54,9 +56,13 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
     if out.resolve() in _input_folders(inputs):
         raise InputError(f"--out {out}: is an input folder; predictions never go beside the inputs, choose another --out")
     for path in inputs:
-        folder = path if path.is_dir() else path.parent
-        if (folder / OUTPUT_MARKER).exists():
+        if is_predictions_folder(path):
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
+    if out.is_dir() and not (out / OUTPUT_MARKER).exists():
+        theirs = next((p for p in sorted(out.iterdir()) if not p.name.startswith(".")), None)
+        if theirs is not None:  # a folder of the user's own files (their labels, say): never written into
+            raise InputError(f"--out {out}: holds files unetkit did not write ({theirs.name}); choose a new or empty "
+                             "folder for the predictions")
     try:
         make_writable_folder(out)
         (out / OUTPUT_MARKER).touch()

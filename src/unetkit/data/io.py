@@ -357,6 +357,22 @@ def write_tiff(path: Path, array: np.ndarray) -> None:
     write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, photometric=photometric, compression="zlib"))
 
 
+PREDICTIONS_MARKER = ".unetkit-predictions"  # in every folder `unetkit predict` writes to
+
+
+def is_predictions_folder(path: Path) -> bool:
+    """Whether `path` (a folder, or a file in one) was written by `unetkit predict`."""
+    path = Path(path)
+    return ((path if path.is_dir() else path.parent) / PREDICTIONS_MARKER).exists()
+
+
+def refuse_predictions_folder(path: Path, option: str) -> None:
+    """Training and checks never read predictions back as images or as true masks."""
+    if is_predictions_folder(path):
+        raise InputError(f"{option} {path}: is a folder of unetkit predictions; give your own images and masks "
+                         "(to train on corrected predictions, copy them to a folder of their own)")
+
+
 def make_writable_folder(folder: Path) -> None:
     """Create `folder` (and its parents) and write and delete a probe file in it; OSError if either fails."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, match_files, read_pair
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, is_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
@@ -161,6 +162,8 @@ def check_dataset(
     images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None
 ) -> CheckReport:
     """Pair, read and inspect everything, collecting every problem instead of stopping at the first."""
+    refuse_predictions_folder(images, "--images")
+    refuse_predictions_folder(labels, "--labels")
     matching = match_files(images, labels)
     report = CheckReport()
     report.findings += [Finding("error", message.split(": ", 1)[0], message.split(": ", 1)[-1]) for message in matching.conflicts]

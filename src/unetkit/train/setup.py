@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import CheckReport, inspect_pairs
 from unetkit.data.labels import LabelEncoding
@@ -51,6 +52,9 @@ def prepare_training_data(
     """
     if (val_images is None) != (val_labels is None):
         raise InputError("give both --val-images and --val-labels, or neither (then a contiguous block is held out)")
+    for path, option in ((images, "--images"), (labels, "--labels"), (val_images, "--val-images"), (val_labels, "--val-labels")):
+        if path is not None:
+            refuse_predictions_folder(path, option)
     pairs, palette = read_pairs(images, labels)
     _stop_on_errors(inspect_pairs(pairs, encoding, in_channels), images, labels, say)
     if val_images is not None:
