@@ -107,3 +107,47 @@ def test_area_bias_tells_thicker_boundaries_from_thinner_ones(tmp_path: Path, ca
     assert scores["mean"]["area_bias"][0] == pytest.approx((extra_thick + extra_thin) / 2)
     header = capsys.readouterr().out.splitlines()[0].split()
     assert header[:8] == ["image", "pixel_error", "dice[0]", "dice[255]", "iou[0]", "iou[255]", "bias[0]", "bias[255]"]
+
+
+def test_predictions_in_another_encoding_are_refused_not_scored_as_extra_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_png(tmp_path / "truth" / "0.png", cells())
+    write_png(tmp_path / "ones" / "0.png", (cells() // 255).astype(np.uint8))  # 0/1 against 0/255
+    assert main(["evaluate", "--pred", str(tmp_path / "ones"), "--labels", str(tmp_path / "truth")]) == 2
+    err = capsys.readouterr().err
+    assert "ones/0.png: predictions hold values [1] and the true masks [255]" in err and err.count("\n") == 1
+
+
+def test_an_empty_field_predicted_empty_scores_perfectly_and_false_objects_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    empty = np.zeros((16, 16), dtype=np.uint8)
+    write_png(tmp_path / "truth" / "0.png", empty)
+    write_png(tmp_path / "pred" / "0.png", empty)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["mean"]["pixel_error"] == 0.0
+    spotted = empty.copy()
+    spotted[:4, :4] = 255  # a false object on an empty field: a value the truth lacks, but the same encoding
+    write_png(tmp_path / "spotted" / "0.png", spotted)
+    assert main(["evaluate", "--pred", str(tmp_path / "spotted"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["mean"]["pixel_error"] == pytest.approx(16 / 256)
+
+
+def test_json_output_never_overwrites_a_mask_and_is_checked_before_scoring(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_png(tmp_path / "truth" / "0.png", cells())
+    write_png(tmp_path / "pred" / "0.png", cells())
+    mask = (tmp_path / "truth" / "0.png").read_bytes()
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"), "--json"]
+    assert main([*args, str(tmp_path / "truth" / "0.png")]) == 2
+    assert (tmp_path / "truth" / "0.png").read_bytes() == mask
+    assert "ending in .json" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main([*args, str(tmp_path / "afile" / "s.json")]) == 2
+    captured = capsys.readouterr()
+    assert "cannot be written" in captured.err and "not a folder" in captured.err
+    assert captured.out == ""  # refused before any scoring was printed

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.data.dataset import label_stem, read_pairs
+from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
-from unetkit.data.labels import LabelEncoding
+from unetkit.data.labels import LabelEncoding, scalar_codes
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
 from unetkit.errors import InputError
 from unetkit.instances import watershed_regions
@@ -55,7 +55,8 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
     # `predict --prob` writes NAME_prob.tif beside the masks, `predict --instances` NAME_cells.tif
     pairs, palette = read_pairs(pred, labels, skip_suffixes=(PROB_SUFFIX, CELLS_SUFFIX), images_are_masks=True)
     masks = [(p.image.name, p.image.array) for p in pairs] + [(p.label.name, p.label.array) for p in pairs]
-    encoding = LabelEncoding.from_masks(masks, palette)
+    encoding = LabelEncoding.from_masks(masks, palette, minimum_classes=1)  # an empty field, rightly left empty, is one
+    _check_same_encoding(pairs, encoding)
     boundary = None
     if boundary_value is not None and encoding.num_classes == 2 and boundary_value in encoding.values:
         boundary = encoding.values.index(boundary_value)
@@ -81,6 +82,26 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
             mean[key] = float(np.mean(values))
     return {"classes": encoding.describe_values(), "boundary_value": boundary_value if boundary is not None else None,
             "per_image": per_image, "mean": mean}
+
+
+def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
+    """Predictions and true masks must use the same values: 0/1 predictions against 0/255 masks would be
+    scored as three classes, silently. A value on one side only is fine (a class absent from the truth, or
+    never predicted); values on both sides that the other lacks are two encodings."""
+    def values(arrays: list[tuple[str, np.ndarray]]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for name, array in arrays:
+            for value in np.unique(scalar_codes(array, name, encoding.colour)).tolist():
+                found.setdefault(value, name)
+        return found
+
+    predicted = values([(str(p.image.location), p.image.array) for p in pairs])
+    true = values([(str(p.label.location), p.label.array) for p in pairs])
+    only_predicted, only_true = sorted(set(predicted) - set(true)), sorted(set(true) - set(predicted))
+    if only_predicted and only_true:
+        raise InputError(f"{predicted[only_predicted[0]]}: predictions hold values {only_predicted[:3]} and the true "
+                         f"masks {only_true[:3]}, each missing from the other: two encodings (e.g. 0/1 against 0/255); "
+                         "write the predictions in the true masks' values")
 
 
 def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -74,8 +74,9 @@ class LabelEncoding:
         return len(self.values)
 
     @classmethod
-    def from_masks(cls, masks: list[tuple[str, np.ndarray]], palette: list[int] | None = None) -> "LabelEncoding":
-        """Collect the classes from (name, mask) pairs of the training set."""
+    def from_masks(cls, masks: list[tuple[str, np.ndarray]], palette: list[int] | None = None,
+                   minimum_classes: int = 2) -> "LabelEncoding":
+        """Collect the classes from (name, mask) pairs of the training set (scoring may take a single class)."""
         if not masks:
             raise InputError("no masks given; point --labels to the folder with the masks")
         found: set[int] = set()
@@ -93,7 +94,7 @@ class LabelEncoding:
         if one_bit and wider and not found <= {0, 1}:  # True would be class 1 here and 255 (say) there
             raise InputError(f"{one_bit}: a 1-bit mask among masks like {wider} that hold {sorted(found - {0, 1})[:3]}; "
                              "save all masks the same way (all 1-bit, or all 8-bit)")
-        if len(found) < 2:
+        if len(found) < minimum_classes:
             only = next(iter(found))
             raise InputError(f"every mask holds only the value {only}; labels need at least two classes (object and background)")
         dtype = np.result_type(*[mask.dtype for _, mask in masks]).name
