@@ -151,3 +151,27 @@ def test_json_output_never_overwrites_a_mask_and_is_checked_before_scoring(
     captured = capsys.readouterr()
     assert "cannot be written" in captured.err and "not a folder" in captured.err
     assert captured.out == ""  # refused before any scoring was printed
+
+
+def test_instances_take_stack_files_skip_masks_without_regions_and_refuse_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    truth = np.full((2, 20, 21), 255, dtype=np.uint8)
+    truth[:, :, 10] = 0
+    truth[1] = 0  # the second page is all membrane: no region to score
+    boundary = np.where(truth == 255, 0.05, 0.95).astype(np.float32)
+    (tmp_path / "pred").mkdir()
+    tifffile.imwrite(tmp_path / "pred" / "img.tif", (boundary < 0.5).astype(np.uint8) * 255)
+    tifffile.imwrite(tmp_path / "pred" / "img_prob.tif", np.stack([boundary, 1 - boundary], axis=1).reshape(4, 20, 21),
+                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "lab.tif", truth)
+    args = ["evaluate", "--pred", str(tmp_path / "pred" / "img.tif"), "--labels", str(tmp_path / "lab.tif"), "--instances"]
+    assert main([*args, "watershed", "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert list(scores["per_image"]) == ["img[0]"] and scores["skipped"] == ["img[1]"]
+    assert "not scored" in capsys.readouterr().out
+    poisoned = np.stack([boundary, 1 - boundary], axis=1).reshape(4, 20, 21)
+    poisoned[0, 0, 0] = np.nan
+    tifffile.imwrite(tmp_path / "pred" / "img_prob.tif", poisoned, photometric="minisblack")
+    assert main([*args, "threshold"]) == 2
+    assert "NaN" in capsys.readouterr().err

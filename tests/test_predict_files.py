@@ -181,3 +181,15 @@ def test_predictions_never_go_into_a_folder_of_the_users_files_nor_train_from_on
             check_dataset(images, masks)
         with pytest.raises(InputError, match=f"{option} .*folder of unetkit predictions"):
             train(images, masks, tmp_path / "run2", replace(TrainConfig(), epochs=1, budget_s=None), **QUIET)
+
+
+@pytest.mark.parametrize("classes", [3, 4])
+def test_probabilities_of_three_or_four_classes_read_back_as_class_pages(tmp_path: Path, classes: int) -> None:
+    from unetkit.predict_files import _probability_store
+
+    store = _probability_store(tmp_path / "a_prob.tif", (classes, 8, 9))
+    store[:] = np.arange(classes, dtype=np.float32)[:, None, None]
+    store.flush()
+    del store
+    pages, _ = read_pages(tmp_path / "a_prob.tif")
+    assert pages.shape == (classes, 8, 9) and [float(p[0, 0]) for p in pages] == list(range(classes))

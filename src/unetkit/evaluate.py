@@ -105,12 +105,22 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
 
 
 def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, K x H x W probabilities, H x W truth) pairs: NAME_prob.tif matched with NAME.* by stem."""
+    """(name, K x H x W probabilities, H x W truth) pairs: NAME_prob.tif matched with NAME.* by stem.
+
+    Two files (a stack and its masks, as `evaluate` takes them) pair with each other; a mask file given as
+    --pred stands for the NAME_prob.tif beside it."""
+    pred, labels = Path(pred), Path(labels)
+    if pred.is_file() and not pred.stem.endswith(PROB_SUFFIX):
+        pred = pred.with_name(f"{pred.stem}{PROB_SUFFIX}.tif")
+        if not pred.is_file():
+            raise InputError(f"{pred}: no such file beside the masks; write it with unetkit predict --prob")
     probs = {f.stem.removesuffix(PROB_SUFFIX): f for f in list_image_files(pred) if f.stem.endswith(PROB_SUFFIX)}
     if not probs:
         raise InputError(f"{pred}: holds no NAME{PROB_SUFFIX}.tif files; write them with unetkit predict --prob")
     truths: dict[str, Path] = {}
-    for file in list_image_files(labels):  # named like the prediction, or like it plus _mask, _label... as evaluate pairs them
+    if pred.is_file() and labels.is_file():
+        truths = {next(iter(probs)): labels}
+    for file in [] if truths else list_image_files(labels):  # named like the prediction, or like it plus _mask...
         stem = label_stem(file.stem, set(probs))
         if stem in truths:
             raise InputError(f"{file}: a second mask for {stem} (besides {truths[stem].name}); keep one")
@@ -146,12 +156,18 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
         raise InputError(f"{labels}: challenge scores need two classes, one of them the boundary value {boundary_value}; "
                          f"the masks hold {encoding.describe_values()}")
     boundary = encoding.values.index(boundary_value)
-    per_image = {}
+    per_image: dict[str, dict[str, float]] = {}
+    skipped: list[str] = []
     for name, prob, truth in pairs:
         if prob.ndim != 3 or prob.shape[0] != 2:
             raise InputError(f"{name}: expected 2 x H x W class probabilities (unetkit predict --prob), got {prob.shape}")
         true_interior = encoding.to_classes(truth, name) != boundary
         boundary_prob = prob[boundary].astype(np.float64)
+        if not np.all(np.isfinite(boundary_prob)):
+            raise InputError(f"{name}: the probabilities hold NaN or infinite values; predict this image again")
+        if not true_interior.any():  # all boundary: no region to compare (evaluate's masks skip it the same way)
+            skipped.append(name)
+            continue
         if instances == "threshold":
             scores = boundary_scores(np.clip(1.0 - boundary_prob, 0.0, 1.0), true_interior)
             scores["challenge_pixel_error"] = scores.pop("pixel_error")
@@ -159,9 +175,13 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
             regions, true_regions = watershed_regions(boundary_prob), interior_regions(true_interior)
             scores = {**rand_scores(regions, true_regions), **vi_scores(regions, true_regions)}
         per_image[name] = {k: v for k, v in scores.items() if k in CHALLENGE_KEYS or k.endswith("threshold")}
+    if not per_image:
+        raise InputError(f"{labels}: no true mask holds anything but the boundary value {boundary_value}; "
+                         "challenge scores need regions")
     keys = sorted({k for s in per_image.values() for k in s})
     mean = {k: float(np.mean([s[k] for s in per_image.values()])) for k in keys}
-    return {"instances": instances, "boundary_value": boundary_value, "per_image": per_image, "mean": mean}
+    return {"instances": instances, "boundary_value": boundary_value, "per_image": per_image, "mean": mean,
+            "skipped": skipped}
 
 
 def format_challenge_table(scores: dict[str, Any]) -> str:
@@ -169,7 +189,10 @@ def format_challenge_table(scores: dict[str, Any]) -> str:
     rows = [["image", *keys]]
     for name, s in list(scores["per_image"].items()) + [("mean", scores["mean"])]:
         rows.append([name, *[f"{s[k]:.4f}" for k in keys]])
-    return _align(rows)
+    table = _align(rows)
+    if scores.get("skipped"):
+        table += f"\nnot scored (their true masks hold no region): {', '.join(scores['skipped'])}"
+    return table
 
 
 def _align(rows: list[list[str]]) -> str:

@@ -94,8 +94,9 @@ def _size(count: float) -> str:
 
 
 def _probability_store(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 TIFF on disk, memory-mapped for writing band by band."""
-    return tifffile.memmap(path, shape=shape, dtype=np.float32)
+    """A float32 TIFF on disk, memory-mapped for writing band by band; grey pages, one per class (left to
+    tifffile, 3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha)."""
+    return tifffile.memmap(path, shape=shape, dtype=np.float32, photometric="minisblack")
 
 
 def predict_page(
