@@ -182,10 +182,31 @@ def output_is_input(images, labels, tmp, grey, colour):  # type: ignore[no-untyp
     return ["predict", grey, images, "--out", images, "--quiet"], (str(images), "input folder")
 
 
+def negative_tile(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return ["predict", grey, images, "--out", tmp / "pred", "--tile", "-5", "--quiet"], ("--tile -5", "at least")
+
+
+def zero_tile(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return ["predict", grey, images, "--out", tmp / "pred", "--tile", "0", "--quiet"], ("--tile 0",)
+
+
+def nan_learning_rate(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--lr", "nan"), ("--lr nan", "positive number")
+
+
+def infinite_learning_rate(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--lr", "inf"), ("--lr inf",)
+
+
+def zero_width(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--width", "0"), ("--width 0",)  # the last --width counts
+
+
 CASES: list[Case] = [
     missing_path, empty_folder, orphan_image, orphan_label, size_mismatch, truncated_png, truncated_tiff,
     random_bytes_png, jpeg_mask, rgb_mask_with_unknown_colour, nan_in_float_tiff, unseen_label_value,
     two_channel_image_to_one_channel_model, decompression_bomb, unwritable_output, unwritable_run_folder, output_is_input,
+    negative_tile, zero_tile, nan_learning_rate, infinite_learning_rate, zero_width,
 ]
 
 

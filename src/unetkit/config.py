@@ -6,6 +6,8 @@ fields. Nothing else decides how a run trains, so run.json says it all.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -67,8 +69,12 @@ class TrainConfig:
         if self.ema and self.select_by == "train_loss":
             raise InputError(f"--ema {self.ema}: recipe {self.recipe} keeps the weights of its lowest training loss, not an "
                              "average; drop --ema or choose another recipe")
-        if self.lr <= 0:
-            raise InputError(f"--lr {self.lr}: must be positive")
+        if not (math.isfinite(self.lr) and self.lr > 0):  # nan fails every comparison; inf trains nothing useful
+            raise InputError(f"--lr {self.lr}: must be a positive number, e.g. 1e-3")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise InputError(f"weight_decay {self.weight_decay}: must be a number >= 0")
+        if self.base_width < 2 or (self.depth is not None and self.depth < 1):
+            raise InputError(f"--width {self.base_width} / --depth {self.depth}: width must be at least 2 and depth at least 1")
         for name, value, allowed in [
             ("--optimizer", self.optimizer, ("adamw", "rmsprop", "sgd")),
             ("--schedule", self.schedule, ("cosine", "constant")),

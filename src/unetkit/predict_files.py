@@ -43,6 +43,7 @@ from unetkit.predict import context_halo, default_window, memory_for_windows, mi
 from unetkit.run import Run, load_run
 
 OUTPUT_MARKER = PREDICTIONS_MARKER
+MIN_TILE = 32  # a smaller window is mostly halo; 0 or less cannot be one
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
 
 
@@ -169,6 +170,8 @@ def predict_paths(
     of a two-class run; each image's cells are also written as NAME_cells.tif.
     """
     inputs = [Path(p) for p in inputs]
+    if tile is not None and tile < MIN_TILE:
+        raise InputError(f"--tile {tile}: windows must be at least {MIN_TILE} pixels (leave it out for the automatic choice)")
     torch_device = resolve_device(device)
     configure_process()
     if not isinstance(run, Run):
