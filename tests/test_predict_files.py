@@ -193,3 +193,38 @@ def test_probabilities_of_three_or_four_classes_read_back_as_class_pages(tmp_pat
     del store
     pages, _ = read_pages(tmp_path / "a_prob.tif")
     assert pages.shape == (classes, 8, 9) and [float(p[0, 0]) for p in pages] == list(range(classes))
+
+
+def test_a_huge_image_of_a_one_bit_run_streams_as_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetkit import predict_files
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        image, label = blob_pair(rng, 32)
+        write_png(tmp_path / "image" / f"{i}.png", image)
+        write_png(tmp_path / "label" / f"{i}.png", label.astype(bool))  # bilevel PNG masks: a bool encoding
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    normal = predict_paths(tmp_path / "run", [tmp_path / "image" / "0.png"], tmp_path / "normal", **QUIET)[0]
+    monkeypatch.setattr(predict_files, "STREAM_PIXELS", 100)
+    streamed = predict_paths(tmp_path / "run", [tmp_path / "image" / "0.png"], tmp_path / "streamed", **QUIET)[0]
+    assert np.array_equal(tifffile.imread(streamed), read_pages(normal, labels=True)[0][0].astype(np.uint8))
+
+
+def test_an_interrupted_prediction_leaves_no_half_written_file(tiny_run: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetkit import predict_files
+
+    real_predict_page = predict_files.predict_page
+    calls: list[int] = []
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_predict_page(*args, **kwargs)
+
+    monkeypatch.setattr(predict_files, "predict_page", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path / "pred", write_probabilities=True, **QUIET)
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir() if not p.name.startswith(".unetkit")) == ["0.png", "0_prob.tif"]

@@ -13,9 +13,11 @@ each, by a seeded watershed on the boundary probability (instances.py).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import tifffile
@@ -43,7 +45,7 @@ from unetkit.predict import context_halo, default_window, memory_for_windows, mi
 from unetkit.run import Run, load_run
 
 OUTPUT_MARKER = PREDICTIONS_MARKER
-MIN_TILE = 32  # a smaller window is mostly halo; 0 or less cannot be one
+MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
 
 
@@ -94,10 +96,10 @@ def _size(count: float) -> str:
     return f"{count / 1024:.1f} GiB"
 
 
-def _probability_store(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 TIFF on disk, memory-mapped for writing band by band; grey pages, one per class (left to
-    tifffile, 3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha)."""
-    return tifffile.memmap(path, shape=shape, dtype=np.float32, photometric="minisblack")
+def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+    """A TIFF on disk, memory-mapped for writing band by band; grey pages, one per class (left to tifffile,
+    3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha)."""
+    return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack")
 
 
 def predict_page(
@@ -151,6 +153,60 @@ def cell_labels(boundary: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint16 if labels.max(initial=0) < 2**16 else np.uint32)
 
 
+def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
+                  write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack) -> Path:
+    """One input file's mask (and probabilities, cells); returns the mask's path."""
+    num_classes = run.encoding.num_classes
+    pages = read_pages_lazily(file)
+    stack = len(pages) > 1
+    prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
+    probabilities = None
+    if write_probabilities:
+        probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape, np.float32))
+    elif boundary is not None:  # the watershed needs the whole boundary map
+        probabilities = np.empty(prob_shape, dtype=np.float32)
+    if not stack and pages[0].shape[0] * pages[0].shape[1] > STREAM_PIXELS and not run.encoding.colour:
+        # too large to hold: the mask goes to a memory-mapped TIFF, band by band (1-bit masks as 0/1 bytes)
+        target_path = out / f"{file.stem}.tif"
+        dtype = np.uint8 if run.encoding.output_dtype == bool else run.encoding.output_dtype
+        mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], dtype))
+        predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask)
+    else:
+        masks = []
+        for index, page in enumerate(pages):
+            source = f"{file}[{index}]" if stack else str(file)
+            target = None if probabilities is None else probabilities[index] if stack else probabilities
+            masks.append(predict_page(run, page, source, tile, tta, torch_device, target))
+        if stack or not run.encoding.fits_png:
+            target_path = out / f"{file.stem}.tif"
+            write_tiff(target_path, np.stack(masks) if stack else masks[0])
+        else:
+            target_path = out / f"{file.stem}.png"
+            write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
+    if boundary is not None:
+        assert probabilities is not None
+        maps = probabilities[:, boundary] if stack else probabilities[boundary]
+        write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps))
+    return target_path
+
+
+@contextlib.contextmanager
+def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> Iterator[np.ndarray]:
+    """A TIFF on disk to fill band by band, written under a hidden name and renamed when filled: an interrupted
+    prediction leaves no half-written file that evaluate would take for a result."""
+    partial = path.with_name(f".{path.name}.partial")
+    array = _probability_store(partial, shape, dtype)
+    try:
+        yield array
+        array.flush()
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        del array
+
+
 def predict_paths(
     run: Run | Path,
     inputs: list[Path],
@@ -191,39 +247,8 @@ def predict_paths(
                          "come from probabilities held in memory); predict it without --instances, or split the stack")
     written: list[Path] = []
     for file in tqdm(files, desc="predict", unit="file", disable=not progress):
-        pages = read_pages_lazily(file)
-        stack = len(pages) > 1
-        prob_path = Path(out) / f"{file.stem}{PROB_SUFFIX}.tif"
-        prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
-        probabilities = _probability_store(prob_path, prob_shape) if write_probabilities else None
-        if probabilities is None and boundary is not None:  # the watershed needs the whole boundary map
-            probabilities = np.empty(prob_shape, dtype=np.float32)
-        if not stack and pages[0].shape[0] * pages[0].shape[1] > STREAM_PIXELS and not run.encoding.colour:
-            # too large to hold: the mask goes to a memory-mapped TIFF, band by band
-            target_path = Path(out) / f"{file.stem}.tif"
-            mask = tifffile.memmap(target_path, shape=pages[0].shape[:2], dtype=run.encoding.output_dtype)
-            predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask)
-            mask.flush()
-            del mask
-        else:
-            masks = []
-            for index, page in enumerate(pages):
-                source = f"{file}[{index}]" if stack else str(file)
-                target = None if probabilities is None else probabilities[index] if stack else probabilities
-                masks.append(predict_page(run, page, source, tile, tta, torch_device, target))
-            if stack or not run.encoding.fits_png:
-                target_path = Path(out) / f"{file.stem}.tif"
-                write_tiff(target_path, np.stack(masks) if stack else masks[0])
-            else:
-                target_path = Path(out) / f"{file.stem}.png"
-                write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
-        if boundary is not None:
-            assert probabilities is not None
-            maps = probabilities[:, boundary] if stack else probabilities[boundary]
-            write_tiff(Path(out) / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps))
-        if isinstance(probabilities, np.memmap):
-            probabilities.flush()
-        del probabilities
-        written.append(target_path)
+        with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
+            written.append(_predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
+                                         boundary, on_disk))
     say(f"wrote {len(written)} mask(s) to {out}" + (f" with their cells (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
     return written
