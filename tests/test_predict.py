@@ -167,21 +167,28 @@ def test_sliding_window_agrees_with_a_whole_image_pass_for_a_trained_model(train
     assert agreement >= 0.999, agreement
 
 
-from unetkit.predict import context_halo, default_window, mirrored_reader  # noqa: E402
+from unetkit.predict import context_halo, default_window, mirrored_reader, pooling_grid  # noqa: E402
 from unetkit.predict import predict_rows as _predict_rows  # noqa: E402
 
 
-def test_exact_context_windows_without_overlap_equal_one_whole_image_pass() -> None:
-    """What `unetkit predict` does for large images: equal windows, a receptive-field halo, no blending."""
+@pytest.mark.parametrize("height, width", [(152, 132), (150, 130), (153, 131)])
+def test_exact_context_windows_without_overlap_equal_one_whole_image_pass(height: int, width: int) -> None:
+    """What `unetkit predict` does for large images: equal windows, a receptive-field halo, no blending.
+    Odd sizes too: the whole pass pads at the ends, so its pooling grid is the windows' grid."""
     torch.manual_seed(0)
     model = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=2).eval()
-    image = torch.rand(1, 152, 132)  # multiples of 4: a whole pass needs no (centred) padding, so grids match
+    image = torch.rand(1, height, width)
     whole = predict_probabilities(model, image, tile=1024)
     parts: list[torch.Tensor] = []
-    _predict_rows(model, mirrored_reader(image), 152, 132, lambda top, probs: parts.append(probs),
+    _predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
                   tile=48, overlap=0.0, halo=context_halo(model))
     assert len(parts) > 2  # several row bands, i.e. several windows
     assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
+
+
+def test_fcn_windows_start_on_its_stride_32_grid() -> None:
+    assert pooling_grid(build_model("fcn8s", in_channels=1, num_classes=2, base_width=4)) == 32
+    assert pooling_grid(build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=3)) == 8
 
 
 def test_the_default_window_is_one_pass_when_it_fits_and_equal_pieces_when_not() -> None:

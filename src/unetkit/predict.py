@@ -27,6 +27,7 @@ import torch
 from unetkit.alignment import Shift, shift_image
 from unetkit.engine import autocast, available_memory_bytes
 from unetkit.losses import class_probabilities
+from unetkit.models.fcn import FCNConfig
 from unetkit.models.unet import UNetConfig
 
 Reader = Callable[[int, int, int, int], torch.Tensor]  # (top, bottom, left, right) -> C x h x w, may reach outside
@@ -109,6 +110,15 @@ WINDOW_MEMORY_SHARE = 0.25  # of the free memory, for one window's activations a
 # 2048^2 at width 64 (7.8 GB), 37 for the engine's channels-last pass with kept allocations (9.8 GB);
 # 2 x 2 windows of 1024 ran as fast with 5.1 GB (benchmarks/RESULTS.md). bf16 halves the outputs.
 BYTES_PER_WIDTH_PIXEL = {None: 40, "reduced": 24}
+
+
+def pooling_grid(model: torch.nn.Module) -> int:
+    """The shifts a network is equivariant to: 2**depth for a U-Net, 32 for an FCN (five poolings), else 1.
+    Windows start on this grid so that each sees the image as a whole-image pass does."""
+    config = getattr(model, "config", None)
+    if isinstance(config, FCNConfig):
+        return 32
+    return 2 ** getattr(config, "depth", 0)
 
 
 def context_halo(model: torch.nn.Module) -> int | None:
@@ -196,7 +206,7 @@ def sliding_window(
     pixels then see the context they would see in a whole-image pass instead of
     the network's zero padding. Windows start on the network's pooling grid.
     """
-    align = 2 ** getattr(getattr(model, "config", None), "depth", 0)
+    align = pooling_grid(model)
     halo = tile // 4 if halo is None else halo
     halo -= halo % align
     rows, cols = window_spans(height, tile, overlap, align), window_spans(width, tile, overlap, align)

@@ -68,14 +68,17 @@ class Up(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Mirror-pad H and W (centred) up to multiples of `multiple`; returns the padding to undo.
+    """Mirror-pad H and W at their ends (bottom, right) up to multiples of `multiple`; returns the padding to undo.
 
     Mirroring (not zeros) gives the border pixels real-looking context; an axis
-    too short to mirror is extended by repetition.
+    too short to mirror is extended by repetition. Padding only at the ends keeps
+    the pooling grid anchored at the top-left pixel, as it is for every window of
+    a tiled prediction (they start on the grid): centred padding moved a whole
+    odd-sized image's grid by a pixel, and its windows then disagreed with it.
     """
     height, width = x.shape[-2:]
     pad_h, pad_w = -height % multiple, -width % multiple
-    pads = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)  # left, right, top, bottom
+    pads = (0, pad_w, 0, pad_h)  # left, right, top, bottom
     if pad_h == 0 and pad_w == 0:
         return x, pads
     mirrorable = max(pads[0], pads[1]) < width and max(pads[2], pads[3]) < height
