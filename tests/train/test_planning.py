@@ -163,3 +163,13 @@ def test_the_best_probe_rate_is_remembered_so_plans_do_not_follow_probe_noise(tm
     assert best_known_rate("cpu|y", 50.0) == 50.0  # another setting, its own memory
     rate_memory_path().write_text("not json")
     assert best_known_rate("cpu|x", 70.0) == 70.0  # a damaged memory is ignored, not fatal
+
+
+def test_a_fixed_patch_larger_than_the_images_is_planned_as_the_patch_the_sampler_draws() -> None:
+    small_images = replace(ISBI_LIKE, height=32, width=32, largest_side=32, object_scale=8.0)
+    cut = plan_training(small_images, LAPTOP, 600, {"patch_size": 256})
+    as_drawn = plan_training(small_images, LAPTOP, 600, {"patch_size": 32})
+    assert cut.patch_size == 32
+    assert (cut.batch_size, cut.base_width, cut.planned_steps) == (as_drawn.batch_size, as_drawn.base_width,
+                                                                   as_drawn.planned_steps)
+    assert any("cut to the largest image" in reason for reason in cut.reasons)

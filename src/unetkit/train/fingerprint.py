@@ -102,6 +102,7 @@ def data_fingerprint(data: TrainingData) -> DataFingerprint:
         classes=data.encoding.num_classes,
         class_fractions=fractions,
         object_scale=object_scale(sample),
+        largest_side=max(max(y.shape) for y in labels),
     )
 
 

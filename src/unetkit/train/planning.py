@@ -58,6 +58,7 @@ class DataFingerprint:
     classes: int
     class_fractions: tuple[float, ...]
     object_scale: float  # pixels; see fingerprint.object_scale
+    largest_side: int = 0  # the largest image's longer side: the sampler cuts a larger --patch-size to it (0: unknown)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +157,9 @@ def plan_training(
     # 2. patch: two objects across, at most the image, bounded for the device
     if "patch_size" in fixed and fixed["patch_size"] is not None:
         patch = int(fixed["patch_size"])
+        if data.largest_side and patch > data.largest_side:  # as the sampler will: plan for the patches it draws
+            reasons.append(f"patch {data.largest_side}: --patch-size {patch} cut to the largest image")
+            patch = data.largest_side
     else:
         cap = MAX_PATCH_GPU if machine.device == "cuda" else MAX_PATCH_CPU
         wanted = max(MIN_PATCH, min(cap, 2 * data.object_scale, receptive_field(depth)))
