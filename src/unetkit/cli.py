@@ -241,7 +241,8 @@ def _run_check(args: argparse.Namespace) -> None:
 
     images, labels = _pair_arguments(args, "check")
     run = load_run(args.run) if args.run else None  # read for its classes and channels only
-    report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None)
+    report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None,
+                           run.normalization.source_dtype if run else None)
     print(format_report(report))
     if report.errors:
         raise InputError(f"{images}, {labels}: {len(report.errors)} problem(s) above; fix them before training")

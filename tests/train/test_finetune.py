@@ -100,3 +100,26 @@ def test_from_and_check_read_a_run_that_computed_in_a_precision_this_machine_lac
                  "--epochs", "1", *TRAINING]) == 0
     assert main(["predict", str(tmp_path / "base"), str(data / "image"), "--out", str(tmp_path / "pred")]) == 0
     assert len(list((tmp_path / "pred").glob("*.png"))) == len(list((data / "image").glob("*.png")))
+
+
+def test_check_with_a_run_refuses_images_of_another_type_as_train_from_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import numpy as np
+    import tifffile
+
+    data = pairs(tmp_path / "a", 0)
+    assert main(["train", str(data), "--out", str(tmp_path / "base"), "--epochs", "1", *TINY]) == 0
+    wide = tmp_path / "wide"
+    (wide / "image").mkdir(parents=True)
+    for image in sorted((data / "image").iterdir()):  # the same pairs, as 16-bit TIFFs
+        from PIL import Image
+
+        tifffile.imwrite(wide / "image" / f"{image.stem}.tif", np.asarray(Image.open(image)).astype(np.uint16) * 257)
+    (wide / "label").symlink_to(data / "label")
+    capsys.readouterr()
+    assert main(["check", str(wide), "--run", str(tmp_path / "base")]) == 2
+    out = capsys.readouterr().out
+    assert "is uint16, the run's images uint8" in out
+    assert main(["train", str(wide), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
+                 "--epochs", "1", *TRAINING]) == 2

@@ -77,8 +77,10 @@ def _values_text(values: list[int], encoding_colour: bool) -> str:
     return ", ".join(shown) + (f", ... ({len(values)})" if len(values) > 6 else "")
 
 
-def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in_channels: int | None = None) -> CheckReport:
-    """Checks on decoded pairs. `classes`: a trained run's encoding (values outside it are errors); `in_channels`: its input."""
+def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in_channels: int | None = None,
+                  image_dtype: str | None = None) -> CheckReport:
+    """Checks on decoded pairs. `classes`: a trained run's encoding (values outside it are errors); `in_channels`
+    and `image_dtype`: its input (a float run takes any float images, as its normalisation does)."""
     report = CheckReport()
     if not pairs:
         return report
@@ -98,7 +100,11 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
             expected = "the run's" if in_channels else "most images'"
             report.findings.append(Finding("error", image_file, f"has {channels} channel(s), {expected} {usual_channels}; "
                                            "save all images with the same channels (greyscale or RGB)"))
-        if image.dtype.name != usual_dtype:
+        if image_dtype is not None:
+            if image.dtype.name != image_dtype and not (image.dtype.kind == image_dtype[0] == "f"):
+                report.findings.append(Finding("error", image_file, f"is {image.dtype.name}, the run's images "
+                                               f"{image_dtype}; convert it to {image_dtype}, or train on images like it"))
+        elif image.dtype.name != usual_dtype:
             report.findings.append(Finding("error", image_file, f"is {image.dtype.name}, most images' {usual_dtype}; "
                                            "save all images with the same bit depth"))
         if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
@@ -159,7 +165,8 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
 
 
 def check_dataset(
-    images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None
+    images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None,
+    image_dtype: str | None = None,
 ) -> CheckReport:
     """Pair, read and inspect everything, collecting every problem instead of stopping at the first."""
     refuse_predictions_folder(images, "--images")
@@ -181,7 +188,7 @@ def check_dataset(
         except InputError as exc:
             file, _, message = str(exc).partition(": ")
             report.findings.append(Finding("error", file, message))
-    inspected = inspect_pairs(pairs, classes, in_channels)
+    inspected = inspect_pairs(pairs, classes, in_channels, image_dtype)
     report.pairs = inspected.pairs
     report.findings += inspected.findings
     return report
