@@ -169,3 +169,23 @@ def test_train_plans_what_the_user_left_open_and_no_plan_turns_it_off(
     assert main(["train", *common, "--out", str(tmp_path / "fixed"), "--no-plan", "--precision", "fp32"]) == 0
     fixed = json.loads((tmp_path / "fixed" / "run.json").read_text())
     assert "plan" not in fixed and fixed["config"]["patch_size"] == 128 and fixed["config"]["precision"] == "fp32"
+
+
+def test_an_interrupted_training_names_the_run_to_resume_or_says_nothing_was_saved(
+    toy_data, tmp_path, capsys, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    import unetkit.train.start as start
+
+    images, labels = toy_data
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(start, "train", interrupted)
+    argv = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "1", "--out"]
+    assert main([*argv, str(tmp_path / "early")]) == 130
+    assert "nothing was saved yet" in capsys.readouterr().err
+    (tmp_path / "late").mkdir()
+    (tmp_path / "late" / "run.json").write_text("{}")
+    assert main([*argv, str(tmp_path / "late")]) == 130
+    assert f"--resume {tmp_path / 'late'}" in capsys.readouterr().err

@@ -321,6 +321,19 @@ COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "
             "export": _run_export, "diffusion": _run_diffusion}
 
 
+def _interrupt_hint(args: argparse.Namespace | None) -> str:
+    """What an interrupted command leaves: a run that resumes (named), or nothing yet."""
+    command = getattr(args, "command", "")
+    if command == "train":
+        run = args.resume or args.out
+        if run is not None and (Path(run) / "run.json").is_file():
+            return f"; continue with `unetkit train --resume {run}`"
+        return "; nothing was saved yet"
+    if command == "diffusion":
+        return "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = None
     try:
@@ -335,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
               "(a training run continues with --resume)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        hints = {"train": "; a training run continues with `unetkit train --resume RUN`",
-                 "diffusion": "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"}
-        print(f"unetkit: interrupted{hints.get(getattr(args, 'command', ''), '')}", file=sys.stderr)
+        print(f"unetkit: interrupted{_interrupt_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

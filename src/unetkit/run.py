@@ -74,7 +74,7 @@ def check_new_run_folder(out: Path, resumable: bool = True) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; choose a new folder for --out")
     if out.exists() and any(out.iterdir()):
-        hint = f", or continue it with --resume {out}" if resumable else ""
+        hint = f", or continue it with --resume {out}" if resumable and (out / RUN_FILE).is_file() else ""
         raise InputError(f"{out}: exists and is not empty; choose a new --out{hint}")
     _check_writable(out)
 

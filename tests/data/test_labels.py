@@ -253,11 +253,13 @@ def test_to_values_inverts_to_classes(case: tuple[list[np.ndarray], np.dtype]) -
         np.testing.assert_array_equal(back, mask)
 
 
-def test_values_a_png_cannot_hold_are_written_as_tiff_never_wrapped(tmp_path: Path) -> None:
+def test_masks_a_png_cannot_hold_as_they_are_go_to_tiff_and_values_never_wrap(tmp_path: Path) -> None:
     negative = LabelEncoding.from_masks([("neg.tif", np.array([[0, -1], [-1, 5]], dtype=np.int16))])
     wide = LabelEncoding.from_masks([("big.tif", np.array([[0, 70000]], dtype=np.int32))])
-    in_range = LabelEncoding.from_masks([("ok.tif", np.array([[0, 65535]], dtype=np.int32))])
-    assert not negative.fits_png and not wide.fits_png and in_range.fits_png
+    sixteen = LabelEncoding.from_masks([("ok.tif", np.array([[0, 65535]], dtype=np.uint16))])
+    floats = LabelEncoding.from_masks([("f.tif", np.array([[0.0, 1.0]], dtype=np.float32))])
+    assert sixteen.fits_png and not negative.fits_png and not wide.fits_png
+    assert not floats.fits_png  # a PNG would turn float32 masks into integers: they go to TIFF as float32
     with pytest.raises(InputError, match="cannot be written"):
         write_mask(tmp_path / "m.png", np.array([[0, 70000]], dtype=np.int32))
     with pytest.raises(InputError, match="cannot be written"):

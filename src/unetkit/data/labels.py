@@ -129,8 +129,11 @@ class LabelEncoding:
 
     @property
     def fits_png(self) -> bool:
-        """Whether a PNG can hold these values; negative or wider ones (int16 -1, int32 70000) go to TIFF."""
-        return self.colour or self.dtype == "bool" or (min(self.values) >= 0 and max(self.values) <= MAX_PNG_GREY)
+        """Whether a PNG holds these masks as they came: 1, 8 or 16-bit unsigned. Others (int16 -1, int32,
+        float32 0.0/1.0) go to TIFF in their own dtype, so that values and type come back unchanged."""
+        if self.colour or self.dtype in ("bool", "uint8"):
+            return True
+        return self.dtype == "uint16" and max(self.values) <= MAX_PNG_GREY
 
     @property
     def output_dtype(self) -> np.dtype:

@@ -70,7 +70,8 @@ class Normalization:
         if chw.shape[0] != len(self.low):
             raise InputError(
                 f"{source}: has {chw.shape[0]} channel(s) but the model was trained on {len(self.low)}; "
-                "convert the image (e.g. to greyscale) or train on images like it"
+                f"convert the image ({'to greyscale' if len(self.low) == 1 else 'to RGB' if len(self.low) == 3 else f'to {len(self.low)} channels'}) "
+                "or train on images like it"
             )
         if image.dtype.name != self.source_dtype and not (image.dtype.kind == self.source_dtype[0] == "f"):
             raise InputError(

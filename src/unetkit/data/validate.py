@@ -78,7 +78,7 @@ def _values_text(values: list[int], encoding_colour: bool) -> str:
 
 
 def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in_channels: int | None = None,
-                  image_dtype: str | None = None) -> CheckReport:
+                  image_dtype: str | None = None, reference: str = "the run's") -> CheckReport:
     """Checks on decoded pairs. `classes`: a trained run's encoding (values outside it are errors); `in_channels`
     and `image_dtype`: its input (a float run takes any float images, as its normalisation does)."""
     report = CheckReport()
@@ -97,7 +97,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
         if min(height, width) < MIN_SIDE:
             report.findings.append(Finding("error", image_file, f"is {width} x {height} pixels; images need at least {MIN_SIDE} pixels a side"))
         if channels != usual_channels:
-            expected = "the run's" if in_channels else "most images'"
+            expected = reference if in_channels else "most images'"
             report.findings.append(Finding("error", image_file, f"has {channels} channel(s), {expected} {usual_channels}; "
                                            "save all images with the same channels (greyscale or RGB)"))
         if image_dtype is not None:

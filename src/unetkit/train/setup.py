@@ -24,13 +24,15 @@ class TrainingData:
     synthetic: TensorPairs | None = None  # generated pairs mixed into the training patches (train/synthetic_pairs.py)
 
 
-def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callable[[str], None]) -> None:
+def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callable[[str], None],
+                    base_run: Path | None = None) -> None:
     """Say the warnings; raise the first error, counting the others (`unetkit check` lists them all)."""
     for warning in report.warnings:
         say(warning.line())
     if report.errors:
         first = report.errors[0]
-        more = f" ({len(report.errors) - 1} more: `unetkit check --images {images} --labels {labels}` lists them)" if len(report.errors) > 1 else ""
+        command = f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
+        more = f" ({len(report.errors) - 1} more: `{command}` lists them)" if len(report.errors) > 1 else ""
         raise InputError(f"{first.file}: {first.message}{more}")
 
 
@@ -44,6 +46,7 @@ def prepare_training_data(
     encoding: LabelEncoding | None = None,
     say: Callable[[str], None] = print,
     in_channels: int | None = None,
+    base_run: Path | None = None,
 ) -> TrainingData:
     """Read and check everything once (the checks of `unetkit check`: warnings are said, an error stops).
 
@@ -56,7 +59,7 @@ def prepare_training_data(
         if path is not None:
             refuse_predictions_folder(path, option)
     pairs, palette = read_pairs(images, labels)
-    _stop_on_errors(inspect_pairs(pairs, encoding, in_channels), images, labels, say)
+    _stop_on_errors(inspect_pairs(pairs, encoding, in_channels), images, labels, say, base_run)
     if val_images is not None:
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels)
     else:
@@ -64,8 +67,9 @@ def prepare_training_data(
     if encoding is None:
         encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette)
     if val_images is not None:  # checked against the training classes and channels (one class alone is fine here)
-        report = inspect_pairs(val_pairs, encoding, in_channels or train_pairs[0].image.channels)
-        _stop_on_errors(report, val_images, val_labels, say)
+        report = inspect_pairs(val_pairs, encoding, in_channels or train_pairs[0].image.channels,
+                               reference="the run's" if in_channels else "the training images'")
+        _stop_on_errors(report, val_images, val_labels, say, base_run)
     norm = normalization
     if not isinstance(norm, Normalization):
         norm = Normalization.fit([p.image.array for p in train_pairs], normalization)
