@@ -166,6 +166,8 @@ class Trainer:
         rng, counters = load_resume_state(self.run_dir, self.model, self.optimizer, self.ema, self._scaler)
         torch.set_rng_state(rng["torch"])
         self.generator.set_state(rng["sampler"])
+        if "cuda" in rng and self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.counters = Counters(**counters)
         log = self.run_dir / LOG_FILE
         if log.is_file():
@@ -181,6 +183,8 @@ class Trainer:
 
     def _save_state(self) -> None:
         rng = {"torch": torch.get_rng_state(), "sampler": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         save_resume_state(self.run_dir, self.model, self.optimizer, rng, vars(self.counters), self.ema, self._scaler)
 
     # --- schedule and stopping ---------------------------------------------------
