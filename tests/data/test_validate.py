@@ -42,8 +42,8 @@ def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
     report = check_dataset(images, labels)
     errors = {Path(f.file).name: f.message for f in report.errors}
     warnings = {Path(f.file).name: f.message for f in report.warnings}
-    assert set(errors) == {"orphan.png", "1", "2.png"}, report.findings
-    assert "16" in errors["1"] and "no mask" in errors["orphan.png"]
+    assert set(errors) == {"orphan.png", "1.png", "2.png"}, report.findings  # the image file, in full
+    assert "16" in errors["1.png"] and "label/1.png" in errors["1.png"] and "no mask" in errors["orphan.png"]
     assert set(warnings) == {"3.png", "4.png"}, report.findings
     assert "constant" in warnings["3.png"] and "only the value 0" in warnings["4.png"]
     text = format_report(report)

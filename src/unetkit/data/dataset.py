@@ -141,8 +141,8 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
         pair = RawPair(Page(image_file, page, image), Page(label_file, page, label))
         if image.shape[:2] != label.shape[:2]:
             raise InputError(
-                f"{pair.image.name}: image is {image.shape[1]} x {image.shape[0]} but its mask {label_file.name} is "
-                f"{label.shape[1]} x {label.shape[0]}; masks must have the size of their image"
+                f"{pair.image.location}: is {image.shape[1]} x {image.shape[0]} (width x height) but its mask "
+                f"{pair.label.location} is {label.shape[1]} x {label.shape[0]}; masks must have the size of their image"
             )
         pairs.append(pair)
     return pairs, palette
