@@ -372,3 +372,14 @@ def test_a_resumed_run_reserves_the_validation_it_measured_and_counts_it_as_spen
     budget = spent + 2.0
     record = resume(tmp_path / "run", budget_s=budget, **quiet)
     assert record["progress"]["seconds"] <= budget + 0.4  # blind to the validation's cost, it overran by about 1 s
+
+
+def test_validation_images_that_are_training_images_are_warned_about(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    lines: list[str] = []
+    train(images, labels, tmp_path / "run", TINY, images, labels, progress=False, say=lines.append)
+    warning = next(line for line in lines if "also a training image" in line)
+    assert "6 of 6 validation images" in warning
+    lines.clear()
+    train(images, labels, tmp_path / "run2", replace(TINY, val_fraction=0.3), progress=False, say=lines.append)
+    assert not any("also a training image" in line for line in lines)  # a held-out block shares nothing

@@ -196,7 +196,7 @@ def check_dataset(
 
 def format_report(report: CheckReport) -> str:
     """The table of pairs (the first MAX_TABLE_ROWS), then every finding, then a count."""
-    header = ["pair", "size", "image dtype", "channels", "mask values"]
+    header = ["pair", "size (w x h)", "image dtype", "channels", "mask values"]
     rows = [[p.name, p.size, p.image_dtype, str(p.channels), p.mask_values] for p in report.pairs[:MAX_TABLE_ROWS]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from unetkit.data.io import refuse_predictions_folder
-from unetkit.data.dataset import TensorPairs, read_pairs, split_contiguous
+from unetkit.data.dataset import RawPair, TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import CheckReport, inspect_pairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
@@ -34,6 +37,21 @@ def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callab
         command = f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
         more = f" ({len(report.errors) - 1} more: `{command}` lists them)" if len(report.errors) > 1 else ""
         raise InputError(f"{first.file}: {first.message}{more}")
+
+
+def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPair], say: Callable[[str], None]) -> None:
+    """A validation image that is also a training image makes the validation scores (and the weights kept by
+    them) flatter the model: say so, naming the first."""
+    def key(pair: RawPair) -> tuple[tuple[int, ...], str, bytes]:
+        array = np.ascontiguousarray(pair.image.array)
+        return array.shape, array.dtype.name, hashlib.sha256(array.tobytes()).digest()
+
+    trained = {key(pair): pair for pair in train_pairs}
+    shared = [(pair, trained[key(pair)]) for pair in val_pairs if key(pair) in trained]
+    if shared:
+        pair, twin = shared[0]
+        say(f"warning: {pair.image.location}: also a training image ({twin.image.location}); {len(shared)} of "
+            f"{len(val_pairs)} validation images are, so validation will flatter the model")
 
 
 def prepare_training_data(
@@ -70,6 +88,8 @@ def prepare_training_data(
         report = inspect_pairs(val_pairs, encoding, in_channels or train_pairs[0].image.channels,
                                reference="the run's" if in_channels else "the training images'")
         _stop_on_errors(report, val_images, val_labels, say, base_run)
+    if val_images is not None:
+        _warn_about_shared_images(train_pairs, val_pairs, say)
     norm = normalization
     if not isinstance(norm, Normalization):
         norm = Normalization.fit([p.image.array for p in train_pairs], normalization)
