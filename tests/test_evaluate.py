@@ -134,6 +134,23 @@ def test_an_empty_field_predicted_empty_scores_perfectly_and_false_objects_count
     assert main(["evaluate", "--pred", str(tmp_path / "spotted"), "--labels", str(tmp_path / "truth"),
                  "--json", str(tmp_path / "b.json")]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["mean"]["pixel_error"] == pytest.approx(16 / 256)
+    write_png(tmp_path / "full" / "0.png", np.full((16, 16), 255, dtype=np.uint8))  # all wrong, but one encoding
+    assert main(["evaluate", "--pred", str(tmp_path / "full"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["mean"]["pixel_error"] == 1.0
+
+
+def test_a_class_missed_and_another_predicted_is_scored_not_taken_for_another_encoding(tmp_path: Path) -> None:
+    truth = np.zeros((12, 12), dtype=np.uint8)
+    truth[:4], truth[4:8] = 1, 2
+    pred = truth.copy()
+    pred[4:8] = 3  # a four-class run that missed class 2 and predicted class 3 there
+    write_png(tmp_path / "truth" / "0.png", truth)
+    write_png(tmp_path / "pred" / "0.png", pred)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["classes"] == [0, 1, 2, 3] and scores["mean"]["pixel_error"] == pytest.approx(48 / 144)
 
 
 def test_json_output_never_overwrites_a_mask_and_is_checked_before_scoring(

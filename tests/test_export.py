@@ -159,6 +159,17 @@ def test_a_failed_export_leaves_nothing_behind(exported: tuple[Path, Path], tmp_
     monkeypatch.setitem(export_module._WRITERS, "torchscript", (export_module._write_torchscript, broken))
     with pytest.raises(RuntimeError):
         export_run(run, tmp_path / "out", report=lambda _: None)
+    with pytest.raises(RuntimeError):  # nor the folders it would have made on the way
+        export_run(run, tmp_path / "a" / "b" / "model", report=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    def interrupted_zip(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", interrupted_zip)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(run, tmp_path / "model.zip", formats=("torchscript",), report=lambda _: None)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -179,3 +190,27 @@ def test_export_errors_are_one_line_with_exit_code_2(exported: tuple[Path, Path]
     assert main(["export", str(run), "--out", str(tmp_path / "z")]) == 2
     assert "pip install 'unetkit[export]'" in capsys.readouterr().err
     assert not (tmp_path / "z").exists()
+
+
+def test_a_colour_run_exports_packed_colours_and_says_how_to_unpack_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        image, label = blob_pair(rng, 32)
+        write_png(tmp_path / "image" / f"{i}.png", image)
+        write_png(tmp_path / "label" / f"{i}.png", np.array([[0, 0, 255], [255, 0, 0]], dtype=np.uint8)[label])
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    export_run(tmp_path / "run", tmp_path / "exported", formats=("torchscript",), report=lambda _: None)
+    description = json.loads((tmp_path / "exported" / "export.json").read_text())
+    mask = np.load(tmp_path / "exported" / "test_mask.npy")
+    assert set(np.unique(mask)) <= {0x0000FF, 0xFF0000}  # blue and red, packed
+    assert "0xRRGGBB" in description["outputs"][1]["values"]
+    assert "0xRRGGBB" in (tmp_path / "exported" / "README.md").read_text()
+
+
+def test_label_values_beyond_int32_come_out_as_int64() -> None:
+    network = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=2).eval()
+    segmenter = StandaloneSegmenter(network, (0.0,), (255.0,), (0, 3_000_000_000), None)
+    with torch.no_grad():
+        _, mask = segmenter(torch.zeros(1, 1, 8, 8))
+    assert mask.dtype == torch.int64 and set(mask.unique().tolist()) <= {0, 3_000_000_000}

@@ -177,9 +177,9 @@ def test_predictions_never_go_into_a_folder_of_the_users_files_nor_train_from_on
     predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
     predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)  # its own folder: written again
     for images, masks, option in ((tiny_run / "image", out, "--labels"), (out, tiny_run / "label", "--images")):
-        with pytest.raises(InputError, match=f"{option} .*folder of unetkit predictions"):
+        with pytest.raises(InputError, match=f"{option} .*folder unetkit wrote"):
             check_dataset(images, masks)
-        with pytest.raises(InputError, match=f"{option} .*folder of unetkit predictions"):
+        with pytest.raises(InputError, match=f"{option} .*folder unetkit wrote"):
             train(images, masks, tmp_path / "run2", replace(TrainConfig(), epochs=1, budget_s=None), **QUIET)
 
 

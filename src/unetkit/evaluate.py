@@ -87,7 +87,8 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
 def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
     """Predictions and true masks must use the same values: 0/1 predictions against 0/255 masks would be
     scored as three classes, silently. A value on one side only is fine (a class absent from the truth, or
-    never predicted); values on both sides that the other lacks are two encodings."""
+    never predicted, a false object on an empty field); two encodings show as object values (all but 0)
+    on both sides that share none."""
     def values(arrays: list[tuple[str, np.ndarray]]) -> dict[int, str]:
         found: dict[int, str] = {}
         for name, array in arrays:
@@ -98,7 +99,8 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
     predicted = values([(str(p.image.location), p.image.array) for p in pairs])
     true = values([(str(p.label.location), p.label.array) for p in pairs])
     only_predicted, only_true = sorted(set(predicted) - set(true)), sorted(set(true) - set(predicted))
-    if only_predicted and only_true:
+    objects_predicted, objects_true = set(predicted) - {0}, set(true) - {0}
+    if objects_predicted and objects_true and not objects_predicted & objects_true:
         raise InputError(f"{predicted[only_predicted[0]]}: predictions hold values {only_predicted[:3]} and the true "
                          f"masks {only_true[:3]}, each missing from the other: two encodings (e.g. 0/1 against 0/255); "
                          "write the predictions in the true masks' values")
@@ -151,8 +153,8 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
     if instances not in ("threshold", "watershed"):
         raise InputError(f"--instances {instances}: unknown; use threshold or watershed")
     pairs = _probability_pairs(pred, labels)
-    encoding = LabelEncoding.from_masks([(name, truth) for name, _, truth in pairs])
-    if encoding.num_classes != 2 or boundary_value not in encoding.values:
+    encoding = LabelEncoding.from_masks([(name, truth) for name, _, truth in pairs], minimum_classes=1)
+    if encoding.num_classes > 2 or boundary_value not in encoding.values:  # all boundary: no region, said below
         raise InputError(f"{labels}: challenge scores need two classes, one of them the boundary value {boundary_value}; "
                          f"the masks hold {encoding.describe_values()}")
     boundary = encoding.values.index(boundary_value)

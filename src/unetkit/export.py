@@ -77,12 +77,18 @@ class StandaloneSegmenter(nn.Module):
         self.shift = shift
         self.register_buffer("low", torch.tensor(low, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("high", torch.tensor(high, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("values", torch.tensor(values, dtype=torch.int32))
+        self.register_buffer("values", torch.tensor(values, dtype=mask_dtype(values)))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normalised = (image - self.low) / (self.high - self.low)  # as Normalization.apply computes it
         probabilities = shift_image(class_probabilities(self.network(normalised)), self.shift)
         return probabilities, self.values[probabilities.argmax(dim=1)]
+
+
+def mask_dtype(values: tuple[int, ...]) -> torch.dtype:
+    """int32 for the mask output, int64 where the labels' values need it (uint32 masks of 3e9, say)."""
+    fits = all(-(2**31) <= v < 2**31 for v in values)
+    return torch.int32 if fits else torch.int64
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,7 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
     with torch.no_grad():
         probabilities, mask = segmenter(torch.from_numpy(test_input))
 
+    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]  # removed again if the export fails
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
@@ -171,6 +178,14 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
             if out.exists():
                 out.rmdir()  # empty: check_new_run_folder said so
             os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # innermost first; only if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already unless it failed or was zipped
     return description
@@ -179,10 +194,14 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
 def _zip_folder(folder: Path, out: Path) -> None:
     """The folder's files at the top of a zip (how bioimage.io packages are shared), written atomically."""
     partial = out.with_name(f".{out.name}.partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            archive.write(path, path.name)
-    os.replace(partial, out)
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.iterdir()):
+                archive.write(path, path.name)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 _NAME_CHARACTERS = set(string.ascii_letters + string.digits + "_+- ()")  # bioimage.io's rule for a model's name
@@ -343,9 +362,9 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
         "outputs": [
             {"name": "probabilities", "axes": "bcyx", "dtype": "float32", "size": output_size,
              "classes": list(run.encoding.values)},
-            {"name": "mask", "axes": "byx", "dtype": "int32", "size": output_size,
-             "values": "the training labels' values (the class of highest probability)",
-             "label_dtype": run.encoding.dtype, "colour": run.encoding.colour},
+            {"name": "mask", "axes": "byx", "dtype": str(mask_dtype(run.encoding.values)).removeprefix("torch."),
+             "size": output_size, "values": _mask_values_text(run), "label_dtype": run.encoding.dtype,
+             "colour": run.encoding.colour},
         ],
         "normalization": run.normalization.to_json(),
         "alignment_shift_px": list(run.output_shift) if run.output_shift else [0.0, 0.0],
@@ -355,6 +374,14 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
 
 
 FORMATS_FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
+
+
+def _mask_values_text(run: Run) -> str:
+    """What the mask output holds; colour runs pack their RGB classes into one integer."""
+    if run.encoding.colour:
+        return ("the training labels' colours packed as 0xRRGGBB (red = v >> 16 & 255, green = v >> 8 & 255, "
+                "blue = v & 255), the class of highest probability")
+    return "the training labels' values (the class of highest probability)"
 
 
 def _readme(description: dict[str, Any]) -> str:
@@ -367,7 +394,7 @@ def _readme(description: dict[str, Any]) -> str:
         f"{description['input']['values']}.",
         f"H and W: {size['rule']}.",
         f"Outputs: `probabilities` (batch x {len(classes)} x H x W, classes in the order {classes}) and `mask` "
-        "(batch x H x W, int32, the labels' values).",
+        f"(batch x H x W, {description['outputs'][1]['dtype']}: {description['outputs'][1]['values']}).",
         "",
         "```python",
         "import numpy as np",
@@ -433,9 +460,9 @@ def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict
              "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [f"class_{v}" for v in classes]},
                       space("y", "image"), space("x", "image")],
              "test_tensor": {"source": test["probabilities"]}, "data": {"type": "float32"}},
-            {"id": "mask", "description": "the class of highest probability, as its value in the training labels",
+            {"id": "mask", "description": description["outputs"][1]["values"],
              "axes": [{"type": "batch"}, space("y", "image"), space("x", "image")],
-             "test_tensor": {"source": test["mask"]}, "data": {"type": "int32"}},
+             "test_tensor": {"source": test["mask"]}, "data": {"type": description["outputs"][1]["dtype"]}},
         ],
         "weights": weights,
     }

@@ -383,3 +383,37 @@ def test_validation_images_that_are_training_images_are_warned_about(toy_data: t
     lines.clear()
     train(images, labels, tmp_path / "run2", replace(TINY, val_fraction=0.3), progress=False, say=lines.append)
     assert not any("also a training image" in line for line in lines)  # a held-out block shares nothing
+
+
+def test_a_pessimistic_first_estimate_of_validation_ends_a_round_not_the_run(toy_data: tuple[Path, Path],
+                                                                               tmp_path: Path) -> None:
+    """Before the first validation is timed its cost is estimated from the steps (per pixel); large validation
+    images and small patches make that estimate dwarf the budget. It may only bring the first validation forward."""
+    from conftest import write_blob_pairs
+
+    images, labels = toy_data
+    val_images, val_labels = write_blob_pairs(tmp_path / "val", count=3, size=256)
+    record = train(images, labels, tmp_path / "run", replace(TINY, epochs=None, budget_s=4.0, patch_size=16),
+                   val_images, val_labels, progress=False, say=lambda _: None)
+    assert record["progress"]["step"] > 50  # the old rule stopped the whole run after a step or two
+    assert len(log_rows(tmp_path / "run")) >= 2
+
+
+def test_the_saved_state_counts_the_time_its_save_takes(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state cannot time its own save: the previous save's duration stands in, so a resumed run's clock and
+    its reserve for the end of a round include it."""
+    import time
+
+    real_save = trainer_module.save_resume_state
+
+    def slow_save(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "save_resume_state", slow_save)
+    images, labels = toy_data
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=2), progress=False, say=lambda _: None)
+    _, state = load_tensors(tmp_path / "run" / RESUME_DIR / RESUME_FILE)
+    assert state["counters"]["end_cost_s"] >= 0.5

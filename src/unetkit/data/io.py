@@ -369,8 +369,9 @@ def is_predictions_folder(path: Path) -> bool:
 def refuse_predictions_folder(path: Path, option: str) -> None:
     """Training and checks never read predictions back as images or as true masks."""
     if is_predictions_folder(path):
-        raise InputError(f"{option} {path}: is a folder of unetkit predictions; give your own images and masks "
-                         "(to train on corrected predictions, copy them to a folder of their own)")
+        raise InputError(f"{option} {path}: is a folder unetkit wrote (predictions or samples); give your own images "
+                         f"and masks (to train on corrected ones, copy the files, not the hidden {PREDICTIONS_MARKER} "
+                         "marker, to a folder of their own)")
 
 
 def make_writable_folder(folder: Path) -> None:

@@ -156,6 +156,7 @@ class Trainer:
         self._plot_cost = 0.0
         self._scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.amp_dtype, self.device))
         self._good_buffers: list[torch.Tensor] | None = None
+        self._state_save_s = 0.0
         self._validation_pixels = sum(int(y.numel()) for y in data.val.labels)
         self._batch_pixels = 0
 
@@ -305,7 +306,9 @@ class Trainer:
                         step_in_epoch = 0
                     reserve = end_cost or self._estimated_end_cost(step_cost)
                     if config.budget_s and elapsed() + step_cost + reserve + self._plot_cost > config.budget_s:
-                        out_of_time = True
+                        # a measured validation cost ends the run; the first round's estimate only ends the round,
+                        # so that the validation is timed (a pessimistic estimate must not stop a run at step 1)
+                        out_of_time = bool(end_cost)
                         break
                     if losses and self._round_is_long(epoch_started, elapsed(), end_cost):
                         break
@@ -409,13 +412,16 @@ class Trainer:
             self.record["metrics"] = {"best": {**row, "selected_by": self.config.select_by}}
         self.record["metrics"]["last"] = row
         # validation, saving and plotting count too; end_cost_s is saved with the state: a resumed run reserves it
-        self.counters.end_cost_s = time.monotonic() - self._round_ended
+        # (the state's own save cannot time itself: the last one's duration stands in for it)
+        self.counters.end_cost_s = time.monotonic() - self._round_ended + self._state_save_s
         self.counters.elapsed_s = elapsed + self.counters.end_cost_s
         self.record["progress"] = {"epoch": self.counters.epoch, "step": self.counters.step,
                                    "seconds": round(self.counters.elapsed_s, 1),  # validation and saving included
                                    "skipped_steps": self.counters.skipped_steps}
         write_run_json(self.run_dir, self.record)
+        started = time.monotonic()
         self._save_state()
+        self._state_save_s = time.monotonic() - started
 
     def _weights_metadata(self) -> dict[str, Any]:
         return {"model": self.record["model"], "epoch": self.counters.epoch, "step": self.counters.step}
