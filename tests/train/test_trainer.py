@@ -29,6 +29,19 @@ def log_rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def slow_down(monkeypatch: pytest.MonkeyPatch, name: str, seconds: float) -> None:
+    """Make the trainer's `name` (validate, save_resume_state, ...) take `seconds` longer."""
+    import time
+
+    real = getattr(trainer_module, name)
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, name, slow)
+
+
 def two_images(toy_data: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     images, labels = toy_data
     for folder in (images, labels):
@@ -353,15 +366,7 @@ def test_a_resumed_run_reserves_the_validation_it_measured_and_counts_it_as_spen
 ) -> None:
     """The time a run reports as spent includes its last validation and saving; a resumed run knows from the
     start what a validation costs, so a short extension does not overrun by a whole validation."""
-    import time
-
-    real_validate = trainer_module.validate
-
-    def slow_validate(*args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(1.0)
-        return real_validate(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "validate", slow_validate)
+    slow_down(monkeypatch, "validate", 1.0)
     images, labels = toy_data
     quiet = dict(progress=False, say=lambda _: None)
     record = train(images, labels, tmp_path / "run", replace(TINY, epochs=None, budget_s=3.0, patch_size=16), **quiet)
@@ -404,15 +409,7 @@ def test_the_saved_state_counts_the_time_its_save_takes(
 ) -> None:
     """A state cannot time its own save: the previous save's duration stands in, so a resumed run's clock and
     its reserve for the end of a round include it."""
-    import time
-
-    real_save = trainer_module.save_resume_state
-
-    def slow_save(*args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(0.5)
-        return real_save(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "save_resume_state", slow_save)
+    slow_down(monkeypatch, "save_resume_state", 0.5)
     images, labels = toy_data
     train(images, labels, tmp_path / "run", replace(TINY, epochs=2), progress=False, say=lambda _: None)
     _, state = load_tensors(tmp_path / "run" / RESUME_DIR / RESUME_FILE)
