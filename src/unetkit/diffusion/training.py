@@ -197,7 +197,7 @@ def train_diffusion(
                 _write_log(out, rows)
             if now - last_save > SAVE_EVERY_S:
                 save_cost, last_save = save(), time.monotonic()
-            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)  # drawn by update(), once a second
             bar.update(1) if config.steps else bar.update(max(0, min(bar.total, int(now - began)) - bar.n))
     except KeyboardInterrupt:  # keep what was learnt: the average is saved, the log written, the run marked
         bar.close()

@@ -324,7 +324,8 @@ class Trainer:
                         self._track_train_loss(loss)
                     step_cost = 0.9 * step_cost + 0.1 * (time.monotonic() - started) if step_cost else time.monotonic() - started
                     self._batch_pixels = int(labels.numel())
-                    bar.set_postfix(epoch=self.counters.epoch + 1, loss=f"{loss if loss is not None else float('nan'):.4f}")
+                    bar.set_postfix(epoch=self.counters.epoch + 1, loss=f"{loss if loss is not None else float('nan'):.4f}",
+                                    refresh=False)  # redrawn by update() at most once a second, not every step
                     bar.update(1) if config.epochs else bar.update(max(0, min(bar.total, int(elapsed())) - bar.n))
                 if not losses and (out_of_time or step_in_epoch == 0):
                     break
