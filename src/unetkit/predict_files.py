@@ -199,12 +199,12 @@ def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> Iterator[n
     try:
         yield array
         array.flush()
-        os.replace(partial, path)
     except BaseException:
+        del array  # the map closes with its last reference: Windows can neither rename nor delete an open one
         partial.unlink(missing_ok=True)
         raise
-    finally:
-        del array
+    del array
+    os.replace(partial, path)
 
 
 def predict_paths(
