@@ -48,6 +48,7 @@ from torch import nn
 from unetkit.alignment import Shift, shift_image
 from unetkit.errors import InputError
 from unetkit.losses import class_probabilities
+from unetkit.predict import pooling_grid
 from unetkit.run import Run, check_new_run_folder, library_versions, load_run
 
 FORMATS = ("onnx", "torchscript")
@@ -99,8 +100,8 @@ class SizeGrid:
     step: int
     margin: int = 0
 
-    def sizes(self, near: int) -> int:
-        """The grid size closest to `near` from above (at least the minimum)."""
+    def at_least(self, near: int) -> int:
+        """The smallest grid size that is at least `near`."""
         k = max(0, -(-(near - self.minimum) // self.step))
         return self.minimum + k * self.step
 
@@ -112,10 +113,8 @@ def size_grid(run: Run) -> SizeGrid:
         model = run.model
         smallest = model.input_size_for_output(1)  # type: ignore[operator]
         return SizeGrid(smallest, 2 ** model.config.depth, model.margin)  # type: ignore[union-attr]
-    if name.startswith("fcn"):
-        return SizeGrid(32, 32)
-    multiple = 2 ** run.model.config.depth  # type: ignore[union-attr]
-    return SizeGrid(multiple, multiple)
+    grid = pooling_grid(run.model)  # 2**depth for a padded U-Net, 32 for an FCN
+    return SizeGrid(grid, grid)
 
 
 @dataclass(frozen=True)
@@ -243,7 +242,7 @@ def _require_onnx_exporter() -> None:
 def _test_image(run: Run, grid: SizeGrid) -> np.ndarray:
     """A reproducible test input: smooth random structure spanning the training images' normalised range."""
     rng = np.random.default_rng(0)
-    height, width = grid.sizes(96), grid.sizes(128)  # not square, so a swapped axis shows
+    height, width = grid.at_least(96), grid.at_least(128)  # not square, so a swapped axis shows
     channels = len(run.normalization.low)
     coarse = rng.random((1, channels, height // 8 + 2, width // 8 + 2))
     field = np.kron(coarse, np.ones((1, 1, 8, 8)))[:, :, :height, :width] + 0.1 * rng.standard_normal((1, channels, height, width))
@@ -263,7 +262,7 @@ def _dynamic_shapes(grid: SizeGrid) -> dict[str, dict[int, Any]]:
 
 def _example(grid: SizeGrid, channels: int) -> torch.Tensor:
     """The input traced: every dynamic dimension at 2 or more (torch.export fixes one traced at 0 or 1)."""
-    width = max(grid.sizes(64), grid.minimum + 2 * grid.step)
+    width = max(grid.at_least(64), grid.minimum + 2 * grid.step)
     return torch.rand(_EXAMPLE_BATCH, channels, width + grid.step, width)
 
 
