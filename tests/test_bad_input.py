@@ -198,6 +198,14 @@ def infinite_learning_rate(images, labels, tmp, grey, colour):  # type: ignore[n
     return train_argv(images, labels, tmp / "run", "--lr", "inf"), ("--lr inf",)
 
 
+def absurd_depth(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--depth", "20"), ("--depth 20", "depth 1 to 8")
+
+
+def absurd_width(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--width", "100000"), ("--width 100000",)
+
+
 def zero_width(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
     return train_argv(images, labels, tmp / "run", "--width", "0"), ("--width 0",)  # the last --width counts
 
@@ -206,7 +214,7 @@ CASES: list[Case] = [
     missing_path, empty_folder, orphan_image, orphan_label, size_mismatch, truncated_png, truncated_tiff,
     random_bytes_png, jpeg_mask, rgb_mask_with_unknown_colour, nan_in_float_tiff, unseen_label_value,
     two_channel_image_to_one_channel_model, decompression_bomb, unwritable_output, unwritable_run_folder, output_is_input,
-    negative_tile, zero_tile, nan_learning_rate, infinite_learning_rate, zero_width,
+    negative_tile, zero_tile, nan_learning_rate, infinite_learning_rate, zero_width, absurd_depth, absurd_width,
 ]
 
 

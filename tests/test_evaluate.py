@@ -168,6 +168,11 @@ def test_json_output_never_overwrites_a_mask_and_is_checked_before_scoring(
     captured = capsys.readouterr()
     assert "cannot be written" in captured.err and "not a folder" in captured.err
     assert captured.out == ""  # refused before any scoring was printed
+    (tmp_path / "run.json").write_text('{"config": {}}')  # a run's own record: never replaced by scores
+    assert main([*args, str(tmp_path / "run.json")]) == 2
+    assert json.loads((tmp_path / "run.json").read_text()) == {"config": {}}
+    assert main([*args, str(tmp_path / "scores.json")]) == 0
+    assert main([*args, str(tmp_path / "scores.json")]) == 0  # its own scores: written again
 
 
 def test_instances_take_stack_files_skip_masks_without_regions_and_refuse_nan(

@@ -146,6 +146,8 @@ def test_the_classic_valid_network_exports_outputs_smaller_by_its_margin(tmp_pat
     assert mask.shape[-2:] == probabilities.shape[-2:]
     summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="onnx")
     assert summary.status == "passed"
+    readme = (tmp_path / "exported" / "README.md").read_text()
+    assert f"(H - {2 * size['margin']}) x (W - {2 * size['margin']})" in readme and "extend it by" in readme
 
 
 def test_a_failed_export_leaves_nothing_behind(exported: tuple[Path, Path], tmp_path: Path,
@@ -182,6 +184,13 @@ def test_export_errors_are_one_line_with_exit_code_2(exported: tuple[Path, Path]
         (["export", str(tmp_path), "--out", str(tmp_path / "x")], "not a unetkit run"),
         (["export", str(run), "--out", str(tmp_path / "y"), "--format", "tflite"], "unknown"),
     ]
+    (tmp_path / "a-file").write_text("")
+    cases += [
+        (["export", str(run), "--out", str(tmp_path / "l"), "--license", "NOT-A-LICENSE"], "not an SPDX"),
+        (["export", str(run), "--out", str(tmp_path / "l"), "--license", "mit"], "did you mean MIT"),
+        (["export", str(run), "--out", str(tmp_path / "a-file" / "m.zip")], "is a file, not a folder"),
+        (["export", str(run), "--out", str(run / "exported")], "inside the run"),
+    ]
     for argv, message in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -206,6 +215,8 @@ def test_a_colour_run_exports_packed_colours_and_says_how_to_unpack_them(tmp_pat
     assert set(np.unique(mask)) <= {0x0000FF, 0xFF0000}  # blue and red, packed
     assert "0xRRGGBB" in description["outputs"][1]["values"]
     assert "0xRRGGBB" in (tmp_path / "exported" / "README.md").read_text()
+    summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="torchscript")
+    assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details]
 
 
 def test_label_values_beyond_int32_come_out_as_int64() -> None:
@@ -214,3 +225,33 @@ def test_label_values_beyond_int32_come_out_as_int64() -> None:
     with torch.no_grad():
         _, mask = segmenter(torch.zeros(1, 1, 8, 8))
     assert mask.dtype == torch.int64 and set(mask.unique().tolist()) <= {0, 3_000_000_000}
+
+
+def test_damaged_weights_are_refused_not_exported_or_predicted(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    run, _ = exported
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    weights = load_file(str(damaged / "model.safetensors"))
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(damaged / "model.safetensors"))
+    with pytest.raises(InputError, match="non-finite weights"):
+        export_run(damaged, tmp_path / "x", report=lambda _: None)
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_interrupt_wrapped_by_the_exporter_is_still_an_interrupt() -> None:
+    from unetkit.export import _caused_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("Failed to export the model with torch.export")  # as torch.onnx wraps it
+    except RuntimeError as wrapped:
+        assert _caused_by_interrupt(wrapped)
+    assert not _caused_by_interrupt(RuntimeError("a real failure"))

@@ -14,6 +14,11 @@ from typing import Any
 from unetkit.errors import InputError
 
 
+# Beyond these a typo, not a design: depth 20 pools a 512-px image to nothing and asks for tens of GB.
+MAX_WIDTH = 512
+MAX_DEPTH = 8
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: architecture choices, loss, optimiser, sampling, stopping, selection."""
@@ -73,8 +78,9 @@ class TrainConfig:
             raise InputError(f"--lr {self.lr}: must be a positive number, e.g. 1e-3")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise InputError(f"weight_decay {self.weight_decay}: must be a number >= 0")
-        if self.base_width < 2 or (self.depth is not None and self.depth < 1):
-            raise InputError(f"--width {self.base_width} / --depth {self.depth}: width must be at least 2 and depth at least 1")
+        if not (2 <= self.base_width <= MAX_WIDTH and (self.depth is None or 1 <= self.depth <= MAX_DEPTH)):
+            raise InputError(f"--width {self.base_width} / --depth {self.depth}: width must be 2 to {MAX_WIDTH} and "
+                             f"depth 1 to {MAX_DEPTH} (the paper's U-Net: width 64, depth 4)")
         for name, value, allowed in [
             ("--optimizer", self.optimizer, ("adamw", "rmsprop", "sgd")),
             ("--schedule", self.schedule, ("cosine", "constant")),

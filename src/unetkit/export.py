@@ -49,7 +49,7 @@ from unetkit.alignment import Shift, shift_image
 from unetkit.errors import InputError
 from unetkit.losses import class_probabilities
 from unetkit.predict import pooling_grid
-from unetkit.run import Run, check_new_run_folder, library_versions, load_run
+from unetkit.run import Run, check_new_run_folder, library_versions, load_run, read_run_json
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE = "model.onnx"
@@ -130,18 +130,15 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
                report: Callable[[str], None] = print) -> dict[str, Any]:
     """Write the run's network as stand-alone files into the new folder `out` (or the zip file `out`
     when it ends in .zip); returns export.json's content."""
+    formats = tuple(dict.fromkeys(formats))  # each once, in the order given
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise InputError(f"--format {','.join(unknown) or '(none)'}: unknown; choose from {', '.join(FORMATS)}")
     out = Path(out)
-    as_zip = out.suffix.lower() == ".zip"
-    if as_zip:
-        if out.exists():
-            raise InputError(f"{out}: exists; choose a new --out (nothing is overwritten)")
-    else:
-        check_new_run_folder(out, resumable=False)
+    read_run_json(Path(run_dir))  # a run at all, before anything about where it goes
+    _check_export_target(out, Path(run_dir))
     card = card or ModelCard()
-    card = ModelCard(_model_name(card.name, Path(run_dir)), card.author or login_name(), card.license)
+    card = ModelCard(_model_name(card.name, Path(run_dir)), card.author or login_name(), _licence(card.license))
     if "onnx" in formats:
         _require_onnx_exporter()
     run = load_run(run_dir, device="cpu", precision="fp32")
@@ -171,7 +168,7 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
         (staging / "README.md").write_text(_readme(description))
         rdf = bioimageio_description(description, card)
         (staging / BIOIMAGEIO_FILE).write_text(json.dumps(rdf, indent=2) + "\n")
-        if as_zip:
+        if out.suffix.lower() == ".zip":
             _zip_folder(staging, out)
         else:
             if out.exists():
@@ -188,6 +185,33 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already unless it failed or was zipped
     return description
+
+
+def _check_export_target(out: Path, run_dir: Path) -> None:
+    """A new folder, or a new .zip, in a place that can be written; never inside the run it exports."""
+    if out.resolve().is_relative_to(run_dir.resolve()):
+        raise InputError(f"--out {out}: is inside the run {run_dir}; export to a folder of its own")
+    if out.suffix.lower() != ".zip":
+        check_new_run_folder(out, resumable=False)
+        return
+    if out.exists():
+        raise InputError(f"--out {out}: exists; choose a new name (nothing is overwritten)")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"--out {out}: {blocking} is a file, not a folder; choose another place for the zip")
+
+
+_SPDX_IDS = frozenset(line.strip() for line in (Path(__file__).with_name("spdx_license_ids.txt")).read_text().splitlines()
+                      if line.strip() and not line.startswith("#"))
+
+
+def _licence(given: str) -> str:
+    """--license as bioimage.io takes it: an SPDX identifier."""
+    if given not in _SPDX_IDS:
+        close = sorted(i for i in _SPDX_IDS if i.lower() == given.lower())
+        hint = f"did you mean {close[0]}?" if close else "e.g. CC-BY-4.0, CC0-1.0, MIT, BSD-3-Clause"
+        raise InputError(f"--license {given}: not an SPDX licence identifier; {hint}")
+    return given
 
 
 def _zip_folder(folder: Path, out: Path) -> None:
@@ -284,11 +308,27 @@ def _write_onnx(segmenter: StandaloneSegmenter, run: Run, grid: SizeGrid, folder
     path = folder / ONNX_FILE
     example = _example(grid, len(run.normalization.low))
     with _quiet():
-        program = torch.onnx.export(segmenter, (example,), dynamo=True, opset_version=ONNX_OPSET,
-                                    dynamic_shapes=_dynamic_shapes(grid), input_names=["image"],
-                                    output_names=["probabilities", "mask"])
+        try:
+            program = torch.onnx.export(segmenter, (example,), dynamo=True, opset_version=ONNX_OPSET,
+                                        dynamic_shapes=_dynamic_shapes(grid), input_names=["image"],
+                                        output_names=["probabilities", "mask"])
+        except Exception as exc:  # the exporter wraps a Ctrl-C in an error of its own
+            if _caused_by_interrupt(exc):
+                raise KeyboardInterrupt from None
+            raise
         program.save(str(path))
     return path
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _write_torchscript(segmenter: StandaloneSegmenter, run: Run, grid: SizeGrid, folder: Path) -> Path:
@@ -322,7 +362,7 @@ def _compare(path: Path, got_probabilities: np.ndarray, got_mask: np.ndarray, pr
         raise RuntimeError(f"{path.name}: outputs of shape {got_probabilities.shape} where the run gives "
                            f"{probabilities.shape}; please report this as a unetkit bug")
     difference = float(np.abs(got_probabilities - probabilities).max())
-    if difference > CHECK_TOLERANCE:
+    if not difference <= CHECK_TOLERANCE:  # NaN fails this too
         raise RuntimeError(f"{path.name}: probabilities differ from the run's by up to {difference:.2g}; "
                            "please report this as a unetkit bug")
     agree = float(np.mean(got_mask == mask))
@@ -386,14 +426,22 @@ def _mask_values_text(run: Run) -> str:
 def _readme(description: dict[str, Any]) -> str:
     size = description["input"]["size"]
     classes = description["outputs"][0]["classes"]
+    margin = size.get("margin", 0)
     lines = [
         f"# Segmentation network exported by unetkit from {description['source_run']}",
         "",
         f"Input `image`: float32, batch x {description['input']['channels']} x H x W, "
         f"{description['input']['values']}.",
-        f"H and W: {size['rule']}.",
-        f"Outputs: `probabilities` (batch x {len(classes)} x H x W, classes in the order {classes}) and `mask` "
-        f"(batch x H x W, {description['outputs'][1]['dtype']}: {description['outputs'][1]['values']}).",
+        f"H and W: {size['rule']} (numpy.pad(..., mode='reflect') at the bottom and right, as unetkit does).",
+    ]
+    if margin:
+        lines += [f"The outputs are {margin} pixels smaller on each side than the input (H - {2 * margin} x "
+                  f"W - {2 * margin}): to segment a whole image, first extend it by {margin} pixels on every side "
+                  "by mirroring, as unetkit predict does."]
+    out_size = f"(H - {2 * margin}) x (W - {2 * margin})" if margin else "H x W"
+    lines += [
+        f"Outputs: `probabilities` (batch x {len(classes)} x {out_size}, classes in the order {classes}) and `mask` "
+        f"(batch x {out_size}, {description['outputs'][1]['dtype']}: {description['outputs'][1]['values']}).",
         "",
         "```python",
         "import numpy as np",
@@ -405,7 +453,8 @@ def _readme(description: dict[str, Any]) -> str:
     else:
         lines += ["import torch",
                   f"network = torch.jit.load('{TORCHSCRIPT_FILE}')",
-                  "probabilities, mask = network(torch.from_numpy(np.load('test_input.npy')))"]
+                  "with torch.no_grad():",
+                  "    probabilities, mask = network(torch.from_numpy(np.load('test_input.npy')))"]
     lines += ["```", "", "## Validation", "",
               "Each file was loaded back when it was written and run on test_input.npy; its outputs matched the "
               "trained run's (test_probabilities.npy, test_mask.npy). export.json gives the figures and the sha256 "
@@ -459,7 +508,9 @@ def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict
              "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [f"class_{v}" for v in classes]},
                       space("y", "image"), space("x", "image")],
              "test_tensor": {"source": test["probabilities"]}, "data": {"type": "float32"}},
-            {"id": "mask", "description": description["outputs"][1]["values"],
+            {"id": "mask", "description": ("the class of highest probability: its colour packed as 0xRRGGBB"
+                                           if description["outputs"][1]["colour"]
+                                           else "the class of highest probability, as its value in the training labels"),
              "axes": [{"type": "batch"}, space("y", "image"), space("x", "image")],
              "test_tensor": {"source": test["mask"]}, "data": {"type": description["outputs"][1]["dtype"]}},
         ],

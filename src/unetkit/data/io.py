@@ -369,7 +369,8 @@ def is_predictions_folder(path: Path) -> bool:
 def refuse_predictions_folder(path: Path, option: str) -> None:
     """Training and checks never read predictions back as images or as true masks."""
     if is_predictions_folder(path):
-        raise InputError(f"{option} {path}: is a folder unetkit wrote (predictions or samples); give your own images "
+        where = "is a folder" if Path(path).is_dir() else "is in a folder"
+        raise InputError(f"{option} {path}: {where} unetkit wrote (predictions or samples); give your own images "
                          f"and masks (to train on corrected ones, copy the files, not the hidden {PREDICTIONS_MARKER} "
                          "marker, to a folder of their own)")
 

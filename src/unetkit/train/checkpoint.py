@@ -76,6 +76,9 @@ def load_weights(path: Path, model: torch.nn.Module) -> dict[str, Any]:
     if missing or unexpected or wrong:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"shape of {wrong[:3]}"
         raise InputError(f"{path}: weights do not fit the model in run.json ({detail}); the run folder is inconsistent")
+    damaged = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if damaged is not None:  # a run saves only finite weights (the finite-loss guard): this file was changed since
+        raise InputError(f"{path}: holds non-finite weights ({damaged}); the file is damaged: restore it or train again")
     model.load_state_dict(tensors)
     return metadata
 
