@@ -7,8 +7,6 @@ with exit code 2; an interrupted training says how to resume it (exit 130).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -257,30 +255,12 @@ def _run_predict(args: argparse.Namespace) -> None:
                   instances=args.boundary_value if args.instances else None)
 
 
-def _check_json_path(path: Path) -> None:
-    """--json is checked before scoring: a JSON file (never an image or mask it would overwrite) we can write."""
-    if path.suffix.lower() != ".json":
-        raise InputError(f"--json {path}: give a file name ending in .json")
-    if path.is_dir():
-        raise InputError(f"--json {path}: is a folder; give a file name ending in .json")
-    if path.exists():  # only scores written by evaluate are replaced (never a run.json, an export.json, a note)
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            previous = None
-        if not (isinstance(previous, dict) and {"per_image", "mean"} <= previous.keys()):
-            raise InputError(f"--json {path}: exists and is not a score file of unetkit evaluate; choose a new name")
-    folder = path.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        reason = "no such folder" if not folder.exists() else "not a folder" if not folder.is_dir() else "not writable"
-        raise InputError(f"--json {path}: cannot be written ({folder}: {reason}); choose a writable path")
-
-
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from unetkit.evaluate import evaluate_paths, evaluate_probabilities, format_challenge_table, format_table, write_json
+    from unetkit.evaluate import (check_json_target, evaluate_paths, evaluate_probabilities, format_challenge_table,
+                                  format_table, write_json)
 
     if args.json:
-        _check_json_path(args.json)
+        check_json_target(args.json)
     if args.instances:
         scores = evaluate_probabilities(args.pred, args.labels, args.instances, args.boundary_value)
         print(format_challenge_table(scores))

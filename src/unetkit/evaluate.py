@@ -11,6 +11,7 @@ error with their split and merge parts, and the challenge's pixel error
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,17 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
                          "write the predictions in the true masks' values")
 
 
+def _truths_by_stem(labels: Path, stems: set[str]) -> dict[str, Path]:
+    """The true mask of each stem: named like the prediction, or like it plus _mask, _label... as evaluate pairs them."""
+    truths: dict[str, Path] = {}
+    for file in list_image_files(labels):
+        stem = label_stem(file.stem, stems)
+        if stem in truths:
+            raise InputError(f"{file}: a second mask for {stem} (besides {truths[stem].name}); keep one")
+        truths[stem] = file
+    return truths
+
+
 def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, K x H x W probabilities, H x W truth) pairs: NAME_prob.tif matched with NAME.* by stem.
 
@@ -119,14 +131,7 @@ def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, 
     probs = {f.stem.removesuffix(PROB_SUFFIX): f for f in list_image_files(pred) if f.stem.endswith(PROB_SUFFIX)}
     if not probs:
         raise InputError(f"{pred}: holds no NAME{PROB_SUFFIX}.tif files; write them with unetkit predict --prob")
-    truths: dict[str, Path] = {}
-    if pred.is_file() and labels.is_file():
-        truths = {next(iter(probs)): labels}
-    for file in [] if truths else list_image_files(labels):  # named like the prediction, or like it plus _mask...
-        stem = label_stem(file.stem, set(probs))
-        if stem in truths:
-            raise InputError(f"{file}: a second mask for {stem} (besides {truths[stem].name}); keep one")
-        truths[stem] = file
+    truths = {next(iter(probs)): labels} if pred.is_file() and labels.is_file() else _truths_by_stem(labels, set(probs))
     for name in sorted(set(probs) - set(truths)):
         raise InputError(f"{probs[name]}: no mask named {name}.* in {labels}; add it or move the file out")
     pairs = []
@@ -214,6 +219,25 @@ def format_table(scores: dict[str, Any]) -> str:
                     + [f"{v:+.4f}" for v in s["area_bias"]]
                     + [f"{s[k]:.4f}" if k in s else "-" for k in extra])
     return _align(rows)
+
+
+def check_json_target(path: Path) -> None:
+    """--json is checked before scoring: a JSON file (never an image or mask it would overwrite) we can write."""
+    if path.suffix.lower() != ".json":
+        raise InputError(f"--json {path}: give a file name ending in .json")
+    if path.is_dir():
+        raise InputError(f"--json {path}: is a folder; give a file name ending in .json")
+    if path.exists():  # only scores written by evaluate are replaced (never a run.json, an export.json, a note)
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            previous = None
+        if not (isinstance(previous, dict) and {"per_image", "mean"} <= previous.keys()):
+            raise InputError(f"--json {path}: exists and is not a score file of unetkit evaluate; choose a new name")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        reason = "no such folder" if not folder.exists() else "not a folder" if not folder.is_dir() else "not writable"
+        raise InputError(f"--json {path}: cannot be written ({folder}: {reason}); choose a writable path")
 
 
 def write_json(scores: dict[str, Any], path: Path) -> None:

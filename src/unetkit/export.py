@@ -54,6 +54,7 @@ from unetkit.run import Run, check_new_run_folder, library_versions, load_run, r
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
+FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}  # what each format writes
 EXPORT_FILE = "export.json"
 BIOIMAGEIO_FILE = "rdf.yaml"
 BIOIMAGEIO_FORMAT = "0.5.4"
@@ -381,7 +382,7 @@ def _sha256(path: Path) -> str:
 
 
 def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dict[str, str], folder: Path) -> dict[str, Any]:
-    files = {FORMATS_FILES[f]: f for f in formats}
+    files = {FILES[f]: f for f in formats}
     output_size = "the input's" if grid.margin == 0 else f"the input's less {grid.margin} pixels on each side"
     return {
         "format_version": 1,
@@ -411,8 +412,6 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
         "libraries": {name: version for name, version in library_versions().items() if name in ("unetkit", "torch")},
     }
 
-
-FORMATS_FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
 
 
 def _mask_values_text(run: Run) -> str:

@@ -44,7 +44,6 @@ from unetkit.instances import watershed_regions
 from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
 from unetkit.run import Run, load_run
 
-OUTPUT_MARKER = PREDICTIONS_MARKER
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
 
@@ -61,14 +60,14 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
     for path in inputs:
         if is_predictions_folder(path):
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
-    if out.is_dir() and not (out / OUTPUT_MARKER).exists():
+    if out.is_dir() and not (out / PREDICTIONS_MARKER).exists():
         theirs = next((p for p in sorted(out.iterdir()) if not p.name.startswith(".")), None)
         if theirs is not None:  # a folder of the user's own files (their labels, say): never written into
             raise InputError(f"--out {out}: holds files unetkit did not write ({theirs.name}); choose a new or empty "
                              "folder for the predictions")
     try:
         make_writable_folder(out)
-        (out / OUTPUT_MARKER).touch()
+        (out / PREDICTIONS_MARKER).touch()
     except OSError as exc:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None
 
