@@ -197,3 +197,23 @@ def test_instances_take_stack_files_skip_masks_without_regions_and_refuse_nan(
     tifffile.imwrite(tmp_path / "pred" / "img_prob.tif", poisoned, photometric="minisblack")
     assert main([*args, "threshold"]) == 2
     assert "NaN" in capsys.readouterr().err
+
+
+def test_palette_masks_are_scored_when_their_palettes_differ_only_in_unused_entries(tmp_path: Path) -> None:
+    """unetkit writes the run's short palette; the true masks may carry 256 entries for the same colours."""
+    from PIL import Image
+
+    def save(path: Path, indices: np.ndarray, palette: list[int]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mask = Image.frombytes("P", indices.shape[::-1], indices.astype(np.uint8).tobytes())
+        mask.putpalette(palette)
+        mask.save(path)
+
+    used = [0, 0, 0, 255, 0, 0]
+    truth = (cells() > 0).astype(np.uint8)
+    save(tmp_path / "truth" / "0.png", truth, used + [9, 9, 9] * 254)
+    save(tmp_path / "pred" / "0.png", truth, used)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"), "--json", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["mean"]["pixel_error"] == 0
+    save(tmp_path / "other" / "0.png", truth, [0, 0, 0, 0, 0, 255])  # index 1 drawn in another colour: another class
+    assert main(["evaluate", "--pred", str(tmp_path / "other"), "--labels", str(tmp_path / "truth")]) == 2

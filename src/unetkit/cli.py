@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from unetkit.config import parse_duration
+from unetkit.config import TrainConfig, parse_duration
 from unetkit.errors import InputError
 
 EXIT_USAGE = 2
@@ -75,6 +75,8 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, help="folder of images, or one multi-page TIFF")
     p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF")
     p.add_argument("--run", type=Path, help="a trained run: masks must hold its classes and images its channels (fine-tuning, evaluation)")
+    p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+                   help="the share `train` will hold out (default 0.2): classes only its masks hold are errors")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -241,7 +243,7 @@ def _run_check(args: argparse.Namespace) -> None:
     images, labels = _pair_arguments(args, "check")
     run = load_run(args.run) if args.run else None  # read for its classes and channels only
     report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None,
-                           run.normalization.source_dtype if run else None)
+                           run.normalization.source_dtype if run else None, val_fraction=args.val_fraction)
     print(format_report(report))
     if report.errors:
         raise InputError(f"{images}, {labels}: {len(report.errors)} problem(s) above; fix them before training")

@@ -151,6 +151,46 @@ def test_palette_of_masks_is_returned(tmp_path: Path) -> None:
     assert set(np.unique(pairs[0].label.array).tolist()) == {0, 1}  # indices, not colours
 
 
+def _palette_mask(path: Path, indices: np.ndarray, palette: list[int]) -> None:
+    from PIL import Image
+
+    mask = Image.frombytes("P", indices.shape[::-1], indices.astype(np.uint8).tobytes())
+    mask.putpalette(palette)
+    mask.save(path)
+
+
+def test_palettes_that_differ_only_in_unused_entries_are_one_palette(tmp_path: Path) -> None:
+    """Tools save the same three colours with 3-entry and 256-entry palettes: the unused entries do not matter."""
+    images, labels = _folders(tmp_path, ["0.png", "1.png"], [])
+    labels.mkdir()
+    used = [0, 0, 0, 255, 0, 0, 0, 255, 0]
+    indices = np.resize(np.arange(3, dtype=np.uint8), (6, 9))
+    _palette_mask(labels / "0.png", indices, used)
+    _palette_mask(labels / "1.png", indices, used + [7, 7, 7] * 253)  # unused entries, not black
+    pairs, palette = read_pairs(images, labels)
+    assert palette is not None and palette[:9] == used
+
+
+def test_palettes_that_colour_a_used_index_differently_are_refused(tmp_path: Path) -> None:
+    images, labels = _folders(tmp_path, ["0.png", "1.png"], [])
+    labels.mkdir()
+    indices = np.resize(np.arange(2, dtype=np.uint8), (6, 9))
+    _palette_mask(labels / "0.png", indices, [0, 0, 0, 255, 0, 0])
+    _palette_mask(labels / "1.png", indices, [0, 0, 0, 0, 0, 255])
+    with pytest.raises(InputError, match=r"1\.png: .*index 1 as RGB \[0, 0, 255\] but 0\.png's as \[255, 0, 0\]"):
+        read_pairs(images, labels)
+
+
+def test_an_index_only_a_later_mask_uses_joins_the_palette(tmp_path: Path) -> None:
+    """The first mask's palette is short; a later one uses index 2: predictions must be able to draw it."""
+    images, labels = _folders(tmp_path, ["0.png", "1.png"], [])
+    labels.mkdir()
+    _palette_mask(labels / "0.png", np.resize(np.arange(2, dtype=np.uint8), (6, 9)), [0, 0, 0, 255, 0, 0])
+    _palette_mask(labels / "1.png", np.resize(np.arange(3, dtype=np.uint8), (6, 9)), [0, 0, 0, 255, 0, 0, 0, 255, 0])
+    _, palette = read_pairs(images, labels)
+    assert palette is not None and palette[:9] == [0, 0, 0, 255, 0, 0, 0, 255, 0]
+
+
 # --- validation split -------------------------------------------------------------------------
 
 

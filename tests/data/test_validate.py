@@ -116,3 +116,48 @@ def test_training_says_the_warnings_and_stops_on_an_error(tmp_path: Path, capsys
     assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "0.png" in err[0] and "unetkit check" in err[0], err
+
+
+def test_a_class_only_the_held_out_masks_hold_is_named_by_check_and_train_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`check` passed data that `train` then refused: both name the held-out mask and the fixes now."""
+    images, labels = pairs(tmp_path, 5)
+    mask = np.asarray(Image.open(labels / "4.png")).copy()
+    mask[:8] = 100  # a class that only the last image (held out by the default 20 %) shows
+    write_png(labels / "4.png", mask)
+    errors = check_dataset(images, labels, val_fraction=0.2).errors
+    assert [Path(f.file).name for f in errors] == ["4.png"] and "held-out block" in errors[0].message, errors
+    assert "--val-images" in errors[0].message and "--val-fraction" in errors[0].message
+    assert check_dataset(images, labels, val_fraction=None).errors == []  # no split asked for: nothing to say
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 2
+    assert "held-out block" in capsys.readouterr().out
+    argv = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "1", "--width", "4", "--depth", "2",
+            "--patch-size", "16", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "4.png" in err[0] and "held-out block" in err[0], err
+    assert main([*argv[:-2], "--val-fraction", "0.4", "--out", str(tmp_path / "run2")]) == 2  # 3.png and 4.png held out
+    mask3 = np.asarray(Image.open(labels / "3.png")).copy()
+    mask3[:8] = 100
+    write_png(labels / "3.png", mask3)  # now a training mask shows it too
+    assert check_dataset(images, labels, val_fraction=0.2).errors == []
+
+
+def test_a_mask_in_another_encoding_is_warned_about_not_silently_trained_as_a_third_class(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 6)
+    write_png(labels / "2.png", (np.asarray(Image.open(labels / "2.png")) > 0).astype(np.uint8))  # 0/1 among 0/255
+    warnings = check_dataset(images, labels).warnings
+    assert [Path(f.file).name for f in warnings] == ["2.png"], warnings
+    assert "[1]" not in warnings[0].message and "1 appear in no other" in warnings[0].message
+    assert "0/1 beside 0/255" in warnings[0].message
+
+
+def test_with_grey_and_colour_masks_the_odd_one_out_is_named(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 5)
+    grey = np.asarray(Image.open(labels / "1.png"))
+    colour = np.zeros((*grey.shape, 3), np.uint8)
+    colour[grey > 0] = (255, 0, 0)
+    write_png(labels / "1.png", colour)
+    errors = check_dataset(images, labels).errors
+    assert [Path(f.file).name for f in errors] == ["1.png"] and "most masks hold grey values" in errors[0].message, errors

@@ -127,9 +127,14 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
     """
     image_pages, image_palette = read_pages(image_file, labels=images_are_masks)
     label_pages, palette = read_label_pages(label_file)
-    if images_are_masks and image_palette != palette:
-        raise InputError(f"{image_file}: its palette differs from its mask {label_file}'s; save both with the same palette "
-                         "(or both as grey values)")
+    if images_are_masks and (image_palette is None) != (palette is None):
+        raise InputError(f"{image_file}: one of it and its mask {label_file} has a palette and the other not; save both "
+                         "with the same palette (or both as grey values)")
+    if images_are_masks and image_palette is not None:
+        check = PaletteCheck()
+        conflict = check.conflict(label_file, palette, label_pages) or check.conflict(image_file, image_palette, image_pages)
+        if conflict:
+            raise InputError(f"{image_file}: {conflict}")
     if len(image_pages) != len(label_pages):
         raise InputError(
             f"{image_file}: has {len(image_pages)} pages but its mask {label_file} has {len(label_pages)}; give stacks of the same length"
@@ -160,7 +165,7 @@ def read_pairs(
     for image_file, label_file in pair_files(images, labels, skip_suffixes):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
-        conflict = palettes.conflict(label_file, label_palette)
+        conflict = palettes.conflict(label_file, label_palette, np.stack([page.label.array for page in pages]))
         if conflict:
             raise InputError(f"{label_file}: {conflict}")
     channels = {p.image.channels for p in pairs}
@@ -174,27 +179,43 @@ def read_pairs(
 
 
 class PaletteCheck:
-    """Palette indices are the classes, so every palette mask must share the first palette mask's palette."""
+    """Palette indices are the classes, so an index must show the same colour in every palette mask that uses it.
+
+    Only the entries the masks use are compared: tools save the same colours with
+    palettes of 3 or 256 entries, and the unused ones do not matter.
+    """
 
     def __init__(self) -> None:
-        self.first: tuple[Path, list[int]] | None = None
+        self.first: list[int] | None = None
+        self.used: dict[int, tuple[tuple[int, ...], Path]] = {}  # index -> (colour, first mask that used it)
 
     @property
     def palette(self) -> list[int] | None:
-        """The masks' palette (the first palette mask's), or None when no mask has one."""
-        return self.first[1] if self.first else None
+        """The masks' palette: the first palette mask's, with the colours of indices only later masks use; None
+        when no mask has one."""
+        if self.first is None:
+            return None
+        merged = list(self.first)
+        for index, (colour, _) in sorted(self.used.items()):
+            merged.extend([0] * max(0, 3 * index + 3 - len(merged)))
+            merged[3 * index : 3 * index + 3] = colour
+        return merged
 
-    def conflict(self, mask_file: Path, palette: list[int] | None) -> str | None:
-        """Why this mask's palette cannot join the first one's, or None when it can (the first one is remembered)."""
+    def conflict(self, mask_file: Path, palette: list[int] | None, pages: np.ndarray) -> str | None:
+        """Why this mask's palette cannot join the earlier ones, or None when it can (its used colours are remembered).
+
+        pages: the mask's palette indices (any shape)."""
         if palette is None:
             return None
         if self.first is None:
-            self.first = (mask_file, palette)
-            return None
-        if palette == self.first[1]:
-            return None
-        return (f"its palette differs from {self.first[0].name}'s, so the same index would mean two classes; "
-                "save all masks with one palette (or as grey values or RGB colours)")
+            self.first = list(palette)
+        for index in np.unique(pages).tolist():
+            colour = tuple(palette[3 * index : 3 * index + 3]) or (0, 0, 0)  # an index beyond the palette shows black
+            known = self.used.setdefault(index, (colour, mask_file))
+            if known[0] != colour:
+                return (f"its palette shows index {index} as RGB {list(colour)} but {known[1].name}'s as {list(known[0])}, "
+                        "so the same index would mean two classes; save all masks with one palette (or as grey values or RGB colours)")
+        return None
 
 
 def split_contiguous(pairs: list[RawPair], val_fraction: float) -> tuple[list[RawPair], list[RawPair]]:

@@ -9,6 +9,7 @@ values (and dtype, and palette) before they are written.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,15 @@ def is_colour(mask: np.ndarray) -> bool:
     return mask.ndim == 3 and not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2]))
 
 
+def mostly_colour(masks: Iterable[np.ndarray]) -> bool:
+    """Whether the masks are a colour set: at least half of them are colour masks.
+
+    The majority decides, so that the odd masks out are the ones an error names.
+    """
+    kinds = [is_colour(mask) for mask in masks]
+    return bool(kinds) and 2 * sum(kinds) >= len(kinds)
+
+
 def scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
     """A mask as (H, W) int64 codes: colours packed (in a colour encoding), integral floats accepted."""
     if mask.ndim == 3:
@@ -48,10 +58,10 @@ def scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
                                  "save colour masks as 8-bit RGB, or the classes as grey values or a palette")
             return _pack_colours(mask)
         if is_colour(mask):  # its first channel alone would pass red (255, 0, 0) as grey 255
-            raise InputError(f"{source}: colour mask, but the classes are grey values; save all masks the same way")
+            raise InputError(f"{source}: colour mask, but most masks hold grey values; save all masks the same way")
         mask = mask[..., 0]
     elif colour:
-        raise InputError(f"{source}: greyscale mask among RGB colour masks; save all masks the same way")
+        raise InputError(f"{source}: greyscale mask, but most masks are RGB colour masks; save all masks the same way")
     if mask.dtype.kind == "f":
         if not np.all(np.isfinite(mask)):
             raise InputError(f"{source}: mask holds NaN or infinite values; masks must hold class values")
@@ -80,7 +90,7 @@ class LabelEncoding:
         if not masks:
             raise InputError("no masks given; point --labels to the folder with the masks")
         found: set[int] = set()
-        colour = any(is_colour(mask) for _, mask in masks)
+        colour = mostly_colour(mask for _, mask in masks)
         for name, mask in masks:
             codes = scalar_codes(mask, name, colour)
             found.update(np.unique(codes).tolist())

@@ -20,14 +20,15 @@ from typing import Literal
 import numpy as np
 
 from unetkit.data.io import refuse_predictions_folder
-from unetkit.data.dataset import PaletteCheck, RawPair, match_files, read_pair
-from unetkit.data.labels import MAX_CLASSES, LabelEncoding, is_colour, scalar_codes, unpack_colours
+from unetkit.data.dataset import PaletteCheck, RawPair, match_files, read_pair, split_contiguous
+from unetkit.data.labels import MAX_CLASSES, LabelEncoding, mostly_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
 
 MIN_SIDE = 8  # smaller images cannot pass even a shallow U-Net's poolings meaningfully
 STRAY_PIXEL_SHARE = 0.001  # a value on fewer than 0.1 % of a mask's pixels ...
 STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an artefact
 MAX_TABLE_ROWS = 40
+LONE_VALUE_MIN_MASKS = 3  # with fewer masks a value in one of them is normal
 
 Severity = Literal["error", "warning"]
 
@@ -84,7 +85,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     report = CheckReport()
     if not pairs:
         return report
-    colour = classes.colour if classes is not None else any(is_colour(p.label.array) for p in pairs)
+    colour = classes.colour if classes is not None else mostly_colour(p.label.array for p in pairs)
     channel_counts = [p.image.channels for p in pairs]
     usual_channels = in_channels or max(set(channel_counts), key=channel_counts.count)
     dtypes = [p.image.array.dtype.name for p in pairs]
@@ -161,14 +162,44 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
             findings.append(Finding("warning", _where(pair.label), f"values {_values_text(stray, colour)} cover under "
                                     f"{STRAY_PIXEL_SHARE:.1%} of it and appear in few masks (antialiased or resampled?); "
                                     "each distinct value becomes a class"))
+        alone = [v for v in values.tolist() if masks_with[v] == 1 and v not in stray]
+        if alone and len(found) >= LONE_VALUE_MIN_MASKS:
+            findings.append(Finding("warning", _where(pair.label), f"values {_values_text(alone, colour)} appear in no other "
+                                    f"of the {len(found)} masks, and each becomes a class: if this mask uses another "
+                                    "encoding (0/1 beside 0/255, other colours) or instance ids, convert it; a rare class is fine"))
+    return findings
+
+
+def held_out_findings(train_pairs: list[RawPair], val_pairs: list[RawPair]) -> list[Finding]:
+    """Values that only held-out masks hold: no training mask shows them, so the network could not learn them.
+
+    The classes come from the training masks, so training would stop on these
+    masks; this names them with the fixes, for `check` and `train` alike.
+    """
+    colour = mostly_colour(p.label.array for p in train_pairs + val_pairs)
+    trained: set[int] = set()
+    for pair in train_pairs:
+        trained.update(np.unique(scalar_codes(pair.label.array, _where(pair.label), colour)).tolist())
+    findings = []
+    for pair in val_pairs:
+        unseen = sorted(set(np.unique(scalar_codes(pair.label.array, _where(pair.label), colour)).tolist()) - trained)
+        if unseen:
+            findings.append(Finding("error", _where(pair.label), f"values {_values_text(unseen, colour)} appear only in the "
+                                    f"held-out block (the last {len(val_pairs)} of {len(train_pairs) + len(val_pairs)} images in "
+                                    "name order), in no training mask, so the network could not learn them; rename so that "
+                                    "an image holding them comes earlier, give --val-images/--val-labels, or change --val-fraction"))
     return findings
 
 
 def check_dataset(
     images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None,
-    image_dtype: str | None = None,
+    image_dtype: str | None = None, val_fraction: float | None = None,
 ) -> CheckReport:
-    """Pair, read and inspect everything, collecting every problem instead of stopping at the first."""
+    """Pair, read and inspect everything, collecting every problem instead of stopping at the first.
+
+    `val_fraction`: the share `train` would hold out (none with a run's classes or when None); values only the
+    held-out block holds are errors, as they are for `train`.
+    """
     refuse_predictions_folder(images, "--images")
     refuse_predictions_folder(labels, "--labels")
     matching = match_files(images, labels)
@@ -182,7 +213,7 @@ def check_dataset(
         try:
             read, palette = read_pair(image_file, label_file)
             pairs.extend(read)
-            conflict = palettes.conflict(label_file, palette)
+            conflict = palettes.conflict(label_file, palette, np.stack([page.label.array for page in read]))
             if conflict:
                 report.findings.append(Finding("error", str(label_file), conflict))
         except InputError as exc:
@@ -191,6 +222,8 @@ def check_dataset(
     inspected = inspect_pairs(pairs, classes, in_channels, image_dtype)
     report.pairs = inspected.pairs
     report.findings += inspected.findings
+    if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors:
+        report.findings += held_out_findings(*split_contiguous(pairs, val_fraction))
     return report
 
 

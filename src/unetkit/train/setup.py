@@ -11,7 +11,7 @@ import numpy as np
 
 from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import RawPair, TensorPairs, read_pairs, split_contiguous
-from unetkit.data.validate import CheckReport, inspect_pairs
+from unetkit.data.validate import CheckReport, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -82,6 +82,8 @@ def prepare_training_data(
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
+        if encoding is None:
+            _stop_on_errors(CheckReport(findings=held_out_findings(train_pairs, val_pairs)), images, labels, say, base_run)
     if encoding is None:
         encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette)
     if val_images is not None:  # checked against the training classes and channels (one class alone is fine here)
