@@ -189,3 +189,13 @@ def test_an_interrupted_training_names_the_run_to_resume_or_says_nothing_was_sav
     (tmp_path / "late" / "run.json").write_text("{}")
     assert main([*argv, str(tmp_path / "late")]) == 130
     assert f"--resume {tmp_path / 'late'}" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(toy_data: tuple[Path, Path]) -> None:
+    """`unetkit check ... | head` said "writing the output: Broken pipe; free space ..." and exited 2."""
+    images, labels = toy_data
+    process = subprocess.Popen([sys.executable, "-m", "unetkit.cli", "check", "--images", str(images), "--labels", str(labels)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # gone before the command writes its table
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141 and err.decode().strip() == "", err.decode()

@@ -52,7 +52,16 @@ def test_an_unmatched_prediction_is_named(tmp_path: Path, capsys: pytest.Capture
     write_png(tmp_path / "pred" / "0.png", cells())
     write_png(tmp_path / "pred" / "7.png", cells())
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
-    assert "7.png" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "7.png" in err and "no true mask in" in err and "these predictions out" in err  # not training's "images"
+    write_png(tmp_path / "truth" / "7.png", cells())
+    write_png(tmp_path / "truth" / "9.png", cells())
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
+    assert "no prediction in" in capsys.readouterr().err
+    (tmp_path / "truth" / "9.png").unlink()
+    write_png(tmp_path / "pred" / "7.png", cells()[:-2])
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
+    assert "a prediction must have the size of its true mask" in capsys.readouterr().err
 
 
 def test_probability_maps_are_scored_by_threshold_sweep_and_by_watershed(tmp_path: Path) -> None:

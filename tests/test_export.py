@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import zipfile
 from dataclasses import replace
@@ -195,6 +196,21 @@ def test_export_errors_are_one_line_with_exit_code_2(exported: tuple[Path, Path]
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root writes anywhere: let the check see what an ordinary user would
+
+        def refuse(folder: Path) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr("unetkit.run.make_writable_folder", refuse)
+    for out, message in [(read_only / "m.zip", "cannot create or write the folder for the zip"),
+                         (read_only / "m", "cannot create or write the export folder")]:
+        assert main(["export", str(run), "--out", str(out)]) == 2  # said before exporting: no staging name, no --resume
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "--resume" not in err and ".m.zip." not in err, err
+    monkeypatch.undo()
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
     assert main(["export", str(run), "--out", str(tmp_path / "z")]) == 2
     assert "pip install 'unetkit[export]'" in capsys.readouterr().err

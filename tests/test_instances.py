@@ -45,3 +45,12 @@ def test_no_seed_gives_no_regions_and_bad_input_is_refused() -> None:
     assert not watershed_regions(np.ones((5, 5))).any()
     with pytest.raises(ValueError):
         watershed_regions(np.full((3, 3), np.nan))
+
+
+def test_a_weak_model_that_is_never_sure_still_gets_the_cells_of_its_mask() -> None:
+    """Boundary probability 0.30-0.70 everywhere: no basin under the seed level, yet the mask has two cells."""
+    prob, truth = two_cells_with_a_gap()
+    prob = np.where(truth, 0.35, 0.65)
+    regions = watershed_regions(prob)
+    assert len(np.unique(regions)) == 2 and regions.min() == 1
+    assert rand_scores(regions, interior_regions(truth))["rand_error"] == pytest.approx(0)

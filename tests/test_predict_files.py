@@ -228,3 +228,55 @@ def test_an_interrupted_prediction_leaves_no_half_written_file(tiny_run: Path, t
     with pytest.raises(KeyboardInterrupt):
         predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path / "pred", write_probabilities=True, **QUIET)
     assert sorted(p.name for p in (tmp_path / "pred").iterdir() if not p.name.startswith(".unetkit")) == ["0.png", "0_prob.tif"]
+
+
+def test_instances_say_what_to_give_for_multi_class_grey_and_colour_runs() -> None:
+    """A 3-class run was told "(give --boundary-value)" although no value can help; colour runs could not name a colour."""
+    from types import SimpleNamespace
+
+    from unetkit.cli import boundary_value
+    from unetkit.data.labels import LabelEncoding
+    from unetkit.predict_files import boundary_class
+
+    def run(*values: int, colour: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(encoding=LabelEncoding(values, "uint8", colour))
+
+    with pytest.raises(InputError, match=r"3 classes \[0, 100, 200\].*two-class run") as three:
+        boundary_class(run(0, 100, 200), 0)
+    assert "--boundary-value" not in str(three.value)
+    with pytest.raises(InputError, match=r"boundary value 7 is not one of this run's classes \[0, 255\].*--boundary-value 0"):
+        boundary_class(run(0, 255), 7)
+    red, white = boundary_value("255,0,0"), boundary_value("255,255,255")
+    assert (red, white) == (0xFF0000, 0xFFFFFF)
+    assert boundary_class(run(red, white, colour=True), red) == 0  # a colour run's boundary named as R,G,B
+    assert boundary_class(run(0, white, colour=True), boundary_value("0")) == 0  # black, the default
+    with pytest.raises(InputError, match=r"\[0, 0, 255\] is not one of .*\[\[255, 0, 0\], \[255, 255, 255\]\].*--boundary-value 255,0,0"):
+        boundary_class(run(red, white, colour=True), boundary_value("0,0,255"))
+
+
+@pytest.mark.parametrize("text", ["red", "1,2", "0,0,256", "1.5"])
+def test_a_boundary_value_that_is_neither_a_value_nor_a_colour_is_a_usage_error(text: str, tmp_path: Path,
+                                                                                  capsys: pytest.CaptureFixture) -> None:
+    from unetkit.cli import main
+
+    assert main(["evaluate", "--pred", str(tmp_path), "--labels", str(tmp_path), "--boundary-value", text]) == 2
+    assert "R,G,B" in capsys.readouterr().err
+
+
+def test_a_bad_input_says_what_was_already_written_and_a_first_refusal_leaves_no_folder(tiny_run: Path,
+                                                                                        tmp_path: Path) -> None:
+    """A corrupt second file stopped predict with 0.png written and no word of it; a refusal at the first file
+    left an empty --out behind."""
+    inputs = tmp_path / "inputs"
+    rng = np.random.default_rng(3)
+    write_png(inputs / "0.png", blob_pair(rng, 40)[0])
+    (inputs / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(InputError, match=r"1\.png: .*\(1 of 2 inputs were predicted into .*pred before it"):
+        predict_paths(tiny_run / "run", [inputs], tmp_path / "pred", **QUIET)
+    assert (tmp_path / "pred" / "0.png").is_file()
+    wrong = tmp_path / "rgb"
+    write_png(wrong / "0.png", np.zeros((40, 40, 3), np.uint8))  # the run takes one channel
+    with pytest.raises(InputError, match="channel") as refused:
+        predict_paths(tiny_run / "run", [wrong], tmp_path / "new" / "pred", **QUIET)
+    assert "were predicted" not in str(refused.value)
+    assert not (tmp_path / "new").exists()

@@ -7,7 +7,9 @@ with exit code 2; an interrupted training says how to resume it (exit 130).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from unetkit.errors import InputError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program its reader left (128 + SIGPIPE)
 DATA_FOLDER_NAMES = {"images": ("image", "images", "img", "imgs"), "labels": ("label", "labels", "mask", "masks")}
 
 
@@ -68,6 +71,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def boundary_value(text: str) -> int:
+    """--boundary-value: a label value (0, 255) or an R,G,B colour, as the packed code colour runs use for classes."""
+    parts = text.split(",")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a label value such as 0 or 255, or a colour as R,G,B") from None
+    if len(numbers) == 1:
+        return numbers[0]
+    if len(numbers) != 3 or not all(0 <= n <= 255 for n in numbers):
+        raise argparse.ArgumentTypeError(f"{text!r}: a colour is three values 0..255, as R,G,B")
+    red, green, blue = numbers
+    return (red << 16) | (green << 8) | blue
+
+
 def _add_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check image/mask pairs before training: a table of what they hold, every problem",
                        description="Pair, read and inspect images and masks; exit 2 if anything would stop or spoil training.")
@@ -89,7 +107,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--instances", action="store_true",
                    help="also write NAME_cells.tif: the cells a two-class boundary labelling separates, one label each "
                         "(seeded watershed on the boundary probability)")
-    p.add_argument("--boundary-value", type=int, default=0, help="with --instances: the boundary's label value (default 0)")
+    p.add_argument("--boundary-value", type=boundary_value, default=0,
+                   help="with --instances: the boundary's label value, or R,G,B for colour masks (default 0: black)")
     p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or as few windows as fit in a quarter of the free memory; unet-classic: its training tile)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
@@ -104,8 +123,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
     p.add_argument("--instances", choices=["threshold", "watershed"],
                    help="score NAME_prob.tif probability maps (from predict --prob): best threshold 0.1..0.9, or watershed regions")
-    p.add_argument("--boundary-value", type=int, default=0,
-                   help="label value of the boundary class for the ISBI challenge scores (Rand, VI); default 0 (membrane)")
+    p.add_argument("--boundary-value", type=boundary_value, default=0,
+                   help="label value (or R,G,B colour) of the boundary class for the ISBI challenge scores (Rand, VI); "
+                        "default 0 (membrane)")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -195,7 +215,7 @@ def _pair_arguments(args: argparse.Namespace, command: str) -> tuple[Path, Path]
 
 
 # What `train --resume` takes besides the run: when to stop, where and how to compute (the rest is the run's).
-RESUME_FLAGS = frozenset({"command", "resume", "epochs", "budget", "device", "precision", "quiet"})
+RESUME_FLAGS = frozenset({"command", "resume", "epochs", "budget", "device", "precision", "quiet", "started"})
 
 
 def _run_train(args: argparse.Namespace) -> None:
@@ -212,7 +232,7 @@ def _run_train(args: argparse.Namespace) -> None:
             raise InputError(f"--resume RUN continues a run as it was set up; drop {', '.join(ignored)} "
                              "(only --epochs, --budget, --device, --precision and --quiet apply)")
         resume(args.resume, epochs=args.epochs, budget_s=budget, progress=not args.quiet, device=args.device,
-               precision=args.precision)
+               precision=args.precision, began=args.started)
         return
     args.images, args.labels = _pair_arguments(args, "train")
     if not args.out:
@@ -232,7 +252,7 @@ def _run_train(args: argparse.Namespace) -> None:
         config = replace(config, epochs=args.epochs, budget_s=budget)
     fixed = frozenset(name for name, value in overrides.items() if value is not None)
     train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet,
-          fixed=fixed, start_from=args.start_from)
+          fixed=fixed, start_from=args.start_from, began=args.started)
     print(f"run written to {args.out} (model.safetensors, run.json, log.csv, curves.png)")
 
 
@@ -325,17 +345,23 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()  # a --budget counts from the command's start: loading torch takes seconds too
     args = None
     try:
         args = build_parser().parse_args(argv)
+        args.started = started
         COMMANDS[args.command](args)
     except InputError as exc:
         print(f"unetkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `unetkit check ... | head`: the reader has gone, so there is no one to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's exit flush raises again
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # a disk that fills up or a folder that goes away while writing: say where, no traceback
         where = exc.filename or "writing the output"
-        print(f"unetkit: error: {where}: {exc.strerror or exc}; free space or choose another folder, then run again "
-              "(a training run continues with --resume)", file=sys.stderr)
+        resume = " (the run continues with --resume)" if args is not None and args.command == "train" else ""
+        print(f"unetkit: error: {where}: {exc.strerror or exc}; free space or choose another folder, then run again{resume}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"unetkit: interrupted{_interrupt_hint(args)}", file=sys.stderr)

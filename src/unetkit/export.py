@@ -49,7 +49,7 @@ from unetkit.alignment import Shift, shift_image
 from unetkit.errors import InputError
 from unetkit.losses import class_probabilities
 from unetkit.predict import pooling_grid
-from unetkit.run import Run, check_new_run_folder, library_versions, load_run, read_run_json
+from unetkit.run import Run, check_new_run_folder, check_writable_folder, library_versions, load_run, read_run_json
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE = "model.onnx"
@@ -193,13 +193,14 @@ def _check_export_target(out: Path, run_dir: Path) -> None:
     if out.resolve().is_relative_to(run_dir.resolve()):
         raise InputError(f"--out {out}: is inside the run {run_dir}; export to a folder of its own")
     if out.suffix.lower() != ".zip":
-        check_new_run_folder(out, resumable=False)
+        check_new_run_folder(out, resumable=False, what="export folder")
         return
     if out.exists():
         raise InputError(f"--out {out}: exists; choose a new name (nothing is overwritten)")
     blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise InputError(f"--out {out}: {blocking} is a file, not a folder; choose another place for the zip")
+    check_writable_folder(out.parent, "folder for the zip")
 
 
 _SPDX_IDS = frozenset(line.strip() for line in (Path(__file__).with_name("spdx_license_ids.txt")).read_text().splitlines()

@@ -19,25 +19,36 @@ from skimage.segmentation import watershed
 
 MIN_SEED_SIZE = 25  # pixels: about a 5 x 5 patch, smaller than any ISBI cell profile, larger than noise basins
 SEED_THRESHOLD = 0.3
+MASK_THRESHOLD = 0.5  # where the mask draws the boundary: the seeds when no basin is under SEED_THRESHOLD
 
 
 def watershed_regions(
     boundary_prob: np.ndarray, seed_threshold: float = SEED_THRESHOLD, min_seed_size: int = MIN_SEED_SIZE
 ) -> np.ndarray:
-    """H x W boundary probability -> H x W int32 regions 1..N covering every pixel (0 only if there is no seed)."""
+    """H x W boundary probability -> H x W int32 regions 1..N covering every pixel (0 only if there is no seed).
+
+    A weak model may never be sure enough for `seed_threshold` anywhere; the seeds are then the cells of the
+    mask itself (probability under 0.5), so a mask with cells never gets an empty cell map.
+    """
     if boundary_prob.ndim != 2:
         raise ValueError(f"boundary_prob must be 2-D, got shape {boundary_prob.shape}")
     if not np.all(np.isfinite(boundary_prob)):
         raise ValueError("boundary_prob holds NaN or infinite values")
-    seeds, count = ndimage.label(boundary_prob < seed_threshold)  # 4-connected basins
+    for threshold in sorted({seed_threshold, MASK_THRESHOLD}):
+        markers = _seeds(boundary_prob < threshold, min_seed_size)
+        if markers.any():
+            return watershed(boundary_prob, markers).astype(np.int32)
+    return np.zeros(boundary_prob.shape, dtype=np.int32)
+
+
+def _seeds(basins: np.ndarray, min_seed_size: int) -> np.ndarray:
+    """The 4-connected regions of `basins` with at least `min_seed_size` pixels, numbered 1..N (0 elsewhere)."""
+    seeds, count = ndimage.label(basins)
     if count == 0:
-        return np.zeros(boundary_prob.shape, dtype=np.int32)
+        return np.zeros(basins.shape, dtype=np.int32)
     sizes = np.bincount(seeds.ravel())
     keep = sizes >= min_seed_size
     keep[0] = False
     relabel = np.zeros(len(sizes), dtype=np.int32)
     relabel[keep] = np.arange(1, int(keep.sum()) + 1)
-    markers = relabel[seeds]
-    if not markers.any():
-        return np.zeros(boundary_prob.shape, dtype=np.int32)
-    return watershed(boundary_prob, markers).astype(np.int32)
+    return relabel[seeds]

@@ -38,6 +38,7 @@ from unetkit.data.io import (
     write_tiff,
 )
 from unetkit.devices import resolve_device
+from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
 from unetkit.instances import watershed_regions
@@ -70,6 +71,16 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
         (out / PREDICTIONS_MARKER).touch()
     except OSError as exc:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None
+
+
+def _remove_empty_folders(created: list[Path]) -> None:
+    """Remove the folders this call made (innermost first), each only if it holds nothing but the predictions marker."""
+    for folder in created:
+        try:
+            (folder / PREDICTIONS_MARKER).unlink(missing_ok=True)
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def check_free_space(out: Path, files: list[Path], num_classes: int, write_probabilities: bool) -> None:
@@ -139,9 +150,16 @@ def predict_page(
 def boundary_class(run: Run, value: int) -> int:
     """The class index of the boundary label `value` in a two-class run, or one line saying why not."""
     encoding = run.encoding
-    if encoding.colour or encoding.num_classes != 2 or value not in encoding.values:
-        raise InputError(f"--instances: cells come from a two-class boundary labelling with the boundary value {value}; "
-                         f"this run's classes are {list(encoding.describe_values())} (give --boundary-value)")
+    classes = list(encoding.describe_values())
+    if encoding.num_classes != 2:
+        raise InputError(f"--instances: cells come from a two-class labelling (boundary and cell), but this run has "
+                         f"{encoding.num_classes} classes {classes}; predict without --instances and label the regions "
+                         "of a class yourself, or train a two-class run")
+    if value not in encoding.values:
+        shown = unpack_colours(np.asarray(value)).tolist() if encoding.colour else value
+        example = ",".join(str(c) for c in classes[0]) if encoding.colour else classes[0]
+        raise InputError(f"--instances: the boundary value {shown} is not one of this run's classes {classes}; "
+                         f"give the boundary's with --boundary-value (e.g. --boundary-value {example})")
     return encoding.values.index(value)
 
 
@@ -237,6 +255,7 @@ def predict_paths(
         raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "
                          "other, predict them separately")
     boundary = None if instances is None else boundary_class(run, instances)
+    created = [folder for folder in [Path(out), *Path(out).parents] if not folder.exists()]  # innermost first
     check_output_folder(out, inputs)
     num_classes = run.encoding.num_classes
     check_free_space(out, files, num_classes, write_probabilities)
@@ -245,9 +264,17 @@ def predict_paths(
         raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
                          "come from probabilities held in memory); predict it without --instances, or split the stack")
     written: list[Path] = []
-    for file in tqdm(files, desc="predict", unit="file", disable=not progress):
-        with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
-            written.append(_predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
-                                         boundary, on_disk))
+    try:
+        for file in tqdm(files, desc="predict", unit="file", disable=not progress):
+            with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
+                written.append(_predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
+                                             boundary, on_disk))
+    except BaseException as exc:
+        if not written and created:  # a refusal at the first file leaves no empty output folder behind
+            _remove_empty_folders(created)
+        if written and isinstance(exc, InputError):
+            raise InputError(f"{exc} ({len(written)} of {len(files)} inputs were predicted into {out} before it; "
+                             "run again once it is fixed)") from None
+        raise
     say(f"wrote {len(written)} mask(s) to {out}" + (f" with their cells (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
     return written

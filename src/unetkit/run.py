@@ -67,25 +67,25 @@ def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> di
     return options
 
 
-def check_new_run_folder(out: Path, resumable: bool = True) -> None:
+def check_new_run_folder(out: Path, resumable: bool = True, what: str = "run folder") -> None:
     """A run goes into a new or empty folder: never over another run or a file. `resumable`: the message
-    may offer `--resume` (segmentation runs; diffusion training has no resume)."""
+    may offer `--resume` (segmentation runs; diffusion training has no resume). `what` the folder is, for messages."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; choose a new folder for --out")
     if out.exists() and any(out.iterdir()):
         hint = f", or continue it with --resume {out}" if resumable and (out / RUN_FILE).is_file() else ""
         raise InputError(f"{out}: exists and is not empty; choose a new --out{hint}")
-    _check_writable(out)
+    check_writable_folder(out, what)
 
 
-def _check_writable(out: Path) -> None:
-    """Find out now, not after reading the data, whether the run folder can be made and written."""
+def check_writable_folder(out: Path, what: str = "run folder") -> None:
+    """Find out now, not after reading the data or exporting, whether the folder can be made and written."""
     created = [p for p in [out, *out.parents] if not p.exists()]
     try:
         make_writable_folder(out)
     except OSError as exc:
-        raise InputError(f"{out}: cannot create or write the run folder ({exc.strerror}); choose a writable --out") from None
+        raise InputError(f"{out}: cannot create or write the {what} ({exc.strerror}); choose a writable --out") from None
     finally:
         for folder in created:  # leave no trace until the run really starts (innermost first)
             try:

@@ -50,12 +50,27 @@ def test_greyscale_png_keeps_values_and_dtype(tmp_path: Path, dtype: type) -> No
 )
 def test_colour_png_and_alpha_dropped(tmp_path: Path, mode: str, channels: int, kept: int) -> None:
     image = _random((H, W, channels), np.uint8)
+    if channels in (2, 4):
+        image[..., -1] = 255  # opaque: the alpha channel says nothing
     path = tmp_path / "colour.png"
     Image.fromarray(image, mode=mode).save(path)
     pages, _ = read_pages(path)
     expected = image[..., :kept] if kept > 1 else image[..., 0]
     assert pages.shape == (1, *expected.shape)
     np.testing.assert_array_equal(pages[0], expected)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_a_varying_alpha_channel_is_refused_not_dropped_without_a_word(tmp_path: Path, mode: str) -> None:
+    image = _random((H, W, len(mode)), np.uint8)
+    image[..., -1] = 255
+    image[0, :3, -1] = 0  # a few transparent pixels
+    Image.fromarray(image, mode=mode).save(tmp_path / "see-through.png")
+    with pytest.raises(InputError, match=r"see-through\.png: its alpha channel varies"):
+        read_pages(tmp_path / "see-through.png")
+    tifffile.imwrite(tmp_path / "see-through.tif", image, extrasamples=["unassalpha"], photometric="rgb" if mode == "RGBA" else "minisblack")
+    with pytest.raises(InputError, match=r"see-through\.tif: its alpha channel varies"):
+        read_pages(tmp_path / "see-through.tif")
 
 
 def test_bilevel_png_reads_as_bool(tmp_path: Path) -> None:
@@ -203,6 +218,14 @@ def test_folder_without_images(tmp_path: Path, contents: list[str]) -> None:
     for name in contents:
         (folder / name).write_bytes(b"x")
     with pytest.raises(InputError, match="images_folder"):
+        list_image_files(folder)
+
+
+def test_a_folder_of_subfolders_says_that_subfolders_are_not_searched(tmp_path: Path) -> None:
+    folder = tmp_path / "images_folder"
+    for name in ("day1", "day2"):
+        write_png(folder / name / "0.png", _random((H, W), np.uint8))
+    with pytest.raises(InputError, match=r"images_folder: .*subfolders \(day1, day2\): subfolders are not searched"):
         list_image_files(folder)
 
 

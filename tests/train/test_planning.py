@@ -165,6 +165,27 @@ def test_the_best_probe_rate_is_remembered_so_plans_do_not_follow_probe_noise(tm
     assert best_known_rate("cpu|x", 70.0) == 70.0  # a damaged memory is ignored, not fatal
 
 
+def test_a_short_budget_uses_the_remembered_rate_and_otherwise_a_cheaper_probe(tmp_path, monkeypatch) -> None:
+    """A 20 s run spent 14 s probing on a busy machine: short budgets must not pay for a full probe."""
+    from unetkit.train import fingerprint
+
+    monkeypatch.setenv("UNETKIT_CACHE", str(tmp_path / "cache"))
+    batches: list[int] = []
+
+    def probe(*args, batch: int = fingerprint.PROBE_BATCH, **kwargs) -> tuple[float, float]:
+        batches.append(batch)
+        return 5e10, 1.5
+
+    monkeypatch.setattr(fingerprint, "measure_training_rate", probe)
+    cpu = torch.device("cpu")
+    machine, seconds = fingerprint.machine_fingerprint(cpu, None, True, 1, 2, 128, budget_s=20)
+    assert batches == [fingerprint.SHORT_PROBE_BATCH] and seconds == 1.5  # nothing remembered yet: a small probe
+    machine, seconds = fingerprint.machine_fingerprint(cpu, None, True, 1, 2, 128, budget_s=20)
+    assert batches == [fingerprint.SHORT_PROBE_BATCH] and seconds == 0.0 and machine.macs_per_s == 5e10  # remembered
+    fingerprint.machine_fingerprint(cpu, None, True, 1, 2, 128, budget_s=600)
+    assert batches[-1] == fingerprint.PROBE_BATCH  # a long budget probes in full (and may raise the remembered rate)
+
+
 def test_a_fixed_patch_larger_than_the_images_is_planned_as_the_patch_the_sampler_draws() -> None:
     small_images = replace(ISBI_LIKE, height=32, width=32, largest_side=32, object_scale=8.0)
     cut = plan_training(small_images, LAPTOP, 600, {"patch_size": 256})

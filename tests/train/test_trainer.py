@@ -144,6 +144,19 @@ def test_a_planned_run_stays_within_five_percent_of_its_budget(toy_data: tuple[P
     assert any(line.startswith("plan (") for line in lines)
 
 
+def test_a_planned_run_stopped_by_epochs_says_the_steps_it_will_take(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """--epochs 3 printed "plan (40002 steps ...)", the steps of a 10-minute budget, and ran a handful."""
+    from unetkit.train.recipes import recipe
+
+    images, labels = toy_data
+    lines: list[str] = []
+    record = train(images, labels, tmp_path / "run", replace(recipe("default"), epochs=3, budget_s=None, device="cpu"),
+                   progress=False, say=lines.append)
+    announced = int(next(line for line in lines if line.startswith("plan (")).split("(")[1].split()[0])
+    assert announced == record["progress"]["step"] == 3 * int(next(l for l in lines if "steps/epoch" in l).split(" steps/epoch")[0].split()[-1])
+    assert not any("fit the budget" in line for line in lines)
+
+
 def test_slow_validation_takes_a_bounded_share_of_the_budget(
     toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

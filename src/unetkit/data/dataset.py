@@ -99,17 +99,23 @@ def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = ())
     )
 
 
-def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = ()) -> list[tuple[Path, Path]]:
-    """Matched (image, label) files; the first conflict or orphan is an error naming the files."""
+TRAINING_KINDS = ("image", "mask")
+EVALUATION_KINDS = ("prediction", "true mask")  # evaluate pairs predicted masks with true ones
+
+
+def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
+               kinds: tuple[str, str] = TRAINING_KINDS) -> list[tuple[Path, Path]]:
+    """Matched (image, label) files; the first conflict or orphan is an error naming the files (as `kinds`)."""
     matching = match_files(images, labels, skip_suffixes)
+    image, label = kinds
     if matching.conflicts:
         raise InputError(matching.conflicts[0])
     if matching.orphan_images:
         names = ", ".join(f.name for f in matching.orphan_images[:5])
-        raise InputError(f"{Path(images)}: no mask in {Path(labels)} for {names}; add the masks or move these images out")
+        raise InputError(f"{Path(images)}: no {label} in {Path(labels)} for {names}; add the {label}s or move these {image}s out")
     if matching.orphan_labels:
         names = ", ".join(f.name for f in matching.orphan_labels[:5])
-        raise InputError(f"{Path(labels)}: no image in {Path(images)} for {names}; add the images or move these masks out")
+        raise InputError(f"{Path(labels)}: no {image} in {Path(images)} for {names}; add the {image}s or move these {label}s out")
     return matching.pairs
 
 
@@ -145,9 +151,10 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
         page = index if stacked else None
         pair = RawPair(Page(image_file, page, image), Page(label_file, page, label))
         if image.shape[:2] != label.shape[:2]:
+            kind, other = EVALUATION_KINDS if images_are_masks else TRAINING_KINDS
             raise InputError(
-                f"{pair.image.location}: is {image.shape[1]} x {image.shape[0]} (width x height) but its mask "
-                f"{pair.label.location} is {label.shape[1]} x {label.shape[0]}; masks must have the size of their image"
+                f"{pair.image.location}: is {image.shape[1]} x {image.shape[0]} (width x height) but its {other} "
+                f"{pair.label.location} is {label.shape[1]} x {label.shape[0]}; a {kind} must have the size of its {other}"
             )
         pairs.append(pair)
     return pairs, palette
@@ -162,7 +169,7 @@ def read_pairs(
     """
     pairs: list[RawPair] = []
     palettes = PaletteCheck()
-    for image_file, label_file in pair_files(images, labels, skip_suffixes):
+    for image_file, label_file in pair_files(images, labels, skip_suffixes, EVALUATION_KINDS if images_are_masks else TRAINING_KINDS):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
         conflict = palettes.conflict(label_file, label_palette, np.stack([page.label.array for page in pages]))

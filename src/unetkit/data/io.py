@@ -95,7 +95,10 @@ def list_image_files(path: Path) -> list[Path]:
         if entry.is_file() and not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not files:
-        raise InputError(f"{path}: the folder holds no images (PNG, TIFF, ...); point to the folder with the images")
+        inside = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+        where = (f" but subfolders ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''}): subfolders are not "
+                 "searched; point to the folder that holds the images themselves, or move them into one folder") if inside else ""
+        raise InputError(f"{path}: the folder holds no images (PNG, TIFF, ...){where or '; point to the folder with the images'}")
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
@@ -261,6 +264,10 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 4 and array.shape[-1] in (2, 4) and alpha:  # drop an alpha channel; a TIFF's 2 channels are data
+        opacity = array[..., -1]
+        if opacity.size and opacity.min() != opacity.max():  # transparency would vanish without a word
+            raise InputError(f"{path}: its alpha channel varies (transparent pixels), which unetkit cannot use; flatten "
+                             "it onto a background (Fiji: Image > Flatten) or save it without alpha")
         array = array[..., :-1]
         if array.shape[-1] == 1:
             array = array[..., 0]

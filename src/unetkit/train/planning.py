@@ -193,8 +193,12 @@ def plan_training(
         affordable = [w for w in WIDTHS if train_seconds / step_seconds(w) >= wanted_steps and fits_memory(w)]
         width = max(affordable) if affordable else WIDTHS[0]
         steps_at = train_seconds / step_seconds(width)
-        reasons.append(f"width {width}: {steps_at:.0f} steps fit the budget at {step_seconds(width):.2f} s a step "
-                       f"({'at least' if affordable else 'fewer than'} the {wanted_steps} wanted for this budget)")
+        if budget_s:
+            reasons.append(f"width {width}: {steps_at:.0f} steps fit the budget at {step_seconds(width):.2f} s a step "
+                           f"({'at least' if affordable else 'fewer than'} the {wanted_steps} wanted for this budget)")
+        else:
+            reasons.append(f"width {width}: as for a 10-minute budget ({step_seconds(width):.2f} s a step); "
+                           "this run stops after its epochs instead")
 
     # 5. loss: Dice joins cross-entropy when a class is rare
     rarest = min(data.class_fractions) if data.class_fractions else 1.0

@@ -34,7 +34,8 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str]) -> 
     dtype = autocast_dtype(device, config.precision)
     data_print = data_fingerprint(data)
     patch = config.patch_size if "patch_size" in fixed and config.patch_size else min(data_print.height, data_print.width)
-    machine, seconds = machine_fingerprint(device, dtype, config.channels_last, data.in_channels, data_print.classes, patch)
+    machine, seconds = machine_fingerprint(device, dtype, config.channels_last, data.in_channels, data_print.classes, patch,
+                                           config.budget_s)
     plan = plan_training(data_print, machine, config.budget_s, {name: getattr(config, name) for name in fixed})
     choices = {name: value for name, value in plan.choices().items() if name not in fixed}
     record = {"data": data_print.to_json(), "machine": machine.to_json(), **plan.to_json(),
@@ -99,15 +100,17 @@ def train(
     say: Callable[[str], None] = print,
     fixed: frozenset[str] = frozenset(),
     start_from: Path | None = None,
+    began: float | None = None,
 ) -> dict[str, Any]:
     """Train a new run into `out` (which must not hold a run already); returns run.json's record.
 
     With `config.plan` (the default recipe) the padded U-Net's patch, batch, width, depth, loss
     and learning rate are planned from the data and the machine, except the fields named in `fixed`.
     `start_from` fine-tunes a trained run: its network, weights, classes and normalisation are kept
-    (masks with other values, or images with other channels, are refused).
+    (masks with other values, or images with other channels, are refused). `began`: the time.monotonic()
+    the budget counts from (the command's start, so that loading torch counts too); default now.
     """
-    began = time.monotonic()  # the budget counts from here: reading, planning and building included
+    began = time.monotonic() if began is None else began  # reading, planning and building count against the budget
     out = Path(out)
     check_new_run_folder(out)
     if config.model == "diffusion-unet":
@@ -159,7 +162,8 @@ def train(
     for line in _describe(trainer):
         say(line)
     if plan is not None:
-        say(f"plan ({plan['planned_steps']} steps of about {plan['step_seconds']:.2f} s; "
+        steps = plan["planned_steps"] if config.budget_s else (config.epochs or 0) * trainer.sampler.steps_per_epoch()
+        say(f"plan ({steps} steps of about {plan['step_seconds']:.2f} s; "
             f"fixed by you: {', '.join(plan['fixed_by_user']) or 'nothing'}):")
         for reason in plan["reasons"]:
             say(f"  {reason}")
@@ -224,9 +228,12 @@ def resume(
     say: Callable[[str], None] = print,
     device: str | None = None,
     precision: str | None = None,
+    began: float | None = None,
 ) -> dict[str, Any]:
     """Continue a run from its last saved epoch, on the same data; `epochs`/`budget_s` may extend it (the budget
-    is the run's new total, time already spent included); `device`/`precision` move it (e.g. a GPU run to a CPU)."""
+    is the run's new total, time already spent included, and this start's reading from `began` on, as for
+    `train`); `device`/`precision` move it (e.g. a GPU run to a CPU)."""
+    began = time.monotonic() if began is None else began
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
     config = TrainConfig.from_json(record["config"])
@@ -251,6 +258,7 @@ def resume(
     remove_partial_writes(run_dir)
     if _has_resume_state(run_dir):
         trainer.restore()
+        trainer.counters.elapsed_s += time.monotonic() - began
         say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
