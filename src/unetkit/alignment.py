@@ -12,9 +12,16 @@ So each validation (of runs that select their weights by validation, the
 default; valid networks excepted, whose tiles have no context to shift in) also
 measures, on the validation images, which shift of the
 predicted probabilities (a grid of quarter pixels up to one pixel each way)
-gives the fewest misclassified pixels; a shift that gains at least
-MIN_RELATIVE_GAIN is saved with the best weights in run.json and applied to
-every prediction of the run. Data without such an offset get (0, 0).
+gives the fewest misclassified pixels. A shift is used only with evidence: it
+must gain at least MIN_RELATIVE_GAIN overall, and be better than no shift in
+significantly more BLOCK_PX-pixel blocks of the validation images than it is
+worse (a sign test, p <= MAX_P_VALUE). An undertrained network's errors also
+favour some shift by a few per cent, by chance: on two 128-pixel validation
+images a 6-step run "gained" 2.4 % with a shift that was better in 32 blocks and
+worse in 33, and made held-out masks worse; on ISBI the half-pixel offset is
+better in 1791 blocks and worse in 1027. The shift is saved with the best
+weights in run.json and applied to every prediction of the run. Data without
+such an offset get (0, 0).
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from scipy.stats import binom
 
 SHIFT_STEP_PX = 0.25
 MAX_SHIFT_PX = 1.0
-MIN_RELATIVE_GAIN = 0.02  # a shift must cut the validation pixel error by 2 % to be used
+MIN_RELATIVE_GAIN = 0.02  # a shift must cut the validation pixel error by 2 % to be used ...
+BLOCK_PX = 16  # ... and be better in significantly more blocks of this size than it is worse
+MAX_P_VALUE = 1e-3  # one-sided sign test over those blocks (ties left out)
 
 Shift = tuple[float, float]  # (down, right) in pixels: output(y, x) = input(y - down, x - right)
 
@@ -70,6 +80,7 @@ class ShiftSearch:
     shifts: list[Shift] = field(init=False)
     errors: torch.Tensor = field(init=False)
     pixels: int = 0
+    block_errors: list[torch.Tensor] = field(default_factory=list)  # per image: shifts x blocks misclassified pixels
 
     def __post_init__(self) -> None:
         self.shifts = candidate_shifts(self.step, self.limit)  # down-major: (dy0, dx0), (dy0, dx1), ...
@@ -81,14 +92,26 @@ class ShiftSearch:
         score = probs[1:] - probs[:1] if two_classes else probs  # shifting is linear: the difference decides
         offsets = sorted({dy for dy, _ in self.shifts})
         index = 0
+        blocks = []
         for dy in offsets:
             moved = _shift_axis(score, dy, score.ndim - 2)
             for dx in offsets:
                 shifted = _shift_axis(moved, dx, score.ndim - 1)
                 predicted = (shifted[0] > 0).long() if two_classes else shifted.argmax(0)
-                self.errors[index] += float((predicted != truth).sum())
+                wrong = predicted != truth
+                self.errors[index] += float(wrong.sum())
+                blocks.append(_block_sums(wrong))
                 index += 1
+        self.block_errors.append(torch.stack(blocks))
         self.pixels += truth.numel()
+
+    def evidence(self, shift: Shift) -> tuple[int, int, float]:
+        """(blocks where `shift` has fewer errors than none, blocks where it has more, one-sided sign-test p)."""
+        blocks = torch.cat(self.block_errors, dim=1)
+        with_shift, without = blocks[self.shifts.index(shift)], blocks[self.shifts.index((0.0, 0.0))]
+        better, worse = int((with_shift < without).sum()), int((with_shift > without).sum())
+        p_value = float(binom.sf(better - 1, better + worse, 0.5)) if better else 1.0
+        return better, worse, p_value
 
     def best(self, min_relative_gain: float = MIN_RELATIVE_GAIN) -> dict[str, object]:
         """The shift to use ((0, 0) unless one gains enough) with the pixel errors with and without it."""
@@ -99,6 +122,17 @@ class ShiftSearch:
         # the fewest errors, and among equals the smallest shift (a perfect or empty prediction gains nothing from one)
         best = min(range(len(self.shifts)), key=lambda i: (float(rates[i]), abs(self.shifts[i][0]) + abs(self.shifts[i][1])))
         gains = unshifted > 0 and float(rates[best]) < unshifted * (1 - min_relative_gain)
-        chosen = self.shifts[best] if gains else (0.0, 0.0)
+        better, worse, p_value = self.evidence(self.shifts[best])
+        chosen = self.shifts[best] if gains and p_value <= MAX_P_VALUE else (0.0, 0.0)
         return {"shift_px": [float(chosen[0]), float(chosen[1])], "val_pixel_error": unshifted,
-                "val_pixel_error_shifted": float(rates[self.shifts.index(chosen)])}
+                "val_pixel_error_shifted": float(rates[self.shifts.index(chosen)]),
+                "best_shift_px": [float(self.shifts[best][0]), float(self.shifts[best][1])],
+                "blocks_better_worse": [better, worse], "p_value": p_value}
+
+
+def _block_sums(wrong: torch.Tensor) -> torch.Tensor:
+    """H x W booleans -> the count in each BLOCK_PX x BLOCK_PX block (the last ones padded), flattened."""
+    height, width = wrong.shape
+    padded = torch.nn.functional.pad(wrong.float()[None], (0, -width % BLOCK_PX, 0, -height % BLOCK_PX))[0]
+    rows, cols = padded.shape[0] // BLOCK_PX, padded.shape[1] // BLOCK_PX
+    return padded.reshape(rows, BLOCK_PX, cols, BLOCK_PX).sum((1, 3)).flatten()

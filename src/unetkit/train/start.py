@@ -196,7 +196,9 @@ def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> Non
     down, right = found.get("shift_px") or (0.0, 0.0)
     if down or right:
         say(f"label alignment: outputs shifted {down:+.2f} px down, {right:+.2f} px right, as the validation labels sit "
-            f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; --no-align turns it off)")
+            f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; better in "
+            f"{found['blocks_better_worse'][0]} blocks of the validation images, worse in {found['blocks_better_worse'][1]}; "
+            "--no-align turns it off)")
 
 
 def _has_resume_state(run_dir: Path) -> bool:
