@@ -210,11 +210,28 @@ def zero_width(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-de
     return train_argv(images, labels, tmp / "run", "--width", "0"), ("--width 0",)  # the last --width counts
 
 
+def odd_width(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--width", "3"), ("--width 3", "even")
+
+
+def absurd_batch(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--batch-size", "100000"), ("--batch-size 100000", "1 to 4096")
+
+
+def absurd_budget(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--budget", "1e9h"), ("--budget", "at most 30 days")
+
+
+def negative_synthetic_count(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return train_argv(images, labels, tmp / "run", "--synthetic-count", "-1"), ("--synthetic-count -1",)
+
+
 CASES: list[Case] = [
     missing_path, empty_folder, orphan_image, orphan_label, size_mismatch, truncated_png, truncated_tiff,
     random_bytes_png, jpeg_mask, rgb_mask_with_unknown_colour, nan_in_float_tiff, unseen_label_value,
     two_channel_image_to_one_channel_model, decompression_bomb, unwritable_output, unwritable_run_folder, output_is_input,
     negative_tile, zero_tile, nan_learning_rate, infinite_learning_rate, zero_width, absurd_depth, absurd_width,
+    odd_width, absurd_batch, absurd_budget, negative_synthetic_count,
 ]
 
 

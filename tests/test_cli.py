@@ -162,7 +162,7 @@ def test_train_plans_what_the_user_left_open_and_no_plan_turns_it_off(
     common = ["--images", str(images), "--labels", str(labels), "--epochs", "1", "--quiet"]
     assert main(["train", *common, "--out", str(tmp_path / "planned"), "--width", "4"]) == 0
     printed = capsys.readouterr().out
-    assert "plan (" in printed and "fixed by you: base_width" in printed
+    assert "plan (" in printed and "fixed by you: --width" in printed
     planned = json.loads((tmp_path / "planned" / "run.json").read_text())
     assert planned["config"]["base_width"] == 4  # the user's flag wins
     assert planned["config"]["patch_size"] == planned["plan"]["patch_size"] <= 32  # 32 x 32 images
@@ -199,3 +199,28 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(toy_data: tuple[Pat
     process.stdout.close()  # gone before the command writes its table
     _, err = process.communicate(timeout=120)
     assert process.returncode == 141 and err.decode().strip() == "", err.decode()
+
+
+def test_running_out_of_memory_is_one_line_and_other_errors_still_show_their_traceback(
+    toy_data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`diffusion sample --size 100000` ended in torch's RuntimeError traceback asking for 640 GB."""
+    from unetkit.data import validate
+
+    images, labels = toy_data
+
+    def allocate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 640000000000 bytes.\nmore detail")
+
+    monkeypatch.setattr(validate, "check_dataset", allocate)
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 2
+    err = capsys.readouterr().err
+    assert "not enough memory" in err and "640000000000 bytes" in err and err.count("\n") == 1
+
+    def bug(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(validate, "check_dataset", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug is not dressed up as a memory problem
+        main(["check", "--images", str(images), "--labels", str(labels)])

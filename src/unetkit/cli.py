@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from unetkit.config import TrainConfig, parse_duration
+from unetkit.config import TrainConfig, flag_of, parse_duration
 from unetkit.errors import InputError
 
 EXIT_USAGE = 2
@@ -226,7 +226,7 @@ def _run_train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.out or args.images or args.data:
             raise InputError("--resume RUN continues a run on its own data; drop --out, --images/--labels and DATA")
-        ignored = sorted(f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+        ignored = sorted(flag_of(name) for name, value in vars(args).items()
                          if name not in RESUME_FLAGS and value is not None and value is not False)  # --ema 0 is given
         if ignored:
             raise InputError(f"--resume RUN continues a run as it was set up; drop {', '.join(ignored)} "
@@ -366,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"unetkit: interrupted{_interrupt_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except (MemoryError, RuntimeError) as exc:  # torch says "can't allocate memory" / "out of memory" as RuntimeError
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and "allocate" not in text and "out of memory" not in text:
+            raise
+        print(f"unetkit: error: not enough memory ({text.splitlines()[0][:160] if text else 'MemoryError'}); use a smaller "
+              "--batch-size, --width, --patch-size, --size or --tile", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

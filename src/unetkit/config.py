@@ -16,7 +16,17 @@ from unetkit.errors import InputError
 
 # Beyond these a typo, not a design: depth 20 pools a 512-px image to nothing and asks for tens of GB.
 MAX_WIDTH = 512
+MAX_BATCH = 4096  # patches a step; 100000 of them is a typo that ends in a memory error
+MAX_BUDGET_S = 30 * 86400.0
 MAX_DEPTH = 8
+
+# TrainConfig fields (and argparse destinations) whose command-line flag has another name
+FLAG_OF = {"base_width": "--width", "bilinear": "--upsampling", "start_from": "--from", "align_outputs": "--no-align"}
+
+
+def flag_of(name: str) -> str:
+    """The flag a user types for a TrainConfig field or argparse destination: base_width -> --width."""
+    return FLAG_OF.get(name, "--" + name.replace("_", "-"))
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,16 @@ class TrainConfig:
             raise InputError("give --epochs N or --budget TIME (e.g. 10m) so training knows when to stop")
         if self.epochs is not None and self.epochs < 1:
             raise InputError(f"--epochs {self.epochs}: must be at least 1")
-        if self.budget_s is not None and self.budget_s <= 0:
-            raise InputError(f"--budget {self.budget_s}s: must be positive")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.budget_s is not None and not 0 < self.budget_s <= MAX_BUDGET_S:
+            raise InputError(f"--budget {self.budget_s:g}s: must be positive and at most {MAX_BUDGET_S // 86400:.0f} days")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise InputError(f"--batch-size {self.batch_size}: must be 1 to {MAX_BATCH}")
+        if self.synthetic_count < 1:
+            raise InputError(f"--synthetic-count {self.synthetic_count}: must be at least 1")
         if self.patch_size is not None and self.patch_size < 8:
             raise InputError(f"--patch-size {self.patch_size}: must be at least 8 pixels")
-        if not 0.0 <= self.synthetic_fraction < 1.0 or self.synthetic_count < 1:
-            raise InputError(f"--synthetic-fraction {self.synthetic_fraction}: must be in [0, 1) (and --synthetic-count >= 1)")
+        if not 0.0 <= self.synthetic_fraction < 1.0:
+            raise InputError(f"--synthetic-fraction {self.synthetic_fraction}: must be in [0, 1)")
         if not 0.0 <= self.ema < 1.0:
             raise InputError(f"--ema {self.ema}: must be in [0, 1), e.g. 0.995 (0 turns it off)")
         if self.ema and self.select_by == "train_loss":
@@ -81,6 +93,8 @@ class TrainConfig:
         if not (2 <= self.base_width <= MAX_WIDTH and (self.depth is None or 1 <= self.depth <= MAX_DEPTH)):
             raise InputError(f"--width {self.base_width} / --depth {self.depth}: width must be 2 to {MAX_WIDTH} and "
                              f"depth 1 to {MAX_DEPTH} (the paper's U-Net: width 64, depth 4)")
+        if self.base_width % 2:
+            raise InputError(f"--width {self.base_width}: must be even (the bilinear U-Net halves it), e.g. {self.base_width + 1}")
         for name, value, allowed in [
             ("--optimizer", self.optimizer, ("adamw", "rmsprop", "sgd")),
             ("--schedule", self.schedule, ("cosine", "constant")),

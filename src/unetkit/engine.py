@@ -108,7 +108,7 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
             raise InputError("--precision bf16: this GPU has no native bfloat16 support; use --precision fp16 or auto")
         return torch.bfloat16 if native else torch.float16
     if precision == "fp16":
-        raise InputError("--precision fp16: float16 training is for GPUs; on a CPU use bf16, fp32 or auto")
+        raise InputError("--precision fp16: float16 is for GPUs; on a CPU use bf16, fp32 or auto")
     support = cpu_bf16_support()
     if precision == "bf16" and support == "none":
         raise InputError("--precision bf16: this CPU has no bfloat16 support in PyTorch (needs AVX-512); use --precision fp32")

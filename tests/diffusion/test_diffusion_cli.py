@@ -81,14 +81,28 @@ def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditio
         (["diffusion", "sample", str(conditional_run), "--n", "2", "--size", "-4", "--out", str(tmp_path / "o5")], "--size -4"),
         (["diffusion", "sample", str(conditional_run), "--n", "2", "--out", str(images)], "is an input folder"),
         (["diffusion", "sample", str(conditional_run), "--n", "2", "--out", str(labels)], "is an input folder"),
+        # found by a walkthrough: all-black samples (exit 0) and tracebacks asking for 160-640 GB
+        (["diffusion", "sample", str(conditional_run), "--labels", str(labels), "--guidance", "nan", "--out", str(tmp_path / "o6")],
+         "--guidance nan"),
+        (["diffusion", "sample", str(conditional_run), "--labels", str(labels), "--guidance", "-2", "--out", str(tmp_path / "o7")],
+         "--guidance -2"),
+        (["diffusion", "sample", str(conditional_run), "--n", "2", "--guidance", "3", "--out", str(tmp_path / "o8")],
+         "give --labels or drop --guidance"),
+        (["diffusion", "sample", str(conditional_run), "--n", "1", "--size", "100000", "--out", str(tmp_path / "o9")], "1 to 4096"),
+        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r3"), "--steps", "1", "--width", "100000"],
+         "--width 100000"),
+        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r4"), "--steps", "1", "--size", "100000"],
+         "8 to 1024"),
     ]
     for argv, message in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err
-    for folder in ("r0", "r1", "r2", "o5"):
+    for folder in ("r0", "r1", "r2", "r3", "r4", "o5"):
         assert not (tmp_path / folder / "model.safetensors").exists()
+    for folder in ("o6", "o7", "o8", "o9"):
+        assert not (tmp_path / folder / "sample_000.png").exists() and not (tmp_path / folder / "grid.png").exists()
     main(["diffusion", "train", "--images", str(images), "--out", str(conditional_run), "--steps", "1"])
     assert "--resume" not in capsys.readouterr().err  # diffusion training has no --resume to offer
 

@@ -243,6 +243,13 @@ def test_fcn_baseline_trains_and_predicts_through_the_run(toy_data: tuple[Path, 
     assert record["model"] == {"name": "fcn8s", "options": {"in_channels": 1, "num_classes": 2, "base_width": 4}}
     masks = predict_paths(tmp_path / "run", [images], tmp_path / "pred", progress=False, say=lambda _: None)
     assert len(masks) == 6
+    lines: list[str] = []  # under the default (planning) recipe: says that it is not planned, and run.json agrees
+    from unetkit.train.recipes import recipe
+
+    record = train(images, labels, tmp_path / "run2", replace(recipe("default"), model="fcn8s", epochs=1, budget_s=None),
+                   progress=False, say=lines.append)
+    assert any(line.startswith("no plan: ") and "--model fcn8s" in line for line in lines), lines
+    assert record["config"]["plan"] is False and "plan" not in record
 
 
 def test_resume_with_more_epochs_extends_a_budgeted_run(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
@@ -344,7 +351,8 @@ def test_resume_takes_where_and_how_to_compute_and_refuses_what_it_would_ignore(
     record_path.write_text(json.dumps(record))
     for argv, needle in [(["--lr", "0.1"], "drop --lr"), (["--recipe", "seed"], "drop --recipe"),
                          (["--no-align"], "drop --no-align"), (["--ema", "0"], "drop --ema"),
-                         (["--budget", "10s"], "new total")]:
+                         (["--budget", "10s"], "new total"), (["--budget", "30.01s", "--device", "cpu"], "one more step"),  # no time left
+                         (["--width", "32"], "drop --width")]:
         assert main(["train", "--resume", str(run), "--quiet", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
@@ -427,3 +435,10 @@ def test_the_saved_state_counts_the_time_its_save_takes(
     train(images, labels, tmp_path / "run", replace(TINY, epochs=2), progress=False, say=lambda _: None)
     _, state = load_tensors(tmp_path / "run" / RESUME_DIR / RESUME_FILE)
     assert state["counters"]["end_cost_s"] >= 0.5
+
+
+def test_a_patch_larger_than_every_image_is_said_not_silently_cut(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = toy_data
+    lines: list[str] = []
+    train(images, labels, tmp_path / "run", replace(TINY, patch_size=1000, epochs=1), progress=False, say=lines.append)
+    assert any(line.startswith("warning: --patch-size 1000") and "patches of 32" in line for line in lines), lines

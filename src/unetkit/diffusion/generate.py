@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,9 @@ from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from unetkit.predict_files import check_output_folder
 from unetkit.run import read_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
+
+MAX_SAMPLE_SIZE = 4096  # unconditional sample side: one 4096^2 sample already needs several GB
+MAX_GUIDANCE = 100.0
 
 SAMPLERS = ("ddim", "ddpm")
 
@@ -184,8 +188,13 @@ def sample_to_folder(
 
     The labels and the run's training images and labels are inputs: --out may be none of them.
     """
-    if size is not None and size < 1:
-        raise InputError(f"--size {size}: must be at least 1 pixel (default: the training patch size)")
+    if size is not None and not 1 <= size <= MAX_SAMPLE_SIZE:
+        raise InputError(f"--size {size}: must be 1 to {MAX_SAMPLE_SIZE} pixels (default: the training patch size)")
+    if not (math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE):
+        raise InputError(f"--guidance {guidance}: must be a number from 0 (unconditional) to {MAX_GUIDANCE:g}; "
+                         "1 is no guidance, 2-5 the usual range")
+    if guidance != 1.0 and labels is None:
+        raise InputError(f"--guidance {guidance:g}: guides samples towards --labels; give --labels or drop --guidance")
     run = load_diffusion_run(run_dir, resolve_device(device))
     inputs = ([Path(labels)] if labels else []) + run.trained_on
     check_output_folder(Path(out), inputs)

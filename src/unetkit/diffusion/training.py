@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from unetkit.config import MAX_BATCH, MAX_WIDTH
 from unetkit.devices import resolve_device
 from unetkit.diffusion.data import load_diffusion_data, sample_patches
 from unetkit.diffusion.objectives import PREDICTIONS, diffusion_loss
@@ -38,6 +39,7 @@ LOG_FILE = "log.csv"
 LOG_EVERY_S = 10.0
 SAVE_EVERY_S = 60.0  # a killed run keeps its average of at most a minute ago
 WARMUP_STEPS = 100
+MAX_SIZE = 1024  # training patch side: beyond it the activations of a batch of 16 ask for tens of GB
 
 
 @dataclass(frozen=True)
@@ -68,16 +70,19 @@ class DiffusionConfig:
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         if self.budget_s is None and self.steps is None:
             raise InputError("give --budget TIME or --steps N so training knows when to stop")
-        if self.size < 8 or self.size % 2 ** (len(self.width_multipliers) - 1):
-            raise InputError(f"--size {self.size}: must be a multiple of {2 ** (len(self.width_multipliers) - 1)}, at least 8")
+        if not 8 <= self.size <= MAX_SIZE or self.size % 2 ** (len(self.width_multipliers) - 1):
+            raise InputError(f"--size {self.size}: must be a multiple of {2 ** (len(self.width_multipliers) - 1)}, "
+                             f"8 to {MAX_SIZE}")
+        if not 2 <= self.base_width <= MAX_WIDTH:
+            raise InputError(f"--width {self.base_width}: must be 2 to {MAX_WIDTH} (default 32)")
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule {self.schedule}: unknown; choose one of {', '.join(SCHEDULES)}")
         if self.prediction not in PREDICTIONS:
             raise InputError(f"--prediction {self.prediction}: unknown; choose one of {', '.join(PREDICTIONS)}")
         if not 0.0 <= self.label_dropout < 1.0 or not 0.0 <= self.ema < 1.0:
             raise InputError("--label-dropout and --ema must be in [0, 1)")
-        if self.batch_size < 1 or not math.isfinite(self.lr) or self.lr <= 0 or self.timesteps < 2:
-            raise InputError("--batch-size must be >= 1, --lr a number > 0 and the diffusion steps >= 2")
+        if not 1 <= self.batch_size <= MAX_BATCH or not math.isfinite(self.lr) or self.lr <= 0 or self.timesteps < 2:
+            raise InputError(f"--batch-size must be 1 to {MAX_BATCH}, --lr a number > 0 and the diffusion steps >= 2")
         if self.steps is not None and self.steps < 1:
             raise InputError(f"--steps {self.steps}: must be at least 1 (or give --budget TIME instead)")
         if self.budget_s is not None and not self.budget_s > 0:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from unetkit.config import TrainConfig
+from unetkit.config import TrainConfig, flag_of
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.devices import resolve_device
@@ -59,7 +59,9 @@ def _describe(trainer: Trainer) -> list[str]:
         f"{f' (output {trainer.sampler.patch_size - 2 * trainer.margin})' if trainer.margin else ''}, "
         f"{trainer.sampler.steps_per_epoch()} steps/epoch, stop at {' or '.join(s for s in stop if s)}",
         f"engine: {describe_engine(trainer.device, trainer.amp_dtype, config.channels_last)}",
-    ]
+    ] + ([f"warning: --patch-size {config.patch_size} is larger than the largest image: patches of "
+          f"{trainer.sampler.patch_size} are drawn"]
+         if config.patch_size and trainer.sampler.patch_size and trainer.sampler.patch_size < config.patch_size else [])
 
 
 def _add_synthetic_pairs(config: TrainConfig, data: TrainingData, say: Callable[[str], None]) -> None:
@@ -75,7 +77,6 @@ def _add_synthetic_pairs(config: TrainConfig, data: TrainingData, say: Callable[
 
 # What a fine-tuned run keeps of the run it starts from: the network must be the same to take its weights.
 ARCHITECTURE_FIELDS = ("model", "base_width", "depth", "bilinear", "align_corners", "single_logit", "normalization")
-FLAG_OF = {"base_width": "--width", "bilinear": "--upsampling"}  # TrainConfig fields whose flag has another name
 MULTI_OUTPUT_LOSSES = ("ce", "ce+dice", "weighted-ce")  # softmax over one output per class
 
 
@@ -119,7 +120,7 @@ def train(
     if start_from is not None:
         clashing = sorted(set(fixed) & set(ARCHITECTURE_FIELDS))
         if clashing:
-            flags = ", ".join(FLAG_OF.get(name, f"--{name.replace('_', '-')}") for name in clashing)
+            flags = ", ".join(flag_of(name) for name in clashing)
             raise InputError(f"--from {start_from}: keeps that run's network; drop {flags} (or train a new run without --from)")
         base = load_run(start_from)  # read for its weights only: the new run computes as it is told
         kept = {name: getattr(base.config, name) for name in ARCHITECTURE_FIELDS}
@@ -136,6 +137,11 @@ def train(
     plan = None
     if config.plan and config.model == "unet":
         config, plan = plan_run(config, data, frozenset(fixed))
+    elif config.plan:  # the planner's cost model and rules are the padded U-Net's
+        say(f"no plan: the planner sizes the padded U-Net (--model unet); --model {config.model} trains with fixed "
+            f"values (width {config.base_width}, patch {config.patch_size}, batch {config.batch_size}, lr {config.lr:g}) "
+            "unless you give them")
+        config = replace(config, plan=False)
     _add_synthetic_pairs(config, data, say)
     options = model_options(config, data.in_channels, data.encoding.num_classes)
     record = new_run_record(config, config.model, options)
@@ -164,7 +170,7 @@ def train(
     if plan is not None:
         steps = plan["planned_steps"] if config.budget_s else (config.epochs or 0) * trainer.sampler.steps_per_epoch()
         say(f"plan ({steps} steps of about {plan['step_seconds']:.2f} s; "
-            f"fixed by you: {', '.join(plan['fixed_by_user']) or 'nothing'}):")
+            f"fixed by you: {', '.join(flag_of(name) for name in plan['fixed_by_user']) or 'nothing'}):")
         for reason in plan["reasons"]:
             say(f"  {reason}")
     trainer.run()
@@ -199,6 +205,13 @@ def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> Non
             f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; better in "
             f"{found['blocks_better_worse'][0]} blocks of the validation images, worse in {found['blocks_better_worse'][1]}; "
             "--no-align turns it off)")
+
+
+def _budget_spent(budget_s: float, spent: float, run_dir: Path, needed: float = 0.0) -> str:
+    """Why a resumed run's --budget leaves no time to train (it is the run's new total, time spent included)."""
+    room = f" and needs {needed:.0f} s for one more step, validation and saving" if needed else ""
+    return (f"--budget {budget_s:.0f}s: {run_dir} has already trained {spent:.0f} s{room}, and a resumed run's budget is "
+            f"its new total; give more (e.g. --budget {int(spent + needed + 300)}s)")
 
 
 def _has_resume_state(run_dir: Path) -> bool:
@@ -243,8 +256,7 @@ def resume(
         config = replace(config, epochs=epochs, budget_s=budget_s)
     spent = float((record.get("progress") or {}).get("seconds", 0.0))
     if budget_s is not None and budget_s <= spent:
-        raise InputError(f"--budget {budget_s:.0f}s: {run_dir} has already trained {spent:.0f} s and a resumed run's budget "
-                         f"is its new total; give more than {spent:.0f} s (e.g. --budget {int(spent + 300)}s)")
+        raise InputError(_budget_spent(budget_s, spent, run_dir))
     config = config.with_overrides(device=device, precision=precision)
     record["config"] = config.to_json()
     paths = record["data"]  # the classes and the normalisation are the run's, not re-derived
@@ -261,6 +273,9 @@ def resume(
     if _has_resume_state(run_dir):
         trainer.restore()
         trainer.counters.elapsed_s += time.monotonic() - began
+        needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured
+        if budget_s is not None and budget_s - spent < needed:
+            raise InputError(_budget_spent(budget_s, spent, run_dir, needed))
         say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
