@@ -166,7 +166,7 @@ def default_window(
     if on_grid(height) * on_grid(width) * per_pixel <= budget and height <= band_rows:
         return on_grid(max(height, width))  # one whole-image pass
     halo = context_halo(model) or 0
-    side = min(int(math.sqrt(budget / per_pixel)) - 2 * halo, band_rows)
+    side = min(int(math.sqrt(budget / per_pixel)) - 2 * halo - 2 * align, band_rows)  # read spans (context_span)
     side = max(align, side - side % align)
     longest = max(height, width)
     pieces = -(-longest // side)
@@ -193,6 +193,23 @@ def window_spans(length: int, tile: int, overlap: float, align: int = 1) -> list
     return [(start, start + tile) for start in starts[:-1]] + [(starts[-1], length)]
 
 
+def context_span(start: int, stop: int, length: int, halo: int, align: int, span: int) -> tuple[int, int]:
+    """Where to read the window [start, stop) of an image axis `length` long: with at least `halo` pixels of
+    real context each side (as far as the image goes), beginning on the pooling grid, and `span` pixels long
+    once the network has padded it to its grid (the image's end is padded at the end, as in a whole-image
+    pass). So every window of an image has one shape: windows of a few shapes (edge windows had less
+    context) left the blocks the engine keeps for reuse (engine.keep_freed_memory) piling up, 8.6 GB
+    resident for a 3.1 GB window pass. `span` (a multiple of `align`) must be at least the window plus
+    2 * halo + align; the extra context changes nothing: the result equals a whole-image pass either way.
+    """
+    if length <= span:
+        return 0, length
+    begin = (start - min(halo, start)) // align * align
+    if begin + span <= length:
+        return begin, begin + span
+    return -(-(length - span) // align) * align, length  # ends at the image's end, padded to `span` by the network
+
+
 @torch.no_grad()
 def sliding_window(
     model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
@@ -210,6 +227,7 @@ def sliding_window(
     halo = tile // 4 if halo is None else halo
     halo -= halo % align
     rows, cols = window_spans(height, tile, overlap, align), window_spans(width, tile, overlap, align)
+    row_span, col_span = (-(-(max(b - a for a, b in spans) + 2 * halo + align) // align) * align for spans in (rows, cols))
     total: torch.Tensor | None = None  # K x band rows x W, rows [band_top, band_top + band rows)
     weight = torch.zeros(0, width)
     band_top = 0
@@ -221,10 +239,11 @@ def sliding_window(
         band_rows = slice(top - band_top, bottom - band_top)
         for left, right in cols:
             # read real context around the window (not beyond the image), predict, keep only the window
-            above, below = min(halo, top), min(halo, height - bottom)
-            before, after = min(halo, left), min(halo, width - right)
-            patch = read(top - above, bottom + below, left - before, right + after)[None].to(device)
-            probs = tile_probabilities(model, patch, tta, shift)[0].cpu()  # K x (h + halo) x (w + halo)
+            (first_row, last_row), (first_col, last_col) = (context_span(top, bottom, height, halo, align, row_span),
+                                                            context_span(left, right, width, halo, align, col_span))
+            patch = read(first_row, last_row, first_col, last_col)[None].to(device)
+            probs = tile_probabilities(model, patch, tta, shift)[0].cpu()  # K x (h + context) x (w + context)
+            above, before = top - first_row, left - first_col
             probs = probs[:, above : above + bottom - top, before : before + right - left]
             window = gaussian_window(bottom - top, right - left)
             if total is None:
