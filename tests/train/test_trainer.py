@@ -442,3 +442,20 @@ def test_a_patch_larger_than_every_image_is_said_not_silently_cut(toy_data: tupl
     lines: list[str] = []
     train(images, labels, tmp_path / "run", replace(TINY, patch_size=1000, epochs=1), progress=False, say=lines.append)
     assert any(line.startswith("warning: --patch-size 1000") and "patches of 32" in line for line in lines), lines
+
+
+def test_a_validation_that_eats_the_budget_is_warned_about(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3000 x 2500 validation image gave a 30 s run one step and a Dice of 0.15 without a word."""
+    slow_down(monkeypatch, "validate", 1.0)
+    images, labels = toy_data
+    lines: list[str] = []
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=None, budget_s=4.0, patch_size=16), progress=False,
+          say=lines.append)
+    warning = next((line for line in lines if line.startswith("warning: one validation")), None)
+    assert warning is not None and "larger --budget" in warning, lines
+    lines.clear()
+    monkeypatch.undo()  # validation at its normal (tiny) cost: nothing to say
+    train(images, labels, tmp_path / "run2", replace(TINY, epochs=None, budget_s=4.0, patch_size=16), progress=False,
+          say=lines.append)
+    assert not any(line.startswith("warning: one validation") for line in lines)

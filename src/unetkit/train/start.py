@@ -23,7 +23,7 @@ from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_wri
 from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint
 from unetkit.train.planning import plan_training
 from unetkit.train.setup import TrainingData, prepare_training_data
-from unetkit.train.trainer import Trainer
+from unetkit.train.trainer import VALIDATION_SHARE, Trainer
 
 
 def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str]) -> tuple[TrainConfig, dict[str, Any]]:
@@ -175,6 +175,7 @@ def train(
             say(f"  {reason}")
     trainer.run()
     _report_alignment(trainer.record, say)
+    _warn_about_slow_validation(trainer, say)
     say(describe_result(trainer.record, config.budget_s))
     return trainer.record
 
@@ -194,6 +195,17 @@ def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
     else:
         kept = "no weights kept yet"
     return f"finished: {spent}; {kept}"
+
+
+def _warn_about_slow_validation(trainer: Trainer, say: Callable[[str], None]) -> None:
+    """A validation set so large that one pass takes more than VALIDATION_SHARE of the budget leaves little time to
+    train (a 3000 x 2500 validation image gave a 30 s run 1 step): say so, with what to change."""
+    budget, cost = trainer.config.budget_s, trainer.counters.end_cost_s
+    if budget and cost > VALIDATION_SHARE * budget:
+        pixels = sum(int(y.numel()) for y in trainer.data.val.labels)
+        say(f"warning: one validation of the {len(trainer.data.val)} validation image(s) ({pixels / 1e6:.1f} M pixels) "
+            f"takes {cost:.0f} s, over {VALIDATION_SHARE:.0%} of the {budget:.0f} s budget, so the run trained only "
+            f"{trainer.counters.step} steps; give a larger --budget, or fewer or smaller validation images")
 
 
 def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> None:
@@ -284,5 +296,6 @@ def resume(
     trainer.record["status"] = "training"
     trainer.run()
     _report_alignment(trainer.record, say)
+    _warn_about_slow_validation(trainer, say)
     say(describe_result(trainer.record, config.budget_s))
     return trainer.record
