@@ -158,3 +158,12 @@ def test_runs_saved_before_alignment_existed_continue_without_it() -> None:
     del saved["align_outputs"]
     assert TrainConfig.from_json(saved).align_outputs is False
     assert TrainConfig.from_json(TrainConfig().to_json()).align_outputs is True
+
+
+def test_a_run_saved_before_the_sign_test_still_reports_its_shift() -> None:
+    from unetkit.train.start import _report_alignment
+
+    lines: list[str] = []
+    _report_alignment({"alignment": {"shift_px": [-0.5, 0.0], "val_pixel_error": 0.074, "val_pixel_error_shifted": 0.070}},
+                      lines.append)
+    assert len(lines) == 1 and "-0.50 px down" in lines[0] and "blocks" not in lines[0]

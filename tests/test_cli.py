@@ -224,3 +224,12 @@ def test_running_out_of_memory_is_one_line_and_other_errors_still_show_their_tra
     monkeypatch.setattr(validate, "check_dataset", bug)
     with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug is not dressed up as a memory problem
         main(["check", "--images", str(images), "--labels", str(labels)])
+
+
+def test_an_odd_width_is_refused_for_the_padded_unet_only() -> None:
+    from unetkit.config import TrainConfig
+    from unetkit.errors import InputError
+
+    with pytest.raises(InputError, match="--width 5: must be even"):
+        TrainConfig(base_width=5)
+    assert TrainConfig(model="fcn8s", base_width=5).base_width == 5  # FCNs and their saved runs take any width

@@ -280,3 +280,23 @@ def test_a_bad_input_says_what_was_already_written_and_a_first_refusal_leaves_no
         predict_paths(tiny_run / "run", [wrong], tmp_path / "new" / "pred", **QUIET)
     assert "were predicted" not in str(refused.value)
     assert not (tmp_path / "new").exists()
+
+
+def test_a_refusal_before_the_first_file_leaves_no_folder_and_a_partial_folder_keeps_its_marker(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unetkit import predict_files
+    from unetkit.data.io import PREDICTIONS_MARKER
+
+    def no_space(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise InputError("--out: not enough free space")
+
+    monkeypatch.setattr(predict_files, "check_free_space", no_space)
+    with pytest.raises(InputError, match="free space"):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path / "new" / "pred", **QUIET)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    (tmp_path / PREDICTIONS_MARKER).touch()  # a folder that holds something besides the marker
+    (tmp_path / "0.png").write_bytes(b"x")
+    predict_files._remove_empty_folders([tmp_path])
+    assert (tmp_path / PREDICTIONS_MARKER).exists() and (tmp_path / "0.png").exists()

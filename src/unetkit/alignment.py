@@ -19,7 +19,10 @@ worse (a sign test, p <= MAX_P_VALUE). An undertrained network's errors also
 favour some shift by a few per cent, by chance: on two 128-pixel validation
 images a 6-step run "gained" 2.4 % with a shift that was better in 32 blocks and
 worse in 33, and made held-out masks worse; on ISBI the half-pixel offset is
-better in 1791 blocks and worse in 1027. The shift is saved with the best
+better in 1791 blocks and worse in 1027. The test is optimistic (the shift is the best
+of 81 on the same blocks, and neighbouring blocks are not independent), hence the strict
+threshold; it also means that tiny validation sets (under ten blocks where the shift
+matters, e.g. one 48-pixel image) never adopt a shift. The shift is saved with the best
 weights in run.json and applied to every prediction of the run. Data without
 such an offset get (0, 0).
 """

@@ -18,6 +18,7 @@ from unetkit.errors import InputError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+OUT_OF_MEMORY_PHRASES = ("can't allocate memory", "Unable to allocate", "out of memory", "ALLOC_FAILED")
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program its reader left (128 + SIGPIPE)
 DATA_FOLDER_NAMES = {"images": ("image", "images", "img", "imgs"), "labels": ("label", "labels", "mask", "masks")}
 
@@ -94,7 +95,8 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF")
     p.add_argument("--run", type=Path, help="a trained run: masks must hold its classes and images its channels (fine-tuning, evaluation)")
     p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
-                   help="the share `train` will hold out (default 0.2): classes only its masks hold are errors")
+                   help="the share `train` will hold out (default 0.2): classes only its masks hold are errors; "
+                        "0 when you will train with --val-images/--val-labels")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -263,7 +265,7 @@ def _run_check(args: argparse.Namespace) -> None:
     images, labels = _pair_arguments(args, "check")
     run = load_run(args.run) if args.run else None  # read for its classes and channels only
     report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None,
-                           run.normalization.source_dtype if run else None, val_fraction=args.val_fraction)
+                           run.normalization.source_dtype if run else None, val_fraction=args.val_fraction or None)
     print(format_report(report))
     if report.errors:
         raise InputError(f"{images}, {labels}: {len(report.errors)} problem(s) above; fix them before training")
@@ -355,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unetkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `unetkit check ... | head`: the reader has gone, so there is no one to tell
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's exit flush raises again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or Python's exit flush raises again
+        except (OSError, ValueError):  # stdout is no file descriptor (an embedding program's stream)
+            pass
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # a disk that fills up or a folder that goes away while writing: say where, no traceback
         where = exc.filename or "writing the output"
@@ -368,10 +373,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as exc:  # torch says "can't allocate memory" / "out of memory" as RuntimeError
         text = str(exc)
-        if not isinstance(exc, MemoryError) and "allocate" not in text and "out of memory" not in text:
-            raise
+        if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+                or any(phrase in text for phrase in OUT_OF_MEMORY_PHRASES)):
+            raise  # a bug keeps its traceback
+        resume = " (the run continues with --resume)" if args is not None and args.command == "train" else ""
         print(f"unetkit: error: not enough memory ({text.splitlines()[0][:160] if text else 'MemoryError'}); use a smaller "
-              "--batch-size, --width, --patch-size, --size or --tile", file=sys.stderr)
+              f"--batch-size, --width, --patch-size, --size or --tile{resume}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

@@ -93,7 +93,7 @@ class TrainConfig:
         if not (2 <= self.base_width <= MAX_WIDTH and (self.depth is None or 1 <= self.depth <= MAX_DEPTH)):
             raise InputError(f"--width {self.base_width} / --depth {self.depth}: width must be 2 to {MAX_WIDTH} and "
                              f"depth 1 to {MAX_DEPTH} (the paper's U-Net: width 64, depth 4)")
-        if self.base_width % 2:
+        if self.base_width % 2 and self.model == "unet":
             raise InputError(f"--width {self.base_width}: must be even (the bilinear U-Net halves it), e.g. {self.base_width + 1}")
         for name, value, allowed in [
             ("--optimizer", self.optimizer, ("adamw", "rmsprop", "sgd")),

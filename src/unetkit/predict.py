@@ -200,7 +200,8 @@ def context_span(start: int, stop: int, length: int, halo: int, align: int, span
     pass). So every window of an image has one shape: windows of a few shapes (edge windows had less
     context) left the blocks the engine keeps for reuse (engine.keep_freed_memory) piling up, 8.6 GB
     resident for a 3.1 GB window pass. `span` (a multiple of `align`) must be at least the window plus
-    2 * halo + align; the extra context changes nothing: the result equals a whole-image pass either way.
+    2 * halo + align; the extra context changes nothing the window's pixels see within the network's
+    receptive field (without --tta, with the automatic windows: a whole-image pass, as before).
     """
     if length <= span:
         return 0, length

@@ -77,7 +77,8 @@ def _remove_empty_folders(created: list[Path]) -> None:
     """Remove the folders this call made (innermost first), each only if it holds nothing but the predictions marker."""
     for folder in created:
         try:
-            (folder / PREDICTIONS_MARKER).unlink(missing_ok=True)
+            if [entry.name for entry in folder.iterdir()] == [PREDICTIONS_MARKER]:  # else it keeps marking their files
+                (folder / PREDICTIONS_MARKER).unlink()
             folder.rmdir()
         except OSError:
             return
@@ -257,14 +258,13 @@ def predict_paths(
     boundary = None if instances is None else boundary_class(run, instances)
     created = [folder for folder in [Path(out), *Path(out).parents] if not folder.exists()]  # innermost first
     check_output_folder(out, inputs)
-    num_classes = run.encoding.num_classes
-    check_free_space(out, files, num_classes, write_probabilities)
-    too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
-    if too_large:
-        raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
-                         "come from probabilities held in memory); predict it without --instances, or split the stack")
     written: list[Path] = []
     try:
+        check_free_space(out, files, run.encoding.num_classes, write_probabilities)
+        too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
+        if too_large:
+            raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
+                             "come from probabilities held in memory); predict it without --instances, or split the stack")
         for file in tqdm(files, desc="predict", unit="file", disable=not progress):
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
                 written.append(_predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,

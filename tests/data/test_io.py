@@ -60,19 +60,6 @@ def test_colour_png_and_alpha_dropped(tmp_path: Path, mode: str, channels: int, 
     np.testing.assert_array_equal(pages[0], expected)
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "LA"])
-def test_a_varying_alpha_channel_is_refused_not_dropped_without_a_word(tmp_path: Path, mode: str) -> None:
-    image = _random((H, W, len(mode)), np.uint8)
-    image[..., -1] = 255
-    image[0, :3, -1] = 0  # a few transparent pixels
-    Image.fromarray(image, mode=mode).save(tmp_path / "see-through.png")
-    with pytest.raises(InputError, match=r"see-through\.png: its alpha channel varies"):
-        read_pages(tmp_path / "see-through.png")
-    tifffile.imwrite(tmp_path / "see-through.tif", image, extrasamples=["unassalpha"], photometric="rgb" if mode == "RGBA" else "minisblack")
-    with pytest.raises(InputError, match=r"see-through\.tif: its alpha channel varies"):
-        read_pages(tmp_path / "see-through.tif")
-
-
 def test_bilevel_png_reads_as_bool(tmp_path: Path) -> None:
     mask = RNG.random((H, W)) > 0.5
     pages, _ = read_pages(write_png(tmp_path / "bilevel.png", mask))

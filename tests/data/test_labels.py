@@ -273,3 +273,12 @@ def test_sixteen_bit_colour_masks_are_refused_rather_than_merged() -> None:
     mask[0, 1] = (0, 256, 0)  # packs to the same code as (1, 0, 0) with 8 bits a channel
     with pytest.raises(InputError, match="16-bit RGB"):
         LabelEncoding.from_masks([("rgb16.tif", mask)])
+
+
+def test_colour_masks_most_of_which_are_empty_black_stay_a_colour_set() -> None:
+    """Black RGB masks fit either kind: they must not outvote the one mask with red objects (sparse data)."""
+    black = np.zeros((H, W, 3), np.uint8)
+    red = black.copy()
+    red[:2] = (255, 0, 0)
+    encoding = LabelEncoding.from_masks([("a.png", black), ("b.png", black), ("c.png", red)])
+    assert encoding.colour and encoding.describe_values() == [[0, 0, 0], [255, 0, 0]]

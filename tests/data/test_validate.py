@@ -161,3 +161,11 @@ def test_with_grey_and_colour_masks_the_odd_one_out_is_named(tmp_path: Path) -> 
     write_png(labels / "1.png", colour)
     errors = check_dataset(images, labels).errors
     assert [Path(f.file).name for f in errors] == ["1.png"] and "most masks hold grey values" in errors[0].message, errors
+
+
+def test_check_can_skip_the_held_out_split_for_runs_that_will_get_their_own_validation_set(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 5)
+    mask = np.asarray(Image.open(labels / "4.png")).copy()
+    mask[:8] = 100
+    write_png(labels / "4.png", mask)
+    assert main(["check", "--images", str(images), "--labels", str(labels), "--val-fraction", "0"]) == 0

@@ -351,11 +351,16 @@ def test_resume_takes_where_and_how_to_compute_and_refuses_what_it_would_ignore(
     record_path.write_text(json.dumps(record))
     for argv, needle in [(["--lr", "0.1"], "drop --lr"), (["--recipe", "seed"], "drop --recipe"),
                          (["--no-align"], "drop --no-align"), (["--ema", "0"], "drop --ema"),
-                         (["--budget", "10s"], "new total"), (["--budget", "30.01s", "--device", "cpu"], "one more step"),  # no time left
-                         (["--width", "32"], "drop --width")]:
+                         (["--budget", "10s"], "new total"), (["--width", "32"], "drop --width")]:
         assert main(["train", "--resume", str(run), "--quiet", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
+    record["config"]["device"] = "cpu"  # where its step and validation costs were measured
+    record_path.write_text(json.dumps(record))
+    assert main(["train", "--resume", str(run), "--quiet", "--budget", "30.01s"]) == 2  # no time left for a step
+    assert "one more step" in capsys.readouterr().err
+    record["config"]["device"] = "cuda"
+    record_path.write_text(json.dumps(record))
     assert main(["train", "--resume", str(run), "--epochs", "2", "--device", "cpu", "--precision", "fp32", "--quiet"]) == 0
     config = json.loads(record_path.read_text())["config"]
     assert (config["device"], config["precision"], config["epochs"]) == ("cpu", "fp32", 2)

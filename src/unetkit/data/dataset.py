@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import NamedTuple
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
                          "with the same palette (or both as grey values)")
     if images_are_masks and image_palette is not None:
         check = PaletteCheck()
-        conflict = check.conflict(label_file, palette, label_pages) or check.conflict(image_file, image_palette, image_pages)
+        conflict = check.conflict(label_file, palette, list(label_pages)) or check.conflict(image_file, image_palette, list(image_pages))
         if conflict:
             raise InputError(f"{image_file}: {conflict}")
     if len(image_pages) != len(label_pages):
@@ -172,7 +173,7 @@ def read_pairs(
     for image_file, label_file in pair_files(images, labels, skip_suffixes, EVALUATION_KINDS if images_are_masks else TRAINING_KINDS):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
-        conflict = palettes.conflict(label_file, label_palette, np.stack([page.label.array for page in pages]))
+        conflict = palettes.conflict(label_file, label_palette, [page.label.array for page in pages])
         if conflict:
             raise InputError(f"{label_file}: {conflict}")
     channels = {p.image.channels for p in pairs}
@@ -208,15 +209,16 @@ class PaletteCheck:
             merged[3 * index : 3 * index + 3] = colour
         return merged
 
-    def conflict(self, mask_file: Path, palette: list[int] | None, pages: np.ndarray) -> str | None:
+    def conflict(self, mask_file: Path, palette: list[int] | None, pages: Sequence[np.ndarray]) -> str | None:
         """Why this mask's palette cannot join the earlier ones, or None when it can (its used colours are remembered).
 
-        pages: the mask's palette indices (any shape)."""
+        pages: the mask's pages of palette indices."""
         if palette is None:
             return None
         if self.first is None:
             self.first = list(palette)
-        for index in np.unique(pages).tolist():
+        used = sorted(set().union(*(np.unique(page).tolist() for page in pages)))
+        for index in used:
             colour = tuple(palette[3 * index : 3 * index + 3]) or (0, 0, 0)  # an index beyond the palette shows black
             known = self.used.setdefault(index, (colour, mask_file))
             if known[0] != colour:

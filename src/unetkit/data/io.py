@@ -264,10 +264,6 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 4 and array.shape[-1] in (2, 4) and alpha:  # drop an alpha channel; a TIFF's 2 channels are data
-        opacity = array[..., -1]
-        if opacity.size and opacity.min() != opacity.max():  # transparency would vanish without a word
-            raise InputError(f"{path}: its alpha channel varies (transparent pixels), which unetkit cannot use; flatten "
-                             "it onto a background (Fiji: Image > Flatten) or save it without alpha")
         array = array[..., :-1]
         if array.shape[-1] == 1:
             array = array[..., 0]

@@ -39,12 +39,13 @@ def is_colour(mask: np.ndarray) -> bool:
 
 
 def mostly_colour(masks: Iterable[np.ndarray]) -> bool:
-    """Whether the masks are a colour set: at least half of them are colour masks.
-
-    The majority decides, so that the odd masks out are the ones an error names.
-    """
-    kinds = [is_colour(mask) for mask in masks]
-    return bool(kinds) and 2 * sum(kinds) >= len(kinds)
+    """Whether the masks are a colour set: any RGB mask whose channels differ (black or grey RGB masks fit
+    either kind). Only when 2-D masks and such colour masks are mixed does the majority of those two kinds
+    decide, so that the odd masks out are the ones an error names."""
+    masks = list(masks)
+    chromatic = sum(is_colour(mask) for mask in masks)
+    flat = sum(mask.ndim == 2 for mask in masks)
+    return chromatic >= flat if chromatic and flat else chromatic > 0
 
 
 def scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:

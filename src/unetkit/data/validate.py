@@ -213,7 +213,7 @@ def check_dataset(
         try:
             read, palette = read_pair(image_file, label_file)
             pairs.extend(read)
-            conflict = palettes.conflict(label_file, palette, np.stack([page.label.array for page in read]))
+            conflict = palettes.conflict(label_file, palette, [page.label.array for page in read])
             if conflict:
                 report.findings.append(Finding("error", str(label_file), conflict))
         except InputError as exc:

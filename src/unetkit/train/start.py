@@ -214,9 +214,10 @@ def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> Non
     down, right = found.get("shift_px") or (0.0, 0.0)
     if down or right:
         say(f"label alignment: outputs shifted {down:+.2f} px down, {right:+.2f} px right, as the validation labels sit "
-            f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; better in "
-            f"{found['blocks_better_worse'][0]} blocks of the validation images, worse in {found['blocks_better_worse'][1]}; "
-            "--no-align turns it off)")
+            f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; "
+            + (f"better in {blocks[0]} blocks of the validation images, worse in {blocks[1]}; "
+               if (blocks := found.get("blocks_better_worse")) else "")  # runs saved before the sign test lack it
+            + "--no-align turns it off)")
 
 
 def _budget_spent(budget_s: float, spent: float, run_dir: Path, needed: float = 0.0) -> str:
@@ -263,7 +264,7 @@ def resume(
     began = time.monotonic() if began is None else began
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
-    config = TrainConfig.from_json(record["config"])
+    config = saved_config = TrainConfig.from_json(record["config"])
     if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
         config = replace(config, epochs=epochs, budget_s=budget_s)
     spent = float((record.get("progress") or {}).get("seconds", 0.0))
@@ -286,8 +287,11 @@ def resume(
         trainer.restore()
         trainer.counters.elapsed_s += time.monotonic() - began
         needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured
-        if budget_s is not None and budget_s - spent < needed:
-            raise InputError(_budget_spent(budget_s, spent, run_dir, needed))
+        moved = (device, precision) != (None, None) and (trainer.config.device, trainer.config.precision) != (
+            saved_config.device, saved_config.precision)  # costs measured on another device say little here
+        used = max(spent, trainer.counters.elapsed_s)  # the time saved, and this start's loading on top
+        if budget_s is not None and not moved and budget_s - used < needed:
+            raise InputError(_budget_spent(budget_s, used, run_dir, needed))
         say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
