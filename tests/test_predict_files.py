@@ -286,7 +286,7 @@ def test_a_refusal_before_the_first_file_leaves_no_folder_and_a_partial_folder_k
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from unetkit import predict_files
-    from unetkit.data.io import PREDICTIONS_MARKER
+    from unetkit.data.io import PREDICTIONS_MARKER, remove_empty_folders
 
     def no_space(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise InputError("--out: not enough free space")
@@ -298,5 +298,5 @@ def test_a_refusal_before_the_first_file_leaves_no_folder_and_a_partial_folder_k
     monkeypatch.undo()
     (tmp_path / PREDICTIONS_MARKER).touch()  # a folder that holds something besides the marker
     (tmp_path / "0.png").write_bytes(b"x")
-    predict_files._remove_empty_folders([tmp_path])
+    remove_empty_folders([tmp_path], leftover=PREDICTIONS_MARKER)
     assert (tmp_path / PREDICTIONS_MARKER).exists() and (tmp_path / "0.png").exists()

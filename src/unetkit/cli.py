@@ -333,6 +333,11 @@ COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "
             "export": _run_export, "diffusion": _run_diffusion}
 
 
+def _resume_hint(args: argparse.Namespace | None) -> str:
+    """After a failed `train`: that the run can continue."""
+    return " (the run continues with --resume)" if getattr(args, "command", "") == "train" else ""
+
+
 def _interrupt_hint(args: argparse.Namespace | None) -> str:
     """What an interrupted command leaves: a run that resumes (named), or nothing yet."""
     command = getattr(args, "command", "")
@@ -364,9 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # a disk that fills up or a folder that goes away while writing: say where, no traceback
         where = exc.filename or "writing the output"
-        resume = " (the run continues with --resume)" if args is not None and args.command == "train" else ""
-        print(f"unetkit: error: {where}: {exc.strerror or exc}; free space or choose another folder, then run again{resume}",
-              file=sys.stderr)
+        print(f"unetkit: error: {where}: {exc.strerror or exc}; free space or choose another folder, then run again"
+              f"{_resume_hint(args)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"unetkit: interrupted{_interrupt_hint(args)}", file=sys.stderr)
@@ -376,9 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
                 or any(phrase in text for phrase in OUT_OF_MEMORY_PHRASES)):
             raise  # a bug keeps its traceback
-        resume = " (the run continues with --resume)" if args is not None and args.command == "train" else ""
         print(f"unetkit: error: not enough memory ({text.splitlines()[0][:160] if text else 'MemoryError'}); use a smaller "
-              f"--batch-size, --width, --patch-size, --size or --tile{resume}", file=sys.stderr)
+              f"--batch-size, --width, --patch-size, --size or --tile{_resume_hint(args)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from unetkit.alignment import Shift, shift_image
+from unetkit.data.io import missing_folders, remove_empty_folders
 from unetkit.errors import InputError
 from unetkit.losses import class_probabilities
 from unetkit.predict import pooling_grid
@@ -150,7 +151,7 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
     with torch.no_grad():
         probabilities, mask = segmenter(torch.from_numpy(test_input))
 
-    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]  # removed again if the export fails
+    created = missing_folders(out.parent)  # removed again if the export fails
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
@@ -177,11 +178,7 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
             os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        for folder in created:  # innermost first; only if still empty
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+        remove_empty_folders(created)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already unless it failed or was zipped

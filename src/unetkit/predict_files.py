@@ -33,7 +33,9 @@ from unetkit.data.io import (
     is_predictions_folder,
     list_image_files,
     make_writable_folder,
+    missing_folders,
     read_pages_lazily,
+    remove_empty_folders,
     write_mask,
     write_tiff,
 )
@@ -71,17 +73,6 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
         (out / PREDICTIONS_MARKER).touch()
     except OSError as exc:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None
-
-
-def _remove_empty_folders(created: list[Path]) -> None:
-    """Remove the folders this call made (innermost first), each only if it holds nothing but the predictions marker."""
-    for folder in created:
-        try:
-            if [entry.name for entry in folder.iterdir()] == [PREDICTIONS_MARKER]:  # else it keeps marking their files
-                (folder / PREDICTIONS_MARKER).unlink()
-            folder.rmdir()
-        except OSError:
-            return
 
 
 def check_free_space(out: Path, files: list[Path], num_classes: int, write_probabilities: bool) -> None:
@@ -256,7 +247,7 @@ def predict_paths(
         raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "
                          "other, predict them separately")
     boundary = None if instances is None else boundary_class(run, instances)
-    created = [folder for folder in [Path(out), *Path(out).parents] if not folder.exists()]  # innermost first
+    created = missing_folders(out)
     check_output_folder(out, inputs)
     written: list[Path] = []
     try:
@@ -271,7 +262,7 @@ def predict_paths(
                                              boundary, on_disk))
     except BaseException as exc:
         if not written and created:  # a refusal at the first file leaves no empty output folder behind
-            _remove_empty_folders(created)
+            remove_empty_folders(created, leftover=PREDICTIONS_MARKER)  # the marker alone would keep it
         if written and isinstance(exc, InputError):
             raise InputError(f"{exc} ({len(written)} of {len(files)} inputs were predicted into {out} before it; "
                              "run again once it is fixed)") from None

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from unetkit.config import TrainConfig
-from unetkit.data.io import make_writable_folder, write_atomic
+from unetkit.data.io import make_writable_folder, missing_folders, remove_empty_folders, write_atomic
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.engine import autocast_dtype, inference_precision, to_memory_format
@@ -81,17 +81,13 @@ def check_new_run_folder(out: Path, resumable: bool = True, what: str = "run fol
 
 def check_writable_folder(out: Path, what: str = "run folder") -> None:
     """Find out now, not after reading the data or exporting, whether the folder can be made and written."""
-    created = [p for p in [out, *out.parents] if not p.exists()]
+    created = missing_folders(out)
     try:
         make_writable_folder(out)
     except OSError as exc:
         raise InputError(f"{out}: cannot create or write the {what} ({exc.strerror}); choose a writable --out") from None
     finally:
-        for folder in created:  # leave no trace until the run really starts (innermost first)
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+        remove_empty_folders(created)  # leave no trace until the run really starts
 
 
 def make_run_folder(out: Path) -> None:

@@ -12,7 +12,7 @@ import hashlib
 
 from dataclasses import dataclass
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,11 @@ TRAINING_KINDS = ("image", "mask")
 EVALUATION_KINDS = ("prediction", "true mask")  # evaluate pairs predicted masks with true ones
 
 
+def _kinds(images_are_masks: bool) -> tuple[str, str]:
+    """What messages call the two sides of a pair."""
+    return EVALUATION_KINDS if images_are_masks else TRAINING_KINDS
+
+
 def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
                kinds: tuple[str, str] = TRAINING_KINDS) -> list[tuple[Path, Path]]:
     """Matched (image, label) files; the first conflict or orphan is an error naming the files (as `kinds`)."""
@@ -152,7 +157,7 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
         page = index if stacked else None
         pair = RawPair(Page(image_file, page, image), Page(label_file, page, label))
         if image.shape[:2] != label.shape[:2]:
-            kind, other = EVALUATION_KINDS if images_are_masks else TRAINING_KINDS
+            kind, other = _kinds(images_are_masks)
             raise InputError(
                 f"{pair.image.location}: is {image.shape[1]} x {image.shape[0]} (width x height) but its {other} "
                 f"{pair.label.location} is {label.shape[1]} x {label.shape[0]}; a {kind} must have the size of its {other}"
@@ -170,7 +175,7 @@ def read_pairs(
     """
     pairs: list[RawPair] = []
     palettes = PaletteCheck()
-    for image_file, label_file in pair_files(images, labels, skip_suffixes, EVALUATION_KINDS if images_are_masks else TRAINING_KINDS):
+    for image_file, label_file in pair_files(images, labels, skip_suffixes, _kinds(images_are_masks)):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
         conflict = palettes.conflict(label_file, label_palette, [page.label.array for page in pages])
@@ -227,8 +232,12 @@ class PaletteCheck:
         return None
 
 
-def split_contiguous(pairs: list[RawPair], val_fraction: float) -> tuple[list[RawPair], list[RawPair]]:
-    """Hold out the last block of pairs: neighbouring sections look alike, so a random split would leak."""
+Item = TypeVar("Item")  # a pair, or its summary (validate.PairSummary)
+
+
+def split_contiguous(pairs: list[Item], val_fraction: float) -> tuple[list[Item], list[Item]]:
+    """Hold out the last block of pairs (or of their summaries): neighbouring sections look alike, so a random
+    split would leak."""
     if not 0.0 < val_fraction < 1.0:
         raise InputError(f"--val-fraction {val_fraction}: must be between 0 and 1")
     if len(pairs) < 2:

@@ -378,6 +378,23 @@ def refuse_predictions_folder(path: Path, option: str) -> None:
                          "marker, to a folder of their own)")
 
 
+def missing_folders(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, innermost first: what creating it will make."""
+    return [folder for folder in [Path(path), *Path(path).parents] if not folder.exists()]
+
+
+def remove_empty_folders(folders: list[Path], leftover: str | None = None) -> None:
+    """Remove `folders` (innermost first, as missing_folders lists them) that are empty, or hold only the file
+    named `leftover` (a marker this program wrote); stops at the first that holds anything else."""
+    for folder in folders:
+        try:
+            if leftover is not None and [entry.name for entry in folder.iterdir()] == [leftover]:
+                (folder / leftover).unlink()
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def make_writable_folder(folder: Path) -> None:
     """Create `folder` (and its parents) and write and delete a probe file in it; OSError if either fails."""
     folder.mkdir(parents=True, exist_ok=True)

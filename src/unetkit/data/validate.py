@@ -54,12 +54,15 @@ class PairSummary:
     image_dtype: str
     channels: int
     mask_values: str
+    label_file: str = ""  # the mask (page) it came from
+    values: tuple[int, ...] | None = None  # the mask's values as class codes (colours packed); None if unreadable
 
 
 @dataclass
 class CheckReport:
     pairs: list[PairSummary] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    colour: bool = False  # the masks are colour masks (their values are packed colours)
 
     @property
     def errors(self) -> list[Finding]:
@@ -85,7 +88,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     report = CheckReport()
     if not pairs:
         return report
-    colour = classes.colour if classes is not None else mostly_colour(p.label.array for p in pairs)
+    colour = report.colour = classes.colour if classes is not None else mostly_colour(p.label.array for p in pairs)
     channel_counts = [p.image.channels for p in pairs]
     usual_channels = in_channels or max(set(channel_counts), key=channel_counts.count)
     dtypes = [p.image.array.dtype.name for p in pairs]
@@ -120,12 +123,12 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
         except InputError as exc:
             report.findings.append(Finding("error", label_file, _without_source(str(exc), label_file)))
             codes_per_mask.append(None)
-            report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels, "?"))
+            report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels, "?", label_file))
             continue
         values, counts = np.unique(codes, return_counts=True)
         codes_per_mask.append((pair, values, counts))
         report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels,
-                                        _values_text(values.tolist(), colour)))
+                                        _values_text(values.tolist(), colour), label_file, tuple(values.tolist())))
         if len(values) == 1:
             report.findings.append(Finding("warning", label_file, f"holds only the value {_values_text(values.tolist(), colour)} "
                                            "(all background?); it teaches only that class"))
@@ -170,22 +173,20 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
     return findings
 
 
-def held_out_findings(train_pairs: list[RawPair], val_pairs: list[RawPair]) -> list[Finding]:
-    """Values that only held-out masks hold: no training mask shows them, so the network could not learn them.
+def held_out_findings(train: list[PairSummary], val: list[PairSummary], colour: bool) -> list[Finding]:
+    """Values that only held-out masks hold (from inspect_pairs' summaries, split as training splits the pairs):
+    no training mask shows them, so the network could not learn them.
 
     The classes come from the training masks, so training would stop on these
     masks; this names them with the fixes, for `check` and `train` alike.
     """
-    colour = mostly_colour(p.label.array for p in train_pairs + val_pairs)
-    trained: set[int] = set()
-    for pair in train_pairs:
-        trained.update(np.unique(scalar_codes(pair.label.array, _where(pair.label), colour)).tolist())
+    trained = set().union(*(pair.values or () for pair in train))
     findings = []
-    for pair in val_pairs:
-        unseen = sorted(set(np.unique(scalar_codes(pair.label.array, _where(pair.label), colour)).tolist()) - trained)
+    for pair in val:
+        unseen = sorted(set(pair.values or ()) - trained)
         if unseen:
-            findings.append(Finding("error", _where(pair.label), f"values {_values_text(unseen, colour)} appear only in the "
-                                    f"held-out block (the last {len(val_pairs)} of {len(train_pairs) + len(val_pairs)} images in "
+            findings.append(Finding("error", pair.label_file, f"values {_values_text(unseen, colour)} appear only in the "
+                                    f"held-out block (the last {len(val)} of {len(train) + len(val)} images in "
                                     "name order), in no training mask, so the network could not learn them; rename so that "
                                     "an image holding them comes earlier, give --val-images/--val-labels, or change --val-fraction"))
     return findings
@@ -223,7 +224,7 @@ def check_dataset(
     report.pairs = inspected.pairs
     report.findings += inspected.findings
     if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors:
-        report.findings += held_out_findings(*split_contiguous(pairs, val_fraction))
+        report.findings += held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
     return report
 
 

@@ -77,13 +77,15 @@ def prepare_training_data(
         if path is not None:
             refuse_predictions_folder(path, option)
     pairs, palette = read_pairs(images, labels)
-    _stop_on_errors(inspect_pairs(pairs, encoding, in_channels), images, labels, say, base_run)
+    inspected = inspect_pairs(pairs, encoding, in_channels)
+    _stop_on_errors(inspected, images, labels, say, base_run)
     if val_images is not None:
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
-        if encoding is None:
-            _stop_on_errors(CheckReport(findings=held_out_findings(train_pairs, val_pairs)), images, labels, say, base_run)
+        if encoding is None:  # the same split of the summaries: their values are known already
+            held_out = held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
+            _stop_on_errors(CheckReport(findings=held_out), images, labels, say, base_run)
     if encoding is None:
         encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette)
     if val_images is not None:  # checked against the training classes and channels (one class alone is fine here)
