@@ -9,13 +9,18 @@ import pytest
 import torch
 
 from unetkit.models.unet import UNet, UNetConfig
-from unetkit.train.fingerprint import measure_training_rate, object_scale
+from unetkit.train.fingerprint import measure_training_rate, object_scale, step_timer
 from unetkit.train.trainer import VALIDATION_SHARE
 from unetkit.train.planning import (
     STEPS_AT_10_MIN,
+    WIDTHS,
     DataFingerprint,
     MachineFingerprint,
+    Plan,
+    estimated_step_seconds,
     plan_training,
+    refine_width,
+    steps_wanted,
     receptive_field,
     unet_macs_per_pixel,
 )
@@ -194,3 +199,78 @@ def test_a_fixed_patch_larger_than_the_images_is_planned_as_the_patch_the_sample
     assert (cut.batch_size, cut.base_width, cut.planned_steps) == (as_drawn.batch_size, as_drawn.base_width,
                                                                    as_drawn.planned_steps)
     assert any("cut to the largest image" in reason for reason in cut.reasons)
+
+
+# --- widths timed for real (refine_width) -------------------------------------------------------------
+
+def fake_timer(plan: Plan, factor: dict[int, float] | float, machine: MachineFingerprint = LAPTOP):
+    """A machine whose steps take the multiply-add estimate times `factor` (per width); records the widths timed."""
+    timed: list[int] = []
+
+    def time_step(width: int) -> float:
+        timed.append(width)
+        scale = factor if isinstance(factor, float) else factor.get(width, 1.0)
+        return estimated_step_seconds(ISBI_LIKE, machine, plan.depth, plan.patch_size, plan.batch_size, width) * scale
+
+    return time_step, timed
+
+
+def slowest_fitting_step(budget_s: float) -> float:
+    train_seconds = budget_s * (1 - VALIDATION_SHARE)
+    return train_seconds / steps_wanted(train_seconds)
+
+
+def test_a_network_slower_than_its_multiply_adds_is_narrowed_to_the_steps_measured() -> None:
+    """Narrow U-Nets are memory-bound: a step took 2.6 times its estimate, so the plan overpromised steps."""
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600)
+    timer, timed = fake_timer(plan, 3.0)
+    refined, measured = refine_width(plan, ISBI_LIKE, LAPTOP, 600, timer)
+    assert refined.base_width < plan.base_width
+    assert measured[refined.base_width] <= slowest_fitting_step(600)
+    assert refined.step_seconds == measured[refined.base_width]
+    assert refined.planned_steps == int(600 * (1 - VALIDATION_SHARE) / refined.step_seconds)
+    span = 1 / (1 - refined.ema)  # the weight average follows the measured steps, not the promised ones
+    assert 0.05 * refined.planned_steps <= span <= 0.15 * refined.planned_steps
+    assert any(reason.startswith(f"width {refined.base_width}:") and "measured" in reason for reason in refined.reasons)
+    assert len(timed) == len(set(timed))  # each width timed once
+
+
+def test_a_machine_faster_than_estimated_gets_a_wider_network() -> None:
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600)
+    timer, _ = fake_timer(plan, 0.3)
+    refined, measured = refine_width(plan, ISBI_LIKE, LAPTOP, 600, timer)
+    assert refined.base_width > plan.base_width
+    assert measured[refined.base_width] <= slowest_fitting_step(600)
+
+
+def test_a_width_the_cpu_handles_badly_is_passed_over_for_a_wider_faster_one() -> None:
+    """On the 2-core EPYC in bf16 a width-12 step took longer than a width-16 one."""
+    machine = replace(LAPTOP, macs_per_s=50e9)  # the multiply-add model plans width 12 here
+    plan = plan_training(ISBI_LIKE, machine, 600)
+    assert plan.base_width == 12
+    timer, _ = fake_timer(plan, {12: 2.5, 16: 0.6, 8: 1.5}, machine)
+    refined, measured = refine_width(plan, ISBI_LIKE, machine, 600, timer)
+    assert measured[12] > measured[16] <= slowest_fitting_step(600)
+    assert refined.base_width == 16
+
+
+def test_only_widths_near_the_budget_are_timed() -> None:
+    """Timing costs budget: an accurate model times the planned width and the next wider one, never the widest."""
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600)
+    timer, timed = fake_timer(plan, 1.0)
+    refined, _ = refine_width(plan, ISBI_LIKE, LAPTOP, 600, timer)
+    assert refined.base_width == plan.base_width
+    assert set(timed) <= {plan.base_width, WIDTHS[WIDTHS.index(plan.base_width) + 1]}
+
+
+def test_a_fixed_weight_average_stays_when_the_width_is_timed() -> None:
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600, {"ema": 0.0})
+    refined, _ = refine_width(plan, ISBI_LIKE, LAPTOP, 600, fake_timer(plan, 3.0)[0])
+    assert refined.ema == 0.0 and not any(reason.startswith("weight average") for reason in refined.reasons)
+
+
+def test_the_step_timer_times_real_steps_of_the_width_it_is_given() -> None:
+    time_step = step_timer(torch.device("cpu"), None, True, 1, 2, depth=2, patch=32, batch=2)
+    narrow, wide = time_step(4), time_step(32)
+    assert 0 < narrow < 5 and 0 < wide < 5
+    assert wide > narrow  # 64 times the multiply-adds is not free

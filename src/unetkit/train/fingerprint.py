@@ -21,13 +21,14 @@ from scipy import ndimage
 
 from unetkit.engine import as_batch, autocast, available_memory_bytes, to_memory_format, usable_cores
 from unetkit.models.unet import UNet, UNetConfig
-from unetkit.train.planning import DataFingerprint, MachineFingerprint, unet_macs_per_pixel
+from unetkit.train.planning import DataFingerprint, MachineFingerprint, StepTimer, unet_macs_per_pixel
 from unetkit.train.setup import TrainingData
 
 MAX_FINGERPRINT_IMAGES = 16  # enough to estimate fractions and scales; bounded time on big sets
 PROBE_WIDTH, PROBE_DEPTH, PROBE_PATCH, PROBE_BATCH = 16, 4, 128, 8
 SHORT_BUDGET_S, SHORT_PROBE_BATCH = 120.0, 2  # budgets under 2 minutes: a remembered rate, or a 4x cheaper probe
 PROBE_STEPS, PROBE_WARMUP = 4, 2  # timed steps after warm-up steps (the first ones build kernels and caches)
+WIDTH_STEPS, WIDTH_WARMUP = 3, 1  # the same for each width the planner times (a few widths, so fewer steps)
 RATE_MEMORY = "probe-rates.json"  # in $UNETKIT_CACHE, else ~/.cache/unetkit: the best rate measured per machine setting
 
 
@@ -119,20 +120,19 @@ def data_fingerprint(data: TrainingData) -> DataFingerprint:
     )
 
 
-def measure_training_rate(
-    device: torch.device, dtype: torch.dtype | None, channels_last: bool,
-    in_channels: int = 1, classes: int = 2, patch: int = PROBE_PATCH, batch: int = PROBE_BATCH,
-) -> tuple[float, float]:
-    """(multiply-adds per second, seconds spent) of real training steps of a small U-Net on random data."""
-    started = time.monotonic()
+def _fastest_step(
+    device: torch.device, dtype: torch.dtype | None, channels_last: bool, config: UNetConfig, patch: int, batch: int,
+    warmup: int, steps: int,
+) -> float:
+    """Seconds of the fastest of `steps` real training steps (after `warmup` untimed ones) of this U-Net on
+    random data: other programs only ever slow a step down."""
     generator = torch.Generator().manual_seed(0)
-    model = UNet(UNetConfig(in_channels=in_channels, num_classes=classes, base_width=PROBE_WIDTH, depth=PROBE_DEPTH))
-    model = to_memory_format(model.to(device), channels_last)
+    model = to_memory_format(UNet(config).to(device), channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images = as_batch(torch.rand(batch, in_channels, patch, patch, generator=generator), device, channels_last)
-    labels = torch.randint(0, classes, (batch, patch, patch), generator=generator).to(device)
+    images = as_batch(torch.rand(batch, config.in_channels, patch, patch, generator=generator), device, channels_last)
+    labels = torch.randint(0, config.num_classes, (batch, patch, patch), generator=generator).to(device)
     timings = []
-    for _ in range(PROBE_WARMUP + PROBE_STEPS):
+    for _ in range(warmup + steps):
         step_started = time.monotonic()
         with autocast(device, dtype):
             logits = model(images)
@@ -143,9 +143,34 @@ def measure_training_rate(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         timings.append(time.monotonic() - step_started)
-    step_s = float(np.min(timings[PROBE_WARMUP:]))  # the fastest: other programs only ever slow a step down
+    return float(np.min(timings[warmup:]))
+
+
+def measure_training_rate(
+    device: torch.device, dtype: torch.dtype | None, channels_last: bool,
+    in_channels: int = 1, classes: int = 2, patch: int = PROBE_PATCH, batch: int = PROBE_BATCH,
+) -> tuple[float, float]:
+    """(multiply-adds per second, seconds spent) of real training steps of a small U-Net on random data."""
+    started = time.monotonic()
+    config = UNetConfig(in_channels=in_channels, num_classes=classes, base_width=PROBE_WIDTH, depth=PROBE_DEPTH)
+    step_s = _fastest_step(device, dtype, channels_last, config, patch, batch, PROBE_WARMUP, PROBE_STEPS)
     macs = 3 * unet_macs_per_pixel(PROBE_WIDTH, PROBE_DEPTH, in_channels, classes) * batch * patch**2
     return macs / step_s, time.monotonic() - started
+
+
+def step_timer(
+    device: torch.device, dtype: torch.dtype | None, channels_last: bool, in_channels: int, classes: int,
+    depth: int, patch: int, batch: int, budget_s: float | None = None,
+) -> StepTimer:
+    """width -> seconds of a real training step of the padded U-Net with the planned depth, patch and batch
+    (planning.refine_width decides which widths to time). Budgets under SHORT_BUDGET_S time one step a width."""
+    steps = 1 if budget_s is not None and budget_s < SHORT_BUDGET_S else WIDTH_STEPS
+
+    def time_step(width: int) -> float:
+        config = UNetConfig(in_channels=in_channels, num_classes=classes, base_width=width, depth=depth)
+        return _fastest_step(device, dtype, channels_last, config, patch, batch, WIDTH_WARMUP, steps)
+
+    return time_step
 
 
 def machine_fingerprint(

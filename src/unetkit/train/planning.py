@@ -14,7 +14,9 @@ backwards from time. The rules, in order:
    the measured speed of this machine: STEPS_AT_10_MIN for 10 minutes (a
    smaller network with more steps beat a larger one with fewer in every
    10-minute ISBI run we measured), growing with the square root of the time
-   (more time buys both more steps and a wider network).
+   (more time buys both more steps and a wider network). A multiply-add
+   model proposes the width; `refine_width` times real steps and moves it
+   until the measured steps fit.
 4. Loss: cross-entropy, plus Dice when a class is rare (Dice does not let a
    5 % foreground drown in the background's gradient).
 5. Weight average: validate and keep an exponential moving average of the
@@ -23,15 +25,15 @@ backwards from time. The rules, in order:
 
 Everything the user set with a flag stays as given; the rest is planned
 around it. The functions here are pure (fingerprints in, plan out) so that
-they can be tested on made-up data sets and machines; the measuring is in
-`train/fingerprint.py`.
+they can be tested on made-up data sets and machines (`refine_width` takes
+the timing as a function); the measuring is in `train/fingerprint.py`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 
 from unetkit.models.unet import UNetConfig
 from unetkit.train.trainer import VALIDATION_SHARE  # the trainer keeps validation below this share of the budget
@@ -88,7 +90,7 @@ class Plan:
     lr: float
     schedule: str
     ema: float
-    step_seconds: float  # estimated
+    step_seconds: float  # estimated by the multiply-add model, or measured (refine_width)
     planned_steps: int  # estimated from the budget; the budget, not this number, stops training
     reasons: list[str] = field(default_factory=list)
 
@@ -121,9 +123,29 @@ def unet_macs_per_pixel(width: int, depth: int, in_channels: int = 1, classes: i
     return macs + width * classes
 
 
+def estimated_step_seconds(data: DataFingerprint, machine: MachineFingerprint, depth: int, patch: int, batch: int,
+                           width: int) -> float:
+    """A training step's seconds by the multiply-add model: forward, backward and update cost three forwards."""
+    macs = 3 * unet_macs_per_pixel(width, depth, data.channels, data.classes) * batch * patch**2
+    return macs / machine.macs_per_s
+
+
+def fits_in_memory(machine: MachineFingerprint, depth: int, patch: int, batch: int, width: int) -> bool:
+    """Whether a step's activations (kept for backward) take under a quarter of the memory."""
+    activations = sum(batch * (patch / 2**level) ** 2 * width * 2**level for level in range(depth + 1))
+    return 2 * activations * BYTES_PER_ACTIVATION < 0.25 * machine.memory_gib * 2**30
+
+
 def steps_wanted(train_seconds: float) -> int:
     """STEPS_AT_10_MIN for 10 minutes (8.5 of them training), scaled with the square root of the time."""
     return max(1, round(STEPS_AT_10_MIN * math.sqrt(train_seconds / (600 * (1 - VALIDATION_SHARE)))))
+
+
+def weight_average(planned_steps: int) -> tuple[float, str]:
+    """The decay of a weight average over the last EMA_SHARE of the steps, and the plan's line for it."""
+    span = min(1000, max(10, EMA_SHARE * planned_steps))
+    ema = round(1 - 1 / span, 4)
+    return ema, f"weight average: decay {ema}, over the last ~{span:.0f} steps"
 
 
 def _round_down(value: float, multiple: int) -> int:
@@ -178,12 +200,10 @@ def plan_training(
         reasons.append(f"batch {batch}: about {batch * patch * patch / 1e3:.0f} k pixels a step")
 
     def step_seconds(width: int) -> float:
-        macs = 3 * unet_macs_per_pixel(width, depth, data.channels, data.classes) * batch * patch**2
-        return macs / machine.macs_per_s
+        return estimated_step_seconds(data, machine, depth, patch, batch, width)
 
     def fits_memory(width: int) -> bool:
-        activations = sum(batch * (patch / 2**level) ** 2 * width * 2**level for level in range(depth + 1))
-        return 2 * activations * BYTES_PER_ACTIVATION < 0.25 * machine.memory_gib * 2**30
+        return fits_in_memory(machine, depth, patch, batch, width)
 
     # 4. width: the widest that still gets enough steps (and fits in a quarter of the memory)
     if "base_width" in fixed:
@@ -220,10 +240,65 @@ def plan_training(
     if "ema" in fixed:
         ema = float(fixed["ema"])
     else:
-        span = min(1000, max(10, EMA_SHARE * planned_steps))
-        ema = round(1 - 1 / span, 4)
-        reasons.append(f"weight average: decay {ema}, over the last ~{span:.0f} steps")
+        ema, reason = weight_average(planned_steps)
+        reasons.append(reason)
     return Plan(
         patch_size=patch, batch_size=batch, base_width=width, depth=depth, loss=loss, lr=lr, schedule=schedule,
         ema=ema, step_seconds=seconds, planned_steps=planned_steps, reasons=reasons,
     )
+
+
+StepTimer = Callable[[int], float]  # width -> measured seconds of a training step of the planned depth, patch and batch
+GUESS_REACH = 2.0  # a wider network is timed only if its estimate is within this factor of the slowest step that fits
+
+
+def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint, budget_s: float,
+                 time_step: StepTimer) -> tuple[Plan, dict[int, float]]:
+    """Time real steps of the planned network and move its width until the measured steps fit the budget.
+
+    The multiply-add model holds for wide networks, not narrow ones: their
+    memory-bound layers (BatchNorm, activations, upsampling, copies) cost more
+    than their convolutions (on the 2-core EPYC a width-8 step took 2.6 times
+    its estimate), and a CPU's kernels can handle some widths badly (width 12
+    stepped slower than 16 in bf16). So the planned width is timed: while it
+    gets fewer than the wanted steps the next narrower one is timed; then a
+    wider one is timed while the model, or the widest that fits with its time
+    scaled by the model, says it may fit (one timed too slow is passed over). Returns the plan with the width, step time, planned steps and
+    weight average of the measurements, and the seconds measured per width.
+    """
+    train_seconds = budget_s * (1 - VALIDATION_SHARE)
+    wanted = steps_wanted(train_seconds)
+    slowest = train_seconds / wanted
+    widths = [w for w in WIDTHS if fits_in_memory(machine, plan.depth, plan.patch_size, plan.batch_size, w)] or [WIDTHS[0]]
+    measured: dict[int, float] = {}
+
+    def seconds(width: int) -> float:
+        if width not in measured:
+            measured[width] = time_step(width)
+        return measured[width]
+
+    def estimate(width: int) -> float:
+        return estimated_step_seconds(data, machine, plan.depth, plan.patch_size, plan.batch_size, width)
+
+    at = widths.index(plan.base_width) if plan.base_width in widths else 0
+    while at > 0 and seconds(widths[at]) > slowest:
+        at -= 1
+    width = widths[at]
+    for wider in widths[at + 1 :]:  # a width timed too slow is passed over: the next may run faster
+        # a narrow network's time is mostly memory-bound and scales less than its multiply-adds: either may be right
+        guess = min(estimate(wider), seconds(width) * estimate(wider) / estimate(width))
+        if wider not in measured and guess > GUESS_REACH * slowest:
+            break
+        if seconds(wider) <= slowest:
+            width = wider
+    step = seconds(width)
+    planned_steps = max(1, int(train_seconds / step))
+    fits = "at least" if step <= slowest else "fewer than"
+    reasons = [f"width {width}: {planned_steps} steps fit the budget at {step:.2f} s a step, measured ({fits} the "
+               f"{wanted} wanted for this budget)" if reason.startswith("width ") else reason for reason in plan.reasons]
+    ema = plan.ema
+    if any(reason.startswith("weight average:") for reason in reasons):  # planned, not fixed: follow the steps
+        ema, line = weight_average(planned_steps)
+        reasons = [line if reason.startswith("weight average:") else reason for reason in reasons]
+    refined = replace(plan, base_width=width, step_seconds=step, planned_steps=planned_steps, ema=ema, reasons=reasons)
+    return refined, measured

@@ -20,8 +20,8 @@ from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
 from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
-from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint
-from unetkit.train.planning import plan_training
+from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint, step_timer
+from unetkit.train.planning import plan_training, refine_width
 from unetkit.train.setup import TrainingData, prepare_training_data
 from unetkit.train.trainer import VALIDATION_SHARE, Trainer
 
@@ -37,8 +37,16 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str]) -> 
     machine, seconds = machine_fingerprint(device, dtype, config.channels_last, data.in_channels, data_print.classes, patch,
                                            config.budget_s)
     plan = plan_training(data_print, machine, config.budget_s, {name: getattr(config, name) for name in fixed})
+    measured: dict[int, float] = {}
+    if config.budget_s and "base_width" not in fixed:  # the multiply-add model misjudges narrow networks: time them
+        started = time.monotonic()
+        timer = step_timer(device, dtype, config.channels_last, data.in_channels, data_print.classes, plan.depth,
+                           plan.patch_size, plan.batch_size, config.budget_s)
+        plan, measured = refine_width(plan, data_print, machine, config.budget_s, timer)
+        seconds += time.monotonic() - started
     choices = {name: value for name, value in plan.choices().items() if name not in fixed}
     record = {"data": data_print.to_json(), "machine": machine.to_json(), **plan.to_json(),
+              "measured_step_seconds": {str(width): round(step_s, 4) for width, step_s in measured.items()},
               "fixed_by_user": sorted(set(fixed) & set(plan.choices())), "probe_seconds": round(seconds, 2)}
     return replace(config, **choices), record
 
