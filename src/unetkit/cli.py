@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from dataclasses import replace
@@ -351,11 +352,23 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
     return ""
 
 
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """`--budget -5s` -> `--budget=-5s`: argparse takes a value like -5s for an option and reports the value
+    missing; attached, it reaches the option's own check, which says what is allowed."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.fullmatch(r"-\.?\d.*", token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()  # a --budget counts from the command's start: loading torch takes seconds too
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
         args.started = started
         COMMANDS[args.command](args)
     except InputError as exc:
