@@ -274,3 +274,91 @@ def test_the_step_timer_times_real_steps_of_the_width_it_is_given() -> None:
     narrow, wide = time_step(4), time_step(32)
     assert 0 < narrow < 5 and 0 < wide < 5
     assert wide > narrow  # 64 times the multiply-adds is not free
+
+
+def test_a_width_the_user_fixed_is_timed_not_changed() -> None:
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600, {"base_width": 32})
+    timer, timed = fake_timer(plan, 2.0)
+    refined, measured = refine_width(plan, ISBI_LIKE, LAPTOP, 600, timer, width_fixed=True)
+    assert refined.base_width == 32 and timed == [32]
+    assert refined.step_seconds == measured[32] and refined.planned_steps == int(510 / measured[32])
+
+
+def test_timing_widths_stops_after_its_share_of_the_budget() -> None:
+    """Each width costs a model and a few steps; on a loaded machine that ate a short budget."""
+    from unetkit.train import planning
+
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600)
+    timer, timed = fake_timer(plan, 3.0)
+    now = [0.0]
+
+    def slow_timer(width: int) -> float:
+        now[0] += 0.6 * planning.TIMING_SHARE * 600  # each timing takes 60 % of the allowance
+        return timer(width)
+
+    refined, measured = refine_width(plan, ISBI_LIKE, LAPTOP, 600, slow_timer, clock=lambda: now[0])
+    assert len(timed) == 2  # the second started within the allowance, a third would not
+    if refined.base_width not in measured:  # estimated from the nearest width timed, and said so
+        assert any("estimated from the widths timed" in reason for reason in refined.reasons)
+
+
+def test_a_run_stopped_by_epochs_is_planned_for_its_epochs_not_a_long_budget() -> None:
+    """--budget 72h --epochs 1 planned width 48 for 67325 steps and trained 1."""
+    data = replace(ISBI_LIKE, pixels=24 * 512 * 512)
+    days = plan_training(data, LAPTOP, 72 * 3600, epochs=1)
+    ten_minutes = plan_training(data, LAPTOP, 600)
+    assert days.base_width == ten_minutes.base_width
+    per_epoch = -(-data.pixels // (days.batch_size * days.patch_size**2))
+    assert days.planned_steps == per_epoch
+    assert plan_training(data, LAPTOP, 30, epochs=50).planned_steps == plan_training(data, LAPTOP, 30).planned_steps
+
+
+def test_a_small_training_set_gets_a_batch_of_about_one_pass_over_it() -> None:
+    """Five 96 x 96 images got batches of 14 patches of 96 x 96: three passes a step, 15 steps in 45 s, nothing learnt."""
+    few = replace(ISBI_LIKE, images=5, height=96, width=96, largest_side=96, object_scale=30.0, pixels=5 * 96 * 96)
+    plan = plan_training(few, LAPTOP, 45)
+    assert plan.batch_size * plan.patch_size**2 <= 1.5 * few.pixels
+    assert plan_training(replace(ISBI_LIKE, pixels=24 * 512 * 512), LAPTOP, 600).batch_size == plan_training(
+        ISBI_LIKE, LAPTOP, 600).batch_size  # a large set is not capped
+
+
+def test_one_small_image_does_not_shrink_the_patch_of_all_the_others() -> None:
+    """A 40 x 40 image among 300 x 200 ... 700 x 500 ones planned patch 40 and depth 2."""
+    from types import SimpleNamespace
+
+    from unetkit.train.fingerprint import data_fingerprint
+
+    sizes = [(40, 40), (300, 200), (96, 96), (64, 512), (700, 500), (120, 80), (400, 300)]
+    labels = []
+    for height, width in sizes:
+        label = np.zeros((height, width), dtype=np.int64)
+        label[::20, :] = 1  # stripes 19 px apart: small objects
+        labels.append(torch.from_numpy(label))
+    data = SimpleNamespace(train=SimpleNamespace(labels=labels), encoding=SimpleNamespace(num_classes=2), in_channels=1)
+    fingerprint = data_fingerprint(data)  # type: ignore[arg-type]
+    assert (fingerprint.height, fingerprint.width) == (120, 200)
+    assert fingerprint.pixels == sum(h * w for h, w in sizes)
+    assert plan_training(fingerprint, LAPTOP, 600).patch_size > 40
+
+
+def test_the_plan_counts_only_the_time_left_of_the_budget(toy_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A 20 s run that spent 12 s loading, reading and probing promised the steps of 17 s and did 3."""
+    from unetkit.train.recipes import recipe
+    from unetkit.train.setup import prepare_training_data
+    from unetkit.train.start import plan_run
+
+    images, labels = toy_data
+    config = replace(recipe("default"), budget_s=60.0, device="cpu", base_width=8)
+    data = prepare_training_data(images, labels, None, None, config.val_fraction, config.normalization, say=lambda _: None)
+    _, fresh = plan_run(config, data, frozenset({"base_width"}), used_s=0.0)
+    _, late = plan_run(config, data, frozenset({"base_width"}), used_s=45.0)
+    assert late["planned_steps"] < 0.5 * fresh["planned_steps"]
+
+
+def test_widths_timed_on_a_busy_machine_are_planned_as_on_an_idle_one() -> None:
+    """The model's rate is the best remembered; a probe at a third of it means every timing is three times slow."""
+    plan = plan_training(ISBI_LIKE, LAPTOP, 600)
+    idle, _ = refine_width(plan, ISBI_LIKE, LAPTOP, 600, fake_timer(plan, 1.0)[0])
+    busy_timer, _ = fake_timer(plan, 3.0)
+    busy, _ = refine_width(plan, ISBI_LIKE, replace(LAPTOP, slowdown=3.0), 600, busy_timer)
+    assert busy.base_width == idle.base_width and busy.planned_steps == pytest.approx(idle.planned_steps, rel=0.01)

@@ -110,13 +110,14 @@ def data_fingerprint(data: TrainingData) -> DataFingerprint:
     fractions = tuple(float(c) for c in counts / max(1.0, counts.sum()))
     return DataFingerprint(
         images=len(labels),
-        height=min(y.shape[0] for y in labels),
-        width=min(y.shape[1] for y in labels),
+        height=int(np.median([y.shape[0] for y in labels])),  # one small image must not shrink every patch: the
+        width=int(np.median([y.shape[1] for y in labels])),  # sampler mirror-pads the images smaller than a patch
         channels=data.in_channels,
         classes=data.encoding.num_classes,
         class_fractions=fractions,
         object_scale=object_scale(sample),
         largest_side=max(max(y.shape) for y in labels),
+        pixels=sum(int(y.size) for y in labels),
     )
 
 
@@ -160,15 +161,13 @@ def measure_training_rate(
 
 def step_timer(
     device: torch.device, dtype: torch.dtype | None, channels_last: bool, in_channels: int, classes: int,
-    depth: int, patch: int, batch: int, budget_s: float | None = None,
+    depth: int, patch: int, batch: int,
 ) -> StepTimer:
     """width -> seconds of a real training step of the padded U-Net with the planned depth, patch and batch
-    (planning.refine_width decides which widths to time). Budgets under SHORT_BUDGET_S time one step a width."""
-    steps = 1 if budget_s is not None and budget_s < SHORT_BUDGET_S else WIDTH_STEPS
-
+    (planning.refine_width decides which widths to time)."""
     def time_step(width: int) -> float:
         config = UNetConfig(in_channels=in_channels, num_classes=classes, base_width=width, depth=depth)
-        return _fastest_step(device, dtype, channels_last, config, patch, batch, WIDTH_WARMUP, steps)
+        return _fastest_step(device, dtype, channels_last, config, patch, batch, WIDTH_WARMUP, WIDTH_STEPS)
 
     return time_step
 
@@ -190,15 +189,17 @@ def machine_fingerprint(
            f"{'nhwc' if channels_last else 'nchw'}|{in_channels}->{classes}|{probe_patch}")
     short = budget_s is not None and budget_s < SHORT_BUDGET_S
     remembered = remembered_rate(key)
+    slowdown = 1.0
     if short and remembered:
         rate, seconds = remembered, 0.0
     else:
-        rate, seconds = measure_training_rate(device, dtype, channels_last, in_channels, classes, probe_patch,
-                                              batch=SHORT_PROBE_BATCH if short else PROBE_BATCH)
-        rate = best_known_rate(key, rate)
+        measured, seconds = measure_training_rate(device, dtype, channels_last, in_channels, classes, probe_patch,
+                                                  batch=SHORT_PROBE_BATCH if short else PROBE_BATCH)
+        rate = best_known_rate(key, measured)
+        slowdown = rate / measured
     memory = (torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda"
               else available_memory_bytes() / 2**30)
-    return MachineFingerprint(device.type, usable_cores(), round(memory, 1), precision, rate), seconds
+    return MachineFingerprint(device.type, usable_cores(), round(memory, 1), precision, rate, round(slowdown, 3)), seconds
 
 
 def _cpu_model() -> str:

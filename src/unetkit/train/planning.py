@@ -32,6 +32,7 @@ the timing as a function); the measuring is in `train/fingerprint.py`.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
@@ -54,13 +55,14 @@ class DataFingerprint:
     """What the planner needs to know about the training set."""
 
     images: int
-    height: int  # the smallest training image's size: patches must fit every image
+    height: int  # the median training image's size: patches are sized to it (the sampler mirror-pads smaller images)
     width: int
     channels: int
     classes: int
     class_fractions: tuple[float, ...]
     object_scale: float  # pixels; see fingerprint.object_scale
     largest_side: int = 0  # the largest image's longer side: the sampler cuts a larger --patch-size to it (0: unknown)
+    pixels: int = 0  # all training pixels: an epoch's patches cover them once; a step's batch need not exceed them (0: unknown)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +77,7 @@ class MachineFingerprint:
     memory_gib: float
     precision: str  # what the engine will compute in: "fp32", "bf16", "fp16"
     macs_per_s: float  # measured training rate: multiply-adds per second of forward + backward + update / 3
+    slowdown: float = 1.0  # the best rate remembered / the rate this probe measured: how busy the machine is now
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,27 +160,31 @@ def plan_training(
     machine: MachineFingerprint,
     budget_s: float | None,
     fixed: dict[str, Any] | None = None,
+    epochs: int | None = None,
 ) -> Plan:
-    """Choose what `fixed` leaves open. `budget_s` None means training stops by epochs: plan as for 10 minutes."""
+    """Choose what `fixed` leaves open. A run stopped by `epochs` (and by no budget, or one over 10 minutes) is
+    planned as for 10 minutes; its planned steps are its epochs' (or the budget's, if fewer)."""
     fixed = dict(fixed or {})
     reasons: list[str] = []
-    budget = budget_s if budget_s else 600.0
+    budget = min(budget_s or 600.0, 600.0) if epochs else budget_s or 600.0
     train_seconds = budget * (1 - VALIDATION_SHARE)
 
     # 1. depth: the receptive field covers two objects, within what the image allows
-    smallest_side = min(data.height, data.width)
+    side = min(data.height, data.width)  # the median image's shorter side
+    patch_fixed = "patch_size" in fixed and fixed["patch_size"] is not None
     if "depth" in fixed:
         depth = int(fixed["depth"])
     else:
         depth = next((d for d in range(2, 6) if receptive_field(d) >= 2 * data.object_scale), 5)
-        while depth > 1 and smallest_side < 8 * 2**depth:  # keep the bottom at least 8 pixels wide
+        seen = int(fixed["patch_size"]) if patch_fixed else side  # what the network sees at once
+        while depth > 1 and seen < 8 * 2**depth:  # keep the bottom at least 8 pixels wide
             depth -= 1
         reasons.append(f"depth {depth}: receptive field {receptive_field(depth)} px for objects of about "
                        f"{data.object_scale:.0f} px")
     multiple = 2**depth
 
     # 2. patch: two objects across, at most the image, bounded for the device
-    if "patch_size" in fixed and fixed["patch_size"] is not None:
+    if patch_fixed:
         patch = int(fixed["patch_size"])
         if data.largest_side and patch > data.largest_side:  # as the sampler will: plan for the patches it draws
             reasons.append(f"patch {data.largest_side}: --patch-size {patch} cut to the largest image")
@@ -185,9 +192,9 @@ def plan_training(
     else:
         cap = MAX_PATCH_GPU if machine.device == "cuda" else MAX_PATCH_CPU
         wanted = max(MIN_PATCH, min(cap, 2 * data.object_scale, receptive_field(depth)))
-        patch = max(multiple, _round_down(min(wanted, smallest_side), multiple))
-        if patch >= smallest_side:
-            reasons.append(f"patch {patch}: the whole (smallest) image, {smallest_side} px")
+        patch = max(multiple, _round_down(min(wanted, side), multiple))
+        if patch >= side:
+            reasons.append(f"patch {patch}: the whole (median) image, {side} px")
         else:
             reasons.append(f"patch {patch}: two objects across, within the receptive field")
 
@@ -197,7 +204,11 @@ def plan_training(
     else:
         pixels = PIXELS_PER_STEP * (4 if machine.device == "cuda" else 1)
         batch = max(2, min(64, round(pixels / patch**2)))
-        reasons.append(f"batch {batch}: about {batch * patch * patch / 1e3:.0f} k pixels a step")
+        if data.pixels and batch * patch**2 > data.pixels:  # five 96 x 96 images: 14 patches a step was 3 passes
+            batch = max(2, round(data.pixels / patch**2))
+            reasons.append(f"batch {batch}: about one pass over the {data.pixels / 1e3:.0f} k training pixels a step")
+        else:
+            reasons.append(f"batch {batch}: about {batch * patch * patch / 1e3:.0f} k pixels a step")
 
     def step_seconds(width: int) -> float:
         return estimated_step_seconds(data, machine, depth, patch, batch, width)
@@ -213,7 +224,7 @@ def plan_training(
         affordable = [w for w in WIDTHS if train_seconds / step_seconds(w) >= wanted_steps and fits_memory(w)]
         width = max(affordable) if affordable else WIDTHS[0]
         steps_at = train_seconds / step_seconds(width)
-        if budget_s:
+        if budget_s and not (epochs and budget_s > budget):
             reasons.append(f"width {width}: {steps_at:.0f} steps fit the budget at {step_seconds(width):.2f} s a step "
                            f"({'at least' if affordable else 'fewer than'} the {wanted_steps} wanted for this budget)")
         else:
@@ -235,6 +246,9 @@ def plan_training(
     schedule = str(fixed.get("schedule", "cosine"))
     seconds = step_seconds(width)
     planned_steps = max(1, int(train_seconds / seconds))
+    if epochs:  # the sampler's epoch: patches enough to cover every training pixel once
+        by_epochs = epochs * max(1, math.ceil(max(data.pixels, patch**2) / (batch * patch**2)))
+        planned_steps = min(planned_steps, by_epochs) if budget_s else by_epochs
 
     # 6. weight average over the last tenth of the steps
     if "ema" in fixed:
@@ -250,10 +264,13 @@ def plan_training(
 
 StepTimer = Callable[[int], float]  # width -> measured seconds of a training step of the planned depth, patch and batch
 GUESS_REACH = 2.0  # a wider network is timed only if its estimate is within this factor of the slowest step that fits
+TIMING_SHARE = 0.02  # timing widths stops after this share of the budget (the first width is always timed)
+MIN_TIMED_BUDGET_S = 120.0  # shorter budgets plan by the model alone: a few timed steps would be a large share of them
 
 
 def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint, budget_s: float,
-                 time_step: StepTimer) -> tuple[Plan, dict[int, float]]:
+                 time_step: StepTimer, width_fixed: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> tuple[Plan, dict[int, float]]:
     """Time real steps of the planned network and move its width until the measured steps fit the budget.
 
     The multiply-add model holds for wide networks, not narrow ones: their
@@ -263,38 +280,56 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
     stepped slower than 16 in bf16). So the planned width is timed: while it
     gets fewer than the wanted steps the next narrower one is timed; then a
     wider one is timed while the model, or the widest that fits with its time
-    scaled by the model, says it may fit (one timed too slow is passed over). Returns the plan with the width, step time, planned steps and
-    weight average of the measurements, and the seconds measured per width.
+    scaled by the model, says it may fit (one timed too slow is passed over).
+    Timing stops after TIMING_SHARE of the budget; widths not timed by then are
+    estimated from the nearest timed one. On a busy machine the times are
+    divided by the probe's slowdown against the best rate remembered, as the
+    model's rate is that best rate (a timing at three times the normal step
+    planned width 8 for ISBI where width 16 fits). A width the user fixed is only timed.
+    Returns the plan with the width, step time, planned steps and weight
+    average of the measurements, and the seconds measured per width.
     """
     train_seconds = budget_s * (1 - VALIDATION_SHARE)
     wanted = steps_wanted(train_seconds)
     slowest = train_seconds / wanted
     widths = [w for w in WIDTHS if fits_in_memory(machine, plan.depth, plan.patch_size, plan.batch_size, w)] or [WIDTHS[0]]
     measured: dict[int, float] = {}
-
-    def seconds(width: int) -> float:
-        if width not in measured:
-            measured[width] = time_step(width)
-        return measured[width]
+    started = clock()
 
     def estimate(width: int) -> float:
         return estimated_step_seconds(data, machine, plan.depth, plan.patch_size, plan.batch_size, width)
 
-    at = widths.index(plan.base_width) if plan.base_width in widths else 0
-    while at > 0 and seconds(widths[at]) > slowest:
-        at -= 1
-    width = widths[at]
-    for wider in widths[at + 1 :]:  # a width timed too slow is passed over: the next may run faster
-        # a narrow network's time is mostly memory-bound and scales less than its multiply-adds: either may be right
-        guess = min(estimate(wider), seconds(width) * estimate(wider) / estimate(width))
-        if wider not in measured and guess > GUESS_REACH * slowest:
-            break
-        if seconds(wider) <= slowest:
+    def seconds(width: int) -> float:
+        if width not in measured and (not measured or clock() - started < TIMING_SHARE * budget_s):
+            measured[width] = time_step(width) / machine.slowdown  # as the machine steps when not busy
+        if width in measured:
+            return measured[width]
+        nearest = min(measured, key=lambda timed: abs(timed - width))
+        return measured[nearest] * estimate(width) / estimate(nearest)
+
+    def timed_too_slow(width: int) -> bool:
+        return width in measured and measured[width] > slowest
+
+    width = plan.base_width
+    if not width_fixed:
+        at = widths.index(width) if width in widths else 0
+        while at > 0 and seconds(widths[at]) > slowest:
+            at -= 1
+        width = widths[at]
+        for wider in widths[at + 1 :]:  # a width timed too slow is passed over: the next may run faster
+            if timed_too_slow(wider):
+                continue
+            # a narrow network's time is mostly memory-bound and scales less than its multiply-adds: either may be right
+            if min(estimate(wider), seconds(width) * estimate(wider) / estimate(width)) > GUESS_REACH * slowest:
+                break
+            if seconds(wider) > slowest or wider not in measured:  # out of timing allowance: no guessing upwards
+                break
             width = wider
     step = seconds(width)
+    how = "measured" if width in measured else "estimated from the widths timed"
     planned_steps = max(1, int(train_seconds / step))
     fits = "at least" if step <= slowest else "fewer than"
-    reasons = [f"width {width}: {planned_steps} steps fit the budget at {step:.2f} s a step, measured ({fits} the "
+    reasons = [f"width {width}: {planned_steps} steps fit the budget at {step:.2f} s a step, {how} ({fits} the "
                f"{wanted} wanted for this budget)" if reason.startswith("width ") else reason for reason in plan.reasons]
     ema = plan.ema
     if any(reason.startswith("weight average:") for reason in reasons):  # planned, not fixed: follow the steps

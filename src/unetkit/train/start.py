@@ -21,14 +21,15 @@ from unetkit.errors import InputError
 from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
 from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint, step_timer
-from unetkit.train.planning import plan_training, refine_width
+from unetkit.train.planning import MIN_TIMED_BUDGET_S, plan_training, refine_width
 from unetkit.train.setup import TrainingData, prepare_training_data
 from unetkit.train.trainer import VALIDATION_SHARE, Trainer
 
 
-def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str]) -> tuple[TrainConfig, dict[str, Any]]:
+def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str], used_s: float = 0.0
+             ) -> tuple[TrainConfig, dict[str, Any]]:
     """Fingerprint the data and the machine, plan what `fixed` leaves open: the planned config and
-    the plan for run.json."""
+    the plan for run.json. `used_s`: seconds of the budget already spent (loading, reading, checking)."""
     device = resolve_device(config.device)
     configure_process()
     dtype = autocast_dtype(device, config.precision)
@@ -36,13 +37,15 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str]) -> 
     patch = config.patch_size if "patch_size" in fixed and config.patch_size else min(data_print.height, data_print.width)
     machine, seconds = machine_fingerprint(device, dtype, config.channels_last, data.in_channels, data_print.classes, patch,
                                            config.budget_s)
-    plan = plan_training(data_print, machine, config.budget_s, {name: getattr(config, name) for name in fixed})
+    # the steps that fit are those of the time left: a 20 s run that spent 12 s reading and probing has 8 s to train
+    budget = max(1.0, config.budget_s - used_s - seconds) if config.budget_s else None
+    plan = plan_training(data_print, machine, budget, {name: getattr(config, name) for name in fixed}, config.epochs)
     measured: dict[int, float] = {}
-    if config.budget_s and "base_width" not in fixed:  # the multiply-add model misjudges narrow networks: time them
+    if budget and config.budget_s >= MIN_TIMED_BUDGET_S and not config.epochs:  # the model misjudges narrow networks
         started = time.monotonic()
         timer = step_timer(device, dtype, config.channels_last, data.in_channels, data_print.classes, plan.depth,
-                           plan.patch_size, plan.batch_size, config.budget_s)
-        plan, measured = refine_width(plan, data_print, machine, config.budget_s, timer)
+                           plan.patch_size, plan.batch_size)
+        plan, measured = refine_width(plan, data_print, machine, budget, timer, width_fixed="base_width" in fixed)
         seconds += time.monotonic() - started
     choices = {name: value for name, value in plan.choices().items() if name not in fixed}
     record = {"data": data_print.to_json(), "machine": machine.to_json(), **plan.to_json(),
@@ -144,7 +147,7 @@ def train(
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
     plan = None
     if config.plan and config.model == "unet":
-        config, plan = plan_run(config, data, frozenset(fixed))
+        config, plan = plan_run(config, data, frozenset(fixed), time.monotonic() - began)
     elif config.plan:  # the planner's cost model and rules are the padded U-Net's
         say(f"no plan: the planner sizes the padded U-Net (--model unet); --model {config.model} trains with fixed "
             f"values (width {config.base_width}, patch {config.patch_size}, batch {config.batch_size}, lr {config.lr:g}) "
@@ -176,7 +179,10 @@ def train(
     for line in _describe(trainer):
         say(line)
     if plan is not None:
-        steps = plan["planned_steps"] if config.budget_s else (config.epochs or 0) * trainer.sampler.steps_per_epoch()
+        steps = plan["planned_steps"]
+        if config.epochs:  # the sampler's own count of an epoch's steps
+            by_epochs = config.epochs * trainer.sampler.steps_per_epoch()
+            steps = min(steps, by_epochs) if config.budget_s else by_epochs
         say(f"plan ({steps} steps of about {plan['step_seconds']:.2f} s; "
             f"fixed by you: {', '.join(flag_of(name) for name in plan['fixed_by_user']) or 'nothing'}):")
         for reason in plan["reasons"]:
@@ -192,7 +198,8 @@ def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
     """One line on what the run did and which weights it kept: what a user reads last, and compares runs by."""
     progress = record.get("progress") or {}
     best = (record.get("metrics") or {}).get("best") or {}
-    spent = f"{progress.get('step', 0)} steps in {progress.get('seconds', 0.0):.0f} s"
+    steps = progress.get("step", 0)
+    spent = f"{steps} step{'' if steps == 1 else 's'} in {progress.get('seconds', 0.0):.0f} s"
     if budget_s:
         spent += f" of a {budget_s:.0f} s budget"
     if best.get("selected_by") == "train_loss":
@@ -213,7 +220,8 @@ def _warn_about_slow_validation(trainer: Trainer, say: Callable[[str], None]) ->
         pixels = sum(int(y.numel()) for y in trainer.data.val.labels)
         say(f"warning: one validation of the {len(trainer.data.val)} validation image(s) ({pixels / 1e6:.1f} M pixels) "
             f"takes {cost:.0f} s, over {VALIDATION_SHARE:.0%} of the {budget:.0f} s budget, so the run trained only "
-            f"{trainer.counters.step} steps; give a larger --budget, or fewer or smaller validation images")
+            f"{trainer.counters.step} step{'' if trainer.counters.step == 1 else 's'}; give a larger --budget, or fewer or "
+            "smaller validation images")
 
 
 def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> None:
