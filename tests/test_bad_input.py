@@ -301,3 +301,18 @@ def test_an_output_disk_too_small_for_the_probabilities_is_refused_before_work(
     assert calls == []  # refused before any image was predicted
     monkeypatch.undo()
     assert main(["predict", str(grey_run), str(images), "--out", str(tmp_path / "pred2"), "--prob", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("value", ["4e9", "abc", "-5", "0"])
+def test_a_bad_pixel_limit_in_the_environment_is_one_line_and_exit_2(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """UNETKIT_MAX_PIXELS=4e9 raised ValueError at import (a traceback, exit 1); -5 was taken as the limit."""
+    images, labels = write_blob_pairs(tmp_path / "data", count=3, size=32)
+    monkeypatch.setenv("UNETKIT_MAX_PIXELS", value)
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"UNETKIT_MAX_PIXELS={value}" in err[0] and "whole number" in err[0]
+    monkeypatch.setenv("UNETKIT_MAX_PIXELS", "100")  # a valid limit still refuses larger images
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 2
+    assert "above the limit of 100" in capsys.readouterr().out  # check's table lists each file's problem

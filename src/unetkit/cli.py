@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
+        from unetkit.data.io import max_pixels
+
+        max_pixels()  # a bad UNETKIT_MAX_PIXELS is said once, not once per file
         args.started = started
         COMMANDS[args.command](args)
     except InputError as exc:

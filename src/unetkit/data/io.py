@@ -29,7 +29,19 @@ IMAGE_SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
 LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 # Larger images are refused before decoding: a decompression bomb would fill memory.
-MAX_PIXELS = int(os.environ.get("UNETKIT_MAX_PIXELS", 1 << 31))
+DEFAULT_MAX_PIXELS = 1 << 31  # per image page; a larger one is more likely a damaged header than a real image
+
+
+def max_pixels() -> int:
+    """The per-page pixel limit: UNETKIT_MAX_PIXELS if set (read when used: a bad value is an error line, not an
+    import-time traceback)."""
+    text = os.environ.get("UNETKIT_MAX_PIXELS", "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"UNETKIT_MAX_PIXELS={text}: give a whole number of pixels, e.g. {DEFAULT_MAX_PIXELS} "
+                         "(the default), or unset it")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -104,9 +116,10 @@ def list_image_files(path: Path) -> list[Path]:
 
 def _check_pixel_count(path: Path, shape: tuple[int, ...]) -> None:
     pixels = int(np.prod(shape[:2])) if len(shape) >= 2 else 0
-    if pixels > MAX_PIXELS:
+    limit = max_pixels()
+    if pixels > limit:
         raise InputError(
-            f"{path}: {shape[1]} x {shape[0]} pixels is above the limit of {MAX_PIXELS}; "
+            f"{path}: {shape[1]} x {shape[0]} pixels is above the limit of {limit}; "
             "crop it, or raise UNETKIT_MAX_PIXELS if it is genuine"
         )
 
