@@ -300,3 +300,15 @@ def test_a_refusal_before_the_first_file_leaves_no_folder_and_a_partial_folder_k
     (tmp_path / "0.png").write_bytes(b"x")
     remove_empty_folders([tmp_path], leftover=PREDICTIONS_MARKER)
     assert (tmp_path / PREDICTIONS_MARKER).exists() and (tmp_path / "0.png").exists()
+
+
+def test_predicting_again_into_a_folder_replaces_that_images_outputs_and_keeps_the_others(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """A second predict without --prob left the first run's NAME_prob.tif beside the new mask: two runs mixed."""
+    out = tmp_path / "pred"
+    predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
+    (out / "0.tif").write_bytes(b"an earlier run's 16-bit mask")  # as a run with other classes would have written
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png", tiny_run / "image" / "1.png"], out, **QUIET)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "0.png", "1.png", "2.png", "2_prob.tif", "3.png", "3_prob.tif"]  # 2 and 3 were not predicted again

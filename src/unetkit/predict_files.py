@@ -192,11 +192,25 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         else:
             target_path = out / f"{file.stem}.png"
             write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
+    written = {target_path}
+    if write_probabilities:
+        written.add(out / f"{file.stem}{PROB_SUFFIX}.tif")
     if boundary is not None:
         assert probabilities is not None
         maps = probabilities[:, boundary] if stack else probabilities[boundary]
+        written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
         write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps))
+    remove_earlier_outputs(out, file.stem, written)
     return target_path
+
+
+def remove_earlier_outputs(out: Path, stem: str, written: set[Path]) -> None:
+    """An image predicted again into the same folder: remove what an earlier predict wrote for it and this one
+    did not (its _prob.tif beside a new mask from another run, or a .tif mask beside a new .png), so that
+    the folder never mixes two runs' outputs of one image. Other images' outputs stay."""
+    for name in (f"{stem}.png", f"{stem}.tif", f"{stem}{PROB_SUFFIX}.tif", f"{stem}{CELLS_SUFFIX}.tif"):
+        if out / name not in written:
+            (out / name).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
