@@ -166,7 +166,10 @@ def test_a_run_saved_before_the_sign_test_still_reports_its_shift() -> None:
     lines: list[str] = []
     _report_alignment({"alignment": {"shift_px": [-0.5, 0.0], "val_pixel_error": 0.074, "val_pixel_error_shifted": 0.070}},
                       lines.append)
-    assert len(lines) == 1 and "-0.50 px down" in lines[0] and "blocks" not in lines[0]
+    assert len(lines) == 1 and "shifted 0.50 px up," in lines[0] and "blocks" not in lines[0]  # not "-0.50 px down"
+    _report_alignment({"alignment": {"shift_px": [0.25, -0.75], "val_pixel_error": 0.074, "val_pixel_error_shifted": 0.07}},
+                      lines.append)
+    assert "shifted 0.25 px down and 0.75 px left," in lines[1]
 
 
 def test_many_classes_count_every_shifts_errors_as_shifting_every_map_would() -> None:

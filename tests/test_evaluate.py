@@ -62,6 +62,9 @@ def test_an_unmatched_prediction_is_named(tmp_path: Path, capsys: pytest.Capture
     write_png(tmp_path / "pred" / "7.png", cells()[:-2])
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
     assert "a prediction must have the size of its true mask" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(tmp_path / "truth"), "--labels", str(tmp_path / "truth")]) == 2
+    err = capsys.readouterr().err  # was training's advice: "put the masks in a folder of their own (DATA/label)"
+    assert "given as both the predictions and the true masks" in err and "DATA/label" not in err
 
 
 def test_probability_maps_are_scored_by_threshold_sweep_and_by_watershed(tmp_path: Path) -> None:

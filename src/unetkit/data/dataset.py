@@ -59,15 +59,17 @@ class Matching:
     conflicts: list[str]  # one message per stem claimed twice, or a file/folder mix-up
 
 
-def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = ()) -> Matching:
+def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
+                kinds: tuple[str, str] = ("image", "mask")) -> Matching:
     """Match image files with label files by stem (missing paths and empty folders still raise).
 
     Image files whose stem ends with one of `skip_suffixes` are left out (what predict writes beside NAME.png:
-    NAME_prob.tif, NAME_cells.tif).
+    NAME_prob.tif, NAME_cells.tif). `kinds`: what messages call the two sides.
     """
     if Path(images).is_dir() and Path(images).resolve() == Path(labels).resolve():
-        return Matching([], [], [], [f"{images}: given as both the images and the masks; put the masks in a folder of their own "
-                                     "(e.g. DATA/image and DATA/label)"])
+        fix = ("put the masks in a folder of their own (e.g. DATA/image and DATA/label)" if kinds[0] == "image"
+               else f"give the {kinds[0]}s' folder and the {kinds[1]}s' folder")
+        return Matching([], [], [], [f"{images}: given as both the {kinds[0]}s and the {kinds[1]}s; {fix}"])
     image_files = [f for f in list_image_files(images) if not (skip_suffixes and f.stem.endswith(skip_suffixes))]
     label_files = list_image_files(labels)
     if Path(images).is_file() != Path(labels).is_file():
@@ -112,7 +114,7 @@ def _kinds(images_are_masks: bool) -> tuple[str, str]:
 def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
                kinds: tuple[str, str] = TRAINING_KINDS) -> list[tuple[Path, Path]]:
     """Matched (image, label) files; the first conflict or orphan is an error naming the files (as `kinds`)."""
-    matching = match_files(images, labels, skip_suffixes)
+    matching = match_files(images, labels, skip_suffixes, kinds)
     image, label = kinds
     if matching.conflicts:
         raise InputError(matching.conflicts[0])
@@ -160,7 +162,7 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
             kind, other = _kinds(images_are_masks)
             raise InputError(
                 f"{pair.image.location}: is {image.shape[1]} x {image.shape[0]} (width x height) but its {other} "
-                f"{pair.label.location} is {label.shape[1]} x {label.shape[0]}; a {kind} must have the size of its {other}"
+                f"{pair.label.location} is {label.shape[1]} x {label.shape[0]}; {'an' if kind[0] in 'aeiou' else 'a'} {kind} must have the size of its {other}"
             )
         pairs.append(pair)
     return pairs, palette
@@ -181,9 +183,14 @@ def read_pairs(
         conflict = palettes.conflict(label_file, label_palette, [page.label.array for page in pages])
         if conflict:
             raise InputError(f"{label_file}: {conflict}")
-    channels = {p.image.channels for p in pairs}
-    if len(channels) > 1:
-        raise InputError(f"{images}: images have different channel counts {sorted(channels)}; save them all greyscale or all RGB")
+    channels: dict[int, list[RawPair]] = {}
+    for pair in pairs:
+        channels.setdefault(pair.image.channels, []).append(pair)
+    if len(channels) > 1:  # name the odd ones out, as `check` does
+        odd = min(channels.values(), key=len)[0]
+        counts = ", ".join(f"{len(group)} with {count}" for count, group in sorted(channels.items()))
+        raise InputError(f"{odd.image.location}: has {odd.image.channels} channel(s), the images have different channel "
+                         f"counts ({counts}); save them all greyscale or all RGB")
     dtypes = {p.image.array.dtype.name: p.image.path for p in pairs}
     if len(dtypes) > 1 and not images_are_masks:
         found = ", ".join(f"{dtype} ({path.name})" for dtype, path in sorted(dtypes.items()))

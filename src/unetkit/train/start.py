@@ -229,7 +229,9 @@ def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> Non
     found = record.get("alignment") or {}
     down, right = found.get("shift_px") or (0.0, 0.0)
     if down or right:
-        say(f"label alignment: outputs shifted {down:+.2f} px down, {right:+.2f} px right, as the validation labels sit "
+        moves = [f"{abs(amount):.2f} px {names[amount < 0]}" for amount, names in ((down, ("down", "up")),
+                                                                            (right, ("right", "left"))) if amount]
+        say(f"label alignment: outputs shifted {' and '.join(moves)}, as the validation labels sit "
             f"(pixel error {found['val_pixel_error']:.4f} -> {found['val_pixel_error_shifted']:.4f}; "
             + (f"better in {blocks[0]} blocks of the validation images, worse in {blocks[1]}; "
                if (blocks := found.get("blocks_better_worse")) else "")  # runs saved before the sign test lack it
