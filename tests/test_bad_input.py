@@ -222,6 +222,12 @@ def absurd_budget(images, labels, tmp, grey, colour):  # type: ignore[no-untyped
     return train_argv(images, labels, tmp / "run", "--budget", "1e9h"), ("--budget", "at most 30 days")
 
 
+def output_is_a_file(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    """Was "not writable (File exists)"."""
+    (tmp / "a-file").write_bytes(b"")
+    return ["predict", grey, images, "--out", tmp / "a-file", "--quiet"], ("a-file", "is a file")
+
+
 def negative_budget(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
     """argparse took -5s for an option and said only "expected one argument"."""
     return train_argv(images, labels, tmp / "run", "--budget", "-5s"), ("--budget -5s", "must be positive")
@@ -236,7 +242,7 @@ CASES: list[Case] = [
     random_bytes_png, jpeg_mask, rgb_mask_with_unknown_colour, nan_in_float_tiff, unseen_label_value,
     two_channel_image_to_one_channel_model, decompression_bomb, unwritable_output, unwritable_run_folder, output_is_input,
     negative_tile, zero_tile, nan_learning_rate, infinite_learning_rate, zero_width, absurd_depth, absurd_width,
-    odd_width, absurd_batch, absurd_budget, negative_budget, negative_synthetic_count,
+    odd_width, absurd_batch, absurd_budget, negative_budget, negative_synthetic_count, output_is_a_file,
 ]
 
 

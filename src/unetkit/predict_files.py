@@ -63,6 +63,8 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
     for path in inputs:
         if is_predictions_folder(path):
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, not a folder; give a new or empty folder for the predictions")
     if out.is_dir() and not (out / PREDICTIONS_MARKER).exists():
         theirs = next((p for p in sorted(out.iterdir()) if not p.name.startswith(".")), None)
         if theirs is not None:  # a folder of the user's own files (their labels, say): never written into

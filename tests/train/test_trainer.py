@@ -464,3 +464,15 @@ def test_a_validation_that_eats_the_budget_is_warned_about(toy_data: tuple[Path,
     train(images, labels, tmp_path / "run2", replace(TINY, epochs=None, budget_s=4.0, patch_size=16), progress=False,
           say=lines.append)
     assert not any(line.startswith("warning: one validation") for line in lines)
+
+
+def test_the_model_line_says_what_the_network_has() -> None:
+    """An FCN was described as "fcn8s width 16 depth 4 bilinear": it has neither a depth nor bilinear upsampling."""
+    from unetkit.config import TrainConfig as Config
+    from unetkit.run import model_options
+    from unetkit.train.start import _describe_network
+
+    for model, expected in (("fcn8s", "fcn8s width 16"), ("unet", "unet width 16 depth 4 bilinear"),
+                            ("unet-classic", "unet-classic width 16 depth 4 transposed-conv, valid convolutions")):
+        options = model_options(Config(model=model, base_width=16, depth=4, bilinear=True), 1, 2)
+        assert _describe_network(options, model) == expected

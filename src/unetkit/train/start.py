@@ -54,6 +54,18 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str], use
     return replace(config, **choices), record
 
 
+def _describe_network(options: dict[str, Any], model: str) -> str:
+    """What the network has, from the options it was built with (an FCN has no depth or upsampling choice)."""
+    words = [model, f"width {options['base_width']}"]
+    if "depth" in options:
+        words.append(f"depth {options['depth']}")
+    if "bilinear" in options:
+        words.append("bilinear" if options["bilinear"] else "transposed-conv")
+    elif model == "unet-classic":
+        words.append("transposed-conv, valid convolutions")
+    return " ".join(words)
+
+
 def _describe(trainer: Trainer) -> list[str]:
     data, config = trainer.data, trainer.config
     params = sum(p.numel() for p in trainer.model.parameters())
@@ -62,8 +74,7 @@ def _describe(trainer: Trainer) -> list[str]:
     return [
         f"data: {len(data.train)} training and {len(data.val)} validation images, sizes {sizes[:3]}, {data.in_channels} channel(s)",
         f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
-        f"model: {config.model} width {config.base_width} depth {config.depth}"
-        f"{'' if trainer.margin else ' bilinear' if config.bilinear else ' transposed-conv'}, "
+        f"model: {_describe_network(trainer.record['model']['options'], config.model)}, "
         f"{params / 1e6:.2f} M parameters, on {trainer.device}",
         f"training: recipe {config.recipe}, {config.loss} loss, {config.optimizer} lr {config.lr:g}, batch {config.batch_size} of "
         f"{'whole images' if trainer.sampler.patch_size is None else f'{trainer.sampler.patch_size}x{trainer.sampler.patch_size} patches'}"
