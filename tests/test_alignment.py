@@ -172,8 +172,10 @@ def test_a_run_saved_before_the_sign_test_still_reports_its_shift() -> None:
     assert "shifted 0.25 px down and 0.75 px left," in lines[1]
 
 
-def test_many_classes_count_every_shifts_errors_as_shifting_every_map_would() -> None:
-    """Only pixels near a class edge are shifted for K > 2 (25 times faster): the counts must not change."""
+def test_many_classes_count_every_shifts_errors_as_shifting_every_map_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only pixels near a class edge are shifted for K > 2 (33 times faster on a 1024 x 1024 image): the counts
+    must not change (up to rounding: the mix is summed in another order), and whole maps are never shifted."""
+    from unetkit import alignment
     from unetkit.alignment import _block_sums, _shift_axis
 
     torch.manual_seed(3)
@@ -182,9 +184,11 @@ def test_many_classes_count_every_shifts_errors_as_shifting_every_map_would() ->
         probs = logits.softmax(0)
         truth = probs.argmax(0).roll(1, 0)  # labels half a region off: shifts matter
         search = ShiftSearch()
-        search.add(probs, truth)
+        with monkeypatch.context() as patched:
+            patched.setattr(alignment, "_shift_axis", lambda *args: pytest.fail("shifted whole maps"))
+            search.add(probs, truth)
         for index, (dy, dx) in enumerate(search.shifts):
             wrong = _shift_axis(_shift_axis(probs, dy, 1), dx, 2).argmax(0) != truth
-            assert search.errors[index] == float(wrong.sum())
-            assert torch.equal(search.block_errors[0][index], _block_sums(wrong))
+            assert abs(search.errors[index] - float(wrong.sum())) <= 2
+            assert (search.block_errors[0][index] - _block_sums(wrong)).abs().sum() <= 2
         assert search.best()["best_shift_px"] == [1.0, 0.0]

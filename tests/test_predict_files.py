@@ -312,3 +312,16 @@ def test_predicting_again_into_a_folder_replaces_that_images_outputs_and_keeps_t
     predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png", tiny_run / "image" / "1.png"], out, **QUIET)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "0.png", "1.png", "2.png", "2_prob.tif", "3.png", "3_prob.tif"]  # 2 and 3 were not predicted again
+
+
+def test_an_input_named_like_another_inputs_probabilities_keeps_its_mask(tiny_run: Path, tmp_path: Path) -> None:
+    """Inputs 0 and 0_prob, the second's mask a TIFF: predicting 0 without --prob removed 0_prob.tif, its mask."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "0.png").write_bytes((tiny_run / "image" / "0.png").read_bytes())
+    tifffile.imwrite(images / "0_prob.tif", np.stack([read_pages(tiny_run / "image" / "1.png")[0][0]] * 2))  # a stack
+    out = tmp_path / "pred"
+    predict_paths(tiny_run / "run", [images], out, **QUIET)
+    predict_paths(tiny_run / "run", [images / "0.png"], out, **QUIET)  # 0 again, alone
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["0.png", "0_prob.tif"]
+    assert tifffile.imread(out / "0_prob.tif").shape == (2, 40, 40)  # the stack's masks, not removed

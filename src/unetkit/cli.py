@@ -352,12 +352,27 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
     return ""
 
 
-def _attach_negative_values(argv: list[str]) -> list[str]:
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The options of `parser` and its subcommands that take a value (not the on/off flags)."""
+    options: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                options |= _value_options(sub)
+        elif action.option_strings and action.nargs != 0:
+            options.update(action.option_strings)
+    return options
+
+
+def _attach_negative_values(argv: list[str], takes_value: set[str]) -> list[str]:
     """`--budget -5s` -> `--budget=-5s`: argparse takes a value like -5s for an option and reports the value
-    missing; attached, it reaches the option's own check, which says what is allowed."""
+    missing; attached, it reaches the option's own check, which says what is allowed. Only options that
+    take a value, and nothing after `--`."""
     out: list[str] = []
-    for token in argv:
-        if out and out[-1].startswith("--") and "=" not in out[-1] and re.fullmatch(r"-\.?\d.*", token):
+    for index, token in enumerate(argv):
+        if token == "--":
+            return out + argv[index:]
+        if out and out[-1] in takes_value and re.fullmatch(r"-\.?\d.*", token):
             out[-1] = f"{out[-1]}={token}"
         else:
             out.append(token)
@@ -368,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()  # a --budget counts from the command's start: loading torch takes seconds too
     args = None
     try:
-        args = build_parser().parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
+        parser = build_parser()
+        args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv), _value_options(parser)))
         from unetkit.data.io import max_pixels
 
         max_pixels()  # a bad UNETKIT_MAX_PIXELS is said once, not once per file
@@ -411,8 +427,11 @@ def entry() -> None:
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+            if stream is not None:
+                stream.flush()
+        except BrokenPipeError:  # the reader left before the last lines: as main() reports it
+            code = code or EXIT_BROKEN_PIPE
+        except (OSError, ValueError):  # a closed stream: nothing more can be said
             pass
     os._exit(code)
 

@@ -165,8 +165,8 @@ def cell_labels(boundary: np.ndarray) -> np.ndarray:
 
 
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
-                  write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack) -> Path:
-    """One input file's mask (and probabilities, cells); returns the mask's path."""
+                  write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack) -> tuple[Path, set[Path]]:
+    """One input file's mask (and probabilities, cells); returns the mask's path and every file written."""
     num_classes = run.encoding.num_classes
     pages = read_pages_lazily(file)
     stack = len(pages) > 1
@@ -202,17 +202,27 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         maps = probabilities[:, boundary] if stack else probabilities[boundary]
         written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
         write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps))
-    remove_earlier_outputs(out, file.stem, written)
-    return target_path
+    return target_path, written
 
 
-def remove_earlier_outputs(out: Path, stem: str, written: set[Path]) -> None:
+def remove_earlier_outputs(out: Path, stem: str, written: set[Path], input_stems: set[str]) -> None:
     """An image predicted again into the same folder: remove what an earlier predict wrote for it and this one
-    did not (its _prob.tif beside a new mask from another run, or a .tif mask beside a new .png), so that
-    the folder never mixes two runs' outputs of one image. Other images' outputs stay."""
-    for name in (f"{stem}.png", f"{stem}.tif", f"{stem}{PROB_SUFFIX}.tif", f"{stem}{CELLS_SUFFIX}.tif"):
-        if out / name not in written:
-            (out / name).unlink(missing_ok=True)
+    did not, so that the folder never mixes two runs' outputs of one image (a new mask beside the first run's
+    NAME_prob.tif; a NAME.tif mask beside a new NAME.png). Other images' outputs stay: NAME_prob.tif goes only
+    if it holds float32 probabilities and NAME_prob is not an input of this call (else it may be that image's
+    mask); NAME_cells.tif (integer labels, like a mask) is left alone."""
+    stale = [out / name for name in (f"{stem}.png", f"{stem}.tif")]
+    probabilities = out / f"{stem}{PROB_SUFFIX}.tif"
+    if f"{stem}{PROB_SUFFIX}" not in input_stems and probabilities.is_file():
+        try:
+            with tifffile.TiffFile(probabilities) as tif:
+                if tif.series[0].dtype == np.float32:
+                    stale.append(probabilities)
+        except Exception:  # noqa: BLE001 - unreadable: not ours to remove
+            pass
+    for path in stale:
+        if path not in written:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -272,10 +282,13 @@ def predict_paths(
         if too_large:
             raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
                              "come from probabilities held in memory); predict it without --instances, or split the stack")
+        input_stems = {f.stem for f in files}
         for file in tqdm(files, desc="predict", unit="file", disable=not progress):
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
-                written.append(_predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
-                                             boundary, on_disk))
+                mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
+                                              boundary, on_disk)
+            remove_earlier_outputs(Path(out), file.stem, outputs, input_stems)
+            written.append(mask)
     except BaseException as exc:
         if not written and created:  # a refusal at the first file leaves no empty output folder behind
             remove_empty_folders(created, leftover=PREDICTIONS_MARKER)  # the marker alone would keep it

@@ -339,7 +339,7 @@ def test_patch_larger_than_every_image_shrinks_to_the_largest() -> None:
         ([(8, 8)] * 4, None, 1, 4),
         ([(16, 16)] * 3, 8, 2, 6),  # 768 pixels / (2 x 64)
         ([(10, 10)] * 3, 8, 4, 2),  # 300 / 256, rounded up
-        ([(5, 5), (10, 10)], 8, 1, 3),  # the small one padded to 8 x 8 first: 164 / 64, rounded up
+        ([(5, 5), (10, 10)], 8, 1, 2),  # the images' own pixels, not the small one padded: 125 / 64, rounded up
         ([(4, 4)], 4, 8, 1),  # never less than one step
     ],
 )
@@ -404,3 +404,12 @@ def test_a_probability_map_given_as_the_single_file_is_an_error_naming_it(tmp_pa
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(InputError, match="x_prob.tif: is not a mask but a map predict writes"):
         pair_files(tmp_path / "x_prob.tif", tmp_path / "x.png", skip_suffixes=("_prob",))
+
+
+def test_an_image_smaller_than_the_patch_draws_patches_by_its_own_pixels_not_its_padding() -> None:
+    """Padded to the patch, a 40 x 40 image among 176 x 176 ones drew 19 times its share of (mostly mirrored) patches."""
+    sampler = _sampler(_threshold_data([(8, 8), (32, 32)]), 32, 64, seed=0)
+    sampler.start_epoch()
+    names = [name for step in range(20) for name in sampler.batch(step).names]
+    share = names.count("img0") / len(names)
+    assert 0.02 < share < 0.12  # its own pixels: 64 of 1088 (6 %); padded it had half

@@ -38,7 +38,7 @@ def max_pixels() -> int:
     text = os.environ.get("UNETKIT_MAX_PIXELS", "").strip()
     if not text:
         return DEFAULT_MAX_PIXELS
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdecimal()) or int(text) < 1:
         raise InputError(f"UNETKIT_MAX_PIXELS={text}: give a whole number of pixels, e.g. {DEFAULT_MAX_PIXELS} "
                          "(the default), or unset it")
     return int(text)

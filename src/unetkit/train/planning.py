@@ -6,10 +6,11 @@ backwards from time. The rules, in order:
 
 1. Context: the receptive field should cover twice the object scale (the
    size of the structures that hold the typical pixel), which sets the depth;
-   the patch should hold two objects across, within the image and the CPU's
-   reach, which sets the patch size.
+   the patch should hold two objects across, within the median image (smaller
+   ones are mirror-padded) and the CPU's reach, which sets the patch size.
 2. Batch: about PIXELS_PER_STEP pixels a step (a CPU gains nothing from more
-   parallel work per step, and more steps help).
+   parallel work per step, and more steps help), at most about one pass over
+   a small training set.
 3. Width: the widest network that still gets enough steps in the budget at
    the measured speed of this machine: STEPS_AT_10_MIN for 10 minutes (a
    smaller network with more steps beat a larger one with fewer in every
@@ -176,7 +177,7 @@ def plan_training(
         depth = int(fixed["depth"])
     else:
         depth = next((d for d in range(2, 6) if receptive_field(d) >= 2 * data.object_scale), 5)
-        seen = int(fixed["patch_size"]) if patch_fixed else side  # what the network sees at once
+        seen = min(int(fixed["patch_size"]), data.largest_side or int(fixed["patch_size"])) if patch_fixed else side
         while depth > 1 and seen < 8 * 2**depth:  # keep the bottom at least 8 pixels wide
             depth -= 1
         reasons.append(f"depth {depth}: receptive field {receptive_field(depth)} px for objects of about "
@@ -248,7 +249,8 @@ def plan_training(
     planned_steps = max(1, int(train_seconds / seconds))
     if epochs:  # the sampler's epoch: patches enough to cover every training pixel once
         by_epochs = epochs * max(1, math.ceil(max(data.pixels, patch**2) / (batch * patch**2)))
-        planned_steps = min(planned_steps, by_epochs) if budget_s else by_epochs
+        by_budget = int(budget_s * (1 - VALIDATION_SHARE) / seconds) if budget_s else by_epochs
+        planned_steps = max(1, min(by_epochs, by_budget))
 
     # 6. weight average over the last tenth of the steps
     if "ema" in fixed:
@@ -266,10 +268,11 @@ StepTimer = Callable[[int], float]  # width -> measured seconds of a training st
 GUESS_REACH = 2.0  # a wider network is timed only if its estimate is within this factor of the slowest step that fits
 TIMING_SHARE = 0.02  # timing widths stops after this share of the budget (the first width is always timed)
 MIN_TIMED_BUDGET_S = 120.0  # shorter budgets plan by the model alone: a few timed steps would be a large share of them
+BUSY_SLOWDOWN = 1.25  # a probe this much slower than the best remembered means a busy machine, not noise
 
 
 def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint, budget_s: float,
-                 time_step: StepTimer, width_fixed: bool = False,
+                 time_step: StepTimer, width_fixed: bool = False, ema_fixed: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> tuple[Plan, dict[int, float]]:
     """Time real steps of the planned network and move its width until the measured steps fit the budget.
 
@@ -282,10 +285,10 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
     wider one is timed while the model, or the widest that fits with its time
     scaled by the model, says it may fit (one timed too slow is passed over).
     Timing stops after TIMING_SHARE of the budget; widths not timed by then are
-    estimated from the nearest timed one. On a busy machine the times are
-    divided by the probe's slowdown against the best rate remembered, as the
-    model's rate is that best rate (a timing at three times the normal step
-    planned width 8 for ISBI where width 16 fits). A width the user fixed is only timed.
+    estimated from the nearest timed one. On a busy machine (a probe over
+    BUSY_SLOWDOWN times slower than the best rate remembered) the times are
+    divided by that slowdown, as the model's rate is that best rate (a timing
+    at three times the normal step planned width 8 for ISBI where width 16 fits). A width the user fixed is only timed.
     Returns the plan with the width, step time, planned steps and weight
     average of the measurements, and the seconds measured per width.
     """
@@ -294,6 +297,7 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
     slowest = train_seconds / wanted
     widths = [w for w in WIDTHS if fits_in_memory(machine, plan.depth, plan.patch_size, plan.batch_size, w)] or [WIDTHS[0]]
     measured: dict[int, float] = {}
+    busy = machine.slowdown if machine.slowdown > BUSY_SLOWDOWN else 1.0  # below it: the probe's own noise
     started = clock()
 
     def estimate(width: int) -> float:
@@ -301,7 +305,7 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
 
     def seconds(width: int) -> float:
         if width not in measured and (not measured or clock() - started < TIMING_SHARE * budget_s):
-            measured[width] = time_step(width) / machine.slowdown  # as the machine steps when not busy
+            measured[width] = time_step(width) / busy  # as the machine steps when not busy
         if width in measured:
             return measured[width]
         nearest = min(measured, key=lambda timed: abs(timed - width))
@@ -332,7 +336,7 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
     reasons = [f"width {width}: {planned_steps} steps fit the budget at {step:.2f} s a step, {how} ({fits} the "
                f"{wanted} wanted for this budget)" if reason.startswith("width ") else reason for reason in plan.reasons]
     ema = plan.ema
-    if any(reason.startswith("weight average:") for reason in reasons):  # planned, not fixed: follow the steps
+    if not ema_fixed:  # planned: it follows the measured steps
         ema, line = weight_average(planned_steps)
         reasons = [line if reason.startswith("weight average:") else reason for reason in reasons]
     refined = replace(plan, base_width=width, step_seconds=step, planned_steps=planned_steps, ema=ema, reasons=reasons)
