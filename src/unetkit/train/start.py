@@ -206,12 +206,15 @@ def train(
     return trainer.record
 
 
+def _steps(count: int) -> str:
+    return f"{count} step{'' if count == 1 else 's'}"
+
+
 def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
     """One line on what the run did and which weights it kept: what a user reads last, and compares runs by."""
     progress = record.get("progress") or {}
     best = (record.get("metrics") or {}).get("best") or {}
-    steps = progress.get("step", 0)
-    spent = f"{steps} step{'' if steps == 1 else 's'} in {progress.get('seconds', 0.0):.0f} s"
+    spent = f"{_steps(progress.get('step', 0))} in {progress.get('seconds', 0.0):.0f} s"
     if budget_s:
         spent += f" of a {budget_s:.0f} s budget"
     if best.get("selected_by") == "train_loss":
@@ -232,7 +235,7 @@ def _warn_about_slow_validation(trainer: Trainer, say: Callable[[str], None]) ->
         pixels = sum(int(y.numel()) for y in trainer.data.val.labels)
         say(f"warning: one validation of the {len(trainer.data.val)} validation image(s) ({pixels / 1e6:.1f} M pixels) "
             f"takes {cost:.0f} s, over {VALIDATION_SHARE:.0%} of the {budget:.0f} s budget, so the run trained only "
-            f"{trainer.counters.step} step{'' if trainer.counters.step == 1 else 's'}; give a larger --budget, or fewer or "
+            f"{_steps(trainer.counters.step)}; give a larger --budget, or fewer or "
             "smaller validation images")
 
 
