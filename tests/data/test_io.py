@@ -166,6 +166,17 @@ def test_rgb_tiff_stack(tmp_path: Path) -> None:
     np.testing.assert_array_equal(pages, stack)
 
 
+@pytest.mark.parametrize("planes", [3, 4])
+def test_colour_planes_stored_apart_are_refused_as_ambiguous(tmp_path: Path, planes: int) -> None:
+    """tifffile's default for a (3, H, W) array: RGB in separate planes; 3 sections read as one colour image."""
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, _random((planes, H, W), np.uint8), photometric="rgb", planarconfig="separate")  # its default
+    with pytest.raises(InputError, match=rf"stack.tif: its {planes} colour planes .*photometric='minisblack'"):
+        read_pages(path)
+    tifffile.imwrite(path, _random((planes, H, W), np.uint8), photometric="minisblack")  # the fix the message gives
+    assert read_pages(path)[0].shape == (planes, H, W)
+
+
 def test_float32_tiff_exact(tmp_path: Path) -> None:
     image = (RNG.normal(0, 1e3, (H, W))).astype(np.float32)
     path = tmp_path / "float.tif"
