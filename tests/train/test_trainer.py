@@ -476,3 +476,11 @@ def test_the_model_line_says_what_the_network_has() -> None:
                             ("unet-classic", "unet-classic width 16 depth 4 transposed-conv, valid convolutions")):
         options = model_options(Config(model=model, base_width=16, depth=4, bilinear=True), 1, 2)
         assert _describe_network(options, model) == expected
+
+
+def test_training_sizes_are_written_width_by_height_like_check() -> None:
+    """train printed "sizes [(64, 48)]" (height, width) where check writes "48 x 64"."""
+    from unetkit.train.start import _describe_sizes
+
+    assert _describe_sizes([(64, 48)]) == "48 x 64"
+    assert _describe_sizes([(40, 40), (64, 48), (20, 30)]) == "3 sizes from 30 x 20 to 48 x 64"

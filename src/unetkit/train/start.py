@@ -67,13 +67,20 @@ def _describe_network(options: dict[str, Any], model: str) -> str:
     return " ".join(words)
 
 
+def _describe_sizes(sizes: list[tuple[int, int]]) -> str:
+    """Training image sizes as `check` writes them (width x height): "512 x 512", or the smallest and largest of several."""
+    if len(sizes) == 1:
+        return f"{sizes[0][1]} x {sizes[0][0]}"
+    smallest, largest = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
+    return f"{len(sizes)} sizes from {smallest[1]} x {smallest[0]} to {largest[1]} x {largest[0]}"
+
+
 def _describe(trainer: Trainer) -> list[str]:
     data, config = trainer.data, trainer.config
     params = sum(p.numel() for p in trainer.model.parameters())
-    sizes = trainer.image_sizes
     stop = [f"{config.epochs} epochs" if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
     return [
-        f"data: {len(data.train)} training and {len(data.val)} validation images, sizes {sizes[:3]}, {data.in_channels} channel(s)",
+        f"data: {len(data.train)} training and {len(data.val)} validation images of {_describe_sizes(trainer.image_sizes)}, {data.in_channels} channel(s)",
         f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
         f"model: {_describe_network(trainer.record['model']['options'], config.model)}, "
         f"{params / 1e6:.2f} M parameters, on {trainer.device}",
