@@ -191,6 +191,8 @@ def test_export_errors_are_one_line_with_exit_code_2(exported: tuple[Path, Path]
         (["export", str(run), "--out", str(tmp_path / "l"), "--license", "mit"], "did you mean MIT"),
         (["export", str(run), "--out", str(tmp_path / "a-file" / "m.zip")], "is a file, not a folder"),
         (["export", str(run), "--out", str(run / "exported")], "inside the run"),
+        (["export", str(run), "--out", str(tmp_path / "model.tar")], "not a .tar file"),  # was a folder named model.tar
+        (["export", str(run), "--out", str(tmp_path / "net.ONNX")], "not a .onnx file"),
     ]
     for argv, message in cases:
         assert main(argv) == 2
@@ -233,6 +235,25 @@ def test_a_colour_run_exports_packed_colours_and_says_how_to_unpack_them(tmp_pat
     assert "0xRRGGBB" in (tmp_path / "exported" / "README.md").read_text()
     summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="torchscript")
     assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details]
+
+
+def test_a_palette_run_exports_its_palette_to_colour_the_mask(tmp_path: Path) -> None:
+    """Palette-PNG masks: predict writes palette masks; the export must carry the colours for its consumers."""
+    rng = np.random.default_rng(0)
+    palette = [0, 0, 0, 200, 30, 90] + [0] * 762
+    (tmp_path / "label").mkdir()
+    for i in range(3):
+        image, label = blob_pair(rng, 32)
+        write_png(tmp_path / "image" / f"{i}.png", image)
+        mask = Image.fromarray(label, "P")
+        mask.putpalette(palette)
+        mask.save(tmp_path / "label" / f"{i}.png")
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    export_run(tmp_path / "run", tmp_path / "exported", formats=("torchscript",), report=lambda _: None)
+    mask_output = json.loads((tmp_path / "exported" / "export.json").read_text())["outputs"][1]
+    assert mask_output["palette"][:6] == palette[:6] and mask_output["colour"] is False
+    assert "putpalette" in (tmp_path / "exported" / "README.md").read_text()
 
 
 def test_label_values_beyond_int32_come_out_as_int64() -> None:

@@ -63,6 +63,8 @@ UNET_PAPER = {"text": "Ronneberger, Fischer and Brox: U-Net: Convolutional Netwo
                       "MICCAI 2015", "doi": "10.1007/978-3-319-24574-4_28"}
 ONNX_OPSET = 18
 CHECK_TOLERANCE = 1e-4  # largest difference in probability an exported file may show against the run
+FILE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".gz", ".bz2", ".xz", ".7z", ".rar", ".onnx", ".pt", ".pth",
+                 ".torchscript")  # --out names that promise one file; only .zip is written as one
 _EXAMPLE_BATCH = 2  # torch.export fixes a dimension traced at size 1
 
 
@@ -189,6 +191,10 @@ def _check_export_target(out: Path, run_dir: Path) -> None:
     """A new folder, or a new .zip, in a place that can be written; never inside the run it exports."""
     if out.resolve().is_relative_to(run_dir.resolve()):
         raise InputError(f"--out {out}: is inside the run {run_dir}; export to a folder of its own")
+    not_a_folder = next((s for s in FILE_SUFFIXES if out.name.lower().endswith(s)), None)
+    if not_a_folder is not None:
+        raise InputError(f"--out {out}: an export is a folder or a .zip file, not a {not_a_folder} file; give a folder "
+                         f"name or one ending in .zip")
     if out.suffix.lower() != ".zip":
         check_new_run_folder(out, resumable=False, what="export folder")
         return
@@ -402,7 +408,7 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
              "classes": list(run.encoding.values)},
             {"name": "mask", "axes": "byx", "dtype": str(mask_dtype(run.encoding.values)).removeprefix("torch."),
              "size": output_size, "values": _mask_values_text(run), "label_dtype": run.encoding.dtype,
-             "colour": run.encoding.colour},
+             "colour": run.encoding.colour, **_palette(run)},
         ],
         "normalization": run.normalization.to_json(),
         "alignment_shift_px": list(run.output_shift) if run.output_shift else [0.0, 0.0],
@@ -410,6 +416,12 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
         "libraries": {name: version for name, version in library_versions().items() if name in ("unetkit", "torch")},
     }
 
+
+
+def _palette(run: Run) -> dict[str, Any]:
+    """The training masks' palette (palette PNGs), so that a consumer can colour the mask as unetkit predict does:
+    index i is drawn in palette[3i:3i+3] (R, G, B)."""
+    return {"palette": list(run.encoding.palette)} if run.encoding.palette else {}
 
 
 def _mask_values_text(run: Run) -> str:
@@ -439,6 +451,11 @@ def _readme(description: dict[str, Any]) -> str:
     lines += [
         f"Outputs: `probabilities` (batch x {len(classes)} x {out_size}, classes in the order {classes}) and `mask` "
         f"(batch x {out_size}, {description['outputs'][1]['dtype']}: {description['outputs'][1]['values']}).",
+    ]
+    if "palette" in description["outputs"][1]:
+        lines += ["The training masks were palette images: save `mask` as one with export.json's `outputs[1].palette` "
+                  "(Pillow: `Image.fromarray(mask[0].astype(np.uint8), 'P')`, then `.putpalette(palette)`)."]
+    lines += [
         "",
         "```python",
         "import numpy as np",
