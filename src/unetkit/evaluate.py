@@ -55,7 +55,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
     """
     # `predict --prob` writes NAME_prob.tif beside the masks, `predict --instances` NAME_cells.tif
     pairs, palette = read_pairs(pred, labels, skip_suffixes=(PROB_SUFFIX, CELLS_SUFFIX), images_are_masks=True)
-    masks = [(p.image.name, p.image.array) for p in pairs] + [(p.label.name, p.label.array) for p in pairs]
+    masks = [(str(p.image.location), p.image.array) for p in pairs] + [(str(p.label.location), p.label.array) for p in pairs]
     encoding = LabelEncoding.from_masks(masks, palette, minimum_classes=1)  # an empty field, rightly left empty, is one
     _check_same_encoding(pairs, encoding)
     boundary = None

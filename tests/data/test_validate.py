@@ -160,7 +160,16 @@ def test_with_grey_and_colour_masks_the_odd_one_out_is_named(tmp_path: Path) -> 
     colour[grey > 0] = (255, 0, 0)
     write_png(labels / "1.png", colour)
     errors = check_dataset(images, labels).errors
-    assert [Path(f.file).name for f in errors] == ["1.png"] and "most masks hold grey values" in errors[0].message, errors
+    assert [Path(f.file).name for f in errors] == ["1.png"] and "most masks hold grey values or palette indices" in errors[0].message, errors
+
+
+def test_masks_of_another_kind_than_a_runs_are_compared_with_the_run_not_with_most_masks(tmp_path: Path) -> None:
+    """Against a colour run, grey masks were called "greyscale" (palette masks too) and compared with "most masks"."""
+    images, labels = pairs(tmp_path, 3)  # all grey: "most masks" would be these very masks
+    colour_run = LabelEncoding((0x0000FF, 0xFF0000), "uint8", colour=True)
+    errors = check_dataset(images, labels, classes=colour_run).errors
+    assert len(errors) == 3 and all("the run's training masks are RGB colour masks" in f.message for f in errors), errors
+    assert "grey values or palette indices" in errors[0].message and "most masks" not in errors[0].message
 
 
 def test_check_can_skip_the_held_out_split_for_runs_that_will_get_their_own_validation_set(tmp_path: Path) -> None:

@@ -48,8 +48,11 @@ def mostly_colour(masks: Iterable[np.ndarray]) -> bool:
     return chromatic >= flat if chromatic and flat else chromatic > 0
 
 
-def scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
-    """A mask as (H, W) int64 codes: colours packed (in a colour encoding), integral floats accepted."""
+def scalar_codes(mask: np.ndarray, source: str, colour: bool, reference: str = "most masks") -> np.ndarray:
+    """A mask as (H, W) int64 codes: colours packed (in a colour encoding), integral floats accepted.
+
+    `reference` names the masks whose kind (colour or not) `colour` comes from, for the error when this one differs.
+    """
     if mask.ndim == 3:
         if mask.shape[-1] != 3:
             raise InputError(f"{source}: mask has {mask.shape[-1]} channels; save masks as greyscale, palette or RGB")
@@ -59,10 +62,12 @@ def scalar_codes(mask: np.ndarray, source: str, colour: bool) -> np.ndarray:
                                  "save colour masks as 8-bit RGB, or the classes as grey values or a palette")
             return _pack_colours(mask)
         if is_colour(mask):  # its first channel alone would pass red (255, 0, 0) as grey 255
-            raise InputError(f"{source}: colour mask, but most masks hold grey values; save all masks the same way")
+            raise InputError(f"{source}: colour mask, but {reference} hold grey values or palette indices; save all "
+                             "masks the same way")
         mask = mask[..., 0]
     elif colour:
-        raise InputError(f"{source}: greyscale mask, but most masks are RGB colour masks; save all masks the same way")
+        raise InputError(f"{source}: a mask of grey values or palette indices, but {reference} are RGB colour masks; save "
+                         "all masks the same way")
     if mask.dtype.kind == "f":
         if not np.all(np.isfinite(mask)):
             raise InputError(f"{source}: mask holds NaN or infinite values; masks must hold class values")
@@ -111,9 +116,10 @@ class LabelEncoding:
         dtype = np.result_type(*[mask.dtype for _, mask in masks]).name
         return cls(tuple(sorted(found)), dtype, colour, tuple(palette) if palette else None)
 
-    def to_classes(self, mask: np.ndarray, source: str) -> np.ndarray:
-        """A mask as (H, W) class indices; values outside the classes are an error naming the file."""
-        codes = scalar_codes(mask, source, self.colour)
+    def to_classes(self, mask: np.ndarray, source: str, reference: str = "most masks") -> np.ndarray:
+        """A mask as (H, W) class indices; values outside the classes are an error naming the file
+        (`reference`: the masks the classes come from, see `scalar_codes`)."""
+        codes = scalar_codes(mask, source, self.colour, reference)
         values = np.asarray(self.values, dtype=np.int64)
         classes = np.searchsorted(values, codes)
         classes = np.clip(classes, 0, len(values) - 1)

@@ -89,6 +89,8 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     if not pairs:
         return report
     colour = report.colour = classes.colour if classes is not None else mostly_colour(p.label.array for p in pairs)
+    masks_reference = ("most masks" if classes is None else
+                       "the training masks" if reference == "the training images'" else "the run's training masks")
     channel_counts = [p.image.channels for p in pairs]
     usual_channels = in_channels or max(set(channel_counts), key=channel_counts.count)
     dtypes = [p.image.array.dtype.name for p in pairs]
@@ -119,7 +121,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
             report.findings.append(Finding("warning", image_file, f"is constant (every pixel {image.flat[0]}); "
                                            "it teaches nothing: is it the right file?"))
         try:
-            codes = scalar_codes(label, label_file, colour)
+            codes = scalar_codes(label, label_file, colour, masks_reference)
         except InputError as exc:
             report.findings.append(Finding("error", label_file, _without_source(str(exc), label_file)))
             codes_per_mask.append(None)
