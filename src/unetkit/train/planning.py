@@ -288,6 +288,7 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
     scaled to the best rate remembered: on an idle machine that rate was 1.43
     times the probe's and the scaled plan promised 4597 ISBI steps for 3607;
     a machine busy while planning is likely busy while training. A width the user fixed is only timed.
+    The steps promised are those of the budget left after timing.
     Returns the plan with the width, step time, planned steps and weight
     average of the measurements, and the seconds measured per width.
     """
@@ -329,7 +330,8 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
             width = wider
     step = seconds(width)
     how = "measured" if width in measured else "estimated from the widths timed"
-    planned_steps = max(1, int(train_seconds / step))
+    left_s = max(0.0, budget_s - (clock() - started)) * (1 - VALIDATION_SHARE)  # the timing came out of the budget
+    planned_steps = max(1, int(left_s / step))
     fits = "at least" if step <= slowest else "fewer than"
     reasons = [f"width {width}: {planned_steps} steps fit the budget at {step:.2f} s a step, {how} ({fits} the "
                f"{wanted} wanted for this budget)" if reason.startswith("width ") else reason for reason in plan.reasons]
