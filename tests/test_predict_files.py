@@ -263,10 +263,25 @@ def test_a_boundary_value_that_is_neither_a_value_nor_a_colour_is_a_usage_error(
     assert "R,G,B" in capsys.readouterr().err
 
 
-def test_a_bad_input_says_what_was_already_written_and_a_first_refusal_leaves_no_folder(tiny_run: Path,
-                                                                                        tmp_path: Path) -> None:
-    """A corrupt second file stopped predict with 0.png written and no word of it; a refusal at the first file
-    left an empty --out behind."""
+def test_bad_inputs_are_found_before_any_is_predicted(tiny_run: Path, tmp_path: Path) -> None:
+    """A corrupt second file stopped predict after the first had been predicted (and a rerun predicted it again)."""
+    inputs = tmp_path / "inputs"
+    rng = np.random.default_rng(3)
+    for name in ("0", "2"):
+        write_png(inputs / f"{name}.png", blob_pair(rng, 40)[0])
+    (inputs / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    write_png(inputs / "3.png", np.zeros((40, 40, 3), np.uint8))  # the run takes one channel
+    with pytest.raises(InputError, match=r"1\.png: cannot be read.* \(1 more input\(s\) fail too: 3\.png\); nothing was "
+                                         r"predicted$"):
+        predict_paths(tiny_run / "run", [inputs], tmp_path / "pred", **QUIET)
+    assert not (tmp_path / "pred").exists()
+
+
+def test_a_bad_input_found_late_says_what_was_already_written_and_a_first_refusal_leaves_no_folder(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs too large to read twice are checked when their turn comes: then predict says what it wrote before.
+    A refusal at the first file left an empty --out behind."""
+    monkeypatch.setattr("unetkit.predict_files.CHECK_AHEAD_PIXELS", -1)  # every input counts as large (even unreadable)
     inputs = tmp_path / "inputs"
     rng = np.random.default_rng(3)
     write_png(inputs / "0.png", blob_pair(rng, 40)[0])

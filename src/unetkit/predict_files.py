@@ -242,6 +242,31 @@ def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> Iterator[n
     os.replace(partial, path)
 
 
+CHECK_AHEAD_PIXELS = 1 << 26  # inputs up to this size (all pages) are read once before any is predicted
+
+
+def check_inputs(run: Run, files: list[Path]) -> None:
+    """Read every input (but the largest) and check it against the run before predicting any.
+
+    A bad image 150 of 200 (damaged, colour for a greyscale run) stopped the run after
+    149 had been predicted, and the rerun predicted them again. Decoding is cheap beside
+    the network, so each file is read here once more; a file above CHECK_AHEAD_PIXELS is
+    checked when its turn comes.
+    """
+    problems: list[tuple[Path, InputError]] = []
+    for file in files:
+        if (declared_pixels(file) or 0) > CHECK_AHEAD_PIXELS:
+            continue
+        try:
+            run.normalization.check_compatible(read_pages_lazily(file)[0], str(file))
+        except InputError as exc:
+            problems.append((file, exc))
+    if problems:
+        first, others = problems[0][1], [file.name for file, _ in problems[1:]]
+        more = f" ({len(others)} more input(s) fail too: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
+        raise InputError(f"{first}{more if others else ''}; nothing was predicted")
+
+
 def predict_paths(
     run: Run | Path,
     inputs: list[Path],
@@ -282,6 +307,7 @@ def predict_paths(
         if too_large:
             raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
                              "come from probabilities held in memory); predict it without --instances, or split the stack")
+        check_inputs(run, files)
         input_stems = {f.stem for f in files}
         for file in tqdm(files, desc="predict", unit="file", disable=not progress):
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete

@@ -64,12 +64,12 @@ class Normalization:
         high = np.where(high > low, high, low + 1.0)  # a constant channel must not divide by zero
         return cls("percentile", tuple(low.tolist()), tuple(high.tolist()), dtype)
 
-    def apply(self, image: np.ndarray, source: str = "image") -> np.ndarray:
-        """(H, W[, C]) raw -> (C, H, W) float32 normalised; checks channels and dtype against training."""
-        chw = channels_first(image)
-        if chw.shape[0] != len(self.low):
+    def check_compatible(self, image: np.ndarray, source: str = "image") -> None:
+        """Refuse an (H, W[, C]) image whose channels or pixel type differ from the training images'."""
+        channels = 1 if image.ndim == 2 else image.shape[-1]
+        if channels != len(self.low):
             raise InputError(
-                f"{source}: has {chw.shape[0]} channel(s) but the model was trained on {len(self.low)}; "
+                f"{source}: has {channels} channel(s) but the model was trained on {len(self.low)}; "
                 f"convert the image ({'to greyscale' if len(self.low) == 1 else 'to RGB' if len(self.low) == 3 else f'to {len(self.low)} channels'}) "
                 "or train on images like it"
             )
@@ -78,6 +78,11 @@ class Normalization:
                 f"{source}: is {image.dtype.name} but the model was trained on {self.source_dtype} images; "
                 f"convert it to {self.source_dtype} or train on {image.dtype.name} images"
             )
+
+    def apply(self, image: np.ndarray, source: str = "image") -> np.ndarray:
+        """(H, W[, C]) raw -> (C, H, W) float32 normalised; checks channels and dtype against training."""
+        self.check_compatible(image, source)
+        chw = channels_first(image)
         low = np.asarray(self.low, dtype=np.float32)[:, None, None]
         high = np.asarray(self.high, dtype=np.float32)[:, None, None]
         out = (chw.astype(np.float32) - low) / (high - low)
