@@ -116,10 +116,9 @@ class LabelEncoding:
         dtype = np.result_type(*[mask.dtype for _, mask in masks]).name
         return cls(tuple(sorted(found)), dtype, colour, tuple(palette) if palette else None)
 
-    def to_classes(self, mask: np.ndarray, source: str, reference: str = "most masks") -> np.ndarray:
-        """A mask as (H, W) class indices; values outside the classes are an error naming the file
-        (`reference`: the masks the classes come from, see `scalar_codes`)."""
-        codes = scalar_codes(mask, source, self.colour, reference)
+    def to_classes(self, mask: np.ndarray, source: str) -> np.ndarray:
+        """A mask as (H, W) class indices; values outside the classes are an error naming the file."""
+        codes = scalar_codes(mask, source, self.colour)
         values = np.asarray(self.values, dtype=np.int64)
         classes = np.searchsorted(values, codes)
         classes = np.clip(classes, 0, len(values) - 1)
