@@ -233,3 +233,18 @@ def test_an_odd_width_is_refused_for_the_padded_unet_only() -> None:
     with pytest.raises(InputError, match="--width 5: must be even"):
         TrainConfig(base_width=5)
     assert TrainConfig(model="fcn8s", base_width=5).base_width == 5  # FCNs and their saved runs take any width
+
+
+def test_residual_blocks_train_predict_and_are_refused_for_other_networks(
+    toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    images, labels = toy_data
+    common = ["--images", str(images), "--labels", str(labels), "--epochs", "1", "--width", "4", "--depth", "2"]
+    assert main(["train", *common, "--out", str(tmp_path / "run"), "--residual"]) == 0
+    assert "residual blocks" in capsys.readouterr().out  # the model line says what was built
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["model"]["options"]["residual"] is True
+    assert main(["predict", str(tmp_path / "run"), str(images), "--out", str(tmp_path / "pred"), "--quiet"]) == 0
+    assert len(list((tmp_path / "pred").glob("*.png"))) == len(list(images.iterdir()))
+    assert main(["train", *common, "--out", str(tmp_path / "fcn"), "--residual", "--model", "fcn8s", "--quiet"]) == 2
+    assert "--residual: only the padded U-Net" in capsys.readouterr().err

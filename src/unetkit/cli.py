@@ -52,6 +52,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, dest="base_width", help="channels of the first level (doubles each level)")
     p.add_argument("--depth", type=int, help="number of poolings")
     p.add_argument("--upsampling", choices=["bilinear", "transposed"], help="bilinear upsampling or 2x2 transposed convolutions")
+    p.add_argument("--residual", action="store_const", const=True,
+                   help="residual double convolutions (each adds its input back, as in ResNet): the padded U-Net only")
     p.add_argument("--loss", help="ce+dice, ce, dice, weighted-ce (the paper's border weights), or bce (one sigmoid output)")
     p.add_argument("--optimizer", help="adamw, rmsprop or sgd")
     p.add_argument("--lr", type=float, help="peak learning rate")
@@ -246,7 +248,7 @@ def _run_train(args: argparse.Namespace) -> None:
         device=args.device, val_fraction=args.val_fraction, precision=args.precision, ema=args.ema,
         synthetic=args.synthetic, synthetic_fraction=args.synthetic_fraction, synthetic_count=args.synthetic_count,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
-        align_outputs=False if args.no_align else None,
+        align_outputs=False if args.no_align else None, residual=args.residual,
     )
     config = recipe(args.recipe or "default").with_overrides(**overrides)
     if args.no_plan:

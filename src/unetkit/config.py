@@ -39,6 +39,7 @@ class TrainConfig:
     depth: int = 4
     bilinear: bool = True
     align_corners: bool = False  # bilinear upsampling as in the tutorial (True) or shift-equivariant (False)
+    residual: bool = False  # each double convolution of the padded U-Net adds its input back (ResNet's basic block)
     single_logit: bool = False  # one sigmoid output for two classes (the seed recipe), else K softmax outputs
     loss: str = "ce+dice"
     optimizer: str = "adamw"  # "adamw" | "rmsprop" | "sgd"
@@ -90,6 +91,8 @@ class TrainConfig:
             raise InputError(f"--lr {self.lr}: must be a positive number, e.g. 1e-3")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise InputError(f"weight_decay {self.weight_decay}: must be a number >= 0")
+        if self.residual and self.model != "unet":
+            raise InputError(f"--residual: only the padded U-Net (--model unet) has residual blocks, not {self.model}")
         if not (2 <= self.base_width <= MAX_WIDTH and (self.depth is None or 1 <= self.depth <= MAX_DEPTH)):
             raise InputError(f"--width {self.base_width} / --depth {self.depth}: width must be 2 to {MAX_WIDTH} and "
                              f"depth 1 to {MAX_DEPTH} (the paper's U-Net: width 64, depth 4)")

@@ -64,6 +64,7 @@ def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> di
     if config.model == "unet":  # the classic network has only transposed convolutions
         options["bilinear"] = config.bilinear
         options["align_corners"] = config.align_corners
+        options["residual"] = config.residual
     return options
 
 

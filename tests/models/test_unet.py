@@ -38,6 +38,28 @@ def test_seed_architecture_matches_the_tutorial() -> None:
     assert len(norms) == 18  # two per double convolution, nine double convolutions
 
 
+@pytest.mark.parametrize("bilinear", [True, False])
+def test_residual_blocks_add_their_input_and_keep_the_plain_networks_weights_names(bilinear: bool) -> None:
+    plain = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=2, bilinear=bilinear)
+    residual = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=2, bilinear=bilinear, residual=True)
+    assert set(plain.state_dict()) < set(residual.state_dict())  # runs saved before residual blocks still load
+    assert all(".skip." in name for name in set(residual.state_dict()) - set(plain.state_dict()))
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 23, 30, requires_grad=True)
+    y = residual(x)
+    assert y.shape == (2, 2, 23, 30)
+    y.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    block = residual.inc  # with its convolutions silenced a residual block passes its (projected) input through
+    torch.nn.init.zeros_(block.block[3].weight)
+    torch.nn.init.zeros_(block.block[4].bias)
+    block.block[4].reset_running_stats()  # the forward above moved them
+    block.eval()
+    z = torch.randn(1, 1, 8, 8)
+    assert torch.allclose(block(z), torch.relu(block.skip(z)))
+    assert block.skip(z).abs().sum() > 0
+
+
 def test_padding_round_trip_is_exact() -> None:
     x = torch.randn(1, 1, 13, 30)
     padded, pads = pad_to_multiple(x, 16)

@@ -11,9 +11,14 @@ from torch.nn import functional as F
 
 
 class DoubleConv(nn.Module):
-    """(3x3 conv -> BatchNorm -> ReLU) twice; padding 1 keeps H x W."""
+    """(3x3 conv -> BatchNorm -> ReLU) twice; padding 1 keeps H x W.
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None) -> None:
+    `residual`: the block's input is added before the last ReLU (through a 1x1
+    convolution and BatchNorm where the widths differ), as in ResNet's basic
+    block; a plain block's weights keep their names, so runs saved before load.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None, residual: bool = False) -> None:
         super().__init__()
         mid = mid_channels or out_channels
         self.block = nn.Sequential(
@@ -22,20 +27,26 @@ class DoubleConv(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(mid, out_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
         )
+        self.skip: nn.Module | None = None
+        if residual:
+            self.skip = nn.Identity() if in_channels == out_channels else nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
+        y = self.block(x)
+        if self.skip is not None:
+            y = y + self.skip(x)
+        return F.relu(y, inplace=True)
 
 
 class Down(nn.Module):
     """2x2 max-pool, then a double convolution: halves H and W (floor for odd sizes)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, residual: bool = False) -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(2)
-        self.conv = DoubleConv(in_channels, out_channels)
+        self.conv = DoubleConv(in_channels, out_channels, residual=residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pool(x))
@@ -52,15 +63,16 @@ class Up(nn.Module):
     equivariant, which tiled prediction needs to match a whole-image pass.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, bilinear: bool, align_corners: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bilinear: bool, align_corners: bool = False,
+                 residual: bool = False) -> None:
         super().__init__()
         self.bilinear = bilinear
         if bilinear:
             self.up: nn.Module = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=align_corners)
-            self.conv = DoubleConv(in_channels, out_channels, in_channels // 2)
+            self.conv = DoubleConv(in_channels, out_channels, in_channels // 2, residual=residual)
         else:
             self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
-            self.conv = DoubleConv(in_channels, out_channels)
+            self.conv = DoubleConv(in_channels, out_channels, residual=residual)
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.up(coarse)  # B x C' x 2h x 2w == skip's H x W

@@ -26,6 +26,7 @@ class UNetConfig:
     depth: int = 4
     bilinear: bool = True
     align_corners: bool = False  # True only to reproduce the tutorial (see blocks.Up)
+    residual: bool = False  # each double convolution adds its input back (blocks.DoubleConv)
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 1:
@@ -66,12 +67,12 @@ class UNet(nn.Module):
         self.config = config
         widths = config.widths
         factor = 2 if config.bilinear else 1
-        self.inc = DoubleConv(config.in_channels, widths[0])
-        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1]) for i in range(config.depth))
+        self.inc = DoubleConv(config.in_channels, widths[0], residual=config.residual)
+        self.downs = nn.ModuleList(Down(widths[i], widths[i + 1], config.residual) for i in range(config.depth))
         ups = []
         for level in reversed(range(config.depth)):
             out = widths[level] if level == 0 else widths[level] // factor
-            ups.append(Up(2 * widths[level], out, config.bilinear, config.align_corners))
+            ups.append(Up(2 * widths[level], out, config.bilinear, config.align_corners, config.residual))
         self.ups = nn.ModuleList(ups)
         self.head = nn.Conv2d(widths[0], config.num_classes, kernel_size=1)
 

@@ -162,12 +162,12 @@ def measure_training_rate(
 
 def step_timer(
     device: torch.device, dtype: torch.dtype | None, channels_last: bool, in_channels: int, classes: int,
-    depth: int, patch: int, batch: int,
+    depth: int, patch: int, batch: int, residual: bool = False,
 ) -> StepTimer:
     """width -> seconds of a real training step of the padded U-Net with the planned depth, patch and batch
     (planning.refine_width decides which widths to time)."""
     def time_step(width: int) -> float:
-        config = UNetConfig(in_channels=in_channels, num_classes=classes, base_width=width, depth=depth)
+        config = UNetConfig(in_channels=in_channels, num_classes=classes, base_width=width, depth=depth, residual=residual)
         return _fastest_step(device, dtype, channels_last, config, patch, batch, WIDTH_WARMUP, WIDTH_STEPS)
 
     return time_step

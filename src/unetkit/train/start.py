@@ -44,7 +44,7 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str], use
     if budget and config.budget_s >= MIN_TIMED_BUDGET_S and not config.epochs:  # the model misjudges narrow networks
         started = time.monotonic()
         timer = step_timer(device, dtype, config.channels_last, data.in_channels, data_print.classes, plan.depth,
-                           plan.patch_size, plan.batch_size)
+                           plan.patch_size, plan.batch_size, config.residual)
         plan, measured = refine_width(plan, data_print, machine, budget, timer, width_fixed="base_width" in fixed,
                                       ema_fixed="ema" in fixed)
         seconds += time.monotonic() - started
@@ -62,6 +62,8 @@ def _describe_network(options: dict[str, Any], model: str) -> str:
         words.append(f"depth {options['depth']}")
     if "bilinear" in options:
         words.append("bilinear" if options["bilinear"] else "transposed-conv")
+    if options.get("residual"):
+        words.append("residual blocks")
     elif model == "unet-classic":
         words.append("transposed-conv, valid convolutions")
     return " ".join(words)
@@ -106,7 +108,8 @@ def _add_synthetic_pairs(config: TrainConfig, data: TrainingData, say: Callable[
 
 
 # What a fine-tuned run keeps of the run it starts from: the network must be the same to take its weights.
-ARCHITECTURE_FIELDS = ("model", "base_width", "depth", "bilinear", "align_corners", "single_logit", "normalization")
+ARCHITECTURE_FIELDS = ("model", "base_width", "depth", "bilinear", "align_corners", "residual", "single_logit",
+                       "normalization")
 MULTI_OUTPUT_LOSSES = ("ce", "ce+dice", "weighted-ce")  # softmax over one output per class
 
 
