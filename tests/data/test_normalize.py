@@ -80,6 +80,16 @@ def test_constant_image_does_not_divide_by_zero(dtype: type) -> None:
     assert np.all(np.isfinite(out)) and np.all(out == 0.0)
 
 
+def test_sparse_bright_spots_on_black_are_scaled_by_the_brightest_pixel() -> None:
+    """99.5 % of the pixels 0: both percentiles were 0, high became 1 and raw values of 65000 reached the network."""
+    images = [np.zeros((100, 100), np.uint16) for _ in range(3)]
+    images[1][5, 5:25] = 65000  # 20 bright pixels: far under the 0.5 % above the high percentile
+    images[2][50, 50] = 3000
+    norm = Normalization.fit(images)
+    assert (norm.low[0], norm.high[0]) == (0.0, 65000.0)
+    assert norm.apply(images[1]).max() == 1.0
+
+
 # --- checks at apply --------------------------------------------------------------------------
 
 

@@ -148,9 +148,37 @@ def test_a_mask_in_another_encoding_is_warned_about_not_silently_trained_as_a_th
     images, labels = pairs(tmp_path, 6)
     write_png(labels / "2.png", (np.asarray(Image.open(labels / "2.png")) > 0).astype(np.uint8))  # 0/1 among 0/255
     warnings = check_dataset(images, labels).warnings
-    assert [Path(f.file).name for f in warnings] == ["2.png"], warnings
-    assert "[1]" not in warnings[0].message and "1 appear in no other" in warnings[0].message
-    assert "0/1 beside 0/255" in warnings[0].message
+    assert [Path(f.file).name for f in warnings] == ["2.png"], warnings  # one warning, not one per check
+    assert "1 mask(s) use 0/1 (2.png) where 5 use 0/255" in warnings[0].message and "3 classes" in warnings[0].message
+
+
+def test_half_the_masks_in_0_1_and_half_in_0_255_are_warned_about(tmp_path: Path) -> None:
+    """Each foreground value appeared in several masks, so no value was 'alone' and 3 classes were trained unwarned."""
+    images, labels = pairs(tmp_path, 6)
+    for name in ("3.png", "4.png", "5.png"):
+        write_png(labels / name, (np.asarray(Image.open(labels / name)) > 0).astype(np.uint8))
+    warnings = check_dataset(images, labels).warnings
+    assert len(warnings) == 1 and "3 mask(s) use 0/1 (3.png, 4.png, 5.png) where 3 use 0/255" in warnings[0].message
+
+
+def test_instance_label_maps_are_warned_about_even_when_every_mask_holds_the_same_ids(tmp_path: Path) -> None:
+    """Nuclei numbered 1..4 in every mask were trained as 5 classes; check said nothing."""
+    images, labels = pairs(tmp_path, 4)
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        ids = np.zeros((32, 32), np.uint8)
+        for number, (y, x) in enumerate(rng.permutation([(2, 2), (2, 18), (18, 2), (18, 18)]), start=1):
+            ids[y : y + 10, x : x + 10] = number
+        write_png(labels / f"{index}.png", ids)
+    warnings = check_dataset(images, labels).warnings
+    assert [w for w in warnings if "instance label map (4 of 4 masks" in w.message and "mask > 0" in w.message], warnings
+    semantic = tmp_path / "semantic"  # classes 1..3 as stripes, each class in several regions: no such warning
+    for index in range(4):
+        stripes = np.zeros((32, 32), np.uint8)
+        for row in range(0, 32, 4):
+            stripes[row : row + 2] = 1 + (row // 4) % 3
+        write_png(semantic / f"{index}.png", stripes)
+    assert not [w for w in check_dataset(images, semantic).warnings if "instance" in w.message]
 
 
 def test_with_grey_and_colour_masks_the_odd_one_out_is_named(tmp_path: Path) -> None:

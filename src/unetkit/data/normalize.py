@@ -27,6 +27,17 @@ def channels_first(image: np.ndarray) -> np.ndarray:
     return image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
 
 
+def _finite_max(images: list[np.ndarray], channels: int) -> np.ndarray:
+    """The brightest finite value of each channel over all pixels of all images (-inf where there is none)."""
+    tops = np.full(channels, -np.inf)
+    for image in images:
+        for c, row in enumerate(channels_first(image).reshape(channels, -1)):
+            row = row[np.isfinite(row)] if row.dtype.kind == "f" else row
+            if row.size:
+                tops[c] = max(tops[c], float(row.max()))
+    return tops
+
+
 @dataclass(frozen=True)
 class Normalization:
     """x -> (x - low[c]) / (high[c] - low[c]), per channel c."""
@@ -61,7 +72,10 @@ class Normalization:
             raise InputError("the training images hold no finite values in some channel; replace NaN and infinite values")
         low = np.array([np.percentile(row, LOW_PERCENTILE) for row in finite])
         high = np.array([np.percentile(row, HIGH_PERCENTILE) for row in finite])
-        high = np.where(high > low, high, low + 1.0)  # a constant channel must not divide by zero
+        if np.any(high <= low):  # nearly constant: sparse bright spots on black left the percentiles equal
+            top = _finite_max(images, channels)
+            # scale by the brightest pixel (raw values of 65000 went into the network); a constant channel by 1
+            high = np.where(high > low, high, np.where(top > low, top, low + 1.0))
         return cls("percentile", tuple(low.tolist()), tuple(high.tolist()), dtype)
 
     def check_compatible(self, image: np.ndarray, source: str = "image") -> None:

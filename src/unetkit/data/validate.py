@@ -29,6 +29,9 @@ STRAY_PIXEL_SHARE = 0.001  # a value on fewer than 0.1 % of a mask's pixels ...
 STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an artefact
 MAX_TABLE_ROWS = 40
 LONE_VALUE_MIN_MASKS = 3  # with fewer masks a value in one of them is normal
+INSTANCE_MIN_IDS = 3  # a mask with this many object values, each one connected region, looks like an instance map
+INSTANCE_REGION_SLACK = 1.2  # regions per object value up to this still count as one region each (cut at an edge)
+BINARY_FOREGROUNDS = (1, 255, 65535)  # the usual foreground values of two-valued masks: mixing them makes 3 classes
 
 Severity = Literal["error", "warning"]
 
@@ -96,6 +99,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     dtypes = [p.image.array.dtype.name for p in pairs]
     usual_dtype = max(set(dtypes), key=dtypes.count)
     codes_per_mask: list[tuple[RawPair, np.ndarray, np.ndarray] | None] = []
+    instance_like: list[str] = []
     for pair, channels in zip(pairs, channel_counts):
         image, label = pair.image.array, pair.label.array
         height, width = image.shape[:2]
@@ -129,17 +133,64 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
             continue
         values, counts = np.unique(codes, return_counts=True)
         codes_per_mask.append((pair, values, counts))
+        if classes is None and looks_like_instance_ids(codes, values, counts):
+            instance_like.append(label_file)
         report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels,
                                         _values_text(values.tolist(), colour), label_file, tuple(values.tolist())))
         if len(values) == 1:
             report.findings.append(Finding("warning", label_file, f"holds only the value {_values_text(values.tolist(), colour)} "
                                            "(all background?); it teaches only that class"))
-    report.findings.extend(_value_findings(codes_per_mask, classes, colour))
+    report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask)))
+    mixed, odd = _mixed_binary_findings(codes_per_mask) if classes is None and not colour else ([], set())
+    report.findings.extend(mixed)
+    report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd))
     return report
 
 
-def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool) -> list[Finding]:
-    """Values outside a run's classes (errors); too many values, or stray values of few pixels in few masks (warnings)."""
+def looks_like_instance_ids(codes: np.ndarray, values: np.ndarray, counts: np.ndarray) -> bool:
+    """Whether a mask is an instance label map: several object values beside the background (its most common
+    value), each one connected region. Classes of a semantic mask are usually scattered over many regions."""
+    objects = len(values) - 1
+    if objects < INSTANCE_MIN_IDS:
+        return False
+    from skimage.measure import label  # connected regions of equal value, in one pass
+
+    background = values[np.argmax(counts)]
+    regions = int(label(codes, background=background, connectivity=2).max())
+    return regions <= INSTANCE_REGION_SLACK * objects
+
+
+def _instance_findings(instance_like: list[str], masks: int) -> list[Finding]:
+    """One warning when most masks look like instance label maps: each id would become a class."""
+    if not instance_like or len(instance_like) * 2 < masks:
+        return []
+    return [Finding("warning", instance_like[0], f"looks like an instance label map ({len(instance_like)} of {masks} masks "
+                    "hold several values, each one connected object): unetkit learns classes, and each object id would "
+                    "become a class; for objects of one kind save the masks as mask > 0 (ignore this if the values are "
+                    "classes that each form one region)")]
+
+
+def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str]]:
+    """Two-valued masks that disagree on their foreground value (0/1 beside 0/255): together they would make
+    three classes. One warning naming the masks of the less common encoding; and those masks."""
+    by_foreground: dict[int, list[str]] = {}
+    for entry in codes_per_mask:
+        if entry is not None and len(entry[1]) == 2 and entry[1][0] == 0 and int(entry[1][1]) in BINARY_FOREGROUNDS:
+            by_foreground.setdefault(int(entry[1][1]), []).append(_where(entry[0].label))
+    if len(by_foreground) < 2:
+        return [], set()
+    usual, *others = sorted(by_foreground, key=lambda value: -len(by_foreground[value]))
+    odd = [name for value in others for name in by_foreground[value]]
+    encodings = ", ".join(f"0/{value}" for value in others)
+    return [Finding("warning", odd[0], f"{len(odd)} mask(s) use {encodings} ({', '.join(Path(n).name for n in odd[:3])}"
+                    f"{', ...' if len(odd) > 3 else ''}) where {len(by_foreground[usual])} use 0/{usual}: together they "
+                    f"make {len(by_foreground) + 1} classes; save them all the same way (e.g. mask * 255 for 0/1 masks)")], set(odd)
+
+
+def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool, said: set[str] = frozenset()
+                    ) -> list[Finding]:
+    """Values outside a run's classes (errors); too many values, or stray values of few pixels in few masks (warnings).
+    `said`: masks already named by another warning (a mixed 0/1 and 0/255 set), not named again for their lone value."""
     found = [entry for entry in codes_per_mask if entry is not None]
     findings: list[Finding] = []
     if classes is not None:
@@ -168,7 +219,7 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
                                     f"{STRAY_PIXEL_SHARE:.1%} of it and appear in few masks (antialiased or resampled?); "
                                     "each distinct value becomes a class"))
         alone = [v for v in values.tolist() if masks_with[v] == 1 and v not in stray]
-        if alone and len(found) >= LONE_VALUE_MIN_MASKS:
+        if alone and len(found) >= LONE_VALUE_MIN_MASKS and _where(pair.label) not in said:
             findings.append(Finding("warning", _where(pair.label), f"values {_values_text(alone, colour)} appear in no other "
                                     f"of the {len(found)} masks, and each becomes a class: if this mask uses another "
                                     "encoding (0/1 beside 0/255, other colours) or instance ids, convert it; a rare class is fine"))
