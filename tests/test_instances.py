@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetkit.instances import watershed_regions
+from unetkit.instances import object_regions, watershed_regions
 from unetkit.metrics import interior_regions, rand_scores, regions_from_boundary
 
 
@@ -54,3 +54,16 @@ def test_a_weak_model_that_is_never_sure_still_gets_the_cells_of_its_mask() -> N
     regions = watershed_regions(prob)
     assert len(np.unique(regions)) == 2 and regions.min() == 1
     assert rand_scores(regions, interior_regions(truth))["rand_error"] == pytest.approx(0)
+
+
+def test_objects_on_a_background_keep_it_at_zero_and_no_object_is_lost() -> None:
+    """Nuclei on black: flooded as cells, one label took the background and a nucleus."""
+    background = np.full((40, 40), 0.95, dtype=np.float32)
+    background[5:15, 5:15] = 0.05  # a confident nucleus
+    background[5:15, 16:26] = 0.1  # touching it across a less sure ridge: split where the floods meet
+    background[5:15, 15] = 0.4
+    background[30:32, 30:32] = 0.4  # a small, unsure object: no seed, still an object
+    regions = object_regions(background)
+    assert regions[background >= 0.5].max() == 0 and (regions[background < 0.5] > 0).all()
+    assert regions[10, 10] != regions[10, 20] and regions[31, 31] not in (0, regions[10, 10], regions[10, 20])
+    assert len(np.unique(regions)) == 4

@@ -123,13 +123,17 @@ def test_predict_instances_writes_cells_beside_the_masks_and_evaluate_skips_them
     out, alone = tmp_path / "out", tmp_path / "alone"
     assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(out), "--instances", "--prob",
                  "--quiet"]) == 0
-    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(alone), "--instances", "--quiet"]) == 0
+    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(alone), "--instances"]) == 0
+    assert "with their objects on background 0 (NAME_cells.tif)" in capsys.readouterr().out
     for i in range(4):
         cells = tifffile.imread(out / f"{i}_cells.tif")
         mask = read_pages(out / f"{i}.png", labels=True)[0][0]
         assert cells.shape == mask.shape and cells.dtype == np.uint16
-        boundary = tifffile.imread(out / f"{i}_prob.tif")[0]  # class 0 holds the value 0, the boundary
-        assert np.array_equal(cells, cell_labels(boundary))
+        boundary = tifffile.imread(out / f"{i}_prob.tif")[0]  # class 0 holds the value 0, the "boundary"
+        # bright blobs on black: the class of 0 is a background, so the blobs are objects on 0 (one label took the
+        # whole background and a blob when they were flooded as cells that tile the image)
+        assert np.array_equal(cells, cell_labels(boundary, objects=True))
+        assert np.array_equal(cells > 0, mask == 255) and cells.max() >= 1
         assert np.array_equal(tifffile.imread(alone / f"{i}_cells.tif"), cells)  # the same without --prob on disk
     assert main(["evaluate", "--pred", str(out), "--labels", str(tiny_run / "label")]) == 0  # NAME_cells.tif is not a mask
     capsys.readouterr()

@@ -111,7 +111,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prob", action="store_true", help="also write float32 class probabilities as NAME_prob.tif")
     p.add_argument("--instances", action="store_true",
                    help="also write NAME_cells.tif: the cells a two-class boundary labelling separates, one label each "
-                        "(seeded watershed on the boundary probability)")
+                        "(seeded watershed on the boundary probability); objects on background 0 where that class is "
+                        "a background (nuclei on black)")
     p.add_argument("--boundary-value", type=boundary_value, default=0,
                    help="with --instances: the boundary's label value, or R,G,B for colour masks (default 0: black)")
     p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or as few windows as fit in a quarter of the free memory; unet-classic: its training tile)")

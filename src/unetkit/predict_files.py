@@ -43,7 +43,7 @@ from unetkit.devices import resolve_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
-from unetkit.instances import watershed_regions
+from unetkit.instances import object_regions, watershed_regions
 from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
 from unetkit.run import Run, load_run
 
@@ -157,16 +157,32 @@ def boundary_class(run: Run, value: int) -> int:
     return encoding.values.index(value)
 
 
-def cell_labels(boundary: np.ndarray) -> np.ndarray:
-    """(P x) H x W boundary probabilities -> (P x) H x W cell labels 1..N per page, as uint16 where they fit."""
-    pages = [watershed_regions(page) for page in boundary.reshape(-1, *boundary.shape[-2:])]
+BACKGROUND_SHARE = 0.5  # a boundary class covering more than this of the masks is a background, not membranes
+
+
+def objects_on_background(run: Run, boundary: int, boundary_maps: np.ndarray) -> bool:
+    """Whether the run's "boundary" class is a background around objects (nuclei on black) rather than membranes
+    between cells that tile the image: it covers most of the training masks (run.json's class fractions), or,
+    for a run saved before they were recorded, most of this prediction. Membranes never cover half an image."""
+    fractions = run.record.get("classes", {}).get("fractions")
+    share = fractions[boundary] if fractions else float(boundary_maps.mean())
+    return share > BACKGROUND_SHARE
+
+
+def cell_labels(boundary: np.ndarray, objects: bool = False) -> np.ndarray:
+    """(P x) H x W boundary probabilities -> (P x) H x W cell labels 1..N per page, as uint16 where they fit.
+    `objects`: the boundary class is a background: objects 1..N on 0 (instances.object_regions)."""
+    regions = object_regions if objects else watershed_regions
+    pages = [regions(page) for page in boundary.reshape(-1, *boundary.shape[-2:])]
     labels = np.stack(pages).reshape(boundary.shape)
     return labels.astype(np.uint16 if labels.max(initial=0) < 2**16 else np.uint32)
 
 
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
-                  write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack) -> tuple[Path, set[Path]]:
-    """One input file's mask (and probabilities, cells); returns the mask's path and every file written."""
+                  write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
+                  kinds: set[str] | None = None) -> tuple[Path, set[Path]]:
+    """One input file's mask (and probabilities, cells); returns the mask's path and every file written.
+    `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0)."""
     num_classes = run.encoding.num_classes
     pages = read_pages_lazily(file)
     stack = len(pages) > 1
@@ -201,7 +217,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         assert probabilities is not None
         maps = probabilities[:, boundary] if stack else probabilities[boundary]
         written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
-        write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps))
+        objects = objects_on_background(run, boundary, maps)
+        if kinds is not None:
+            kinds.add("objects on background 0" if objects else "cells")
+        write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects))
     return target_path, written
 
 
@@ -309,10 +328,11 @@ def predict_paths(
                              "come from probabilities held in memory); predict it without --instances, or split the stack")
         check_inputs(run, files)
         input_stems = {f.stem for f in files}
+        kinds: set[str] = set()
         for file in tqdm(files, desc="predict", unit="file", disable=not progress):
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
                 mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
-                                              boundary, on_disk)
+                                              boundary, on_disk, kinds)
             remove_earlier_outputs(Path(out), file.stem, outputs, input_stems)
             written.append(mask)
     except BaseException as exc:
@@ -322,5 +342,6 @@ def predict_paths(
             raise InputError(f"{exc} ({len(written)} of {len(files)} inputs were predicted into {out} before it; "
                              "run again once it is fixed)") from None
         raise
-    say(f"wrote {len(written)} mask(s) to {out}" + (f" with their cells (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
+    said = " and ".join(sorted(kinds)) or "cells"
+    say(f"wrote {len(written)} mask(s) to {out}" + (f" with their {said} (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
     return written

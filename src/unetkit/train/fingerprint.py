@@ -102,13 +102,18 @@ def object_scale(labels: list[np.ndarray]) -> float:
     return float(diameter[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
+def class_fractions(labels: list[np.ndarray], classes: int) -> tuple[float, ...]:
+    """The share of each class among the pixels of these class maps."""
+    counts = np.zeros(classes)
+    for label in labels:
+        counts += np.bincount(label.ravel().astype(np.int64), minlength=classes)[:classes]
+    return tuple(float(c) for c in counts / max(1.0, counts.sum()))
+
+
 def data_fingerprint(data: TrainingData) -> DataFingerprint:
     labels = [y.numpy() for y in data.train.labels]
     sample = labels[:: max(1, len(labels) // MAX_FINGERPRINT_IMAGES)][:MAX_FINGERPRINT_IMAGES]
-    counts = np.zeros(data.encoding.num_classes)
-    for label in sample:
-        counts += np.bincount(label.ravel().astype(np.int64), minlength=data.encoding.num_classes)[: len(counts)]
-    fractions = tuple(float(c) for c in counts / max(1.0, counts.sum()))
+    fractions = class_fractions(sample, data.encoding.num_classes)
     return DataFingerprint(
         images=len(labels),
         height=int(np.median([y.shape[0] for y in labels])),  # one small image must not shrink every patch: the

@@ -20,7 +20,7 @@ from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
 from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
-from unetkit.train.fingerprint import data_fingerprint, machine_fingerprint, step_timer
+from unetkit.train.fingerprint import class_fractions, data_fingerprint, machine_fingerprint, step_timer
 from unetkit.train.planning import MIN_TIMED_BUDGET_S, plan_training, refine_width
 from unetkit.train.setup import TrainingData, prepare_training_data
 from unetkit.train.trainer import VALIDATION_SHARE, Trainer
@@ -189,7 +189,8 @@ def train(
         "val": data.val.names,
         "digest": {"train": data.train.digest(), "val": data.val.digest()},
     }
-    record["classes"] = data.encoding.to_json()
+    record["classes"] = {**data.encoding.to_json(), "fractions": [  # what predict --instances tells backgrounds by
+        round(f, 6) for f in class_fractions([y.numpy() for y in data.train.labels], data.encoding.num_classes)]}
     record["normalization"] = data.normalization.to_json()
     trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
     if base is not None:
