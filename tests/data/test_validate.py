@@ -206,3 +206,15 @@ def test_check_can_skip_the_held_out_split_for_runs_that_will_get_their_own_vali
     mask[:8] = 100
     write_png(labels / "4.png", mask)
     assert main(["check", "--images", str(images), "--labels", str(labels), "--val-fraction", "0"]) == 0
+
+
+def test_0_1_masks_against_a_0_255_run_are_told_the_encoding_fix(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 2)
+    for name in ("0.png", "1.png"):
+        write_png(labels / name, (np.asarray(Image.open(labels / name)) > 0).astype(np.uint8))
+    run = LabelEncoding((0, 255), "uint8")
+    errors = check_dataset(images, labels, classes=run).errors
+    assert len(errors) == 2 and all("the mask is 0/1, the run's masks 0/255: save it as 0/255" in e.message for e in errors)
+    three = LabelEncoding((0, 1, 2), "uint8")  # a genuinely unknown value keeps the general advice
+    write_png(labels / "0.png", np.full((32, 32), 7, np.uint8))
+    assert "fix the mask or train a new run" in check_dataset(images, labels, classes=three).errors[0].message

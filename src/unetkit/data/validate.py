@@ -170,6 +170,16 @@ def _instance_findings(instance_like: list[str], masks: int) -> list[Finding]:
                     "classes that each form one region)")]
 
 
+def _encoding_fix(values: list[int], run_values: tuple[int, ...]) -> str | None:
+    """The fix when a two-valued mask only encodes its foreground differently from a two-class run (0/1 against 0/255)."""
+    if len(run_values) != 2 or run_values[0] != 0 or len(values) > 2 or values[0] != 0 or len(values) < 2:
+        return None
+    mine, theirs = int(values[1]), int(run_values[1])
+    if mine == theirs or mine not in BINARY_FOREGROUNDS or theirs not in BINARY_FOREGROUNDS:
+        return None
+    return f"the mask is 0/{mine}, the run's masks 0/{theirs}: save it as 0/{theirs} (mask > 0, times {theirs})"
+
+
 def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str]]:
     """Two-valued masks that disagree on their foreground value (0/1 beside 0/255): together they would make
     three classes. One warning naming the masks of the less common encoding; and those masks."""
@@ -199,7 +209,8 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
             unknown = sorted(set(values.tolist()) - known)
             if unknown:
                 findings.append(Finding("error", _where(pair.label), f"values {_values_text(unknown, colour)} are not among the "
-                                        f"run's classes {classes.describe_values()}; fix the mask or train a new run"))
+                                        f"run's classes {classes.describe_values()}; "
+                                        f"{_encoding_fix(values.tolist(), classes.values) or 'fix the mask or train a new run'}"))
         return findings
     masks_with: dict[int, int] = {}
     for _, values, _ in found:
