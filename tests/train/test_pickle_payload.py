@@ -60,7 +60,7 @@ def test_pickle_in_place_of_a_checkpoint_is_refused_without_running(
     if target == "model.safetensors":
         code = main(["predict", str(run), str(tiny_run / "image"), "--out", str(tmp_path / "pred"), "--quiet"])
     else:
-        code = main(["train", "--resume", str(run), "--quiet"])
+        code = main(["train", "--resume", str(run), "--epochs", "99", "--quiet"])  # finished: more epochs to resume
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and target.split("/")[-1] in err[0], err
     assert not marker.exists()

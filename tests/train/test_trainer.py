@@ -484,3 +484,16 @@ def test_training_sizes_are_written_width_by_height_like_check() -> None:
 
     assert _describe_sizes([(64, 48)]) == "48 x 64"
     assert _describe_sizes([(40, 40), (64, 48), (20, 30)]) == "3 sizes from 30 x 20 to 48 x 64"
+
+
+def test_resuming_a_finished_run_without_a_new_total_says_so(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """It trained nothing, exited 0 and reported '785 steps in 65 s of a 60 s budget'."""
+    from unetkit.cli import main
+
+    images, labels = toy_data
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=1), progress=False, say=lambda _: None)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "finished its 1 epoch;" in err[0] and "--epochs 2" in err[0], err
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 0  # the advice works

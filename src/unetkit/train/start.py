@@ -312,6 +312,11 @@ def resume(
     if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
         config = replace(config, epochs=epochs, budget_s=budget_s)
     spent = float((record.get("progress") or {}).get("seconds", 0.0))
+    if record.get("status") == "finished" and epochs is None and budget_s is None:  # it would train nothing
+        was = (f"its {config.epochs} epoch{'s' if config.epochs != 1 else ''}" if config.epochs
+               else f"its {config.budget_s:.0f} s budget")
+        more = (f"--epochs {config.epochs * 2}" if config.epochs else f"--budget {int(spent + 300)}s")
+        raise InputError(f"{run_dir}: finished {was}; to train it longer give the new total, e.g. --resume {run_dir} {more}")
     if budget_s is not None and budget_s <= spent:
         raise InputError(_budget_spent(budget_s, spent, run_dir))
     config = config.with_overrides(device=device, precision=precision)
