@@ -248,3 +248,28 @@ def test_residual_blocks_train_predict_and_are_refused_for_other_networks(
     assert len(list((tmp_path / "pred").glob("*.png"))) == len(list(images.iterdir()))
     assert main(["train", *common, "--out", str(tmp_path / "fcn"), "--residual", "--model", "fcn8s", "--quiet"]) == 2
     assert "--residual: only the padded U-Net" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("600", 600), ("1m30s", 90),
+                                          ("1h 15m", 4500), (".5m", 30), ("-5s", -5)])
+def test_durations_read_as_people_write_them(text: str, seconds: float) -> None:
+    from unetkit.config import parse_duration
+
+    assert parse_duration(text) == seconds  # -5 s reaches the budget's own check, which says it must be positive
+
+
+@pytest.mark.parametrize("text", ["ten", "1m1m", "5x", "1m30", "", "m"])
+def test_durations_that_are_not_are_refused(text: str) -> None:
+    from unetkit.config import parse_duration
+    from unetkit.errors import InputError
+
+    with pytest.raises(InputError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture) -> None:
+    from unetkit import __version__
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"unetkit {__version__}"

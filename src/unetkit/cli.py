@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from unetkit import __version__
 from unetkit.config import TrainConfig, flag_of, parse_duration
 from unetkit.errors import InputError
 
@@ -191,6 +192,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unetkit", description="U-Net segmentation for microscopy images, fast on a CPU.")
+    parser.add_argument("--version", action="version", version=f"unetkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_demo, _add_train, _add_check, _add_predict, _add_evaluate, _add_export, _add_diffusion):
         add(sub)

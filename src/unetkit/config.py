@@ -7,6 +7,7 @@ fields. Nothing else decides how a run trains, so run.json says it all.
 from __future__ import annotations
 
 import math
+import re
 
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -123,13 +124,19 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+_DURATION = re.compile(r"((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([hms])")
+
+
 def parse_duration(text: str) -> float:
-    """'90s', '10m', '1.5h' or plain seconds -> seconds."""
+    """'90s', '10m', '1.5h', '1m30s', '1h 15m' or plain seconds -> seconds."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}
     text = text.strip().lower()
     try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
         return float(text)
     except ValueError:
-        raise InputError(f"--budget {text}: not a duration; write e.g. 90s, 10m or 1.5h") from None
+        pass
+    sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text)  # the budget's own check explains negatives
+    parts = _DURATION.findall(body)
+    if not parts or _DURATION.sub("", body).strip() or len({unit for _, unit in parts}) < len(parts):
+        raise InputError(f"--budget {text}: not a duration; write e.g. 90s, 10m, 1m30s or 1.5h")
+    return sign * sum(float(number) * units[unit] for number, unit in parts)

@@ -34,7 +34,8 @@ def _folders(tmp_path: Path, image_names: list[str], label_names: list[str], siz
 # --- pairing ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label_name", ["{}.png", "{}_mask.png", "{}_label.png", "{}_GT.png", "{}_seg.png"])
+@pytest.mark.parametrize("label_name", ["{}.png", "{}_mask.png", "{}_label.png", "{}_GT.png", "{}_seg.png", "{}-mask.png",
+                                        "{}_cp_masks.png"])
 def test_pairs_by_stem_not_by_sort_order(tmp_path: Path, label_name: str) -> None:
     """"10_mask" sorts before "1_mask" in plain order while "1" sorts before "10": pairing by position would mix them."""
     images, labels = _folders(tmp_path, [f"{i}.png" for i in range(12)], [label_name.format(i) for i in range(12)])
@@ -54,6 +55,13 @@ def test_pairs_images_and_masks_of_different_formats(tmp_path: Path) -> None:
 def test_orphan_image_named(tmp_path: Path) -> None:
     images, labels = _folders(tmp_path, ["0.png", "1.png", "7.png"], ["0.png", "1.png"])
     with pytest.raises(InputError, match=r"7\.png"):
+        pair_files(images, labels)
+
+
+def test_names_that_do_not_pair_are_told_the_pairing_rule(tmp_path: Path) -> None:
+    images, labels = _folders(tmp_path, ["nuc01.png"], ["nuc01 mask.png"])  # a space: not a known suffix
+    with pytest.raises(InputError, match=r"nuc01\.png \(a mask pairs with the image of the same name, or of its name "
+                                         r"less one of _mask, .*-mask"):
         pair_files(images, labels)
 
 

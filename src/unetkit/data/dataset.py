@@ -24,7 +24,10 @@ from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
 
 # Label files are often named like their image plus one of these.
-LABEL_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt", "_annotation")
+LABEL_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt", "_annotation", "_cp_masks",  # Cellpose's
+                  "-mask", "-masks", "-label", "-labels", "-seg", "-gt")
+PAIRING_RULE = (f"a mask pairs with the image of the same name, or of its name less one of "
+                f"{', '.join(LABEL_SUFFIXES)}")
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
         raise InputError(matching.conflicts[0])
     if matching.orphan_images:
         names = ", ".join(f.name for f in matching.orphan_images[:5])
-        raise InputError(f"{Path(images)}: no {label} in {Path(labels)} for {names}; add the {label}s or move these {image}s out")
+        rule = f" ({PAIRING_RULE})" if matching.orphan_labels and kinds == TRAINING_KINDS else ""
+        raise InputError(f"{Path(images)}: no {label} in {Path(labels)} for {names}{rule}; add the {label}s or move these "
+                         f"{image}s out")
     if matching.orphan_labels:
         names = ", ".join(f.name for f in matching.orphan_labels[:5])
         raise InputError(f"{Path(labels)}: no {image} in {Path(images)} for {names}; add the {image}s or move these {label}s out")

@@ -27,6 +27,13 @@ def channels_first(image: np.ndarray) -> np.ndarray:
     return image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
 
 
+def _conversion(trained: int, given: int) -> str:
+    """How to make an image of `given` channels fit a network trained on `trained`."""
+    if trained == 1:  # a fluorescence image's channels are stains: greyscale would mix them
+        return "keep the one channel it was trained on (e.g. the nuclear stain), or convert colour to greyscale,"
+    return f"convert the image ({'to RGB' if trained == 3 else f'to {trained} channels'})"
+
+
 def _finite_max(images: list[np.ndarray], channels: int) -> np.ndarray:
     """The brightest finite value of each channel over all pixels of all images (-inf where there is none)."""
     tops = np.full(channels, -np.inf)
@@ -84,8 +91,7 @@ class Normalization:
         if channels != len(self.low):
             raise InputError(
                 f"{source}: has {channels} channel(s) but the model was trained on {len(self.low)}; "
-                f"convert the image ({'to greyscale' if len(self.low) == 1 else 'to RGB' if len(self.low) == 3 else f'to {len(self.low)} channels'}) "
-                "or train on images like it"
+                f"{_conversion(len(self.low), channels)} or train on images like it"
             )
         if image.dtype.name != self.source_dtype and not (image.dtype.kind == self.source_dtype[0] == "f"):
             raise InputError(

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from unetkit.data.io import refuse_predictions_folder
-from unetkit.data.dataset import PaletteCheck, RawPair, match_files, read_pair, split_contiguous
+from unetkit.data.dataset import PAIRING_RULE, PaletteCheck, RawPair, match_files, read_pair, split_contiguous
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, mostly_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
 
@@ -271,7 +271,9 @@ def check_dataset(
     report = CheckReport()
     report.findings += [Finding("error", message.split(": ", 1)[0], message.split(": ", 1)[-1]) for message in matching.conflicts]
     report.findings += [Finding("error", str(f), f"has no mask in {labels}; add its mask or move it out") for f in matching.orphan_images]
-    report.findings += [Finding("error", str(f), f"has no image in {images}; add its image or move it out") for f in matching.orphan_labels]
+    rule = f" ({PAIRING_RULE})" if matching.orphan_images else ""  # orphans on both sides: names that do not pair
+    report.findings += [Finding("error", str(f), f"has no image in {images}{rule}; add its image or move it out")
+                        for f in matching.orphan_labels]
     pairs: list[RawPair] = []
     palettes = PaletteCheck()
     for image_file, label_file in matching.pairs:
