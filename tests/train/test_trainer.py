@@ -289,7 +289,7 @@ def test_the_last_line_says_which_weights_were_kept_and_how_they_scored(toy_data
     rows = log_rows(tmp_path / "run")
     kept = next(row for row in reversed(rows) if row["best"] == "yes")
     assert lines[-1].startswith(f"finished: {rows[-1]['step']} steps in ")
-    assert f"epoch {kept['epoch']} (step {kept['step']}" in lines[-1]
+    assert f"step {kept['step']} (log.csv row {kept['epoch']})" in lines[-1]
     assert f"pixel error {float(kept['val_pixel_error']):.4f}" in lines[-1]
     assert "budget" not in lines[-1]  # stopped by epochs
 
@@ -312,7 +312,7 @@ def test_the_last_line_names_the_kept_weights_not_the_last_ones() -> None:
     last = {"epoch": 5, "step": 100, "val_dice": 0.8, "val_pixel_error": 0.0999}
     line = describe_result({"progress": {"step": 100, "seconds": 59.6}, "metrics": {"best": best, "last": last}}, 60.0)
     assert line.startswith("finished: 100 steps in 60 s of a 60 s budget")
-    assert "epoch 2 (step 40" in line and "0.0512" in line and "0.0999" not in line
+    assert "step 40 (log.csv row 2)" in line and "0.0512" in line and "0.0999" not in line
 
 
 def test_a_budget_spent_before_the_first_step_is_an_error_not_a_finished_run(
@@ -497,3 +497,14 @@ def test_resuming_a_finished_run_without_a_new_total_says_so(toy_data: tuple[Pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "finished its 1 epoch;" in err[0] and "--epochs 2" in err[0], err
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 0  # the advice works
+
+
+def test_a_budgeted_run_says_that_it_validates_by_time_not_by_epoch() -> None:
+    """It printed '3 steps/epoch' and ended 'kept the weights of epoch 8' where log.csv's rounds were 88 steps long."""
+    from types import SimpleNamespace
+
+    from unetkit.train.start import _rounds
+
+    assert _rounds(SimpleNamespace(timed_rounds=lambda: True, config=SimpleNamespace(budget_s=600.0))) == \
+        " (validated about every 60 s, not every epoch)"
+    assert _rounds(SimpleNamespace(timed_rounds=lambda: False, config=SimpleNamespace(budget_s=None))) == ""

@@ -23,7 +23,7 @@ from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_wri
 from unetkit.train.fingerprint import class_fractions, data_fingerprint, machine_fingerprint, step_timer
 from unetkit.train.planning import MIN_TIMED_BUDGET_S, plan_training, refine_width
 from unetkit.train.setup import TrainingData, prepare_training_data
-from unetkit.train.trainer import VALIDATION_SHARE, Trainer
+from unetkit.train.trainer import VALIDATION_SHARE, VALIDATIONS_PER_BUDGET, Trainer
 
 
 def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str], used_s: float = 0.0
@@ -89,7 +89,7 @@ def _describe(trainer: Trainer) -> list[str]:
         f"training: recipe {config.recipe}, {config.loss} loss, {config.optimizer} lr {config.lr:g}, batch {config.batch_size} of "
         f"{'whole images' if trainer.sampler.patch_size is None else f'{trainer.sampler.patch_size}x{trainer.sampler.patch_size} patches'}"
         f"{f' (output {trainer.sampler.patch_size - 2 * trainer.margin})' if trainer.margin else ''}, "
-        f"{trainer.sampler.steps_per_epoch()} steps/epoch, stop at {' or '.join(s for s in stop if s)}",
+        f"{trainer.sampler.steps_per_epoch()} steps/epoch{_rounds(trainer)}, stop at {' or '.join(s for s in stop if s)}",
         f"engine: {describe_engine(trainer.device, trainer.amp_dtype, config.channels_last)}",
     ] + ([f"warning: --patch-size {config.patch_size} is larger than the largest image: patches of "
           f"{trainer.sampler.patch_size} are drawn"]
@@ -221,6 +221,13 @@ def _steps(count: int) -> str:
     return f"{count} step{'' if count == 1 else 's'}"
 
 
+def _rounds(trainer: Trainer) -> str:
+    """Under a budget with patches, validation (a log.csv row) comes by time, not once per pass over the data."""
+    if not trainer.timed_rounds():
+        return ""
+    return f" (validated about every {trainer.config.budget_s / VALIDATIONS_PER_BUDGET:.0f} s, not every epoch)"
+
+
 def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
     """One line on what the run did and which weights it kept: what a user reads last, and compares runs by."""
     progress = record.get("progress") or {}
@@ -231,7 +238,7 @@ def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
     if best.get("selected_by") == "train_loss":
         kept = f"kept the weights of the lowest training loss ({best['train_loss']:.4f}, epoch {best['epoch']})"
     elif "val_dice" in best:
-        kept = (f"kept the weights of epoch {best['epoch']} (step {best['step']}, log.csv): validation Dice "
+        kept = (f"kept the weights of step {best['step']} (log.csv row {best['epoch']}): validation Dice "
                 f"{best['val_dice']:.3f}, pixel error {best['val_pixel_error']:.4f}")
     else:
         kept = "no weights kept yet"

@@ -300,7 +300,7 @@ class Trainer:
                 step_in_epoch = 0
                 while True:
                     if step_in_epoch == steps_per_epoch:
-                        if not self._timed_rounds():
+                        if not self.timed_rounds():
                             break
                         self.sampler.start_epoch()  # patches from a budget: a round is a time, not a pass
                         step_in_epoch = 0
@@ -360,7 +360,7 @@ class Trainer:
             return 0.0
         return step_cost * self._validation_pixels / self._batch_pixels
 
-    def _timed_rounds(self) -> bool:
+    def timed_rounds(self) -> bool:
         """Patches under a budget (and no --epochs): validation rounds are set by time, not by passes."""
         return bool(self.config.budget_s) and self.config.patch_size is not None and self.config.epochs is None
 
@@ -369,7 +369,7 @@ class Trainer:
         never let validation (whose cost `end_cost` was measured last round) take more than
         VALIDATION_SHARE of the time: a big model's overlap-tile validation can cost as much as
         a few dozen training steps."""
-        if not self._timed_rounds():
+        if not self.timed_rounds():
             return False
         round_s = max(self.config.budget_s / VALIDATIONS_PER_BUDGET, end_cost * (1 - VALIDATION_SHARE) / VALIDATION_SHARE)
         return now - started > round_s
