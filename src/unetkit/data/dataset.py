@@ -42,6 +42,10 @@ class RawPair:
         return self.image.name
 
 
+def _pages(count: int) -> str:
+    return f"{count} page{'' if count == 1 else 's'}"
+
+
 def label_stem(stem: str, image_stems: set[str]) -> str:
     """The image stem a label file's stem belongs to: the same stem, or the stem less a known suffix."""
     if stem in image_stems:
@@ -156,7 +160,8 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
             raise InputError(f"{image_file}: {conflict}")
     if len(image_pages) != len(label_pages):
         raise InputError(
-            f"{image_file}: has {len(image_pages)} pages but its mask {label_file} has {len(label_pages)}; give stacks of the same length"
+            f"{image_file}: has {_pages(len(image_pages))} but its mask {label_file} has {len(label_pages)}; give stacks of the "
+            "same length"
         )
     stacked = len(image_pages) > 1
     pairs = []
