@@ -177,6 +177,10 @@ def test_predictions_never_go_into_a_folder_of_the_users_files_nor_train_from_on
     with pytest.raises(InputError, match="holds files unetkit did not write"):
         predict_paths(tiny_run / "run", [tiny_run / "image"], labels, **QUIET)
     assert {p.name: p.read_bytes() for p in labels.iterdir()} == before  # the true masks are untouched
+    with pytest.raises(InputError, match=r"run: is a training run; choose a new or empty folder"):  # said "(curves.png)"
+        predict_paths(tiny_run / "run", [tiny_run / "image"], tiny_run / "run", **QUIET)
+    with pytest.raises(InputError, match=r"did not write \(image/\)"):  # a folder is shown as one
+        predict_paths(tiny_run / "run", [tiny_run / "image"], tiny_run, **QUIET)
     out = tmp_path / "pred"
     predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
     predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)  # its own folder: written again

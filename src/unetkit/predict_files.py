@@ -45,7 +45,7 @@ from unetkit.errors import InputError
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
 from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
-from unetkit.run import Run, load_run
+from unetkit.run import RUN_FILE, Run, load_run
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
@@ -66,9 +66,12 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file, not a folder; give a new or empty folder for the predictions")
     if out.is_dir() and not (out / PREDICTIONS_MARKER).exists():
+        if (out / RUN_FILE).is_file():
+            raise InputError(f"--out {out}: is a training run; choose a new or empty folder for the predictions")
         theirs = next((p for p in sorted(out.iterdir()) if not p.name.startswith(".")), None)
         if theirs is not None:  # a folder of the user's own files (their labels, say): never written into
-            raise InputError(f"--out {out}: holds files unetkit did not write ({theirs.name}); choose a new or empty "
+            shown = f"{theirs.name}/" if theirs.is_dir() else theirs.name
+            raise InputError(f"--out {out}: holds files unetkit did not write ({shown}); choose a new or empty "
                              "folder for the predictions")
     try:
         make_writable_folder(out)
