@@ -416,6 +416,9 @@ def attempt(path: Path, read, timeout: float) -> tuple[str, object, float]:  # n
     return outcome[0], outcome[1], seconds
 
 
+IMAGE_ONLY_SEEDS = {"tif-rgb-planar"}  # valid as an image; as a mask refused as ambiguous (io._refuse_planar_colour_mask)
+
+
 def read_file(index: int, path: Path, timeout: float) -> tuple[str, list[str], float]:
     """The file's outcome (the worst of its readers'), what went wrong (for tracebacks), and the slowest read."""
     readers = [("read_pages", lambda p: read_pages(p)[0])]
@@ -483,6 +486,8 @@ def main() -> None:
             path = folder / f"seed-{name}{SUFFIXES[kind][0]}"
             path.write_bytes(data)
             for index in (1, 2):  # read_pages with labels=True, then read_pages_lazily
+                if index == 1 and name in IMAGE_ONLY_SEEDS:
+                    continue
                 outcome, problems, _ = read_file(index, path, args.timeout)
                 if outcome != "ok":
                     failures.append(f"valid seed {path.name}: {outcome} {problems}")

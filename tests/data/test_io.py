@@ -167,14 +167,20 @@ def test_rgb_tiff_stack(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("planes", [3, 4])
-def test_colour_planes_stored_apart_are_refused_as_ambiguous(tmp_path: Path, planes: int) -> None:
-    """tifffile's default for a (3, H, W) array: RGB in separate planes; 3 sections read as one colour image."""
+def test_mask_colour_planes_stored_apart_are_refused_as_ambiguous_and_images_read_as_colour(tmp_path: Path,
+                                                                                            planes: int) -> None:
+    """tifffile's default for a (3, H, W) array: RGB in separate planes; a 3-mask stack read as one mask of 8 colours.
+    Images stay colour: Bio-Formats and EPICS write planar RGB images too."""
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, _random((planes, H, W), np.uint8), photometric="rgb", planarconfig="separate")  # its default
-    with pytest.raises(InputError, match=rf"stack.tif: its {planes} colour planes .*photometric='minisblack'"):
-        read_pages(path)
-    tifffile.imwrite(path, _random((planes, H, W), np.uint8), photometric="minisblack")  # the fix the message gives
-    assert read_pages(path)[0].shape == (planes, H, W)
+    array = _random((planes, H, W), np.uint8)
+    tifffile.imwrite(path, array, photometric="rgb", planarconfig="separate")  # tifffile's default for this shape
+    with pytest.raises(InputError, match=rf"stack.tif: a mask whose {planes} colour planes .*photometric='minisblack'"):
+        read_pages(path, labels=True)
+    pages, _ = read_pages(path)
+    expected = np.moveaxis(array, 0, -1)[..., :3]  # a fourth plane is alpha, dropped
+    assert pages.shape == (1, H, W, 3) and np.array_equal(pages[0], expected)
+    tifffile.imwrite(path, array, photometric="minisblack")  # the fix the message gives
+    assert read_pages(path, labels=True)[0].shape == (planes, H, W)
 
 
 def test_float32_tiff_exact(tmp_path: Path) -> None:

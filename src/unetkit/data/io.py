@@ -167,31 +167,34 @@ def _describe(series: tifffile.TiffPageSeries) -> str:
     return f"{' x '.join(map(str, series.shape))} {series.dtype}"
 
 
-def _refuse_planar_colour(path: Path, page: tifffile.TiffPage, shape: tuple[int, ...]) -> None:
-    """Refuse an RGB TIFF whose colours are stored as separate planes: what tifffile writes for a (3, H, W) array.
+def _refuse_planar_colour_mask(path: Path, page: tifffile.TiffPage, shape: tuple[int, ...]) -> None:
+    """Refuse a mask TIFF whose RGB colours are stored as separate planes: what tifffile writes for a (3, H, W) array.
 
-    Whether such a file is one colour image or a stack of 3 sections cannot be
-    told from the file; read as colour, a 3-section label stack became one mask
-    of up to 8 colours (8 classes) and the pairs' count changed, without a word.
-    Colour from cameras and image programs is stored interleaved and is not affected.
+    Whether such a file is one colour mask or a stack of 3 masks cannot be told
+    from the file; read as colour, a 3-section label stack became one mask of up
+    to 8 colours (8 classes) without a word. Images are read as colour (Bio-Formats
+    and EPICS write planar RGB too): a 3-section image stack then meets its mask's
+    page count or the run's channels, which say what is wrong.
     """
     if page.photometric == tifffile.PHOTOMETRIC.RGB and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
         planes = page.samplesperpixel
         raise InputError(
-            f"{path}: its {planes} colour planes are stored one after another, as tifffile saves a "
-            f"{' x '.join(map(str, shape))} array by default, so it may be {planes} sections or one colour image; re-save "
-            f"sections with tifffile.imwrite(path, array, photometric='minisblack'), or colour with the channels last "
-            f"(tifffile.imwrite(path, numpy.moveaxis(array, 0, -1)))")
+            f"{path}: a mask whose {planes} colour planes are stored one after another, as tifffile saves a "
+            f"{' x '.join(map(str, shape))} array by default, so it may be {planes} masks or one colour mask; re-save "
+            f"a stack of masks with tifffile.imwrite(path, array, photometric='minisblack'), or colour with the channels last "
+            f"(tifffile.imwrite(path, numpy.moveaxis(array, -3, -1)))")
 
 
-def _tiff_pages(path: Path) -> tuple[np.ndarray, bool]:
-    """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha."""
+def _tiff_pages(path: Path, labels: bool = False) -> tuple[np.ndarray, bool]:
+    """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha.
+    `labels`: a mask, whose planar colour is refused as ambiguous (`_refuse_planar_colour_mask`)."""
     with _open_tiff(path) as (tif, errors):
         series = tif.series
         if errors.messages:  # damaged structure: refuse before decoding (a cut tiled file fills gigabytes of zeros)
             raise _damaged(path, errors)
         axes, shape = series[0].axes, series[0].shape
-        _refuse_planar_colour(path, tif.pages[0], shape)
+        if labels:
+            _refuse_planar_colour_mask(path, tif.pages[0], shape)
         alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
         _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
         full = [s for s in series if not _is_overview(s, series[0])]  # thumbnails and overviews are not data
@@ -280,7 +283,7 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
         raise InputError(f"{path}: no such file; check the path")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            (array, alpha), palette = _tiff_pages(path), None
+            (array, alpha), palette = _tiff_pages(path, labels), None
         else:
             array, palette = _pillow_page(path, keep_palette_indices=labels)
             alpha = True  # Pillow's 2- and 4-channel modes are LA and RGBA (CMYK was converted above)

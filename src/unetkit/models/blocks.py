@@ -28,6 +28,7 @@ class DoubleConv(nn.Module):
             nn.Conv2d(mid, out_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
+        self.act = nn.ReLU(inplace=True)  # a module, after the sum: hooks and surgery see it like the first
         self.skip: nn.Module | None = None
         if residual:
             self.skip = nn.Identity() if in_channels == out_channels else nn.Sequential(
@@ -37,7 +38,7 @@ class DoubleConv(nn.Module):
         y = self.block(x)
         if self.skip is not None:
             y = y + self.skip(x)
-        return F.relu(y, inplace=True)
+        return self.act(y)
 
 
 class Down(nn.Module):
