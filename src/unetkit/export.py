@@ -454,7 +454,7 @@ def _readme(description: dict[str, Any]) -> str:
     ]
     if "palette" in description["outputs"][1]:
         lines += ["The training masks were palette images: save `mask` as one with export.json's `outputs[1].palette` "
-                  "(Pillow: `Image.fromarray(mask[0].astype(np.uint8), 'P')`, then `.putpalette(palette)`)."]
+                  "(Pillow: `image = Image.fromarray(mask[0].astype(np.uint8))`, then `image.putpalette(palette)`)."]
     lines += [
         "",
         "```python",

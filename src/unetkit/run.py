@@ -64,7 +64,8 @@ def model_options(config: TrainConfig, in_channels: int, num_classes: int) -> di
     if config.model == "unet":  # the classic network has only transposed convolutions
         options["bilinear"] = config.bilinear
         options["align_corners"] = config.align_corners
-        options["residual"] = config.residual
+        if config.residual:  # only then: runs without it stay readable by versions that never had it
+            options["residual"] = True
     return options
 
 

@@ -495,7 +495,9 @@ def test_resuming_a_finished_run_without_a_new_total_says_so(toy_data: tuple[Pat
     train(images, labels, tmp_path / "run", replace(TINY, epochs=1), progress=False, say=lambda _: None)
     assert main(["train", "--resume", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "finished its 1 epoch;" in err[0] and "--epochs 2" in err[0], err
+    assert len(err) == 1 and "has trained 1 epoch;" in err[0] and "--epochs 2" in err[0], err
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "1", "--quiet"]) == 2  # no more than done
+    assert "has trained 1 epoch;" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 0  # the advice works
 
 

@@ -194,7 +194,7 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
     encodings = ", ".join(f"0/{value}" for value in others)
     return [Finding("warning", odd[0], f"{len(odd)} mask(s) use {encodings} ({', '.join(Path(n).name for n in odd[:3])}"
                     f"{', ...' if len(odd) > 3 else ''}) where {len(by_foreground[usual])} use 0/{usual}: together they "
-                    f"make {len(by_foreground) + 1} classes; save them all the same way (e.g. mask * 255 for 0/1 masks)")], set(odd)
+                    f"make {len(by_foreground) + 1} classes; save them all as 0/{usual} (mask > 0, times {usual})")], set(odd)
 
 
 def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool, said: set[str] = frozenset()

@@ -332,7 +332,7 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
     how = "measured" if width in measured else "estimated from the widths timed"
     left_s = max(0.0, budget_s - (clock() - started)) * (1 - VALIDATION_SHARE)  # the timing came out of the budget
     planned_steps = max(1, int(left_s / step))
-    fits = "at least" if step <= slowest else "fewer than"
+    fits = "at least" if planned_steps >= wanted else "fewer than"
     reasons = [f"width {width}: {planned_steps} steps fit the budget at {step:.2f} s a step, {how} ({fits} the "
                f"{wanted} wanted for this budget)" if reason.startswith("width ") else reason for reason in plan.reasons]
     ema = plan.ema

@@ -82,7 +82,8 @@ def _describe(trainer: Trainer) -> list[str]:
     params = sum(p.numel() for p in trainer.model.parameters())
     stop = [f"{config.epochs} epochs" if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
     return [
-        f"data: {len(data.train)} training and {len(data.val)} validation images of {_describe_sizes(trainer.image_sizes)}, {data.in_channels} channel(s)",
+        f"data: {len(data.train)} training images of {_describe_sizes(trainer.image_sizes)} and {len(data.val)} validation "
+        f"images, {data.in_channels} channel(s)",
         f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
         f"model: {_describe_network(trainer.record['model']['options'], config.model)}, "
         f"{params / 1e6:.2f} M parameters, on {trainer.device}",
@@ -319,11 +320,15 @@ def resume(
     if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
         config = replace(config, epochs=epochs, budget_s=budget_s)
     spent = float((record.get("progress") or {}).get("seconds", 0.0))
-    if record.get("status") == "finished" and epochs is None and budget_s is None:  # it would train nothing
-        was = (f"its {config.epochs} epoch{'s' if config.epochs != 1 else ''}" if config.epochs
-               else f"its {config.budget_s:.0f} s budget")
-        more = (f"--epochs {config.epochs * 2}" if config.epochs else f"--budget {int(spent + 300)}s")
-        raise InputError(f"{run_dir}: finished {was}; to train it longer give the new total, e.g. --resume {run_dir} {more}")
+    done_epochs = int((record.get("progress") or {}).get("epoch", 0))
+    finished = record.get("status") == "finished" and epochs is None and budget_s is None
+    if finished or (epochs is not None and done_epochs >= epochs):  # it would train nothing
+        by_epochs = bool(config.epochs) and done_epochs >= config.epochs
+        count = by_epochs or epochs is not None
+        was = (f"has trained {done_epochs} epoch{'s' if done_epochs != 1 else ''}" if count
+               else f"has used its {config.budget_s:.0f} s budget")
+        more = f"--epochs {done_epochs * 2}" if count else f"--budget {int(spent + 300)}s"
+        raise InputError(f"{run_dir}: {was}; to train it longer give a larger total, e.g. --resume {run_dir} {more}")
     if budget_s is not None and budget_s <= spent:
         raise InputError(_budget_spent(budget_s, spent, run_dir))
     config = config.with_overrides(device=device, precision=precision)
