@@ -88,6 +88,10 @@ def test_sparse_bright_spots_on_black_are_scaled_by_the_brightest_pixel() -> Non
     norm = Normalization.fit(images)
     assert (norm.low[0], norm.high[0]) == (0.0, 65000.0)
     assert norm.apply(images[1]).max() == 1.0
+    saturated = [np.full((100, 100), 65535, np.uint16)]  # the mirror case: a few dark spots on white
+    saturated[0][7, 10:30] = 100
+    norm = Normalization.fit(saturated)
+    assert (norm.low[0], norm.high[0]) == (100.0, 65535.0)
 
 
 # --- checks at apply --------------------------------------------------------------------------

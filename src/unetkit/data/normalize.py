@@ -34,15 +34,18 @@ def _conversion(trained: int, given: int) -> str:
     return f"convert the image ({'to RGB' if trained == 3 else f'to {trained} channels'})"
 
 
-def _finite_max(images: list[np.ndarray], channels: int) -> np.ndarray:
-    """The brightest finite value of each channel over all pixels of all images (-inf where there is none)."""
-    tops = np.full(channels, -np.inf)
-    for image in images:
-        for c, row in enumerate(channels_first(image).reshape(channels, -1)):
-            row = row[np.isfinite(row)] if row.dtype.kind == "f" else row
-            if row.size:
-                tops[c] = max(tops[c], float(row.max()))
-    return tops
+def _spread_of_the_rest(images: list[np.ndarray], channels: int, channel: int, common: float) -> tuple[float, float]:
+    """(low, high) for a channel whose percentiles coincide at `common`: the value almost every pixel has. The few
+    other pixels set the other end by their own high (or low) percentile, so one hot pixel does not; without them
+    (a constant channel) the scale is 1. Scaling by 1 fed raw values of 65000 to the network."""
+    rows = [channels_first(image).reshape(channels, -1)[channel] for image in images]
+    rest = np.concatenate([row[np.isfinite(row) & (row != common)] for row in rows]).astype(np.float64)
+    above, below = rest[rest > common], rest[rest < common]
+    if above.size >= below.size and above.size:
+        return common, float(np.percentile(above, HIGH_PERCENTILE))
+    if below.size:
+        return float(np.percentile(below, LOW_PERCENTILE)), common
+    return common, common + 1.0
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,8 @@ class Normalization:
             raise InputError("the training images hold no finite values in some channel; replace NaN and infinite values")
         low = np.array([np.percentile(row, LOW_PERCENTILE) for row in finite])
         high = np.array([np.percentile(row, HIGH_PERCENTILE) for row in finite])
-        if np.any(high <= low):  # nearly constant: sparse bright spots on black left the percentiles equal
-            top = _finite_max(images, channels)
-            # scale by the brightest pixel (raw values of 65000 went into the network); a constant channel by 1
-            high = np.where(high > low, high, np.where(top > low, top, low + 1.0))
+        for c in np.flatnonzero(high <= low):  # nearly constant: sparse spots on black (or dark on white)
+            low[c], high[c] = _spread_of_the_rest(images, channels, c, low[c])
         return cls("percentile", tuple(low.tolist()), tuple(high.tolist()), dtype)
 
     def check_compatible(self, image: np.ndarray, source: str = "image") -> None:
