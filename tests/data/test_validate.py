@@ -161,24 +161,37 @@ def test_half_the_masks_in_0_1_and_half_in_0_255_are_warned_about(tmp_path: Path
     assert len(warnings) == 1 and "3 mask(s) use 0/1 (3.png, 4.png, 5.png) where 3 use 0/255" in warnings[0].message
 
 
-def test_instance_label_maps_are_warned_about_even_when_every_mask_holds_the_same_ids(tmp_path: Path) -> None:
-    """Nuclei numbered 1..4 in every mask were trained as 5 classes; check said nothing."""
+def _blobs(labels: Path, ids_per_mask: list[list[int]]) -> None:
+    """Masks of 32 x 32 with one 6 x 6 square per id, on 0."""
+    corners = [(y, x) for y in (1, 9, 17, 25) for x in (1, 9, 17, 25)]
+    for index, ids in enumerate(ids_per_mask):
+        mask = np.zeros((32, 32), np.uint8)
+        for number, (y, x) in zip(ids, corners):
+            mask[y : y + 6, x : x + 6] = number
+        write_png(labels / f"{index}.png", mask)
+
+
+def test_instance_label_maps_are_warned_about(tmp_path: Path) -> None:
+    """Nuclei numbered 1..N were trained as N + 1 classes; check said nothing when every mask used the same ids."""
     images, labels = pairs(tmp_path, 4)
-    rng = np.random.default_rng(0)
-    for index in range(4):
-        ids = np.zeros((32, 32), np.uint8)
-        for number, (y, x) in enumerate(rng.permutation([(2, 2), (2, 18), (18, 2), (18, 18)]), start=1):
-            ids[y : y + 10, x : x + 10] = number
-        write_png(labels / f"{index}.png", ids)
+    _blobs(labels, [list(range(1, 4 + i)) for i in range(4)])  # 3, 4, 5, 6 nuclei: the ids differ between masks
     warnings = check_dataset(images, labels).warnings
     assert [w for w in warnings if "instance label map (4 of 4 masks" in w.message and "mask > 0" in w.message], warnings
-    semantic = tmp_path / "semantic"  # classes 1..3 as stripes, each class in several regions: no such warning
+    _blobs(labels, [list(range(1, 8))] * 4)  # 7 nuclei in every mask: the same ids, but many
+    assert [w for w in check_dataset(images, labels).warnings if "instance label map" in w.message]
+
+
+def test_classes_of_one_region_each_are_not_taken_for_instances(tmp_path: Path) -> None:
+    """Heart or organ masks: the same few classes in every mask, each one region."""
+    images, labels = pairs(tmp_path, 4)
+    _blobs(labels, [[1, 2, 3]] * 4)
+    assert not [w for w in check_dataset(images, labels).warnings if "instance" in w.message]
+    stripes = np.zeros((32, 32), np.uint8)  # classes scattered over several regions
+    for row in range(0, 32, 4):
+        stripes[row : row + 2] = 1 + (row // 4) % 3
     for index in range(4):
-        stripes = np.zeros((32, 32), np.uint8)
-        for row in range(0, 32, 4):
-            stripes[row : row + 2] = 1 + (row // 4) % 3
-        write_png(semantic / f"{index}.png", stripes)
-    assert not [w for w in check_dataset(images, semantic).warnings if "instance" in w.message]
+        write_png(labels / f"{index}.png", stripes)
+    assert not [w for w in check_dataset(images, labels).warnings if "instance" in w.message]
 
 
 def test_with_grey_and_colour_masks_the_odd_one_out_is_named(tmp_path: Path) -> None:

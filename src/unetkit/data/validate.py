@@ -30,6 +30,7 @@ STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an
 MAX_TABLE_ROWS = 40
 LONE_VALUE_MIN_MASKS = 3  # with fewer masks a value in one of them is normal
 INSTANCE_MIN_IDS = 3  # a mask with this many object values, each one connected region, looks like an instance map
+INSTANCE_MANY_IDS = 6  # ... and with the same ids in every mask, this many of them (few could be organs' classes)
 INSTANCE_REGION_SLACK = 1.2  # regions per object value up to this still count as one region each (cut at an edge)
 BINARY_FOREGROUNDS = (1, 255, 65535)  # the usual foreground values of two-valued masks: mixing them makes 3 classes
 
@@ -99,7 +100,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     dtypes = [p.image.array.dtype.name for p in pairs]
     usual_dtype = max(set(dtypes), key=dtypes.count)
     codes_per_mask: list[tuple[RawPair, np.ndarray, np.ndarray] | None] = []
-    instance_like: list[str] = []
+    instance_like: list[tuple[str, tuple[int, ...]]] = []  # masks that look like instance maps, with their values
     for pair, channels in zip(pairs, channel_counts):
         image, label = pair.image.array, pair.label.array
         height, width = image.shape[:2]
@@ -134,13 +135,13 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
         values, counts = np.unique(codes, return_counts=True)
         codes_per_mask.append((pair, values, counts))
         if classes is None and looks_like_instance_ids(codes, values, counts):
-            instance_like.append(label_file)
+            instance_like.append((label_file, tuple(values.tolist())))
         report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels,
                                         _values_text(values.tolist(), colour), label_file, tuple(values.tolist())))
         if len(values) == 1:
             report.findings.append(Finding("warning", label_file, f"holds only the value {_values_text(values.tolist(), colour)} "
                                            "(all background?); it teaches only that class"))
-    report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask)))
+    report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask), colour))
     mixed, odd = _mixed_binary_findings(codes_per_mask) if classes is None and not colour else ([], set())
     report.findings.extend(mixed)
     report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd))
@@ -160,14 +161,22 @@ def looks_like_instance_ids(codes: np.ndarray, values: np.ndarray, counts: np.nd
     return regions <= INSTANCE_REGION_SLACK * objects
 
 
-def _instance_findings(instance_like: list[str], masks: int) -> list[Finding]:
-    """One warning when most masks look like instance label maps: each id would become a class."""
+def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: int, colour: bool) -> list[Finding]:
+    """One warning when most masks look like instance label maps: each id would become a class.
+
+    Organ or heart masks also hold a few classes of one region each, but the same few in every mask: the
+    ids must differ between masks, or be many (INSTANCE_MANY_IDS), for the masks to look like instances."""
     if not instance_like or len(instance_like) * 2 < masks:
         return []
-    return [Finding("warning", instance_like[0], f"looks like an instance label map ({len(instance_like)} of {masks} masks "
-                    "hold several values, each one connected object): unetkit learns classes, and each object id would "
-                    "become a class; for objects of one kind save the masks as mask > 0 (ignore this if the values are "
-                    "classes that each form one region)")]
+    differ = len({values for _, values in instance_like}) > 1
+    many = float(np.median([len(values) - 1 for _, values in instance_like])) >= INSTANCE_MANY_IDS
+    if not (differ or many):
+        return []
+    fix = "save the objects in one colour on black" if colour else "save the masks as mask > 0"
+    return [Finding("warning", instance_like[0][0], f"looks like an instance label map ({len(instance_like)} of {masks} "
+                    "masks hold several values, each one connected object): unetkit learns classes, and each object id "
+                    f"would become a class; for objects of one kind {fix} (ignore this if the values are classes that "
+                    "each form one region)")]
 
 
 def _encoding_fix(values: list[int], run_values: tuple[int, ...]) -> str | None:
