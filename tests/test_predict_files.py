@@ -135,6 +135,11 @@ def test_predict_instances_writes_cells_beside_the_masks_and_evaluate_skips_them
         assert np.array_equal(cells, cell_labels(boundary, objects=True))
         assert np.array_equal(cells > 0, mask == 255) and cells.max() >= 1
         assert np.array_equal(tifffile.imread(alone / f"{i}_cells.tif"), cells)  # the same without --prob on disk
+    cells_kind = tmp_path / "cells"  # asked for: the membrane reading, the blobs' background flooded into cells
+    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(cells_kind), "--prob",
+                 "--instances", "cells", "--quiet"]) == 0
+    boundary = tifffile.imread(cells_kind / "0_prob.tif")[0]
+    assert np.array_equal(tifffile.imread(cells_kind / "0_cells.tif"), cell_labels(boundary, objects=False))
     assert main(["evaluate", "--pred", str(out), "--labels", str(tiny_run / "label")]) == 0  # NAME_cells.tif is not a mask
     capsys.readouterr()
     assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(tmp_path / "o2"), "--instances",
@@ -348,3 +353,19 @@ def test_an_input_named_like_another_inputs_probabilities_keeps_its_mask(tiny_ru
     predict_paths(tiny_run / "run", [images / "0.png"], out, **QUIET)  # 0 again, alone
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["0.png", "0_prob.tif"]
     assert tifffile.imread(out / "0_prob.tif").shape == (2, 40, 40)  # the stack's masks, not removed
+
+
+def test_the_kind_of_instances_is_decided_once_per_call_for_runs_without_class_fractions() -> None:
+    """A run saved before run.json held class fractions was judged file by file, so one call mixed the two kinds."""
+    from types import SimpleNamespace
+
+    from unetkit.predict_files import CELLS, OBJECTS, objects_on_background
+
+    old_run = SimpleNamespace(record={"classes": {"values": [0, 255]}})
+    mostly_boundary, little_boundary = np.full((4, 4), 0.9), np.full((4, 4), 0.1)
+    assert objects_on_background(old_run, 0, mostly_boundary) is True  # the first file decides
+    assert objects_on_background(old_run, 0, little_boundary, earlier={OBJECTS}) is True  # and the rest follow
+    assert objects_on_background(old_run, 0, mostly_boundary, earlier={CELLS}) is False
+    new_run = SimpleNamespace(record={"classes": {"values": [0, 255], "fractions": [0.2, 0.8]}})  # membranes
+    assert objects_on_background(new_run, 0, mostly_boundary) is False
+    assert objects_on_background(new_run, 0, little_boundary, kind="objects") is True  # asked for

@@ -110,10 +110,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (never an input folder)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (slower, usually better)")
     p.add_argument("--prob", action="store_true", help="also write float32 class probabilities as NAME_prob.tif")
-    p.add_argument("--instances", action="store_true",
-                   help="also write NAME_cells.tif: the cells a two-class boundary labelling separates, one label each "
-                        "(seeded watershed on the boundary probability); objects on background 0 where that class is "
-                        "a background (nuclei on black)")
+    p.add_argument("--instances", nargs="?", const="auto", choices=["auto", "cells", "objects"],
+                   help="also write NAME_cells.tif, one label per instance of a two-class run: cells that a boundary "
+                        "labelling separates (seeded watershed on the boundary probability), or objects on background 0 "
+                        "(nuclei on black); auto (the default): objects when the boundary class covered most of the "
+                        "training masks")
     p.add_argument("--boundary-value", type=boundary_value, default=0,
                    help="with --instances: the boundary's label value, or R,G,B for colour masks (default 0: black)")
     p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or as few windows as fit in a quarter of the free memory; unet-classic: its training tile)")
@@ -282,7 +283,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
     predict_paths(args.run, args.inputs, args.out, tta=args.tta, write_probabilities=args.prob,
                   device=args.device, tile=args.tile, progress=not args.quiet, precision=args.precision,
-                  instances=args.boundary_value if args.instances else None)
+                  instances=args.boundary_value if args.instances else None, instance_kind=args.instances or "auto")
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:

@@ -161,15 +161,25 @@ def boundary_class(run: Run, value: int) -> int:
 
 
 BACKGROUND_SHARE = 0.5  # a boundary class covering more than this of the masks is a background, not membranes
+OBJECTS, CELLS = "objects on background 0", "cells"  # what NAME_cells.tif holds, as the last line says
 
 
-def objects_on_background(run: Run, boundary: int, boundary_maps: np.ndarray) -> bool:
-    """Whether the run's "boundary" class is a background around objects (nuclei on black) rather than membranes
-    between cells that tile the image: it covers most of the training masks (run.json's class fractions), or,
-    for a run saved before they were recorded, most of this prediction. Membranes never cover half an image."""
+def objects_on_background(run: Run, boundary: int, boundary_maps: np.ndarray, kind: str = "auto",
+                          earlier: set[str] = frozenset()) -> bool:
+    """Whether instances are objects on a background (nuclei on black) rather than cells that tile the image.
+
+    `kind` "cells" or "objects" says so; "auto": the run's boundary class covered most of its training masks
+    (run.json's class fractions; membranes never cover half an image). A run saved before the fractions were
+    recorded is judged by the first prediction of the call (`earlier`: the kinds written so far), so that one
+    call writes one kind."""
+    if kind != "auto":
+        return kind == "objects"
     fractions = run.record.get("classes", {}).get("fractions")
-    share = fractions[boundary] if fractions else float(boundary_maps.mean())
-    return share > BACKGROUND_SHARE
+    if fractions:
+        return fractions[boundary] > BACKGROUND_SHARE
+    if earlier:
+        return OBJECTS in earlier
+    return float(boundary_maps.mean()) > BACKGROUND_SHARE
 
 
 def cell_labels(boundary: np.ndarray, objects: bool = False) -> np.ndarray:
@@ -183,7 +193,7 @@ def cell_labels(boundary: np.ndarray, objects: bool = False) -> np.ndarray:
 
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
-                  kinds: set[str] | None = None) -> tuple[Path, set[Path]]:
+                  kinds: set[str] | None = None, instance_kind: str = "auto") -> tuple[Path, set[Path]]:
     """One input file's mask (and probabilities, cells); returns the mask's path and every file written.
     `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0)."""
     num_classes = run.encoding.num_classes
@@ -220,9 +230,9 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         assert probabilities is not None
         maps = probabilities[:, boundary] if stack else probabilities[boundary]
         written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
-        objects = objects_on_background(run, boundary, maps)
+        objects = objects_on_background(run, boundary, maps, instance_kind, kinds if kinds is not None else set())
         if kinds is not None:
-            kinds.add("objects on background 0" if objects else "cells")
+            kinds.add(OBJECTS if objects else CELLS)
         write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects))
     return target_path, written
 
@@ -301,11 +311,13 @@ def predict_paths(
     say: Callable[[str], None] = print,
     precision: str | None = None,
     instances: int | None = None,
+    instance_kind: str = "auto",
 ) -> list[Path]:
     """Predict every image of `inputs` into `out`; returns the mask files written.
 
     `precision` (auto, fp32, bf16, fp16) overrides the run's own. `instances`: the boundary's label value
-    of a two-class run; each image's cells are also written as NAME_cells.tif.
+    of a two-class run; each image's cells are also written as NAME_cells.tif (`instance_kind`: "cells", "objects"
+    or "auto", see `objects_on_background`).
     """
     inputs = [Path(p) for p in inputs]
     if tile is not None and tile < MIN_TILE:
@@ -335,7 +347,7 @@ def predict_paths(
         for file in tqdm(files, desc="predict", unit="file", disable=not progress):
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
                 mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
-                                              boundary, on_disk, kinds)
+                                              boundary, on_disk, kinds, instance_kind)
             remove_earlier_outputs(Path(out), file.stem, outputs, input_stems)
             written.append(mask)
     except BaseException as exc:
