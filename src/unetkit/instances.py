@@ -55,7 +55,7 @@ def object_regions(
     foreground = background_prob < MASK_THRESHOLD
     markers = _seeds(background_prob < seed_threshold, min_seed_size)
     regions = watershed(background_prob, markers, mask=foreground).astype(np.int32)
-    unreached, count = ndimage.label(foreground & (regions == 0))
+    unreached, _ = ndimage.label(foreground & (regions == 0))
     regions[unreached > 0] = unreached[unreached > 0] + regions.max(initial=0)
     return regions
 

@@ -193,7 +193,7 @@ def cell_labels(boundary: np.ndarray, objects: bool = False) -> np.ndarray:
 
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
-                  kinds: set[str] | None = None, instance_kind: str = "auto") -> tuple[Path, set[Path]]:
+                  kinds: set[str], instance_kind: str = "auto") -> tuple[Path, set[Path]]:
     """One input file's mask (and probabilities, cells); returns the mask's path and every file written.
     `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0)."""
     num_classes = run.encoding.num_classes
@@ -230,9 +230,8 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         assert probabilities is not None
         maps = probabilities[:, boundary] if stack else probabilities[boundary]
         written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
-        objects = objects_on_background(run, boundary, maps, instance_kind, kinds if kinds is not None else set())
-        if kinds is not None:
-            kinds.add(OBJECTS if objects else CELLS)
+        objects = objects_on_background(run, boundary, maps, instance_kind, kinds)
+        kinds.add(OBJECTS if objects else CELLS)
         write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects))
     return target_path, written
 

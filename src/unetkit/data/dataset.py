@@ -22,6 +22,7 @@ from unetkit.data.io import LOSSY_SUFFIXES, Page, list_image_files, natural_key,
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
+from unetkit.text import counted
 
 # Label files are often named like their image plus one of these.
 LABEL_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_seg", "_gt", "_annotation", "_cp_masks",  # Cellpose's
@@ -40,10 +41,6 @@ class RawPair:
     @property
     def name(self) -> str:
         return self.image.name
-
-
-def _pages(count: int) -> str:
-    return f"{count} page{'' if count == 1 else 's'}"
 
 
 def label_stem(stem: str, image_stems: set[str]) -> str:
@@ -160,7 +157,7 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
             raise InputError(f"{image_file}: {conflict}")
     if len(image_pages) != len(label_pages):
         raise InputError(
-            f"{image_file}: has {_pages(len(image_pages))} but its mask {label_file} has {len(label_pages)}; give stacks of the "
+            f"{image_file}: has {counted(len(image_pages), 'page')} but its mask {label_file} has {len(label_pages)}; give stacks of the "
             "same length"
         )
     stacked = len(image_pages) > 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -179,12 +179,17 @@ def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: 
                     "each form one region)")]
 
 
+def _binary_foreground(values: Sequence[int]) -> int | None:
+    """The foreground value of a usual two-valued mask (0/1, 0/255, 0/65535), else None."""
+    if len(values) == 2 and values[0] == 0 and int(values[1]) in BINARY_FOREGROUNDS:
+        return int(values[1])
+    return None
+
+
 def _encoding_fix(values: list[int], run_values: tuple[int, ...]) -> str | None:
     """The fix when a two-valued mask only encodes its foreground differently from a two-class run (0/1 against 0/255)."""
-    if len(run_values) != 2 or run_values[0] != 0 or len(values) > 2 or values[0] != 0 or len(values) < 2:
-        return None
-    mine, theirs = int(values[1]), int(run_values[1])
-    if mine == theirs or mine not in BINARY_FOREGROUNDS or theirs not in BINARY_FOREGROUNDS:
+    mine, theirs = _binary_foreground(values), _binary_foreground(run_values)
+    if mine is None or theirs is None or mine == theirs:
         return None
     return f"the mask is 0/{mine}, the run's masks 0/{theirs}: save it as 0/{theirs} (mask > 0, times {theirs})"
 
@@ -194,8 +199,9 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
     three classes. One warning naming the masks of the less common encoding; and those masks."""
     by_foreground: dict[int, list[str]] = {}
     for entry in codes_per_mask:
-        if entry is not None and len(entry[1]) == 2 and entry[1][0] == 0 and int(entry[1][1]) in BINARY_FOREGROUNDS:
-            by_foreground.setdefault(int(entry[1][1]), []).append(_where(entry[0].label))
+        foreground = None if entry is None else _binary_foreground(entry[1])
+        if foreground is not None:
+            by_foreground.setdefault(foreground, []).append(_where(entry[0].label))
     if len(by_foreground) < 2:
         return [], set()
     usual, *others = sorted(by_foreground, key=lambda value: -len(by_foreground[value]))

@@ -19,6 +19,7 @@ from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
 from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
+from unetkit.text import counted
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
 from unetkit.train.fingerprint import class_fractions, data_fingerprint, machine_fingerprint, step_timer
 from unetkit.train.planning import MIN_TIMED_BUDGET_S, plan_training, refine_width
@@ -62,10 +63,10 @@ def _describe_network(options: dict[str, Any], model: str) -> str:
         words.append(f"depth {options['depth']}")
     if "bilinear" in options:
         words.append("bilinear" if options["bilinear"] else "transposed-conv")
-    if options.get("residual"):
-        words.append("residual blocks")
     elif model == "unet-classic":
         words.append("transposed-conv, valid convolutions")
+    if options.get("residual"):
+        words.append("residual blocks")
     return " ".join(words)
 
 
@@ -218,10 +219,6 @@ def train(
     return trainer.record
 
 
-def _steps(count: int) -> str:
-    return f"{count} step{'' if count == 1 else 's'}"
-
-
 def _rounds(trainer: Trainer) -> str:
     """Under a budget with patches, validation (a log.csv row) comes by time, not once per pass over the data."""
     if not trainer.timed_rounds():
@@ -233,7 +230,7 @@ def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
     """One line on what the run did and which weights it kept: what a user reads last, and compares runs by."""
     progress = record.get("progress") or {}
     best = (record.get("metrics") or {}).get("best") or {}
-    spent = f"{_steps(progress.get('step', 0))} in {progress.get('seconds', 0.0):.0f} s"
+    spent = f"{counted(progress.get('step', 0), 'step')} in {progress.get('seconds', 0.0):.0f} s"
     if budget_s:
         spent += f" of a {budget_s:.0f} s budget"
     if best.get("selected_by") == "train_loss":
@@ -254,7 +251,7 @@ def _warn_about_slow_validation(trainer: Trainer, say: Callable[[str], None]) ->
         pixels = sum(int(y.numel()) for y in trainer.data.val.labels)
         say(f"warning: one validation of the {len(trainer.data.val)} validation image(s) ({pixels / 1e6:.1f} M pixels) "
             f"takes {cost:.0f} s, over {VALIDATION_SHARE:.0%} of the {budget:.0f} s budget, so the run trained only "
-            f"{_steps(trainer.counters.step)}; give a larger --budget, or fewer or "
+            f"{counted(trainer.counters.step, 'step')}; give a larger --budget, or fewer or "
             "smaller validation images")
 
 
@@ -321,13 +318,12 @@ def resume(
         config = replace(config, epochs=epochs, budget_s=budget_s)
     spent = float((record.get("progress") or {}).get("seconds", 0.0))
     done_epochs = int((record.get("progress") or {}).get("epoch", 0))
-    finished = record.get("status") == "finished" and epochs is None and budget_s is None
-    if finished or (epochs is not None and done_epochs >= epochs):  # it would train nothing
-        by_epochs = bool(config.epochs) and done_epochs >= config.epochs
-        count = by_epochs or epochs is not None
-        was = (f"has trained {done_epochs} epoch{'s' if done_epochs != 1 else ''}" if count
-               else f"has used its {config.budget_s:.0f} s budget")
-        more = f"--epochs {done_epochs * 2}" if count else f"--budget {int(spent + 300)}s"
+    finished_as_it_was = record.get("status") == "finished" and epochs is None and budget_s is None
+    if finished_as_it_was or (epochs is not None and done_epochs >= epochs):  # it would train nothing
+        if epochs is not None or (config.epochs and done_epochs >= config.epochs):  # the epochs ended it
+            was, more = f"has trained {counted(done_epochs, 'epoch')}", f"--epochs {done_epochs * 2}"
+        else:
+            was, more = f"has used its {config.budget_s:.0f} s budget", f"--budget {int(spent + 300)}s"
         raise InputError(f"{run_dir}: {was}; to train it longer give a larger total, e.g. --resume {run_dir} {more}")
     if budget_s is not None and budget_s <= spent:
         raise InputError(_budget_spent(budget_s, spent, run_dir))
