@@ -369,3 +369,44 @@ def test_the_kind_of_instances_is_decided_once_per_call_for_runs_without_class_f
     new_run = SimpleNamespace(record={"classes": {"values": [0, 255], "fractions": [0.2, 0.8]}})  # membranes
     assert objects_on_background(new_run, 0, mostly_boundary) is False
     assert objects_on_background(new_run, 0, little_boundary, kind="objects") is True  # asked for
+
+
+def _copy_as(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    return target
+
+
+def test_an_output_name_two_inputs_would_write_is_refused_before_any_work(tiny_run: Path, tmp_path: Path) -> None:
+    """Inputs b and b_cells with --instances: b_cells's mask replaced b's cells (b_cells.tif), with exit 0."""
+    images = tmp_path / "images"
+    _copy_as(tiny_run / "image" / "0.png", images / "b.png")
+    _copy_as(tiny_run / "image" / "1.png", images / "b_cells.png")
+    out = tmp_path / "pred"
+    with pytest.raises(InputError, match="b_cells.tif") as refusal:
+        predict_paths(tiny_run / "run", [images], out, instances=255, **QUIET)
+    assert "b.png" in str(refusal.value) and "separate --out" in str(refusal.value)
+    assert not out.exists()  # refused before the first file: no folder left
+    predict_paths(tiny_run / "run", [images], out, **QUIET)  # without --instances the names are apart
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["b.png", "b_cells.png"]
+
+
+def test_a_later_predict_never_replaces_or_removes_another_images_outputs(tiny_run: Path, tmp_path: Path) -> None:
+    """Predicting a_prob.png after a.png --prob replaced a's probabilities by a_prob's mask, with exit 0."""
+    images, out = tmp_path / "images", tmp_path / "pred"
+    _copy_as(tiny_run / "image" / "0.png", images / "a.png")
+    _copy_as(tiny_run / "image" / "1.png", images / "a_prob.png")
+    predict_paths(tiny_run / "run", [images / "a.png"], out, write_probabilities=True, instances=255, **QUIET)
+    before = {name: (out / name).read_bytes() for name in ("a.png", "a_prob.tif", "a_cells.tif")}
+    with pytest.raises(InputError, match=r"a_prob.tif, which an earlier predict wrote for the image 'a'"):
+        predict_paths(tiny_run / "run", [images / "a_prob.png"], out, **QUIET)
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_predicting_an_image_again_removes_its_own_earlier_cells(tiny_run: Path, tmp_path: Path) -> None:
+    """The cells of an earlier --instances predict stayed beside a new mask: two runs' outputs of one image."""
+    out = tmp_path / "pred"
+    image = tiny_run / "image" / "0.png"
+    predict_paths(tiny_run / "run", [image, tiny_run / "image" / "1.png"], out, instances=255, **QUIET)
+    predict_paths(tiny_run / "run", [image], out, **QUIET)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["0.png", "1.png", "1_cells.tif"]

@@ -44,6 +44,7 @@ from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
+from unetkit.output_owners import Owners, read_owners, refuse_clashes, write_owners
 from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
 from unetkit.run import RUN_FILE, Run, load_run
 
@@ -236,24 +237,29 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     return target_path, written
 
 
-def remove_earlier_outputs(out: Path, stem: str, written: set[Path], input_stems: set[str]) -> None:
+def remove_earlier_outputs(out: Path, stem: str, written: set[Path], input_stems: set[str], owners: Owners) -> None:
     """An image predicted again into the same folder: remove what an earlier predict wrote for it and this one
     did not, so that the folder never mixes two runs' outputs of one image (a new mask beside the first run's
-    NAME_prob.tif; a NAME.tif mask beside a new NAME.png). Other images' outputs stay: NAME_prob.tif goes only
-    if it holds float32 probabilities and NAME_prob is not an input of this call (else it may be that image's
-    mask); NAME_cells.tif (integer labels, like a mask) is left alone."""
-    stale = [out / name for name in (f"{stem}.png", f"{stem}.tif")]
+    NAME_prob.tif or NAME_cells.tif; a NAME.tif mask beside a new NAME.png), then record this call's files as
+    the image's (`owners`, updated in place). Other images' outputs stay: a file recorded as another image's is
+    never removed. Files of a folder from before owners were recorded: NAME.png/.tif go, NAME_prob.tif only if
+    it holds float32 probabilities and NAME_prob is not an input of this call (else it may be that image's mask),
+    NAME_cells.tif (integer labels, like a mask) stays."""
+    stale = {out / name for name, owner in owners.items() if owner == stem}
+    unrecorded = [out / f"{stem}.png", out / f"{stem}.tif"]
     probabilities = out / f"{stem}{PROB_SUFFIX}.tif"
     if f"{stem}{PROB_SUFFIX}" not in input_stems and probabilities.is_file():
         try:
             with tifffile.TiffFile(probabilities) as tif:
                 if tif.series[0].dtype == np.float32:
-                    stale.append(probabilities)
+                    unrecorded.append(probabilities)
         except Exception:  # noqa: BLE001 - unreadable: not ours to remove
             pass
-    for path in stale:
-        if path not in written:
-            path.unlink(missing_ok=True)
+    stale.update(path for path in unrecorded if path.name not in owners)
+    for path in stale - written:
+        path.unlink(missing_ok=True)
+        owners.pop(path.name, None)
+    owners.update({path.name: stem for path in written})
 
 
 @contextlib.contextmanager
@@ -340,6 +346,8 @@ def predict_paths(
         if too_large:
             raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
                              "come from probabilities held in memory); predict it without --instances, or split the stack")
+        owners = read_owners(out)
+        refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
         check_inputs(run, files)
         input_stems = {f.stem for f in files}
         kinds: set[str] = set()
@@ -347,7 +355,8 @@ def predict_paths(
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
                 mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
                                               boundary, on_disk, kinds, instance_kind)
-            remove_earlier_outputs(Path(out), file.stem, outputs, input_stems)
+            remove_earlier_outputs(Path(out), file.stem, outputs, input_stems, owners)
+            write_owners(out, owners)
             written.append(mask)
     except BaseException as exc:
         if not written and created:  # a refusal at the first file leaves no empty output folder behind
