@@ -291,6 +291,27 @@ def test_a_full_disk_while_writing_is_one_line_and_exit_2(
                  str(tmp_path / "pred" / "0.png"), os.strerror(errno.ENOSPC))
 
 
+def test_a_full_disk_while_training_saves_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """safetensors reports a full disk as its own SafetensorError, not an OSError: training ended in a traceback."""
+    import errno
+    import os
+
+    from safetensors import SafetensorError
+
+    import unetkit.train.checkpoint as checkpoint
+
+    def save_to_full_disk(*args, **kwargs):  # type: ignore[no-untyped-def]  # safetensors' own words for ENOSPC
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+                              'left on device" })')
+
+    images, labels = make_pairs(tmp_path / "data")
+    monkeypatch.setattr(checkpoint, "save_file", save_to_full_disk)
+    expect_error(train_argv(images, labels, tmp_path / "run"), capsys, str(tmp_path / "run"),
+                 os.strerror(errno.ENOSPC), "free space")
+
+
 def test_an_output_disk_too_small_for_the_probabilities_is_refused_before_work(
     tmp_path: Path, grey_run: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,8 @@ so tensors and counters can never disagree.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,20 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     """Atomically write tensors with a JSON metadata header."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {"unetkit": json.dumps(metadata)}
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=header)
+        except SafetensorError as exc:  # its disk errors are not OSErrors: make them one, which write_atomic reports
+            raise _as_os_error(exc) from None
+
+    write_atomic(path, write)
+
+
+def _as_os_error(exc: SafetensorError) -> OSError:
+    """safetensors wraps the system's error in text ("... Os { code: 28, ... }"): the errno back, when it is there."""
+    code = re.search(r"code: (\d+)", str(exc))
+    return OSError(int(code.group(1)), os.strerror(int(code.group(1)))) if code else OSError(str(exc))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
