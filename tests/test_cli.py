@@ -273,3 +273,18 @@ def test_version_is_printed(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["--version"])
     assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"unetkit {__version__}"
+
+
+def test_a_patch_larger_than_the_images_names_the_flag_only_when_it_was_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The FCN recipe's built-in 128 px patch was reported as "--patch-size 128", a flag the user never gave."""
+    from conftest import write_blob_pairs
+
+    images, labels = write_blob_pairs(tmp_path / "data", 3, 32, mask=lambda label: label * 255)
+    common = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "1", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "given"), "--patch-size", "128", "--width", "4", "--depth", "2"]) == 0
+    assert "warning: --patch-size 128 is larger than the largest image: patches of 32 are drawn" in capsys.readouterr().out
+    assert main([*common, "--out", str(tmp_path / "recipe"), "--model", "fcn8s"]) == 0
+    out = capsys.readouterr().out
+    assert "--patch-size" not in out and "note: the recipe patch size 128 is larger than the largest image" in out

@@ -78,13 +78,14 @@ def _describe_sizes(sizes: list[tuple[int, int]]) -> str:
     return f"{len(sizes)} sizes from {smallest[1]} x {smallest[0]} to {largest[1]} x {largest[0]}"
 
 
-def _describe(trainer: Trainer) -> list[str]:
+def _describe(trainer: Trainer, patch_given: bool) -> list[str]:
+    """The lines printed before training; `patch_given`: the patch size came from --patch-size, not a recipe."""
     data, config = trainer.data, trainer.config
     params = sum(p.numel() for p in trainer.model.parameters())
-    stop = [f"{config.epochs} epochs" if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
+    stop = [counted(config.epochs, "epoch") if config.epochs else "", f"budget {config.budget_s:.0f} s" if config.budget_s else ""]
     return [
-        f"data: {len(data.train)} training images of {_describe_sizes(trainer.image_sizes)} and {len(data.val)} validation "
-        f"images, {data.in_channels} channel(s)",
+        f"data: {counted(len(data.train), 'training image')} of {_describe_sizes(trainer.image_sizes)} and "
+        f"{counted(len(data.val), 'validation image')}, {counted(data.in_channels, 'channel')}",
         f"classes: {data.encoding.describe_values()} -> 0..{data.encoding.num_classes - 1}",
         f"model: {_describe_network(trainer.record['model']['options'], config.model)}, "
         f"{params / 1e6:.2f} M parameters, on {trainer.device}",
@@ -93,8 +94,8 @@ def _describe(trainer: Trainer) -> list[str]:
         f"{f' (output {trainer.sampler.patch_size - 2 * trainer.margin})' if trainer.margin else ''}, "
         f"{trainer.sampler.steps_per_epoch()} steps/epoch{_rounds(trainer)}, stop at {' or '.join(s for s in stop if s)}",
         f"engine: {describe_engine(trainer.device, trainer.amp_dtype, config.channels_last)}",
-    ] + ([f"warning: --patch-size {config.patch_size} is larger than the largest image: patches of "
-          f"{trainer.sampler.patch_size} are drawn"]
+    ] + ([f"{'warning: --patch-size' if patch_given else 'note: the recipe patch size'} {config.patch_size} is larger "
+          f"than the largest image: patches of {trainer.sampler.patch_size} are drawn"]
          if config.patch_size and trainer.sampler.patch_size and trainer.sampler.patch_size < config.patch_size else [])
 
 
@@ -201,14 +202,14 @@ def train(
     trainer.counters.elapsed_s = time.monotonic() - began
     make_run_folder(out)
     write_run_json(out, record)
-    for line in _describe(trainer):
+    for line in _describe(trainer, "patch_size" in fixed):
         say(line)
     if plan is not None:
         steps = plan["planned_steps"]
         if config.epochs:  # the sampler's own count of an epoch's steps
             by_epochs = config.epochs * trainer.sampler.steps_per_epoch()
             steps = min(steps, by_epochs) if config.budget_s else by_epochs
-        say(f"plan ({steps} steps of about {plan['step_seconds']:.2f} s; "
+        say(f"plan ({counted(steps, 'step')} of about {plan['step_seconds']:.2f} s; "
             f"fixed by you: {', '.join(flag_of(name) for name in plan['fixed_by_user']) or 'nothing'}):")
         for reason in plan["reasons"]:
             say(f"  {reason}")
