@@ -250,7 +250,7 @@ def test_residual_blocks_train_predict_and_are_refused_for_other_networks(
     assert "--residual: only the padded U-Net" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("600", 600), ("1m30s", 90),
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("1m30s", 90),
                                           ("1h 15m", 4500), (".5m", 30), ("-5s", -5)])
 def test_durations_read_as_people_write_them(text: str, seconds: float) -> None:
     from unetkit.config import parse_duration
@@ -264,6 +264,16 @@ def test_durations_that_are_not_are_refused(text: str) -> None:
     from unetkit.errors import InputError
 
     with pytest.raises(InputError, match="not a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["30", "600", "0.5"])
+def test_a_duration_without_a_unit_is_refused_with_both_readings(text: str) -> None:
+    """`--budget 30` trained for 30 seconds where the user meant 30 minutes (the default reads 10m)."""
+    from unetkit.config import parse_duration
+    from unetkit.errors import InputError
+
+    with pytest.raises(InputError, match=f"give a unit, e.g. {text}s or {text}m"):
         parse_duration(text)
 
 

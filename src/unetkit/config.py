@@ -128,13 +128,16 @@ _DURATION = re.compile(r"((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([hms])")
 
 
 def parse_duration(text: str) -> float:
-    """'90s', '10m', '1.5h', '1m30s', '1h 15m' or plain seconds -> seconds."""
+    """'90s', '10m', '1.5h', '1m30s', '1h 15m' -> seconds. A bare number is refused: `--budget 30` meant
+    30 minutes to some and gave them a 30-second model."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}
     text = text.strip().lower()
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        raise InputError(f"--budget {text}: give a unit, e.g. {number:g}s or {number:g}m (a bare number could be either)")
     sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text)  # the budget's own check explains negatives
     parts = _DURATION.findall(body)
     if not parts or _DURATION.sub("", body).strip() or len({unit for _, unit in parts}) < len(parts):
