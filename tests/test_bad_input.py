@@ -291,6 +291,20 @@ def test_a_full_disk_while_writing_is_one_line_and_exit_2(
                  str(tmp_path / "pred" / "0.png"), os.strerror(errno.ENOSPC))
 
 
+def test_validation_masks_with_other_classes_name_the_training_classes_and_the_other_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Said "fix the mask or train a new run" (while training one) and sent the user to a `unetkit check` of the
+    validation folders, which, without the training masks' classes, found nothing."""
+    images, labels = make_pairs(tmp_path / "train")
+    val_images, val_labels = write_blob_pairs(tmp_path / "val", 3, 32, mask=lambda label: label * 2)  # 0/2 masks
+    err = expect_error(train_argv(images, labels, tmp_path / "run", "--val-images", val_images, "--val-labels",
+                                  val_labels), capsys, str(val_labels / "0.png"), "the training masks' classes [0, 255]",
+                       "leave the pair out of the validation set", "2 more: 1.png, 2.png")
+    assert "unetkit check" not in err and "train a new run" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_full_disk_while_training_saves_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -445,7 +445,8 @@ def test_the_saved_state_counts_the_time_its_save_takes(
 def test_a_patch_larger_than_every_image_is_said_not_silently_cut(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     images, labels = toy_data
     lines: list[str] = []
-    train(images, labels, tmp_path / "run", replace(TINY, patch_size=1000, epochs=1), progress=False, say=lines.append)
+    train(images, labels, tmp_path / "run", replace(TINY, patch_size=1000, epochs=1), progress=False, say=lines.append,
+          fixed=frozenset({"patch_size"}))
     assert any(line.startswith("warning: --patch-size 1000") and "patches of 32" in line for line in lines), lines
 
 

@@ -144,7 +144,8 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask), colour))
     mixed, odd = _mixed_binary_findings(codes_per_mask) if classes is None and not colour else ([], set())
     report.findings.extend(mixed)
-    report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd))
+    report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd,
+                                           for_validation=reference == "the training images'"))
     return report
 
 
@@ -212,10 +213,11 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
                     f"make {len(by_foreground) + 1} classes; save them all as 0/{usual} (mask > 0, times {usual})")], set(odd)
 
 
-def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool, said: set[str] = frozenset()
-                    ) -> list[Finding]:
+def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool, said: set[str] = frozenset(),
+                    for_validation: bool = False) -> list[Finding]:
     """Values outside a run's classes (errors); too many values, or stray values of few pixels in few masks (warnings).
-    `said`: masks already named by another warning (a mixed 0/1 and 0/255 set), not named again for their lone value."""
+    `said`: masks already named by another warning (a mixed 0/1 and 0/255 set), not named again for their lone value.
+    `for_validation`: the classes are those of the training masks of the run being set up, not of a trained run."""
     found = [entry for entry in codes_per_mask if entry is not None]
     findings: list[Finding] = []
     if classes is not None:
@@ -223,9 +225,11 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
         for pair, values, _ in found:
             unknown = sorted(set(values.tolist()) - known)
             if unknown:
-                findings.append(Finding("error", _where(pair.label), f"values {_values_text(unknown, colour)} are not among the "
-                                        f"run's classes {classes.describe_values()}; "
-                                        f"{_encoding_fix(values.tolist(), classes.values) or 'fix the mask or train a new run'}"))
+                whose, otherwise = (("the training masks'", "fix the mask or leave the pair out of the validation set")
+                                    if for_validation else ("the run's", "fix the mask or train a new run"))
+                findings.append(Finding("error", _where(pair.label), f"values {_values_text(unknown, colour)} are not among "
+                                        f"{whose} classes {classes.describe_values()}; "
+                                        f"{_encoding_fix(values.tolist(), classes.values) or otherwise}"))
         return findings
     masks_with: dict[int, int] = {}
     for _, values, _ in found:

@@ -28,14 +28,17 @@ class TrainingData:
 
 
 def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callable[[str], None],
-                    base_run: Path | None = None) -> None:
-    """Say the warnings; raise the first error, counting the others (`unetkit check` lists them all)."""
+                    base_run: Path | None = None, checkable: bool = True) -> None:
+    """Say the warnings; raise the first error, counting the others (`unetkit check` lists them all). `checkable`:
+    `unetkit check` on these folders alone finds the same errors; a validation set checked against the training
+    masks' classes is not, so its other files are named instead."""
     for warning in report.warnings:
         say(warning.line())
     if report.errors:
-        first = report.errors[0]
+        first, others = report.errors[0], report.errors[1:]
         command = f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
-        more = f" ({len(report.errors) - 1} more: `{command}` lists them)" if len(report.errors) > 1 else ""
+        names = ", ".join(Path(error.file).name for error in others[:3]) + (", ..." if len(others) > 3 else "")
+        more = f" ({len(others)} more: " + (f"`{command}` lists them)" if checkable else f"{names})") if others else ""
         raise InputError(f"{first.file}: {first.message}{more}")
 
 
@@ -91,7 +94,7 @@ def prepare_training_data(
     if val_images is not None:  # checked against the training classes and channels (one class alone is fine here)
         report = inspect_pairs(val_pairs, encoding, in_channels or train_pairs[0].image.channels,
                                reference="the run's" if in_channels else "the training images'")
-        _stop_on_errors(report, val_images, val_labels, say, base_run)
+        _stop_on_errors(report, val_images, val_labels, say, base_run, checkable=base_run is not None)
     if val_images is not None:
         _warn_about_shared_images(train_pairs, val_pairs, say)
     norm = normalization
