@@ -47,7 +47,7 @@ def test_stacks_are_evaluated_page_by_page(tmp_path: Path) -> None:
     assert rand[0] == pytest.approx(0) and rand[1] > 0.2
 
 
-def test_an_unmatched_prediction_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_an_unmatched_prediction_is_named_and_unpredicted_true_masks_are_left_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_png(tmp_path / "truth" / "0.png", cells())
     write_png(tmp_path / "pred" / "0.png", cells())
     write_png(tmp_path / "pred" / "7.png", cells())
@@ -55,9 +55,13 @@ def test_an_unmatched_prediction_is_named(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "7.png" in err and "no true mask in" in err and "these predictions out" in err  # not training's "images"
     write_png(tmp_path / "truth" / "7.png", cells())
-    write_png(tmp_path / "truth" / "9.png", cells())
-    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
-    assert "no prediction in" in capsys.readouterr().err
+    write_png(tmp_path / "truth" / "9.png", cells(merge=True))  # a true mask whose image was not predicted
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "s.json")]) == 0  # a subset is scored: the held-out images of a folder
+    assert "not scored: 1 true mask without a prediction (9.png)" in capsys.readouterr().out
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert sorted(scores["per_image"]) == ["0", "7"] and scores["unscored"] == ["9.png"]
+    assert scores["mean"]["rand_error"] == pytest.approx(0)  # 9's merged cells did not count
     (tmp_path / "truth" / "9.png").unlink()
     write_png(tmp_path / "pred" / "7.png", cells()[:-2])
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.data.dataset import RawPair, label_stem, read_pairs
+from unetkit.data.dataset import EVALUATION_KINDS, RawPair, label_stem, match_files, read_pairs
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import LabelEncoding, scalar_codes
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
 from unetkit.errors import InputError
+from unetkit.text import counted
 from unetkit.instances import watershed_regions
 from unetkit.metrics import (
     area_bias_per_class,
@@ -51,10 +52,14 @@ CHALLENGE_KEYS = ("rand_error", "rand_split", "rand_merge", "info_error", "vi_sp
 def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> dict[str, Any]:
     """Pair predictions with true masks by stem; classes are the values found in either.
 
-    With two classes one of which is `boundary_value`, the challenge scores are added.
+    With two classes one of which is `boundary_value`, the challenge scores are added. True masks without a
+    prediction (a subset was predicted) are left out and listed as "unscored"; a prediction without a true mask
+    is an error.
     """
     # `predict --prob` writes NAME_prob.tif beside the masks, `predict --instances` NAME_cells.tif
-    pairs, palette = read_pairs(pred, labels, skip_suffixes=(PROB_SUFFIX, CELLS_SUFFIX), images_are_masks=True)
+    skip = (PROB_SUFFIX, CELLS_SUFFIX)
+    pairs, palette = read_pairs(pred, labels, skip_suffixes=skip, images_are_masks=True, labels_may_be_unpaired=True)
+    unscored = [file.name for file in match_files(pred, labels, skip, EVALUATION_KINDS).orphan_labels]
     masks = [(str(p.image.location), p.image.array) for p in pairs] + [(str(p.label.location), p.label.array) for p in pairs]
     encoding = LabelEncoding.from_masks(masks, palette, minimum_classes=1)  # an empty field, rightly left empty, is one
     _check_same_encoding(pairs, encoding)
@@ -82,7 +87,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
         if values:
             mean[key] = float(np.mean(values))
     return {"classes": encoding.describe_values(), "boundary_value": boundary_value if boundary is not None else None,
-            "per_image": per_image, "mean": mean}
+            "per_image": per_image, "mean": mean, "unscored": unscored}
 
 
 def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
@@ -218,7 +223,15 @@ def format_table(scores: dict[str, Any]) -> str:
         rows.append([name, f"{s['pixel_error']:.4f}"] + [f"{v:.4f}" for v in s["dice"]] + [f"{v:.4f}" for v in s["iou"]]
                     + [f"{v:+.4f}" for v in s["area_bias"]]
                     + [f"{s[k]:.4f}" if k in s else "-" for k in extra])
-    return _align(rows)
+    return _align(rows) + _unscored_line(scores.get("unscored", []))
+
+
+def _unscored_line(unscored: list[str]) -> str:
+    """The true masks left out for want of a prediction: said, so that a prediction lost on the way is seen."""
+    if not unscored:
+        return ""
+    names = ", ".join(unscored[:5]) + (", ..." if len(unscored) > 5 else "")
+    return f"\nnot scored: {counted(len(unscored), 'true mask')} without a prediction ({names})"
 
 
 def check_json_target(path: Path) -> None:
