@@ -410,3 +410,24 @@ def test_predicting_an_image_again_removes_its_own_earlier_cells(tiny_run: Path,
     predict_paths(tiny_run / "run", [image, tiny_run / "image" / "1.png"], out, instances=255, **QUIET)
     predict_paths(tiny_run / "run", [image], out, **QUIET)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["0.png", "1.png", "1_cells.tif"]
+
+
+def test_a_grey_image_saved_as_rgb_or_grey_palette_is_predicted_as_grey(tiny_run: Path, tmp_path: Path) -> None:
+    """Fiji's RGB export of a grey image (R = G = B) and a grey palette PNG were refused for their 3 channels."""
+    from PIL import Image
+
+    grey = read_pages(tiny_run / "image" / "0.png")[0][0]
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(images / "rgb.png")
+    palette = Image.fromarray(grey).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    palette.putpalette([v for level in range(256) for v in (level, level, level)])  # index i shows grey i
+    palette.putdata(list(grey.reshape(-1)))
+    palette.save(images / "palette.png")
+    out = predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png"], tmp_path / "grey", **QUIET)[0]
+    predicted = predict_paths(tiny_run / "run", [images], tmp_path / "pred", **QUIET)
+    assert [read_pages(path)[0][0].tolist() for path in predicted] == [read_pages(out)[0][0].tolist()] * 2
+    tinted = np.stack([grey, grey, np.roll(grey, 1)], axis=-1)  # truly colour: still refused
+    Image.fromarray(tinted).save(images / "rgb.png")
+    with pytest.raises(InputError, match="rgb.png: has 3 channel"):
+        predict_paths(tiny_run / "run", [images], tmp_path / "pred2", **QUIET)

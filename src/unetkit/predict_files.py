@@ -192,13 +192,26 @@ def cell_labels(boundary: np.ndarray, objects: bool = False) -> np.ndarray:
     return labels.astype(np.uint16 if labels.max(initial=0) < 2**16 else np.uint32)
 
 
+def read_for_run(run: Run, file: Path) -> np.ndarray:
+    """A file's (P, H, W[, C]) pages as the run takes them: an RGB image whose three channels are equal, given to
+    a greyscale run, is its one grey channel (what Fiji's RGB export of a grey image, or a grey palette PNG, holds;
+    nothing is lost), instead of a refusal for its channel count."""
+    pages = read_pages_lazily(file)
+    grey_run = len(run.normalization.low) == 1
+    if grey_run and pages.ndim == 4 and pages.shape[-1] == 3:
+        first = pages[..., 0]
+        if np.array_equal(first, pages[..., 1]) and np.array_equal(first, pages[..., 2]):
+            return np.ascontiguousarray(first)
+    return pages
+
+
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
                   kinds: set[str], instance_kind: str = "auto") -> tuple[Path, set[Path]]:
     """One input file's mask (and probabilities, cells); returns the mask's path and every file written.
     `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0)."""
     num_classes = run.encoding.num_classes
-    pages = read_pages_lazily(file)
+    pages = read_for_run(run, file)
     stack = len(pages) > 1
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
@@ -295,7 +308,7 @@ def check_inputs(run: Run, files: list[Path]) -> None:
         if (declared_pixels(file) or 0) > CHECK_AHEAD_PIXELS:
             continue
         try:
-            run.normalization.check_compatible(read_pages_lazily(file)[0], str(file))
+            run.normalization.check_compatible(read_for_run(run, file)[0], str(file))
         except InputError as exc:
             problems.append((file, exc))
     if problems:
