@@ -298,3 +298,24 @@ def test_a_patch_larger_than_the_images_names_the_flag_only_when_it_was_given(
     assert main([*common, "--out", str(tmp_path / "recipe"), "--model", "fcn8s"]) == 0
     out = capsys.readouterr().out
     assert "--patch-size" not in out and "note: the recipe patch size 128 is larger than the largest image" in out
+
+
+def test_data_pointing_inside_data_names_the_folder_to_give(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """`train data/image` advised putting the images in data/image/image."""
+    images, _ = toy_data
+    assert main(["train", str(images), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"is a folder of image, not DATA; give the folder that holds it ({images.resolve().parent})" in err
+    assert "image/image" not in err and not (tmp_path / "run").exists()
+
+
+def test_a_file_given_twice_to_predict_is_predicted_once(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """The same file named twice (a folder and a file in it) was refused as two inputs sharing a name."""
+    images, labels = toy_data
+    run = tmp_path / "run"
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(run), "--epochs", "1",
+                 "--width", "4", "--depth", "2", "--quiet"]) == 0
+    assert main(["predict", str(run), str(images), str(images / "0.png"), "--out", str(tmp_path / "pred"),
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pred").glob("*.png")) == sorted(p.name for p in images.iterdir())

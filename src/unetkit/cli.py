@@ -208,6 +208,9 @@ def _data_folders(data: Path) -> tuple[Path, Path]:
     for role, names in DATA_FOLDER_NAMES.items():
         found[role] = next((data / n for n in names if (data / n).is_dir()), None)
         if found[role] is None:
+            if data.name.lower() in (*DATA_FOLDER_NAMES["images"], *DATA_FOLDER_NAMES["labels"]):  # pointed inside DATA
+                raise InputError(f"{data}: is a folder of {data.name}, not DATA; give the folder that holds it "
+                                 f"({data.resolve().parent}), or use --images and --labels")
             raise InputError(f"{data}: has no {names[0]}/ folder; put the {role} in {data / names[0]} or use --{role}")
     return found["images"], found["labels"]
 

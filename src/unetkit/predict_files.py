@@ -344,7 +344,7 @@ def predict_paths(
     configure_process()
     if not isinstance(run, Run):
         run = load_run(run, torch_device, precision)
-    files = [f for path in inputs for f in list_image_files(path)]
+    files = list({f.resolve(): f for path in inputs for f in list_image_files(path)}.values())  # a file given twice: once
     clash = first_clash([(f.stem, f) for f in files])
     if clash:
         raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "

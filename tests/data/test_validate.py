@@ -231,3 +231,13 @@ def test_0_1_masks_against_a_0_255_run_are_told_the_encoding_fix(tmp_path: Path)
     three = LabelEncoding((0, 1, 2), "uint8")  # a genuinely unknown value keeps the general advice
     write_png(labels / "0.png", np.full((32, 32), 7, np.uint8))
     assert "fix the mask or train a new run" in check_dataset(images, labels, classes=three).errors[0].message
+
+
+def test_a_single_pair_is_warned_about_as_train_would_refuse_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`check` passed one pair without a word; `train` then refused it (nothing to hold out)."""
+    images, labels = write_blob_pairs(tmp_path, 1)
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 0
+    out = capsys.readouterr().out
+    assert "warning:" in out and "the only pair: `unetkit train` needs a second" in out
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run")]) == 2
+    assert "need at least 2" in capsys.readouterr().err  # what the warning foretold

@@ -310,6 +310,9 @@ def check_dataset(
     report.findings += inspected.findings
     if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors:
         report.findings += held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
+    if classes is None and val_fraction is not None and len(pairs) == 1:  # what train would refuse
+        report.findings.append(Finding("warning", _where(pairs[0].image), "the only pair: `unetkit train` needs a "
+                                       "second to hold out for validation, or --val-images/--val-labels"))
     return report
 
 

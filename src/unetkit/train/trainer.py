@@ -347,7 +347,7 @@ class Trainer:
             self.record["progress"]["seconds"] = round(self.counters.elapsed_s, 1)
         if not (self.run_dir / WEIGHTS_FILE).is_file() and config.budget_s:  # no round ended: nothing can predict
             raise InputError(
-                f"{self.run_dir}: the {config.budget_s:.0f} s budget ran out before training could start ({elapsed():.0f} s "
+                f"{self.run_dir}: the {config.budget_s:g} s budget ran out before training could start ({elapsed():.0f} s "
                 f"went to reading, checking and planning); give a larger --budget, or continue this run with "
                 f"`unetkit train --resume {self.run_dir} --budget 5m`")
         self._set_status("finished")
