@@ -2,7 +2,8 @@
 
 Outputs are named after the input's stem (name.png for name.png or name.tif; a
 stack gives one stack, name.tif). The output folder is marked as unetkit's, so
-a later run refuses to take it as input, and it may never be an input folder.
+a later run refuses to take it as input, and it may never be an input folder;
+the mark records which image each file belongs to (output_owners.py).
 Images stream through the predictor in row bands: only the mask (one byte per
 pixel) is image-sized, and above STREAM_PIXELS (16384 x 16384) even the mask
 goes to a memory-mapped TIFF (name.tif) band by band; --prob probabilities are
