@@ -20,6 +20,7 @@ from unetkit.config import TrainConfig
 from unetkit.train.start import train
 
 QUIET = dict(progress=False, say=lambda _: None)
+RED = np.stack([np.full((40, 40), 200, np.uint8), np.zeros((40, 40), np.uint8), np.zeros((40, 40), np.uint8)], axis=-1)
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +284,7 @@ def test_bad_inputs_are_found_before_any_is_predicted(tiny_run: Path, tmp_path: 
     for name in ("0", "2"):
         write_png(inputs / f"{name}.png", blob_pair(rng, 40)[0])
     (inputs / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    write_png(inputs / "3.png", np.zeros((40, 40, 3), np.uint8))  # the run takes one channel
+    write_png(inputs / "3.png", RED)  # the run takes one channel
     with pytest.raises(InputError, match=r"1\.png: cannot be read.* \(1 more input\(s\) fail too: 3\.png\); nothing was "
                                          r"predicted$"):
         predict_paths(tiny_run / "run", [inputs], tmp_path / "pred", **QUIET)
@@ -303,7 +304,7 @@ def test_a_bad_input_found_late_says_what_was_already_written_and_a_first_refusa
         predict_paths(tiny_run / "run", [inputs], tmp_path / "pred", **QUIET)
     assert (tmp_path / "pred" / "0.png").is_file()
     wrong = tmp_path / "rgb"
-    write_png(wrong / "0.png", np.zeros((40, 40, 3), np.uint8))  # the run takes one channel
+    write_png(wrong / "0.png", RED)  # the run takes one channel
     with pytest.raises(InputError, match="channel") as refused:
         predict_paths(tiny_run / "run", [wrong], tmp_path / "new" / "pred", **QUIET)
     assert "were predicted" not in str(refused.value)
