@@ -319,3 +319,22 @@ def test_a_file_given_twice_to_predict_is_predicted_once(toy_data: tuple[Path, P
     assert main(["predict", str(run), str(images), str(images / "0.png"), "--out", str(tmp_path / "pred"),
                  "--quiet"]) == 0
     assert sorted(p.name for p in (tmp_path / "pred").glob("*.png")) == sorted(p.name for p in images.iterdir())
+
+
+def test_the_unpadded_unet_under_the_default_recipe_gets_outputs_the_size_of_the_patch(
+    toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The default recipe's 128 px patch became the valid network's input tile: 188 px in, 4 x 4 out."""
+    images, labels = toy_data  # 32 x 32 images
+    common = ["train", "--images", str(images), "--labels", str(labels), "--model", "unet-classic", "--width", "4",
+              "--depth", "2", "--epochs", "1", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    from unetkit.models.unet_valid import valid_output_size
+
+    tile = record["config"]["patch_size"]
+    assert valid_output_size(tile, 2) >= 32 > valid_output_size(tile - 4, 2)  # the smallest tile covering an image
+    assert f"patches (output {valid_output_size(tile, 2)})" in out and "warning" not in out
+    assert main([*common, "--out", str(tmp_path / "given"), "--patch-size", "40"]) == 0
+    assert "warning: --patch-size 40 is the unpadded U-Net's input tile" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from unetkit.devices import resolve_device
 from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
+from unetkit.models import unet_valid as valid_net
 from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
 from unetkit.text import counted
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
@@ -68,6 +69,29 @@ def _describe_network(options: dict[str, Any], model: str) -> str:
     if options.get("residual"):
         words.append("residual blocks")
     return " ".join(words)
+
+
+SMALL_VALID_OUTPUT = 32  # a valid network's patch with a smaller output spends nearly all its work on context
+
+
+def _valid_network_patch(config: TrainConfig, data: TrainingData, fixed: frozenset[str],
+                         say: Callable[[str], None]) -> TrainConfig:
+    """The paper's unpadded U-Net takes --patch-size as its input tile, which loses 2 x 92 px (depth 4): the
+    default recipe's 128 px became a 188 px input with 4 x 4 outputs. Unless given, the patch is the input whose
+    output covers the recipe's patch (or the largest image, if smaller); a given one that leaves little is said."""
+    if config.model != "unet-classic" or config.patch_size is None:
+        return config
+    largest = max(max(y.shape[-2:]) for y in data.train.labels)
+    if "patch_size" not in fixed:
+        return replace(config, patch_size=valid_net.input_size_for_output(min(config.patch_size, largest), config.depth))
+    tile = valid_net.nearest_valid_input_size(config.patch_size, config.depth)
+    output = valid_net.valid_output_size(tile, config.depth)
+    if output < SMALL_VALID_OUTPUT:
+        better = valid_net.input_size_for_output(min(128, largest), config.depth)
+        say(f"warning: --patch-size {config.patch_size} is the unpadded U-Net's input tile: {tile} px in, only "
+            f"{output} x {output} out; --patch-size {better} gives outputs of "
+            f"{valid_net.valid_output_size(better, config.depth)} x {valid_net.valid_output_size(better, config.depth)}")
+    return config
 
 
 def _describe_sizes(sizes: list[tuple[int, int]]) -> str:
@@ -174,6 +198,7 @@ def train(
     if config.plan and config.model == "unet":
         config, plan = plan_run(config, data, frozenset(fixed), time.monotonic() - began)
     elif config.plan:  # the planner's cost model and rules are the padded U-Net's
+        config = _valid_network_patch(config, data, fixed, say)
         say(f"no plan: the planner sizes the padded U-Net (--model unet); --model {config.model} trains with fixed "
             f"values (width {config.base_width}, patch {config.patch_size}, batch {config.batch_size}, lr {config.lr:g}) "
             "unless you give them")
