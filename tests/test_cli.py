@@ -338,3 +338,14 @@ def test_the_unpadded_unet_under_the_default_recipe_gets_outputs_the_size_of_the
     assert f"patches (output {valid_output_size(tile, 2)})" in out and "warning" not in out
     assert main([*common, "--out", str(tmp_path / "given"), "--patch-size", "40"]) == 0
     assert "warning: --patch-size 40 is the unpadded U-Net's input tile" in capsys.readouterr().out
+
+
+def test_an_unknown_model_is_refused_before_anything_else_is_said(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """`--model unet-valid` first printed a plan line about training it with fixed values, then the error."""
+    images, labels = toy_data
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"),
+                 "--model", "unet-valid"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--model unet-valid: unknown model; choose one of" in captured.err
+    assert "unet-classic" in captured.err and not (tmp_path / "run").exists()

@@ -32,10 +32,15 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def model_config(name: str, **options: Any) -> Any:
-    """The config dataclass of model `name` with `options`; unknown names and options are clear errors."""
+def check_model_name(name: str) -> None:
+    """An unknown --model is an error naming the known ones (train checks it before reading any data)."""
     if name not in _REGISTRY:
         raise InputError(f"--model {name}: unknown model; choose one of {', '.join(available_models())}")
+
+
+def model_config(name: str, **options: Any) -> Any:
+    """The config dataclass of model `name` with `options`; unknown names and options are clear errors."""
+    check_model_name(name)
     config_type, _ = _REGISTRY[name]
     try:
         return config_type(**options)

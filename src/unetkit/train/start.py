@@ -19,6 +19,7 @@ from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
 from unetkit.models import unet_valid as valid_net
+from unetkit.models.registry import check_model_name
 from unetkit.run import load_run, check_new_run_folder, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
 from unetkit.text import counted
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
@@ -174,6 +175,7 @@ def train(
     began = time.monotonic() if began is None else began  # reading, planning and building count against the budget
     out = Path(out)
     check_new_run_folder(out)
+    check_model_name(config.model)
     if config.model == "diffusion-unet":
         raise InputError("--model diffusion-unet is a denoiser, not a segmenter; train it with `unetkit diffusion train`")
     base = None
