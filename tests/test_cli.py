@@ -349,3 +349,10 @@ def test_an_unknown_model_is_refused_before_anything_else_is_said(toy_data: tupl
     captured = capsys.readouterr()
     assert captured.out == "" and "--model unet-valid: unknown model; choose one of" in captured.err
     assert "unet-classic" in captured.err and not (tmp_path / "run").exists()
+
+
+def test_an_unknown_flag_names_unetkit_once(capsys: pytest.CaptureFixture) -> None:
+    """"unetkit: error: unetkit: unrecognized arguments" named the program twice."""
+    assert main(["evaluate", "--pred", "a", "--labels", "b", "--colour"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unetkit: error: unrecognized arguments: --colour") and err.count("unetkit:") == 1

@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports errors in our one-line style."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(f"{self.prog}: {message}; see {self.prog} --help")
+        command = self.prog.partition(" ")[2]  # "unetkit" itself begins the error line already
+        raise InputError(f"{command + ': ' if command else ''}{message}; see {self.prog} --help")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -176,6 +177,7 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--size", type=int, help="side of unconditional samples (default: the training patch size)")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -333,10 +335,11 @@ def _run_diffusion(args: argparse.Namespace) -> None:
     else:
         from unetkit.diffusion.generate import sample_to_folder
 
-        if args.n < 1 or args.steps < 1:
-            raise InputError("--n and --steps must be at least 1")
+        for flag, value in (("--n", args.n), ("--steps", args.steps)):
+            if value < 1:
+                raise InputError(f"{flag} {value}: must be at least 1")
         sample_to_folder(args.run, args.out, args.n, args.labels, args.steps, args.seed, args.sampler, args.guidance,
-                         args.size, args.device)
+                         args.size, args.device, progress=not args.quiet)
 
 
 COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo,

@@ -41,10 +41,15 @@ def test_saved_and_loaded_run_gives_the_same_samples(conditional_run, tmp_path):
     assert torch.isfinite(before).all()
 
 
-def test_cli_trains_and_samples_unconditionally(toy_data, tmp_path):
+def test_cli_trains_and_samples_unconditionally(toy_data, tmp_path, capsys):
     images, _ = toy_data
     assert main(["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "run"), "--steps", "3", "--quiet", *TINY]) == 0
     assert main(["diffusion", "sample", str(tmp_path / "run"), "--n", "3", "--steps", "4", "--out", str(tmp_path / "s")]) == 0
+    assert "4/4" in capsys.readouterr().err  # a bar of denoising steps (DDPM on a CPU was minutes of silence)
+    assert main(["diffusion", "sample", str(tmp_path / "run"), "--steps", "4", "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["diffusion", "sample", str(tmp_path / "run"), "--steps", "0", "--out", str(tmp_path / "z")]) == 2
+    assert capsys.readouterr().err.strip() == "unetkit: error: --steps 0: must be at least 1"
     samples = sorted((tmp_path / "s").glob("sample_*.png"))
     assert len(samples) == 3
     assert np.array(Image.open(samples[0])).shape == (16, 16)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from unetkit.data.io import first_clash, list_image_files, read_pages, write_atomic, write_mask, write_tiff
 from unetkit.data.labels import LabelEncoding
@@ -73,10 +74,12 @@ def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> Dif
 def generate(
     run: DiffusionRun, count: int, size: tuple[int, int], seed: int = 0, labels: torch.Tensor | None = None,
     steps: int = 50, sampler: str = "ddim", guidance: float = 1.0, eta: float = 0.0, batch_size: int = 16,
+    progress: bool = False,
 ) -> torch.Tensor:
     """count x C x H x W samples in [-1, 1]; with `labels` (count x H x W classes) one sample per label map.
 
-    The same seed gives the same samples (the noise is drawn batch by batch from one generator).
+    The same seed gives the same samples (the noise is drawn batch by batch from one generator). `progress`: a
+    bar of denoising steps (DDPM on a CPU takes minutes, and said nothing until the end).
     """
     if sampler not in SAMPLERS:
         raise InputError(f"--sampler {sampler}: unknown; choose one of {', '.join(SAMPLERS)}")
@@ -85,6 +88,8 @@ def generate(
     device = next(run.model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     outputs = []
+    per_batch = run.schedule.steps if sampler == "ddpm" else min(steps, run.schedule.steps)
+    bar = tqdm(total=math.ceil(count / batch_size) * per_batch, desc="sample", unit="step", disable=not progress)
     for start in range(0, count, batch_size):
         batch = min(batch_size, count - start)
         maps = None if labels is None else labels[start : start + batch].to(device)
@@ -97,13 +102,19 @@ def generate(
             with autocast(device, run.amp_dtype):
                 return run.model(x, t, None).float()
 
-        denoiser = classifier_free_guidance(conditional, unconditional, guidance) if maps is not None else conditional
+        guided = classifier_free_guidance(conditional, unconditional, guidance) if maps is not None else conditional
+
+        def denoiser(x: torch.Tensor, t: torch.Tensor, guided: Callable = guided) -> torch.Tensor:
+            bar.update()
+            return guided(x, t)
+
         shape = (batch, run.model.config.in_channels, *size)
         if sampler == "ddpm":
             samples = ddpm_sample(denoiser, run.schedule, shape, generator, run.config.prediction, device)
         else:
             samples = ddim_sample(denoiser, run.schedule, shape, generator, steps, eta, run.config.prediction, device)
         outputs.append(samples.cpu())
+    bar.close()
     return torch.cat(outputs)
 
 
@@ -182,7 +193,7 @@ def _refuse_clashing_names(maps: list[LabelMap]) -> None:
 def sample_to_folder(
     run_dir: Path, out: Path, count: int = 16, labels: Path | None = None, steps: int = 50, seed: int = 0,
     sampler: str = "ddim", guidance: float = 1.0, size: int | None = None, device: str = "auto",
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = print, progress: bool = False,
 ) -> list[Path]:
     """Write samples (and, with labels, each label beside its sample) and grid.png; returns the sample files.
 
@@ -210,7 +221,7 @@ def sample_to_folder(
         for shape in sorted(shapes):  # one batch per size
             chosen = [m for m in maps if m.classes.shape == shape]
             samples = generate(run, len(chosen), shape, seed, torch.from_numpy(np.stack([m.classes for m in chosen])),
-                               steps, sampler, guidance)
+                               steps, sampler, guidance, progress=progress)
             for entry, image in zip(chosen, to_image_values(samples, run.normalization)):
                 written.append(_write_image(out, entry.name, image))
                 write_mask(out / f"{entry.name}{LABEL_SUFFIX}.png", entry.raw, entry.palette)
@@ -220,7 +231,7 @@ def sample_to_folder(
             _write_image(out, GRID, grid_image(tiles, 2 * max(1, min(4, len(maps)))))
     else:
         side = size or run.config.size
-        samples = to_image_values(generate(run, count, (side, side), seed, None, steps, sampler, guidance), run.normalization)
+        samples = to_image_values(generate(run, count, (side, side), seed, None, steps, sampler, guidance, progress=progress), run.normalization)
         for index, image in enumerate(samples):
             written.append(_write_image(out, f"sample_{index:03d}", image))
         _write_image(out, GRID, grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count))))))
