@@ -82,7 +82,7 @@ def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditio
         (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r0"), "--steps", "0", *TINY], "--steps 0"),
         (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r1"), "--steps", "-5", *TINY], "--steps -5"),
         (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r2"), "--steps", "1", "--lr", "nan", *TINY],
-         "--lr a number"),
+         "--lr nan: must be a number > 0"),
         (["diffusion", "sample", str(conditional_run), "--n", "2", "--size", "-4", "--out", str(tmp_path / "o5")], "--size -4"),
         (["diffusion", "sample", str(conditional_run), "--n", "2", "--out", str(images)], "is an input folder"),
         (["diffusion", "sample", str(conditional_run), "--n", "2", "--out", str(labels)], "is an input folder"),

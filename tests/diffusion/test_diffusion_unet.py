@@ -72,5 +72,5 @@ def test_a_tiny_model_overfits_one_image():
 
 
 def test_widths_that_groupnorm_cannot_split_are_refused():
-    with pytest.raises(InputError, match="multiples of groups"):
+    with pytest.raises(InputError, match=r"--width 12: .* must be multiples of 8 .* give a multiple of 8, e.g. 16"):
         DiffusionUNetConfig(base_width=12, groups=8)

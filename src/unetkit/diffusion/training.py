@@ -81,8 +81,12 @@ class DiffusionConfig:
             raise InputError(f"--prediction {self.prediction}: unknown; choose one of {', '.join(PREDICTIONS)}")
         if not 0.0 <= self.label_dropout < 1.0 or not 0.0 <= self.ema < 1.0:
             raise InputError("--label-dropout and --ema must be in [0, 1)")
-        if not 1 <= self.batch_size <= MAX_BATCH or not math.isfinite(self.lr) or self.lr <= 0 or self.timesteps < 2:
-            raise InputError(f"--batch-size must be 1 to {MAX_BATCH}, --lr a number > 0 and the diffusion steps >= 2")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise InputError(f"--batch-size {self.batch_size}: must be 1 to {MAX_BATCH}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise InputError(f"--lr {self.lr:g}: must be a number > 0, e.g. 5e-4")
+        if self.timesteps < 2:
+            raise InputError(f"diffusion timesteps {self.timesteps}: must be at least 2")
         if self.steps is not None and self.steps < 1:
             raise InputError(f"--steps {self.steps}: must be at least 1 (or give --budget TIME instead)")
         if self.budget_s is not None and not self.budget_s > 0:

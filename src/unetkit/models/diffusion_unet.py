@@ -49,7 +49,10 @@ class DiffusionUNetConfig:
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         widths = [self.base_width * m for m in self.width_multipliers]
         if not widths or min(widths) < self.groups or any(w % self.groups or w % self.heads for w in widths):
-            raise InputError(f"diffusion U-Net widths {widths} must be multiples of groups {self.groups} and heads {self.heads}")
+            unit = math.lcm(self.groups, self.heads)
+            raise InputError(f"--width {self.base_width}: the diffusion U-Net's level widths {widths} must be multiples of "
+                             f"{unit} (GroupNorm groups {self.groups}, attention heads {self.heads}); give a multiple of "
+                             f"{unit}, e.g. {max(unit, round(self.base_width / unit) * unit)}")
         if any(not 0 <= level < len(widths) for level in self.attention_levels):
             raise InputError(f"attention levels {self.attention_levels} must be within 0..{len(widths) - 1}")
 
