@@ -104,10 +104,11 @@ def write_run_json(run_dir: Path, record: dict[str, Any]) -> None:
     write_atomic(Path(run_dir) / RUN_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
-def read_run_json(run_dir: Path) -> dict[str, Any]:
+def read_run_json(run_dir: Path, writer: str = "unetkit train") -> dict[str, Any]:
+    """A run's record; `writer`: the command whose --out folder is expected, for the message when it is not one."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise InputError(f"{run_dir}: not a unetkit run (no {RUN_FILE}); give the folder that `unetkit train --out` wrote")
+        raise InputError(f"{run_dir}: not a unetkit run (no {RUN_FILE}); give the folder that `{writer} --out` wrote")
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

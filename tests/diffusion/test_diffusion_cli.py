@@ -79,6 +79,7 @@ def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditio
         (["diffusion", "train", "--images", str(images), "--out", str(conditional_run), "--steps", "1"], "not empty"),
         (["diffusion", "sample", str(conditional_run), "--steps", "0", "--out", str(tmp_path / "o3")], "at least 1"),
         (["predict", str(conditional_run), str(images), "--out", str(tmp_path / "o4")], "is a diffusion run"),
+        (["diffusion", "sample", str(images), "--out", str(tmp_path / "o7")], "`unetkit diffusion train --out` wrote"),
         (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r0"), "--steps", "0", *TINY], "--steps 0"),
         (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r1"), "--steps", "-5", *TINY], "--steps -5"),
         (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r2"), "--steps", "1", "--lr", "nan", *TINY],

@@ -51,7 +51,7 @@ class DiffusionRun:
 
 def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> DiffusionRun:
     run_dir = Path(run_dir)
-    record = read_run_json(run_dir)
+    record = read_run_json(run_dir, writer="unetkit diffusion train")
     if record.get("kind") != "diffusion":
         raise InputError(f"{run_dir}: is a segmentation run; give a run written by `unetkit diffusion train`")
     try:
