@@ -292,3 +292,24 @@ def test_an_interrupt_wrapped_by_the_exporter_is_still_an_interrupt() -> None:
     except RuntimeError as wrapped:
         assert _caused_by_interrupt(wrapped)
     assert not _caused_by_interrupt(RuntimeError("a real failure"))
+
+
+def test_the_test_tensors_come_from_the_runs_images_are_hashed_and_pass_bioimageio_checks(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A synthetic noise test input gave an all-background test mask, which bioimage.io's validator refuses
+    ("output values are too small for reliable testing"); export.json named the run's absolute path and hashed
+    only the network files."""
+    import hashlib
+
+    import bioimageio.spec
+
+    run, folder = exported
+    description = json.loads((folder / "export.json").read_text())
+    assert description["test"]["input_source"] == "a 48 x 48 crop of 3.png"  # the held-out (last) image, whole
+    assert np.array_equal(np.load(folder / "test_input.npy")[0, 0], np.asarray(Image.open(run.parent / "image" / "3.png")))
+    for name, digest in description["test"]["sha256"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    assert description["source_run"] == "run" and str(run.parent) not in (folder / "README.md").read_text()
+    summary = bioimageio.spec.load_description(str(folder / "rdf.yaml"), perform_io_checks=True).validation_summary
+    assert summary.status != "failed", summary.format()

@@ -14,7 +14,7 @@ against the run before the export folder appears; a failed export leaves nothing
     OUT/test_input.npy          a test image and the run's outputs for it, to check a consumer's set-up
     OUT/test_probabilities.npy
     OUT/test_mask.npy
-    OUT/export.json             what goes in and out, the size grid, classes, checks, sha256 of every file
+    OUT/export.json             what goes in and out, the size grid, classes, checks, sha256 of the network and test files
     OUT/rdf.yaml                the same as a bioimage.io model description (format 0.5), so that Fiji's
                                 deepImageJ, ilastik and the bioimage.io tools load the folder (or OUT.zip)
     OUT/README.md               how to run it, in a few lines
@@ -46,7 +46,8 @@ import torch
 from torch import nn
 
 from unetkit.alignment import Shift, shift_image
-from unetkit.data.io import missing_folders, remove_empty_folders
+from unetkit.data.io import list_image_files, missing_folders, read_pages, remove_empty_folders
+from unetkit.data.normalize import channels_first
 from unetkit.errors import InputError
 from unetkit.losses import class_probabilities
 from unetkit.predict import pooling_grid
@@ -56,6 +57,7 @@ FORMATS = ("onnx", "torchscript")
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}  # what each format writes
+TEST_FILES = ("test_input.npy", "test_probabilities.npy", "test_mask.npy")  # one input and the run's outputs
 EXPORT_FILE = "export.json"
 BIOIMAGEIO_FILE = "rdf.yaml"
 BIOIMAGEIO_FORMAT = "0.5.4"
@@ -109,6 +111,10 @@ class SizeGrid:
         k = max(0, -(-(near - self.minimum) // self.step))
         return self.minimum + k * self.step
 
+    def at_most(self, near: int) -> int | None:
+        """The largest grid size that is at most `near`; None below the minimum."""
+        return None if near < self.minimum else self.minimum + (near - self.minimum) // self.step * self.step
+
 
 def size_grid(run: Run) -> SizeGrid:
     """Where a network's input sides must lie for an exported graph (which has no padding of its own)."""
@@ -149,7 +155,7 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
     grid = size_grid(run)
     segmenter = StandaloneSegmenter(run.model.to(memory_format=torch.contiguous_format), run.normalization.low,
                                     run.normalization.high, run.encoding.values, run.output_shift).eval()
-    test_input = _test_image(run, grid)
+    test_input, test_source = _test_image(run, grid)
     with torch.no_grad():
         probabilities, mask = segmenter(torch.from_numpy(test_input))
 
@@ -167,7 +173,7 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
         np.save(staging / "test_input.npy", test_input, allow_pickle=False)
         np.save(staging / "test_probabilities.npy", probabilities.numpy(), allow_pickle=False)
         np.save(staging / "test_mask.npy", mask.numpy(), allow_pickle=False)
-        description = _description(run, grid, formats, checks, staging)
+        description = _description(run, grid, formats, checks, staging, test_source)
         (staging / EXPORT_FILE).write_text(json.dumps(description, indent=2) + "\n")
         (staging / "README.md").write_text(_readme(description))
         rdf = bioimageio_description(description, card)
@@ -268,16 +274,49 @@ def _require_onnx_exporter() -> None:
                          "or export with --format torchscript") from None
 
 
-def _test_image(run: Run, grid: SizeGrid) -> np.ndarray:
-    """A reproducible test input: smooth random structure spanning the training images' normalised range."""
+TEST_OUTPUT = (96, 128)  # the test tensors' output side (not square, so a swapped axis shows)
+
+
+def _test_image(run: Run, grid: SizeGrid) -> tuple[np.ndarray, str]:
+    """A test input (1 x C x H x W raw values) and where it came from: a crop of the run's last training or
+    validation image when it is still there, so that the test mask holds real structure (an all-background mask
+    is one bioimage.io's checks refuse as too small to test with), else a reproducible synthetic field."""
+    height, width = (grid.at_least(side + 2 * grid.margin) for side in TEST_OUTPUT)
+    real = _crop_of_a_training_image(run, grid, height, width)
+    if real is not None:
+        return real
     rng = np.random.default_rng(0)
-    height, width = grid.at_least(96), grid.at_least(128)  # not square, so a swapped axis shows
     channels = len(run.normalization.low)
     coarse = rng.random((1, channels, height // 8 + 2, width // 8 + 2))
     field = np.kron(coarse, np.ones((1, 1, 8, 8)))[:, :, :height, :width] + 0.1 * rng.standard_normal((1, channels, height, width))
     low = np.asarray(run.normalization.low)[None, :, None, None]
     high = np.asarray(run.normalization.high)[None, :, None, None]
-    return (low + field * (high - low)).astype(np.float32)
+    image = low + field * (high - low)
+    dtype = np.dtype(run.normalization.source_dtype)
+    if dtype.kind in "ui":  # values the input's dtype can hold, as the description promises
+        image = np.clip(np.round(image), np.iinfo(dtype).min, np.iinfo(dtype).max)
+    return image.astype(np.float32), "a synthetic field (the run's images were not found)"
+
+
+def _crop_of_a_training_image(run: Run, grid: SizeGrid, height: int, width: int) -> tuple[np.ndarray, str] | None:
+    """The centre of the last image of the run's validation (or training) folder, cut to grid sizes; None when
+    the folder is gone, unreadable, or holds images of other channels or smaller than the grid's minimum."""
+    data = run.record.get("data") or {}
+    folder = data.get("val_images") or data.get("images")
+    try:
+        file = list_image_files(Path(folder))[-1]  # the held-out block is the last one
+        page = read_pages(file)[0][0]
+    except (InputError, OSError, TypeError, IndexError):
+        return None
+    image = channels_first(page)
+    if image.shape[0] != len(run.normalization.low):
+        return None
+    fitted = [grid.at_most(min(want, have)) for want, have in zip((height, width), image.shape[1:])]
+    if None in fitted:
+        return None
+    (h, w), (top, left) = fitted, ((image.shape[1] - fitted[0]) // 2, (image.shape[2] - fitted[1]) // 2)
+    crop = image[None, :, top : top + h, left : left + w].astype(np.float32)
+    return np.ascontiguousarray(crop), f"a {w} x {h} crop of {file.name}"
 
 
 def _dynamic_shapes(grid: SizeGrid) -> dict[str, dict[int, Any]]:
@@ -385,13 +424,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dict[str, str], folder: Path) -> dict[str, Any]:
+def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dict[str, str], folder: Path,
+                 test_source: str) -> dict[str, Any]:
     files = {FILES[f]: f for f in formats}
     output_size = "the input's" if grid.margin == 0 else f"the input's less {grid.margin} pixels on each side"
     return {
         "format_version": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source_run": str(Path(run.path).resolve()),
+        "source_run": Path(run.path).resolve().name,  # the folder's name: the package is shared, its path is private
         "model": run.record["model"],
         "files": {name: {"format": fmt, "sha256": _sha256(folder / name), "check": checks[fmt]}
                   for name, fmt in files.items()},
@@ -412,7 +452,9 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
         ],
         "normalization": run.normalization.to_json(),
         "alignment_shift_px": list(run.output_shift) if run.output_shift else [0.0, 0.0],
-        "test": {"input": "test_input.npy", "probabilities": "test_probabilities.npy", "mask": "test_mask.npy"},
+        "test": {"input": "test_input.npy", "probabilities": "test_probabilities.npy", "mask": "test_mask.npy",
+                 "input_source": test_source,
+                 "sha256": {name: _sha256(folder / name) for name in TEST_FILES}},
         "libraries": {name: version for name, version in library_versions().items() if name in ("unetkit", "torch")},
     }
 
@@ -470,9 +512,10 @@ def _readme(description: dict[str, Any]) -> str:
                   "with torch.no_grad():",
                   "    probabilities, mask = network(torch.from_numpy(np.load('test_input.npy')))"]
     lines += ["```", "", "## Validation", "",
-              "Each file was loaded back when it was written and run on test_input.npy; its outputs matched the "
+              f"Each file was loaded back when it was written and run on test_input.npy "
+              f"({description['test']['input_source']}); its outputs matched the "
               "trained run's (test_probabilities.npy, test_mask.npy). export.json gives the figures and the sha256 "
-              "of every file; rdf.yaml describes the model for bioimage.io tools.", ""]
+              "of the network and test files; rdf.yaml describes the model for bioimage.io tools.", ""]
     return "\n".join(lines)
 
 
