@@ -75,7 +75,7 @@ def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditio
     cases = [
         (["diffusion", "sample", str(unconditional), "--labels", str(labels), "--out", str(tmp_path / "o1")], "trained without labels"),
         (["diffusion", "sample", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")], "not a unetkit run"),
-        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r"), "--size", "64", "--steps", "1"], "smaller than --size"),
+        (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r"), "--size", "64", "--steps", "1"], "0.png: 32 x 32 pixels (width x height), smaller than the --size 64 patches; give --size 32"),
         (["diffusion", "train", "--images", str(images), "--out", str(conditional_run), "--steps", "1"], "not empty"),
         (["diffusion", "sample", str(conditional_run), "--steps", "0", "--out", str(tmp_path / "o3")], "at least 1"),
         (["predict", str(conditional_run), str(images), "--out", str(tmp_path / "o4")], "is a diffusion run"),

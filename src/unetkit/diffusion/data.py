@@ -54,7 +54,7 @@ def load_diffusion_data(images: Path, labels: Path | None, size: int) -> Diffusi
     if labels is not None:
         pairs, palette = read_pairs(images, labels)
         arrays = [p.image.array for p in pairs]
-        names = [p.name for p in pairs]
+        names, places = [p.name for p in pairs], [p.image.location for p in pairs]
         encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in pairs], palette)
         label_maps = [torch.from_numpy(encoding.to_classes(p.label.array, p.label.name).astype(np.int64)) for p in pairs]
     else:
@@ -62,9 +62,11 @@ def load_diffusion_data(images: Path, labels: Path | None, size: int) -> Diffusi
         if not pages:
             raise InputError(f"{images}: holds no images; give a folder of PNG/TIFF images or a stack")
         arrays, names, encoding, label_maps = [p.array for p in pages], [p.name for p in pages], None, None
-    for name, array in zip(names, arrays):
+        places = [p.location for p in pages]
+    for place, array in zip(places, arrays):
         if min(array.shape[:2]) < size:
-            raise InputError(f"{name}: {array.shape[1]} x {array.shape[0]} is smaller than --size {size}; lower --size")
+            raise InputError(f"{place}: {array.shape[1]} x {array.shape[0]} pixels (width x height), smaller than the "
+                             f"--size {size} patches; give --size {min(array.shape[:2])} or less, or leave the image out")
     normalization = Normalization.fit(arrays, "percentile")
     tensors = [to_model_range(normalization.apply(array, name)) for name, array in zip(names, arrays)]
     return DiffusionData(tensors, label_maps, normalization, encoding, names)
