@@ -117,7 +117,7 @@ def _describe(trainer: Trainer, patch_given: bool) -> list[str]:
         f"training: recipe {config.recipe}, {config.loss} loss, {config.optimizer} lr {config.lr:g}, batch {config.batch_size} of "
         f"{'whole images' if trainer.sampler.patch_size is None else f'{trainer.sampler.patch_size}x{trainer.sampler.patch_size} patches'}"
         f"{f' (output {trainer.sampler.patch_size - 2 * trainer.margin})' if trainer.margin else ''}, "
-        f"{trainer.sampler.steps_per_epoch()} steps/epoch{_rounds(trainer)}, stop at {' or '.join(s for s in stop if s)}",
+        f"{counted(trainer.sampler.steps_per_epoch(), 'step')}/epoch{_rounds(trainer)}, stop at {' or '.join(s for s in stop if s)}",
         f"engine: {describe_engine(trainer.device, trainer.amp_dtype, config.channels_last)}",
     ] + ([f"{'warning: --patch-size' if patch_given else 'note: the recipe patch size'} {config.patch_size} is larger "
           f"than the largest image: patches of {trainer.sampler.patch_size} are drawn"]
@@ -377,7 +377,8 @@ def resume(
         used = max(spent, trainer.counters.elapsed_s)  # the time saved, and this start's loading on top
         if budget_s is not None and not moved and budget_s - used < needed:
             raise InputError(_budget_spent(budget_s, used, run_dir, needed))
-        say(f"resuming {run_dir} at epoch {trainer.counters.epoch}, step {trainer.counters.step}")
+        unit = "validation round" if trainer.timed_rounds() else "epoch"  # log.csv's "epoch" column counts these
+        say(f"resuming {run_dir} after {unit} {trainer.counters.epoch}, step {trainer.counters.step}")
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
         if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
