@@ -54,10 +54,15 @@ def refuse_clashes(folder: Path, inputs: list[Path], owners: Owners, probabiliti
         for name, what in planned_outputs(file.stem, probabilities, cells).items():
             earlier = claimed.get(name)
             if earlier is not None and earlier[0].stem != file.stem:
-                raise InputError(f"{file}: its {what} would be {name}, the name of {earlier[0]}'s {earlier[1]}; "
+                raise InputError(f"{file}: its {_may_be(what)} {name}, the name of {earlier[0]}'s {earlier[1]}; "
                                  "predict the two into separate --out folders (or rename one)")
             claimed.setdefault(name, (file, what))
             owner = owners.get(name)
             if owner is not None and owner != file.stem and (Path(folder) / name).exists():
-                raise InputError(f"{file}: its {what} would be {Path(folder) / name}, which an earlier predict wrote "
+                raise InputError(f"{file}: its {_may_be(what)} {Path(folder) / name}, which an earlier predict wrote "
                                  f"for the image {owner!r}; predict it into another --out (or rename it)")
+
+
+def _may_be(what: str) -> str:
+    """How a clash names the output: a mask is PNG or TIFF as the image needs, so it is only one of the names."""
+    return "mask, if written as TIFF, would be" if what == "mask" else f"{what} would be"
