@@ -8,6 +8,7 @@ surface here as an exception and fail the test.
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -357,3 +358,18 @@ def test_a_bad_pixel_limit_in_the_environment_is_one_line_and_exit_2(
     monkeypatch.setenv("UNETKIT_MAX_PIXELS", "100")  # a valid limit still refuses larger images
     assert main(["check", "--images", str(images), "--labels", str(labels)]) == 2
     assert "above the limit of 100" in capsys.readouterr().out  # check's table lists each file's problem
+
+
+def test_runs_exports_and_diffusion_runs_never_go_inside_an_input_folder(
+    tmp_path: Path, grey_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`train --out images/run` and `export --out images/m.zip` wrote among the user's images without a word."""
+    images, labels = make_pairs(tmp_path / "data")
+    expect_error(train_argv(images, labels, images / "run"), capsys, f"--out {images / 'run'}: is inside the input "
+                 f"folder {images}")
+    assert not (images / "run").exists()
+    trained_on = Path(json.loads((grey_run / "run.json").read_text())["data"]["labels"])
+    expect_error(["export", grey_run, "--out", trained_on / "model.zip"], capsys, "is inside the input folder")
+    assert not (trained_on / "model.zip").exists()
+    expect_error(["diffusion", "train", "--images", images, "--out", images / "d", "--steps", "1"], capsys,
+                 "is inside the input folder")

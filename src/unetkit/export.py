@@ -51,7 +51,7 @@ from unetkit.data.normalize import channels_first
 from unetkit.errors import InputError
 from unetkit.losses import class_probabilities
 from unetkit.predict import pooling_grid
-from unetkit.run import Run, check_new_run_folder, check_writable_folder, library_versions, load_run, read_run_json
+from unetkit.run import Run, check_new_run_folder, refuse_inside_inputs, check_writable_folder, library_versions, load_run, read_run_json
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE = "model.onnx"
@@ -145,8 +145,9 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
     if unknown or not formats:
         raise InputError(f"--format {','.join(unknown) or '(none)'}: unknown; choose from {', '.join(FORMATS)}")
     out = Path(out)
-    read_run_json(Path(run_dir))  # a run at all, before anything about where it goes
+    data = read_run_json(Path(run_dir)).get("data") or {}  # a run at all, before anything about where it goes
     _check_export_target(out, Path(run_dir))
+    refuse_inside_inputs(out, [data.get(key) for key in ("images", "labels", "val_images", "val_labels")])
     card = card or ModelCard()
     card = ModelCard(_model_name(card.name, Path(run_dir)), card.author or login_name(), _licence(card.license))
     if "onnx" in formats:

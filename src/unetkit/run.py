@@ -81,6 +81,16 @@ def check_new_run_folder(out: Path, resumable: bool = True, what: str = "run fol
     check_writable_folder(out, what)
 
 
+def refuse_inside_inputs(out: Path, inputs: list[Path | str | None]) -> None:
+    """Outputs never go among the user's images and masks: a run, samples or an export inside an input folder
+    (they were written there without a word) is refused, naming the folder."""
+    target = Path(out).resolve()
+    for folder in inputs:
+        if folder is not None and Path(folder).is_dir() and target.is_relative_to(Path(folder).resolve()):
+            raise InputError(f"--out {out}: is inside the input folder {folder}; unetkit writes nothing among your "
+                             "images and masks, choose a folder outside it")
+
+
 def check_writable_folder(out: Path, what: str = "run folder") -> None:
     """Find out now, not after reading the data or exporting, whether the folder can be made and written."""
     created = missing_folders(out)

@@ -32,7 +32,7 @@ from unetkit.ema import make_ema
 from unetkit.engine import as_batch, autocast, autocast_dtype, configure_process, needs_grad_scaler, to_memory_format
 from unetkit.errors import InputError
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
-from unetkit.run import check_new_run_folder, make_run_folder, new_run_record, write_run_json
+from unetkit.run import check_new_run_folder, refuse_inside_inputs, make_run_folder, new_run_record, write_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, save_weights
 
 LOG_FILE = "log.csv"
@@ -114,6 +114,7 @@ def train_diffusion(
     """Train into the new folder `out`; returns run.json's record."""
     began = time.monotonic()
     out = Path(out)
+    refuse_inside_inputs(out, [images, labels])
     check_new_run_folder(out, resumable=False)
     data = load_diffusion_data(Path(images), Path(labels) if labels else None, config.size)
     device = resolve_device(config.device)
