@@ -61,7 +61,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--batch-size", type=int, help="samples per step")
     p.add_argument("--patch-size", type=int, help="side of the square training patches")
-    p.add_argument("--augment", help="default (flips, rotations, intensity), paper (+ elastic, any angle, grey values), strong (paper + zoom, larger grey changes), seed (random flips) or none")
+    p.add_argument("--augment", help="default (flips, rotations, intensity), paper (+ elastic, any angle, grey values), "
+                                     "strong (paper + zoom, larger grey changes), seed (random flips) or none")
     p.add_argument("--synthetic", metavar="RUN", help="a `unetkit diffusion train --labels` run: mix its images for deformed training labels into the patches")
     p.add_argument("--synthetic-fraction", type=float, help="share of the patches that are synthetic (default 0.25)")
     p.add_argument("--synthetic-count", type=int, help="synthetic pairs to generate before training (default 64)")

@@ -22,7 +22,6 @@ from unetkit.data.io import write_atomic
 from unetkit.data.labels import LabelEncoding, scalar_codes
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
 from unetkit.errors import InputError
-from unetkit.text import counted
 from unetkit.instances import watershed_regions
 from unetkit.metrics import (
     area_bias_per_class,
@@ -34,6 +33,7 @@ from unetkit.metrics import (
     rand_scores,
     vi_scores,
 )
+from unetkit.text import counted
 
 
 def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[str, Any]:

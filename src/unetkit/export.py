@@ -51,7 +51,15 @@ from unetkit.data.normalize import channels_first
 from unetkit.errors import InputError
 from unetkit.losses import class_probabilities
 from unetkit.predict import pooling_grid
-from unetkit.run import Run, check_new_run_folder, refuse_inside_inputs, check_writable_folder, library_versions, load_run, read_run_json
+from unetkit.run import (
+    Run,
+    check_new_run_folder,
+    check_writable_folder,
+    library_versions,
+    load_run,
+    read_run_json,
+    refuse_inside_inputs,
+)
 
 FORMATS = ("onnx", "torchscript")
 ONNX_FILE = "model.onnx"

@@ -231,7 +231,8 @@ def sample_to_folder(
             _write_image(out, GRID, grid_image(tiles, 2 * max(1, min(4, len(maps)))))
     else:
         side = size or run.config.size
-        samples = to_image_values(generate(run, count, (side, side), seed, None, steps, sampler, guidance, progress=progress), run.normalization)
+        generated = generate(run, count, (side, side), seed, None, steps, sampler, guidance, progress=progress)
+        samples = to_image_values(generated, run.normalization)
         for index, image in enumerate(samples):
             written.append(_write_image(out, f"sample_{index:03d}", image))
         _write_image(out, GRID, grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count))))))

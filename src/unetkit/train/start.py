@@ -20,7 +20,16 @@ from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
 from unetkit.models import unet_valid as valid_net
 from unetkit.models.registry import check_model_name
-from unetkit.run import load_run, check_new_run_folder, refuse_inside_inputs, make_run_folder, model_options, new_run_record, read_run_json, write_run_json
+from unetkit.run import (
+    check_new_run_folder,
+    load_run,
+    make_run_folder,
+    model_options,
+    new_run_record,
+    read_run_json,
+    refuse_inside_inputs,
+    write_run_json,
+)
 from unetkit.text import counted
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
 from unetkit.train.fingerprint import class_fractions, data_fingerprint, machine_fingerprint, step_timer
