@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.data.dataset import EVALUATION_KINDS, RawPair, label_stem, match_files, read_pairs
+from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import LabelEncoding, scalar_codes
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
@@ -57,9 +57,10 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
     is an error.
     """
     # `predict --prob` writes NAME_prob.tif beside the masks, `predict --instances` NAME_cells.tif
-    skip = (PROB_SUFFIX, CELLS_SUFFIX)
-    pairs, palette = read_pairs(pred, labels, skip_suffixes=skip, images_are_masks=True, labels_may_be_unpaired=True)
-    unscored = [file.name for file in match_files(pred, labels, skip, EVALUATION_KINDS).orphan_labels]
+    unpaired: list[Path] = []
+    pairs, palette = read_pairs(pred, labels, skip_suffixes=(PROB_SUFFIX, CELLS_SUFFIX), images_are_masks=True,
+                                unpaired_labels=unpaired)
+    unscored = [file.name for file in unpaired]
     masks = [(str(p.image.location), p.image.array) for p in pairs] + [(str(p.label.location), p.label.array) for p in pairs]
     encoding = LabelEncoding.from_masks(masks, palette, minimum_classes=1)  # an empty field, rightly left empty, is one
     _check_same_encoding(pairs, encoding)

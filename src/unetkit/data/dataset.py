@@ -116,9 +116,11 @@ def _kinds(images_are_masks: bool) -> tuple[str, str]:
 
 
 def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
-               kinds: tuple[str, str] = TRAINING_KINDS, labels_may_be_unpaired: bool = False) -> list[tuple[Path, Path]]:
+               kinds: tuple[str, str] = TRAINING_KINDS, unpaired_labels: list[Path] | None = None
+               ) -> list[tuple[Path, Path]]:
     """Matched (image, label) files; the first conflict or orphan is an error naming the files (as `kinds`).
-    `labels_may_be_unpaired`: a label without an image is left out, not an error (evaluating a subset)."""
+    `unpaired_labels`: given, labels without an image are left out and added to it, not an error (evaluating
+    a subset of the images)."""
     matching = match_files(images, labels, skip_suffixes, kinds)
     image, label = kinds
     if matching.conflicts:
@@ -128,7 +130,9 @@ def pair_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
         rule = f" ({PAIRING_RULE})" if matching.orphan_labels and kinds == TRAINING_KINDS else ""
         raise InputError(f"{Path(images)}: no {label} in {Path(labels)} for {names}{rule}; add the {label}s or move these "
                          f"{image}s out")
-    if matching.orphan_labels and not labels_may_be_unpaired:
+    if unpaired_labels is not None:
+        unpaired_labels.extend(matching.orphan_labels)
+    elif matching.orphan_labels:
         names = ", ".join(f.name for f in matching.orphan_labels[:5])
         raise InputError(f"{Path(labels)}: no {image} in {Path(images)} for {names}; add the {image}s or move these {label}s out")
     return matching.pairs
@@ -178,16 +182,16 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
 
 def read_pairs(
     images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (), images_are_masks: bool = False,
-    labels_may_be_unpaired: bool = False,
+    unpaired_labels: list[Path] | None = None,
 ) -> tuple[list[RawPair], list[int] | None]:
     """Decode every pair, page by page, and check the sizes match; also return the masks' palette if any.
 
     Palette indices are the classes, so every palette mask must share the first one's palette.
-    `labels_may_be_unpaired`: see `pair_files`.
+    `unpaired_labels`: see `pair_files`.
     """
     pairs: list[RawPair] = []
     palettes = PaletteCheck()
-    for image_file, label_file in pair_files(images, labels, skip_suffixes, _kinds(images_are_masks), labels_may_be_unpaired):
+    for image_file, label_file in pair_files(images, labels, skip_suffixes, _kinds(images_are_masks), unpaired_labels):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
         conflict = palettes.conflict(label_file, label_palette, [page.label.array for page in pages])

@@ -93,8 +93,9 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     if not pairs:
         return report
     colour = report.colour = classes.colour if classes is not None else mostly_colour(p.label.array for p in pairs)
+    against_training_set = reference == "the training images'"  # a validation set checked while its run is set up
     masks_reference = ("most masks" if classes is None else
-                       "the training masks" if reference == "the training images'" else "the run's training masks")
+                       "the training masks" if against_training_set else "the run's training masks")
     channel_counts = [p.image.channels for p in pairs]
     usual_channels = in_channels or max(set(channel_counts), key=channel_counts.count)
     dtypes = [p.image.array.dtype.name for p in pairs]
@@ -144,8 +145,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask), colour))
     mixed, odd = _mixed_binary_findings(codes_per_mask) if classes is None and not colour else ([], set())
     report.findings.extend(mixed)
-    report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd,
-                                           for_validation=reference == "the training images'"))
+    report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd, for_validation=against_training_set))
     return report
 
 

@@ -97,10 +97,10 @@ def _valid_network_patch(config: TrainConfig, data: TrainingData, fixed: frozens
     tile = valid_net.nearest_valid_input_size(config.patch_size, config.depth)
     output = valid_net.valid_output_size(tile, config.depth)
     if output < SMALL_VALID_OUTPUT:
-        better = valid_net.input_size_for_output(min(128, largest), config.depth)
+        better = valid_net.input_size_for_output(min(TrainConfig.patch_size, largest), config.depth)
+        side = valid_net.valid_output_size(better, config.depth)
         say(f"warning: --patch-size {config.patch_size} is the unpadded U-Net's input tile: {tile} px in, only "
-            f"{output} x {output} out; --patch-size {better} gives outputs of "
-            f"{valid_net.valid_output_size(better, config.depth)} x {valid_net.valid_output_size(better, config.depth)}")
+            f"{output} x {output} out; --patch-size {better} gives outputs of {side} x {side}")
     return config
 
 
