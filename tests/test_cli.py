@@ -336,8 +336,25 @@ def test_the_unpadded_unet_under_the_default_recipe_gets_outputs_the_size_of_the
     tile = record["config"]["patch_size"]
     assert valid_output_size(tile, 2) >= 32 > valid_output_size(tile - 4, 2)  # the smallest tile covering an image
     assert f"patches (output {valid_output_size(tile, 2)})" in out and "warning" not in out
+    assert record["config"]["bilinear"] is False  # run.json said bilinear for a network of transposed convolutions
     assert main([*common, "--out", str(tmp_path / "given"), "--patch-size", "40"]) == 0
     assert "warning: --patch-size 40 is the unpadded U-Net's input tile" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model,flags,named", [("unet-classic", ["--upsampling", "bilinear"], "--upsampling"),
+                                                ("fcn8s", ["--depth", "3"], "--depth"),
+                                                ("fcn32s", ["--upsampling", "transposed", "--depth", "2"],
+                                                 "--upsampling, --depth")])
+def test_a_flag_the_chosen_network_ignores_is_refused(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture, model: str, flags: list[str],
+                                                      named: str) -> None:
+    """`--model unet-classic --upsampling bilinear` trained transposed convolutions without a word."""
+    images, labels = toy_data
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"),
+                 "--model", model, *flags, "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"unetkit: error: {named}: --model {model} has no such choice") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_unknown_model_is_refused_before_anything_else_is_said(toy_data: tuple[Path, Path], tmp_path: Path,

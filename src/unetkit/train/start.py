@@ -150,6 +150,26 @@ ARCHITECTURE_FIELDS = ("model", "base_width", "depth", "bilinear", "align_corner
 MULTI_OUTPUT_LOSSES = ("ce", "ce+dice", "weighted-ce")  # softmax over one output per class
 
 
+# Fields only the padded U-Net reads: the paper's network has 2x2 transposed convolutions and no choice, an FCN
+# neither depth nor upsampling choice (five VGG blocks, learned upsampling).
+PADDED_UNET_ONLY = ("bilinear", "align_corners", "residual")
+
+
+def settle_model_fields(config: TrainConfig, fixed: frozenset[str]) -> TrainConfig:
+    """Refuse a flag the chosen network would ignore, and record the network as built: run.json said
+    `bilinear: true` for the paper's U-Net, which has transposed convolutions only."""
+    ignored = [name for name in PADDED_UNET_ONLY if name in fixed and config.model != "unet"]
+    if "depth" in fixed and config.model.startswith("fcn"):
+        ignored.append("depth")
+    if ignored:
+        flags = ", ".join(flag_of(name) for name in ignored)
+        raise InputError(f"{flags}: --model {config.model} has no such choice (only the padded U-Net, --model unet, has); "
+                         f"drop {flags}")
+    if config.model == "unet":
+        return config
+    return replace(config, bilinear=False, align_corners=False, residual=False)
+
+
 def check_loss_fits_outputs(config: TrainConfig) -> None:
     """Refuse a loss the network's outputs cannot feed, before any data is read (else the first step fails)."""
     if config.loss == "bce" and not config.single_logit:
@@ -199,6 +219,8 @@ def train(
         if "loss" not in fixed:  # the loss the network's outputs were trained for, unless one is given
             kept["loss"] = base.config.loss
         config = replace(config, plan=False, **kept)
+    else:
+        config = settle_model_fields(config, fixed)
     check_loss_fits_outputs(config)
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
                                  base.normalization if base else config.normalization, base.encoding if base else None,
