@@ -196,6 +196,29 @@ def test_seed_rule_keeps_the_lowest_training_loss(toy_data: tuple[Path, Path], t
     assert record["model"]["options"]["num_classes"] == 1
 
 
+def test_seed_rule_keeps_the_weights_that_scored_the_lowest_loss_not_those_after_their_update(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept weights were copied after the optimiser step: one update past the ones the loss was measured on."""
+    images, labels = toy_data
+    config = replace(TINY, select_by="train_loss", single_logit=True, loss="bce", epochs=3)
+    seen: list[tuple[float, dict[str, torch.Tensor]]] = []
+    original = trainer_module.Trainer._step
+
+    def recording_step(self, *args):  # type: ignore[no-untyped-def]
+        before = {name: p.detach().clone() for name, p in self.model.named_parameters()}
+        loss = original(self, *args)
+        seen.append((loss, before))
+        return loss
+
+    monkeypatch.setattr(trainer_module.Trainer, "_step", recording_step)
+    train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    lowest_loss, expected = min(seen, key=lambda pair: pair[0])
+    saved, _ = load_tensors(tmp_path / "run" / "model.safetensors")
+    for name, tensor in expected.items():
+        assert torch.equal(saved[name], tensor), name
+
+
 def test_existing_run_folder_is_not_overwritten(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     images, labels = toy_data
     (tmp_path / "run").mkdir()

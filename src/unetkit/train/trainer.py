@@ -249,6 +249,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self.counters.bad_steps = 0
+        value = loss.item()
+        self._track_train_loss(value)  # before the update: the kept weights are those that scored this loss
         self.optimizer.zero_grad(set_to_none=True)
         self._scaler.scale(loss).backward()
         self._scaler.step(self.optimizer)
@@ -256,7 +258,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self._keep_buffers()
-        return loss.item()
+        return value
 
     def _keep_buffers(self) -> None:
         """Remember the buffers (BatchNorm statistics, a few KB) after a good step, for `_restore_buffers`."""
@@ -321,7 +323,6 @@ class Trainer:
                     step_in_epoch += 1
                     if loss is not None:
                         losses.append(loss)
-                        self._track_train_loss(loss)
                     step_cost = 0.9 * step_cost + 0.1 * (time.monotonic() - started) if step_cost else time.monotonic() - started
                     self._batch_pixels = int(labels.numel())
                     bar.set_postfix(epoch=self.counters.epoch + 1, loss=f"{loss if loss is not None else float('nan'):.4f}",
