@@ -76,6 +76,13 @@ def test_what_the_user_fixed_is_kept_and_the_rest_planned_around_it() -> None:
     assert plan.batch_size > free.batch_size  # a smaller patch: more of them per step
 
 
+def test_transposed_upsampling_is_planned_as_the_costlier_network_it_is() -> None:
+    bilinear = plan_training(ISBI_LIKE, LAPTOP, 600, {"base_width": 24})
+    transposed = plan_training(ISBI_LIKE, LAPTOP, 600, {"base_width": 24, "bilinear": False})
+    assert transposed.step_seconds > 1.1 * bilinear.step_seconds
+    assert transposed.planned_steps < bilinear.planned_steps
+
+
 def test_the_plan_explains_every_choice() -> None:
     plan = plan_training(ISBI_LIKE, LAPTOP, 600)
     text = " ".join(plan.reasons)
@@ -84,15 +91,18 @@ def test_the_plan_explains_every_choice() -> None:
 
 
 def count_forward_macs(model: torch.nn.Module, size: int) -> float:
-    """Multiply-adds of convolutions, counted by hooks on a real forward pass."""
+    """Multiply-adds of convolutions and transposed convolutions, counted by hooks on a real forward pass."""
     total = 0.0
 
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
-        kernel = module.weight[0].numel()  # in/groups x kh x kw
-        total += output.numel() * kernel
+        if isinstance(module, torch.nn.ConvTranspose2d):  # each input pixel's channels meet kh x kw outputs once
+            total += inputs[0].numel() * module.weight[0].numel()  # weight: in x out x kh x kw
+        else:
+            total += output.numel() * module.weight[0].numel()  # in/groups x kh x kw per output element
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     with torch.no_grad():
         model(torch.zeros(1, model.config.in_channels, size, size))
     for handle in handles:
@@ -100,11 +110,13 @@ def count_forward_macs(model: torch.nn.Module, size: int) -> float:
     return total / size**2
 
 
+@pytest.mark.parametrize("bilinear", [True, False])
 @pytest.mark.parametrize("width,depth", [(8, 2), (16, 4), (12, 3)])
-def test_the_cost_model_counts_the_unets_multiply_adds(width: int, depth: int) -> None:
-    model = UNet(UNetConfig(in_channels=1, num_classes=2, base_width=width, depth=depth))
+def test_the_cost_model_counts_the_unets_multiply_adds(width: int, depth: int, bilinear: bool) -> None:
+    """Both upsamplings: the planner sized --upsampling transposed as the bilinear network, 1.2 times cheaper."""
+    model = UNet(UNetConfig(in_channels=1, num_classes=2, base_width=width, depth=depth, bilinear=bilinear))
     counted = count_forward_macs(model, 64)
-    assert unet_macs_per_pixel(width, depth) == pytest.approx(counted, rel=0.01)
+    assert unet_macs_per_pixel(width, depth, bilinear=bilinear) == pytest.approx(counted, rel=0.01)
 
 
 @pytest.mark.parametrize("depth", [2, 3])

@@ -167,12 +167,13 @@ def measure_training_rate(
 
 def step_timer(
     device: torch.device, dtype: torch.dtype | None, channels_last: bool, in_channels: int, classes: int,
-    depth: int, patch: int, batch: int, residual: bool = False,
+    depth: int, patch: int, batch: int, residual: bool = False, bilinear: bool = True,
 ) -> StepTimer:
-    """width -> seconds of a real training step of the padded U-Net with the planned depth, patch and batch
-    (planning.refine_width decides which widths to time)."""
+    """width -> seconds of a real training step of the padded U-Net with the planned depth, patch and batch, and
+    the run's upsampling and blocks (planning.refine_width decides which widths to time)."""
     def time_step(width: int) -> float:
-        config = UNetConfig(in_channels=in_channels, num_classes=classes, base_width=width, depth=depth, residual=residual)
+        config = UNetConfig(in_channels=in_channels, num_classes=classes, base_width=width, depth=depth,
+                            bilinear=bilinear, residual=residual)
         return _fastest_step(device, dtype, channels_last, config, patch, batch, WIDTH_WARMUP, WIDTH_STEPS)
 
     return time_step

@@ -112,25 +112,30 @@ def receptive_field(depth: int) -> int:
     return UNetConfig(depth=depth).receptive_field
 
 
-def unet_macs_per_pixel(width: int, depth: int, in_channels: int = 1, classes: int = 2) -> float:
-    """Forward multiply-adds per input pixel of the padded bilinear U-Net (3x3 convolutions dominate)."""
+def unet_macs_per_pixel(width: int, depth: int, in_channels: int = 1, classes: int = 2, bilinear: bool = True) -> float:
+    """Forward multiply-adds per input pixel of the padded U-Net (3x3 convolutions dominate). The bilinear
+    variant halves the bottom and each decoder level's output; the transposed one keeps them and adds its
+    2x2 transposed convolutions (about 1.2 times the work at the same width)."""
     macs = 9 * (in_channels * width + width * width)  # first level, full resolution
     for level in range(1, depth + 1):
         cin, cout = width * 2 ** (level - 1), width * 2**level
-        if level == depth:
-            cout //= 2  # the bilinear variant halves the bottom
+        if level == depth and bilinear:
+            cout //= 2
         macs += 9 * (cin * cout + cout * cout) / 4**level
-    for level in range(depth - 1, -1, -1):  # concatenated skip (2c) -> c -> c/2 (c at the top)
+    for level in range(depth - 1, -1, -1):  # concatenated skip (2c) -> c -> c/2 (c at the top, or transposed)
         c = width * 2**level
-        out = c // 2 if level else c
-        macs += 9 * (2 * c * c + c * out) / 4**level
+        if bilinear:
+            out = c // 2 if level else c
+            macs += 9 * (2 * c * c + c * out) / 4**level
+        else:  # 2c -> c by the 2x2 transposed convolution (one tap per output pixel), then 2c -> c -> c
+            macs += (2 * c * c + 9 * (2 * c * c + c * c)) / 4**level
     return macs + width * classes
 
 
 def estimated_step_seconds(data: DataFingerprint, machine: MachineFingerprint, depth: int, patch: int, batch: int,
-                           width: int) -> float:
+                           width: int, bilinear: bool = True) -> float:
     """A training step's seconds by the multiply-add model: forward, backward and update cost three forwards."""
-    macs = 3 * unet_macs_per_pixel(width, depth, data.channels, data.classes) * batch * patch**2
+    macs = 3 * unet_macs_per_pixel(width, depth, data.channels, data.classes, bilinear) * batch * patch**2
     return macs / machine.macs_per_s
 
 
@@ -211,8 +216,10 @@ def plan_training(
         else:
             reasons.append(f"batch {batch}: about {batch * patch * patch / 1e3:.0f} k pixels a step")
 
+    bilinear = bool(fixed.get("bilinear", True))  # --upsampling transposed costs more a step at the same width
+
     def step_seconds(width: int) -> float:
-        return estimated_step_seconds(data, machine, depth, patch, batch, width)
+        return estimated_step_seconds(data, machine, depth, patch, batch, width, bilinear)
 
     def fits_memory(width: int) -> bool:
         return fits_in_memory(machine, depth, patch, batch, width)
@@ -272,7 +279,7 @@ MIN_TIMED_BUDGET_S = 120.0  # shorter budgets plan by the model alone: a few tim
 
 def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint, budget_s: float,
                  time_step: StepTimer, width_fixed: bool = False, ema_fixed: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> tuple[Plan, dict[int, float]]:
+                 clock: Callable[[], float] = time.monotonic, bilinear: bool = True) -> tuple[Plan, dict[int, float]]:
     """Time real steps of the planned network and move its width until the measured steps fit the budget.
 
     The multiply-add model holds for wide networks, not narrow ones: their
@@ -300,7 +307,7 @@ def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint,
     started = clock()
 
     def estimate(width: int) -> float:
-        return estimated_step_seconds(data, machine, plan.depth, plan.patch_size, plan.batch_size, width)
+        return estimated_step_seconds(data, machine, plan.depth, plan.patch_size, plan.batch_size, width, bilinear)
 
     def seconds(width: int) -> float:
         if width not in measured and (not measured or clock() - started < TIMING_SHARE * budget_s):

@@ -56,9 +56,9 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str], use
     if budget and config.budget_s >= MIN_TIMED_BUDGET_S and not config.epochs:  # the model misjudges narrow networks
         started = time.monotonic()
         timer = step_timer(device, dtype, config.channels_last, data.in_channels, data_print.classes, plan.depth,
-                           plan.patch_size, plan.batch_size, config.residual)
+                           plan.patch_size, plan.batch_size, config.residual, config.bilinear)
         plan, measured = refine_width(plan, data_print, machine, budget, timer, width_fixed="base_width" in fixed,
-                                      ema_fixed="ema" in fixed)
+                                      ema_fixed="ema" in fixed, bilinear=config.bilinear)
         seconds += time.monotonic() - started
     choices = {name: value for name, value in plan.choices().items() if name not in fixed}
     record = {"data": data_print.to_json(), "machine": machine.to_json(), **plan.to_json(),
