@@ -337,8 +337,16 @@ def test_the_unpadded_unet_under_the_default_recipe_gets_outputs_the_size_of_the
     assert valid_output_size(tile, 2) >= 32 > valid_output_size(tile - 4, 2)  # the smallest tile covering an image
     assert f"patches (output {valid_output_size(tile, 2)})" in out and "warning" not in out
     assert record["config"]["bilinear"] is False  # run.json said bilinear for a network of transposed convolutions
+    assert record["config"]["align_outputs"] is False  # its tiles have no context to shift by: it never aligns
     assert main([*common, "--out", str(tmp_path / "given"), "--patch-size", "40"]) == 0
     assert "warning: --patch-size 40 is the unpadded U-Net's input tile" in capsys.readouterr().out
+    from unetkit.models.unet_valid import nearest_valid_input_size
+
+    tile = nearest_valid_input_size(74, 2)
+    assert tile != 74
+    assert main([*common, "--out", str(tmp_path / "odd"), "--patch-size", "74"]) == 0
+    assert f"--patch-size 74 is not a size the unpadded U-Net takes; it trains on {tile} px" in capsys.readouterr().out
+    assert json.loads((tmp_path / "odd" / "run.json").read_text())["config"]["patch_size"] == tile  # it said 74
 
 
 @pytest.mark.parametrize("model,flags,named", [("unet-classic", ["--upsampling", "bilinear"], "--upsampling"),

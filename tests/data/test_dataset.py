@@ -313,13 +313,21 @@ def test_patches_are_aligned_crops_of_the_stored_pairs() -> None:
             assert torch.equal(label, source_label[top : top + 8, left : left + 8].long())
 
 
+def test_the_sampler_pads_its_own_copies_not_the_callers_data() -> None:
+    """It replaced the given pairs' lists with padded ones: a second sampler padded them again."""
+    small = torch.rand(1, 5, 5, generator=torch.Generator().manual_seed(1))
+    data = TensorPairs(["small"], [small], [(small[0] > 0.5).to(torch.uint8)])
+    PatchSampler(data, 12, 2, torch.Generator().manual_seed(0), margin=2)  # pads to the output, then by the margin
+    assert data.images[0] is small and tuple(data.labels[0].shape) == (5, 5) and data.names == ["small"]
+
+
 def test_small_images_are_mirror_padded() -> None:
     tiny = torch.tensor([[[0.0, 0.1, 0.9], [0.8, 0.2, 0.6]]])  # 1 x 2 x 3, smaller than the patch
     large = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(0))
     data = TensorPairs(["tiny", "large"], [tiny, large], [(x[0] > 0.5).to(torch.uint8) for x in (tiny, large)])
     sampler = _sampler(data, 4, 8, seed=0)
-    expected = torch.tensor(  # rows 0 1 | 1 0, columns 0 1 2 | 2: mirrored, edge repeated
-        [[0.0, 0.1, 0.9, 0.9], [0.8, 0.2, 0.6, 0.6], [0.8, 0.2, 0.6, 0.6], [0.0, 0.1, 0.9, 0.9]]
+    expected = torch.tensor(  # rows 0 1 | 0 1, columns 0 1 2 | 1: mirrored without repeating the edge, as predict does
+        [[0.0, 0.1, 0.9, 0.1], [0.8, 0.2, 0.6, 0.2], [0.0, 0.1, 0.9, 0.1], [0.8, 0.2, 0.6, 0.2]]
     )
     sampler.start_epoch()
     images, labels, _, names = sampler.batch(0)

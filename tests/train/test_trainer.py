@@ -274,6 +274,7 @@ def test_fcn_baseline_trains_and_predicts_through_the_run(toy_data: tuple[Path, 
                    progress=False, say=lines.append)
     assert any(line.startswith("no plan: ") and "--model fcn8s" in line for line in lines), lines
     assert record["config"]["plan"] is False and "plan" not in record
+    assert record["config"]["depth"] is None  # the recipe's depth 4 was recorded for a network of five VGG blocks
 
 
 def test_resume_with_more_epochs_extends_a_budgeted_run(toy_data: tuple[Path, Path], tmp_path: Path) -> None:

@@ -305,11 +305,13 @@ class TensorPairs:
 
 
 def _pad(array: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """Mirror-pad the last two axes; numpy repeats the mirror when a pad exceeds the image."""
+    """Mirror-pad the last two axes without repeating the edge pixel, as prediction and the U-Net's own padding do
+    (a network trained on one mirror and used with another sees different context at the border); numpy
+    mirrors again where a pad exceeds the image."""
     if not (top or bottom or left or right):
         return array
     widths = [(0, 0)] * (array.dim() - 2) + [(top, bottom), (left, right)]
-    return torch.from_numpy(np.pad(array.numpy(), widths, mode="symmetric"))
+    return torch.from_numpy(np.pad(array.numpy(), widths, mode="reflect"))
 
 
 def _pad_to(array: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -344,6 +346,9 @@ class PatchSampler:
             raise InputError("no training images left after the validation split; give more images or a smaller --val-fraction")
         if margin and patch_size is None:
             raise InputError("networks with valid convolutions train on tiles: give --patch-size (e.g. 572)")
+        # the sampler's own lists: padding them (or adding synthetic pairs) must not change the caller's data
+        data = TensorPairs(list(data.names), list(data.images), list(data.labels),
+                           None if data.weights is None else list(data.weights))
         self.data = data
         self.patch_size = patch_size
         self.batch_size = batch_size

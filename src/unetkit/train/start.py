@@ -101,7 +101,10 @@ def _valid_network_patch(config: TrainConfig, data: TrainingData, fixed: frozens
         side = valid_net.valid_output_size(better, config.depth)
         say(f"warning: --patch-size {config.patch_size} is the unpadded U-Net's input tile: {tile} px in, only "
             f"{output} x {output} out; --patch-size {better} gives outputs of {side} x {side}")
-    return config
+    elif tile != config.patch_size:
+        say(f"note: --patch-size {config.patch_size} is not a size the unpadded U-Net takes; it trains on {tile} px "
+            f"tiles ({output} x {output} out), the nearest")
+    return replace(config, patch_size=tile)  # run.json records the tile trained on
 
 
 def _describe_sizes(sizes: list[tuple[int, int]]) -> str:
@@ -167,7 +170,10 @@ def settle_model_fields(config: TrainConfig, fixed: frozenset[str]) -> TrainConf
                          f"drop {flags}")
     if config.model == "unet":
         return config
-    return replace(config, bilinear=False, align_corners=False, residual=False)
+    settled = replace(config, bilinear=False, align_corners=False, residual=False)
+    if config.model == "unet-classic":  # its tiles have no spare context to shift outputs by: no label alignment
+        return replace(settled, align_outputs=False)
+    return replace(settled, depth=None)  # an FCN has five VGG blocks, whatever depth the recipe says
 
 
 def check_loss_fits_outputs(config: TrainConfig) -> None:

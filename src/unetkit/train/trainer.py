@@ -135,7 +135,7 @@ class Trainer:
         self.ema = make_ema(self.model, config.ema)
         self.loss_fn = get_loss(config.loss)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.image_sizes = sorted({tuple(y.shape) for y in data.train.labels})  # before the sampler pads them
+        self.image_sizes = sorted({tuple(y.shape) for y in data.train.labels})  # as given (the sampler pads its own copies)
         self.margin = int(getattr(self.model, "margin", 0))  # valid networks lose this much on each side
         patch_size = config.patch_size
         if self.margin and patch_size is not None:
