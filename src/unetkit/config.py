@@ -61,7 +61,7 @@ class TrainConfig:
     align_outputs: bool = True  # measure on the validation images a sub-pixel shift of the outputs that fits the labels (alignment.py)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0: off)
     val_fraction: float = 0.2
-    tile: int = 512  # window size for validation and prediction
+    tile: int = 512  # window size for validation, and for predicting with the unpadded U-Net (padded ones size windows by memory)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     precision: str = "auto"  # "auto" (bf16 where it is faster, AMP on a GPU) | "fp32" | "bf16" | "fp16" (GPU)

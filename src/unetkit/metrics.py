@@ -234,6 +234,15 @@ def _sweep(
     return rows
 
 
+def _best_of_sweep(prob_interior: np.ndarray, true_regions: np.ndarray, thresholds: np.ndarray
+                   ) -> tuple[float, dict[str, float], float, dict[str, float]]:
+    """(threshold, Rand scores) of the best V_Rand and (threshold, information scores) of the best V_Info."""
+    rows = _sweep(prob_interior, true_regions, thresholds)
+    t_rand, rand, _ = max(rows, key=lambda row: row[1]["v_rand"])
+    t_info, _, info = max(rows, key=lambda row: row[2]["v_info"])
+    return t_rand, rand, t_info, info
+
+
 def best_over_thresholds(
     prob_interior: np.ndarray,
     true_regions: np.ndarray,
@@ -245,9 +254,7 @@ def best_over_thresholds(
     best. Ties keep the lowest threshold. Keys: v_rand, v_rand_threshold, v_info,
     v_info_threshold.
     """
-    rows = _sweep(prob_interior, true_regions, thresholds)
-    t_rand, rand, _ = max(rows, key=lambda row: row[1]["v_rand"])
-    t_info, _, info = max(rows, key=lambda row: row[2]["v_info"])
+    t_rand, rand, t_info, info = _best_of_sweep(prob_interior, true_regions, thresholds)
     return {
         "v_rand": rand["v_rand"],
         "v_rand_threshold": t_rand,
@@ -285,9 +292,7 @@ def boundary_scores(
         raise TypeError(
             f"pred_interior_or_prob must be a bool mask or floating probabilities, got dtype {x.dtype}"
         )
-    rows = _sweep(x, true_regions, thresholds)
-    t_rand, rand, _ = max(rows, key=lambda row: row[1]["v_rand"])
-    t_info, _, info = max(rows, key=lambda row: row[2]["v_info"])
+    t_rand, rand, t_info, info = _best_of_sweep(x, true_regions, thresholds)
     return {
         **rand,
         **info,

@@ -189,6 +189,37 @@ def test_palettes_that_colour_a_used_index_differently_are_refused(tmp_path: Pat
         read_pairs(images, labels)
 
 
+def test_validation_masks_that_colour_an_index_otherwise_than_the_training_masks_are_refused(tmp_path: Path) -> None:
+    """The validation masks' palette was thrown away: index 1 was scored as the training masks' class 1 whatever
+    colour it showed."""
+    from unetkit.train.setup import prepare_training_data
+
+    indices = np.resize(np.arange(2, dtype=np.uint8), (16, 16))
+    folders = {}
+    for part, palette in (("train", [0, 0, 0, 255, 0, 0]), ("val", [0, 0, 0, 0, 0, 255])):
+        images, labels = _folders(tmp_path / part, ["0.png", "1.png"], [], size=(16, 16))
+        labels.mkdir()
+        for name in ("0.png", "1.png"):
+            _palette_mask(labels / name, indices, palette)
+        folders[part] = (images, labels)
+    with pytest.raises(InputError, match=r"val/labels/0\.png: .*index 1 as RGB \[0, 0, 255\] but 0\.png's as \[255, 0, 0\]"):
+        prepare_training_data(*folders["train"], *folders["val"], 0.2, "percentile", say=lambda _: None)
+
+
+def test_masks_that_colour_an_index_otherwise_than_the_run_fine_tuned_from_are_refused(tmp_path: Path) -> None:
+    from unetkit.data.labels import LabelEncoding
+    from unetkit.train.setup import prepare_training_data
+
+    images, labels = _folders(tmp_path, ["0.png", "1.png"], [], size=(16, 16))
+    labels.mkdir()
+    for name in ("0.png", "1.png"):
+        _palette_mask(labels / name, np.resize(np.arange(2, dtype=np.uint8), (16, 16)), [0, 0, 0, 0, 0, 255])
+    run = LabelEncoding((0, 1), "uint8", palette=(0, 0, 0, 255, 0, 0))
+    with pytest.raises(InputError, match=r"0\.png: .*index 1 as RGB \[0, 0, 255\] but base-run's as \[255, 0, 0\]"):
+        prepare_training_data(images, labels, None, None, 0.5, "percentile", run, say=lambda _: None,
+                              base_run=tmp_path / "base-run")
+
+
 def test_an_index_only_a_later_mask_uses_joins_the_palette(tmp_path: Path) -> None:
     """The first mask's palette is short; a later one uses index 2: predictions must be able to draw it."""
     images, labels = _folders(tmp_path, ["0.png", "1.png"], [])

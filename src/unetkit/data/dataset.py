@@ -182,15 +182,16 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
 
 def read_pairs(
     images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (), images_are_masks: bool = False,
-    unpaired_labels: list[Path] | None = None,
+    unpaired_labels: list[Path] | None = None, palettes: "PaletteCheck | None" = None,
 ) -> tuple[list[RawPair], list[int] | None]:
     """Decode every pair, page by page, and check the sizes match; also return the masks' palette if any.
 
     Palette indices are the classes, so every palette mask must share the first one's palette.
-    `unpaired_labels`: see `pair_files`.
+    `unpaired_labels`: see `pair_files`. `palettes`: a check that has seen other masks (the training ones, when
+    these are validation masks), else a new one.
     """
     pairs: list[RawPair] = []
-    palettes = PaletteCheck()
+    palettes = PaletteCheck() if palettes is None else palettes
     for image_file, label_file in pair_files(images, labels, skip_suffixes, _kinds(images_are_masks), unpaired_labels):
         pages, label_palette = read_pair(image_file, label_file, images_are_masks)
         pairs.extend(pages)
@@ -222,6 +223,15 @@ class PaletteCheck:
     def __init__(self) -> None:
         self.first: list[int] | None = None
         self.used: dict[int, tuple[tuple[int, ...], Path]] = {}  # index -> (colour, first mask that used it)
+
+    @classmethod
+    def of_run(cls, palette: list[int] | tuple[int, ...], indices: Sequence[int], run: Path) -> "PaletteCheck":
+        """A check that has seen a trained run's masks: its palette, and the indices that are its classes."""
+        check = cls()
+        check.first = list(palette)
+        for index in indices:
+            check.used[int(index)] = (tuple(palette[3 * index : 3 * index + 3]) or (0, 0, 0), Path(run))
+        return check
 
     @property
     def palette(self) -> list[int] | None:

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from unetkit.data.io import refuse_predictions_folder
-from unetkit.data.dataset import RawPair, TensorPairs, read_pairs, split_contiguous
+from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import CheckReport, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
@@ -79,11 +79,16 @@ def prepare_training_data(
     for path, option in ((images, "--images"), (labels, "--labels"), (val_images, "--val-images"), (val_labels, "--val-labels")):
         if path is not None:
             refuse_predictions_folder(path, option)
-    pairs, palette = read_pairs(images, labels)
+    # one palette check over training and validation masks (and the run fine-tuned from): an index is one class
+    if encoding is not None and encoding.palette and base_run is not None:
+        palettes = PaletteCheck.of_run(encoding.palette, encoding.values, base_run)
+    else:
+        palettes = PaletteCheck()
+    pairs, palette = read_pairs(images, labels, palettes=palettes)
     inspected = inspect_pairs(pairs, encoding, in_channels)
     _stop_on_errors(inspected, images, labels, say, base_run)
     if val_images is not None:
-        train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels)
+        train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
         if encoding is None:  # the same split of the summaries: their values are known already
