@@ -1,10 +1,13 @@
 """unetkit: U-Net segmentation for microscopy images that trains well on a CPU.
 
 The command line (`unetkit train / predict / evaluate / demo`) is a thin layer
-over these functions.
+over these functions (unetkit/api.py): `unetkit.train`, `unetkit.predict`,
+`unetkit.evaluate`, `unetkit.load_run`.
 """
 
 from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
@@ -12,21 +15,13 @@ __all__ = ["__version__", "evaluate", "load_run", "predict", "train"]
 
 
 def __getattr__(name: str):
-    """Import lazily: `import unetkit` stays fast for the CLI's --help."""
-    if name == "train":
-        from unetkit.train.start import train
-
-        return train
-    if name == "predict":
-        from unetkit.predict_files import predict_paths
-
-        return predict_paths
-    if name == "evaluate":
-        from unetkit.evaluate import evaluate_paths
-
-        return evaluate_paths
+    """Import lazily: `import unetkit` stays fast for the CLI's --help. `train`, `predict` and `evaluate` are
+    also the package and modules that do the work; they are callable (api.make_module_callable), and returned
+    as such so that the name means one object however it was first reached."""
+    if name in ("train", "predict", "evaluate"):
+        return importlib.import_module(f"unetkit.{name}")
     if name == "load_run":
-        from unetkit.run import load_run
+        from unetkit.api import load_run
 
         return load_run
     raise AttributeError(name)

@@ -11,7 +11,6 @@ import os
 import re
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from unetkit import __version__
@@ -234,7 +233,7 @@ RESUME_FLAGS = frozenset({"command", "resume", "epochs", "budget", "device", "pr
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from unetkit.train.recipes import recipe
+    from unetkit.api import training_config
     from unetkit.train.start import resume, train
 
     budget = parse_duration(args.budget) if args.budget else None
@@ -260,12 +259,7 @@ def _run_train(args: argparse.Namespace) -> None:
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
         align_outputs=False if args.no_align else None, residual=args.residual,
     )
-    config = recipe(args.recipe or "default").with_overrides(**overrides)
-    if args.no_plan:
-        config = replace(config, plan=False)
-    if args.epochs is not None or budget is not None:  # what the user gave alone decides when to stop
-        config = replace(config, epochs=args.epochs, budget_s=budget)
-    fixed = frozenset(name for name, value in overrides.items() if value is not None)
+    config, fixed = training_config(args.recipe or "default", overrides, args.epochs, budget, plan=not args.no_plan)
     train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet,
           fixed=fixed, start_from=args.start_from, began=args.started)
     print(f"run written to {args.out} (model.safetensors, run.json, log.csv, curves.png)")

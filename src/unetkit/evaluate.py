@@ -257,3 +257,8 @@ def check_json_target(path: Path) -> None:
 def write_json(scores: dict[str, Any], path: Path) -> None:
     text = json.dumps(scores, indent=2)
     write_atomic(Path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+from unetkit.api import make_module_callable  # noqa: E402 (after the module's own names)
+
+make_module_callable(__name__, "evaluate")  # `unetkit.evaluate(...)` is the API function (api.py)

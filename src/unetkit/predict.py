@@ -336,3 +336,8 @@ def predict_probabilities(
     predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
                  tile=tile, overlap=overlap, tta=tta, device=device, amp_dtype=amp_dtype, shift=shift)
     return torch.cat(parts, dim=1)
+
+
+from unetkit.api import make_module_callable  # noqa: E402 (after the module's own names)
+
+make_module_callable(__name__, "predict")  # `unetkit.predict(...)` is the API function (api.py)

@@ -320,7 +320,7 @@ def check_inputs(run: Run, files: list[Path]) -> None:
 
 def predict_paths(
     run: Run | Path,
-    inputs: list[Path],
+    inputs: list[Path] | Path | str,
     out: Path,
     tta: bool = False,
     write_probabilities: bool = False,
@@ -338,7 +338,7 @@ def predict_paths(
     of a two-class run; each image's cells are also written as NAME_cells.tif (`instance_kind`: "cells", "objects"
     or "auto", see `objects_on_background`).
     """
-    inputs = [Path(p) for p in inputs]
+    inputs = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]  # one, or several
     if tile is not None and tile < MIN_TILE:
         raise InputError(f"--tile {tile}: windows must be at least {MIN_TILE} pixels (leave it out for the automatic choice)")
     torch_device = resolve_device(device)

@@ -1,0 +1,108 @@
+"""The Python API: what the command line does, as plain calls with keyword options.
+
+    import unetkit
+    unetkit.train("data/image", "data/label", "runs/a", budget="5m")            # planned, as `unetkit train`
+    unetkit.predict("runs/a", "new/", "pred/", tta=True)                         # a file, a folder or a list
+    scores = unetkit.evaluate("pred/", "truth/")                                 # the JSON `evaluate --json` writes
+    run = unetkit.load_run("runs/a")                                             # network, classes, normalisation
+
+`unetkit.train`, `unetkit.predict` and `unetkit.evaluate` are also the names of
+the package and modules that do the work (`unetkit.train.planning`, ...); those
+modules are callable and forward here, so either spelling calls these functions.
+Errors in use raise `unetkit.errors.InputError` with the one line the CLI prints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from unetkit.config import TrainConfig, parse_duration
+from unetkit.errors import InputError
+
+if TYPE_CHECKING:
+    from unetkit.run import Run
+
+PathLike = str | os.PathLike
+
+
+def training_config(recipe_name: str, options: dict[str, Any], epochs: int | None, budget_s: float | None,
+                    plan: bool = True) -> tuple[TrainConfig, frozenset[str]]:
+    """The recipe with the given options (None: not given), and the names given (the planner keeps them).
+    `epochs`/`budget_s`: what is given alone decides when to stop; neither keeps the recipe's budget."""
+    from unetkit.train.recipes import recipe
+
+    config = recipe(recipe_name).with_overrides(**options)
+    if not plan:
+        config = replace(config, plan=False)
+    if epochs is not None or budget_s is not None:
+        config = replace(config, epochs=epochs, budget_s=budget_s)
+    return config, frozenset(name for name, value in options.items() if value is not None)
+
+
+TRAIN_OPTIONS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "epochs", "budget_s", "plan"}
+
+
+def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | float | None = None,
+          epochs: int | None = None, recipe: str = "default", val_images: PathLike | None = None,
+          val_labels: PathLike | None = None, start_from: PathLike | None = None, plan: bool = True,
+          progress: bool = True, **options: Any) -> dict[str, Any]:
+    """Train a run into the new folder `out`, as `unetkit train` does; returns its run.json record.
+
+    `budget`: "10m", "90s" or seconds; `options`: TrainConfig fields (base_width, depth, patch_size, batch_size,
+    lr, loss, model, augment, seed, device, ...): each one given is kept and the rest planned around it."""
+    from unetkit.train.start import train as train_run
+
+    unknown = sorted(set(options) - TRAIN_OPTIONS)
+    if unknown:
+        raise InputError(f"unetkit.train: unknown option {', '.join(unknown)}; choose from {', '.join(sorted(TRAIN_OPTIONS))}")
+    budget_s = parse_duration(budget) if isinstance(budget, str) else budget
+    config, fixed = training_config(recipe, options, epochs, budget_s, plan)
+    return train_run(Path(images), Path(labels), Path(out), config,
+                     Path(val_images) if val_images else None, Path(val_labels) if val_labels else None,
+                     progress=progress, fixed=fixed, start_from=Path(start_from) if start_from else None,
+                     began=time.monotonic())
+
+
+def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
+            probabilities: bool = False, device: str = "auto", tile: int | None = None, precision: str | None = None,
+            progress: bool = True) -> list[Path]:
+    """Predict a file, a folder or a TIFF stack (or a list of them) into `out`, as `unetkit predict` does;
+    returns the mask files written."""
+    from unetkit.predict_files import predict_paths
+    from unetkit.run import Run
+
+    paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
+    return predict_paths(run if isinstance(run, Run) else Path(run), paths, Path(out), tta=tta,
+                         write_probabilities=probabilities, device=device, tile=tile, progress=progress,
+                         precision=precision)
+
+
+def evaluate(pred: PathLike, labels: PathLike, *, boundary_value: int | None = 0) -> dict[str, Any]:
+    """Score predicted masks against true masks, as `unetkit evaluate` does; returns what --json writes."""
+    from unetkit.evaluate import evaluate_paths
+
+    return evaluate_paths(Path(pred), Path(labels), boundary_value)
+
+
+def load_run(path: PathLike) -> "Run":
+    """A trained run: its network (with weights), classes, normalisation and config."""
+    from unetkit.run import load_run as load
+
+    return load(Path(path))
+
+
+def make_module_callable(module_name: str, function: str) -> None:
+    """Let the module `module_name` be called as the API function `function`: `import unetkit.train.start`
+    makes `unetkit.train` the package, and `unetkit.train(...)` must still train."""
+    import sys
+    import types
+
+    class CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return globals()[function](*args, **kwargs)
+
+    sys.modules[module_name].__class__ = CallableModule

@@ -1,0 +1,46 @@
+"""The Python API: the functions the README shows, callable however they are reached."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import unetkit
+from unetkit.errors import InputError
+
+
+def test_train_predict_evaluate_through_the_api(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """`unetkit.evaluate` became the module after its first call (the module's name shadowed the function):
+    the second call failed with "'module' object is not callable"."""
+    images, labels = toy_data
+    record = unetkit.train(str(images), str(labels), tmp_path / "run", epochs=1, base_width=4, depth=2, seed=3,
+                           device="cpu", progress=False)
+    assert record["status"] == "finished" and record["config"]["base_width"] == 4 and record["config"]["seed"] == 3
+    assert record["plan"]["fixed_by_user"] == ["base_width", "depth"]  # given options are kept, the rest planned
+    one = sorted(images.iterdir())[0]
+    written = unetkit.predict(tmp_path / "run", str(one), tmp_path / "pred", progress=False)  # a string: one file
+    assert [p.name for p in written] == [one.with_suffix(".png").name]
+    unetkit.predict(str(tmp_path / "run"), [images], tmp_path / "all", progress=False)
+    first = unetkit.evaluate(tmp_path / "all", labels)
+    second = unetkit.evaluate(str(tmp_path / "all"), str(labels))
+    assert first == second and len(first["per_image"]) == len(list(images.iterdir()))
+    run = unetkit.load_run(tmp_path / "run")
+    assert run.model_options["base_width"] == 4
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"] == record["config"]
+
+
+def test_the_api_names_stay_callable_after_their_modules_are_imported() -> None:
+    import unetkit.evaluate
+    import unetkit.predict
+    import unetkit.train.planning  # noqa: F401 (sets unetkit.train to the package)
+    from unetkit import evaluate, predict, train
+
+    assert callable(train) and callable(predict) and callable(evaluate)
+    assert train is unetkit.train and predict is unetkit.predict
+
+
+def test_an_unknown_option_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unetkit.train: unknown option widht; choose from .*base_width"):
+        unetkit.train(tmp_path, tmp_path, tmp_path / "run", widht=8)
