@@ -158,6 +158,27 @@ def test_a_planned_run_stopped_by_epochs_says_the_steps_it_will_take(toy_data: t
     assert not any("fit the budget" in line for line in lines)
 
 
+def test_a_run_stopped_by_epochs_is_planned_without_timing_the_machine_so_it_repeats(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--epochs 6 --seed 3` twice built width 32 and width 24: the plan followed how busy the machine was."""
+    from unetkit.train import fingerprint
+    from unetkit.train.recipes import recipe
+
+    def no_probe(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("an --epochs run timed the machine")
+
+    monkeypatch.setattr(fingerprint, "measure_training_rate", no_probe)
+    images, labels = toy_data
+    config = replace(recipe("default"), epochs=1, budget_s=None, device="cpu", seed=3)
+    first = train(images, labels, tmp_path / "a", config, progress=False, say=lambda _: None)
+    second = train(images, labels, tmp_path / "b", config, progress=False, say=lambda _: None)
+    assert first["config"] == second["config"] and first["plan"]["machine"]["macs_per_s"] == fingerprint.REFERENCE_RATE["cpu"]
+    weights_a, _ = load_tensors(tmp_path / "a" / "model.safetensors")
+    weights_b, _ = load_tensors(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(weights_a[name], weights_b[name]) for name in weights_a)
+
+
 def test_slow_validation_takes_a_bounded_share_of_the_budget(
     toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -179,6 +179,21 @@ def step_timer(
     return time_step
 
 
+# A run stopped by --epochs alone is planned for a reference machine of its kind, not for this one as busy as it
+# is now: the same command and seed then build the same network and give the same run. The CPU figures are this
+# project's 2-core machine (110-126 G multiply-adds/s measured in bf16); the GPU's a conservative modern card.
+REFERENCE_RATE = {"cpu": 1.2e11, "cuda": 1.0e13}
+REFERENCE_CPU_MEMORY_GIB = 16.0
+
+
+def reference_machine(device: torch.device, dtype: torch.dtype | None) -> MachineFingerprint:
+    """The machine an --epochs run is planned for: fixed rate and memory (a GPU's own total memory, which is fixed)."""
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    memory = (torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda"
+              else REFERENCE_CPU_MEMORY_GIB)
+    return MachineFingerprint(device.type, usable_cores(), round(memory, 1), precision, REFERENCE_RATE[device.type])
+
+
 def machine_fingerprint(
     device: torch.device, dtype: torch.dtype | None, channels_last: bool, in_channels: int, classes: int, patch: int,
     budget_s: float | None = None,

@@ -236,8 +236,9 @@ def plan_training(
             reasons.append(f"width {width}: {steps_at:.0f} steps fit the budget at {step_seconds(width):.2f} s a step "
                            f"({'at least' if affordable else 'fewer than'} the {wanted_steps} wanted for this budget)")
         else:
-            reasons.append(f"width {width}: as for a 10-minute budget ({step_seconds(width):.2f} s a step); "
-                           "this run stops after its epochs instead")
+            reasons.append(f"width {width}: as for a 10-minute budget ({step_seconds(width):.2f} s a step on "
+                           f"{'a reference machine' if not budget_s else 'this machine'}); this run stops after its "
+                           "epochs instead")
 
     # 5. loss: Dice joins cross-entropy when a class is rare
     rarest = min(data.class_fractions) if data.class_fractions else 1.0

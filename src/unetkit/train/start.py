@@ -32,7 +32,8 @@ from unetkit.run import (
 )
 from unetkit.text import counted
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
-from unetkit.train.fingerprint import class_fractions, data_fingerprint, machine_fingerprint, step_timer
+from unetkit.train.fingerprint import (class_fractions, data_fingerprint, machine_fingerprint, reference_machine,
+                                      step_timer)
 from unetkit.train.planning import MIN_TIMED_BUDGET_S, plan_training, refine_width
 from unetkit.train.setup import TrainingData, prepare_training_data
 from unetkit.train.trainer import VALIDATION_SHARE, VALIDATIONS_PER_BUDGET, Trainer
@@ -47,8 +48,11 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str], use
     dtype = autocast_dtype(device, config.precision)
     data_print = data_fingerprint(data)
     patch = config.patch_size if "patch_size" in fixed and config.patch_size else min(data_print.height, data_print.width)
-    machine, seconds = machine_fingerprint(device, dtype, config.channels_last, data.in_channels, data_print.classes, patch,
-                                           config.budget_s)
+    if config.epochs and not config.budget_s:  # no clock to fill: plan for a reference machine, so that runs repeat
+        machine, seconds = reference_machine(device, dtype), 0.0
+    else:
+        machine, seconds = machine_fingerprint(device, dtype, config.channels_last, data.in_channels,
+                                               data_print.classes, patch, config.budget_s)
     # the steps that fit are those of the time left: a 20 s run that spent 12 s reading and probing has 8 s to train
     budget = max(1.0, config.budget_s - used_s - seconds) if config.budget_s else None
     plan = plan_training(data_print, machine, budget, {name: getattr(config, name) for name in fixed}, config.epochs)
