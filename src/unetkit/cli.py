@@ -66,7 +66,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic-fraction", type=float, help="share of the patches that are synthetic (default 0.25)")
     p.add_argument("--synthetic-count", type=int, help="synthetic pairs to generate before training (default 64)")
     p.add_argument("--ema", type=float, help="decay of the moving average of the weights that is validated and saved (0: off; planned by default)")
-    p.add_argument("--seed", type=int, help="random seed (same seed, same run: with --epochs the plan is made for a reference machine, so it repeats anywhere; a --budget run plans from this machine's speed, give --width to fix the network)")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same run: with --epochs the plan is made for a reference machine, so it does not depend on how busy this one is; a --budget run plans from this machine's speed, give --width to fix the network)")
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default: bf16 autocast on CPUs where it is faster, AMP on a GPU), fp32, bf16, fp16 (GPU)")
