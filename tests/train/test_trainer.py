@@ -361,6 +361,55 @@ def test_the_last_line_names_the_kept_weights_not_the_last_ones() -> None:
     assert "step 40 (log.csv row 2)" in line and "0.0512" in line and "0.0999" not in line
 
 
+def test_the_last_line_gives_the_pixel_error_of_the_aligned_outputs_the_run_predicts() -> None:
+    """With outputs shifted to the labels, the line gave the unshifted error (0.0173) while predict scored 0.0023."""
+    best = {"epoch": 2, "step": 40, "val_dice": 0.9, "val_pixel_error": 0.0173, "selected_by": "val_dice"}
+    aligned = {"shift_px": [1.0, 0.0], "val_pixel_error": 0.0173, "val_pixel_error_shifted": 0.0028}
+    line = describe_result({"progress": {"step": 40}, "metrics": {"best": best}, "alignment": aligned}, None)
+    assert "pixel error 0.0028 with the label alignment (0.0173 without)" in line
+    unshifted = describe_result({"progress": {"step": 40}, "metrics": {"best": best},
+                                 "alignment": {**aligned, "shift_px": [0.0, 0.0]}}, None)
+    assert "pixel error 0.0173" in unshifted and "alignment" not in unshifted
+
+
+def test_a_budgeted_run_whose_steps_were_slower_than_planned_says_so(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 60 s run planned 771 steps and did 53 while another program ran, without a word."""
+    import time
+
+    from unetkit.train.recipes import recipe
+
+    real_step = trainer_module.Trainer._step
+
+    def slow_step(self, *args):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)  # as if another program held the cores
+        return real_step(self, *args)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_step", slow_step)
+    images, labels = toy_data
+    lines: list[str] = []
+    train(images, labels, tmp_path / "run", replace(recipe("default"), budget_s=8.0, device="cpu"),
+          progress=False, say=lines.append)
+    note = next(line for line in lines if line.startswith("note: steps took"))
+    assert "planned steps; budgets under 120 s are planned from an estimate" in note  # 8 s: not timed
+
+
+def test_timed_steps_that_ran_slower_ask_whether_another_program_was_busy() -> None:
+    from types import SimpleNamespace
+
+    from unetkit.train.start import _note_slower_steps
+
+    said: list[str] = []
+    trainer = SimpleNamespace(counters=SimpleNamespace(step_cost_s=0.52, step=53))
+    plan = {"step_seconds": 0.06, "planned_steps": 771, "measured_step_seconds": {"16": 0.06}}
+    _note_slower_steps(trainer, plan, said.append)  # type: ignore[arg-type]
+    assert said == ["note: steps took 0.52 s, not the 0.06 s planned, so the run trained 53 of the 771 planned "
+                    "steps; was another program busy? (a model trained on an idle machine may be better)"]
+    _note_slower_steps(SimpleNamespace(counters=SimpleNamespace(step_cost_s=0.07, step=700)), plan, said.append)  # type: ignore[arg-type]
+    assert len(said) == 1  # within what a plan may miss by: nothing said
+
+
 def test_a_budget_spent_before_the_first_step_is_an_error_not_a_finished_run(
     toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -285,8 +285,25 @@ def train(
     trainer.run()
     _report_alignment(trainer.record, say)
     _warn_about_slow_validation(trainer, say)
+    if plan is not None and config.budget_s:
+        _note_slower_steps(trainer, plan, say)
     say(describe_result(trainer.record, config.budget_s))
     return trainer.record
+
+
+SLOWER_THAN_PLANNED = 1.5  # steps this many times slower than planned get a note: the run got far fewer of them
+
+
+def _note_slower_steps(trainer: Trainer, plan: dict[str, Any], say: Callable[[str], None]) -> None:
+    """A budgeted run whose steps were much slower than planned (another program took the cores, or a short
+    budget planned from the fastest speed remembered) trained far fewer steps than it promised: say so."""
+    planned_s, step_s = plan["step_seconds"], trainer.counters.step_cost_s
+    if planned_s and step_s > SLOWER_THAN_PLANNED * planned_s:
+        why = ("was another program busy? (a model trained on an idle machine may be better)"
+               if plan.get("measured_step_seconds") else
+               f"budgets under {MIN_TIMED_BUDGET_S:.0f} s are planned from an estimate, not timed steps")
+        say(f"note: steps took {step_s:.2f} s, not the {planned_s:.2f} s planned, so the run trained "
+            f"{trainer.counters.step} of the {plan['planned_steps']} planned steps; {why}")
 
 
 def _rounds(trainer: Trainer) -> str:
@@ -306,8 +323,11 @@ def describe_result(record: dict[str, Any], budget_s: float | None) -> str:
     if best.get("selected_by") == "train_loss":
         kept = f"kept the weights of the lowest training loss ({best['train_loss']:.4f}, epoch {best['epoch']})"
     elif "val_dice" in best:
-        kept = (f"kept the weights of step {best['step']} (log.csv row {best['epoch']}): validation Dice "
-                f"{best['val_dice']:.3f}, pixel error {best['val_pixel_error']:.4f}")
+        error = f"pixel error {best['val_pixel_error']:.4f}"
+        aligned = record.get("alignment") or {}
+        if any(aligned.get("shift_px") or ()):  # what the saved run predicts: its outputs are shifted
+            error = f"pixel error {aligned['val_pixel_error_shifted']:.4f} with the label alignment ({best['val_pixel_error']:.4f} without)"
+        kept = f"kept the weights of step {best['step']} (log.csv row {best['epoch']}): validation Dice {best['val_dice']:.3f}, {error}"
     else:
         kept = "no weights kept yet"
     return f"finished: {spent}; {kept}"
@@ -341,7 +361,7 @@ def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> Non
 
 def _budget_spent(budget_s: float, spent: float, run_dir: Path, needed: float = 0.0) -> str:
     """Why a resumed run's --budget leaves no time to train (it is the run's new total, time spent included)."""
-    room = f" and needs {needed:.0f} s for one more step, validation and saving" if needed else ""
+    room = f" and needs {needed:.1f} s for one more step, validation and saving" if needed else ""
     return (f"--budget {budget_s:.0f}s: {run_dir} has already trained {spent:.0f} s{room}, and a resumed run's budget is "
             f"its new total; give more (e.g. --budget {int(spent + needed + 300)}s)")
 
