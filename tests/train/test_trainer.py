@@ -410,6 +410,24 @@ def test_timed_steps_that_ran_slower_ask_whether_another_program_was_busy() -> N
     assert len(said) == 1  # within what a plan may miss by: nothing said
 
 
+def test_validation_dice_leaves_out_a_class_neither_the_masks_nor_the_prediction_hold() -> None:
+    """A class absent from the validation masks and never predicted scored Dice 1.0 and lifted the mean."""
+    from unetkit.data.dataset import TensorPairs
+
+    class AlwaysClassZero(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(x.shape[0], 3, *x.shape[2:])
+            logits[:, 0] = 5.0
+            return logits
+
+    truth = torch.zeros(8, 8, dtype=torch.uint8)
+    truth[:4] = 1  # half class 1, which is never predicted; class 2 is nowhere
+    data = TensorPairs(["a"], [torch.rand(1, 8, 8)], [truth])
+    scores = trainer_module.validate(AlwaysClassZero(), data, tile=64, device=torch.device("cpu"))
+    assert scores["val_dice"] == pytest.approx((2 * 0.5 / 1.5 + 0.0) / 2)  # classes 0 and 1 only
+    assert scores["val_pixel_error"] == pytest.approx(0.5)
+
+
 def test_a_budget_spent_before_the_first_step_is_an_error_not_a_finished_run(
     toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

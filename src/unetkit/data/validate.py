@@ -272,6 +272,13 @@ def held_out_findings(train: list[PairSummary], val: list[PairSummary], colour: 
                                     f"held-out block (the last {len(val)} of {len(train) + len(val)} images in "
                                     "name order), in no training mask, so the network could not learn them; rename so that "
                                     "an image holding them comes earlier, give --val-images/--val-labels, or change --val-fraction"))
+    held = set().union(*(pair.values or () for pair in val))
+    untested = sorted(trained - held)
+    if val and untested:  # trained, but validation cannot tell how well: it scores the classes it holds
+        findings.append(Finding("warning", val[0].label_file, f"values {_values_text(untested, colour)} appear in no "
+                                f"mask of the held-out block (the last {len(val)} of {len(train) + len(val)} images), so "
+                                "validation cannot score them; rename so that an image holding them comes last, or give "
+                                "--val-images/--val-labels"))
     return findings
 
 

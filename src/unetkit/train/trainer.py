@@ -101,7 +101,9 @@ def validate(
         nll = -torch.log(probs.gather(0, truth[None]).clamp_min(1e-7)).mean()
         pred = probs.argmax(0).numpy()
         losses.append(float(nll))
-        dices.append(float(np.mean(dice_per_class(pred, truth.numpy(), probs.shape[0]))))
+        # over the classes the image or its prediction holds: an absent class scored 1.0 and lifted the mean
+        present = np.bincount(pred.ravel(), minlength=probs.shape[0]) + np.bincount(truth.numpy().ravel(), minlength=probs.shape[0]) > 0
+        dices.append(float(np.mean(np.asarray(dice_per_class(pred, truth.numpy(), probs.shape[0]))[present])))
         errors.append(pixel_error(pred, truth.numpy()))
     model.train()
     return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(dices)), "val_pixel_error": float(np.mean(errors))}
