@@ -460,3 +460,12 @@ def test_an_image_smaller_than_the_patch_draws_patches_by_its_own_pixels_not_its
     names = [name for step in range(20) for name in sampler.batch(step).names]
     share = names.count("img0") / len(names)
     assert 0.02 < share < 0.12  # its own pixels: 64 of 1088 (6 %); padded it had half
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_a_val_fraction_that_holds_out_nothing_or_everything_says_how_to_hold_none_out(fraction: float) -> None:
+    """`--val-fraction 0` said only "must be between 0 and 1", though 0 is what check is told with a validation set."""
+    from unetkit.data.dataset import split_contiguous
+
+    with pytest.raises(InputError, match=r"over 0 and under 1, e\.g\. 0\.2; to hold none out, give .*--val-images"):
+        split_contiguous([1, 2, 3], fraction)

@@ -469,3 +469,29 @@ def test_a_tiff_of_unequal_pages_is_refused_not_cut_to_its_first(tmp_path: Path)
         writer.write(np.zeros((16, 16), np.uint8), subfiletype=1)
     pages, _ = read_pages(tmp_path / "thumbnail.tif")
     assert pages.shape == (1, 64, 64) and pages.min() == 1
+
+
+def test_a_grey_stack_saved_as_planar_rgb_gets_a_hint_where_its_pages_or_channels_do_not_fit(tmp_path: Path) -> None:
+    """tifffile saves a (3, H, W) array as one planar RGB image: check said only "has 1 page but its mask has 3"."""
+    import warnings
+
+    from unetkit.data.dataset import read_pairs
+    from unetkit.data.normalize import Normalization
+    from unetkit.errors import InputError
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tifffile's own warning about this very default
+        tifffile.imwrite(images / "s.tif", np.zeros((3, 16, 16), np.uint8))
+    tifffile.imwrite(labels / "s.tif", np.zeros((3, 16, 16), np.uint8), photometric="minisblack")
+    with pytest.raises(InputError, match=r"has 1 page but its mask .* has 3; .*if they are 3 grey sections, re-save it "
+                                         r"with tifffile\.imwrite\(path, array, photometric='minisblack'\)"):
+        read_pairs(images, labels)
+    grey = Normalization.fit([np.zeros((16, 16), np.uint8)], "percentile")
+    with pytest.raises(InputError, match="has 3 channel.*if they are 3 grey sections"):
+        grey.check_compatible(np.zeros((16, 16, 3), np.uint8), str(images / "s.tif"))
+    with pytest.raises(InputError) as plain:
+        grey.check_compatible(np.zeros((16, 16, 3), np.uint8), str(tmp_path / "rgb.png"))
+    assert "grey sections" not in str(plain.value)

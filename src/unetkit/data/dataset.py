@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import LOSSY_SUFFIXES, Page, list_image_files, natural_key, read_pages
+from unetkit.data.io import LOSSY_SUFFIXES, Page, list_image_files, natural_key, planar_colour_hint, read_pages
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -163,7 +163,7 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
     if len(image_pages) != len(label_pages):
         raise InputError(
             f"{image_file}: has {counted(len(image_pages), 'page')} but its mask {label_file} has {len(label_pages)}; give stacks of the "
-            "same length"
+            f"same length{planar_colour_hint(image_file)}"
         )
     stacked = len(image_pages) > 1
     pairs = []
@@ -270,7 +270,9 @@ def split_contiguous(pairs: list[Item], val_fraction: float) -> tuple[list[Item]
     """Hold out the last block of pairs (or of their summaries): neighbouring sections look alike, so a random
     split would leak."""
     if not 0.0 < val_fraction < 1.0:
-        raise InputError(f"--val-fraction {val_fraction}: must be between 0 and 1")
+        raise InputError(f"--val-fraction {val_fraction:g}: the share of the images held out for validation must be "
+                         "over 0 and under 1, e.g. 0.2; to hold none out, give a validation set with "
+                         "--val-images/--val-labels")
     if len(pairs) < 2:
         raise InputError(f"only {len(pairs)} image: need at least 2 to hold one out for validation, or give --val-images/--val-labels")
     n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))

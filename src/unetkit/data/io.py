@@ -167,6 +167,26 @@ def _describe(series: tifffile.TiffPageSeries) -> str:
     return f"{' x '.join(map(str, series.shape))} {series.dtype}"
 
 
+def planar_colour_hint(path: Path | str) -> str:
+    """For messages about an image's channels or pages: if `path` is a TIFF whose colour planes are stored one after
+    another (what tifffile saves for a (3, H, W) array by default), the planes may be grey sections; else ""."""
+    path = Path(str(path).split("[")[0])  # a stack page's location reads PATH[i]
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return ""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            planar = page.photometric == tifffile.PHOTOMETRIC.RGB and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+            planes = page.samplesperpixel
+    except Exception:  # the reader gives its own message for a damaged file; a hint is only a hint
+        return ""
+    if not planar:
+        return ""
+    return (f" (it is read as one colour image because its {planes} planes are stored as RGB, as tifffile saves a "
+            f"({planes}, H, W) array by default; if they are {planes} grey sections, re-save it with "
+            "tifffile.imwrite(path, array, photometric='minisblack'))")
+
+
 def _refuse_planar_colour_mask(path: Path, page: tifffile.TiffPage, shape: tuple[int, ...]) -> None:
     """Refuse a mask TIFF whose RGB colours are stored as separate planes: what tifffile writes for a (3, H, W) array.
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unetkit.data.io import planar_colour_hint
 from unetkit.errors import InputError
 
 LOW_PERCENTILE = 0.5
@@ -92,7 +93,7 @@ class Normalization:
         if channels != len(self.low):
             raise InputError(
                 f"{source}: has {channels} channel(s) but the model was trained on {len(self.low)}; "
-                f"{_conversion(len(self.low), channels)} or train on images like it"
+                f"{_conversion(len(self.low), channels)} or train on images like it{planar_colour_hint(source)}"
             )
         if image.dtype.name != self.source_dtype and not (image.dtype.kind == self.source_dtype[0] == "f"):
             raise InputError(

@@ -19,7 +19,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from unetkit.data.io import refuse_predictions_folder
+from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
 from unetkit.data.dataset import PAIRING_RULE, PaletteCheck, RawPair, match_files, read_pair, split_contiguous
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, mostly_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
@@ -111,7 +111,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
         if channels != usual_channels:
             expected = reference if in_channels else "most images'"
             report.findings.append(Finding("error", image_file, f"has {channels} channel(s), {expected} {usual_channels}; "
-                                           "save all images with the same channels (greyscale or RGB)"))
+                                           f"save all images with the same channels (greyscale or RGB){planar_colour_hint(image_file)}"))
         if image_dtype is not None:
             if image.dtype.name != image_dtype and not (image.dtype.kind == image_dtype[0] == "f"):
                 report.findings.append(Finding("error", image_file, f"is {image.dtype.name}, the run's images "
