@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import torch
 from scipy.stats import binom
 
+from unetkit.data.labels import IGNORE_CLASS
+
 SHIFT_STEP_PX = 0.25
 MAX_SHIFT_PX = 1.0
 MIN_RELATIVE_GAIN = 0.02  # a shift must cut the validation pixel error by 2 % to be used ...
@@ -90,9 +92,10 @@ class ShiftSearch:
         self.errors = torch.zeros(len(self.shifts), dtype=torch.float64)
 
     def add(self, probs: torch.Tensor, truth: torch.Tensor) -> None:
-        """probs: K x H x W, truth: H x W class indices."""
+        """probs: K x H x W, truth: H x W class indices (IGNORE_CLASS pixels are not counted)."""
+        labelled = truth != IGNORE_CLASS
         if probs.shape[0] > 2:
-            self._add_classes(probs, truth)
+            self._add_classes(probs, truth, labelled)
             return
         score = probs[1:] - probs[:1]  # shifting is linear: the difference decides
         offsets = sorted({dy for dy, _ in self.shifts})
@@ -101,14 +104,14 @@ class ShiftSearch:
         for dy in offsets:
             moved = _shift_axis(score, dy, score.ndim - 2)
             for dx in offsets:
-                wrong = (_shift_axis(moved, dx, score.ndim - 1)[0] > 0).long() != truth
+                wrong = ((_shift_axis(moved, dx, score.ndim - 1)[0] > 0).long() != truth) & labelled
                 self.errors[index] += float(wrong.sum())
                 blocks.append(_block_sums(wrong))
                 index += 1
         self.block_errors.append(torch.stack(blocks))
-        self.pixels += truth.numel()
+        self.pixels += int(labelled.sum())
 
-    def _add_classes(self, probs: torch.Tensor, truth: torch.Tensor) -> None:
+    def _add_classes(self, probs: torch.Tensor, truth: torch.Tensor, labelled: torch.Tensor) -> None:
         """More than two classes: only pixels near a class edge are shifted (shifting all K maps 81 times made a
         3-class run's validation 25 times slower than a 2-class one's, and left it a few steps of training).
 
@@ -120,7 +123,7 @@ class ShiftSearch:
         predicted = probs.argmax(0)
         padded = torch.nn.functional.pad(predicted[None, None].float(), (1, 1, 1, 1), mode="replicate")
         edge = (torch.nn.functional.max_pool2d(padded, 3, 1) != -torch.nn.functional.max_pool2d(-padded, 3, 1))[0, 0]
-        steady = (predicted != truth) & ~edge
+        steady = (predicted != truth) & ~edge & labelled
         ys, xs = edge.nonzero(as_tuple=True)
         rows, cols = -(-height // BLOCK_PX), -(-width // BLOCK_PX)
         block_of = (ys // BLOCK_PX) * cols + xs // BLOCK_PX
@@ -132,12 +135,12 @@ class ShiftSearch:
         blocks = []
         for index, (dy, dx) in enumerate(self.shifts):
             mixed = torch.einsum("a,b,abkn->kn", _weights(dy), _weights(dx), neighbourhood)
-            wrong = mixed.argmax(0) != truth_at
+            wrong = (mixed.argmax(0) != truth_at) & labelled[ys, xs]
             self.errors[index] += float(steady.sum()) + float(wrong.sum())
             moved_blocks = torch.zeros(rows * cols).index_add_(0, block_of, wrong.float())
             blocks.append(steady_blocks + moved_blocks)
         self.block_errors.append(torch.stack(blocks))
-        self.pixels += truth.numel()
+        self.pixels += int(labelled.sum())
 
     def evidence(self, shift: Shift) -> tuple[int, int, float]:
         """(blocks where `shift` has fewer errors than none, blocks where it has more, one-sided sign-test p)."""

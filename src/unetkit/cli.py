@@ -62,6 +62,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch-size", type=int, help="side of the square training patches")
     p.add_argument("--augment", help="default (flips, rotations, intensity), paper (+ elastic, any angle, grey values), "
                                      "strong (paper + zoom, larger grey changes), seed (random flips) or none")
+    p.add_argument("--ignore-value", type=boundary_value, metavar="V",
+                   help="mask value of unlabelled pixels (sparse labels: annotate some regions, paint the rest V): "
+                        "no loss, no score, never predicted; a value or R,G,B")
     p.add_argument("--synthetic", metavar="RUN", help="a `unetkit diffusion train --labels` run: mix its images for deformed training labels into the patches")
     p.add_argument("--synthetic-fraction", type=float, help="share of the patches that are synthetic (default 0.25)")
     p.add_argument("--synthetic-count", type=int, help="synthetic pairs to generate before training (default 64)")
@@ -102,6 +105,8 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
                    help="the share `train` will hold out (default 0.2): classes only its masks hold are errors; "
                         "0 when you will train with --val-images/--val-labels")
+    p.add_argument("--ignore-value", type=boundary_value, metavar="V",
+                   help="mask value of unlabelled pixels, as train takes it: not a class")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -257,7 +262,7 @@ def _run_train(args: argparse.Namespace) -> None:
         device=args.device, val_fraction=args.val_fraction, precision=args.precision, ema=args.ema,
         synthetic=args.synthetic, synthetic_fraction=args.synthetic_fraction, synthetic_count=args.synthetic_count,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
-        align_outputs=False if args.no_align else None, residual=args.residual,
+        align_outputs=False if args.no_align else None, residual=args.residual, ignore_value=args.ignore_value,
     )
     config, fixed = training_config(args.recipe or "default", overrides, args.epochs, budget, plan=not args.no_plan)
     train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet,
@@ -272,7 +277,9 @@ def _run_check(args: argparse.Namespace) -> None:
     images, labels = _pair_arguments(args, "check")
     run = load_run(args.run) if args.run else None  # read for its classes and channels only
     report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None,
-                           run.normalization.source_dtype if run else None, val_fraction=args.val_fraction or None)
+                           run.normalization.source_dtype if run else None, val_fraction=args.val_fraction or None,
+                           ignore_value=args.ignore_value if args.ignore_value is not None else
+                           (run.encoding.ignore_value if run else None))
     print(format_report(report))
     if report.errors:
         raise InputError(f"{images}, {labels}: {len(report.errors)} problem(s) above; fix them before training")

@@ -61,6 +61,7 @@ class TrainConfig:
     align_outputs: bool = True  # measure on the validation images a sub-pixel shift of the outputs that fits the labels (alignment.py)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0: off)
     val_fraction: float = 0.2
+    ignore_value: int | None = None  # mask value of unlabelled pixels (sparse labels): no loss, no score, not a class
     tile: int = 512  # window size for validation, and for predicting with the unpadded U-Net (padded ones size windows by memory)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -92,6 +93,12 @@ class TrainConfig:
             raise InputError(f"--lr {self.lr}: must be a positive number, e.g. 1e-3")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise InputError(f"weight_decay {self.weight_decay}: must be a number >= 0")
+        if self.ignore_value is not None and self.loss == "weighted-ce":
+            raise InputError(f"--ignore-value {self.ignore_value}: the paper's border weights (--loss weighted-ce, recipe "
+                             f"{self.recipe}) need fully labelled masks; give --loss ce or ce+dice")
+        if self.ignore_value is not None and self.synthetic:
+            raise InputError(f"--ignore-value {self.ignore_value}: synthetic pairs are drawn for fully labelled masks; "
+                             "drop --synthetic or --ignore-value")
         if self.residual and self.model != "unet":
             raise InputError(f"--residual: only the padded U-Net (--model unet) has residual blocks, not {self.model}")
         if not (2 <= self.base_width <= MAX_WIDTH and (self.depth is None or 1 <= self.depth <= MAX_DEPTH)):

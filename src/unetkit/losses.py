@@ -4,7 +4,8 @@ All take logits B x K x H x W (K = 1: one sigmoid logit for binary) and class
 maps B x H x W (int64), and return a scalar. Every loss also accepts a keyword
 `weights` (B x H x W per-pixel weights, e.g. the border weight map of
 unetkit.data.weightmap), so the trainer can call any of them the same way; only
-"weighted-ce" uses it, the others ignore it.
+"weighted-ce" uses it, the others ignore it. Pixels of class IGNORE_CLASS (unlabelled,
+`--ignore-value`) add nothing to any loss; a batch with no labelled pixel gives 0.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 import torch
 from torch.nn import functional as F
 
+from unetkit.data.labels import IGNORE_CLASS
 from unetkit.errors import InputError
 
 
@@ -27,12 +29,15 @@ def bce_loss(logits: torch.Tensor, classes: torch.Tensor, *, weights: torch.Tens
     """Binary cross-entropy on one logit; the labels are the classes scaled to {0, 1} (the tutorial's loss)."""
     if logits.shape[1] != 1:
         raise ValueError(f"bce needs one output channel, got {logits.shape[1]}")
-    return F.binary_cross_entropy_with_logits(logits[:, 0].float(), classes.float())
+    labelled = classes != IGNORE_CLASS
+    per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0].float(), classes.float(), reduction="none")
+    return (per_pixel * labelled).sum() / labelled.sum().clamp_min(1)
 
 
 def ce_loss(logits: torch.Tensor, classes: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax cross-entropy over K classes."""
-    return F.cross_entropy(logits.float(), classes)
+    """Softmax cross-entropy over K classes, averaged over the labelled pixels."""
+    labelled = (classes != IGNORE_CLASS).sum().clamp_min(1)
+    return F.cross_entropy(logits.float(), classes, ignore_index=IGNORE_CLASS, reduction="sum") / labelled
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -47,8 +52,9 @@ def soft_dice_loss(
     logits: torch.Tensor, classes: torch.Tensor, eps: float = 1.0, *, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """1 - mean over classes of the soft Dice, pooled over the batch (stable for classes absent in a patch)."""
-    probs = class_probabilities(logits)
-    one_hot = F.one_hot(classes, probs.shape[1]).permute(0, 3, 1, 2).to(probs)
+    labelled = (classes != IGNORE_CLASS)[:, None]
+    probs = class_probabilities(logits) * labelled
+    one_hot = F.one_hot(classes.masked_fill(~labelled[:, 0], 0), probs.shape[1]).permute(0, 3, 1, 2).to(probs) * labelled
     dims = (0, 2, 3)
     intersection = (probs * one_hot).sum(dims)
     total = probs.sum(dims) + one_hot.sum(dims)

@@ -18,6 +18,8 @@ from unetkit.errors import InputError
 
 # More distinct values than this is an image or a lossy mask, not a set of classes.
 MAX_CLASSES = 64
+# The class index of unlabelled pixels (a mask value given as --ignore-value): no loss, no score, never predicted.
+IGNORE_CLASS = 255
 # A PNG holds grey values up to 16 bits and colours of 8 bits a channel; other masks are written as TIFF.
 MAX_PNG_GREY = 65535
 MAX_COLOUR_CHANNEL = 255
@@ -84,6 +86,7 @@ class LabelEncoding:
     dtype: str  # numpy dtype of the masks, restored on output ("bool", "uint8", "uint16", ...)
     colour: bool = False  # masks are RGB colours
     palette: tuple[int, ...] | None = None  # palette of palette-PNG masks, restored on output
+    ignore_value: int | None = None  # the mask value of unlabelled pixels (packed like the values), not a class
 
     @property
     def num_classes(self) -> int:
@@ -91,8 +94,9 @@ class LabelEncoding:
 
     @classmethod
     def from_masks(cls, masks: list[tuple[str, np.ndarray]], palette: list[int] | None = None,
-                   minimum_classes: int = 2) -> "LabelEncoding":
-        """Collect the classes from (name, mask) pairs of the training set (scoring may take a single class)."""
+                   minimum_classes: int = 2, ignore_value: int | None = None) -> "LabelEncoding":
+        """Collect the classes from (name, mask) pairs of the training set (scoring may take a single class).
+        `ignore_value`: the value of unlabelled pixels, which is not a class."""
         if not masks:
             raise InputError("no masks given; point --labels to the folder with the masks")
         found: set[int] = set()
@@ -100,6 +104,7 @@ class LabelEncoding:
         for name, mask in masks:
             codes = scalar_codes(mask, name, colour)
             found.update(np.unique(codes).tolist())
+            found.discard(ignore_value)
             if len(found) > MAX_CLASSES:
                 raise InputError(
                     f"{name}: masks hold more than {MAX_CLASSES} distinct values; labels must be a few classes "
@@ -111,10 +116,14 @@ class LabelEncoding:
             raise InputError(f"{one_bit}: a 1-bit mask among masks like {wider} that hold {sorted(found - {0, 1})[:3]}; "
                              "save all masks the same way (all 1-bit, or all 8-bit)")
         if len(found) < minimum_classes:
+            if not found:
+                raise InputError(f"every mask holds only the --ignore-value {ignore_value}; label some pixels with classes")
             only = next(iter(found))
-            raise InputError(f"every mask holds only the value {only}; labels need at least two classes (object and background)")
+            raise InputError(f"every mask holds only the value {only}"
+                             f"{'' if ignore_value is None else ' besides the --ignore-value'}; labels need at least two "
+                             "classes (object and background)")
         dtype = np.result_type(*[mask.dtype for _, mask in masks]).name
-        return cls(tuple(sorted(found)), dtype, colour, tuple(palette) if palette else None)
+        return cls(tuple(sorted(found)), dtype, colour, tuple(palette) if palette else None, ignore_value)
 
     def to_classes(self, mask: np.ndarray, source: str) -> np.ndarray:
         """A mask as (H, W) class indices; values outside the classes are an error naming the file."""
@@ -122,7 +131,11 @@ class LabelEncoding:
         values = np.asarray(self.values, dtype=np.int64)
         classes = np.searchsorted(values, codes)
         classes = np.clip(classes, 0, len(values) - 1)
+        unlabelled = codes == self.ignore_value if self.ignore_value is not None else None
         unknown = values[classes] != codes
+        if unlabelled is not None:
+            unknown &= ~unlabelled
+            classes[unlabelled] = IGNORE_CLASS
         if unknown.any():
             bad_codes = np.unique(codes[unknown])[:5]
             # as users wrote them, like the classes: colours as [r, g, b], not packed codes
@@ -171,9 +184,12 @@ class LabelEncoding:
             "colour": self.colour,
             "palette": list(self.palette) if self.palette else None,
             "readable": self.describe_values(),
+            **({"ignore_value": self.ignore_value} if self.ignore_value is not None else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict) -> "LabelEncoding":
         palette = data.get("palette")
-        return cls(tuple(int(v) for v in data["values"]), data["dtype"], bool(data["colour"]), tuple(palette) if palette else None)
+        ignore = data.get("ignore_value")
+        return cls(tuple(int(v) for v in data["values"]), data["dtype"], bool(data["colour"]), tuple(palette) if palette else None,
+                   None if ignore is None else int(ignore))

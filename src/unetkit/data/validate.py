@@ -86,9 +86,11 @@ def _values_text(values: list[int], encoding_colour: bool) -> str:
 
 
 def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in_channels: int | None = None,
-                  image_dtype: str | None = None, reference: str = "the run's") -> CheckReport:
+                  image_dtype: str | None = None, reference: str = "the run's", ignore_value: int | None = None
+                  ) -> CheckReport:
     """Checks on decoded pairs. `classes`: a trained run's encoding (values outside it are errors); `in_channels`
-    and `image_dtype`: its input (a float run takes any float images, as its normalisation does)."""
+    and `image_dtype`: its input (a float run takes any float images, as its normalisation does); `ignore_value`:
+    the masks' value of unlabelled pixels, which is not a class."""
     report = CheckReport()
     if not pairs:
         return report
@@ -134,6 +136,16 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
             report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels, "?", label_file))
             continue
         values, counts = np.unique(codes, return_counts=True)
+        if ignore_value is not None:  # unlabelled pixels: not a value of the classes
+            labelled = values != ignore_value
+            values, counts = values[labelled], counts[labelled]
+            if not len(values):
+                report.findings.append(Finding("warning", label_file, f"holds only the --ignore-value {ignore_value}: "
+                                               "no labelled pixel; it teaches nothing"))
+                codes_per_mask.append(None)
+                report.pairs.append(PairSummary(pair.name, f"{width} x {height}", image.dtype.name, channels, "-",
+                                                label_file, ()))
+                continue
         codes_per_mask.append((pair, values, counts))
         if classes is None and looks_like_instance_ids(codes, values, counts):
             instance_like.append((label_file, tuple(values.tolist())))
@@ -284,7 +296,7 @@ def held_out_findings(train: list[PairSummary], val: list[PairSummary], colour: 
 
 def check_dataset(
     images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None,
-    image_dtype: str | None = None, val_fraction: float | None = None,
+    image_dtype: str | None = None, val_fraction: float | None = None, ignore_value: int | None = None,
 ) -> CheckReport:
     """Pair, read and inspect everything, collecting every problem instead of stopping at the first.
 
@@ -312,7 +324,7 @@ def check_dataset(
         except InputError as exc:
             file, _, message = str(exc).partition(": ")
             report.findings.append(Finding("error", file, message))
-    inspected = inspect_pairs(pairs, classes, in_channels, image_dtype)
+    inspected = inspect_pairs(pairs, classes, in_channels, image_dtype, ignore_value=ignore_value)
     report.pairs = inspected.pairs
     report.findings += inspected.findings
     if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors:

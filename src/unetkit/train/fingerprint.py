@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from unetkit.data.labels import IGNORE_CLASS
 from unetkit.engine import as_batch, autocast, available_memory_bytes, to_memory_format, usable_cores
 from unetkit.models.unet import UNet, UNetConfig
 from unetkit.train.planning import MIN_TIMED_BUDGET_S, DataFingerprint, MachineFingerprint, StepTimer, unet_macs_per_pixel
@@ -84,6 +85,8 @@ def object_scale(labels: list[np.ndarray]) -> float:
     diameters, areas, shares = [], [], []
     for label in labels:
         for value in np.unique(label):
+            if value == IGNORE_CLASS:  # unlabelled pixels are no structure
+                continue
             components, count = ndimage.label(label == value)
             if count == 0:
                 continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -12,7 +12,7 @@ import numpy as np
 from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import CheckReport, held_out_findings, inspect_pairs
-from unetkit.data.labels import LabelEncoding
+from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
 
@@ -57,6 +57,15 @@ def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPai
             f"{len(val_pairs)} validation images are, so validation will flatter the model")
 
 
+def _refuse_unlabelled_validation(val_pairs: list[RawPair], ignore_value: int, encoding: LabelEncoding) -> None:
+    """Validation scores labelled pixels only: validation masks that are all --ignore-value cannot choose weights."""
+    for pair in val_pairs:
+        if (encoding.to_classes(pair.label.array, pair.label.location) != IGNORE_CLASS).any():
+            return
+    raise InputError(f"{val_pairs[0].label.location}: the validation masks hold only the --ignore-value {ignore_value}, "
+                     "so nothing can be scored; label some pixels of them, or give --val-images/--val-labels")
+
+
 def prepare_training_data(
     images: Path,
     labels: Path,
@@ -68,12 +77,17 @@ def prepare_training_data(
     say: Callable[[str], None] = print,
     in_channels: int | None = None,
     base_run: Path | None = None,
+    ignore_value: int | None = None,
 ) -> TrainingData:
     """Read and check everything once (the checks of `unetkit check`: warnings are said, an error stops).
 
     The classes come from the training masks and the normalisation is fitted on
-    the training images, unless a resumed run passes its own.
+    the training images, unless a resumed run passes its own. `ignore_value`: the masks' value of unlabelled
+    pixels (class IGNORE_CLASS in the class maps), also with a given encoding (fine-tuning on sparse labels).
     """
+    if encoding is not None and ignore_value is not None:
+        encoding = replace(encoding, ignore_value=ignore_value)
+    ignore_value = encoding.ignore_value if encoding is not None else ignore_value
     if (val_images is None) != (val_labels is None):
         raise InputError("give both --val-images and --val-labels, or neither (then a contiguous block is held out)")
     for path, option in ((images, "--images"), (labels, "--labels"), (val_images, "--val-images"), (val_labels, "--val-labels")):
@@ -85,7 +99,7 @@ def prepare_training_data(
     else:
         palettes = PaletteCheck()
     pairs, palette = read_pairs(images, labels, palettes=palettes)
-    inspected = inspect_pairs(pairs, encoding, in_channels)
+    inspected = inspect_pairs(pairs, encoding, in_channels, ignore_value=ignore_value)
     _stop_on_errors(inspected, images, labels, say, base_run)
     if val_images is not None:
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes)
@@ -95,13 +109,16 @@ def prepare_training_data(
             held_out = held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
             _stop_on_errors(CheckReport(findings=held_out), images, labels, say, base_run)
     if encoding is None:
-        encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette)
+        encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette,
+                                            ignore_value=ignore_value)
     if val_images is not None:  # checked against the training classes and channels (one class alone is fine here)
         report = inspect_pairs(val_pairs, encoding, in_channels or train_pairs[0].image.channels,
-                               reference="the run's" if in_channels else "the training images'")
+                               reference="the run's" if in_channels else "the training images'", ignore_value=ignore_value)
         _stop_on_errors(report, val_images, val_labels, say, base_run, checkable=base_run is not None)
     if val_images is not None:
         _warn_about_shared_images(train_pairs, val_pairs, say)
+    if ignore_value is not None:
+        _refuse_unlabelled_validation(val_pairs, ignore_value, encoding)
     norm = normalization
     if not isinstance(norm, Normalization):
         norm = Normalization.fit([p.image.array for p in train_pairs], normalization)

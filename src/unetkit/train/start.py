@@ -235,7 +235,7 @@ def train(
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
                                  base.normalization if base else config.normalization, base.encoding if base else None,
                                  say=say, in_channels=base.model_options["in_channels"] if base else None,
-                                 base_run=start_from)
+                                 base_run=start_from, ignore_value=config.ignore_value)
     if config.single_logit and data.encoding.num_classes != 2:
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
     plan = None

@@ -25,6 +25,7 @@ from unetkit.alignment import ShiftSearch
 from unetkit.config import TrainConfig
 from unetkit.data.augment import augment_batch
 from unetkit.data.dataset import Batch, PatchSampler, TensorPairs
+from unetkit.data.labels import IGNORE_CLASS
 from unetkit.data.io import write_atomic
 from unetkit.data.weightmap import border_weight_map
 from unetkit.devices import resolve_device
@@ -94,17 +95,23 @@ def validate(
     """
     losses, dices, errors = [], [], []
     for image, label in zip(data.images, data.labels):
-        probs = predict_probabilities(model, image, tile=tile, device=device, amp_dtype=amp_dtype)  # K x H x W
         truth = label.long()
+        labelled = truth != IGNORE_CLASS  # unlabelled pixels (--ignore-value) are not scored
+        if not labelled.any():
+            continue
+        probs = predict_probabilities(model, image, tile=tile, device=device, amp_dtype=amp_dtype)  # K x H x W
         if shifts is not None:
             shifts.add(probs, truth)
-        nll = -torch.log(probs.gather(0, truth[None]).clamp_min(1e-7)).mean()
-        pred = probs.argmax(0).numpy()
+        nll = -torch.log(probs.gather(0, truth.masked_fill(~labelled, 0)[None])[0][labelled].clamp_min(1e-7)).mean()
+        pred, true = probs.argmax(0)[labelled].numpy(), truth[labelled].numpy()
         losses.append(float(nll))
         # over the classes the image or its prediction holds: an absent class scored 1.0 and lifted the mean
-        present = np.bincount(pred.ravel(), minlength=probs.shape[0]) + np.bincount(truth.numpy().ravel(), minlength=probs.shape[0]) > 0
-        dices.append(float(np.mean(np.asarray(dice_per_class(pred, truth.numpy(), probs.shape[0]))[present])))
-        errors.append(pixel_error(pred, truth.numpy()))
+        present = np.bincount(pred, minlength=probs.shape[0]) + np.bincount(true, minlength=probs.shape[0]) > 0
+        dices.append(float(np.mean(np.asarray(dice_per_class(pred, true, probs.shape[0]))[present])))
+        errors.append(pixel_error(pred, true))
+    if not losses:
+        raise InputError("the validation masks hold no labelled pixel (all --ignore-value); give validation masks with "
+                         "labelled pixels")
     model.train()
     return {"val_loss": float(np.mean(losses)), "val_dice": float(np.mean(dices)), "val_pixel_error": float(np.mean(errors))}
 
