@@ -91,6 +91,26 @@ def test_probability_maps_are_scored_by_threshold_sweep_and_by_watershed(tmp_pat
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth2"), "--instances", "watershed"]) == 2
 
 
+def test_the_threshold_sweep_scores_the_set_at_one_threshold_not_each_image_at_its_own(tmp_path: Path) -> None:
+    """Each image's own best threshold knows its labels: two images that need thresholds 0.4 and 0.8 both scored 0,
+    where any one threshold for the pair gets one of them wrong."""
+    truth = np.full((30, 61), 255, dtype=np.uint8)
+    truth[:, 30] = 0
+    (tmp_path / "pred").mkdir()
+    # interior probability in the cells and on the membrane: a is right at thresholds 0.4-0.5, b at 0.8-0.9
+    for name, cell, membrane in (("a", 0.55, 0.35), ("b", 0.95, 0.75)):
+        boundary = np.where(truth == 255, 1 - cell, 1 - membrane).astype(np.float32)
+        tifffile.imwrite(tmp_path / "pred" / f"{name}_prob.tif", np.stack([boundary, 1 - boundary]), photometric="minisblack")
+        write_png(tmp_path / "truth" / f"{name}.png", truth)
+    out = tmp_path / "t.json"
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--instances", "threshold", "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())["per_image"]
+    assert scores["a"]["v_rand_threshold"] == scores["b"]["v_rand_threshold"]
+    errors = sorted(s["rand_error"] for s in scores.values())
+    assert errors[0] == pytest.approx(0, abs=1e-9) and errors[1] > 0.3  # one image right, the other merged or lost
+
+
 def test_masks_are_scored_even_with_predict_prob_files_beside_them(tmp_path: Path) -> None:
     """`unetkit predict --prob` writes NAME_prob.tif next to NAME.png; plain evaluation scores the masks."""
     truth = np.full((20, 20), 255, dtype=np.uint8)

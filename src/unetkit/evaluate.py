@@ -26,6 +26,7 @@ from unetkit.instances import watershed_regions
 from unetkit.metrics import (
     area_bias_per_class,
     boundary_scores,
+    boundary_scores_at_one_threshold,
     dice_per_class,
     interior_regions,
     iou_per_class,
@@ -157,9 +158,10 @@ def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, 
 def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed", boundary_value: int = 0) -> dict[str, Any]:
     """Challenge scores from `unetkit predict --prob` outputs (NAME_prob.tif) of a two-class boundary labelling.
 
-    `instances`: "threshold" sweeps the thresholds 0.1 ... 0.9 and keeps the best
-    (the challenge's protocol for probability maps); "watershed" floods the
-    boundary probability from its basins (unetkit.instances).
+    `instances`: "threshold" sweeps the thresholds 0.1 ... 0.9 and scores every
+    image at the one that is best for the whole set (the challenge's protocol for a
+    submitted stack of probability maps); "watershed" floods the boundary
+    probability from its basins (unetkit.instances).
     """
     if instances not in ("threshold", "watershed"):
         raise InputError(f"--instances {instances}: unknown; use threshold or watershed")
@@ -171,6 +173,7 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
     boundary = encoding.values.index(boundary_value)
     per_image: dict[str, dict[str, float]] = {}
     skipped: list[str] = []
+    swept: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, interior probability, true interior): one threshold for all
     for name, prob, truth in pairs:
         if prob.ndim != 3 or prob.shape[0] != 2:
             raise InputError(f"{name}: expected 2 x H x W class probabilities (unetkit predict --prob), got {prob.shape}")
@@ -182,12 +185,16 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
             skipped.append(name)
             continue
         if instances == "threshold":
-            scores = boundary_scores(np.clip(1.0 - boundary_prob, 0.0, 1.0), true_interior)
+            swept.append((name, np.clip(1.0 - boundary_prob, 0.0, 1.0), true_interior))
+            continue
+        regions, true_regions = watershed_regions(boundary_prob), interior_regions(true_interior)
+        scores = {**rand_scores(regions, true_regions), **vi_scores(regions, true_regions)}
+        per_image[name] = {k: v for k, v in scores.items() if k in CHALLENGE_KEYS}
+    if swept:
+        names, interiors, truths = zip(*swept)
+        for name, scores in zip(names, boundary_scores_at_one_threshold(list(interiors), list(truths))):
             scores["challenge_pixel_error"] = scores.pop("pixel_error")
-        else:
-            regions, true_regions = watershed_regions(boundary_prob), interior_regions(true_interior)
-            scores = {**rand_scores(regions, true_regions), **vi_scores(regions, true_regions)}
-        per_image[name] = {k: v for k, v in scores.items() if k in CHALLENGE_KEYS or k.endswith("threshold")}
+            per_image[name] = {k: v for k, v in scores.items() if k in CHALLENGE_KEYS or k.endswith("threshold")}
     if not per_image:
         raise InputError(f"{labels}: no true mask holds anything but the boundary value {boundary_value}; "
                          "challenge scores need regions")
