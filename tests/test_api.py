@@ -41,6 +41,20 @@ def test_the_api_names_stay_callable_after_their_modules_are_imported() -> None:
     assert train is unetkit.train and predict is unetkit.predict
 
 
+def test_the_api_takes_predict_and_evaluate_flags_as_keywords(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """--instances and --prob could not be asked for from Python."""
+    images, labels = toy_data
+    unetkit.train(images, labels, tmp_path / "run", epochs=1, base_width=4, depth=2, device="cpu", progress=False)
+    unetkit.predict(tmp_path / "run", images, tmp_path / "pred", prob=True, instances="objects", boundary_value=0,
+                    progress=False)
+    names = {p.name for p in (tmp_path / "pred").iterdir()}
+    assert {"0.png", "0_prob.tif", "0_cells.tif"} <= names
+    swept = unetkit.evaluate(tmp_path / "pred", labels, instances="watershed")
+    assert swept["instances"] == "watershed" and len(swept["per_image"]) + len(swept["skipped"]) == 6
+    with pytest.raises(InputError, match="instances='blobs': choose auto, cells or objects"):
+        unetkit.predict(tmp_path / "run", images, tmp_path / "p2", instances="blobs")
+
+
 def test_an_unknown_option_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unetkit.train: unknown option widht; choose from .*base_width"):
         unetkit.train(tmp_path, tmp_path, tmp_path / "run", widht=8)

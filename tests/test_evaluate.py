@@ -253,3 +253,17 @@ def test_palette_masks_are_scored_when_their_palettes_differ_only_in_unused_entr
     assert json.loads((tmp_path / "p.json").read_text())["mean"]["pixel_error"] == 0
     save(tmp_path / "other" / "0.png", truth, [0, 0, 0, 0, 0, 255])  # index 1 drawn in another colour: another class
     assert main(["evaluate", "--pred", str(tmp_path / "other"), "--labels", str(tmp_path / "truth")]) == 2
+
+
+def test_a_boundary_value_asked_for_that_is_no_class_is_an_error_not_scores_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_png(tmp_path / "pred" / "a.png", cells())
+    write_png(tmp_path / "truth" / "a.png", cells())
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"), "--json"]
+    assert main([*args, str(tmp_path / "default.json")]) == 0  # 0 is a class here: challenge scores
+    assert "rand_error" in json.loads((tmp_path / "default.json").read_text())["mean"]
+    assert main([*args, str(tmp_path / "b7.json"), "--boundary-value", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "--boundary-value 7: the challenge scores need two classes, one of them this value" in err
+    assert not (tmp_path / "b7.json").exists()

@@ -432,3 +432,13 @@ def test_a_grey_image_saved_as_rgb_or_grey_palette_is_predicted_as_grey(tiny_run
     Image.fromarray(tinted).save(images / "rgb.png")
     with pytest.raises(InputError, match="rgb.png: has 3 channel"):
         predict_paths(tiny_run / "run", [images], tmp_path / "pred2", **QUIET)
+
+
+def test_a_boundary_value_without_instances_is_refused(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--boundary-value only means something with --instances: alone it was ignored without a word."""
+    from unetkit.cli import main
+
+    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "image"), "--out", str(tmp_path / "p"),
+                 "--boundary-value", "255", "--quiet"]) == 2
+    assert "--boundary-value 255: names the boundary class for --instances" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

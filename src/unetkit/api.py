@@ -68,24 +68,31 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
 
 
 def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
-            probabilities: bool = False, device: str = "auto", tile: int | None = None, precision: str | None = None,
-            progress: bool = True) -> list[Path]:
+            prob: bool = False, instances: str | None = None, boundary_value: int = 0, device: str = "auto",
+            tile: int | None = None, precision: str | None = None, progress: bool = True) -> list[Path]:
     """Predict a file, a folder or a TIFF stack (or a list of them) into `out`, as `unetkit predict` does;
-    returns the mask files written."""
+    returns the mask files written. `instances`: "auto", "cells" or "objects" (--instances)."""
     from unetkit.predict_files import predict_paths
     from unetkit.run import Run
 
+    if instances is not None and instances not in ("auto", "cells", "objects"):
+        raise InputError(f"instances={instances!r}: choose auto, cells or objects")
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
     return predict_paths(run if isinstance(run, Run) else Path(run), paths, Path(out), tta=tta,
-                         write_probabilities=probabilities, device=device, tile=tile, progress=progress,
-                         precision=precision)
+                         write_probabilities=prob, device=device, tile=tile, progress=progress, precision=precision,
+                         instances=boundary_value if instances else None, instance_kind=instances or "auto")
 
 
-def evaluate(pred: PathLike, labels: PathLike, *, boundary_value: int | None = 0) -> dict[str, Any]:
-    """Score predicted masks against true masks, as `unetkit evaluate` does; returns what --json writes."""
-    from unetkit.evaluate import evaluate_paths
+def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, boundary_value: int | None = None
+             ) -> dict[str, Any]:
+    """Score predicted masks (or, with `instances` "threshold" or "watershed", the NAME_prob.tif maps) against true
+    masks, as `unetkit evaluate` does; returns what --json writes."""
+    from unetkit.evaluate import evaluate_paths, evaluate_probabilities
 
-    return evaluate_paths(Path(pred), Path(labels), boundary_value)
+    boundary = 0 if boundary_value is None else boundary_value
+    if instances is not None:
+        return evaluate_probabilities(Path(pred), Path(labels), instances, boundary)
+    return evaluate_paths(Path(pred), Path(labels), boundary, boundary_required=boundary_value is not None)
 
 
 def load_run(path: PathLike) -> "Run":

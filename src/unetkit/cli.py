@@ -121,7 +121,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "labelling separates (seeded watershed on the boundary probability), or objects on background 0 "
                         "(nuclei on black); auto (the default): objects when the boundary class covered most of the "
                         "training masks")
-    p.add_argument("--boundary-value", type=boundary_value, default=0,
+    p.add_argument("--boundary-value", type=boundary_value,
                    help="with --instances: the boundary's label value, or R,G,B for colour masks (default 0: black)")
     p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or as few windows as fit in a quarter of the free memory; unet-classic: the run's tile setting, 512 px input tiles or 572 under --recipe paper)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -136,8 +136,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, required=True, help="true masks, paired by file stem")
     p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
     p.add_argument("--instances", choices=["threshold", "watershed"],
-                   help="score NAME_prob.tif probability maps (from predict --prob): best threshold 0.1..0.9, or watershed regions")
-    p.add_argument("--boundary-value", type=boundary_value, default=0,
+                   help="score NAME_prob.tif probability maps (from predict --prob): the threshold 0.1..0.9 best for the whole set, or watershed regions")
+    p.add_argument("--boundary-value", type=boundary_value,
                    help="label value (or R,G,B colour) of the boundary class for the ISBI challenge scores (Rand, VI); "
                         "default 0 (membrane)")
 
@@ -288,9 +288,13 @@ def _run_check(args: argparse.Namespace) -> None:
 def _run_predict(args: argparse.Namespace) -> None:
     from unetkit.predict_files import predict_paths
 
+    if args.boundary_value is not None and not args.instances:
+        raise InputError(f"--boundary-value {args.boundary_value}: names the boundary class for --instances; add "
+                         "--instances, or drop it")
+    boundary = 0 if args.boundary_value is None else args.boundary_value
     predict_paths(args.run, args.inputs, args.out, tta=args.tta, write_probabilities=args.prob,
                   device=args.device, tile=args.tile, progress=not args.quiet, precision=args.precision,
-                  instances=args.boundary_value if args.instances else None, instance_kind=args.instances or "auto")
+                  instances=boundary if args.instances else None, instance_kind=args.instances or "auto")
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
@@ -299,11 +303,13 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
     if args.json:
         check_json_target(args.json)
+    boundary = 0 if args.boundary_value is None else args.boundary_value
     if args.instances:
-        scores = evaluate_probabilities(args.pred, args.labels, args.instances, args.boundary_value)
+        scores = evaluate_probabilities(args.pred, args.labels, args.instances, boundary)
         print(format_challenge_table(scores))
-    else:
-        scores = evaluate_paths(args.pred, args.labels, boundary_value=args.boundary_value)
+    else:  # a boundary value given must be a class; the default 0 only adds the scores where it is one
+        scores = evaluate_paths(args.pred, args.labels, boundary_value=boundary,
+                                boundary_required=args.boundary_value is not None)
         print(format_table(scores))
     if args.json:
         write_json(scores, args.json)

@@ -50,10 +50,12 @@ def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[s
 CHALLENGE_KEYS = ("rand_error", "rand_split", "rand_merge", "info_error", "vi_split", "vi_merge", "challenge_pixel_error")
 
 
-def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> dict[str, Any]:
+def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, boundary_required: bool = False
+                   ) -> dict[str, Any]:
     """Pair predictions with true masks by stem; classes are the values found in either.
 
-    With two classes one of which is `boundary_value`, the challenge scores are added. True masks without a
+    With two classes one of which is `boundary_value`, the challenge scores are added (`boundary_required`: the
+    value was asked for, so masks where it is not one of two classes are an error, not scores left out). True masks without a
     prediction (a subset was predicted) are left out and listed as "unscored"; a prediction without a true mask
     is an error.
     """
@@ -68,6 +70,9 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0) -> 
     boundary = None
     if boundary_value is not None and encoding.num_classes == 2 and boundary_value in encoding.values:
         boundary = encoding.values.index(boundary_value)
+    elif boundary_required:
+        raise InputError(f"--boundary-value {boundary_value}: the challenge scores need two classes, one of them this "
+                         f"value; the masks hold {encoding.describe_values()}")
     per_image = {}
     for pair in pairs:
         predicted = encoding.to_classes(pair.image.array, pair.image.name)

@@ -291,9 +291,9 @@ def _test_image(run: Run, grid: SizeGrid) -> tuple[np.ndarray, str]:
     validation image when it is still there, so that the test mask holds real structure (an all-background mask
     is one bioimage.io's checks refuse as too small to test with), else a reproducible synthetic field."""
     height, width = (grid.at_least(side + 2 * grid.margin) for side in TEST_OUTPUT)
-    real = _crop_of_a_training_image(run, grid, height, width)
+    real, why = _crop_of_a_training_image(run, grid, height, width)
     if real is not None:
-        return real
+        return real, why
     rng = np.random.default_rng(0)
     channels = len(run.normalization.low)
     coarse = rng.random((1, channels, height // 8 + 2, width // 8 + 2))
@@ -304,25 +304,26 @@ def _test_image(run: Run, grid: SizeGrid) -> tuple[np.ndarray, str]:
     dtype = np.dtype(run.normalization.source_dtype)
     if dtype.kind in "ui":  # values the input's dtype can hold, as the description promises
         image = np.clip(np.round(image), np.iinfo(dtype).min, np.iinfo(dtype).max)
-    return image.astype(np.float32), "a synthetic field (the run's images were not found)"
+    return image.astype(np.float32), f"a synthetic field ({why})"
 
 
-def _crop_of_a_training_image(run: Run, grid: SizeGrid, height: int, width: int) -> tuple[np.ndarray, str] | None:
-    """The centre of the last image of the run's validation (or training) folder, cut to grid sizes; None when
-    the folder is gone, unreadable, or holds images of other channels or smaller than the grid's minimum."""
+def _crop_of_a_training_image(run: Run, grid: SizeGrid, height: int, width: int) -> tuple[np.ndarray | None, str]:
+    """The centre of the last image of the run's validation (or training) folder, cut to grid sizes, and where it
+    came from; or None and why not (the folder is gone or unreadable, other channels, smaller than the minimum)."""
     data = run.record.get("data") or {}
     folder = data.get("val_images") or data.get("images")
     try:
         file = list_image_files(Path(folder))[-1]  # the held-out block is the last one
         page = read_pages(file)[0][0]
     except (InputError, OSError, TypeError, IndexError):
-        return None
+        return None, "the run's images were not found"
     image = channels_first(page)
     if image.shape[0] != len(run.normalization.low):
-        return None
+        return None, f"{file.name} has other channels than the run's"
     fitted = [grid.at_most(min(want, have)) for want, have in zip((height, width), image.shape[1:])]
     if None in fitted:
-        return None
+        return None, (f"the run's images, such as {file.name} ({image.shape[2]} x {image.shape[1]}), are smaller than "
+                      f"the network's smallest input, {grid.minimum} px")
     (h, w), (top, left) = fitted, ((image.shape[1] - fitted[0]) // 2, (image.shape[2] - fitted[1]) // 2)
     crop = image[None, :, top : top + h, left : left + w].astype(np.float32)
     return np.ascontiguousarray(crop), f"a {w} x {h} crop of {file.name}"

@@ -307,6 +307,19 @@ def test_resume_with_more_epochs_extends_a_budgeted_run(toy_data: tuple[Path, Pa
     assert record["config"]["budget_s"] is None
 
 
+def test_resume_by_epochs_of_a_run_trained_by_a_budget_on_patches_is_refused(toy_data: tuple[Path, Path],
+                                                                             tmp_path: Path) -> None:
+    """Its log counts validation rounds: `--epochs 5` after 51 rounds trained 2 more steps, and the messages
+    called the rounds epochs once and validation rounds the next time."""
+    images, labels = toy_data
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=None, budget_s=2.0, patch_size=16), progress=False,
+          say=lambda _: None)
+    rounds = len(log_rows(tmp_path / "run"))
+    with pytest.raises(InputError, match=rf"--epochs 5: .* trained by a budget, and its log counts validation rounds "
+                                         rf"\({rounds} so far\), not epochs; continue it with --budget"):
+        resume(tmp_path / "run", epochs=5, progress=False, say=lambda _: None)
+
+
 def test_out_naming_a_file_is_a_clear_error(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     images, labels = toy_data
     (tmp_path / "file").write_text("x")

@@ -408,6 +408,10 @@ def resume(
         config = replace(config, epochs=epochs, budget_s=budget_s)
     spent = float((record.get("progress") or {}).get("seconds", 0.0))
     done_epochs = int((record.get("progress") or {}).get("epoch", 0))
+    if epochs is not None and saved_config.budget_s and saved_config.patch_size is not None and not saved_config.epochs:
+        raise InputError(f"--epochs {epochs}: {run_dir} was trained by a budget, and its log counts validation rounds "
+                         f"({done_epochs} so far), not epochs; continue it with --budget, its new total (e.g. --resume "
+                         f"{run_dir} --budget {int(spent + 300)}s)")
     finished_as_it_was = record.get("status") == "finished" and epochs is None and budget_s is None
     if finished_as_it_was or (epochs is not None and done_epochs >= epochs):  # it would train nothing
         if epochs is not None or (config.epochs and done_epochs >= config.epochs):  # the epochs ended it
