@@ -83,8 +83,8 @@ def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: P
                          instances=boundary_value if instances else None, instance_kind=instances or "auto")
 
 
-def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, boundary_value: int | None = None
-             ) -> dict[str, Any]:
+def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, boundary_value: int | None = None,
+             ignore_value: int | None = None) -> dict[str, Any]:
     """Score predicted masks (or, with `instances` "threshold" or "watershed", the NAME_prob.tif maps) against true
     masks, as `unetkit evaluate` does; returns what --json writes."""
     from unetkit.evaluate import evaluate_paths, evaluate_probabilities
@@ -92,7 +92,8 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
     boundary = 0 if boundary_value is None else boundary_value
     if instances is not None:
         return evaluate_probabilities(Path(pred), Path(labels), instances, boundary)
-    return evaluate_paths(Path(pred), Path(labels), boundary, boundary_required=boundary_value is not None)
+    return evaluate_paths(Path(pred), Path(labels), boundary, boundary_required=boundary_value is not None,
+                          ignore_value=ignore_value)
 
 
 def load_run(path: PathLike) -> "Run":

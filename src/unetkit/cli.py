@@ -140,6 +140,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boundary-value", type=boundary_value,
                    help="label value (or R,G,B colour) of the boundary class for the ISBI challenge scores (Rand, VI); "
                         "default 0 (membrane)")
+    p.add_argument("--ignore-value", type=boundary_value, metavar="V",
+                   help="true masks' value of unlabelled pixels (sparse labels): those pixels are not scored")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -305,11 +307,14 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         check_json_target(args.json)
     boundary = 0 if args.boundary_value is None else args.boundary_value
     if args.instances:
+        if args.ignore_value is not None:
+            raise InputError(f"--ignore-value {args.ignore_value}: the challenge's region scores (--instances) need fully "
+                             "labelled masks; drop --instances to score the labelled pixels")
         scores = evaluate_probabilities(args.pred, args.labels, args.instances, boundary)
         print(format_challenge_table(scores))
     else:  # a boundary value given must be a class; the default 0 only adds the scores where it is one
         scores = evaluate_paths(args.pred, args.labels, boundary_value=boundary,
-                                boundary_required=args.boundary_value is not None)
+                                boundary_required=args.boundary_value is not None, ignore_value=args.ignore_value)
         print(format_table(scores))
     if args.json:
         write_json(scores, args.json)

@@ -19,7 +19,7 @@ import numpy as np
 
 from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
-from unetkit.data.labels import LabelEncoding, scalar_codes
+from unetkit.data.labels import IGNORE_CLASS, LabelEncoding, scalar_codes
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
 from unetkit.errors import InputError
 from unetkit.instances import watershed_regions
@@ -50,12 +50,14 @@ def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[s
 CHALLENGE_KEYS = ("rand_error", "rand_split", "rand_merge", "info_error", "vi_split", "vi_merge", "challenge_pixel_error")
 
 
-def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, boundary_required: bool = False
-                   ) -> dict[str, Any]:
+def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, boundary_required: bool = False,
+                   ignore_value: int | None = None) -> dict[str, Any]:
     """Pair predictions with true masks by stem; classes are the values found in either.
 
     With two classes one of which is `boundary_value`, the challenge scores are added (`boundary_required`: the
-    value was asked for, so masks where it is not one of two classes are an error, not scores left out). True masks without a
+    value was asked for, so masks where it is not one of two classes are an error, not scores left out).
+    `ignore_value`: the true masks' value of unlabelled pixels (sparse labels), which are not scored; the
+    challenge's region scores need whole masks and are left out then. True masks without a
     prediction (a subset was predicted) are left out and listed as "unscored"; a prediction without a true mask
     is an error.
     """
@@ -65,24 +67,36 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
                                 unpaired_labels=unpaired)
     unscored = [file.name for file in unpaired]
     masks = [(str(p.image.location), p.image.array) for p in pairs] + [(str(p.label.location), p.label.array) for p in pairs]
-    encoding = LabelEncoding.from_masks(masks, palette, minimum_classes=1)  # an empty field, rightly left empty, is one
+    # an empty field, rightly left empty, is one class
+    encoding = LabelEncoding.from_masks(masks, palette, minimum_classes=1, ignore_value=ignore_value)
     _check_same_encoding(pairs, encoding)
     boundary = None
-    if boundary_value is not None and encoding.num_classes == 2 and boundary_value in encoding.values:
+    if ignore_value is not None and boundary_required:
+        raise InputError(f"--boundary-value {boundary_value} with --ignore-value {ignore_value}: the challenge's region "
+                         "scores need fully labelled masks; drop one of them")
+    if ignore_value is None and boundary_value is not None and encoding.num_classes == 2 and boundary_value in encoding.values:
         boundary = encoding.values.index(boundary_value)
     elif boundary_required:
         raise InputError(f"--boundary-value {boundary_value}: the challenge scores need two classes, one of them this "
                          f"value; the masks hold {encoding.describe_values()}")
     per_image = {}
+    unlabelled: list[str] = []
     for pair in pairs:
         predicted = encoding.to_classes(pair.image.array, pair.image.name)
         truth = encoding.to_classes(pair.label.array, pair.label.name)
-        scores = score_masks(predicted, truth, encoding.num_classes)
+        labelled = truth != IGNORE_CLASS
+        if not labelled.any():  # a sparse true mask with nothing labelled: nothing to score
+            unlabelled.append(Path(pair.label.location).name)
+            continue
+        scores = score_masks(predicted, truth, encoding.num_classes) if labelled.all() else \
+            score_masks(predicted[labelled], truth[labelled], encoding.num_classes)
         if boundary is not None and (truth != boundary).any():
             challenge = boundary_scores(predicted != boundary, truth != boundary)
             challenge["challenge_pixel_error"] = challenge.pop("pixel_error")
             scores.update({k: challenge[k] for k in CHALLENGE_KEYS})
         per_image[pair.name] = scores
+    if not per_image:
+        raise InputError(f"{labels}: no true mask holds a labelled pixel (all --ignore-value {ignore_value}); nothing to score")
     mean: dict[str, Any] = {
         "pixel_error": float(np.mean([s["pixel_error"] for s in per_image.values()])),
         "dice": np.mean([s["dice"] for s in per_image.values()], axis=0).tolist(),
@@ -94,6 +108,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
         if values:
             mean[key] = float(np.mean(values))
     return {"classes": encoding.describe_values(), "boundary_value": boundary_value if boundary is not None else None,
+            **({"ignore_value": ignore_value, "unlabelled": unlabelled} if ignore_value is not None else {}),
             "per_image": per_image, "mean": mean, "unscored": unscored}
 
 
@@ -236,7 +251,10 @@ def format_table(scores: dict[str, Any]) -> str:
         rows.append([name, f"{s['pixel_error']:.4f}"] + [f"{v:.4f}" for v in s["dice"]] + [f"{v:.4f}" for v in s["iou"]]
                     + [f"{v:+.4f}" for v in s["area_bias"]]
                     + [f"{s[k]:.4f}" if k in s else "-" for k in extra])
-    return _align(rows) + _unscored_line(scores.get("unscored", []))
+    unlabelled = scores.get("unlabelled") or []
+    return (_align(rows) + _unscored_line(scores.get("unscored", []))
+            + (f"\nnot scored: {counted(len(unlabelled), 'true mask')} with no labelled pixel ({', '.join(unlabelled[:5])})"
+               if unlabelled else ""))
 
 
 def _unscored_line(unscored: list[str]) -> str:

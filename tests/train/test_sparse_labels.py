@@ -99,3 +99,25 @@ def test_validation_and_check_say_what_cannot_be_scored(tmp_path: Path, capsys: 
                  "--val-fraction", "0.4", "--ignore-value", "128", "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "the validation masks hold only the --ignore-value 128" in err and err.count("\n") == 1
+
+
+def test_evaluate_scores_only_the_labelled_pixels_of_sparse_true_masks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    truth = np.zeros((16, 16), np.uint8)
+    truth[:, 8:] = 255
+    pred = truth.copy()
+    pred[:, :4] = 255  # wrong on the left quarter
+    sparse = truth.copy()
+    sparse[:, :4] = UNLABELLED  # ... which is unlabelled
+    for folder, mask in (("pred", pred), ("truth", sparse)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(mask).save(tmp_path / folder / "a.png")
+    Image.fromarray(np.full((16, 16), UNLABELLED, np.uint8)).save(tmp_path / "truth" / "b.png")
+    Image.fromarray(pred).save(tmp_path / "pred" / "b.png")
+    out = tmp_path / "s.json"
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]
+    assert main([*args, "--ignore-value", str(UNLABELLED), "--json", str(out)]) == 0
+    assert "not scored: 1 true mask with no labelled pixel (b.png)" in capsys.readouterr().out
+    scores = json.loads(out.read_text())
+    assert scores["mean"]["pixel_error"] == 0.0 and scores["classes"] == [0, 255] and scores["unlabelled"] == ["b.png"]
+    assert main([*args, "--ignore-value", str(UNLABELLED), "--instances", "threshold"]) == 2
+    assert "need fully labelled masks" in capsys.readouterr().err
