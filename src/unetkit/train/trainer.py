@@ -59,7 +59,7 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def centre_crop(x: torch.Tensor, margin: int) -> torch.Tensor:
+def crop_margin(x: torch.Tensor, margin: int) -> torch.Tensor:
     """Drop `margin` pixels on every side of the last two axes."""
     return x[..., margin : x.shape[-2] - margin, margin : x.shape[-1] - margin]
 
@@ -230,8 +230,8 @@ class Trainer:
                 self.config.augment, batch.images, batch.labels, self.generator, weights=batch.weights
             )
         if self.margin:
-            labels = centre_crop(labels, self.margin)
-            weights = None if weights is None else centre_crop(weights, self.margin)
+            labels = crop_margin(labels, self.margin)
+            weights = None if weights is None else crop_margin(weights, self.margin)
         return images, labels, weights
 
     def _step(
