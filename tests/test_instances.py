@@ -67,30 +67,3 @@ def test_objects_on_a_background_keep_it_at_zero_and_no_object_is_lost() -> None
     assert regions[background >= 0.5].max() == 0 and (regions[background < 0.5] > 0).all()
     assert regions[10, 10] != regions[10, 20] and regions[31, 31] not in (0, regions[10, 10], regions[10, 20])
     assert len(np.unique(regions)) == 4
-
-
-def _discs(shape: tuple[int, int], discs: list[tuple[int, int, int]]) -> np.ndarray:
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    inside = np.zeros(shape, dtype=bool)
-    for cy, cx, r in discs:
-        inside |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-    return inside
-
-
-def test_touching_nuclei_the_model_is_sure_of_are_split_where_their_shape_narrows() -> None:
-    """Two discs touching, background probability 0.00 across the contact: they were one seed and one object."""
-    touching = _discs((40, 60), [(20, 18, 10), (20, 36, 9)])
-    background = np.where(touching, 0.0, 1.0).astype(np.float32)
-    regions = object_regions(background)
-    assert len(np.unique(regions[touching])) == 2 and regions[20, 18] != regions[20, 36]
-    assert regions[~touching].max() == 0 and (regions[touching] > 0).all()
-
-
-def test_one_elongated_or_small_nucleus_stays_one_object() -> None:
-    yy, xx = np.mgrid[:40, :60]
-    ellipse = ((yy - 20) / 8.0) ** 2 + ((xx - 30) / 22.0) ** 2 <= 1
-    small = _discs((40, 60), [(5, 5, 2)])
-    background = np.where(ellipse | small, 0.0, 1.0).astype(np.float32)
-    regions = object_regions(background, min_seed_size=1)
-    assert len(np.unique(regions[ellipse])) == 1 and len(np.unique(regions[small])) == 1
-    assert regions[20, 30] != regions[5, 5] and len(np.unique(regions)) == 3

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 MIN_SEED_SIZE = 25  # pixels: about a 5 x 5 patch, smaller than any ISBI cell profile, larger than noise basins
 SEED_THRESHOLD = 0.3
 MASK_THRESHOLD = 0.5  # where the mask draws the boundary: the seeds when no basin is under SEED_THRESHOLD
-SPLIT_DEPTH_PX = 2.0  # objects: a neck this much narrower (in radius) than both objects it joins splits them
 
 
 def watershed_regions(
@@ -48,21 +46,15 @@ def object_regions(
 ) -> np.ndarray:
     """H x W background probability -> H x W int32 objects 1..N on background 0 (nuclei, not cells that tile).
 
-    The objects are the mask's foreground (probability under 0.5). Touching objects are split twice over: where
-    the model is unsure between them (its confident interior, probability under `seed_threshold`, is cut
-    there), and where their shape narrows (a well-trained model is sure across the contact of two round
-    nuclei, so the interior is one blob: its distance to the interior's edge has a peak in each nucleus). Each
-    peak of that distance that stands SPLIT_DEPTH_PX above the saddle to its neighbour seeds an object, and the
-    foreground is flooded from the seeds down the distance; a foreground region without a seed is an object
-    of its own, so that no object of the mask is lost.
+    The objects are the mask's foreground (probability under 0.5); touching objects are split where the
+    watershed from their confident interiors meets; a foreground region without such an interior is an
+    object of its own, so that no object of the mask is lost.
     """
     if background_prob.ndim != 2 or not np.all(np.isfinite(background_prob)):
         raise ValueError(f"background_prob must be 2-D and finite, got shape {background_prob.shape}")
     foreground = background_prob < MASK_THRESHOLD
-    interior = _seeds(background_prob < seed_threshold, min_seed_size) > 0
-    distance = ndimage.distance_transform_edt(interior)
-    peaks, _ = ndimage.label(h_maxima(distance, SPLIT_DEPTH_PX) & interior)
-    regions = watershed(-distance, peaks, mask=foreground).astype(np.int32)
+    markers = _seeds(background_prob < seed_threshold, min_seed_size)
+    regions = watershed(background_prob, markers, mask=foreground).astype(np.int32)
     unreached, _ = ndimage.label(foreground & (regions == 0))
     regions[unreached > 0] = unreached[unreached > 0] + regions.max(initial=0)
     return regions
