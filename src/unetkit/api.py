@@ -46,6 +46,23 @@ def training_config(recipe_name: str, options: dict[str, Any], epochs: int | Non
 TRAIN_OPTIONS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "epochs", "budget_s", "plan"}
 
 
+def label_value(value: Any) -> Any:
+    """A mask value as the CLI reads it: a number, "R,G,B" or an (R, G, B) tuple -> the packed code colour masks
+    use; anything else is returned for TrainConfig to refuse."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if isinstance(value, (tuple, list)) and len(value) in (1, 3):
+        try:
+            numbers = [int(part) for part in value]
+        except (TypeError, ValueError):
+            return value
+        if len(numbers) == 1:
+            return numbers[0]
+        if all(0 <= n <= 255 for n in numbers):
+            return (numbers[0] << 16) | (numbers[1] << 8) | numbers[2]
+    return value
+
+
 def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | float | None = None,
           epochs: int | None = None, recipe: str = "default", val_images: PathLike | None = None,
           val_labels: PathLike | None = None, start_from: PathLike | None = None, plan: bool = True,
@@ -60,6 +77,8 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
     if unknown:
         raise InputError(f"unetkit.train: unknown option {', '.join(unknown)}; choose from {', '.join(sorted(TRAIN_OPTIONS))}")
     budget_s = parse_duration(budget) if isinstance(budget, str) else budget
+    if options.get("ignore_value") is not None:
+        options["ignore_value"] = label_value(options["ignore_value"])
     config, fixed = training_config(recipe, options, epochs, budget_s, plan)
     return train_run(Path(images), Path(labels), Path(out), config,
                      Path(val_images) if val_images else None, Path(val_labels) if val_labels else None,
@@ -90,10 +109,14 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
     from unetkit.evaluate import evaluate_paths, evaluate_probabilities
 
     boundary = 0 if boundary_value is None else boundary_value
+    ignore = None if ignore_value is None else label_value(ignore_value)
     if instances is not None:
+        if ignore is not None:
+            raise InputError(f"ignore_value={ignore_value!r}: the challenge's region scores (instances) need fully "
+                             "labelled masks; drop instances to score the labelled pixels")
         return evaluate_probabilities(Path(pred), Path(labels), instances, boundary)
     return evaluate_paths(Path(pred), Path(labels), boundary, boundary_required=boundary_value is not None,
-                          ignore_value=ignore_value)
+                          ignore_value=ignore)
 
 
 def load_run(path: PathLike) -> "Run":

@@ -93,6 +93,9 @@ class TrainConfig:
             raise InputError(f"--lr {self.lr}: must be a positive number, e.g. 1e-3")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise InputError(f"weight_decay {self.weight_decay}: must be a number >= 0")
+        if self.ignore_value is not None and (isinstance(self.ignore_value, bool) or not isinstance(self.ignore_value, int)):
+            raise InputError(f"--ignore-value {self.ignore_value!r}: give a mask value as a number, or a colour as "
+                             "\"R,G,B\" (the API also takes an (R, G, B) tuple)")
         if self.ignore_value is not None and self.loss == "weighted-ce":
             raise InputError(f"--ignore-value {self.ignore_value}: the paper's border weights (--loss weighted-ce, recipe "
                              f"{self.recipe}) need fully labelled masks; give --loss ce or ce+dice")

@@ -230,6 +230,10 @@ def format_challenge_table(scores: dict[str, Any]) -> str:
     for name, s in list(scores["per_image"].items()) + [("mean", scores["mean"])]:
         rows.append([name, *[f"{s[k]:.4f}" for k in keys]])
     table = _align(rows)
+    first = next(iter(scores["per_image"].values()), {})
+    if "v_rand_threshold" in first:  # one for the set, as the challenge thresholds a stack
+        table += (f"\nthresholds for the whole set: Rand {first['v_rand_threshold']:g}, VI {first['v_info_threshold']:g}, "
+                  f"pixel error {first['pixel_error_threshold']:g}")
     if scores.get("skipped"):
         table += f"\nnot scored (their true masks hold no region): {', '.join(scores['skipped'])}"
     return table

@@ -332,5 +332,6 @@ def boundary_scores_at_one_threshold(
     i_info = best(lambda i: float(np.mean([rows[i][2]["v_info"] for rows in sweeps])))
     i_f = best(lambda i: float(np.mean([f[i] for f in f_scores])))
     return [{**rows[i_rand][1], **rows[i_info][2], "pixel_error": 1.0 - f[i_f],
-             "v_rand_threshold": float(thresholds[i_rand]), "v_info_threshold": float(thresholds[i_info])}
+             "v_rand_threshold": round(float(thresholds[i_rand]), 4), "v_info_threshold": round(float(thresholds[i_info]), 4),
+             "pixel_error_threshold": round(float(thresholds[i_f]), 4)}
             for rows, f in zip(sweeps, f_scores)]

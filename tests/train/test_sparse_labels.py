@@ -93,12 +93,25 @@ def test_validation_and_check_say_what_cannot_be_scored(tmp_path: Path, capsys: 
     images, labels = write_blob_pairs(tmp_path / "data", count=5, size=32)
     for name in ("3.png", "4.png"):  # the held-out block: nothing labelled
         Image.fromarray(np.full((32, 32), UNLABELLED, np.uint8)).save(labels / name)
-    assert main(["check", "--images", str(images), "--labels", str(labels), "--ignore-value", "128"]) == 0
-    assert "holds only the --ignore-value 128: no labelled pixel" in capsys.readouterr().out
+    assert main(["check", "--images", str(images), "--labels", str(labels), "--ignore-value", "128"]) == 2  # as train
+    out = capsys.readouterr().out
+    assert "holds only the --ignore-value 128: no labelled pixel" in out and "holds no labelled pixel" in out
     assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"), "--epochs", "1",
                  "--val-fraction", "0.4", "--ignore-value", "128", "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "the validation masks hold only the --ignore-value 128" in err and err.count("\n") == 1
+    assert "holds no labelled pixel, only the --ignore-value" in err and err.count("\n") == 1
+    val = tmp_path / "val"  # a separate validation set with nothing labelled: refused before training too
+    (val / "image").mkdir(parents=True)
+    (val / "label").mkdir()
+    for name in ("3.png", "4.png"):
+        (val / "image" / name).write_bytes((images / name).read_bytes())
+        (val / "label" / name).write_bytes((labels / name).read_bytes())
+        (images / name).unlink()
+        (labels / name).unlink()
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--val-images", str(val / "image"),
+                 "--val-labels", str(val / "label"), "--out", str(tmp_path / "run2"), "--epochs", "1",
+                 "--ignore-value", "128", "--device", "cpu", "--quiet"]) == 2
+    assert "val/label: every mask holds only the --ignore-value 128" in capsys.readouterr().err
 
 
 def test_evaluate_scores_only_the_labelled_pixels_of_sparse_true_masks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -121,3 +134,50 @@ def test_evaluate_scores_only_the_labelled_pixels_of_sparse_true_masks(tmp_path:
     assert scores["mean"]["pixel_error"] == 0.0 and scores["classes"] == [0, 255] and scores["unlabelled"] == ["b.png"]
     assert main([*args, "--ignore-value", str(UNLABELLED), "--instances", "threshold"]) == 2
     assert "need fully labelled masks" in capsys.readouterr().err
+
+
+def test_check_refuses_what_train_refuses_and_warns_about_an_ignore_value_no_mask_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    images, labels = write_blob_pairs(tmp_path / "data", count=5, size=32)
+    check = ["check", "--images", str(images), "--labels", str(labels), "--ignore-value"]
+    assert main([*check, "7"]) == 0  # 0/255 masks: 7 is nowhere
+    assert "--ignore-value 7 appears in no mask" in capsys.readouterr().out
+    for name in ("3.png", "4.png"):  # the held-out block: nothing labelled
+        Image.fromarray(np.full((32, 32), UNLABELLED, np.uint8)).save(labels / name)
+    assert main([*check, str(UNLABELLED)]) == 2
+    assert "the held-out block (the last 1 of 5 images) holds no labelled pixel" in capsys.readouterr().out
+    for name in ("0.png", "1.png", "2.png"):
+        Image.fromarray(np.full((32, 32), UNLABELLED, np.uint8)).save(labels / name)
+    assert main([*check, str(UNLABELLED)]) == 2
+    assert "every mask holds only the --ignore-value 128" in capsys.readouterr().out
+
+
+def test_fine_tuning_keeps_the_runs_unlabelled_value_and_classes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from unetkit.data.labels import LabelEncoding
+    from unetkit.train.setup import prepare_training_data
+
+    images, labels = write_blob_pairs(tmp_path / "data", count=4, size=32)
+    run = LabelEncoding((0, 255), "uint8")
+    with pytest.raises(InputError, match=r"--ignore-value 255: is one of base's classes \[0, 255\]"):
+        prepare_training_data(images, labels, None, None, 0.25, "percentile", run, say=lambda _: None,
+                              base_run=Path("base"), ignore_value=255)
+    sparse_run = LabelEncoding((0, 255), "uint8", ignore_value=UNLABELLED)
+    with pytest.raises(InputError, match=r"--ignore-value 7: base marks unlabelled pixels with 128"):
+        prepare_training_data(images, labels, None, None, 0.25, "percentile", sparse_run, say=lambda _: None,
+                              base_run=Path("base"), ignore_value=7)
+
+
+@pytest.mark.parametrize("value,expected", [((128, 128, 128), 0x808080), ("128,128,128", 0x808080), ("128", 128),
+                                            (128, 128)])
+def test_the_api_reads_the_ignore_value_as_the_cli_does(value: object, expected: int) -> None:
+    from unetkit.api import label_value
+
+    assert label_value(value) == expected
+
+
+def test_the_api_refuses_an_ignore_value_it_cannot_read(tmp_path: Path) -> None:
+    import unetkit
+
+    with pytest.raises(InputError, match="--ignore-value \\[1, 2\\]: give a mask value as a number"):
+        unetkit.train(tmp_path, tmp_path, tmp_path / "run", epochs=1, ignore_value=[1, 2])

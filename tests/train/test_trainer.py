@@ -637,3 +637,20 @@ def test_a_budgeted_run_says_that_it_validates_by_time_not_by_epoch() -> None:
     assert _rounds(SimpleNamespace(timed_rounds=lambda: True, config=SimpleNamespace(budget_s=600.0))) == \
         " (validated about every 60 s, not every epoch)"
     assert _rounds(SimpleNamespace(timed_rounds=lambda: False, config=SimpleNamespace(budget_s=None))) == ""
+
+
+def test_a_tie_of_the_validation_dice_keeps_the_weights_of_the_lower_validation_loss(
+    toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sparse validation masks reach Dice 1.0 within a few steps: the earliest weights that did were kept."""
+    losses = iter([0.9, 0.5, 0.3, 0.4])
+    real_validate = trainer_module.validate
+
+    def saturated(*args, **kwargs):  # type: ignore[no-untyped-def]
+        scores = real_validate(*args, **kwargs)
+        return {**scores, "val_dice": 1.0, "val_loss": next(losses)}
+
+    monkeypatch.setattr(trainer_module, "validate", saturated)
+    images, labels = toy_data
+    record = train(images, labels, tmp_path / "run", replace(TINY, epochs=4), progress=False, say=lambda _: None)
+    assert record["metrics"]["best"]["epoch"] == 3 and record["metrics"]["best"]["val_loss"] == 0.3

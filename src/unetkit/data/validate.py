@@ -103,6 +103,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     dtypes = [p.image.array.dtype.name for p in pairs]
     usual_dtype = max(set(dtypes), key=dtypes.count)
     codes_per_mask: list[tuple[RawPair, np.ndarray, np.ndarray] | None] = []
+    ignore_seen = False
     instance_like: list[tuple[str, tuple[int, ...]]] = []  # masks that look like instance maps, with their values
     for pair, channels in zip(pairs, channel_counts):
         image, label = pair.image.array, pair.label.array
@@ -138,6 +139,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
         values, counts = np.unique(codes, return_counts=True)
         if ignore_value is not None:  # unlabelled pixels: not a value of the classes
             labelled = values != ignore_value
+            ignore_seen = ignore_seen or not labelled.all()
             values, counts = values[labelled], counts[labelled]
             if not len(values):
                 report.findings.append(Finding("warning", label_file, f"holds only the --ignore-value {ignore_value}: "
@@ -154,6 +156,13 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
         if len(values) == 1:
             report.findings.append(Finding("warning", label_file, f"holds only the value {_values_text(values.tolist(), colour)} "
                                            "(all background?); it teaches only that class"))
+    if ignore_value is not None and not ignore_seen:
+        report.findings.append(Finding("warning", str(pairs[0].label.path.parent), f"--ignore-value "
+                                       f"{_values_text([ignore_value], colour)} appears in no mask; is it the value of "
+                                       "your unlabelled pixels? (as it is, every value is a class)"))
+    elif ignore_value is not None and all(p.values == () for p in report.pairs):
+        report.findings.append(Finding("error", str(pairs[0].label.path.parent), f"every mask holds only the "
+                                       f"--ignore-value {_values_text([ignore_value], colour)}; label some pixels"))
     report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask), colour))
     mixed, odd = _mixed_binary_findings(codes_per_mask) if classes is None and not colour else ([], set())
     report.findings.extend(mixed)
@@ -284,6 +293,11 @@ def held_out_findings(train: list[PairSummary], val: list[PairSummary], colour: 
                                     f"held-out block (the last {len(val)} of {len(train) + len(val)} images in "
                                     "name order), in no training mask, so the network could not learn them; rename so that "
                                     "an image holding them comes earlier, give --val-images/--val-labels, or change --val-fraction"))
+    if val and all(pair.values == () for pair in val):  # all --ignore-value: nothing to validate on
+        return findings + [Finding("error", val[0].label_file, f"the held-out block (the last {len(val)} of "
+                                   f"{len(train) + len(val)} images) holds no labelled pixel, only the --ignore-value, so "
+                                   "validation could score nothing; label some of its pixels, or give "
+                                   "--val-images/--val-labels")]
     held = set().union(*(pair.values or () for pair in val))
     untested = sorted(trained - held)
     if val and untested:  # trained, but validation cannot tell how well: it scores the classes it holds

@@ -12,7 +12,7 @@ import numpy as np
 from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import CheckReport, held_out_findings, inspect_pairs
-from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
+from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
 
@@ -28,7 +28,7 @@ class TrainingData:
 
 
 def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callable[[str], None],
-                    base_run: Path | None = None, checkable: bool = True) -> None:
+                    base_run: Path | None = None, checkable: bool = True, ignore_value: int | None = None) -> None:
     """Say the warnings; raise the first error, counting the others (`unetkit check` lists them all). `checkable`:
     `unetkit check` on these folders alone finds the same errors; a validation set checked against the training
     masks' classes is not, so its other files are named instead."""
@@ -36,7 +36,8 @@ def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callab
         say(warning.line())
     if report.errors:
         first, others = report.errors[0], report.errors[1:]
-        command = f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
+        command = (f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
+                   + (f" --ignore-value {ignore_value}" if ignore_value is not None else ""))
         names = ", ".join(Path(error.file).name for error in others[:3]) + (", ..." if len(others) > 3 else "")
         more = f" ({len(others)} more: " + (f"`{command}` lists them)" if checkable else f"{names})") if others else ""
         raise InputError(f"{first.file}: {first.message}{more}")
@@ -55,15 +56,6 @@ def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPai
         pair, twin = shared[0]
         say(f"warning: {pair.image.location}: also a training image ({twin.image.location}); {len(shared)} of "
             f"{len(val_pairs)} validation images are, so validation will flatter the model")
-
-
-def _refuse_unlabelled_validation(val_pairs: list[RawPair], ignore_value: int, encoding: LabelEncoding) -> None:
-    """Validation scores labelled pixels only: validation masks that are all --ignore-value cannot choose weights."""
-    for pair in val_pairs:
-        if (encoding.to_classes(pair.label.array, pair.label.location) != IGNORE_CLASS).any():
-            return
-    raise InputError(f"{val_pairs[0].label.location}: the validation masks hold only the --ignore-value {ignore_value}, "
-                     "so nothing can be scored; label some pixels of them, or give --val-images/--val-labels")
 
 
 def prepare_training_data(
@@ -85,7 +77,14 @@ def prepare_training_data(
     the training images, unless a resumed run passes its own. `ignore_value`: the masks' value of unlabelled
     pixels (class IGNORE_CLASS in the class maps), also with a given encoding (fine-tuning on sparse labels).
     """
-    if encoding is not None and ignore_value is not None:
+    if encoding is not None and ignore_value is not None and ignore_value != encoding.ignore_value:
+        run = base_run or "the run"  # fine-tuning: the run's classes are fixed, and so is what is unlabelled
+        if ignore_value in encoding.values:
+            raise InputError(f"--ignore-value {ignore_value}: is one of {run}'s classes {encoding.describe_values()}; "
+                             "a class cannot become unlabelled pixels when fine-tuning; give another value")
+        if encoding.ignore_value is not None:
+            raise InputError(f"--ignore-value {ignore_value}: {run} marks unlabelled pixels with "
+                             f"{encoding.ignore_value}; paint them so, or drop --ignore-value")
         encoding = replace(encoding, ignore_value=ignore_value)
     ignore_value = encoding.ignore_value if encoding is not None else ignore_value
     if (val_images is None) != (val_labels is None):
@@ -100,14 +99,14 @@ def prepare_training_data(
         palettes = PaletteCheck()
     pairs, palette = read_pairs(images, labels, palettes=palettes)
     inspected = inspect_pairs(pairs, encoding, in_channels, ignore_value=ignore_value)
-    _stop_on_errors(inspected, images, labels, say, base_run)
+    _stop_on_errors(inspected, images, labels, say, base_run, ignore_value=ignore_value)
     if val_images is not None:
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
         if encoding is None:  # the same split of the summaries: their values are known already
             held_out = held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
-            _stop_on_errors(CheckReport(findings=held_out), images, labels, say, base_run)
+            _stop_on_errors(CheckReport(findings=held_out), images, labels, say, base_run, ignore_value=ignore_value)
     if encoding is None:
         encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in train_pairs], palette,
                                             ignore_value=ignore_value)
@@ -117,8 +116,6 @@ def prepare_training_data(
         _stop_on_errors(report, val_images, val_labels, say, base_run, checkable=base_run is not None)
     if val_images is not None:
         _warn_about_shared_images(train_pairs, val_pairs, say)
-    if ignore_value is not None:
-        _refuse_unlabelled_validation(val_pairs, ignore_value, encoding)
     norm = normalization
     if not isinstance(norm, Normalization):
         norm = Normalization.fit([p.image.array for p in train_pairs], normalization)

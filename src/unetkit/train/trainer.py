@@ -78,6 +78,7 @@ class Counters:
     elapsed_s: float = 0.0
     best_score: float = -math.inf  # higher is better (val Dice, or minus the training loss)
     best_epoch: int = 0
+    best_loss: float = math.inf  # the kept weights' validation loss: it breaks ties of the score (a saturated Dice)
     bad_steps: int = 0
     skipped_steps: int = 0
     step_cost_s: float = 0.0  # the running mean of a step, and the last validation and saving: the budget
@@ -399,8 +400,12 @@ class Trainer:
         shifts = ShiftSearch() if self.config.align_outputs and by_validation and not self.margin else None
         scores = validate(validated, self.data.val, self.config.tile, self.device, self.amp_dtype, shifts)
         improved = False
-        if by_validation and scores["val_dice"] > self.counters.best_score:
+        # a tie of the score goes to the lower validation loss: sparse or easy validation masks reach Dice 1.0 within
+        # a few steps, and the earliest weights that did were kept while the loss kept falling
+        tied = scores["val_dice"] == self.counters.best_score and scores["val_loss"] < self.counters.best_loss
+        if by_validation and (scores["val_dice"] > self.counters.best_score or tied):
             self.counters.best_score = scores["val_dice"]
+            self.counters.best_loss = scores["val_loss"]
             self.counters.best_epoch = self.counters.epoch
             improved = True
             save_weights(self.run_dir / WEIGHTS_FILE, validated, self._weights_metadata())
