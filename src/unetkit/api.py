@@ -49,17 +49,14 @@ TRAIN_OPTIONS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "epo
 def label_value(value: Any) -> Any:
     """A mask value as the CLI reads it: a number, "R,G,B" or an (R, G, B) tuple -> the packed code colour masks
     use; anything else is returned for TrainConfig to refuse."""
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",")]
-    if isinstance(value, (tuple, list)) and len(value) in (1, 3):
+    from unetkit.data.labels import parse_label_value
+
+    text = ",".join(str(part) for part in value) if isinstance(value, (tuple, list)) else value
+    if isinstance(text, str):
         try:
-            numbers = [int(part) for part in value]
-        except (TypeError, ValueError):
-            return value
-        if len(numbers) == 1:
-            return numbers[0]
-        if all(0 <= n <= 255 for n in numbers):
-            return (numbers[0] << 16) | (numbers[1] << 8) | numbers[2]
+            return parse_label_value(text)
+        except ValueError:
+            pass
     return value
 
 
@@ -111,10 +108,7 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
     boundary = 0 if boundary_value is None else boundary_value
     ignore = None if ignore_value is None else label_value(ignore_value)
     if instances is not None:
-        if ignore is not None:
-            raise InputError(f"ignore_value={ignore_value!r}: the challenge's region scores (instances) need fully "
-                             "labelled masks; drop instances to score the labelled pixels")
-        return evaluate_probabilities(Path(pred), Path(labels), instances, boundary)
+        return evaluate_probabilities(Path(pred), Path(labels), instances, boundary, ignore)
     return evaluate_paths(Path(pred), Path(labels), boundary, boundary_required=boundary_value is not None,
                           ignore_value=ignore)
 

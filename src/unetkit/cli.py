@@ -81,18 +81,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def boundary_value(text: str) -> int:
-    """--boundary-value: a label value (0, 255) or an R,G,B colour, as the packed code colour runs use for classes."""
-    parts = text.split(",")
+    """--boundary-value, --ignore-value: a label value (0, 255) or an R,G,B colour (data.labels.parse_label_value)."""
+    from unetkit.data.labels import parse_label_value
+
     try:
-        numbers = [int(part) for part in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a label value such as 0 or 255, or a colour as R,G,B") from None
-    if len(numbers) == 1:
-        return numbers[0]
-    if len(numbers) != 3 or not all(0 <= n <= 255 for n in numbers):
-        raise argparse.ArgumentTypeError(f"{text!r}: a colour is three values 0..255, as R,G,B")
-    red, green, blue = numbers
-    return (red << 16) | (green << 8) | blue
+        return parse_label_value(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
@@ -307,10 +302,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         check_json_target(args.json)
     boundary = 0 if args.boundary_value is None else args.boundary_value
     if args.instances:
-        if args.ignore_value is not None:
-            raise InputError(f"--ignore-value {args.ignore_value}: the challenge's region scores (--instances) need fully "
-                             "labelled masks; drop --instances to score the labelled pixels")
-        scores = evaluate_probabilities(args.pred, args.labels, args.instances, boundary)
+        scores = evaluate_probabilities(args.pred, args.labels, args.instances, boundary, args.ignore_value)
         print(format_challenge_table(scores))
     else:  # a boundary value given must be a class; the default 0 only adds the scores where it is one
         scores = evaluate_paths(args.pred, args.labels, boundary_value=boundary,

@@ -175,7 +175,8 @@ def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, 
     return pairs
 
 
-def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed", boundary_value: int = 0) -> dict[str, Any]:
+def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed", boundary_value: int = 0,
+                           ignore_value: int | None = None) -> dict[str, Any]:
     """Challenge scores from `unetkit predict --prob` outputs (NAME_prob.tif) of a two-class boundary labelling.
 
     `instances`: "threshold" sweeps the thresholds 0.1 ... 0.9 and scores every
@@ -185,6 +186,9 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
     """
     if instances not in ("threshold", "watershed"):
         raise InputError(f"--instances {instances}: unknown; use threshold or watershed")
+    if ignore_value is not None:  # refused, not dropped: sparse true masks have no regions to compare
+        raise InputError(f"--ignore-value {ignore_value}: the challenge's region scores (--instances) need fully "
+                         "labelled masks; drop --instances to score the labelled pixels")
     pairs = _probability_pairs(pred, labels)
     encoding = LabelEncoding.from_masks([(name, truth) for name, _, truth in pairs], minimum_classes=1)
     if encoding.num_classes > 2 or boundary_value not in encoding.values:  # all boundary: no region, said below

@@ -31,6 +31,21 @@ def _pack_colours(mask: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
+def parse_label_value(text: str) -> int:
+    """A mask value as users write it, "255" or a colour "R,G,B", as the packed code colour masks use for classes."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"{text!r}: give a label value such as 0 or 255, or a colour as R,G,B") from None
+    if len(numbers) == 1:
+        return numbers[0]
+    if len(numbers) != 3 or not all(0 <= n <= MAX_COLOUR_CHANNEL for n in numbers):
+        raise ValueError(f"{text!r}: a colour is three values 0..255, as R,G,B")
+    red, green, blue = numbers
+    return (red << 16) | (green << 8) | blue
+
+
 def unpack_colours(codes: np.ndarray) -> np.ndarray:
     return np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=-1).astype(np.uint8)
 

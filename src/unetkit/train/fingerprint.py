@@ -186,12 +186,13 @@ def step_timer(
 # is now: the same command and seed then build the same network and give the same run. The CPU figures are this
 # project's 2-core machine (110-126 G multiply-adds/s measured in bf16); the GPU's a conservative modern card.
 REFERENCE_RATE = {"cpu": 1.2e11, "cuda": 1.0e13}
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}  # autocast dtype -> the plan's word
 REFERENCE_CPU_MEMORY_GIB = 16.0
 
 
 def reference_machine(device: torch.device, dtype: torch.dtype | None) -> MachineFingerprint:
     """The machine an --epochs run is planned for: fixed rate and memory (a GPU's own total memory, which is fixed)."""
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    precision = PRECISION_NAMES[dtype]
     memory = (torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda"
               else REFERENCE_CPU_MEMORY_GIB)
     return MachineFingerprint(device.type, usable_cores(), round(memory, 1), precision, REFERENCE_RATE[device.type])
@@ -208,7 +209,7 @@ def machine_fingerprint(
     the probe 3 s, nor 14 s when another program is busy.
     """
     probe_patch = max(16, min(PROBE_PATCH, patch // 16 * 16))
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    precision = PRECISION_NAMES[dtype]
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     key = (f"{hardware}|{_cpu_model()}|{usable_cores()} cores|torch {torch.__version__}|{precision}|"
            f"{'nhwc' if channels_last else 'nchw'}|{in_channels}->{classes}|{probe_patch}")
