@@ -71,6 +71,23 @@ def test_an_unmatched_prediction_is_named_and_unpredicted_true_masks_are_left_ou
     assert "given as both the predictions and the true masks" in err and "DATA/label" not in err
 
 
+def test_predictions_named_with_a_mask_suffix_pair_with_their_true_masks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Another tool's t0_mask.png / t1_seg.png against true t0.png / t1_label.png: either side may carry a suffix."""
+    write_png(tmp_path / "truth" / "t0.png", cells())
+    write_png(tmp_path / "truth" / "t1_label.png", cells())
+    write_png(tmp_path / "pred" / "t0_mask.png", cells())
+    write_png(tmp_path / "pred" / "t1_seg.png", cells(merge=True))
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    per_image = json.loads((tmp_path / "s.json").read_text())["per_image"]
+    assert len(per_image) == 2
+    assert sorted(round(s["rand_merge"], 3) > 0 for s in per_image.values()) == [False, True]  # t1 merged, t0 exact
+    # two predictions that would both claim t0 pair with nothing: the first is named, not one picked at random
+    write_png(tmp_path / "pred" / "t0_seg.png", cells())
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
+    assert "t0_" in capsys.readouterr().err
+
+
 def test_probability_maps_are_scored_by_threshold_sweep_and_by_watershed(tmp_path: Path) -> None:
     truth = np.full((30, 61), 255, dtype=np.uint8)
     truth[:, 30] = 0

@@ -43,6 +43,18 @@ class RawPair:
         return self.image.name
 
 
+TRAINING_KINDS = ("image", "mask")
+EVALUATION_KINDS = ("prediction", "true mask")  # evaluate pairs predicted masks with true ones
+
+
+def strip_label_suffix(stem: str) -> str:
+    """The stem less one known mask suffix (`t0_mask` -> `t0`), or the stem itself."""
+    for suffix in LABEL_SUFFIXES:
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
 def label_stem(stem: str, image_stems: set[str]) -> str:
     """The image stem a label file's stem belongs to: the same stem, or the stem less a known suffix."""
     if stem in image_stems:
@@ -51,6 +63,23 @@ def label_stem(stem: str, image_stems: set[str]) -> str:
         if stem.lower().endswith(suffix) and stem[: -len(suffix)] in image_stems:
             return stem[: -len(suffix)]
     return stem
+
+
+def _pair_suffixed_predictions(predictions: dict[str, Path], truths: dict[str, Path]) -> None:
+    """Key predictions named with a mask suffix (another tool's `t0_mask.png`, `t0_seg.png`) under the stem of
+    the true mask they belong to (`t0.png`, `t0_label.png`), in place, where that is one mask and no other
+    prediction claims it: predictions are masks too, so either side may carry a suffix."""
+    unmatched_truths: dict[str, list[str]] = {}
+    for stem in set(truths) - set(predictions):
+        unmatched_truths.setdefault(strip_label_suffix(truths[stem].stem), []).append(stem)
+    claims: dict[str, list[str]] = {}
+    for stem in set(predictions) - set(truths):
+        base = strip_label_suffix(stem)
+        if len(unmatched_truths.get(base, [])) == 1:
+            claims.setdefault(unmatched_truths[base][0], []).append(stem)
+    for truth_stem, predicted in claims.items():
+        if len(predicted) == 1:
+            predictions[truth_stem] = predictions.pop(predicted[0])
 
 
 @dataclass
@@ -97,6 +126,8 @@ def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
             conflicts.append(f"{file}: two masks belong to image {stem!r} ({labels_by_stem[stem].name}); keep one")
             continue
         labels_by_stem[stem] = file
+    if kinds == EVALUATION_KINDS:
+        _pair_suffixed_predictions(by_stem, labels_by_stem)
     ordered = lambda stems: sorted(stems, key=natural_key)  # noqa: E731
     return Matching(
         [(by_stem[stem], labels_by_stem[stem]) for stem in ordered(set(by_stem) & set(labels_by_stem))],
@@ -106,8 +137,6 @@ def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
     )
 
 
-TRAINING_KINDS = ("image", "mask")
-EVALUATION_KINDS = ("prediction", "true mask")  # evaluate pairs predicted masks with true ones
 
 
 def _kinds(images_are_masks: bool) -> tuple[str, str]:
