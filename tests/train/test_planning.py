@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from unetkit.models.unet import UNet, UNetConfig
+from unetkit.data.labels import IGNORE_CLASS
 from unetkit.train.fingerprint import measure_training_rate, object_scale, step_timer
 from unetkit.train.trainer import VALIDATION_SHARE
 from unetkit.train.planning import (
@@ -144,6 +145,18 @@ def test_object_scale_is_the_size_of_the_typical_region() -> None:
     label[:, ::40] = 0
     expected = 2 * np.sqrt(39 * 39 / np.pi)
     assert object_scale([label]) == pytest.approx(expected, rel=0.02)
+
+
+def test_object_scale_of_sparse_strokes_is_their_length_not_their_area() -> None:
+    """A 3-px stroke 40 px long across each 48-px cell: its area's diameter (12 px) would plan a tiny patch."""
+    label = np.full((96, 96), IGNORE_CLASS, dtype=np.uint8)
+    for top, left in ((0, 0), (0, 48), (48, 0), (48, 48)):
+        label[top + 20: top + 23, left + 4: left + 44] = 1  # a stroke inside the cell
+        label[top + 2, left + 2: left + 46] = 0  # a stroke along its membrane
+    assert object_scale([label]) >= 40
+    full = label.copy()
+    full[full == IGNORE_CLASS] = 0
+    assert object_scale([full]) < 40  # whole masks keep the area's diameter
 
 
 def test_object_scale_of_sparse_nuclei_is_a_nucleus_not_the_background() -> None:

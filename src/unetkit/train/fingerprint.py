@@ -80,10 +80,13 @@ def object_scale(labels: list[np.ndarray]) -> float:
     belong to (cells, not the specks of noise in a mask); for EM membrane maps
     it is the size of a cell's interior. A region covering over half of its
     image is the surround, not an object (the background of sparse nuclei),
-    and is left out unless nothing else is there.
+    and is left out unless nothing else is there. In a sparse mask (with
+    unlabelled pixels) a region is a painted stroke, whose area says little of
+    the object it lies in: its length does (the longer side of its box).
     """
     diameters, areas, shares = [], [], []
     for label in labels:
+        sparse = bool((label == IGNORE_CLASS).any())
         for value in np.unique(label):
             if value == IGNORE_CLASS:  # unlabelled pixels are no structure
                 continue
@@ -92,7 +95,11 @@ def object_scale(labels: list[np.ndarray]) -> float:
                 continue
             sizes = np.bincount(components.ravel())[1:]
             shares.append(sizes / label.size)
-            diameters.append(2 * np.sqrt(sizes / np.pi))
+            if sparse:
+                boxes = ndimage.find_objects(components)
+                diameters.append(np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes], float))
+            else:
+                diameters.append(2 * np.sqrt(sizes / np.pi))
             areas.append(sizes)
     if not diameters:
         return 1.0
