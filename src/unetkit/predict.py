@@ -173,6 +173,23 @@ def default_window(
     return on_grid(-(-longest // pieces))
 
 
+def prediction_windows(
+    model: torch.nn.Module, amp_dtype: torch.dtype | None, height: int, width: int, classes: int,
+    device: str | torch.device, tile: int | None, run_tile: int,
+) -> tuple[int, float, int | None]:
+    """(window, overlap, halo) for predicting an image: `tile` when one is asked for (overlapping windows,
+    blended); else valid networks tile as they trained (`run_tile`) and padded ones take as few windows as fit
+    in memory, each with the context that makes it equal a whole-image pass. Validation uses it too, so the
+    scores and the label alignment it measures are those of the probabilities `predict` writes."""
+    if tile is not None:
+        return tile, 0.25, None
+    halo = context_halo(model)
+    if hasattr(model, "margin") or halo is None:
+        return run_tile, 0.25, halo
+    window = default_window(model, amp_dtype, height, width, classes, memory_for_windows(torch.device(device)))
+    return window, 0.0, halo  # the halo gives every window its full context: no seams to blend away
+
+
 def window_spans(length: int, tile: int, overlap: float, align: int = 1) -> list[tuple[int, int]]:
     """(start, stop) of overlapping windows covering [0, length), starts on multiples of `align`.
 
@@ -329,12 +346,13 @@ def predict_probabilities(
     device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None,
     shift: Shift | None = None,
+    halo: int | None = None,
 ) -> torch.Tensor:
     """C x H x W normalised image in memory -> K x H x W class probabilities (fp32, on the CPU)."""
     height, width = image.shape[-2:]
     parts: list[torch.Tensor] = []
     predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
-                 tile=tile, overlap=overlap, tta=tta, device=device, amp_dtype=amp_dtype, shift=shift)
+                 tile=tile, overlap=overlap, tta=tta, device=device, amp_dtype=amp_dtype, halo=halo, shift=shift)
     return torch.cat(parts, dim=1)
 
 

@@ -46,7 +46,7 @@ from unetkit.errors import InputError
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
 from unetkit.output_owners import Owners, read_owners, refuse_clashes, write_owners
-from unetkit.predict import context_halo, default_window, memory_for_windows, mirrored_crop, predict_rows
+from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.run import RUN_FILE, Run, load_run
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
@@ -121,14 +121,8 @@ def predict_page(
     `probabilities` (K x H x W float32) too: then nothing image-sized stays in memory.
     """
     height, width = page.shape[:2]
-    overlap, halo = 0.25, None
-    if tile is None:  # valid networks tile as they trained; padded ones take as few windows as fit in memory
-        tile = run.config.tile
-        halo = context_halo(run.model)
-        if not hasattr(run.model, "margin") and halo is not None:
-            tile = default_window(run.model, run.amp_dtype, height, width, run.encoding.num_classes,
-                                  memory_for_windows(device))
-            overlap = 0.0  # the halo gives every window its full context: no seams to blend away
+    tile, overlap, halo = prediction_windows(run.model, run.amp_dtype, height, width, run.encoding.num_classes,
+                                             device, tile, run.config.tile)
     if mask is None:
         mask = np.empty((height, width, 3) if run.encoding.colour else (height, width), dtype=run.encoding.output_dtype)
 

@@ -441,6 +441,26 @@ def test_validation_dice_leaves_out_a_class_neither_the_masks_nor_the_prediction
     assert scores["val_pixel_error"] == pytest.approx(0.5)
 
 
+def test_validation_scores_the_probabilities_predict_writes_not_those_of_smaller_windows() -> None:
+    """A validation image larger than the run's tile was cut into tile-sized windows with a quarter of a tile of
+    context (predict uses one whole pass), so validation scores and label alignment came from other numbers."""
+    from unetkit.data.dataset import TensorPairs
+    from unetkit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=3).eval()
+    with torch.no_grad():  # positive weights, so that far context adds up (a random network's output is local)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.abs_().mul_(0.4)
+        image = torch.randn(1, 96, 80)
+        truth = (torch.rand(96, 80) > 0.5).to(torch.uint8)
+        whole = torch.softmax(model(image[None]).float(), 1)[0]
+    expected = float(-torch.log(whole.gather(0, truth.long()[None])[0].clamp_min(1e-7)).mean())
+    scores = trainer_module.validate(model, TensorPairs(["a"], [image], [truth]), tile=32, device=torch.device("cpu"))
+    assert scores["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_a_budget_spent_before_the_first_step_is_an_error_not_a_finished_run(
     toy_data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -36,7 +36,7 @@ from unetkit.losses import get_loss
 from unetkit.metrics import dice_per_class, pixel_error
 from unetkit.models.registry import build_model
 from unetkit.plots import plot_curves
-from unetkit.predict import predict_probabilities
+from unetkit.predict import predict_probabilities, prediction_windows
 from unetkit.run import Run, write_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_resume_state, save_resume_state, save_weights
 from unetkit.train.setup import TrainingData
@@ -88,9 +88,12 @@ class Counters:
 @torch.no_grad()
 def validate(
     model: torch.nn.Module, data: TensorPairs, tile: int, device: torch.device, amp_dtype: torch.dtype | None = None,
-    shifts: ShiftSearch | None = None,
+    shifts: ShiftSearch | None = None, classes: int = 2,
 ) -> dict[str, float]:
     """Mean over validation images of: loss (NLL of the true class), mean Dice over classes, pixel error.
+
+    Images are predicted in the windows `unetkit predict` would use (`tile`: the run's, for valid networks;
+    `classes`: the run's class count, for the memory of a band of probabilities).
 
     `shifts`, when given, also counts the errors of shifted outputs (alignment.py).
     """
@@ -100,7 +103,9 @@ def validate(
         labelled = truth != IGNORE_CLASS  # unlabelled pixels (--ignore-value) are not scored
         if not labelled.any():
             continue
-        probs = predict_probabilities(model, image, tile=tile, device=device, amp_dtype=amp_dtype)  # K x H x W
+        window, overlap, halo = prediction_windows(model, amp_dtype, *image.shape[-2:], classes, device, None, tile)
+        probs = predict_probabilities(model, image, tile=window, overlap=overlap, device=device, amp_dtype=amp_dtype,
+                                      halo=halo)  # K x H x W, as `unetkit predict` computes them
         if shifts is not None:
             shifts.add(probs, truth)
         nll = -torch.log(probs.gather(0, truth.masked_fill(~labelled, 0)[None])[0][labelled].clamp_min(1e-7)).mean()
@@ -398,7 +403,8 @@ class Trainer:
         by_validation = self.config.select_by == "val_dice"
         # valid networks predict tile by tile without spare context: a shift would repeat each tile's edge at the seams
         shifts = ShiftSearch() if self.config.align_outputs and by_validation and not self.margin else None
-        scores = validate(validated, self.data.val, self.config.tile, self.device, self.amp_dtype, shifts)
+        scores = validate(validated, self.data.val, self.config.tile, self.device, self.amp_dtype, shifts,
+                          self.data.encoding.num_classes)
         improved = False
         # a tie of the score goes to the lower validation loss: sparse or easy validation masks reach Dice 1.0 within
         # a few steps, and the earliest weights that did were kept while the loss kept falling
