@@ -231,3 +231,24 @@ def test_every_window_of_an_image_is_read_in_one_shape_with_enough_context() -> 
             assert first <= start - min(halo, start) and last >= stop + min(halo, length - stop)
             padded.add(-(-(last - first) // align) * align)
         assert padded == {min(span, -(-length // align) * align)}, (length, padded)
+
+
+def test_small_windows_of_a_deep_network_keep_context_for_the_output_shift() -> None:
+    """--tile 32 on a depth-4 network: a quarter tile of context (8 px) rounded down to the 16-px grid was none,
+    and the output shift repeated each window's edge at the seams instead of reading its neighbour."""
+    from types import SimpleNamespace
+
+    from unetkit.alignment import shift_image
+    from unetkit.predict import predict_probabilities
+
+    class Pointwise(torch.nn.Module):  # a per-pixel model: windows equal a whole pass wherever they have context
+        config = SimpleNamespace(depth=4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, -x], 1)
+
+    image = torch.randn(1, 80, 72)
+    shift = (0.5, -0.25)
+    whole = shift_image(torch.softmax(Pointwise()(image[None]), 1), shift)[0]
+    windowed = predict_probabilities(Pointwise(), image, tile=32, shift=shift)
+    assert torch.allclose(windowed, whole, atol=1e-6)

@@ -237,13 +237,14 @@ def sliding_window(
     """Padded networks: Gaussian-blended overlapping windows, one row band at a time.
 
     Each window is predicted with up to `halo` pixels of real image around it
-    (default: a quarter of the tile), which are cut off again: a window's edge
-    pixels then see the context they would see in a whole-image pass instead of
-    the network's zero padding. Windows start on the network's pooling grid.
+    (default: a quarter of the tile, rounded up to the pooling grid, so at least one
+    grid step: a small --tile on a deep network got none, and the output shift
+    repeated each window's edge at the seams), which are cut off again: a window's
+    edge pixels then see the context they would see in a whole-image pass instead
+    of the network's zero padding. Windows start on the network's pooling grid.
     """
     align = pooling_grid(model)
-    halo = tile // 4 if halo is None else halo
-    halo -= halo % align
+    halo = -(-max(1, tile // 4) // align) * align if halo is None else halo - halo % align
     rows, cols = window_spans(height, tile, overlap, align), window_spans(width, tile, overlap, align)
     row_span, col_span = (-(-(max(b - a for a, b in spans) + 2 * halo + align) // align) * align for spans in (rows, cols))
     total: torch.Tensor | None = None  # K x band rows x W, rows [band_top, band_top + band rows)
