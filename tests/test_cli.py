@@ -338,6 +338,12 @@ def test_the_unpadded_unet_under_the_default_recipe_gets_outputs_the_size_of_the
     assert f"patches (output {valid_output_size(tile, 2)})" in out and "warning" not in out
     assert record["config"]["bilinear"] is False  # run.json said bilinear for a network of transposed convolutions
     assert record["config"]["align_outputs"] is False  # its tiles have no context to shift by: it never aligns
+    # fine-tuning it trains on its tiles too: --from put back the recipe's 128 px, 4 x 4 outputs at depth 4
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--from", str(tmp_path / "run"),
+                 "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "tuned")]) == 0
+    tuned = json.loads((tmp_path / "tuned" / "run.json").read_text())["config"]
+    assert (tuned["patch_size"], tuned["batch_size"]) == (tile, record["config"]["batch_size"])
+    assert f"patches (output {valid_output_size(tile, 2)})" in capsys.readouterr().out
     assert main([*common, "--out", str(tmp_path / "given"), "--patch-size", "40"]) == 0
     assert "warning: --patch-size 40 is the unpadded U-Net's input tile" in capsys.readouterr().out
     from unetkit.models.unet_valid import nearest_valid_input_size

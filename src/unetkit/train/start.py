@@ -228,6 +228,9 @@ def train(
         kept = {name: getattr(base.config, name) for name in ARCHITECTURE_FIELDS}
         if "loss" not in fixed:  # the loss the network's outputs were trained for, unless one is given
             kept["loss"] = base.config.loss
+        for name in ("patch_size", "batch_size"):  # the patches it trained on, unless given: the recipe's 128 px
+            if name not in fixed:                  # was an unpadded U-Net's input tile, with 4 x 4 outputs
+                kept[name] = getattr(base.config, name)
         config = replace(config, plan=False, **kept)
     else:
         config = settle_model_fields(config, fixed)
@@ -241,6 +244,8 @@ def train(
     plan = None
     if config.plan and config.model == "unet":
         config, plan = plan_run(config, data, frozenset(fixed), time.monotonic() - began)
+    elif base is not None and "patch_size" in fixed:  # else it keeps the base's tile, valid already
+        config = _valid_network_patch(config, data, fixed, say)
     elif config.plan:  # the planner's cost model and rules are the padded U-Net's
         config = _valid_network_patch(config, data, fixed, say)
         say(f"no plan: the planner sizes the padded U-Net (--model unet); --model {config.model} trains with fixed "
