@@ -399,9 +399,29 @@ def test_a_later_predict_never_replaces_or_removes_another_images_outputs(tiny_r
     _copy_as(tiny_run / "image" / "1.png", images / "a_prob.png")
     predict_paths(tiny_run / "run", [images / "a.png"], out, write_probabilities=True, instances=255, **QUIET)
     before = {name: (out / name).read_bytes() for name in ("a.png", "a_prob.tif", "a_cells.tif")}
-    with pytest.raises(InputError, match=r"a_prob.tif, which an earlier predict wrote for the image 'a'"):
+    with pytest.raises(InputError, match=r"a_prob.tif, which an earlier predict wrote for the image .*a\.png"):
         predict_paths(tiny_run / "run", [images / "a_prob.png"], out, **QUIET)
     assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_an_image_of_the_same_name_from_another_folder_never_replaces_the_first_ones_mask(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """day1/0.png then day2/0.png, one call each, into one folder: the second overwrote the first's mask, exit 0."""
+    out = tmp_path / "pred"
+    _copy_as(tiny_run / "image" / "0.png", tmp_path / "day1" / "0.png")
+    _copy_as(tiny_run / "image" / "1.png", tmp_path / "day2" / "0.png")
+    predict_paths(tiny_run / "run", [tmp_path / "day1"], out, **QUIET)
+    first = (out / "0.png").read_bytes()
+    with pytest.raises(InputError, match=r"0.png, which an earlier predict wrote for the image .*day1/0\.png"):
+        predict_paths(tiny_run / "run", [tmp_path / "day2"], out, **QUIET)
+    assert (out / "0.png").read_bytes() == first
+    predict_paths(tiny_run / "run", [tmp_path / "day1" / "0.png"], out, write_probabilities=True, **QUIET)  # itself: fine
+    assert (out / "0_prob.tif").is_file()
+    marker = out / ".unetkit-predictions"
+    marker.write_text('{"owners": {"0.png": "0", "0_prob.tif": "0"}}')  # an older marker recorded stems
+    predict_paths(tiny_run / "run", [tmp_path / "day1" / "0.png"], out, **QUIET)  # still the same image, by stem
+    assert not (out / "0_prob.tif").exists()
 
 
 def test_predicting_an_image_again_removes_its_own_earlier_cells(tiny_run: Path, tmp_path: Path) -> None:

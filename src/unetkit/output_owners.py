@@ -4,7 +4,10 @@ Output names are input stems plus suffixes (b.png's cells are b_cells.tif, its p
 one image's output can carry the name of another image's mask (the mask of an input called b_cells.tif). The
 marker records the owner of every file predict wrote: a predict refuses, before any work, to write a name
 another image owns, and when an image is predicted again it removes only what that image left earlier.
-A marker from before this record existed is empty: its files have no recorded owner.
+A marker from before this record existed is empty: its files have no recorded owner. An owner is the input's
+full path: two images of one name from different folders (day1/0.png, day2/0.png) predicted by separate calls
+into one folder are different images, and the second is refused, not written over the first's mask. Markers
+that recorded stems only (before 2026-12-03) still compare by stem.
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ from pathlib import Path
 from unetkit.data.io import CELLS_SUFFIX, PREDICTIONS_MARKER, PROB_SUFFIX, write_atomic
 from unetkit.errors import InputError
 
-Owners = dict[str, str]  # output file name -> stem of the input it was predicted from
+Owners = dict[str, str]  # output file name -> full path of the input it was predicted from (or its stem: older)
+
+
+def owner_of(file: Path) -> str:
+    """How the marker names the input an output belongs to."""
+    return str(Path(file).resolve())
+
+
+def owned_by(owner: str, file: Path) -> bool:
+    """Whether a recorded owner is this input (an owner without a folder is an older marker's stem)."""
+    return owner == owner_of(file) if ("/" in owner or "\\" in owner) else owner == Path(file).stem
 
 
 def read_owners(folder: Path) -> Owners:
@@ -58,9 +71,10 @@ def refuse_clashes(folder: Path, inputs: list[Path], owners: Owners, probabiliti
                                  "predict the two into separate --out folders (or rename one)")
             claimed.setdefault(name, (file, what))
             owner = owners.get(name)
-            if owner is not None and owner != file.stem and (Path(folder) / name).exists():
+            if owner is not None and not owned_by(owner, file) and (Path(folder) / name).exists():
                 raise InputError(f"{file}: its {_may_be(what)} {Path(folder) / name}, which an earlier predict wrote "
-                                 f"for the image {owner!r}; predict it into another --out (or rename it)")
+                                 f"for the image {owner}; predict it into another --out (or rename it, or remove "
+                                 "that file to replace it)")
 
 
 def _may_be(what: str) -> str:

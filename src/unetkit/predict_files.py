@@ -45,7 +45,7 @@ from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
-from unetkit.output_owners import Owners, read_owners, refuse_clashes, write_owners
+from unetkit.output_owners import Owners, owned_by, owner_of, read_owners, refuse_clashes, write_owners
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.run import RUN_FILE, Run, load_run
 
@@ -245,7 +245,7 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     return target_path, written
 
 
-def remove_earlier_outputs(out: Path, stem: str, written: set[Path], input_stems: set[str], owners: Owners) -> None:
+def remove_earlier_outputs(out: Path, file: Path, written: set[Path], input_stems: set[str], owners: Owners) -> None:
     """An image predicted again into the same folder: remove what an earlier predict wrote for it and this one
     did not, so that the folder never mixes two runs' outputs of one image (a new mask beside the first run's
     NAME_prob.tif or NAME_cells.tif; a NAME.tif mask beside a new NAME.png), then record this call's files as
@@ -253,7 +253,8 @@ def remove_earlier_outputs(out: Path, stem: str, written: set[Path], input_stems
     never removed. Files of a folder from before owners were recorded: NAME.png/.tif go, NAME_prob.tif only if
     it holds float32 probabilities and NAME_prob is not an input of this call (else it may be that image's mask),
     NAME_cells.tif (integer labels, like a mask) stays."""
-    stale = {out / name for name, owner in owners.items() if owner == stem}
+    stem = file.stem
+    stale = {out / name for name, owner in owners.items() if owned_by(owner, file)}
     unrecorded = [out / f"{stem}.png", out / f"{stem}.tif"]
     probabilities = out / f"{stem}{PROB_SUFFIX}.tif"
     if f"{stem}{PROB_SUFFIX}" not in input_stems and probabilities.is_file():
@@ -267,7 +268,7 @@ def remove_earlier_outputs(out: Path, stem: str, written: set[Path], input_stems
     for path in stale - written:
         path.unlink(missing_ok=True)
         owners.pop(path.name, None)
-    owners.update({path.name: stem for path in written})
+    owners.update({path.name: owner_of(file) for path in written})
 
 
 @contextlib.contextmanager
@@ -363,7 +364,7 @@ def predict_paths(
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
                 mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
                                               boundary, on_disk, kinds, instance_kind)
-            remove_earlier_outputs(Path(out), file.stem, outputs, input_stems, owners)
+            remove_earlier_outputs(Path(out), file, outputs, input_stems, owners)
             write_owners(out, owners)
             written.append(mask)
     except BaseException as exc:
