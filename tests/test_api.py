@@ -58,3 +58,25 @@ def test_the_api_takes_predict_and_evaluate_flags_as_keywords(toy_data: tuple[Pa
 def test_an_unknown_option_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unetkit.train: unknown option widht; choose from .*base_width"):
         unetkit.train(tmp_path, tmp_path, tmp_path / "run", widht=8)
+    with pytest.raises(InputError, match=r"unknown option quiet; choose from .*budget.*progress=False is --quiet"):
+        unetkit.train(tmp_path, tmp_path, tmp_path / "run", quiet=True)  # the list left out budget, epochs, progress
+
+
+def test_check_resume_and_export_are_functions_too(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """README: "every command is a function first"; check, --resume and export were not."""
+    import shutil
+
+    images, labels = toy_data
+    report = unetkit.check(images, labels)
+    assert report.errors == [] and len(report.pairs) == len(list(images.iterdir()))
+    damaged = shutil.copytree(labels, tmp_path / "damaged")
+    first = sorted(damaged.iterdir())[0]
+    first.write_bytes(b"not a png")
+    errors = unetkit.check(images, damaged).errors
+    assert len(errors) == 1 and first.name in errors[0].file
+    unetkit.train(images, labels, tmp_path / "run", epochs=1, base_width=4, depth=2, device="cpu", progress=False)
+    record = unetkit.resume(tmp_path / "run", epochs=2, progress=False)  # a finished run, extended
+    assert record["progress"]["epoch"] == 2
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 3  # header and two epochs
+    exported = unetkit.export(tmp_path / "run", tmp_path / "model", formats=["torchscript"], author="a tester")
+    assert (tmp_path / "model" / "model.torchscript.pt").is_file() and "onnx" not in json.dumps(exported["files"])

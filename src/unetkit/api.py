@@ -5,6 +5,8 @@
     unetkit.predict("runs/a", "new/", "pred/", tta=True)                         # a file, a folder or a list
     scores = unetkit.evaluate("pred/", "truth/")                                 # the JSON `evaluate --json` writes
     run = unetkit.load_run("runs/a")                                             # network, classes, normalisation
+    report = unetkit.check("data/image", "data/label"); report.errors            # `unetkit check`, as findings
+    unetkit.resume("runs/a", budget="15m"); unetkit.export("runs/a", "model.zip")  # --resume; export
 
 `unetkit.train`, `unetkit.predict` and `unetkit.evaluate` are also the names of
 the package and modules that do the work (`unetkit.train.planning`, ...); those
@@ -24,6 +26,7 @@ from unetkit.config import TrainConfig, parse_duration
 from unetkit.errors import InputError
 
 if TYPE_CHECKING:
+    from unetkit.data.validate import CheckReport
     from unetkit.run import Run
 
 PathLike = str | os.PathLike
@@ -44,6 +47,7 @@ def training_config(recipe_name: str, options: dict[str, Any], epochs: int | Non
 
 
 TRAIN_OPTIONS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "epochs", "budget_s", "plan"}
+TRAIN_KEYWORDS = frozenset({"budget", "epochs", "recipe", "val_images", "val_labels", "start_from", "plan", "progress"})
 
 
 def label_value(value: Any) -> Any:
@@ -72,7 +76,9 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
 
     unknown = sorted(set(options) - TRAIN_OPTIONS)
     if unknown:
-        raise InputError(f"unetkit.train: unknown option {', '.join(unknown)}; choose from {', '.join(sorted(TRAIN_OPTIONS))}")
+        named = ", ".join(sorted(TRAIN_OPTIONS | TRAIN_KEYWORDS))
+        raise InputError(f"unetkit.train: unknown option {', '.join(unknown)}; choose from {named} (progress=False "
+                         "is --quiet; unetkit.resume continues a run)")
     budget_s = parse_duration(budget) if isinstance(budget, str) else budget
     if options.get("ignore_value") is not None:
         options["ignore_value"] = label_value(options["ignore_value"])
@@ -111,6 +117,44 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
         return evaluate_probabilities(Path(pred), Path(labels), instances, boundary, ignore)
     return evaluate_paths(Path(pred), Path(labels), boundary, boundary_required=boundary_value is not None,
                           ignore_value=ignore)
+
+
+def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | None = None, device: str | None = None,
+           precision: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Continue an interrupted run (or extend a finished one by `epochs` or a new total `budget`), as
+    `unetkit train --resume` does; returns its run.json record."""
+    from unetkit.train.start import resume as resume_run
+
+    budget_s = parse_duration(budget) if isinstance(budget, str) else budget
+    return resume_run(Path(run), epochs=epochs, budget_s=budget_s, progress=progress, device=device,
+                      precision=precision, began=time.monotonic())
+
+
+def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, val_fraction: float | None = None,
+          ignore_value: Any = None) -> "CheckReport":
+    """Pair, read and inspect every image and mask, as `unetkit check` does, and return the report (its `errors`
+    and `warnings` are lists of findings; `unetkit.data.validate.format_report` prints it as the command does).
+    `run`: also check the pairs against a trained run's classes and channels (before `train --from RUN`);
+    `val_fraction`: the share `train` would hold out (default 0.2; 0 for none); `ignore_value`: as for `train`."""
+    from unetkit.data.validate import check_dataset
+    from unetkit.run import load_run as load
+
+    trained = load(Path(run)) if run is not None else None  # read for its classes and channels only
+    ignore = label_value(ignore_value) if ignore_value is not None else (trained.encoding.ignore_value if trained else None)
+    return check_dataset(Path(images), Path(labels), trained.encoding if trained else None,
+                         trained.model_options["in_channels"] if trained else None,
+                         trained.normalization.source_dtype if trained else None,
+                         val_fraction=TrainConfig.val_fraction if val_fraction is None else val_fraction or None,
+                         ignore_value=ignore)
+
+
+def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "torchscript"), name: str | None = None,
+           author: str | None = None, license: str = "CC-BY-4.0") -> dict[str, Any]:
+    """Write the run's network as ONNX and/or TorchScript with a bioimage.io rdf.yaml into the new folder (or
+    FILE.zip) `out`, as `unetkit export` does; returns export.json's content."""
+    from unetkit.export import ModelCard, export_run
+
+    return export_run(Path(run), Path(out), tuple(formats), ModelCard(name, author, license))
 
 
 def load_run(path: PathLike) -> "Run":

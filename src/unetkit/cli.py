@@ -268,15 +268,11 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_check(args: argparse.Namespace) -> None:
-    from unetkit.data.validate import check_dataset, format_report
-    from unetkit.run import load_run
+    from unetkit.api import check
+    from unetkit.data.validate import format_report
 
     images, labels = _pair_arguments(args, "check")
-    run = load_run(args.run) if args.run else None  # read for its classes and channels only
-    report = check_dataset(images, labels, run.encoding if run else None, run.model_options["in_channels"] if run else None,
-                           run.normalization.source_dtype if run else None, val_fraction=args.val_fraction or None,
-                           ignore_value=args.ignore_value if args.ignore_value is not None else
-                           (run.encoding.ignore_value if run else None))
+    report = check(images, labels, run=args.run, val_fraction=args.val_fraction, ignore_value=args.ignore_value)
     print(format_report(report))
     if report.errors:
         raise InputError(f"{images}, {labels}: {len(report.errors)} problem(s) above; fix them before training")
@@ -313,10 +309,10 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
-    from unetkit.export import ModelCard, export_run
+    from unetkit.api import export
 
     formats = tuple(part.strip() for part in args.format.split(",") if part.strip())
-    export_run(args.run, args.out, formats, ModelCard(args.name, args.author, args.license))
+    export(args.run, args.out, formats=formats, name=args.name, author=args.author, license=args.license)
     print(f"exported to {args.out} ({', '.join(formats)}; rdf.yaml for bioimage.io, README.md)")
 
 
