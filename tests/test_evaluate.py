@@ -37,9 +37,13 @@ def test_identical_masks_score_perfectly_and_a_merge_shows_as_merge_error(tmp_pa
     assert "rand_error" in capsys.readouterr().out
 
 
-def test_stacks_are_evaluated_page_by_page(tmp_path: Path) -> None:
+def test_stacks_are_evaluated_page_by_page(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tifffile.imwrite(tmp_path / "truth.tif", np.stack([cells(), cells()]), photometric="minisblack")
-    tifffile.imwrite(tmp_path / "pred.tif", np.stack([cells(), cells(merge=True)]), photometric="minisblack")
+    (tmp_path / "out").mkdir()
+    tifffile.imwrite(tmp_path / "out" / "pred.tif", np.stack([cells(), cells(merge=True)]), photometric="minisblack")
+    assert main(["evaluate", "--pred", str(tmp_path / "out"), "--labels", str(tmp_path / "truth.tif")]) == 2
+    assert f"the folder's one file: {tmp_path / 'out' / 'pred.tif'}" in capsys.readouterr().err  # what predict wrote
+    (tmp_path / "out" / "pred.tif").rename(tmp_path / "pred.tif")
     assert main(["evaluate", "--pred", str(tmp_path / "pred.tif"), "--labels", str(tmp_path / "truth.tif"), "--json", str(tmp_path / "s.json")]) == 0
     per_image = json.loads((tmp_path / "s.json").read_text())["per_image"]
     assert len(per_image) == 2

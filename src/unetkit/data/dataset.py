@@ -106,7 +106,10 @@ def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
     image_files = [f for f in list_image_files(images) if not (skip_suffixes and f.stem.endswith(skip_suffixes))]
     label_files = list_image_files(labels)
     if Path(images).is_file() != Path(labels).is_file():
-        return Matching([], [], [], [f"{images} and {labels}: give both as folders or both as stacks (single files)"])
+        folder_files = image_files if Path(labels).is_file() else label_files
+        only = f" (the folder's one file: {folder_files[0]})" if len(folder_files) == 1 else ""
+        return Matching([], [], [], [f"{images} and {labels}: give both as folders or both as stacks (single "
+                                     f"files){only}"])
     if Path(images).is_file():
         if not image_files:
             return Matching([], [], [], [f"{images}: is not a mask but a map predict writes beside one "
