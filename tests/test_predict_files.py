@@ -338,6 +338,11 @@ def test_predicting_again_into_a_folder_replaces_that_images_outputs_and_keeps_t
     out = tmp_path / "pred"
     predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
     (out / "0.tif").write_bytes(b"an earlier run's 16-bit mask")  # as a run with other classes would have written
+    from unetkit.output_owners import read_owners, record_outputs, write_owners
+
+    owners = read_owners(out)
+    record_outputs(owners, tiny_run / "image" / "0.png", {out / "0.tif"})  # and recorded as image 0's
+    write_owners(out, owners)
     predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png", tiny_run / "image" / "1.png"], out, **QUIET)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "0.png", "1.png", "2.png", "2_prob.tif", "3.png", "3_prob.tif"]  # 2 and 3 were not predicted again
@@ -462,3 +467,44 @@ def test_a_boundary_value_without_instances_is_refused(tiny_run: Path, tmp_path:
                  "--boundary-value", "255", "--quiet"]) == 2
     assert "--boundary-value 255: names the boundary class for --instances" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_a_damaged_marker_is_refused_and_never_acted_on(tiny_run: Path, tmp_path: Path) -> None:
+    """A marker entry "../victim/0.png" made predict delete a file outside --out; garbage in a marker turned off
+    the guard for a folder of the user's files."""
+    victim = tmp_path / "victim" / "0.png"
+    _copy_as(tiny_run / "image" / "0.png", victim)
+    for text in ('{"owners": {"../victim/0.png": "0"}}', "garbage", '{"owners": ["0.png"]}'):
+        out = tmp_path / f"pred{len(text)}"
+        out.mkdir()
+        (out / ".unetkit-predictions").write_text(text)
+        with pytest.raises(InputError, match=r"\.unetkit-predictions: damaged .*predict into a new --out"):
+            predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
+        assert victim.is_file() and not (out / "0.png").exists()
+
+
+def test_files_the_record_does_not_name_or_that_changed_are_never_overwritten(tiny_run: Path, tmp_path: Path) -> None:
+    """`rm pred/*` (the hidden marker stays), then the user's own masks copied in: predict overwrote them. A mask
+    corrected by hand in the predictions folder was overwritten by the next predict of its image."""
+    out = tmp_path / "pred"
+    image = tiny_run / "image" / "0.png"
+    predict_paths(tiny_run / "run", [image, tiny_run / "image" / "1.png"], out, **QUIET)
+    corrected = b"a mask the user corrected by hand"
+    (out / "0.png").write_bytes(corrected)
+    with pytest.raises(InputError, match=r"0.png, which was changed after unetkit wrote it \(corrected by hand\?\)"):
+        predict_paths(tiny_run / "run", [image], out, **QUIET)
+    assert (out / "0.png").read_bytes() == corrected
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "1.png"], out, **QUIET)  # other images: as before
+    (out / "0.png").rename(tmp_path / "kept.png")  # moved out, as the message says
+    (out / "1.png").unlink()
+    (out / "2.png").write_bytes(b"the user's own mask")
+    with pytest.raises(InputError, match=r"2.png, a file unetkit did not write"):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
+    assert (out / "2.png").read_bytes() == b"the user's own mask"
+
+
+def test_predictions_never_go_inside_an_input_folder(tiny_run: Path, tmp_path: Path) -> None:
+    """train and export refused an --out inside an input folder; predict wrote there."""
+    with pytest.raises(InputError, match="is inside the input folder"):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], tiny_run / "image" / "pred", **QUIET)
+    assert not (tiny_run / "image" / "pred").exists()

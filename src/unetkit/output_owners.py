@@ -2,23 +2,30 @@
 
 Output names are input stems plus suffixes (b.png's cells are b_cells.tif, its probabilities b_prob.tif), so
 one image's output can carry the name of another image's mask (the mask of an input called b_cells.tif). The
-marker records the owner of every file predict wrote: a predict refuses, before any work, to write a name
-another image owns, and when an image is predicted again it removes only what that image left earlier.
-A marker from before this record existed is empty: its files have no recorded owner. An owner is the input's
-full path: two images of one name from different folders (day1/0.png, day2/0.png) predicted by separate calls
-into one folder are different images, and the second is refused, not written over the first's mask. Markers
-that recorded stems only (before 2026-12-03) still compare by stem.
+marker records, for every file predict wrote, its input's full path and the file's size and modification
+time. Before any work a predict refuses to overwrite or remove a file that
+
+- another input owns (day2/0.png after day1/0.png: one name, two images);
+- the marker does not record (the user's own files, copied in after an earlier predict);
+- was changed since unetkit wrote it (a mask corrected by hand in the predictions folder);
+
+and when an image is predicted again it removes only what that image left earlier. A marker that cannot be
+read as such a record is damaged and refused: its entries name the files predict may remove, so a marker
+naming "../other/file" must never be acted on. Entries of markers written before 2026-12-03 (the owner's stem,
+no size or time) are read as owners without a stamp.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 from unetkit.data.io import CELLS_SUFFIX, PREDICTIONS_MARKER, PROB_SUFFIX, write_atomic
 from unetkit.errors import InputError
 
-Owners = dict[str, str]  # output file name -> full path of the input it was predicted from (or its stem: older)
+Owners = dict[str, dict[str, Any]]  # output file name -> {"input": full path (or an older marker's stem), "size", "mtime_ns"}
 
 
 def owner_of(file: Path) -> str:
@@ -26,19 +33,56 @@ def owner_of(file: Path) -> str:
     return str(Path(file).resolve())
 
 
-def owned_by(owner: str, file: Path) -> bool:
-    """Whether a recorded owner is this input (an owner without a folder is an older marker's stem)."""
+def owned_by(entry: dict[str, Any], file: Path) -> bool:
+    """Whether a recorded output belongs to this input (an owner without a folder is an older marker's stem)."""
+    owner = entry["input"]
     return owner == owner_of(file) if ("/" in owner or "\\" in owner) else owner == Path(file).stem
 
 
+def stamp(path: Path) -> dict[str, int]:
+    """What tells a file predict wrote from the same name rewritten since."""
+    status = os.stat(path)
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
 def read_owners(folder: Path) -> Owners:
-    """The recorded owners of a predictions folder's files ({} for an empty, older or damaged marker)."""
+    """The recorded outputs of a predictions folder ({} for a marker just created, empty); a damaged marker is
+    an error, never acted on."""
+    marker = Path(folder) / PREDICTIONS_MARKER
     try:
-        record = json.loads((Path(folder) / PREDICTIONS_MARKER).read_text())
-        owners = record.get("owners", {}) if isinstance(record, dict) else {}
-        return {str(name): str(stem) for name, stem in owners.items()} if isinstance(owners, dict) else {}
-    except (OSError, ValueError):
+        text = marker.read_text()
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(marker, str(exc)) from None
+    if not text.strip():
+        return {}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise _damaged(marker, "not JSON") from None
+    owners = record.get("owners", {}) if isinstance(record, dict) else None
+    if not isinstance(owners, dict):
+        raise _damaged(marker, "no record of owners")
+    read: Owners = {}
+    for name, entry in owners.items():
+        entry = {"input": entry} if isinstance(entry, str) else entry  # an older marker's stem
+        if Path(name).name != name or name in ("", ".", "..") or name == PREDICTIONS_MARKER or "\\" in name:
+            raise _damaged(marker, f"names {name!r}, not a file of this folder")
+        if not isinstance(entry, dict) or not isinstance(entry.get("input"), str):
+            raise _damaged(marker, f"the entry of {name!r} is not an owner")
+        read[name] = entry
+    return read
+
+
+def _damaged(marker: Path, why: str) -> InputError:
+    return InputError(f"{marker}: damaged ({why}); this predictions folder's record cannot be trusted, so nothing in it "
+                      "is overwritten: predict into a new --out")
+
+
+def record_outputs(owners: Owners, file: Path, written: set[Path]) -> None:
+    """Record this call's files as the input's, with what they are now (in place)."""
+    owners.update({path.name: {"input": owner_of(file), **stamp(path)} for path in written})
 
 
 def write_owners(folder: Path, owners: Owners) -> None:
@@ -60,23 +104,37 @@ def planned_outputs(stem: str, probabilities: bool, cells: bool) -> dict[str, st
 
 
 def refuse_clashes(folder: Path, inputs: list[Path], owners: Owners, probabilities: bool, cells: bool) -> None:
-    """Refuse, before any work, an output name two inputs of this call would write, or one that another image's
-    earlier predict wrote into `folder` (its file would be overwritten or removed)."""
+    """Refuse, before any work, an output name two inputs of this call would write, and an existing file of
+    `folder` this call would overwrite or remove that is not this input's earlier output as predict wrote it."""
     claimed: dict[str, tuple[Path, str]] = {}
     for file in inputs:
-        for name, what in planned_outputs(file.stem, probabilities, cells).items():
+        planned = planned_outputs(file.stem, probabilities, cells)
+        for name, what in planned.items():
             earlier = claimed.get(name)
             if earlier is not None and earlier[0].stem != file.stem:
-                raise InputError(f"{file}: its {_may_be(what)} {name}, the name of {earlier[0]}'s {earlier[1]}; "
+                raise InputError(f"{file}: its {_may_be(what, name)} {name}, the name of {earlier[0]}'s {earlier[1]}; "
                                  "predict the two into separate --out folders (or rename one)")
             claimed.setdefault(name, (file, what))
-            owner = owners.get(name)
-            if owner is not None and not owned_by(owner, file) and (Path(folder) / name).exists():
-                raise InputError(f"{file}: its {_may_be(what)} {Path(folder) / name}, which an earlier predict wrote "
-                                 f"for the image {owner}; predict it into another --out (or rename it, or remove "
-                                 "that file to replace it)")
+        earlier_outputs = {name: "earlier output" for name, entry in owners.items() if owned_by(entry, file)}
+        for name, what in {**earlier_outputs, **planned}.items():
+            path = Path(folder) / name
+            if not path.exists():
+                continue
+            entry = owners.get(name)
+            replaced = f"its {_may_be(what, name)} {path}" if what != "earlier output" else f"predicting it removes {path}"
+            if entry is None:
+                raise InputError(f"{file}: {replaced}, a file unetkit did not write (the folder's record does not name "
+                                 "it); move it out, or predict into another --out")
+            if not owned_by(entry, file):
+                raise InputError(f"{file}: {replaced}, which an earlier predict wrote for the image {entry['input']}; "
+                                 "predict it into another --out (or rename it, or remove that file to replace it)")
+            if "size" in entry and stamp(path) != {"size": entry["size"], "mtime_ns": entry.get("mtime_ns")}:
+                raise InputError(f"{file}: {replaced}, which was changed after unetkit wrote it (corrected by hand?); "
+                                 "move it out to keep it, or predict into another --out")
 
 
-def _may_be(what: str) -> str:
+def _may_be(what: str, name: str) -> str:
     """How a clash names the output: a mask is PNG or TIFF as the image needs, so it is only one of the names."""
-    return "mask, if written as TIFF, would be" if what == "mask" else f"{what} would be"
+    if what == "mask":
+        return f"mask, if written as {'PNG' if name.endswith('.png') else 'TIFF'}, would be"
+    return f"{what} would be"

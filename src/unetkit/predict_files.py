@@ -45,9 +45,9 @@ from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
-from unetkit.output_owners import Owners, owned_by, owner_of, read_owners, refuse_clashes, write_owners
+from unetkit.output_owners import Owners, owned_by, read_owners, record_outputs, refuse_clashes, write_owners
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
-from unetkit.run import RUN_FILE, Run, load_run
+from unetkit.run import RUN_FILE, Run, load_run, refuse_inside_inputs
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
@@ -62,6 +62,7 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
     out = Path(out)
     if out.resolve() in _input_folders(inputs):
         raise InputError(f"--out {out}: is an input folder; predictions never go beside the inputs, choose another --out")
+    refuse_inside_inputs(out, [path for path in inputs if Path(path).is_dir()])  # as train and export do
     for path in inputs:
         if is_predictions_folder(path):
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
@@ -245,30 +246,17 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     return target_path, written
 
 
-def remove_earlier_outputs(out: Path, file: Path, written: set[Path], input_stems: set[str], owners: Owners) -> None:
+def remove_earlier_outputs(out: Path, file: Path, written: set[Path], owners: Owners) -> None:
     """An image predicted again into the same folder: remove what an earlier predict wrote for it and this one
     did not, so that the folder never mixes two runs' outputs of one image (a new mask beside the first run's
     NAME_prob.tif or NAME_cells.tif; a NAME.tif mask beside a new NAME.png), then record this call's files as
-    the image's (`owners`, updated in place). Other images' outputs stay: a file recorded as another image's is
-    never removed. Files of a folder from before owners were recorded: NAME.png/.tif go, NAME_prob.tif only if
-    it holds float32 probabilities and NAME_prob is not an input of this call (else it may be that image's mask),
-    NAME_cells.tif (integer labels, like a mask) stays."""
-    stem = file.stem
-    stale = {out / name for name, owner in owners.items() if owned_by(owner, file)}
-    unrecorded = [out / f"{stem}.png", out / f"{stem}.tif"]
-    probabilities = out / f"{stem}{PROB_SUFFIX}.tif"
-    if f"{stem}{PROB_SUFFIX}" not in input_stems and probabilities.is_file():
-        try:
-            with tifffile.TiffFile(probabilities) as tif:
-                if tif.series[0].dtype == np.float32:
-                    unrecorded.append(probabilities)
-        except Exception:  # noqa: BLE001 - unreadable: not ours to remove
-            pass
-    stale.update(path for path in unrecorded if path.name not in owners)
+    the image's (`owners`, updated in place). Other images' outputs, and files the record does not name, stay
+    (refuse_clashes refused the call before any work if this one would have written over them)."""
+    stale = {out / name for name, entry in owners.items() if owned_by(entry, file)}
     for path in stale - written:
         path.unlink(missing_ok=True)
         owners.pop(path.name, None)
-    owners.update({path.name: owner_of(file) for path in written})
+    record_outputs(owners, file, written)
 
 
 @contextlib.contextmanager
@@ -358,13 +346,12 @@ def predict_paths(
         owners = read_owners(out)
         refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
         check_inputs(run, files)
-        input_stems = {f.stem for f in files}
         kinds: set[str] = set()
         for file in tqdm(files, desc="predict", unit="file", disable=not progress):
             with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
                 mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
                                               boundary, on_disk, kinds, instance_kind)
-            remove_earlier_outputs(Path(out), file, outputs, input_stems, owners)
+            remove_earlier_outputs(Path(out), file, outputs, owners)
             write_owners(out, owners)
             written.append(mask)
     except BaseException as exc:
