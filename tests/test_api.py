@@ -80,3 +80,12 @@ def test_check_resume_and_export_are_functions_too(toy_data: tuple[Path, Path], 
     assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 3  # header and two epochs
     exported = unetkit.export(tmp_path / "run", tmp_path / "model", formats=["torchscript"], author="a tester")
     assert (tmp_path / "model" / "model.torchscript.pt").is_file() and "onnx" not in json.dumps(exported["files"])
+
+
+@pytest.mark.parametrize("option", [{"base_width": "16"}, {"lr": "fast"}, {"val_fraction": "0.2"}, {"seed": 2**70},
+                                    {"patch_size": "big"}])
+def test_options_of_the_wrong_type_are_one_clear_error(option: dict, tmp_path: Path) -> None:
+    """TypeError/ValueError from deep inside torch or the dataset, not InputError (audit)."""
+    name = next(iter(option))
+    with pytest.raises(InputError, match="--" + {"base_width": "width"}.get(name, name.replace("_", "-"))):
+        unetkit.train(tmp_path, tmp_path, tmp_path / "run", epochs=1, **option)

@@ -238,12 +238,23 @@ def negative_synthetic_count(images, labels, tmp, grey, colour):  # type: ignore
     return train_argv(images, labels, tmp / "run", "--synthetic-count", "-1"), ("--synthetic-count -1",)
 
 
+def seed_beyond_32_bits(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    """2**32 trained exactly as seed 0 (and run.json said 4294967296); 2**70 was a traceback."""
+    return train_argv(images, labels, tmp / "run", "--seed", "4294967296"), ("--seed", "0 to 4294967295")
+
+
+def negative_demo_seed(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    """A numpy traceback, and demo.txt left behind."""
+    return ["demo", "--out", tmp / "run", "--seed", "-5"], ("--seed", "-5")
+
+
 CASES: list[Case] = [
     missing_path, empty_folder, orphan_image, orphan_label, size_mismatch, truncated_png, truncated_tiff,
     random_bytes_png, jpeg_mask, rgb_mask_with_unknown_colour, nan_in_float_tiff, unseen_label_value,
     two_channel_image_to_one_channel_model, decompression_bomb, unwritable_output, unwritable_run_folder, output_is_input,
     negative_tile, zero_tile, nan_learning_rate, infinite_learning_rate, zero_width, absurd_depth, absurd_width,
     odd_width, absurd_batch, absurd_budget, negative_budget, negative_synthetic_count, output_is_a_file,
+    seed_beyond_32_bits, negative_demo_seed,
 ]
 
 
@@ -373,3 +384,38 @@ def test_runs_exports_and_diffusion_runs_never_go_inside_an_input_folder(
     assert not (trained_on / "model.zip").exists()
     expect_error(["diffusion", "train", "--images", images, "--out", images / "d", "--steps", "1"], capsys,
                  "is inside the input folder")
+
+
+DAMAGED_RECORDS = {
+    "a list": lambda record: [],
+    "a string format_version": lambda record: {**record, "format_version": "1"},
+    "classes a string": lambda record: {**record, "classes": "oops"},
+    "alignment a string": lambda record: {**record, "alignment": "left"},
+    "a word for a normalisation bound": lambda record: {**record, "normalization": {**record["normalization"], "low": ["a"]}},
+    "high equal to low": lambda record: {**record, "normalization": {**record["normalization"],
+                                                                     "high": record["normalization"]["low"]}},
+    "three classes for two outputs": lambda record: {**record, "classes": {**record["classes"], "values": [0, 128, 255]}},
+    "an option the network lacks": lambda record: {**record, "model": {**record["model"], "options": {"width": "x"}}},
+    "a word for the width": lambda record: {**record, "config": {**record["config"], "base_width": "16"}},
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_RECORDS), ids=list(DAMAGED_RECORDS))
+@pytest.mark.parametrize("command", ["predict", "export", "from", "check"])
+def test_a_damaged_run_json_is_one_line_naming_it(
+    damage: str, command: str, grey_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Tracebacks (AttributeError, TypeError) or, for three classes on two outputs, masks written with the wrong
+    values and exit 0 (audit)."""
+    import shutil
+
+    run = Path(shutil.copytree(grey_run, tmp_path / "run"))
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(DAMAGED_RECORDS[damage](record)))
+    images, labels = make_pairs(tmp_path / "data")
+    argv = {"predict": ["predict", run, images, "--out", tmp_path / "pred", "--quiet"],
+            "export": ["export", run, "--out", tmp_path / "model"],
+            "from": train_argv(images, labels, tmp_path / "tuned", "--from", run),
+            "check": ["check", "--images", images, "--labels", labels, "--run", run]}[command]
+    expect_error(argv, capsys, "run.json")
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "model").exists() and not (tmp_path / "tuned").exists()

@@ -50,6 +50,13 @@ TRAIN_OPTIONS = frozenset(f.name for f in fields(TrainConfig)) - {"recipe", "epo
 TRAIN_KEYWORDS = frozenset({"budget", "epochs", "recipe", "val_images", "val_labels", "start_from", "plan", "progress"})
 
 
+def as_path(value: Any, name: str) -> Path:
+    """A path argument, or one line saying what was given instead (pathlib's TypeError names no argument)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise InputError(f"{name}={value!r}: give a path (a str or pathlib.Path)")
+    return Path(value)
+
+
 def label_value(value: Any) -> Any:
     """A mask value as the CLI reads it: a number, "R,G,B" or an (R, G, B) tuple -> the packed code colour masks
     use; anything else is returned for TrainConfig to refuse."""
@@ -83,9 +90,10 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
     if options.get("ignore_value") is not None:
         options["ignore_value"] = label_value(options["ignore_value"])
     config, fixed = training_config(recipe, options, epochs, budget_s, plan)
-    return train_run(Path(images), Path(labels), Path(out), config,
-                     Path(val_images) if val_images else None, Path(val_labels) if val_labels else None,
-                     progress=progress, fixed=fixed, start_from=Path(start_from) if start_from else None,
+    return train_run(as_path(images, "images"), as_path(labels, "labels"), as_path(out, "out"), config,
+                     as_path(val_images, "val_images") if val_images else None,
+                     as_path(val_labels, "val_labels") if val_labels else None,
+                     progress=progress, fixed=fixed, start_from=as_path(start_from, "start_from") if start_from else None,
                      began=time.monotonic())
 
 
@@ -99,8 +107,16 @@ def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: P
 
     if instances is not None and instances not in ("auto", "cells", "objects"):
         raise InputError(f"instances={instances!r}: choose auto, cells or objects")
-    paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
-    return predict_paths(run if isinstance(run, Run) else Path(run), paths, Path(out), tta=tta,
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int)):
+        raise InputError(f"tile={tile!r}: give the window size in pixels as a whole number, or None")
+    if isinstance(inputs, (str, os.PathLike)):
+        paths = [Path(inputs)]
+    elif isinstance(inputs, (list, tuple)):
+        paths = [as_path(p, "inputs") for p in inputs]
+    else:
+        raise InputError(f"inputs={type(inputs).__name__}: give a file or folder path, or a list of them (arrays "
+                         "are not read: save them as TIFF or PNG first)")
+    return predict_paths(run if isinstance(run, Run) else as_path(run, "run"), paths, as_path(out, "out"), tta=tta,
                          write_probabilities=prob, device=device, tile=tile, progress=progress, precision=precision,
                          instances=boundary_value if instances else None, instance_kind=instances or "auto")
 
@@ -114,8 +130,8 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
     boundary = 0 if boundary_value is None else boundary_value
     ignore = None if ignore_value is None else label_value(ignore_value)
     if instances is not None:
-        return evaluate_probabilities(Path(pred), Path(labels), instances, boundary, ignore)
-    return evaluate_paths(Path(pred), Path(labels), boundary, boundary_required=boundary_value is not None,
+        return evaluate_probabilities(as_path(pred, "pred"), as_path(labels, "labels"), instances, boundary, ignore)
+    return evaluate_paths(as_path(pred, "pred"), as_path(labels, "labels"), boundary, boundary_required=boundary_value is not None,
                           ignore_value=ignore)
 
 

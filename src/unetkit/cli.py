@@ -69,7 +69,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic-fraction", type=float, help="share of the patches that are synthetic (default 0.25)")
     p.add_argument("--synthetic-count", type=int, help="synthetic pairs to generate before training (default 64)")
     p.add_argument("--ema", type=float, help="decay of the moving average of the weights that is validated and saved (0: off; planned by default)")
-    p.add_argument("--seed", type=int, help="random seed (same seed, same run: with --epochs the plan is made for a reference machine, so it does not depend on how busy this one is; a --budget run plans from this machine's speed, give --width to fix the network)")
+    p.add_argument("--seed", type=seed_number, help="random seed (same seed, same run: with --epochs the plan is made for a reference machine, so it does not depend on how busy this one is; a --budget run plans from this machine's speed, give --width to fix the network)")
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default: bf16 autocast on CPUs where it is faster, AMP on a GPU), fp32, bf16, fp16 (GPU)")
@@ -88,6 +88,17 @@ def boundary_value(text: str) -> int:
         return parse_label_value(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def seed_number(text: str) -> int:
+    """--seed: the generators take 32 bits (2**32 trained exactly as 0; numpy refused -5 with a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 to {2**32 - 1}")
+    return value
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
@@ -144,7 +155,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="folder for data, run, predictions and pictures")
     p.add_argument("--data", type=Path, help="ISBI 2012 folder (default: $UNETKIT_DATA, else synthetic EM-like data)")
     p.add_argument("--budget", default="3m", help="training time (default 3m)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=seed_number, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -164,7 +175,7 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default 5e-4)")
     t.add_argument("--prediction", choices=["eps", "v"], default="eps", help="regress the noise (eps) or the velocity (v)")
     t.add_argument("--schedule", choices=["cosine", "linear"], default="cosine", help="noise schedule (default cosine)")
-    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--seed", type=seed_number, default=0, help="random seed")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="compute precision")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -177,7 +188,7 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="DDIM (eta 0, --steps) or DDPM (all steps)")
     s.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale with --labels (1 = none)")
     s.add_argument("--size", type=int, help="side of unconditional samples (default: the training patch size)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
+    s.add_argument("--seed", type=seed_number, default=0, help="random seed (same seed, same samples)")
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 

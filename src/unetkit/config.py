@@ -30,6 +30,26 @@ def flag_of(name: str) -> str:
     return FLAG_OF.get(name, "--" + name.replace("_", "-"))
 
 
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "True or False", "str": "a word", "None": "None"}
+
+
+def _check_field_types(config: Any) -> None:
+    """Refuse a field of the wrong type (the Python API's base_width="16", a hand-edited run.json) with one line,
+    not a TypeError deep in training. The CLI's parser already gives the right types."""
+    for field in fields(config):
+        value = getattr(config, field.name)
+        allowed = [part.strip() for part in str(field.type).split("|")]
+        if value is None and "None" in allowed:
+            continue
+        kinds = tuple(kind for part in allowed for kind in _TYPES.get(part, ()))
+        if not kinds:
+            continue
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            words = " or ".join(_TYPE_WORDS.get(part, part) for part in allowed)
+            raise InputError(f"{flag_of(field.name)} {value!r}: must be {words}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: architecture choices, loss, optimiser, sampling, stopping, selection."""
@@ -37,7 +57,7 @@ class TrainConfig:
     recipe: str = "default"
     model: str = "unet"  # "unet" (padded) | "unet-classic" (the paper's valid network)
     base_width: int = 16
-    depth: int = 4
+    depth: int | None = 4  # None for the FCN, which has no such choice
     bilinear: bool = True
     align_corners: bool = False  # bilinear upsampling as in the tutorial (True) or shift-equivariant (False)
     residual: bool = False  # each double convolution of the padded U-Net adds its input back (ResNet's basic block)
@@ -70,6 +90,9 @@ class TrainConfig:
     plan: bool = False  # let train/planning.py choose what the user did not fix (the default recipe does)
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
+        if not 0 <= self.seed < 2**32:  # the generators take 32 bits: 2**32 trained exactly as 0
+            raise InputError(f"--seed {self.seed}: must be 0 to {2**32 - 1}")
         if self.epochs is None and self.budget_s is None:
             raise InputError("give --epochs N or --budget TIME (e.g. 10m) so training knows when to stop")
         if self.epochs is not None and self.epochs < 1:

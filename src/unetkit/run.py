@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -121,11 +122,37 @@ def read_run_json(run_dir: Path, writer: str = "unetkit train") -> dict[str, Any
         raise InputError(f"{run_dir}: not a unetkit run (no {RUN_FILE}); give the folder that `{writer} --out` wrote")
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable ({exc}); restore it or train again") from None
+    _check_record_shape(record, path)
     if record.get("format_version", 0) > RUN_FORMAT_VERSION:
         raise InputError(f"{path}: written by a newer unetkit (format {record['format_version']}); upgrade unetkit")
     return record
+
+
+RECORD_SECTIONS = ("config", "classes", "normalization", "model", "alignment", "progress", "plan", "data")
+
+
+def _check_record_shape(record: Any, path: Path) -> None:
+    """A hand-edited or damaged run.json is one line naming the entry, not an AttributeError where it is read."""
+    def damaged(what: str) -> InputError:
+        return InputError(f"{path}: {what}; the run folder is damaged (restore run.json or train again)")
+
+    if not isinstance(record, dict):
+        raise damaged("not a record (a JSON object)")
+    version = record.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise damaged(f"format_version {version!r} is not a whole number")
+    for section in RECORD_SECTIONS:
+        if section in record and record[section] is not None and not isinstance(record[section], dict):
+            raise damaged(f"entry {section!r} is not a record")
+    model = record.get("model") or {}
+    if "options" in model and not isinstance(model["options"], dict):
+        raise damaged("entry model.options is not a record")
+    shift = (record.get("alignment") or {}).get("shift_px")
+    if shift is not None and not (isinstance(shift, list) and len(shift) == 2
+                                  and all(isinstance(v, (int, float)) and math.isfinite(v) for v in shift)):
+        raise damaged(f"alignment.shift_px {shift!r} is not two numbers")
 
 
 @dataclass
@@ -171,9 +198,16 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
         config = TrainConfig.from_json(record["config"])
         encoding = LabelEncoding.from_json(record["classes"])
         normalization = Normalization.from_json(record["normalization"])
-        model = build_model(record["model"]["name"], **record["model"]["options"])
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{run_dir / RUN_FILE}: missing or malformed entry {exc}; the run folder is damaged") from None
+        options = record["model"]["options"]
+        model = build_model(record["model"]["name"], **options)
+    except InputError as exc:  # a config field or model option the checks refuse names the flag: say where it was
+        raise InputError(f"{run_dir / RUN_FILE}: {exc}; the run folder is damaged") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{run_dir / RUN_FILE}: missing or malformed entry ({exc}); the run folder is damaged") from None
+    outputs = 1 if config.single_logit else encoding.num_classes
+    if options.get("num_classes", outputs) != outputs:
+        raise InputError(f"{run_dir / RUN_FILE}: lists {encoding.num_classes} classes ({encoding.describe_values()}) but "
+                         f"the network has {options['num_classes']} outputs; the run folder is damaged")
     load_weights(weights, model)
     device = torch.device(device)
     model = to_memory_format(model.to(device), config.channels_last).eval()

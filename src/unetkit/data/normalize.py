@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from unetkit.data.io import planar_colour_hint
@@ -117,4 +119,8 @@ class Normalization:
 
     @classmethod
     def from_json(cls, data: dict) -> "Normalization":
-        return cls(data["method"], tuple(data["low"]), tuple(data["high"]), data["source_dtype"])
+        low, high = tuple(float(v) for v in data["low"]), tuple(float(v) for v in data["high"])
+        if len(low) != len(high) or not low or not all(math.isfinite(a) and math.isfinite(b) and b > a
+                                                        for a, b in zip(low, high)):
+            raise ValueError(f"normalization low {list(low)} / high {list(high)}: need finite high > low per channel")
+        return cls(data["method"], low, high, data["source_dtype"])
