@@ -111,7 +111,7 @@ def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: P
         raise InputError(f"tile={tile!r}: give the window size in pixels as a whole number, or None")
     if isinstance(inputs, (str, os.PathLike)):
         paths = [Path(inputs)]
-    elif isinstance(inputs, (list, tuple)):
+    elif isinstance(inputs, Iterable) and not hasattr(inputs, "shape"):  # a list, tuple or generator of paths
         paths = [as_path(p, "inputs") for p in inputs]
     else:
         raise InputError(f"inputs={type(inputs).__name__}: give a file or folder path, or a list of them (arrays "
