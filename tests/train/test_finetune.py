@@ -124,3 +124,26 @@ def test_check_with_a_run_refuses_images_of_another_type_as_train_from_does(
     assert "is uint16, the run's images uint8" in out
     assert main(["train", str(wide), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
                  "--epochs", "1", *TRAINING]) == 2
+
+
+def test_resume_without_its_state_refuses_to_train_over_the_weights(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`rm -r RUN/last` (to save disk), then --resume: "training it again from the start" over the finished
+    run's model.safetensors (audit)."""
+    import shutil
+
+    data = pairs(tmp_path / "a", 0)
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--epochs", "2", *TINY]) == 0
+    weights = (tmp_path / "run" / "model.safetensors").read_bytes()
+    shutil.rmtree(tmp_path / "run" / "last")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "resume state (last/) is missing" in err and f"--from {tmp_path / 'run'}" in err
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == weights
+
+
+def test_resume_names_the_runs_own_data_when_it_moved(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = pairs(tmp_path / "a", 0)
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY]) == 0
+    data.rename(tmp_path / "b")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
+    assert "this run trained on (run.json data.images) are not there any more" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from unetkit.models import unet_valid as valid_net
 from unetkit.models.registry import check_model_name
 from unetkit.run import (
     check_new_run_folder,
+    check_writable_folder,
     load_run,
     make_run_folder,
     model_options,
@@ -31,7 +32,7 @@ from unetkit.run import (
     write_run_json,
 )
 from unetkit.text import counted
-from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, remove_partial_writes
+from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, WEIGHTS_FILE, remove_partial_writes
 from unetkit.train.fingerprint import (class_fractions, data_fingerprint, machine_fingerprint, reference_machine,
                                       step_timer)
 from unetkit.train.planning import MIN_TIMED_BUDGET_S, plan_training, refine_width
@@ -426,9 +427,19 @@ def resume(
         raise InputError(f"{run_dir}: {was}; to train it longer give a larger total, e.g. --resume {run_dir} {more}")
     if budget_s is not None and budget_s <= spent:
         raise InputError(_budget_spent(budget_s, spent, run_dir))
+    saved_once = record.get("status") == "finished" or done_epochs >= 2  # a state was saved after its first round
+    if not _has_resume_state(run_dir) and saved_once and (run_dir / WEIGHTS_FILE).is_file():  # would overwrite them
+        raise InputError(f"{run_dir}: its resume state ({RESUME_DIR}/) is missing, so it cannot continue where it "
+                         f"stopped; start a new run from its weights: unetkit train ... --from {run_dir} --out NEW_RUN")
+    check_writable_folder(run_dir)  # before reading the data and training, not at the first save
     config = config.with_overrides(device=device, precision=precision)
     record["config"] = config.to_json()
     paths = record["data"]  # the classes and the normalisation are the run's, not re-derived
+    for key in ("images", "labels", "val_images", "val_labels"):
+        if paths.get(key) and not Path(paths[key]).exists():
+            raise InputError(f"{paths[key]}: the {key.replace('_', ' ')} this run trained on (run.json data.{key}) are "
+                             f"not there any more; put them back to resume, or fine-tune from the run where they are now "
+                             f"(--from {run_dir})")
     data = prepare_training_data(
         Path(paths["images"]), Path(paths["labels"]),
         Path(paths["val_images"]) if paths["val_images"] else None,
