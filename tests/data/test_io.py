@@ -495,3 +495,14 @@ def test_a_grey_stack_saved_as_planar_rgb_gets_a_hint_where_its_pages_or_channel
     with pytest.raises(InputError) as plain:
         grey.check_compatible(np.zeros((16, 16, 3), np.uint8), str(tmp_path / "rgb.png"))
     assert "grey sections" not in str(plain.value)
+
+
+def test_a_broken_link_among_the_images_is_named_not_skipped(tmp_path: Path) -> None:
+    """A pair whose files link to nothing was left out without a word ("6 pairs read; 0 errors"; audit)."""
+    from unetkit.data.io import list_image_files
+    from unetkit.errors import InputError
+
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(InputError, match=r"b.png: a link to .*gone.png, which does not exist"):
+        list_image_files(tmp_path)

@@ -101,11 +101,11 @@ def list_image_files(path: Path) -> list[Path]:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise InputError(f"{path}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
         return [path]
-    files = [
-        entry
-        for entry in path.iterdir()
-        if entry.is_file() and not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    entries = [entry for entry in path.iterdir() if not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES]
+    broken = next((entry for entry in entries if entry.is_symlink() and not entry.exists()), None)
+    if broken is not None:  # skipped, it left its partner an orphan ("has no mask") or a pair out without a word
+        raise InputError(f"{broken}: a link to {os.readlink(broken)}, which does not exist; fix the link or remove it")
+    files = [entry for entry in entries if entry.is_file()]
     if not files:
         inside = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
         where = (f" but subfolders ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''}): subfolders are not "
