@@ -33,11 +33,12 @@ def test_train_predict_evaluate_through_the_api(toy_data: tuple[Path, Path], tmp
 
 def test_the_api_names_stay_callable_after_their_modules_are_imported() -> None:
     import unetkit.evaluate
+    import unetkit.export
     import unetkit.predict
     import unetkit.train.planning  # noqa: F401 (sets unetkit.train to the package)
-    from unetkit import evaluate, predict, train
+    from unetkit import evaluate, export, predict, train
 
-    assert callable(train) and callable(predict) and callable(evaluate)
+    assert callable(train) and callable(predict) and callable(evaluate) and callable(export)
     assert train is unetkit.train and predict is unetkit.predict
 
 

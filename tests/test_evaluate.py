@@ -288,3 +288,13 @@ def test_a_boundary_value_asked_for_that_is_no_class_is_an_error_not_scores_left
     err = capsys.readouterr().err
     assert "--boundary-value 7: the challenge scores need two classes, one of them this value" in err
     assert not (tmp_path / "b7.json").exists()
+
+
+def test_scores_are_never_written_among_the_true_masks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_png(tmp_path / "truth" / "0.png", cells())
+    write_png(tmp_path / "pred" / "0.png", cells())
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "truth" / "s.json")]) == 2
+    assert "--json" in capsys.readouterr().err and not (tmp_path / "truth" / "s.json").exists()
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--json", str(tmp_path / "pred" / "s.json")]) == 0  # beside the predictions: unetkit's own folder

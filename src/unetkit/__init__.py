@@ -16,11 +16,11 @@ __all__ = ["__version__", "check", "evaluate", "export", "load_run", "predict", 
 
 def __getattr__(name: str):
     """Import lazily: `import unetkit` stays fast for the CLI's --help. `train`, `predict` and `evaluate` are
-    also the package and modules that do the work; they are callable (api.make_module_callable), and returned
+    also the package and modules that do the work (and `export`); they are callable (api.make_module_callable), and returned
     as such so that the name means one object however it was first reached."""
-    if name in ("train", "predict", "evaluate"):
+    if name in ("train", "predict", "evaluate", "export"):
         return importlib.import_module(f"unetkit.{name}")
-    if name in ("load_run", "check", "resume", "export"):
+    if name in ("load_run", "check", "resume"):
         from unetkit import api
 
         return getattr(api, name)

@@ -7,6 +7,7 @@ with exit code 2; an interrupted training says how to resume it (exit 130).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from unetkit import __version__
 from unetkit.config import TrainConfig, flag_of, parse_duration
 from unetkit.errors import InputError
+from unetkit.text import counted
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -217,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_folders(data: Path) -> tuple[Path, Path]:
     """DATA/image + DATA/label (or images/labels, masks)."""
+    if data.is_file():
+        raise InputError(f"{data}: is a file; give a folder holding image/ and label/, or the images and masks as "
+                         "--images and --labels (a folder or a multi-page TIFF each)")
     if not data.is_dir():
         raise InputError(f"{data}: no such folder; give a folder holding image/ and label/, or use --images and --labels")
     found = {}
@@ -306,7 +311,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
                                   format_table, write_json)
 
     if args.json:
-        check_json_target(args.json)
+        check_json_target(args.json, args.labels)
     boundary = 0 if args.boundary_value is None else args.boundary_value
     if args.instances:
         scores = evaluate_probabilities(args.pred, args.labels, args.instances, boundary, args.ignore_value)
@@ -373,6 +378,10 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
         return "; nothing was saved yet"
     if command == "diffusion":
         return "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"
+    if command == "predict" and args.out is not None and Path(args.out).is_dir():
+        done = sum(1 for p in Path(args.out).iterdir() if not p.name.startswith("."))
+        return (f"; {args.out} holds {counted(done, 'complete file')} (none half-written); the same command again "
+                "predicts every input anew")
     return ""
 
 
@@ -403,6 +412,17 @@ def _attach_negative_values(argv: list[str], takes_value: set[str]) -> list[str]
     return out
 
 
+# What to do about an OSError met while working, by its errno (a full disk is the usual one)
+OS_ERROR_FIXES = {
+    errno.EACCES: "choose a folder you can write to, or change its permissions, then run again",
+    errno.EPERM: "choose a folder you can write to, or change its permissions, then run again",
+    errno.EROFS: "the disk is read-only; choose a folder on another disk, then run again",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path, then run again",
+    errno.EISDIR: "a folder stands where a file is written; choose another path, then run again",
+    errno.ENOENT: "a folder went away while unetkit worked; check the path, then run again",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()  # a --budget counts from the command's start: loading torch takes seconds too
     args = None
@@ -425,8 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # a disk that fills up or a folder that goes away while writing: say where, no traceback
         where = exc.filename or "writing the output"
-        print(f"unetkit: error: {where}: {exc.strerror or exc}; free space or choose another folder, then run again"
-              f"{_resume_hint(args)}", file=sys.stderr)
+        fix = OS_ERROR_FIXES.get(exc.errno, "free space or choose another folder, then run again")
+        print(f"unetkit: error: {where}: {exc.strerror or exc}; {fix}{_resume_hint(args)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"unetkit: interrupted{_interrupt_hint(args)}", file=sys.stderr)

@@ -175,4 +175,7 @@ def parse_duration(text: str) -> float:
     parts = _DURATION.findall(body)
     if not parts or _DURATION.sub("", body).strip() or len({unit for _, unit in parts}) < len(parts):
         raise InputError(f"--budget {text}: not a duration; write e.g. 90s, 10m, 1m30s or 1.5h")
-    return sign * sum(float(number) * units[unit] for number, unit in parts)
+    seconds = sign * sum(float(number) * units[unit] for number, unit in parts)
+    if not math.isfinite(seconds) or abs(seconds) > MAX_BUDGET_S:  # said here with what was typed, not as "infs"
+        raise InputError(f"--budget {text}: must be positive and at most {MAX_BUDGET_S // 86400:.0f} days")
+    return seconds

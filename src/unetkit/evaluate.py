@@ -22,6 +22,7 @@ from unetkit.data.io import write_atomic
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding, scalar_codes
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
 from unetkit.errors import InputError
+from unetkit.run import refuse_inside_inputs
 from unetkit.instances import watershed_regions
 from unetkit.metrics import (
     area_bias_per_class,
@@ -273,12 +274,15 @@ def _unscored_line(unscored: list[str]) -> str:
     return f"\nnot scored: {counted(len(unscored), 'true mask')} without a prediction ({names})"
 
 
-def check_json_target(path: Path) -> None:
-    """--json is checked before scoring: a JSON file (never an image or mask it would overwrite) we can write."""
+def check_json_target(path: Path, labels: Path | None = None) -> None:
+    """--json is checked before scoring: a JSON file (never an image or mask it would overwrite) we can write,
+    not among the true masks (`labels`: the user's files; the predictions folder is unetkit's own)."""
     if path.suffix.lower() != ".json":
         raise InputError(f"--json {path}: give a file name ending in .json")
     if path.is_dir():
         raise InputError(f"--json {path}: is a folder; give a file name ending in .json")
+    if labels is not None:
+        refuse_inside_inputs(path, [labels], flag="--json")
     if path.exists():  # only scores written by evaluate are replaced (never a run.json, an export.json, a note)
         try:
             previous = json.loads(path.read_text())

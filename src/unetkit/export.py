@@ -583,3 +583,8 @@ def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict
         ],
         "weights": weights,
     }
+
+
+from unetkit.api import make_module_callable  # noqa: E402 (after the module's own names)
+
+make_module_callable(__name__, "export")  # `unetkit.export(...)` is the API function (api.py)

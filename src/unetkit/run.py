@@ -82,13 +82,13 @@ def check_new_run_folder(out: Path, resumable: bool = True, what: str = "run fol
     check_writable_folder(out, what)
 
 
-def refuse_inside_inputs(out: Path, inputs: list[Path | str | None]) -> None:
+def refuse_inside_inputs(out: Path, inputs: list[Path | str | None], flag: str = "--out") -> None:
     """Outputs never go among the user's images and masks: a run, samples or an export inside an input folder
     (they were written there without a word) is refused, naming the folder."""
     target = Path(out).resolve()
     for folder in inputs:
         if folder is not None and Path(folder).is_dir() and target.is_relative_to(Path(folder).resolve()):
-            raise InputError(f"--out {out}: is inside the input folder {folder}; unetkit writes nothing among your "
+            raise InputError(f"{flag} {out}: is inside the input folder {folder}; unetkit writes nothing among your "
                              "images and masks, choose a folder outside it")
 
 
@@ -118,6 +118,10 @@ def write_run_json(run_dir: Path, record: dict[str, Any]) -> None:
 def read_run_json(run_dir: Path, writer: str = "unetkit train") -> dict[str, Any]:
     """A run's record; `writer`: the command whose --out folder is expected, for the message when it is not one."""
     path = Path(run_dir) / RUN_FILE
+    if Path(run_dir).is_file():
+        inside = " (the run is the folder holding it)" if Path(run_dir).name == RUN_FILE else ""
+        raise InputError(f"{run_dir}: is a file{inside}; give the run folder that `{writer} --out` wrote, e.g. "
+                         f"{Path(run_dir).parent}")
     if not path.is_file():
         raise InputError(f"{run_dir}: not a unetkit run (no {RUN_FILE}); give the folder that `{writer} --out` wrote")
     try:
