@@ -105,3 +105,18 @@ def test_resume_state_keeps_the_fp16_loss_scale(tmp_path: Path) -> None:
     off = torch.amp.GradScaler("cpu", enabled=False)  # bf16 and fp32 runs have no scale to keep
     save_resume_state(tmp_path, model, optimizer, {}, {"step": 1}, scaler=off)
     load_resume_state(tmp_path, tiny(), torch.optim.AdamW(tiny().parameters(), lr=1e-3), scaler=off)
+
+
+def test_a_flipped_byte_in_the_tensors_is_caught_by_the_checksum(tmp_path: Path) -> None:
+    """2 kB overwritten inside model.safetensors' tensor data loaded fine and predicted all-0 masks (audit)."""
+    from unetkit.train.checkpoint import load_tensors, save_tensors
+
+    path = tmp_path / "w.safetensors"
+    save_tensors(path, {"a": torch.arange(1000, dtype=torch.float32), "b": torch.ones(3, dtype=torch.bfloat16)}, {"k": 1})
+    tensors, metadata = load_tensors(path)
+    assert metadata == {"k": 1} and tensors["a"][999] == 999
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01  # one bit in the tensor bytes (the header is at the start)
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="checksum"):
+        load_tensors(path)

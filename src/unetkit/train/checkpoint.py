@@ -9,6 +9,7 @@ so tensors and counters can never disagree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ RESUME_FILE = "state.safetensors"
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     """Atomically write tensors with a JSON metadata header."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    header = {"unetkit": json.dumps(metadata)}
+    header = {"unetkit": json.dumps(metadata), CHECKSUM_KEY: tensor_checksum(tensors)}
 
     def write(tmp: Path) -> None:
         try:
@@ -39,6 +40,19 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
             raise _as_os_error(exc) from None
 
     write_atomic(path, write)
+
+
+CHECKSUM_KEY = "unetkit_sha256"  # of the tensors' names and bytes, in the header: a damaged file predicted all-0 masks
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in name order: their names, dtypes, shapes and raw bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _as_os_error(exc: SafetensorError) -> OSError:
@@ -61,6 +75,9 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         metadata = json.loads(header.get("unetkit", "{}"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: corrupt checkpoint ({exc}); train again or restore the file") from None
+    if CHECKSUM_KEY in header and header[CHECKSUM_KEY] != tensor_checksum(tensors):  # files from before have none
+        raise InputError(f"{path}: corrupt checkpoint (its tensors differ from the checksum saved with them); restore "
+                         "the file or train again")
     return tensors, metadata
 
 
