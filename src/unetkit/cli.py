@@ -170,7 +170,7 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--labels", type=Path, help="masks paired with the images: the model learns images for given label maps")
     t.add_argument("--out", type=Path, required=True, help="new run folder")
     t.add_argument("--size", type=int, default=64, help="side of the square training patches (default 64)")
-    t.add_argument("--budget", default="30m", help="wall-clock limit, e.g. 90s, 30m (default 30m)")
+    t.add_argument("--budget", help="wall-clock limit, e.g. 90s, 30m (default 30m; with --steps, whichever comes first)")
     t.add_argument("--steps", type=int, help="stop after this many steps (instead of the budget)")
     t.add_argument("--width", type=int, default=32, dest="base_width", help="channels of the first level (default 32)")
     t.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
@@ -183,10 +183,11 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     s = actions.add_parser("sample", help="generate images with a trained diffusion run")
     s.add_argument("run", type=Path, help="the run folder written by `unetkit diffusion train`")
-    s.add_argument("--out", type=Path, required=True, help="output folder for the PNGs and grid.png")
-    s.add_argument("--n", type=int, default=16, help="number of samples without --labels (default 16)")
+    s.add_argument("--out", type=Path, required=True, help="a new or empty folder (or one of earlier samples, which are "
+                   "replaced) for the PNGs and grid.png (no grid for masks of several sizes)")
+    s.add_argument("--n", type=int, help="number of samples without --labels (default 16)")
     s.add_argument("--labels", type=Path, help="label maps: one sample for each, written beside a copy of it")
-    s.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    s.add_argument("--steps", type=int, help="DDIM steps (default 50)")
     s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="DDIM (eta 0, --steps) or DDPM (all steps)")
     s.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale with --labels (1 = none)")
     s.add_argument("--size", type=int, help="side of unconditional samples (default: the training patch size)")
@@ -345,7 +346,7 @@ def _run_diffusion(args: argparse.Namespace) -> None:
         config = DiffusionConfig(
             size=args.size, base_width=args.base_width, batch_size=args.batch_size, lr=args.lr, prediction=args.prediction,
             schedule=args.schedule, seed=args.seed, device=args.device, precision=args.precision, steps=args.steps,
-            budget_s=None if args.steps is not None else parse_duration(args.budget),
+            budget_s=parse_duration(args.budget) if args.budget else None if args.steps is not None else 1800.0,
         )
         train_diffusion(args.images, args.labels, args.out, config, progress=not args.quiet)
         print(f"run written to {args.out} (model.safetensors, run.json, log.csv)")
@@ -353,10 +354,18 @@ def _run_diffusion(args: argparse.Namespace) -> None:
         from unetkit.diffusion.generate import sample_to_folder
 
         for flag, value in (("--n", args.n), ("--steps", args.steps)):
-            if value < 1:
+            if value is not None and value < 1:
                 raise InputError(f"{flag} {value}: must be at least 1")
-        sample_to_folder(args.run, args.out, args.n, args.labels, args.steps, args.seed, args.sampler, args.guidance,
-                         args.size, args.device, progress=not args.quiet)
+        if args.labels is not None:  # one sample per mask, the mask's size: these would be dropped without a word
+            given = [flag for flag, value in (("--n", args.n), ("--size", args.size)) if value is not None]
+            if given:
+                raise InputError(f"{' and '.join(given)}: --labels draws one sample per mask, at the mask's size; drop "
+                                 f"{' and '.join(given)}")
+        if args.sampler == "ddpm" and args.steps is not None:
+            raise InputError(f"--steps {args.steps}: DDPM takes every step of the run's schedule; use --sampler ddim for "
+                             "fewer steps, or drop --steps")
+        sample_to_folder(args.run, args.out, args.n or 16, args.labels, args.steps or 50, args.seed, args.sampler,
+                         args.guidance, args.size, args.device, progress=not args.quiet)
 
 
 COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo,

@@ -192,3 +192,43 @@ def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tm
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[0] == "step,seconds,lr,loss" and log[-1].startswith("2,")  # the steps before the interrupt are logged
     assert load_diffusion_run(tmp_path / "run").model is not None  # the saved weights load
+
+
+def test_samples_replace_earlier_samples_and_never_go_into_other_folders(conditional_run, toy_data, tmp_path, capsys):
+    """An audit: `sample` wrote over a predictions folder's masks (exit 0); sampling again left the first call's
+    sample_002.png and grid.png beside the second's; refused calls left an empty folder behind."""
+    images, labels = toy_data
+    out = tmp_path / "s"
+    sample = ["diffusion", "sample", str(conditional_run), "--steps", "2", "--quiet", "--out", str(out)]
+    assert main([*sample, "--n", "3"]) == 0
+    assert main([*sample, "--n", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["grid.png", "sample_000.png"]
+    assert main([*sample, "--labels", str(labels)]) == 0  # the unconditional samples are replaced too
+    assert not (out / "sample_000.png").exists() and (out / "0_label.png").is_file()
+    (out / "mine.png").write_bytes(b"a user's file")
+    assert main([*sample, "--n", "1"]) == 2
+    assert "files unetkit did not sample (mine.png)" in capsys.readouterr().err and (out / "0.png").is_file()
+    predictions = tmp_path / "pred"
+    (predictions).mkdir()
+    (predictions / ".unetkit-predictions").write_text("")
+    (predictions / "0.png").write_bytes(b"a predicted mask")
+    assert main(["diffusion", "sample", str(conditional_run), "--out", str(predictions), "--labels", str(labels)]) == 2
+    assert "a folder of predictions" in capsys.readouterr().err
+    assert (predictions / "0.png").read_bytes() == b"a predicted mask"
+    for argv, message in [
+        (["--n", "2", "--labels", str(labels)], "--n: --labels draws one sample per mask"),
+        (["--sampler", "ddpm", "--steps", "7"], "DDPM takes every step"),
+        (["--labels", str(tmp_path / "missing")], "missing"),
+    ]:
+        capsys.readouterr()
+        assert main(["diffusion", "sample", str(conditional_run), "--out", str(tmp_path / "refused"), *argv]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists()  # a refusal leaves no folder
+
+
+def test_diffusion_training_stops_at_the_budget_or_the_steps_whichever_comes_first(toy_data, tmp_path):
+    images, _ = toy_data
+    assert main(["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "run"), "--steps", "100000",
+                 "--budget", "3s", "--quiet", *TINY]) == 0  # --steps alone set budget_s to None: it ran on
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["config"]["budget_s"] == 3 and record["progress"]["step"] < 100000

@@ -26,8 +26,9 @@ from unetkit.diffusion.schedule import NoiseSchedule, make_schedule
 from unetkit.diffusion.training import DiffusionConfig
 from unetkit.engine import autocast, autocast_dtype, inference_precision
 from unetkit.errors import InputError
+from unetkit.text import counted
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
-from unetkit.predict_files import check_output_folder
+from unetkit.diffusion.samples_folder import earlier_samples, record_samples
 from unetkit.run import read_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
 
@@ -208,14 +209,16 @@ def sample_to_folder(
         raise InputError(f"--guidance {guidance:g}: guides samples towards --labels; give --labels or drop --guidance")
     run = load_diffusion_run(run_dir, resolve_device(device))
     inputs = ([Path(labels)] if labels else []) + run.trained_on
-    check_output_folder(Path(out), inputs)
     out = Path(out)
-    written: list[Path] = []
+    earlier = earlier_samples(out, inputs)
+    written: list[Path] = []  # samples; `files` also the masks beside them and the grid
+    files: list[Path] = []
     grid = False
     if labels is not None:
         if run.encoding is None:
             raise InputError(f"{run_dir}: was trained without labels and cannot follow --labels; train it with --labels")
         maps = _read_label_maps(run, labels)
+        out.mkdir(parents=True, exist_ok=True)  # only once every check has passed: a refusal leaves no folder
         shapes = {m.classes.shape for m in maps}
         tiles = []
         for shape in sorted(shapes):  # one batch per size
@@ -224,18 +227,21 @@ def sample_to_folder(
                                steps, sampler, guidance, progress=progress)
             for entry, image in zip(chosen, to_image_values(samples, run.normalization)):
                 written.append(_write_image(out, entry.name, image))
-                write_mask(out / f"{entry.name}{LABEL_SUFFIX}.png", entry.raw, entry.palette)
+                files.append(out / f"{entry.name}{LABEL_SUFFIX}.png")
+                write_mask(files[-1], entry.raw, entry.palette)
                 tiles += [_as_uint8(entry.raw), _as_uint8(image)]
         grid = len(shapes) == 1  # tiles of different sizes make no grid
         if grid:
-            _write_image(out, GRID, grid_image(tiles, 2 * max(1, min(4, len(maps)))))
+            files.append(_write_image(out, GRID, grid_image(tiles, 2 * max(1, min(4, len(maps))))))
     else:
         side = size or run.config.size
         generated = generate(run, count, (side, side), seed, None, steps, sampler, guidance, progress=progress)
         samples = to_image_values(generated, run.normalization)
+        out.mkdir(parents=True, exist_ok=True)
         for index, image in enumerate(samples):
             written.append(_write_image(out, f"sample_{index:03d}", image))
-        _write_image(out, GRID, grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count))))))
+        files.append(_write_image(out, GRID, grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count)))))))
         grid = True
-    say(f"{len(written)} samples written to {out}" + (f" (and {GRID}.png)" if grid else ""))
+    record_samples(out, earlier, written + files)
+    say(f"{counted(len(written), 'sample')} written to {out}" + (f" (and {GRID}.png)" if grid else ""))
     return written
