@@ -245,17 +245,19 @@ def child_main(spec: dict) -> dict:
         page = pages[0]
         result["memory_mapped"] = isinstance(pages, np.memmap) or isinstance(getattr(pages, "base", None), np.memmap)
         result["lazy_bytes_mib"] = LAZY_BYTES / MIB
-        if mode == "stream":
-            classes = predict_page(run, page, spec["image"], tile, False, torch.device("cpu"))
+        if mode == "stream":  # predict_page returns the mask in the labels' values, as predict writes it
+            mask = predict_page(run, page, spec["image"], tile, False, torch.device("cpu"))
         else:
             image = torch.from_numpy(run.normalization.apply(np.asarray(page), spec["image"]))  # C x H x W float32
             classes = _naive_sliding_window(model, image, tile)
             del image
         result["seconds"] = time.perf_counter() - start
-        result["foreground_fraction"] = float(classes.mean())
         result["predict_peak_rss_mib"] = _vm_hwm_mib()  # before the class map is written
         start = time.perf_counter()
-        write_mask(out / f"{spec['name']}.png", run.encoding.to_values(classes))
+        if mode != "stream":
+            mask = run.encoding.to_values(classes)
+        result["foreground_fraction"] = float((mask == run.encoding.values[-1]).mean())
+        write_mask(out / f"{spec['name']}.png", mask)
         result["write_seconds"] = time.perf_counter() - start
     result["ru_maxrss_mib"] = _peak_rss_mib()
     hwm = _vm_hwm_mib()
@@ -316,7 +318,7 @@ def print_report(aug: list[dict], mem: list[dict], info: dict, elapsed_s: float)
     say("")
     size = info["size"]
     say(f"2. Peak RSS predicting a {size} x {size} uint8 TIFF ({info['image_mib']:.0f} MiB on disk), one subprocess each")
-    say("   peak = VmHWM of the child after predicting (before writing); + write = VmHWM at the end, after to_values + PNG;")
+    say("   peak = VmHWM of the child after predicting (before writing); + write = VmHWM at the end, after to_values + PNG")
     say("   - base = above the baseline child of the same model; ru_maxrss = getrusage(RUSAGE_SELF) in the child at the end")
     say(f"   (ru_maxrss includes the parent's RSS at the fork, {info.get('parent_rss_at_children_mib') or 0:.0f} MiB here; "
         "predict s includes reading the TIFF; write s = to_values + PNG)")

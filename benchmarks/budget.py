@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, finish, format_table, train_and_score
+from isbi_runs import SCORE_COLUMNS, add_data_argument, finish, format_table, run_main, train_and_score
 from unetkit.config import parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
@@ -95,7 +95,7 @@ def plot(rows: list[dict[str, str]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("UNETKIT_DATA", "../shared/data/isbi2012")))
+    add_data_argument(parser)
     parser.add_argument("--budgets", default="2m,5m,10m,20m", help="comma-separated training budgets")
     parser.add_argument("--recipes", default="default,seed", help="comma-separated recipe names")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 s and 20 s, default recipe, nothing recorded")
@@ -127,4 +127,4 @@ def main() -> None:
            not args.quick, work, bool(args.keep))
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

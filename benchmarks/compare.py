@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, finish, format_table, train_and_score
+from isbi_runs import SCORE_COLUMNS, add_data_argument, finish, format_table, run_main, train_and_score
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
@@ -35,7 +35,7 @@ def contenders(budget_s: float) -> dict[str, TrainConfig]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("UNETKIT_DATA", "../shared/data/isbi2012")))
+    add_data_argument(parser)
     parser.add_argument("--budget", default="15m", help="training time per model (default 15m)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 15 s per model, results not recorded")
     parser.add_argument("--keep", type=Path, help="keep runs and predictions here (default: a temporary folder)")
@@ -57,4 +57,4 @@ def main() -> None:
            not args.quick, work, bool(args.keep), scope=f"budget {budget_s:.0f} s per model; ")
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

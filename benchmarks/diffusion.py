@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from isbi_runs import SCORE_COLUMNS, append_results, format_table, machine, train_and_score
+from isbi_runs import SCORE_COLUMNS, add_data_argument, append_results, format_table, machine, run_main, train_and_score
 from unetkit.config import parse_duration
 from unetkit.demo import ISBI_HELD_OUT, link_isbi_subsets
 from unetkit.diffusion.data import to_image_values
@@ -79,7 +79,7 @@ def membrane_dice(run_dir: Path, images: list[np.ndarray], labels: list[np.ndarr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("UNETKIT_DATA", "../shared/data/isbi2012")))
+    add_data_argument(parser)
     parser.add_argument("--budget", default="20m", help="diffusion training time (default 20m)")
     parser.add_argument("--seg-budget", default="10m", help="segmentation training time, each run (default 10m)")
     parser.add_argument("--patch", type=int, default=128, help="side of the held-out label patches (default 128)")
@@ -147,4 +147,4 @@ def load_run_steps(run_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

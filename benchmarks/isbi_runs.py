@@ -12,12 +12,15 @@ import platform
 import shutil
 import sys
 import time
+from argparse import ArgumentParser
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from unetkit.config import TrainConfig
+from unetkit.errors import InputError
 from unetkit.evaluate import evaluate_paths, evaluate_probabilities
 from unetkit.predict_files import predict_paths
 from unetkit.run import load_run
@@ -92,3 +95,24 @@ def finish(table: str, started: float, title: str, details: list[str], record: b
         append_results(title, [f"Total {total:.0f} s", *details], table)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def add_data_argument(parser: ArgumentParser) -> None:
+    """--data: the ISBI 2012 folder, from UNETKIT_DATA or beside the repository by default."""
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("UNETKIT_DATA", "../shared/data/isbi2012")),
+                        help="the ISBI 2012 folder (default: $UNETKIT_DATA, else ../shared/data/isbi2012)")
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """A benchmark's bad input (a wrong --data, a missing run) is one line and exit 2, as for the CLI."""
+    try:
+        main()
+    except (InputError, FileNotFoundError, NotADirectoryError) as exc:
+        hint = "" if isinstance(exc, InputError) else "; check --data (or UNETKIT_DATA) and the paths given"
+        print(f"{Path(sys.argv[0]).name}: error: {exc}{hint}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    sys.exit("isbi_runs.py is what the ISBI benchmarks share, not a benchmark: run budget.py, compare.py, "
+             "variants.py, diffusion.py or isbi_sections.py")

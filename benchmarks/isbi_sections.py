@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from isbi_runs import append_results, format_table
+from isbi_runs import add_data_argument, append_results, format_table, run_main
 from PIL import Image
 from skimage.morphology import skeletonize
 
@@ -72,7 +72,7 @@ def errors_by_threshold(probability: np.ndarray, membrane: np.ndarray) -> np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("UNETKIT_DATA", "../shared/data/isbi2012")))
+    add_data_argument(parser)
     parser.add_argument("--run", type=Path, action="append", default=[], help="a trained run folder; repeat for more")
     parser.add_argument("--tta", action="store_true", help="predict with test-time augmentation (8 passes)")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
@@ -119,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,7 +23,7 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from isbi_runs import SCORE_COLUMNS, finish, format_table, score_run, train_and_score
+from isbi_runs import SCORE_COLUMNS, add_data_argument, finish, format_table, run_main, score_run, train_and_score
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.demo import link_isbi_subsets
 from unetkit.train.recipes import recipe
@@ -42,7 +42,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("UNETKIT_DATA", "../shared/data/isbi2012")))
+    add_data_argument(parser)
     parser.add_argument("--budget", default="10m", help="training budget of every variant")
     parser.add_argument("--variant", action="append", default=[], help='NAME={"field": value}; repeat for more')
     parser.add_argument("--tta", action="store_true", help="also score the predictions with test-time augmentation")
@@ -74,4 +74,4 @@ def main() -> None:
            not args.quick, work, bool(args.keep))
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -53,3 +53,19 @@ def test_sections_table_covers_every_section_and_the_run(isbi: Path, tmp_path: P
     errors = [float(row[4]) for row in rows]
     assert all(0 < error < 0.5 for error in errors)
     assert "validation sections 20-24" in output and "(oracle)" in output
+
+
+@pytest.mark.parametrize("script,args", [("budget.py", ["--quick"]), ("variants.py", ["--quick"]),
+                                         ("isbi_sections.py", ["--run", "."])])
+def test_a_wrong_data_folder_is_one_line_and_exit_2(script: str, args: list[str], tmp_path: Path) -> None:
+    """A traceback ending in InputError (or FileNotFoundError) and exit 1 (audit)."""
+    import subprocess
+    import sys
+
+    from benchmark_runs import REPO
+
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--data", str(tmp_path / "nonexist"), *args],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "nonexist" in lines[0], result.stderr[-1500:]
