@@ -248,13 +248,28 @@ def negative_demo_seed(images, labels, tmp, grey, colour):  # type: ignore[no-un
     return ["demo", "--out", tmp / "run", "--seed", "-5"], ("--seed", "-5")
 
 
+def synthetic_fraction_without_synthetic(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    """Trained without synthetic pairs, exit 0 (audit)."""
+    return train_argv(images, labels, tmp / "run", "--synthetic-fraction", "0.5"), ("--synthetic-fraction", "--synthetic")
+
+
+def unknown_model_lists_segmenters_only(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    err = ("--model fcn9s", "fcn8s")
+    return train_argv(images, labels, tmp / "run", "--model", "fcn9s"), err
+
+
+def demo_with_a_wrong_data_folder(images, labels, tmp, grey, colour):  # type: ignore[no-untyped-def]
+    return ["demo", "--out", tmp / "run", "--data", tmp / "nonexist"], ("nonexist", "ISBI 2012 folder")
+
+
 CASES: list[Case] = [
     missing_path, empty_folder, orphan_image, orphan_label, size_mismatch, truncated_png, truncated_tiff,
     random_bytes_png, jpeg_mask, rgb_mask_with_unknown_colour, nan_in_float_tiff, unseen_label_value,
     two_channel_image_to_one_channel_model, decompression_bomb, unwritable_output, unwritable_run_folder, output_is_input,
     negative_tile, zero_tile, nan_learning_rate, infinite_learning_rate, zero_width, absurd_depth, absurd_width,
     odd_width, absurd_batch, absurd_budget, negative_budget, negative_synthetic_count, output_is_a_file,
-    seed_beyond_32_bits, negative_demo_seed,
+    seed_beyond_32_bits, negative_demo_seed, synthetic_fraction_without_synthetic, unknown_model_lists_segmenters_only,
+    demo_with_a_wrong_data_folder,
 ]
 
 
@@ -266,8 +281,10 @@ def test_bad_input_is_one_line_and_exit_2(
     before = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
     argv, needles = case(images, labels, tmp_path, grey_run, colour_run)
     after_breaking = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
-    expect_error(argv, capsys, *needles)
+    line = expect_error(argv, capsys, *needles)
+    assert "diffusion-unet" not in line or "diffusion train" in line  # train lists only what it trains
     assert not (tmp_path / "run" / "model.safetensors").exists()  # nothing trained
+    assert not (tmp_path / "run").exists() or case is not demo_with_a_wrong_data_folder  # refused before any folder
     for path, content in after_breaking.items():  # the inputs are never touched
         assert path.read_bytes() == content, path
     assert before  # the data set was there to break

@@ -270,6 +270,11 @@ def _run_train(args: argparse.Namespace) -> None:
     args.images, args.labels = _pair_arguments(args, "train")
     if not args.out:
         raise InputError("train needs --out RUN (a new folder for the run); see unetkit train --help")
+    alone = [(flag, value) for flag, value in (("--synthetic-fraction", args.synthetic_fraction),
+                                               ("--synthetic-count", args.synthetic_count)) if value is not None]
+    if alone and args.synthetic is None:  # trained without synthetic pairs, and not a word said
+        raise InputError(f"{' and '.join(f'{flag} {value:g}' for flag, value in alone)}: say how synthetic pairs are "
+                         f"mixed in; add --synthetic DIFFUSION_RUN, or drop {' and '.join(flag for flag, _ in alone)}")
     overrides = dict(
         model=args.model, base_width=args.base_width, depth=args.depth, loss=args.loss, optimizer=args.optimizer,
         lr=args.lr, batch_size=args.batch_size, patch_size=args.patch_size, augment=args.augment, seed=args.seed,

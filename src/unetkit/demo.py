@@ -75,6 +75,12 @@ def run_demo(
     """Run the demo into `out` (replacing an earlier demo there); returns the held-out scores."""
     out = Path(out)
     data = data or (Path(os.environ["UNETKIT_DATA"]) if os.environ.get("UNETKIT_DATA") else None)
+    # what can be refused is refused before the folder is replaced or anything is written into it
+    config = replace(recipe("default"), budget_s=budget_s, epochs=None, seed=seed)
+    missing = next((Path(data) / "train" / kind / f"{i}.png" for kind in ("image", "label") for i in (*ISBI_TRAIN, *ISBI_HELD_OUT)
+                    if not (Path(data) / "train" / kind / f"{i}.png").is_file()), None) if data else None
+    if missing is not None:
+        raise InputError(f"{missing}: missing; --data must point to the ISBI 2012 folder (train/image, train/label)")
     if out.exists():
         if any(out.iterdir()) and not (out / "demo.txt").is_file():
             raise InputError(f"--out {out}: exists and is not an earlier demo output; choose another --out")
@@ -87,7 +93,6 @@ def run_demo(
     else:
         say(f"demo on synthetic EM-like data: {SYNTHETIC_TRAIN} training and {SYNTHETIC_TEST} held-out images of {SYNTHETIC_SIZE[0]} x {SYNTHETIC_SIZE[1]}")
         train_dir, test_dir = _synthetic_subsets(out / "data", seed)
-    config = replace(recipe("default"), budget_s=budget_s, epochs=None, seed=seed)
     run_dir = out / "run"
     train(train_dir / "image", train_dir / "label", run_dir, config, progress=progress, say=say)
     run = load_run(run_dir)

@@ -32,10 +32,12 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def check_model_name(name: str) -> None:
-    """An unknown --model is an error naming the known ones (train checks it before reading any data)."""
+def check_model_name(name: str, segmenters_only: bool = False) -> None:
+    """An unknown --model is an error naming the known ones (train checks it before reading any data;
+    `segmenters_only`: its list leaves out the diffusion denoiser, which it refuses)."""
     if name not in _REGISTRY:
-        raise InputError(f"--model {name}: unknown model; choose one of {', '.join(available_models())}")
+        known = [m for m in available_models() if not (segmenters_only and m == "diffusion-unet")]
+        raise InputError(f"--model {name}: unknown model; choose one of {', '.join(known)}")
 
 
 def model_config(name: str, **options: Any) -> Any:

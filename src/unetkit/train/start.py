@@ -216,7 +216,7 @@ def train(
     out = Path(out)
     refuse_inside_inputs(out, [images, labels, val_images, val_labels])
     check_new_run_folder(out)
-    check_model_name(config.model)
+    check_model_name(config.model, segmenters_only=True)
     if config.model == "diffusion-unet":
         raise InputError("--model diffusion-unet is a denoiser, not a segmenter; train it with `unetkit diffusion train`")
     base = None
