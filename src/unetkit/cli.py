@@ -164,7 +164,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("diffusion", help="train a diffusion U-Net on images, sample images (optionally for given label maps)",
                        description="The U-Net of diffusion models: learn to denoise, then generate.")
-    actions = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions = p.add_subparsers(dest="action", metavar="train|sample", required=True, parser_class=_Parser)
     t = actions.add_parser("train", help="train a denoiser on patches of the images (label-conditioned with --labels)")
     t.add_argument("--images", type=Path, required=True, help="folder of images or one multi-page TIFF")
     t.add_argument("--labels", type=Path, help="masks paired with the images: the model learns images for given label maps")
