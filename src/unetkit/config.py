@@ -38,6 +38,8 @@ def _check_field_types(config: Any) -> None:
     """Refuse a field of the wrong type (the Python API's base_width="16", a hand-edited run.json) with one line,
     not a TypeError deep in training. The CLI's parser already gives the right types."""
     for field in fields(config):
+        if field.name == "ignore_value":  # its own check says how to write a colour
+            continue
         value = getattr(config, field.name)
         allowed = [part.strip() for part in str(field.type).split("|")]
         if value is None and "None" in allowed:
