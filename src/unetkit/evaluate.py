@@ -82,6 +82,8 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
                          f"value; the masks hold {encoding.describe_values()}")
     per_image = {}
     unlabelled: list[str] = []
+    ignore_held = ignore_value is not None and any(
+        (scalar_codes(p.label.array, p.label.name, encoding.colour) == ignore_value).any() for p in pairs)
     for pair in pairs:
         predicted = encoding.to_classes(pair.image.array, pair.image.name)
         truth = encoding.to_classes(pair.label.array, pair.label.name)
@@ -109,7 +111,8 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
         if values:
             mean[key] = float(np.mean(values))
     return {"classes": encoding.describe_values(), "boundary_value": boundary_value if boundary is not None else None,
-            **({"ignore_value": ignore_value, "unlabelled": unlabelled} if ignore_value is not None else {}),
+            **({"ignore_value": ignore_value, "unlabelled": unlabelled, "ignore_value_found": ignore_held}
+               if ignore_value is not None else {}),
             "per_image": per_image, "mean": mean, "unscored": unscored}
 
 
@@ -261,9 +264,12 @@ def format_table(scores: dict[str, Any]) -> str:
                     + [f"{v:+.4f}" for v in s["area_bias"]]
                     + [f"{s[k]:.4f}" if k in s else "-" for k in extra])
     unlabelled = scores.get("unlabelled") or []
+    unused = ("\nwarning: no true mask holds --ignore-value "
+              f"{scores['ignore_value']}: every pixel was scored (is it the value your masks use for unlabelled?)"
+              if scores.get("ignore_value_found") is False else "")  # as `check` warns
     return (_align(rows) + _unscored_line(scores.get("unscored", []))
             + (f"\nnot scored: {counted(len(unlabelled), 'true mask')} with no labelled pixel ({', '.join(unlabelled[:5])})"
-               if unlabelled else ""))
+               if unlabelled else "") + unused)
 
 
 def _unscored_line(unscored: list[str]) -> str:

@@ -134,6 +134,11 @@ def test_evaluate_scores_only_the_labelled_pixels_of_sparse_true_masks(tmp_path:
     assert scores["mean"]["pixel_error"] == 0.0 and scores["classes"] == [0, 255] and scores["unlabelled"] == ["b.png"]
     assert main([*args, "--ignore-value", str(UNLABELLED), "--instances", "threshold"]) == 2
     assert "need fully labelled masks" in capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().out
+    (tmp_path / "truth" / "b.png").unlink()
+    (tmp_path / "pred" / "b.png").unlink()
+    assert main([*args, "--ignore-value", "7"]) == 0  # a value no true mask holds: every pixel scored, as check warns
+    assert "warning: no true mask holds --ignore-value 7" in capsys.readouterr().out
 
 
 def test_check_refuses_what_train_refuses_and_warns_about_an_ignore_value_no_mask_holds(
