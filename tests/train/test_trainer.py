@@ -519,7 +519,7 @@ def test_resume_refuses_data_that_changed_since_the_run_started(toy_data: tuple[
     train(images, labels, tmp_path / "run", replace(TINY, epochs=1), **quiet)
     for folder in (images, labels):  # a seventh pair: the contiguous split would move 5 from validation to training
         (folder / "6.png").write_bytes((folder / "0.png").read_bytes())
-    with pytest.raises(InputError, match=r"data changed .*\(train split: 5 added\)"):
+    with pytest.raises(InputError, match=r"data changed .*\(pairs: 6 added\)"):  # was "train split: 5 added"
         resume(tmp_path / "run", epochs=2, **quiet)
     for folder in (images, labels):
         (folder / "6.png").unlink()
