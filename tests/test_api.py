@@ -90,3 +90,10 @@ def test_options_of_the_wrong_type_are_one_clear_error(option: dict, tmp_path: P
     name = next(iter(option))
     with pytest.raises(InputError, match="--" + {"base_width": "width"}.get(name, name.replace("_", "-"))):
         unetkit.train(tmp_path, tmp_path, tmp_path / "run", epochs=1, **option)
+
+
+def test_a_diffusion_run_may_be_given_as_a_path(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """synthetic=Path(...) was refused as "must be a word" once options were type-checked; it is a folder."""
+    images, labels = toy_data
+    with pytest.raises(InputError, match="nonexist: not a unetkit run"):  # read as the run it names: not there
+        unetkit.train(images, labels, tmp_path / "run", epochs=1, synthetic=tmp_path / "nonexist", device="cpu")

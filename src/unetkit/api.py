@@ -89,6 +89,8 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
     budget_s = parse_duration(budget) if isinstance(budget, str) else budget
     if options.get("ignore_value") is not None:
         options["ignore_value"] = label_value(options["ignore_value"])
+    if isinstance(options.get("synthetic"), os.PathLike):  # a diffusion run's folder, kept as text in run.json
+        options["synthetic"] = str(options["synthetic"])
     config, fixed = training_config(recipe, options, epochs, budget_s, plan)
     return train_run(as_path(images, "images"), as_path(labels, "labels"), as_path(out, "out"), config,
                      as_path(val_images, "val_images") if val_images else None,
@@ -142,7 +144,7 @@ def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | No
     from unetkit.train.start import resume as resume_run
 
     budget_s = parse_duration(budget) if isinstance(budget, str) else budget
-    return resume_run(Path(run), epochs=epochs, budget_s=budget_s, progress=progress, device=device,
+    return resume_run(as_path(run, "run"), epochs=epochs, budget_s=budget_s, progress=progress, device=device,
                       precision=precision, began=time.monotonic())
 
 
@@ -155,9 +157,9 @@ def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, va
     from unetkit.data.validate import check_dataset
     from unetkit.run import load_run as load
 
-    trained = load(Path(run)) if run is not None else None  # read for its classes and channels only
+    trained = load(as_path(run, "run")) if run is not None else None  # read for its classes and channels only
     ignore = label_value(ignore_value) if ignore_value is not None else (trained.encoding.ignore_value if trained else None)
-    return check_dataset(Path(images), Path(labels), trained.encoding if trained else None,
+    return check_dataset(as_path(images, "images"), as_path(labels, "labels"), trained.encoding if trained else None,
                          trained.model_options["in_channels"] if trained else None,
                          trained.normalization.source_dtype if trained else None,
                          val_fraction=TrainConfig.val_fraction if val_fraction is None else val_fraction or None,
@@ -170,7 +172,7 @@ def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "t
     FILE.zip) `out`, as `unetkit export` does; returns export.json's content."""
     from unetkit.export import ModelCard, export_run
 
-    return export_run(Path(run), Path(out), tuple(formats), ModelCard(name, author, license))
+    return export_run(as_path(run, "run"), as_path(out, "out"), tuple(formats), ModelCard(name, author, license))
 
 
 def load_run(path: PathLike) -> "Run":

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from unetkit import __version__
-from unetkit.config import TrainConfig, flag_of, parse_duration
+from unetkit.config import SEED_LIMIT, TrainConfig, flag_of, parse_duration
 from unetkit.errors import InputError
 from unetkit.text import counted
 
@@ -93,13 +93,13 @@ def boundary_value(text: str) -> int:
 
 
 def seed_number(text: str) -> int:
-    """--seed: the generators take 32 bits (2**32 trained exactly as 0; numpy refused -5 with a traceback)."""
+    """--seed, for every command (demo and diffusion too, which build no TrainConfig; numpy refused -5 with a traceback)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text}: not a whole number") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text}: must be 0 to {2**32 - 1}")
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 to {SEED_LIMIT - 1}")
     return value
 
 

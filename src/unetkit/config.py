@@ -20,6 +20,7 @@ MAX_WIDTH = 512
 MAX_BATCH = 4096  # patches a step; 100000 of them is a typo that ends in a memory error
 MAX_BUDGET_S = 30 * 86400.0
 MAX_DEPTH = 8
+SEED_LIMIT = 2**32  # the random generators take 32 bits: seed 2**32 trained exactly as seed 0
 
 # TrainConfig fields (and argparse destinations) whose command-line flag has another name
 FLAG_OF = {"base_width": "--width", "bilinear": "--upsampling", "start_from": "--from", "align_outputs": "--no-align"}
@@ -93,8 +94,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_field_types(self)
-        if not 0 <= self.seed < 2**32:  # the generators take 32 bits: 2**32 trained exactly as 0
-            raise InputError(f"--seed {self.seed}: must be 0 to {2**32 - 1}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise InputError(f"--seed {self.seed}: must be 0 to {SEED_LIMIT - 1}")
         if self.epochs is None and self.budget_s is None:
             raise InputError("give --epochs N or --budget TIME (e.g. 10m) so training knows when to stop")
         if self.epochs is not None and self.epochs < 1:
