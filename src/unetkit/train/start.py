@@ -381,24 +381,21 @@ def _has_resume_state(run_dir: Path) -> bool:
 
 def _check_same_data(run_dir: Path, paths: dict[str, Any], data: TrainingData) -> None:
     """A resumed run must see the pairs it started with: a pair added, removed or edited would shift the
-    validation split or change what the best score means. (Runs from before the digest check names only.)"""
-    everything_before = [*paths.get("train", data.train.names), *paths.get("val", data.val.names)]
-    everything_now = [*data.train.names, *data.val.names]
-    for split, pairs in (("all", None), ("train", data.train), ("val", data.val)):
-        if pairs is None:  # said as the folder's change first: a pair added moves the split, naming a shifted pair
-            before, now = everything_before, everything_now
-            if sorted(before) == sorted(now):
-                continue
-        else:
-            before, now = list(paths.get(split, pairs.names)), pairs.names
-        digest = (paths.get("digest") or {}).get(split) if pairs is not None else None
-        if before != now or (digest is not None and pairs is not None and digest != pairs.digest()):
-            added, removed = sorted(set(now) - set(before)), sorted(set(before) - set(now))
-            change = (f"{', '.join(added[:3])} added" if added else f"{', '.join(removed[:3])} removed" if removed
-                      else "pairs edited or reordered")
-            where = "pairs" if pairs is None else f"{split} split"
-            raise InputError(f"{paths['images']}: the data changed since {run_dir} started ({where}: {change}); "
-                             f"restore it to resume, or start a new run from these weights with --from {run_dir}")
+    validation split or change what the best score means. (Runs from before the digest check names only.)
+    A pair added or removed is named as such first: it also moves the split, and the pair it moved says little."""
+    def changed(where: str, change: str) -> InputError:
+        return InputError(f"{paths['images']}: the data changed since {run_dir} started ({where}: {change}); "
+                          f"restore it to resume, or start a new run from these weights with --from {run_dir}")
+
+    before = {*paths.get("train", data.train.names), *paths.get("val", data.val.names)}
+    now = {*data.train.names, *data.val.names}
+    if before != now:
+        added, removed = sorted(now - before), sorted(before - now)
+        raise changed("pairs", f"{', '.join(added[:3])} added" if added else f"{', '.join(removed[:3])} removed")
+    for split, pairs in (("train", data.train), ("val", data.val)):
+        digest = (paths.get("digest") or {}).get(split)
+        if list(paths.get(split, pairs.names)) != pairs.names or (digest is not None and digest != pairs.digest()):
+            raise changed(f"{split} split", "pairs edited or reordered")
 
 
 def resume(
