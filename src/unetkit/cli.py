@@ -351,7 +351,7 @@ def _run_diffusion(args: argparse.Namespace) -> None:
         config = DiffusionConfig(
             size=args.size, base_width=args.base_width, batch_size=args.batch_size, lr=args.lr, prediction=args.prediction,
             schedule=args.schedule, seed=args.seed, device=args.device, precision=args.precision, steps=args.steps,
-            budget_s=parse_duration(args.budget) if args.budget else None if args.steps is not None else 1800.0,
+            budget_s=parse_duration(args.budget) if args.budget else None if args.steps is not None else DiffusionConfig.budget_s,
         )
         train_diffusion(args.images, args.labels, args.out, config, progress=not args.quiet)
         print(f"run written to {args.out} (model.safetensors, run.json, log.csv)")
@@ -369,8 +369,9 @@ def _run_diffusion(args: argparse.Namespace) -> None:
         if args.sampler == "ddpm" and args.steps is not None:
             raise InputError(f"--steps {args.steps}: DDPM takes every step of the run's schedule; use --sampler ddim for "
                              "fewer steps, or drop --steps")
-        sample_to_folder(args.run, args.out, args.n or 16, args.labels, args.steps or 50, args.seed, args.sampler,
-                         args.guidance, args.size, args.device, progress=not args.quiet)
+        given = {name: value for name, value in (("count", args.n), ("steps", args.steps)) if value is not None}
+        sample_to_folder(args.run, args.out, labels=args.labels, seed=args.seed, sampler=args.sampler,
+                         guidance=args.guidance, size=args.size, device=args.device, progress=not args.quiet, **given)
 
 
 COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "evaluate": _run_evaluate, "demo": _run_demo,

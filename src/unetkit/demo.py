@@ -45,15 +45,21 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def isbi_files(isbi: Path) -> list[tuple[Path, Path]]:
+    """(ISBI file, where it goes under DATA) for sections 0-24 (train) and 25-29 (test); a missing file is an error."""
+    files = [(Path(isbi) / "train" / kind / f"{i}.png", Path(split) / kind / f"{i}.png")
+             for split, sections in (("train", ISBI_TRAIN), ("test", ISBI_HELD_OUT))
+             for kind in ("image", "label") for i in sections]
+    missing = next((source for source, _ in files if not source.is_file()), None)
+    if missing is not None:
+        raise InputError(f"{missing}: missing; --data must point to the ISBI 2012 folder (train/image, train/label)")
+    return files
+
+
 def link_isbi_subsets(isbi: Path, data_dir: Path) -> tuple[Path, Path]:
     """Link ISBI sections 0-24 and 25-29 into DATA/train and DATA/test (no copies of the data)."""
-    for split, sections in (("train", ISBI_TRAIN), ("test", ISBI_HELD_OUT)):
-        for kind in ("image", "label"):
-            for i in sections:
-                source = isbi / "train" / kind / f"{i}.png"
-                if not source.is_file():
-                    raise InputError(f"{source}: missing; --data must point to the ISBI 2012 folder (train/image, train/label)")
-                _link_or_copy(source, data_dir / split / kind / f"{i}.png")
+    for source, target in isbi_files(isbi):
+        _link_or_copy(source, data_dir / target)
     return data_dir / "train", data_dir / "test"
 
 
@@ -77,10 +83,8 @@ def run_demo(
     data = data or (Path(os.environ["UNETKIT_DATA"]) if os.environ.get("UNETKIT_DATA") else None)
     # what can be refused is refused before the folder is replaced or anything is written into it
     config = replace(recipe("default"), budget_s=budget_s, epochs=None, seed=seed)
-    missing = next((Path(data) / "train" / kind / f"{i}.png" for kind in ("image", "label") for i in (*ISBI_TRAIN, *ISBI_HELD_OUT)
-                    if not (Path(data) / "train" / kind / f"{i}.png").is_file()), None) if data else None
-    if missing is not None:
-        raise InputError(f"{missing}: missing; --data must point to the ISBI 2012 folder (train/image, train/label)")
+    if data:
+        isbi_files(Path(data))
     if out.exists():
         if any(out.iterdir()) and not (out / "demo.txt").is_file():
             raise InputError(f"--out {out}: exists and is not an earlier demo output; choose another --out")

@@ -82,12 +82,12 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
                          f"value; the masks hold {encoding.describe_values()}")
     per_image = {}
     unlabelled: list[str] = []
-    ignore_held = ignore_value is not None and any(
-        (scalar_codes(p.label.array, p.label.name, encoding.colour) == ignore_value).any() for p in pairs)
+    ignore_held = False  # whether any true mask holds the ignore value (else every pixel was scored: warned)
     for pair in pairs:
         predicted = encoding.to_classes(pair.image.array, pair.image.name)
         truth = encoding.to_classes(pair.label.array, pair.label.name)
         labelled = truth != IGNORE_CLASS
+        ignore_held = ignore_held or not labelled.all()
         if not labelled.any():  # a sparse true mask with nothing labelled: nothing to score
             unlabelled.append(Path(pair.label.location).name)
             continue

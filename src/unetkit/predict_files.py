@@ -47,27 +47,19 @@ from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
 from unetkit.output_owners import Owners, owned_by, read_owners, record_outputs, refuse_clashes, write_owners
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
-from unetkit.run import RUN_FILE, Run, load_run, refuse_inside_inputs
+from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
 
 
-def _input_folders(inputs: list[Path]) -> set[Path]:
-    return {(p if p.is_dir() else p.parent).resolve() for p in inputs}
-
-
 def check_output_folder(out: Path, inputs: list[Path]) -> None:
     """Refuse an output folder that is an input folder, or that we cannot write, before any work starts."""
     out = Path(out)
-    if out.resolve() in _input_folders(inputs):
-        raise InputError(f"--out {out}: is an input folder; predictions never go beside the inputs, choose another --out")
-    refuse_inside_inputs(out, [path for path in inputs if Path(path).is_dir()])  # as train and export do
+    refuse_output_among_inputs(out, inputs, "predictions")  # nor inside a folder given, as train and export refuse
     for path in inputs:
         if is_predictions_folder(path):
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: is a file, not a folder; give a new or empty folder for the predictions")
     if out.is_dir() and not (out / PREDICTIONS_MARKER).exists():
         if (out / RUN_FILE).is_file():
             raise InputError(f"--out {out}: is a training run; choose a new or empty folder for the predictions")

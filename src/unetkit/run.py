@@ -92,6 +92,17 @@ def refuse_inside_inputs(out: Path, inputs: list[Path | str | None], flag: str =
                              "images and masks, choose a folder outside it")
 
 
+def refuse_output_among_inputs(out: Path, inputs: list[Path], what: str) -> None:
+    """An --out for `what` (predictions, samples) that is an input folder (one given, or the folder of a file
+    given), lies inside a folder given, or is a file, is refused before any work."""
+    out = Path(out)
+    if out.resolve() in {(p if p.is_dir() else p.parent).resolve() for p in map(Path, inputs) if p.exists()}:
+        raise InputError(f"--out {out}: is an input folder; {what} never go beside the inputs, choose another --out")
+    refuse_inside_inputs(out, [p for p in inputs if Path(p).is_dir()])
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, not a folder; give a new or empty folder for the {what}")
+
+
 def check_writable_folder(out: Path, what: str = "run folder") -> None:
     """Find out now, not after reading the data or exporting, whether the folder can be made and written."""
     created = missing_folders(out)

@@ -47,22 +47,21 @@ TRAINING_KINDS = ("image", "mask")
 EVALUATION_KINDS = ("prediction", "true mask")  # evaluate pairs predicted masks with true ones
 
 
+def stems_without_suffix(stem: str) -> list[str]:
+    """The stem less each known mask suffix it ends with (`x_cp_masks` -> `x_cp`, `x`), in LABEL_SUFFIXES order."""
+    return [stem[: -len(suffix)] for suffix in LABEL_SUFFIXES if stem.lower().endswith(suffix) and len(stem) > len(suffix)]
+
+
 def strip_label_suffix(stem: str) -> str:
-    """The stem less one known mask suffix (`t0_mask` -> `t0`), or the stem itself."""
-    for suffix in LABEL_SUFFIXES:
-        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
-    return stem
+    """The stem less its first known mask suffix (`t0_mask` -> `t0`), or the stem itself."""
+    return next(iter(stems_without_suffix(stem)), stem)
 
 
 def label_stem(stem: str, image_stems: set[str]) -> str:
     """The image stem a label file's stem belongs to: the same stem, or the stem less a known suffix."""
     if stem in image_stems:
         return stem
-    for suffix in LABEL_SUFFIXES:
-        if stem.lower().endswith(suffix) and stem[: -len(suffix)] in image_stems:
-            return stem[: -len(suffix)]
-    return stem
+    return next((base for base in stems_without_suffix(stem) if base in image_stems), stem)
 
 
 def _pair_suffixed_predictions(predictions: dict[str, Path], truths: dict[str, Path]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from unetkit.data.io import PREDICTIONS_MARKER, write_atomic
 from unetkit.errors import InputError
-from unetkit.run import RUN_FILE, check_writable_folder, refuse_inside_inputs
+from unetkit.run import RUN_FILE, check_writable_folder, refuse_output_among_inputs
 
 SAMPLES_MARKER = ".unetkit-samples"
 
@@ -20,13 +20,7 @@ SAMPLES_MARKER = ".unetkit-samples"
 def earlier_samples(out: Path, inputs: list[Path]) -> list[str]:
     """Check `out` before any work; returns the files an earlier sample call wrote there (to be replaced)."""
     out = Path(out)
-    folders = {(p if p.is_dir() else p.parent).resolve() for p in map(Path, inputs) if p.exists()}
-    if out.resolve() in folders:
-        raise InputError(f"--out {out}: is an input folder; samples never go beside the masks or training images, "
-                         "choose another --out")
-    refuse_inside_inputs(out, [p for p in inputs if Path(p).is_dir()])
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: is a file, not a folder; give a new or empty folder for the samples")
+    refuse_output_among_inputs(out, inputs, "samples")  # the masks given and the run's training images
     if not out.is_dir():
         check_writable_folder(out, "samples folder")
         return []

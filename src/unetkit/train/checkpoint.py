@@ -28,6 +28,19 @@ RESUME_DIR = "last"
 RESUME_FILE = "state.safetensors"
 
 
+CHECKSUM_KEY = "unetkit_sha256"  # of the tensors' names and bytes, in the header: a damaged file predicted all-0 masks
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in name order: their names, dtypes, shapes and raw bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
     """Atomically write tensors with a JSON metadata header."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -40,19 +53,6 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
             raise _as_os_error(exc) from None
 
     write_atomic(path, write)
-
-
-CHECKSUM_KEY = "unetkit_sha256"  # of the tensors' names and bytes, in the header: a damaged file predicted all-0 masks
-
-
-def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the tensors in name order: their names, dtypes, shapes and raw bytes."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().contiguous().cpu()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _as_os_error(exc: SafetensorError) -> OSError:
