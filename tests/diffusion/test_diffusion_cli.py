@@ -232,3 +232,13 @@ def test_diffusion_training_stops_at_the_budget_or_the_steps_whichever_comes_fir
                  "--budget", "3s", "--quiet", *TINY]) == 0  # --steps alone set budget_s to None: it ran on
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["config"]["budget_s"] == 3 and record["progress"]["step"] < 100000
+
+
+def test_diffusion_training_reports_its_steps_and_loss_in_plain_words(toy_data, tmp_path, capsys):
+    images, _ = toy_data
+    assert main(["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "run"), "--steps", "1", *TINY]) == 0
+    out = capsys.readouterr()
+    summary = [line for line in out.out.splitlines() if line.startswith("trained")]
+    assert summary and summary[0].startswith("trained 1 step in ")  # it said "1 steps" and a loss of 17 digits
+    loss = summary[0].rsplit("final loss ", 1)[1]
+    assert len(loss.split(".")[1]) == 4

@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from unetkit.config import MAX_BATCH, MAX_WIDTH
 from unetkit.devices import resolve_device
@@ -32,7 +31,9 @@ from unetkit.ema import make_ema
 from unetkit.engine import as_batch, autocast, autocast_dtype, configure_process, needs_grad_scaler, to_memory_format
 from unetkit.errors import InputError
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
+from unetkit.progress import TrainingBar
 from unetkit.run import check_new_run_folder, refuse_inside_inputs, make_run_folder, new_run_record, write_run_json
+from unetkit.text import counted
 from unetkit.train.checkpoint import WEIGHTS_FILE, save_weights
 
 LOG_FILE = "log.csv"
@@ -146,8 +147,7 @@ def train_diffusion(
     losses: list[float] = []
     step, step_cost, save_cost = 0, 0.0, 0.0
     last_log = last_save = time.monotonic()
-    bar = tqdm(total=config.steps or int(config.budget_s or 0), unit="step" if config.steps else "s",
-               disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    bar = TrainingBar(steps=config.steps, budget_s=config.budget_s, progress=progress)
 
     def close_row() -> None:
         """The mean loss since the last row becomes a row of log.csv."""
@@ -207,8 +207,7 @@ def train_diffusion(
                 _write_log(out, rows)
             if now - last_save > SAVE_EVERY_S:
                 save_cost, last_save = save(), time.monotonic()
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)  # drawn by update(), once a second
-            bar.update(1) if config.steps else bar.update(max(0, min(bar.total, int(now - began)) - bar.n))
+            bar.step(now - began, loss=f"{loss:.4f}")
     except KeyboardInterrupt:  # keep what was learnt: the average is saved, the log written, the run marked
         bar.close()
         close_row()
@@ -226,7 +225,9 @@ def train_diffusion(
     record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1),
                           "final_loss": rows[-1]["loss"] if rows else None}
     write_run_json(out, record)
-    say(f"trained {step} steps in {record['progress']['seconds']:.0f} s; final loss {record['progress']['final_loss']}")
+    final_loss = record["progress"]["final_loss"]
+    say(f"trained {counted(step, 'step')} in {record['progress']['seconds']:.0f} s; "
+        f"final loss {'none (no step)' if final_loss is None else f'{final_loss:.4f}'}")
     return record
 
 

@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from unetkit.alignment import ShiftSearch
 from unetkit.config import TrainConfig
@@ -37,6 +36,7 @@ from unetkit.metrics import dice_per_class, pixel_error
 from unetkit.models.registry import build_model
 from unetkit.plots import plot_curves
 from unetkit.predict import predict_probabilities, prediction_windows
+from unetkit.progress import TrainingBar
 from unetkit.run import Run, write_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_resume_state, save_resume_state, save_weights
 from unetkit.train.setup import TrainingData
@@ -296,15 +296,8 @@ class Trainer:
         clock_start = time.monotonic() - self.counters.elapsed_s
         elapsed = lambda: time.monotonic() - clock_start  # noqa: E731
         step_cost, end_cost = self.counters.step_cost_s, self.counters.end_cost_s
-        bar = tqdm(
-            total=config.epochs * steps_per_epoch if config.epochs else int(config.budget_s or 0),
-            initial=self.counters.step if config.epochs else int(self.counters.elapsed_s),
-            unit="step" if config.epochs else "s",
-            disable=not self.progress,
-            dynamic_ncols=True,
-            mininterval=1.0,  # a log file gets a line a second, not ten
-            leave=True,
-        )
+        bar = TrainingBar(steps=config.epochs * steps_per_epoch if config.epochs else None, budget_s=config.budget_s,
+                          done=self.counters.step if config.epochs else self.counters.elapsed_s, progress=self.progress)
         self.model.train()
         self._keep_buffers()
         out_of_time = False
@@ -340,9 +333,8 @@ class Trainer:
                         losses.append(loss)
                     step_cost = 0.9 * step_cost + 0.1 * (time.monotonic() - started) if step_cost else time.monotonic() - started
                     self._batch_pixels = int(labels.numel())
-                    bar.set_postfix(epoch=self.counters.epoch + 1, loss=f"{loss if loss is not None else float('nan'):.4f}",
-                                    refresh=False)  # redrawn by update() at most once a second, not every step
-                    bar.update(1) if config.epochs else bar.update(max(0, min(bar.total, int(elapsed())) - bar.n))
+                    bar.step(elapsed(), epoch=self.counters.epoch + 1,
+                             loss=f"{loss if loss is not None else float('nan'):.4f}")
                 if not losses and (out_of_time or step_in_epoch == 0):
                     break
                 end_started = time.monotonic()
@@ -351,8 +343,7 @@ class Trainer:
                 # a round whose steps were all skipped (not finite) still ends: validated, logged with a NaN loss
                 self._end_epoch(float(np.mean(losses)) if losses else math.nan, lr, elapsed())
                 end_cost = self.counters.end_cost_s = time.monotonic() - end_started
-                if not config.epochs:
-                    bar.update(max(0, min(bar.total, int(elapsed())) - bar.n))
+                bar.clock(elapsed())
         except KeyboardInterrupt:
             bar.close()
             self._set_status("interrupted")
