@@ -297,7 +297,7 @@ def _run_check(args: argparse.Namespace) -> None:
     report = check(images, labels, run=args.run, val_fraction=args.val_fraction, ignore_value=args.ignore_value)
     print(format_report(report))
     if report.errors:
-        raise InputError(f"{images}, {labels}: {len(report.errors)} problem(s) above; fix them before training")
+        raise InputError(f"{images}, {labels}: {counted(len(report.errors), 'problem')} above; fix them before training")
 
 
 def _run_predict(args: argparse.Namespace) -> None:

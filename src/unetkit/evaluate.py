@@ -169,7 +169,7 @@ def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, 
     for name in sorted(probs):
         prob_pages, truth_pages = read_pages(probs[name])[0], read_pages(truths[name], labels=True)[0]
         if prob_pages.ndim != 3 or len(prob_pages) % len(truth_pages):
-            raise InputError(f"{probs[name]}: not K x H x W probabilities for the {len(truth_pages)} page(s) of {truths[name].name}")
+            raise InputError(f"{probs[name]}: not K x H x W probabilities for the {counted(len(truth_pages), 'page')} of {truths[name].name}")
         prob_pages = prob_pages.reshape(len(truth_pages), -1, *prob_pages.shape[1:])  # P x K x H x W
         for index, (prob, truth) in enumerate(zip(prob_pages, truth_pages)):
             if prob.shape[-2:] != truth.shape[:2]:

@@ -48,6 +48,7 @@ from unetkit.instances import object_regions, watershed_regions
 from unetkit.output_owners import Owners, owned_by, read_owners, record_outputs, refuse_clashes, write_owners
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
+from unetkit.text import counted
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
 STREAM_PIXELS = 1 << 28  # single images above this many pixels get their mask streamed into a TIFF
@@ -289,7 +290,7 @@ def check_inputs(run: Run, files: list[Path]) -> None:
             problems.append((file, exc))
     if problems:
         first, others = problems[0][1], [file.name for file, _ in problems[1:]]
-        more = f" ({len(others)} more input(s) fail too: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
+        more = f" ({counted(len(others), 'more input')} fail too: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
         raise InputError(f"{first}{more if others else ''}; nothing was predicted")
 
 
@@ -354,5 +355,5 @@ def predict_paths(
                              "run again once it is fixed)") from None
         raise
     said = " and ".join(sorted(kinds)) or "cells"
-    say(f"wrote {len(written)} mask(s) to {out}" + (f" with their {said} (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
+    say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with their {said} (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
     return written

@@ -29,7 +29,7 @@ def test_clean_pairs_give_a_table_and_no_findings(tmp_path: Path, capsys: pytest
     assert report.pairs[0].mask_values == "0, 255"
     assert main(["check", "--images", str(images), "--labels", str(labels)]) == 0
     out = capsys.readouterr().out
-    assert "5 pair(s) read; 0 error(s), 0 warning(s)" in out and "mask values" in out
+    assert "5 pairs read; 0 errors, 0 warnings" in out and "mask values" in out
 
 
 def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
     assert set(warnings) == {"3.png", "4.png"}, report.findings
     assert "constant" in warnings["3.png"] and "only the value 0" in warnings["4.png"]
     text = format_report(report)
-    assert "3 error(s), 2 warning(s)" in text
+    assert "3 errors, 2 warnings" in text
 
 
 def test_nan_pixels_are_an_error_naming_the_count(tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_a_mask_in_another_encoding_is_warned_about_not_silently_trained_as_a_th
     write_png(labels / "2.png", (np.asarray(Image.open(labels / "2.png")) > 0).astype(np.uint8))  # 0/1 among 0/255
     warnings = check_dataset(images, labels).warnings
     assert [Path(f.file).name for f in warnings] == ["2.png"], warnings  # one warning, not one per check
-    assert "1 mask(s) use 0/1 (2.png) where 5 use 0/255" in warnings[0].message and "3 classes" in warnings[0].message
+    assert "1 mask uses 0/1 (2.png) where 5 use 0/255" in warnings[0].message and "3 classes" in warnings[0].message
 
 
 def test_half_the_masks_in_0_1_and_half_in_0_255_are_warned_about(tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_half_the_masks_in_0_1_and_half_in_0_255_are_warned_about(tmp_path: Path
     for name in ("3.png", "4.png", "5.png"):
         write_png(labels / name, (np.asarray(Image.open(labels / name)) > 0).astype(np.uint8))
     warnings = check_dataset(images, labels).warnings
-    assert len(warnings) == 1 and "3 mask(s) use 0/1 (3.png, 4.png, 5.png) where 3 use 0/255" in warnings[0].message
+    assert len(warnings) == 1 and "3 masks use 0/1 (3.png, 4.png, 5.png) where 3 use 0/255" in warnings[0].message
 
 
 def _blobs(labels: Path, ids_per_mask: list[list[int]]) -> None:

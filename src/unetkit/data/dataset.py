@@ -235,7 +235,7 @@ def read_pairs(
     if len(channels) > 1:  # name the odd ones out, as `check` does
         odd = min(channels.values(), key=len)[0]
         counts = ", ".join(f"{len(group)} with {count}" for count, group in sorted(channels.items()))
-        raise InputError(f"{odd.image.location}: has {odd.image.channels} channel(s), the images have different channel "
+        raise InputError(f"{odd.image.location}: has {counted(odd.image.channels, 'channel')}, the images have different channel "
                          f"counts ({counts}); save them all greyscale or all RGB")
     dtypes = {p.image.array.dtype.name: p.image.path for p in pairs}
     if len(dtypes) > 1 and not images_are_masks:

@@ -18,6 +18,7 @@ import numpy as np
 
 from unetkit.data.io import planar_colour_hint
 from unetkit.errors import InputError
+from unetkit.text import counted
 
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
@@ -93,7 +94,7 @@ class Normalization:
         channels = 1 if image.ndim == 2 else image.shape[-1]
         if channels != len(self.low):
             raise InputError(
-                f"{source}: has {channels} channel(s) but the model was trained on {len(self.low)}; "
+                f"{source}: has {counted(channels, 'channel')} but the model was trained on {len(self.low)}; "
                 f"{_conversion(len(self.low), channels)} or train on images like it{planar_colour_hint(source)}"
             )
         if image.dtype.name != self.source_dtype and not (image.dtype.kind == self.source_dtype[0] == "f"):

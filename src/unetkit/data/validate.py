@@ -23,6 +23,7 @@ from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
 from unetkit.data.dataset import PAIRING_RULE, PaletteCheck, RawPair, match_files, read_pair, split_contiguous
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, mostly_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
+from unetkit.text import counted
 
 MIN_SIDE = 8  # smaller images cannot pass even a shallow U-Net's poolings meaningfully
 STRAY_PIXEL_SHARE = 0.001  # a value on fewer than 0.1 % of a mask's pixels ...
@@ -113,7 +114,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
             report.findings.append(Finding("error", image_file, f"is {width} x {height} pixels; images need at least {MIN_SIDE} pixels a side"))
         if channels != usual_channels:
             expected = reference if in_channels else "most images'"
-            report.findings.append(Finding("error", image_file, f"has {channels} channel(s), {expected} {usual_channels}; "
+            report.findings.append(Finding("error", image_file, f"has {counted(channels, 'channel')}, {expected} {usual_channels}; "
                                            f"save all images with the same channels (greyscale or RGB){planar_colour_hint(image_file)}"))
         if image_dtype is not None:
             if image.dtype.name != image_dtype and not (image.dtype.kind == image_dtype[0] == "f"):
@@ -124,7 +125,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
                                            "save all images with the same bit depth"))
         if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
             count = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
-            report.findings.append(Finding("error", image_file, f"holds {count} NaN or infinite pixel(s); "
+            report.findings.append(Finding("error", image_file, f"holds {count} NaN or infinite {'pixel' if count == 1 else 'pixels'}; "
                                            "replace them (e.g. by the image's median) and save again"))
         elif image.size and image.min() == image.max():
             report.findings.append(Finding("warning", image_file, f"is constant (every pixel {image.flat[0]}); "
@@ -229,7 +230,8 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
     usual, *others = sorted(by_foreground, key=lambda value: -len(by_foreground[value]))
     odd = [name for value in others for name in by_foreground[value]]
     encodings = ", ".join(f"0/{value}" for value in others)
-    return [Finding("warning", odd[0], f"{len(odd)} mask(s) use {encodings} ({', '.join(Path(n).name for n in odd[:3])}"
+    uses = "uses" if len(odd) == 1 else "use"
+    return [Finding("warning", odd[0], f"{counted(len(odd), 'mask')} {uses} {encodings} ({', '.join(Path(n).name for n in odd[:3])}"
                     f"{', ...' if len(odd) > 3 else ''}) where {len(by_foreground[usual])} use 0/{usual}: together they "
                     f"make {len(by_foreground) + 1} classes; save them all as 0/{usual} (mask > 0, times {usual})")], set(odd)
 
@@ -358,7 +360,7 @@ def format_report(report: CheckReport) -> str:
     if len(report.pairs) > MAX_TABLE_ROWS:
         lines.append(f"... and {len(report.pairs) - MAX_TABLE_ROWS} more pairs")
     lines += [""] + [f.line() for f in report.findings]
-    lines.append(f"{len(report.pairs)} pair(s) read; {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    lines.append(f"{counted(len(report.pairs), 'pair')} read; {counted(len(report.errors), 'error')}, {counted(len(report.warnings), 'warning')}")
     return "\n".join(lines)
 
 

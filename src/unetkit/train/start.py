@@ -345,7 +345,7 @@ def _warn_about_slow_validation(trainer: Trainer, say: Callable[[str], None]) ->
     budget, cost = trainer.config.budget_s, trainer.counters.end_cost_s
     if budget and cost > VALIDATION_SHARE * budget:
         pixels = sum(int(y.numel()) for y in trainer.data.val.labels)
-        say(f"warning: one validation of the {len(trainer.data.val)} validation image(s) ({pixels / 1e6:.1f} M pixels) "
+        say(f"warning: one validation of the {counted(len(trainer.data.val), 'validation image')} ({pixels / 1e6:.1f} M pixels) "
             f"takes {cost:.0f} s, over {VALIDATION_SHARE:.0%} of the {budget:.0f} s budget, so the run trained only "
             f"{counted(trainer.counters.step, 'step')}; give a larger --budget, or fewer or "
             "smaller validation images")
