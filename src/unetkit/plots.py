@@ -1,22 +1,25 @@
-"""Pictures for people: training curves and image | truth | prediction panels."""
+"""Pictures for people: training curves and image | truth | prediction panels.
+
+Figures are made as `matplotlib.figure.Figure` objects, not through pyplot: they need no screen and
+leave the host's backend alone (`matplotlib.use("Agg")` here switched a notebook's inline plots off
+for the rest of the session the first time `unetkit.train` was called).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no screen needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from unetkit.data.io import write_atomic  # noqa: E402
+from unetkit.data.io import write_atomic
 
 
 def plot_curves(rows: list[dict[str, float]], path: Path) -> None:
     """Training loss and validation scores against epochs."""
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_score = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], label="train loss")
     ax_loss.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
     ax_loss.set_xlabel("epoch")
@@ -29,12 +32,12 @@ def plot_curves(rows: list[dict[str, float]], path: Path) -> None:
     ax_score.legend(loc="lower right")
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
 
 
 def plot_panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, path: Path, title: str = "") -> None:
     """Side by side: image | truth | prediction (class maps shown in grey levels)."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    fig = Figure(figsize=(12, 4.3))
+    axes = fig.subplots(1, 3)
     for ax, data, name in zip(axes, (image, truth, prediction), ("image", "truth", "prediction")):
         ax.imshow(data, cmap="gray", interpolation="nearest")
         ax.set_title(name)
@@ -43,4 +46,3 @@ def plot_panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, pat
         fig.suptitle(title)
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)

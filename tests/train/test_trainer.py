@@ -546,7 +546,7 @@ def test_a_resumed_run_reserves_the_validation_it_measured_and_counts_it_as_spen
     assert spent >= float(log_rows(tmp_path / "run")[-1]["seconds"]) + 0.9  # the last validation (1 s) counts
     _, state = load_tensors(tmp_path / "run" / RESUME_DIR / RESUME_FILE)
     assert state["counters"]["end_cost_s"] >= 1.0 and state["counters"]["step_cost_s"] > 0
-    budget = spent + 2.0
+    budget = spent + 4.0  # room for a step, a validation (1 s) and saving on a busy machine
     record = resume(tmp_path / "run", budget_s=budget, **quiet)
     assert record["progress"]["seconds"] <= budget + 0.4  # blind to the validation's cost, it overran by about 1 s
 
