@@ -79,7 +79,8 @@ def test_check_resume_and_export_are_functions_too(toy_data: tuple[Path, Path], 
     record = unetkit.resume(tmp_path / "run", epochs=2, progress=False)  # a finished run, extended
     assert record["progress"]["epoch"] == 2
     assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 3  # header and two epochs
-    exported = unetkit.export(tmp_path / "run", tmp_path / "model", formats=["torchscript"], author="a tester")
+    exported = unetkit.export(tmp_path / "run", tmp_path / "model", formats="torchscript", author="a tester")  # one
+    # name, not the letters t,o,r,c,h,...
     assert (tmp_path / "model" / "model.torchscript.pt").is_file() and "onnx" not in json.dumps(exported["files"])
 
 
@@ -97,3 +98,71 @@ def test_a_diffusion_run_may_be_given_as_a_path(toy_data: tuple[Path, Path], tmp
     images, labels = toy_data
     with pytest.raises(InputError, match="nonexist: not a unetkit run"):  # read as the run it names: not there
         unetkit.train(images, labels, tmp_path / "run", epochs=1, synthetic=tmp_path / "nonexist", device="cpu")
+
+
+def test_a_call_leaves_the_callers_threads_and_random_state_as_they_were(toy_data: tuple[Path, Path],
+                                                                          tmp_path: Path) -> None:
+    """A run seeds torch's global generator and sets one thread per core: a notebook's seeded stream repeated
+    itself after each call (whatever its seed), and its thread limit was lost (audit)."""
+    import torch
+
+    images, labels = toy_data
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(123)
+        unetkit.train(images, labels, tmp_path / "run", epochs=1, base_width=4, depth=2, device="cpu", progress=False)
+        unetkit.predict(tmp_path / "run", images, tmp_path / "pred", progress=False)
+        unetkit.resume(tmp_path / "run", epochs=2, progress=False)
+        after_calls = torch.rand(3)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    torch.manual_seed(123)
+    assert torch.equal(after_calls, torch.rand(3))  # the stream goes on as if unetkit had not been called
+
+
+def test_a_loaded_run_predicts_with_the_precision_and_device_asked_for(toy_data: tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    """A Run from load_run kept the precision it was loaded with (bf16 on this CPU): precision="fp32" was ignored."""
+    import tifffile
+
+    images, labels = toy_data
+    unetkit.train(images, labels, tmp_path / "run", epochs=1, base_width=4, depth=2, device="cpu", progress=False)
+    one = sorted(images.iterdir())[0]
+    run = unetkit.load_run(tmp_path / "run")
+    loaded_as = run.amp_dtype
+    unetkit.predict(run, one, tmp_path / "object", prob=True, precision="fp32", device="cpu", progress=False)
+    unetkit.predict(tmp_path / "run", one, tmp_path / "folder", prob=True, precision="fp32", device="cpu",
+                    progress=False)
+    name = one.stem + "_prob.tif"
+    assert (tifffile.imread(tmp_path / "object" / name) == tifffile.imread(tmp_path / "folder" / name)).all()
+    assert run.amp_dtype == loaded_as  # the caller's Run is left as it was
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda tmp: unetkit.load_run(None), "path=None: give a path"),
+    (lambda tmp: unetkit.check(tmp, tmp, val_fraction="x"), "val_fraction='x': give the share held out"),
+    (lambda tmp: unetkit.check(tmp, tmp, val_fraction=1.5), "val_fraction=1.5"),
+    (lambda tmp: unetkit.evaluate(tmp, tmp, ignore_value="x"), "ignore_value='x': give a mask value"),
+    (lambda tmp: unetkit.evaluate(tmp, tmp, boundary_value=[1.5]), r"boundary_value=\[1.5\]: give a mask value"),
+    (lambda tmp: unetkit.predict(tmp, [], tmp / "out"), r"inputs=\[\]: no images given"),
+])
+def test_arguments_of_the_wrong_kind_are_one_clear_error(call, message: str, tmp_path: Path) -> None:
+    """A TypeError from pathlib or a comparison, a string accepted as a mask value, an empty list that wrote an
+    empty folder and said 'wrote 0 masks' (audit)."""
+    with pytest.raises(InputError, match=message):
+        call(tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_api_names_show_their_functions_signature_and_help() -> None:
+    """`unetkit.train?` in a notebook showed the package's docstring and (*args, **kwargs): no keyword completion."""
+    import inspect
+
+    import unetkit.train.planning  # noqa: F401 (unetkit.train is now the package)
+
+    for function, keyword in ((unetkit.train, "budget"), (unetkit.predict, "tta"), (unetkit.evaluate, "instances"),
+                              (unetkit.export, "formats")):
+        assert keyword in inspect.signature(function).parameters
+        assert function.__doc__.startswith(f"Called as unetkit.{function.__name__.split('.')[1]}(")

@@ -11,16 +11,19 @@
 `unetkit.train`, `unetkit.predict` and `unetkit.evaluate` are also the names of
 the package and modules that do the work (`unetkit.train.planning`, ...); those
 modules are callable and forward here, so either spelling calls these functions.
-Errors in use raise `unetkit.errors.InputError` with the one line the CLI prints.
+Errors in use raise `unetkit.errors.InputError` with the one line the CLI prints. A call leaves the
+calling program's torch thread count and random state as they were (a run sets its own for its duration).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import time
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.errors import InputError
@@ -30,6 +33,29 @@ if TYPE_CHECKING:
     from unetkit.run import Run
 
 PathLike = str | os.PathLike
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def keeps_host_settings(function: Function) -> Function:
+    """Run `function` with the caller's torch thread count and random state put back afterwards: a run seeds
+    torch's global generator and sets one thread per core, which a notebook or a larger program must not
+    inherit (its own seeded stream would repeat, its thread limit would be lost)."""
+    @functools.wraps(function)
+    def kept(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        threads, state = torch.get_num_threads(), torch.get_rng_state()
+        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            torch.set_rng_state(state)
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
+
+    return kept  # type: ignore[return-value]
 
 
 def training_config(recipe_name: str, options: dict[str, Any], epochs: int | None, budget_s: float | None,
@@ -71,6 +97,15 @@ def label_value(value: Any) -> Any:
     return value
 
 
+def mask_value(value: Any, name: str) -> int:
+    """A mask value argument (label_value), or one line saying what was given instead."""
+    code = label_value(value)
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise InputError(f"{name}={value!r}: give a mask value (a whole number, or R,G,B for colour masks)")
+    return code
+
+
+@keeps_host_settings
 def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | float | None = None,
           epochs: int | None = None, recipe: str = "default", val_images: PathLike | None = None,
           val_labels: PathLike | None = None, start_from: PathLike | None = None, plan: bool = True,
@@ -99,6 +134,7 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
                      began=time.monotonic())
 
 
+@keeps_host_settings
 def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
             prob: bool = False, instances: str | None = None, boundary_value: int = 0, device: str = "auto",
             tile: int | None = None, precision: str | None = None, progress: bool = True) -> list[Path]:
@@ -115,12 +151,15 @@ def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: P
         paths = [Path(inputs)]
     elif isinstance(inputs, Iterable) and not hasattr(inputs, "shape"):  # a list, tuple or generator of paths
         paths = [as_path(p, "inputs") for p in inputs]
+        if not paths:
+            raise InputError("inputs=[]: no images given; give a file or folder path, or a list of them")
     else:
         raise InputError(f"inputs={type(inputs).__name__}: give a file or folder path, or a list of them (arrays "
                          "are not read: save them as TIFF or PNG first)")
     return predict_paths(run if isinstance(run, Run) else as_path(run, "run"), paths, as_path(out, "out"), tta=tta,
                          write_probabilities=prob, device=device, tile=tile, progress=progress, precision=precision,
-                         instances=boundary_value if instances else None, instance_kind=instances or "auto")
+                         instances=mask_value(boundary_value, "boundary_value") if instances else None,
+                         instance_kind=instances or "auto")
 
 
 def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, boundary_value: int | None = None,
@@ -129,14 +168,15 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
     masks, as `unetkit evaluate` does; returns what --json writes."""
     from unetkit.evaluate import evaluate_paths, evaluate_probabilities
 
-    boundary = 0 if boundary_value is None else boundary_value
-    ignore = None if ignore_value is None else label_value(ignore_value)
+    boundary = 0 if boundary_value is None else mask_value(boundary_value, "boundary_value")
+    ignore = None if ignore_value is None else mask_value(ignore_value, "ignore_value")
     if instances is not None:
         return evaluate_probabilities(as_path(pred, "pred"), as_path(labels, "labels"), instances, boundary, ignore)
     return evaluate_paths(as_path(pred, "pred"), as_path(labels, "labels"), boundary, boundary_required=boundary_value is not None,
                           ignore_value=ignore)
 
 
+@keeps_host_settings
 def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | None = None, device: str | None = None,
            precision: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Continue an interrupted run (or extend a finished one by `epochs` or a new total `budget`), as
@@ -157,8 +197,11 @@ def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, va
     from unetkit.data.validate import check_dataset
     from unetkit.run import load_run as load
 
+    if val_fraction is not None and (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
+                                     or not 0 <= val_fraction < 1):
+        raise InputError(f"val_fraction={val_fraction!r}: give the share held out for validation, from 0 up to 1")
     trained = load(as_path(run, "run")) if run is not None else None  # read for its classes and channels only
-    ignore = label_value(ignore_value) if ignore_value is not None else (trained.encoding.ignore_value if trained else None)
+    ignore = mask_value(ignore_value, "ignore_value") if ignore_value is not None else (trained.encoding.ignore_value if trained else None)
     return check_dataset(as_path(images, "images"), as_path(labels, "labels"), trained.encoding if trained else None,
                          trained.model_options["in_channels"] if trained else None,
                          trained.normalization.source_dtype if trained else None,
@@ -172,14 +215,15 @@ def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "t
     FILE.zip) `out`, as `unetkit export` does; returns export.json's content."""
     from unetkit.export import ModelCard, export_run
 
-    return export_run(as_path(run, "run"), as_path(out, "out"), tuple(formats), ModelCard(name, author, license))
+    chosen = (formats,) if isinstance(formats, str) else tuple(formats)  # "onnx" is one format, not four letters
+    return export_run(as_path(run, "run"), as_path(out, "out"), chosen, ModelCard(name, author, license))
 
 
 def load_run(path: PathLike) -> "Run":
     """A trained run: its network (with weights), classes, normalisation and config."""
     from unetkit.run import load_run as load
 
-    return load(Path(path))
+    return load(as_path(path, "path"))
 
 
 def make_module_callable(module_name: str, function: str) -> None:
@@ -192,4 +236,13 @@ def make_module_callable(module_name: str, function: str) -> None:
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             return globals()[function](*args, **kwargs)
 
-    sys.modules[module_name].__class__ = CallableModule
+    module = sys.modules[module_name]
+    module.__class__ = CallableModule
+    api_function = globals()[function]
+    try:  # the annotations as types, not as the strings `from __future__ import annotations` leaves
+        signature = inspect.signature(api_function, eval_str=True)
+    except NameError:  # a name imported only for type checking (Run)
+        signature = inspect.signature(api_function)
+    module.__signature__ = signature  # type: ignore[attr-defined]  # keyword completion and help in notebooks
+    call = f"unetkit.{function}{module.__signature__}"
+    module.__doc__ = f"Called as {call}:\n{inspect.getdoc(api_function)}\n\n{inspect.getdoc(module) or ''}".rstrip()

@@ -317,10 +317,14 @@ def predict_paths(
     inputs = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]  # one, or several
     if tile is not None and tile < MIN_TILE:
         raise InputError(f"--tile {tile}: windows must be at least {MIN_TILE} pixels (leave it out for the automatic choice)")
-    torch_device = resolve_device(device)
     configure_process()
     if not isinstance(run, Run):
+        torch_device = resolve_device(device)
         run = load_run(run, torch_device, precision)
+    else:  # loaded earlier (unetkit.load_run): "auto" keeps its device, and a device or precision given is honoured
+        torch_device = run.device if device == "auto" else resolve_device(device)
+        if torch_device != run.device or precision is not None:
+            run = run.computing_on(torch_device, precision)
     files = list({f.resolve(): f for path in inputs for f in list_image_files(path)}.values())  # a file given twice: once
     clash = first_clash([(f.stem, f) for f in files])
     if clash:

@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -186,6 +187,20 @@ class Run:
     def model_options(self) -> dict[str, Any]:
         """The options the network was built with (in_channels, num_classes, ...)."""
         return dict(self.record["model"]["options"])
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are."""
+        return next(self.model.parameters()).device
+
+    def computing_on(self, device: torch.device, precision: str | None) -> "Run":
+        """This run computing on `device` in `precision` (None: as it trained): a Run loaded earlier, given to
+        predict with its own device or precision, must honour them, and the caller's Run is left as it was."""
+        model = self.model
+        if device != self.device:
+            model = to_memory_format(copy.deepcopy(model).to(device), self.config.channels_last).eval()
+        amp_dtype = autocast_dtype(device, precision or inference_precision(device, self.config.precision))
+        return replace(self, model=model, amp_dtype=amp_dtype)
 
     @property
     def output_shift(self) -> tuple[float, float] | None:

@@ -267,10 +267,22 @@ def _is_16_bit_colour_png(path: Path) -> bool:
     return header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR" and header[24] == 16 and header[25] in (2, 4, 6)
 
 
+@contextmanager
+def _pillow_image(path: Path) -> Iterator[Image.Image]:
+    """Image.open without Pillow's decompression-bomb guard, which unetkit's own pixel limit replaces, for this
+    read only: the guard is a process-wide setting of the host program's, and is put back as it was."""
+    guard = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            yield image
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
+
+
 def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, list[int] | None]:
     """A Pillow image as (1, H, W[, C]) and its palette when the indices are kept."""
-    Image.MAX_IMAGE_PIXELS = None  # our own limit below is checked before decoding
-    with Image.open(path) as image:
+    with _pillow_image(path) as image:
         _check_pixel_count(path, (image.height, image.width))
         _check_file_size(path, image)
         if image.format == "PNG" and _is_16_bit_colour_png(path):
@@ -332,7 +344,7 @@ def declared_pixels(path: Path) -> int | None:
             with _open_tiff(path) as (tif, _):
                 series = tif.series[0]
                 return int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
-        with Image.open(path) as image:
+        with _pillow_image(path) as image:
             return image.width * image.height * getattr(image, "n_frames", 1)
     except Exception:  # noqa: BLE001 - any damage: unknown here, reported by read_pages
         return None
