@@ -285,7 +285,7 @@ def test_bad_inputs_are_found_before_any_is_predicted(tiny_run: Path, tmp_path: 
         write_png(inputs / f"{name}.png", blob_pair(rng, 40)[0])
     (inputs / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     write_png(inputs / "3.png", RED)  # the run takes one channel
-    with pytest.raises(InputError, match=r"1\.png: cannot be read.* \(1 more input\(s\) fail too: 3\.png\); nothing was "
+    with pytest.raises(InputError, match=r"1\.png: cannot be read.* \(1 more input fails too: 3\.png\); nothing was "
                                          r"predicted$"):
         predict_paths(tiny_run / "run", [inputs], tmp_path / "pred", **QUIET)
     assert not (tmp_path / "pred").exists()

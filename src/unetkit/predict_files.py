@@ -290,7 +290,8 @@ def check_inputs(run: Run, files: list[Path]) -> None:
             problems.append((file, exc))
     if problems:
         first, others = problems[0][1], [file.name for file, _ in problems[1:]]
-        more = f" ({counted(len(others), 'more input')} fail too: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
+        fail = "fails" if len(others) == 1 else "fail"
+        more = f" ({counted(len(others), 'more input')} {fail} too: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
         raise InputError(f"{first}{more if others else ''}; nothing was predicted")
 
 

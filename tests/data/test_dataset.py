@@ -142,7 +142,7 @@ def test_stack_page_count_mismatch(tmp_path: Path) -> None:
 def test_mixed_channel_counts_refused(tmp_path: Path) -> None:
     images, labels = _folders(tmp_path, ["0.png", "2.png"], ["0.png", "1.png", "2.png"])
     write_png(images / "1.png", np.zeros((6, 9, 3), dtype=np.uint8))
-    with pytest.raises(InputError, match=r"1\.png: has 3 channel\(s\).*\(2 with 1, 1 with 3\)"):
+    with pytest.raises(InputError, match=r"1\.png: has 3 channels.*\(2 with 1, 1 with 3\)"):
         read_pairs(images, labels)  # the file is named, as `check` names it
 
 
