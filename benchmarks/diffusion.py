@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: seconds of training, nothing recorded")
     parser.add_argument("--keep", type=Path, help="keep runs here (default: a temporary folder)")
     args = parser.parse_args()
-    budget_s, seg_budget_s = (20.0, 10.0) if args.quick else (parse_duration(args.budget), parse_duration(args.seg_budget))
+    budget_s, seg_budget_s = (20.0, 30.0) if args.quick else (parse_duration(args.budget), parse_duration(args.seg_budget))
     work = args.keep or Path(tempfile.mkdtemp(prefix="unetkit-diffusion-"))
     train_dir, test_dir = link_isbi_subsets(args.data, work / "data")
     started = time.monotonic()
