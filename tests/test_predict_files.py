@@ -508,3 +508,37 @@ def test_predictions_never_go_inside_an_input_folder(tiny_run: Path, tmp_path: P
     with pytest.raises(InputError, match="is inside the input folder"):
         predict_paths(tiny_run / "run", [tiny_run / "image"], tiny_run / "image" / "pred", **QUIET)
     assert not (tiny_run / "image" / "pred").exists()
+
+
+def test_a_predict_killed_between_writing_and_recording_a_file_can_be_run_again(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after 2.png was renamed into place but before the marker named it: the same command, run again as
+    the interruption message says, was refused ("a file unetkit did not write") (audit)."""
+    import unetkit.predict_files as predict_files
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(predict_files, "remove_earlier_outputs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
+    monkeypatch.undo()
+    assert (out / "0.png").is_file() and (out / "0_prob.tif").is_file()  # written, then the process stopped
+    (out / ".1_prob.tif.partial").write_bytes(b"half")  # what kill -9 leaves of a memory-mapped file
+    written = predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
+    assert len(written) == 4
+    assert not (out / ".1_prob.tif.partial").exists()
+
+
+def test_a_folder_another_process_writes_into_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    """Two predicts into one folder each saved the owners they had read at their start: the last lost the
+    other's records, and the first set could not be predicted again (audit)."""
+    from unetkit.folder_lock import folder_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out, "predict"):  # held as another process would hold it (flock: per open file)
+        with pytest.raises(InputError, match="out: another unetkit process is writing into it now"):
+            predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
+    assert len(predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)) == 4  # released: it goes on

@@ -1,7 +1,7 @@
 """The `unetkit` command: parse, validate, call one library function, print.
 
 Errors in use are one line on stderr naming the file or option and what to do,
-with exit code 2; an interrupted training says how to resume it (exit 130).
+with exit code 2; an interrupted training says how to resume it (exit 130; SIGTERM, handled the same way: 143).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import errno
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,9 +22,20 @@ from unetkit.text import counted
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated program
 OUT_OF_MEMORY_PHRASES = ("can't allocate memory", "Unable to allocate", "out of memory", "ALLOC_FAILED")
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program its reader left (128 + SIGPIPE)
 DATA_FOLDER_NAMES = {"images": ("image", "images", "img", "imgs"), "labels": ("label", "labels", "mask", "masks")}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, a batch scheduler at the job's time limit, `docker stop`), handled as Ctrl-C is: a run
+    keeps what it learnt and is marked interrupted, a predict leaves only complete files. Without it the process
+    died at once, its run.json still saying "training"."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -463,9 +475,10 @@ def main(argv: list[str] | None = None) -> int:
         fix = OS_ERROR_FIXES.get(exc.errno, "free space or choose another folder, then run again")
         print(f"unetkit: error: {where}: {exc.strerror or exc}; {fix}{_resume_hint(args)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"unetkit: interrupted{_interrupt_hint(args)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"unetkit: {'terminated (SIGTERM)' if terminated else 'interrupted'}{_interrupt_hint(args)}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as exc:  # torch says "can't allocate memory" / "out of memory" as RuntimeError
         text = str(exc)
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
@@ -482,7 +495,8 @@ def entry() -> None:
 
     Everything a command writes is complete when main() returns (files are closed, or renamed into place);
     tearing down torch then took 0.6-1.4 s more, outside the --budget that counts from the start (a 20 s run
-    took 21.5 s of wall time)."""
+    took 21.5 s of wall time). SIGTERM is handled as Ctrl-C (Terminated)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

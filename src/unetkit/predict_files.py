@@ -43,9 +43,11 @@ from unetkit.data.io import (
 from unetkit.devices import resolve_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError
+from unetkit.folder_lock import folder_lock
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
-from unetkit.output_owners import Owners, owned_by, read_owners, record_outputs, refuse_clashes, write_owners
+from unetkit.output_owners import (Owners, claim_outputs, owned_by, read_owners, record_outputs, refuse_clashes,
+                                   write_owners)
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
 from unetkit.text import counted
@@ -335,30 +337,32 @@ def predict_paths(
     created = missing_folders(out)
     check_output_folder(out, inputs)
     written: list[Path] = []
-    try:
-        check_free_space(out, files, run.encoding.num_classes, write_probabilities)
-        too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
-        if too_large:
-            raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
-                             "come from probabilities held in memory); predict it without --instances, or split the stack")
-        owners = read_owners(out)
-        refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
-        check_inputs(run, files)
-        kinds: set[str] = set()
-        for file in tqdm(files, desc="predict", unit="file", disable=not progress):
-            with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
-                mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
-                                              boundary, on_disk, kinds, instance_kind)
-            remove_earlier_outputs(Path(out), file, outputs, owners)
-            write_owners(out, owners)
-            written.append(mask)
-    except BaseException as exc:
-        if not written and created:  # a refusal at the first file leaves no empty output folder behind
-            remove_empty_folders(created, leftover=PREDICTIONS_MARKER)  # the marker alone would keep it
-        if written and isinstance(exc, InputError):
-            raise InputError(f"{exc} ({len(written)} of {len(files)} inputs were predicted into {out} before it; "
-                             "run again once it is fixed)") from None
-        raise
+    with folder_lock(out, "predict"):  # one process at a time records outputs in its marker
+        try:
+            check_free_space(out, files, run.encoding.num_classes, write_probabilities)
+            too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
+            if too_large:
+                raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
+                                 "come from probabilities held in memory); predict it without --instances, or split the stack")
+            owners = read_owners(out)
+            refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
+            check_inputs(run, files)
+            kinds: set[str] = set()
+            for file in tqdm(files, desc="predict", unit="file", disable=not progress):
+                claim_outputs(Path(out), file, owners, write_probabilities, boundary is not None)
+                with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
+                    mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
+                                                  boundary, on_disk, kinds, instance_kind)
+                remove_earlier_outputs(Path(out), file, outputs, owners)
+                write_owners(out, owners)
+                written.append(mask)
+        except BaseException as exc:
+            if not written and created:  # a refusal at the first file leaves no empty output folder behind
+                remove_empty_folders(created, leftover=PREDICTIONS_MARKER)  # the marker alone would keep it
+            if written and isinstance(exc, InputError):
+                raise InputError(f"{exc} ({len(written)} of {len(files)} inputs were predicted into {out} before it; "
+                                 "run again once it is fixed)") from None
+            raise
     said = " and ".join(sorted(kinds)) or "cells"
     say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with their {said} (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
     return written

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -27,6 +28,7 @@ from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.engine import autocast_dtype, inference_precision, to_memory_format
 from unetkit.errors import InputError
+from unetkit.folder_lock import folder_lock
 from unetkit.models.registry import build_model
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
 
@@ -120,6 +122,18 @@ def make_run_folder(out: Path) -> None:
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
+
+
+@contextlib.contextmanager
+def claimed_run_folder(out: Path, command: str) -> Iterator[None]:
+    """Create the new run folder and hold it for this process (folder_lock) while the run writes into it. It
+    was checked empty before the data was read; another process may have begun a run there since."""
+    make_run_folder(out)
+    with folder_lock(out, command):
+        if any(Path(out).iterdir()):
+            raise InputError(f"{out}: another process wrote into it after this {command} checked it was empty; "
+                             "choose a new --out")
+        yield
 
 
 def write_run_json(run_dir: Path, record: dict[str, Any]) -> None:

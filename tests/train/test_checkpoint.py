@@ -120,3 +120,13 @@ def test_a_flipped_byte_in_the_tensors_is_caught_by_the_checksum(tmp_path: Path)
     path.write_bytes(bytes(data))
     with pytest.raises(InputError, match="checksum"):
         load_tensors(path)
+
+
+def test_a_resume_state_of_another_network_is_one_clear_error(tmp_path: Path) -> None:
+    """last/state.safetensors of a width-16 run in a width-8 run (two trains into one folder) gave a traceback of
+    every mismatched layer from load_state_dict, exit 1 (audit)."""
+    model = tiny()
+    save_resume_state(tmp_path, model, torch.optim.AdamW(model.parameters()), {}, {"step": 1})
+    other = build_model("unet", base_width=8, depth=2)
+    with pytest.raises(InputError, match=r"state.safetensors: weights do not fit the model in run.json \(shape of"):
+        load_resume_state(tmp_path, other, torch.optim.AdamW(other.parameters()))

@@ -674,3 +674,29 @@ def test_a_tie_of_the_validation_dice_keeps_the_weights_of_the_lower_validation_
     images, labels = toy_data
     record = train(images, labels, tmp_path / "run", replace(TINY, epochs=4), progress=False, say=lambda _: None)
     assert record["metrics"]["best"]["epoch"] == 3 and record["metrics"]["best"]["val_loss"] == 0.3
+
+
+def test_a_run_folder_another_process_writes_into_is_refused(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two trains into one new --out both said "run written" (one's run.json beside the other's resume state),
+    and a second resume deleted the temporary file the first was still writing (audit)."""
+    from unetkit.folder_lock import folder_lock
+    from unetkit.run import claimed_run_folder
+
+    images, labels = toy_data
+    quiet = dict(progress=False, say=lambda _: None)
+    (tmp_path / "run").mkdir()  # an empty folder is a new run's to use, unless another process holds it
+    with folder_lock(tmp_path / "run", "test"):
+        with pytest.raises(InputError, match="another unetkit process is writing into it now"):
+            train(images, labels, tmp_path / "run", TINY, **quiet)
+    with pytest.raises(InputError, match="another process wrote into it after this train checked it was empty"):
+        with claimed_run_folder(tmp_path, "train"):  # tmp_path holds "run" now: written since it was checked
+            pass
+    train(images, labels, tmp_path / "run", TINY, **quiet)
+    other_save = tmp_path / "run" / ".model.safetensors.tmp99999"
+    other_save.write_bytes(b"another resume is writing this")
+    with folder_lock(tmp_path / "run", "test"):
+        with pytest.raises(InputError, match="another unetkit process is writing into it now; wait until it ends"):
+            resume(tmp_path / "run", epochs=TINY.epochs + 1, **quiet)
+    assert other_save.is_file()
+    resume(tmp_path / "run", epochs=TINY.epochs + 1, **quiet)  # the lock released, it resumes (and clears leftovers)
+    assert not other_save.exists()

@@ -29,10 +29,11 @@ from unetkit.diffusion.objectives import PREDICTIONS, diffusion_loss
 from unetkit.diffusion.schedule import SCHEDULES, make_schedule
 from unetkit.ema import make_ema
 from unetkit.engine import as_batch, autocast, autocast_dtype, configure_process, needs_grad_scaler, to_memory_format
+from unetkit.data.io import write_atomic
 from unetkit.errors import InputError
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from unetkit.progress import TrainingBar
-from unetkit.run import check_new_run_folder, refuse_inside_inputs, make_run_folder, new_run_record, write_run_json
+from unetkit.run import check_new_run_folder, claimed_run_folder, new_run_record, refuse_inside_inputs, write_run_json
 from unetkit.text import counted
 from unetkit.train.checkpoint import WEIGHTS_FILE, save_weights
 
@@ -136,103 +137,107 @@ def train_diffusion(
                   classes=data.encoding.to_json() if data.encoding else None,
                   data={"images": str(Path(images).resolve()), "labels": str(Path(labels).resolve()) if labels else None,
                         "names": data.names})
-    make_run_folder(out)
-    write_run_json(out, record)
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    say(f"data: {len(data.images)} images, {'with' if labels else 'without'} label maps; patches {config.size} x {config.size}")
-    say(f"model: diffusion U-Net widths {model_config.widths}, attention at levels {list(model_config.attention_levels)}, "
-        f"{params:.2f} M parameters, on {device}, {config.prediction}-prediction, {config.schedule} schedule of {config.timesteps}")
+    with claimed_run_folder(out, "diffusion train"):
+        write_run_json(out, record)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        say(f"data: {len(data.images)} images, {'with' if labels else 'without'} label maps; patches {config.size} x {config.size}")
+        say(f"model: diffusion U-Net widths {model_config.widths}, attention at levels {list(model_config.attention_levels)}, "
+            f"{params:.2f} M parameters, on {device}, {config.prediction}-prediction, {config.schedule} schedule of {config.timesteps}")
 
-    rows: list[dict[str, Any]] = []
-    losses: list[float] = []
-    step, step_cost, save_cost = 0, 0.0, 0.0
-    last_log = last_save = time.monotonic()
-    bar = TrainingBar(steps=config.steps, budget_s=config.budget_s, progress=progress)
+        rows: list[dict[str, Any]] = []
+        losses: list[float] = []
+        step, step_cost, save_cost = 0, 0.0, 0.0
+        last_log = last_save = time.monotonic()
+        bar = TrainingBar(steps=config.steps, budget_s=config.budget_s, progress=progress)
 
-    def close_row() -> None:
-        """The mean loss since the last row becomes a row of log.csv."""
-        if losses:
-            rows.append({"step": step, "seconds": round(time.monotonic() - began, 1), "lr": optimizer.param_groups[0]["lr"],
-                         "loss": float(np.mean(losses))})
-            losses.clear()
+        def close_row() -> None:
+            """The mean loss since the last row becomes a row of log.csv."""
+            if losses:
+                rows.append({"step": step, "seconds": round(time.monotonic() - began, 1), "lr": optimizer.param_groups[0]["lr"],
+                             "loss": float(np.mean(losses))})
+                losses.clear()
 
-    def save() -> float:
-        started = time.monotonic()
-        save_weights(out / WEIGHTS_FILE, ema.module if ema else model, {"model": record["model"], "step": step})
-        return time.monotonic() - started
-
-    def one_step() -> float:
-        """Sample patches, drop some labels, one optimiser step on the noise-prediction loss, update the average."""
-        x0, label_maps = sample_patches(data, config.batch_size, config.size, generator)
-        if label_maps is not None and config.label_dropout:
-            dropped = torch.rand(len(label_maps), generator=generator) < config.label_dropout
-            label_maps[dropped] = -1  # "no label": the unconditional model
-        x0 = as_batch(x0, device, config.channels_last)
-        label_maps = None if label_maps is None else label_maps.to(device)
-
-        def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with autocast(device, amp_dtype):
-                return model(x_t, t, label_maps)
-
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / WARMUP_STEPS)
-        loss = diffusion_loss(denoiser, schedule, x0, generator, config.prediction)
-        if not torch.isfinite(loss):
-            raise InputError(f"diffusion loss was not finite at step {step}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        if ema is not None:
-            ema.update_parameters(model)
-        return loss.item()
-
-    model.train()
-    try:
-        while config.steps is None or step < config.steps:
-            elapsed = time.monotonic() - began
-            if config.budget_s and elapsed + step_cost + save_cost + 1.0 > config.budget_s:
-                break
+        def save() -> float:
             started = time.monotonic()
-            loss = one_step()
-            step += 1
-            losses.append(loss)
-            now = time.monotonic()
-            step_cost = now - started if step_cost == 0 else 0.9 * step_cost + 0.1 * (now - started)
-            if now - last_log > LOG_EVERY_S:
-                close_row()
-                last_log = now
-                _write_log(out, rows)
-            if now - last_save > SAVE_EVERY_S:
-                save_cost, last_save = save(), time.monotonic()
-            bar.step(now - began, loss=f"{loss:.4f}")
-    except KeyboardInterrupt:  # keep what was learnt: the average is saved, the log written, the run marked
+            save_weights(out / WEIGHTS_FILE, ema.module if ema else model, {"model": record["model"], "step": step})
+            return time.monotonic() - started
+
+        def one_step() -> float:
+            """Sample patches, drop some labels, one optimiser step on the noise-prediction loss, update the average."""
+            x0, label_maps = sample_patches(data, config.batch_size, config.size, generator)
+            if label_maps is not None and config.label_dropout:
+                dropped = torch.rand(len(label_maps), generator=generator) < config.label_dropout
+                label_maps[dropped] = -1  # "no label": the unconditional model
+            x0 = as_batch(x0, device, config.channels_last)
+            label_maps = None if label_maps is None else label_maps.to(device)
+
+            def denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                with autocast(device, amp_dtype):
+                    return model(x_t, t, label_maps)
+
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * min(1.0, (step + 1) / WARMUP_STEPS)
+            loss = diffusion_loss(denoiser, schedule, x0, generator, config.prediction)
+            if not torch.isfinite(loss):
+                raise InputError(f"diffusion loss was not finite at step {step}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
+            return loss.item()
+
+        model.train()
+        try:
+            while config.steps is None or step < config.steps:
+                elapsed = time.monotonic() - began
+                if config.budget_s and elapsed + step_cost + save_cost + 1.0 > config.budget_s:
+                    break
+                started = time.monotonic()
+                loss = one_step()
+                step += 1
+                losses.append(loss)
+                now = time.monotonic()
+                step_cost = now - started if step_cost == 0 else 0.9 * step_cost + 0.1 * (now - started)
+                if now - last_log > LOG_EVERY_S:
+                    close_row()
+                    last_log = now
+                    _write_log(out, rows)
+                if now - last_save > SAVE_EVERY_S:
+                    save_cost, last_save = save(), time.monotonic()
+                bar.step(now - began, loss=f"{loss:.4f}")
+        except KeyboardInterrupt:  # keep what was learnt: the average is saved, the log written, the run marked
+            bar.close()
+            close_row()
+            _write_log(out, rows)
+            save()
+            record["status"] = "interrupted"
+            record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1)}
+            write_run_json(out, record)
+            raise
         bar.close()
         close_row()
         _write_log(out, rows)
         save()
-        record["status"] = "interrupted"
-        record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1)}
+        record["status"] = "finished"
+        record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1),
+                              "final_loss": rows[-1]["loss"] if rows else None}
         write_run_json(out, record)
-        raise
-    bar.close()
-    close_row()
-    _write_log(out, rows)
-    save()
-    record["status"] = "finished"
-    record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1),
-                          "final_loss": rows[-1]["loss"] if rows else None}
-    write_run_json(out, record)
-    final_loss = record["progress"]["final_loss"]
-    say(f"trained {counted(step, 'step')} in {record['progress']['seconds']:.0f} s; "
-        f"final loss {'none (no step)' if final_loss is None else f'{final_loss:.4f}'}")
+        final_loss = record["progress"]["final_loss"]
+        say(f"trained {counted(step, 'step')} in {record['progress']['seconds']:.0f} s; "
+            f"final loss {'none (no step)' if final_loss is None else f'{final_loss:.4f}'}")
     return record
 
 
 def _write_log(out: Path, rows: list[dict[str, Any]]) -> None:
-    with open(out / LOG_FILE, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["step", "seconds", "lr", "loss"])
-        writer.writeheader()
-        writer.writerows(rows)
+    """log.csv, written whole under a temporary name and renamed: a killed run leaves the previous log, never half."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["step", "seconds", "lr", "loss"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(out / LOG_FILE, write)

@@ -98,9 +98,9 @@ def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -
     save_tensors(path, model.state_dict(), metadata)
 
 
-def load_weights(path: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Load weights into `model`, checking names and shapes first; returns the metadata."""
-    tensors, metadata = load_tensors(path)
+def check_fit(path: Path, tensors: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
+    """The saved tensors have the network's names and shapes, or one line naming the file: load_state_dict's
+    RuntimeError is a traceback of every mismatched layer."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -108,6 +108,12 @@ def load_weights(path: Path, model: torch.nn.Module) -> dict[str, Any]:
     if missing or unexpected or wrong:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"shape of {wrong[:3]}"
         raise InputError(f"{path}: weights do not fit the model in run.json ({detail}); the run folder is inconsistent")
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> dict[str, Any]:
+    """Load weights into `model`, checking names and shapes first; returns the metadata."""
+    tensors, metadata = load_tensors(path)
+    check_fit(path, tensors, model)
     damaged = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if damaged is not None:  # a run saves only finite weights (the finite-loss guard): this file was changed since
         raise InputError(f"{path}: holds non-finite weights ({damaged}); the file is damaged: restore it or train again")
@@ -170,12 +176,15 @@ def load_resume_state(
     if not path.is_file():
         raise InputError(f"{run_dir}: has no resume state ({RESUME_DIR}/{RESUME_FILE}); it stopped before its first epoch ended")
     tensors, metadata = load_tensors(path)
-    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_fit(path, weights, model)
+    model.load_state_dict(weights)
     optimizer.load_state_dict(_unflatten_optimizer(tensors, metadata["optimizer"]))
     if ema is not None:
         averaged = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
         if not averaged:
             raise InputError(f"{path}: holds no weight average but the run uses --ema; resume with the run's own settings")
+        check_fit(path, averaged, ema)
         ema.load_state_dict(averaged)
     if scaler is not None and scaler.is_enabled() and metadata.get("grad_scaler"):
         scaler.load_state_dict(metadata["grad_scaler"])

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from unetkit.data.io import write_atomic
 from unetkit.data.labels import IGNORE_CLASS
 from unetkit.engine import as_batch, autocast, available_memory_bytes, to_memory_format, usable_cores
+from unetkit.errors import InputError
 from unetkit.models.unet import UNet, UNetConfig
 from unetkit.train.planning import MIN_TIMED_BUDGET_S, DataFingerprint, MachineFingerprint, StepTimer, unet_macs_per_pixel
 from unetkit.train.setup import TrainingData
@@ -67,8 +69,9 @@ def best_known_rate(key: str, measured: float) -> float:
     if best > (remembered_rate(key) or 0.0):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**known, key: best}, indent=1))
-        except OSError:
+            text = json.dumps({**known, key: best}, indent=1)  # whole or not at all: runs at once share the file
+            write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+        except (OSError, InputError):  # write_atomic says a failed write as an InputError
             pass
     return best
 

@@ -18,13 +18,14 @@ from unetkit.devices import resolve_device
 from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
 from unetkit.errors import InputError
+from unetkit.folder_lock import folder_lock
 from unetkit.models import unet_valid as valid_net
 from unetkit.models.registry import check_model_name
 from unetkit.run import (
     check_new_run_folder,
     check_writable_folder,
+    claimed_run_folder,
     load_run,
-    make_run_folder,
     model_options,
     new_run_record,
     read_run_json,
@@ -275,25 +276,25 @@ def train(
         trainer.start_from(base)
         record["start_from"] = str(Path(start_from).resolve())
     trainer.counters.elapsed_s = time.monotonic() - began
-    make_run_folder(out)
-    write_run_json(out, record)
-    for line in _describe(trainer, "patch_size" in fixed):
-        say(line)
-    if plan is not None:
-        steps = plan["planned_steps"]
-        if config.epochs:  # the sampler's own count of an epoch's steps
-            by_epochs = config.epochs * trainer.sampler.steps_per_epoch()
-            steps = min(steps, by_epochs) if config.budget_s else by_epochs
-        say(f"plan ({counted(steps, 'step')} of about {plan['step_seconds']:.2f} s; "
-            f"fixed by you: {', '.join(flag_of(name) for name in plan['fixed_by_user']) or 'nothing'}):")
-        for reason in plan["reasons"]:
-            say(f"  {reason}")
-    trainer.run()
-    _report_alignment(trainer.record, say)
-    _warn_about_slow_validation(trainer, say)
-    if plan is not None and config.budget_s:
-        _note_slower_steps(trainer, plan, say)
-    say(describe_result(trainer.record, config.budget_s))
+    with claimed_run_folder(out, "train"):
+        write_run_json(out, record)
+        for line in _describe(trainer, "patch_size" in fixed):
+            say(line)
+        if plan is not None:
+            steps = plan["planned_steps"]
+            if config.epochs:  # the sampler's own count of an epoch's steps
+                by_epochs = config.epochs * trainer.sampler.steps_per_epoch()
+                steps = min(steps, by_epochs) if config.budget_s else by_epochs
+            say(f"plan ({counted(steps, 'step')} of about {plan['step_seconds']:.2f} s; "
+                f"fixed by you: {', '.join(flag_of(name) for name in plan['fixed_by_user']) or 'nothing'}):")
+            for reason in plan["reasons"]:
+                say(f"  {reason}")
+        trainer.run()
+        _report_alignment(trainer.record, say)
+        _warn_about_slow_validation(trainer, say)
+        if plan is not None and config.budget_s:
+            _note_slower_steps(trainer, plan, say)
+        say(describe_result(trainer.record, config.budget_s))
     return trainer.record
 
 
@@ -454,25 +455,26 @@ def resume(
     _check_same_data(run_dir, paths, data)
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
     trainer = Trainer(run_dir, config, data, record, progress, say)
-    remove_partial_writes(run_dir)
-    if _has_resume_state(run_dir):
-        trainer.restore()
-        trainer.counters.elapsed_s += time.monotonic() - began
-        needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured
-        moved = (device, precision) != (None, None) and (trainer.config.device, trainer.config.precision) != (
-            saved_config.device, saved_config.precision)  # costs measured on another device say little here
-        used = max(spent, trainer.counters.elapsed_s)  # the time saved, and this start's loading on top
-        if budget_s is not None and not moved and budget_s - used < needed:
-            raise InputError(_budget_spent(budget_s, used, run_dir, needed))
-        unit = "validation round" if trainer.timed_rounds() else "epoch"  # log.csv's "epoch" column counts these
-        say(f"resuming {run_dir} after {unit} {trainer.counters.epoch}, step {trainer.counters.step}")
-    else:
-        say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
-        if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
-            trainer.start_from(load_run(Path(record["start_from"])))
-    trainer.record["status"] = "training"
-    trainer.run()
-    _report_alignment(trainer.record, say)
-    _warn_about_slow_validation(trainer, say)
-    say(describe_result(trainer.record, config.budget_s))
+    with folder_lock(run_dir, "resume"):  # before its partial writes are removed: they may be another resume's
+        remove_partial_writes(run_dir)
+        if _has_resume_state(run_dir):
+            trainer.restore()
+            trainer.counters.elapsed_s += time.monotonic() - began
+            needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured
+            moved = (device, precision) != (None, None) and (trainer.config.device, trainer.config.precision) != (
+                saved_config.device, saved_config.precision)  # costs measured on another device say little here
+            used = max(spent, trainer.counters.elapsed_s)  # the time saved, and this start's loading on top
+            if budget_s is not None and not moved and budget_s - used < needed:
+                raise InputError(_budget_spent(budget_s, used, run_dir, needed))
+            unit = "validation round" if trainer.timed_rounds() else "epoch"  # log.csv's "epoch" column counts these
+            say(f"resuming {run_dir} after {unit} {trainer.counters.epoch}, step {trainer.counters.step}")
+        else:
+            say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
+            if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
+                trainer.start_from(load_run(Path(record["start_from"])))
+        trainer.record["status"] = "training"
+        trainer.run()
+        _report_alignment(trainer.record, say)
+        _warn_about_slow_validation(trainer, say)
+        say(describe_result(trainer.record, config.budget_s))
     return trainer.record
