@@ -252,7 +252,10 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
     if options.get("num_classes", outputs) != outputs:
         raise InputError(f"{run_dir / RUN_FILE}: lists {encoding.num_classes} classes ({encoding.describe_values()}) but "
                          f"the network has {options['num_classes']} outputs; the run folder is damaged")
-    load_weights(weights, model)
+    saved_with = load_weights(weights, model)
+    if isinstance(saved_with, dict) and "alignment" in saved_with:  # the shift measured for these very weights
+        record = {**record, "alignment": saved_with["alignment"]}
+        _check_record_shape(record, weights)
     device = torch.device(device)
     model = to_memory_format(model.to(device), config.channels_last).eval()
     amp_dtype = autocast_dtype(device, precision or inference_precision(device, config.precision))

@@ -130,3 +130,14 @@ def test_a_resume_state_of_another_network_is_one_clear_error(tmp_path: Path) ->
     other = build_model("unet", base_width=8, depth=2)
     with pytest.raises(InputError, match=r"state.safetensors: weights do not fit the model in run.json \(shape of"):
         load_resume_state(tmp_path, other, torch.optim.AdamW(other.parameters()))
+
+
+@pytest.mark.parametrize("text, code", [("Io error: Os { code: 28, kind: StorageFull }", 28),
+                                        ("Permission denied (os error 13)", 13), ("something else", None)])
+def test_safetensors_disk_errors_keep_their_errno(text: str, code: int | None) -> None:
+    """'(os error 13)' was not recognised: a read-only run folder got no errno, hence no fix in the message (audit)."""
+    from safetensors import SafetensorError
+
+    from unetkit.train.checkpoint import _as_os_error
+
+    assert _as_os_error(SafetensorError(text)).errno == code

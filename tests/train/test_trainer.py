@@ -700,3 +700,19 @@ def test_a_run_folder_another_process_writes_into_is_refused(toy_data: tuple[Pat
     assert other_save.is_file()
     resume(tmp_path / "run", epochs=TINY.epochs + 1, **quiet)  # the lock released, it resumes (and clears leftovers)
     assert not other_save.exists()
+
+
+def test_the_output_shift_travels_with_the_weights_it_was_measured_for(toy_data: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    """Weights are saved before run.json: a run killed between the two paired step 2's weights with step 1's
+    shift in run.json, and predict applied it (audit). The weights' own header now carries their shift."""
+    from unetkit.run import load_run
+
+    images, labels = toy_data
+    train(images, labels, tmp_path / "run", TINY, progress=False, say=lambda _: None)
+    saved = load_tensors(tmp_path / "run" / "model.safetensors")[1]["alignment"]["shift_px"]
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    record["alignment"] = {"shift_px": [0.75, -0.5]}  # what an older round measured, left by the kill
+    (tmp_path / "run" / "run.json").write_text(json.dumps(record))
+    shift = load_run(tmp_path / "run").output_shift
+    assert (shift or (0.0, 0.0)) == tuple(saved)

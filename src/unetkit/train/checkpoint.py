@@ -56,9 +56,10 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 
 
 def _as_os_error(exc: SafetensorError) -> OSError:
-    """safetensors wraps the system's error in text ("... Os { code: 28, ... }"): the errno back, when it is there."""
-    code = re.search(r"code: (\d+)", str(exc))
-    return OSError(int(code.group(1)), os.strerror(int(code.group(1)))) if code else OSError(str(exc))
+    """safetensors wraps the system's error in text: the errno back, when it is there."""
+    found = re.search(r"code: (\d+)|os error (\d+)", str(exc))  # "Os { code: 28, ... }" or "(os error 13)"
+    code = int(found.group(1) or found.group(2)) if found else None
+    return OSError(code, os.strerror(code)) if code is not None else OSError(str(exc))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -405,9 +405,10 @@ class Trainer:
             self.counters.best_loss = scores["val_loss"]
             self.counters.best_epoch = self.counters.epoch
             improved = True
-            save_weights(self.run_dir / WEIGHTS_FILE, validated, self._weights_metadata())
-            if shifts is not None:  # the shift that fits these weights, saved with them
-                self.record["alignment"] = shifts.best()
+            alignment = shifts.best() if shifts is not None else None  # the shift that fits these weights
+            save_weights(self.run_dir / WEIGHTS_FILE, validated, self._weights_metadata(alignment))
+            if alignment is not None:
+                self.record["alignment"] = alignment
         if self.config.select_by == "train_loss" and self._best_train_state is not None:
             improved = True
             best_model = copy.deepcopy(self.model).cpu()
@@ -436,8 +437,11 @@ class Trainer:
         self._save_state()
         self._state_save_s = time.monotonic() - started
 
-    def _weights_metadata(self) -> dict[str, Any]:
-        return {"model": self.record["model"], "epoch": self.counters.epoch, "step": self.counters.step}
+    def _weights_metadata(self, alignment: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the weights file says of itself. The output shift goes with the weights it was measured for:
+        run.json is written after them, and a run killed in between must not pair new weights with the old shift."""
+        return {"model": self.record["model"], "epoch": self.counters.epoch, "step": self.counters.step,
+                **({"alignment": alignment} if alignment is not None else {})}
 
     def _write_log(self, final: bool = False) -> None:
         """log.csv every epoch; curves.png at most every CURVES_EVERY_S seconds (plotting is slow) and at the end.
