@@ -542,3 +542,17 @@ def test_a_folder_another_process_writes_into_is_refused(tiny_run: Path, tmp_pat
         with pytest.raises(InputError, match="out: another unetkit process is writing into it now"):
             predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
     assert len(predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)) == 4  # released: it goes on
+
+
+def test_inputs_unlike_the_training_images_are_predicted_with_a_warning(tiny_run: Path, tmp_path: Path) -> None:
+    """An offset of +200 on 16-bit images made every pixel foreground, exit 0, only 'wrote 4 masks' (audit)."""
+    rng = np.random.default_rng(1)
+    image, _ = blob_pair(rng, 40)
+    write_png(tmp_path / "in" / "usual.png", image)
+    write_png(tmp_path / "in" / "bright.png", np.clip(image.astype(int) + 190, 0, 255).astype(np.uint8))
+    lines: list[str] = []
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=lines.append)
+    warned = [line for line in lines if line.startswith("warning:")]
+    assert len(warned) == 1 and "bright.png: its median intensity" in warned[0]
+    assert "outside the range of the training images" in warned[0]
+    assert (tmp_path / "out" / "bright.png").is_file()  # predicted all the same: the user decides

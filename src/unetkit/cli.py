@@ -309,7 +309,8 @@ def _run_check(args: argparse.Namespace) -> None:
     report = check(images, labels, run=args.run, val_fraction=args.val_fraction, ignore_value=args.ignore_value)
     print(format_report(report))
     if report.errors:
-        raise InputError(f"{images}, {labels}: {counted(len(report.errors), 'problem')} above; fix them before training")
+        use = f"using them with {args.run}" if args.run else "training"  # --run: fine-tuning, or scoring the run
+        raise InputError(f"{images}, {labels}: {counted(len(report.errors), 'problem')} above; fix them before {use}")
 
 
 def _run_predict(args: argparse.Namespace) -> None:

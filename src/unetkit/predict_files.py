@@ -271,30 +271,39 @@ def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> Iterator[n
     os.replace(partial, path)
 
 
+SHOWN_WARNINGS = 3  # one line each for the first inputs unlike the training images, then a count
 CHECK_AHEAD_PIXELS = 1 << 26  # inputs up to this size (all pages) are read once before any is predicted
 
 
-def check_inputs(run: Run, files: list[Path]) -> None:
+def check_inputs(run: Run, files: list[Path]) -> list[str]:
     """Read every input (but the largest) and check it against the run before predicting any.
 
     A bad image 150 of 200 (damaged, colour for a greyscale run) stopped the run after
     149 had been predicted, and the rerun predicted them again. Decoding is cheap beside
     the network, so each file is read here once more; a file above CHECK_AHEAD_PIXELS is
-    checked when its turn comes.
+    checked when its turn comes. Returns a warning for each input whose intensities lie mostly outside
+    the training images' (Normalization.unlike_training): it is predicted, but its mask is suspect.
     """
     problems: list[tuple[Path, InputError]] = []
+    warnings: list[str] = []
     for file in files:
         if (declared_pixels(file) or 0) > CHECK_AHEAD_PIXELS:
             continue
         try:
-            run.normalization.check_compatible(read_for_run(run, file)[0], str(file))
+            first_page = read_for_run(run, file)[0]
+            run.normalization.check_compatible(first_page, str(file))
         except InputError as exc:
             problems.append((file, exc))
+            continue
+        warning = run.normalization.unlike_training(first_page, str(file))
+        if warning:
+            warnings.append(warning)
     if problems:
         first, others = problems[0][1], [file.name for file, _ in problems[1:]]
         fail = "fails" if len(others) == 1 else "fail"
         more = f" ({counted(len(others), 'more input')} {fail} too: {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
         raise InputError(f"{first}{more if others else ''}; nothing was predicted")
+    return warnings
 
 
 def predict_paths(
@@ -346,7 +355,11 @@ def predict_paths(
                                  "come from probabilities held in memory); predict it without --instances, or split the stack")
             owners = read_owners(out)
             refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
-            check_inputs(run, files)
+            warnings = check_inputs(run, files)
+            for warning in warnings[:SHOWN_WARNINGS]:
+                say(warning)
+            if len(warnings) > SHOWN_WARNINGS:
+                say(f"warning: {counted(len(warnings) - SHOWN_WARNINGS, 'more input')} outside the training range too")
             kinds: set[str] = set()
             for file in tqdm(files, desc="predict", unit="file", disable=not progress):
                 claim_outputs(Path(out), file, owners, write_probabilities, boundary is not None)

@@ -173,3 +173,18 @@ def test_json_round_trip(method: str, shape: tuple[int, ...]) -> None:
     restored = Normalization.from_json(json.loads(json.dumps(norm.to_json())))
     assert restored == norm
     np.testing.assert_array_equal(restored.apply(images[0]), norm.apply(images[0]))
+
+
+def test_an_image_mostly_outside_the_training_range_is_named_by_its_channel() -> None:
+    rng = np.random.default_rng(0)
+    training = [rng.integers(1000, 1400, (64, 64, 2)).astype(np.uint16) for _ in range(3)]
+    norm = Normalization.fit(training)
+    assert norm.unlike_training(training[0] + 100, "a.tif") is None  # a modest offset: within the range
+    shifted = training[0].copy()
+    shifted[..., 1] += 600
+    warning = norm.unlike_training(shifted, "b.tif")
+    assert warning is not None and warning.startswith("warning: b.tif: its median intensity (channel 1)")
+    darker = (training[0] // 2).astype(np.uint16)
+    assert "(channel 0)" in norm.unlike_training(darker, "c.tif")
+    scaled = Normalization.fit([t.astype(np.uint8) for t in training], method="scale")
+    assert scaled.unlike_training(np.zeros((8, 8, 2), np.uint8)) is None  # a fixed scale has no training range

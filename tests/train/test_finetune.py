@@ -120,8 +120,9 @@ def test_check_with_a_run_refuses_images_of_another_type_as_train_from_does(
     (wide / "label").symlink_to(data / "label")
     capsys.readouterr()
     assert main(["check", str(wide), "--run", str(tmp_path / "base")]) == 2
-    out = capsys.readouterr().out
-    assert "is uint16, the run's images uint8" in out
+    said = capsys.readouterr()
+    assert "is uint16, the run's images uint8" in said.out
+    assert f"fix them before using them with {tmp_path / 'base'}" in said.err  # not "before training": it may score it
     assert main(["train", str(wide), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"),
                  "--epochs", "1", *TRAINING]) == 2
 

@@ -716,3 +716,18 @@ def test_the_output_shift_travels_with_the_weights_it_was_measured_for(toy_data:
     (tmp_path / "run" / "run.json").write_text(json.dumps(record))
     shift = load_run(tmp_path / "run").output_shift
     assert (shift or (0.0, 0.0)) == tuple(saved)
+
+
+def test_a_split_that_leaves_few_training_pairs_says_how_to_train_on_all(tmp_path: Path) -> None:
+    """Two pairs: one held out, one trained on, and not a word about it (audit)."""
+    from conftest import write_blob_pairs
+
+    images, labels = write_blob_pairs(tmp_path / "data", count=2)
+    lines: list[str] = []
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=1), progress=False, say=lines.append)
+    note = next(line for line in lines if line.startswith("note: 1 pair of 2 held out"))
+    assert "leaves 1 pair to train on" in note and "--val-images/--val-labels" in note
+    lines.clear()
+    images, labels = write_blob_pairs(tmp_path / "more", count=6)
+    train(images, labels, tmp_path / "run6", replace(TINY, epochs=1), progress=False, say=lines.append)
+    assert not any("held out for validation leaves" in line for line in lines)

@@ -103,6 +103,23 @@ class Normalization:
                 f"convert it to {self.source_dtype} or train on {image.dtype.name} images"
             )
 
+    def unlike_training(self, image: np.ndarray, source: str = "image") -> str | None:
+        """A warning when most of an (H, W[, C]) image lies outside the intensities the training images spanned
+        (its median below their low or above their high percentile): the network has never seen such values, and
+        a brightness offset of new images (another microscope setting) turned every pixel foreground without a
+        word. None when the image looks like the training images."""
+        if self.method != "percentile":
+            return None
+        for channel, (plane, low, high) in enumerate(zip(channels_first(image), self.low, self.high)):
+            values = plane[::max(1, plane.shape[0] // 512), ::max(1, plane.shape[1] // 512)]  # a sample is enough
+            median = float(np.median(values))
+            if median < low or median > high:
+                where = f" (channel {channel})" if len(self.low) > 1 else ""
+                return (f"warning: {source}: its median intensity{where} {median:g} lies outside the range of the "
+                        f"training images ({low:g} to {high:g}); it was probably acquired or exported differently, so its "
+                        "mask may be wrong: check it, or fine-tune on a few such images (train --from RUN)")
+        return None
+
     def apply(self, image: np.ndarray, source: str = "image") -> np.ndarray:
         """(H, W[, C]) raw -> (C, H, W) float32 normalised; checks channels and dtype against training."""
         self.check_compatible(image, source)

@@ -15,6 +15,9 @@ from unetkit.data.validate import CheckReport, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
+from unetkit.text import counted
+
+FEW_TRAINING_PAIRS = 2  # a split that leaves this few to train on is said, with the way to train on all
 
 
 @dataclass
@@ -104,6 +107,10 @@ def prepare_training_data(
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
+        if len(train_pairs) <= FEW_TRAINING_PAIRS:
+            say(f"note: {counted(len(val_pairs), 'pair')} of {len(pairs)} held out for validation leaves "
+                f"{counted(len(train_pairs), 'pair')} to train on; to train on all {len(pairs)}, label one more image and "
+                "give it as --val-images/--val-labels")
         if encoding is None:  # the same split of the summaries: their values are known already
             held_out = held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
             _stop_on_errors(CheckReport(findings=held_out), images, labels, say, base_run, ignore_value=ignore_value)
