@@ -17,6 +17,7 @@ from unetkit.alignment import ShiftSearch, shift_image
 from unetkit.config import TrainConfig
 from unetkit.predict import tile_probabilities
 from unetkit.predict_files import predict_paths
+from unetkit.run import load_run
 from unetkit.train.start import train
 
 QUIET = dict(progress=False, say=lambda _: None)
@@ -127,9 +128,9 @@ def test_training_measures_the_offset_and_prediction_applies_it(offset_labels: P
     assert saved["alignment"] == record["alignment"]
 
     predict_paths(tmp_path / "run", [offset_labels / "image"], tmp_path / "aligned", write_probabilities=True, **QUIET)
-    saved["alignment"]["shift_px"] = [0.0, 0.0]  # the same weights without the shift
-    (tmp_path / "run" / "run.json").write_text(json.dumps(saved))
-    predict_paths(tmp_path / "run", [offset_labels / "image"], tmp_path / "plain", write_probabilities=True, **QUIET)
+    unshifted = load_run(tmp_path / "run")  # the same weights without the shift (the weights' header carries it too)
+    unshifted.record["alignment"] = {**unshifted.record["alignment"], "shift_px": [0.0, 0.0]}
+    predict_paths(unshifted, [offset_labels / "image"], tmp_path / "plain", write_probabilities=True, **QUIET)
     for i in range(8):
         aligned = torch.from_numpy(tifffile.imread(tmp_path / "aligned" / f"{i}_prob.tif"))
         plain = torch.from_numpy(tifffile.imread(tmp_path / "plain" / f"{i}_prob.tif"))

@@ -114,6 +114,8 @@ def test_a_call_leaves_the_callers_threads_and_random_state_as_they_were(toy_dat
         unetkit.train(images, labels, tmp_path / "run", epochs=1, base_width=4, depth=2, device="cpu", progress=False)
         unetkit.predict(tmp_path / "run", images, tmp_path / "pred", progress=False)
         unetkit.resume(tmp_path / "run", epochs=2, progress=False)
+        unetkit.load_run(tmp_path / "run")  # building the network draws from the generator
+        unetkit.check(images, labels, run=tmp_path / "run")
         after_calls = torch.rand(3)
         assert torch.get_num_threads() == 1
     finally:
@@ -142,8 +144,8 @@ def test_a_loaded_run_predicts_with_the_precision_and_device_asked_for(toy_data:
 
 @pytest.mark.parametrize("call, message", [
     (lambda tmp: unetkit.load_run(None), "path=None: give a path"),
-    (lambda tmp: unetkit.check(tmp, tmp, val_fraction="x"), "val_fraction='x': give the share held out"),
-    (lambda tmp: unetkit.check(tmp, tmp, val_fraction=1.5), "val_fraction=1.5"),
+    (lambda tmp: unetkit.check(tmp, tmp, val_fraction="x"), "val_fraction='x': give the share held out for validation as a number"),
+    (lambda tmp: unetkit.check(tmp, tmp, val_fraction=1.5), "--val-fraction 1.5: the share"),
     (lambda tmp: unetkit.evaluate(tmp, tmp, ignore_value="x"), "ignore_value='x': give a mask value"),
     (lambda tmp: unetkit.evaluate(tmp, tmp, boundary_value=[1.5]), r"boundary_value=\[1.5\]: give a mask value"),
     (lambda tmp: unetkit.predict(tmp, [], tmp / "out"), r"inputs=\[\]: no images given"),

@@ -110,3 +110,13 @@ def test_a_trained_precision_this_device_lacks_becomes_auto_for_using_the_networ
     gpu = torch.device("cuda")  # a pre-Ampere GPU given a run trained in bf16 on a newer one
     assert engine.inference_precision(gpu, "bf16") == "auto"
     assert engine.inference_precision(gpu, "fp16") == "fp16"
+
+
+def test_cuda_and_cuda_0_are_one_device() -> None:
+    """torch.device("cuda") != torch.device("cuda:0"): a loaded Run was copied to the GPU again on every predict."""
+    from unetkit.devices import same_device
+
+    assert same_device(torch.device("cpu"), torch.device("cpu"))
+    assert not same_device(torch.device("cpu"), torch.device("cuda"))
+    assert same_device(torch.device("cuda"), torch.device("cuda:0"))  # the current GPU is cuda:0 unless set otherwise
+    assert not same_device(torch.device("cuda:1"), torch.device("cuda:0"))

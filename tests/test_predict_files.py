@@ -510,21 +510,30 @@ def test_predictions_never_go_inside_an_input_folder(tiny_run: Path, tmp_path: P
     assert not (tiny_run / "image" / "pred").exists()
 
 
-def test_a_predict_killed_between_writing_and_recording_a_file_can_be_run_again(
+def test_a_predict_stopped_between_writing_and_recording_a_file_can_be_run_again(
         tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C after 2.png was renamed into place but before the marker named it: the same command, run again as
-    the interruption message says, was refused ("a file unetkit did not write") (audit)."""
+    """Ctrl-C after 0.png was renamed into place but before the marker named it: the same command, run again as
+    the interruption message says, was refused ("a file unetkit did not write") (audit). The signal now waits
+    until the record is saved."""
+    import signal
+
     import unetkit.predict_files as predict_files
 
-    def interrupted(*_: object) -> None:
-        raise KeyboardInterrupt
+    recorded: list[str] = []
+
+    def record_then_be_interrupted(folder: Path, owners: dict) -> None:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C lands between the file and its record
+        write_owners(folder, owners)
+        recorded.extend(owners)
+
+    from unetkit.output_owners import write_owners
 
     out = tmp_path / "out"
-    monkeypatch.setattr(predict_files, "remove_earlier_outputs", interrupted)
+    monkeypatch.setattr(predict_files, "write_owners", record_then_be_interrupted)
     with pytest.raises(KeyboardInterrupt):
         predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
     monkeypatch.undo()
-    assert (out / "0.png").is_file() and (out / "0_prob.tif").is_file()  # written, then the process stopped
+    assert {"0.png", "0_prob.tif"} <= set(recorded)  # the record was saved before the interrupt took effect
     (out / ".1_prob.tif.partial").write_bytes(b"half")  # what kill -9 leaves of a memory-mapped file
     written = predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
     assert len(written) == 4
@@ -539,7 +548,7 @@ def test_a_folder_another_process_writes_into_is_refused(tiny_run: Path, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     with folder_lock(out, "predict"):  # held as another process would hold it (flock: per open file)
-        with pytest.raises(InputError, match="out: another unetkit process is writing into it now"):
+        with pytest.raises(InputError, match="out: another unetkit command is writing into it now; wait until it ends"):
             predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
     assert len(predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)) == 4  # released: it goes on
 
@@ -556,3 +565,22 @@ def test_inputs_unlike_the_training_images_are_predicted_with_a_warning(tiny_run
     assert len(warned) == 1 and "bright.png: its median intensity" in warned[0]
     assert "outside the range of the training images" in warned[0]
     assert (tmp_path / "out" / "bright.png").is_file()  # predicted all the same: the user decides
+
+
+def test_large_inputs_and_many_inputs_unlike_the_training_images_are_warned_about(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files too large to read ahead were never checked; many warnings end in a count (review)."""
+    import unetkit.predict_files as predict_files
+
+    image, _ = blob_pair(np.random.default_rng(1), 40)
+    for i in range(5):
+        write_png(tmp_path / "in" / f"bright{i}.png", np.clip(image.astype(int) + 190, 0, 255).astype(np.uint8))
+    monkeypatch.setattr(predict_files, "CHECK_AHEAD_PIXELS", 0)  # every input counts as too large to read ahead
+    lines: list[str] = []
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "large", progress=False, say=lines.append)
+    assert sum("its median intensity" in line for line in lines) == 5
+    monkeypatch.undo()
+    lines.clear()
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "many", progress=False, say=lines.append)
+    assert sum("its median intensity" in line for line in lines) == 3
+    assert "warning: 2 more inputs lie outside the training range too" in lines

@@ -12,7 +12,8 @@
 the package and modules that do the work (`unetkit.train.planning`, ...); those
 modules are callable and forward here, so either spelling calls these functions.
 Errors in use raise `unetkit.errors.InputError` with the one line the CLI prints. A call leaves the
-calling program's torch thread count and random state as they were (a run sets its own for its duration).
+calling program's torch thread count and random state as they were (a run sets its own for its duration;
+building a network draws from the generator, so load_run, check(run=) and export are kept too).
 """
 
 from __future__ import annotations
@@ -188,18 +189,21 @@ def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | No
                       precision=precision, began=time.monotonic())
 
 
+@keeps_host_settings
 def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, val_fraction: float | None = None,
           ignore_value: Any = None) -> "CheckReport":
     """Pair, read and inspect every image and mask, as `unetkit check` does, and return the report (its `errors`
     and `warnings` are lists of findings; `unetkit.data.validate.format_report` prints it as the command does).
     `run`: also check the pairs against a trained run's classes and channels (before `train --from RUN`);
     `val_fraction`: the share `train` would hold out (default 0.2; 0 for none); `ignore_value`: as for `train`."""
+    from unetkit.data.dataset import check_val_fraction
     from unetkit.data.validate import check_dataset
     from unetkit.run import load_run as load
 
-    if val_fraction is not None and (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))
-                                     or not 0 <= val_fraction < 1):
-        raise InputError(f"val_fraction={val_fraction!r}: give the share held out for validation, from 0 up to 1")
+    if val_fraction is not None and (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float))):
+        raise InputError(f"val_fraction={val_fraction!r}: give the share held out for validation as a number (0.2)")
+    if val_fraction:  # 0: none held out (check only)
+        check_val_fraction(val_fraction)
     trained = load(as_path(run, "run")) if run is not None else None  # read for its classes and channels only
     ignore = mask_value(ignore_value, "ignore_value") if ignore_value is not None else (trained.encoding.ignore_value if trained else None)
     return check_dataset(as_path(images, "images"), as_path(labels, "labels"), trained.encoding if trained else None,
@@ -209,6 +213,7 @@ def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, va
                          ignore_value=ignore)
 
 
+@keeps_host_settings
 def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "torchscript"), name: str | None = None,
            author: str | None = None, license: str = "CC-BY-4.0") -> dict[str, Any]:
     """Write the run's network as ONNX and/or TorchScript with a bioimage.io rdf.yaml into the new folder (or
@@ -219,6 +224,7 @@ def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "t
     return export_run(as_path(run, "run"), as_path(out, "out"), chosen, ModelCard(name, author, license))
 
 
+@keeps_host_settings
 def load_run(path: PathLike) -> "Run":
     """A trained run: its network (with weights), classes, normalisation and config."""
     from unetkit.run import load_run as load

@@ -16,3 +16,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
     return torch.device(name)
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether tensors on `a` and `b` live together: cuda and cuda:0 are one GPU (torch.device says they differ)."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)

@@ -9,9 +9,9 @@ time. Before any work a predict refuses to overwrite or remove a file that
 - the marker does not record (the user's own files, copied in after an earlier predict);
 - was changed since unetkit wrote it (a mask corrected by hand in the predictions folder);
 
-and when an image is predicted again it removes only what that image left earlier. The names an input may
-write are recorded as its own before they are written, so that a predict killed between writing a file and
-recording it leaves a file the rerun may replace. A marker that cannot be
+and when an image is predicted again it removes only what that image left earlier. An image's files are
+written and recorded together, with Ctrl-C and SIGTERM held until the record is saved (predict_paths), so
+a stopped predict can be run again as it was. A marker that cannot be
 read as such a record is damaged and refused: its entries name the files predict may remove, so a marker
 naming "../other/file" must never be acted on. Entries of markers written before 2026-12-03 (the owner's stem,
 no size or time) are read as owners without a stamp.
@@ -83,20 +83,12 @@ def _damaged(marker: Path, why: str) -> InputError:
                       "is overwritten: predict into a new --out")
 
 
-def claim_outputs(folder: Path, file: Path, owners: Owners, probabilities: bool, cells: bool) -> None:
-    """Before an input's files are written, record the names it may write as its own (without a stamp: any
-    content is its to replace) and remove the hidden partial files a killed predict left of them. A predict
-    interrupted after a file was renamed into place but before the record named it (the watershed of
-    --instances runs in between) left a file that the same command, run again, refused as not unetkit's."""
-    folder, owner, changed = Path(folder), owner_of(file), False
+def remove_leftovers(folder: Path, file: Path, probabilities: bool, cells: bool) -> None:
+    """Remove the hidden partial files a killed predict left of this input's outputs (.NAME.partial, .NAME.tmpPID):
+    unetkit's own temporary names, never read as results, and nobody else's while this predict holds the folder."""
     for name in planned_outputs(file.stem, probabilities, cells):
-        if name not in owners or not (folder / name).exists():  # refuse_clashes let no other owner's file through
-            changed = changed or owners.get(name) != {"input": owner}
-            owners[name] = {"input": owner}
-        for leftover in folder.glob(f".{glob.escape(name)}.*"):  # .NAME.partial, .NAME.tmpPID of a killed predict
+        for leftover in Path(folder).glob(f".{glob.escape(name)}.*"):
             leftover.unlink(missing_ok=True)
-    if changed:
-        write_owners(folder, owners)
 
 
 def record_outputs(owners: Owners, file: Path, written: set[Path]) -> None:

@@ -15,6 +15,7 @@ each, by a seeded watershed on the boundary probability (instances.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -40,13 +41,13 @@ from unetkit.data.io import (
     write_mask,
     write_tiff,
 )
-from unetkit.devices import resolve_device
+from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError
-from unetkit.folder_lock import folder_lock
+from unetkit.folder_lock import folder_lock, interrupts_deferred
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
-from unetkit.output_owners import (Owners, claim_outputs, owned_by, read_owners, record_outputs, refuse_clashes,
+from unetkit.output_owners import (Owners, owned_by, read_owners, record_outputs, refuse_clashes, remove_leftovers,
                                    write_owners)
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
@@ -198,11 +199,19 @@ def read_for_run(run: Run, file: Path) -> np.ndarray:
 
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
-                  kinds: set[str], instance_kind: str = "auto") -> tuple[Path, set[Path]]:
-    """One input file's mask (and probabilities, cells); returns the mask's path and every file written.
-    `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0)."""
+                  kinds: set[str], instance_kind: str = "auto", warn: Callable[[str], None] | None = None,
+                  ) -> tuple[Path, set[Path], list[Callable[[], None]]]:
+    """One input file's mask (and probabilities, cells), computed: returns the mask's path, every file it will
+    write, and the writes still to do. Memory-mapped outputs are filled under hidden names and renamed when
+    `on_disk` closes; nothing of this input is visible before the writes run (see predict_paths).
+    `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0);
+    `warn` says whether the image looks unlike the training images (for files check_inputs did not read)."""
     num_classes = run.encoding.num_classes
+    writes: list[Callable[[], None]] = []
     pages = read_for_run(run, file)
+    unlike = run.normalization.unlike_training(pages[0], str(file)) if warn is not None else None
+    if unlike:
+        warn(unlike)
     stack = len(pages) > 1
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
@@ -224,10 +233,11 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
             masks.append(predict_page(run, page, source, tile, tta, torch_device, target))
         if stack or not run.encoding.fits_png:
             target_path = out / f"{file.stem}.tif"
-            write_tiff(target_path, np.stack(masks) if stack else masks[0])
+            writes.append(functools.partial(write_tiff, target_path, np.stack(masks) if stack else masks[0]))
         else:
             target_path = out / f"{file.stem}.png"
-            write_mask(target_path, masks[0], list(run.encoding.palette) if run.encoding.palette else None)
+            writes.append(functools.partial(write_mask, target_path, masks[0],
+                                            list(run.encoding.palette) if run.encoding.palette else None))
     written = {target_path}
     if write_probabilities:
         written.add(out / f"{file.stem}{PROB_SUFFIX}.tif")
@@ -237,8 +247,8 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
         objects = objects_on_background(run, boundary, maps, instance_kind, kinds)
         kinds.add(OBJECTS if objects else CELLS)
-        write_tiff(out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects))
-    return target_path, written
+        writes.append(functools.partial(write_tiff, out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects)))
+    return target_path, written, writes
 
 
 def remove_earlier_outputs(out: Path, file: Path, written: set[Path], owners: Owners) -> None:
@@ -330,13 +340,11 @@ def predict_paths(
     if tile is not None and tile < MIN_TILE:
         raise InputError(f"--tile {tile}: windows must be at least {MIN_TILE} pixels (leave it out for the automatic choice)")
     configure_process()
+    torch_device = resolve_device(device)
     if not isinstance(run, Run):
-        torch_device = resolve_device(device)
         run = load_run(run, torch_device, precision)
-    else:  # loaded earlier (unetkit.load_run): "auto" keeps its device, and a device or precision given is honoured
-        torch_device = run.device if device == "auto" else resolve_device(device)
-        if torch_device != run.device or precision is not None:
-            run = run.computing_on(torch_device, precision)
+    elif not same_device(torch_device, run.device) or precision is not None:  # a Run loaded earlier: as a folder
+        run = run.computing_on(torch_device, precision)
     files = list({f.resolve(): f for path in inputs for f in list_image_files(path)}.values())  # a file given twice: once
     clash = first_clash([(f.stem, f) for f in files])
     if clash:
@@ -346,7 +354,7 @@ def predict_paths(
     created = missing_folders(out)
     check_output_folder(out, inputs)
     written: list[Path] = []
-    with folder_lock(out, "predict"):  # one process at a time records outputs in its marker
+    with folder_lock(out, "wait until it ends, or predict into another --out"):  # one process at a time records outputs in its marker
         try:
             check_free_space(out, files, run.encoding.num_classes, write_probabilities)
             too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
@@ -359,15 +367,22 @@ def predict_paths(
             for warning in warnings[:SHOWN_WARNINGS]:
                 say(warning)
             if len(warnings) > SHOWN_WARNINGS:
-                say(f"warning: {counted(len(warnings) - SHOWN_WARNINGS, 'more input')} outside the training range too")
+                more = len(warnings) - SHOWN_WARNINGS
+                say(f"warning: {counted(more, 'more input')} {'lies' if more == 1 else 'lie'} outside the training range too")
             kinds: set[str] = set()
             for file in tqdm(files, desc="predict", unit="file", disable=not progress):
-                claim_outputs(Path(out), file, owners, write_probabilities, boundary is not None)
+                remove_leftovers(Path(out), file, write_probabilities, boundary is not None)
                 with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
-                    mask, outputs = _predict_file(run, file, Path(out), tile, tta, torch_device, write_probabilities,
-                                                  boundary, on_disk, kinds, instance_kind)
-                remove_earlier_outputs(Path(out), file, outputs, owners)
-                write_owners(out, owners)
+                    unread = (declared_pixels(file) or 0) > CHECK_AHEAD_PIXELS  # check_inputs left it out
+                    mask, outputs, writes = _predict_file(run, file, Path(out), tile, tta, torch_device,
+                                                          write_probabilities, boundary, on_disk, kinds, instance_kind,
+                                                          warn=say if unread else None)
+                    with interrupts_deferred():  # the files and the record naming them land together
+                        for write in writes:
+                            write()
+                        on_disk.close()
+                        remove_earlier_outputs(Path(out), file, outputs, owners)
+                        write_owners(out, owners)
                 written.append(mask)
         except BaseException as exc:
             if not written and created:  # a refusal at the first file leaves no empty output folder behind

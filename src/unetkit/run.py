@@ -26,6 +26,7 @@ from unetkit.config import TrainConfig
 from unetkit.data.io import make_writable_folder, missing_folders, remove_empty_folders, write_atomic
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
+from unetkit.devices import same_device
 from unetkit.engine import autocast_dtype, inference_precision, to_memory_format
 from unetkit.errors import InputError
 from unetkit.folder_lock import folder_lock
@@ -129,7 +130,7 @@ def claimed_run_folder(out: Path, command: str) -> Iterator[None]:
     """Create the new run folder and hold it for this process (folder_lock) while the run writes into it. It
     was checked empty before the data was read; another process may have begun a run there since."""
     make_run_folder(out)
-    with folder_lock(out, command):
+    with folder_lock(out, "choose a new --out"):
         if any(Path(out).iterdir()):
             raise InputError(f"{out}: another process wrote into it after this {command} checked it was empty; "
                              "choose a new --out")
@@ -211,7 +212,7 @@ class Run:
         """This run computing on `device` in `precision` (None: as it trained): a Run loaded earlier, given to
         predict with its own device or precision, must honour them, and the caller's Run is left as it was."""
         model = self.model
-        if device != self.device:
+        if not same_device(device, self.device):
             model = to_memory_format(copy.deepcopy(model).to(device), self.config.channels_last).eval()
         amp_dtype = autocast_dtype(device, precision or inference_precision(device, self.config.precision))
         return replace(self, model=model, amp_dtype=amp_dtype)
@@ -254,8 +255,11 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
                          f"the network has {options['num_classes']} outputs; the run folder is damaged")
     saved_with = load_weights(weights, model)
     if isinstance(saved_with, dict) and "alignment" in saved_with:  # the shift measured for these very weights
+        try:
+            _check_record_shape({"alignment": saved_with["alignment"]}, weights)
+        except InputError:
+            raise InputError(f"{weights}: its header's alignment entry is damaged; restore the file or train again") from None
         record = {**record, "alignment": saved_with["alignment"]}
-        _check_record_shape(record, weights)
     device = torch.device(device)
     model = to_memory_format(model.to(device), config.channels_last).eval()
     amp_dtype = autocast_dtype(device, precision or inference_precision(device, config.precision))

@@ -686,7 +686,7 @@ def test_a_run_folder_another_process_writes_into_is_refused(toy_data: tuple[Pat
     quiet = dict(progress=False, say=lambda _: None)
     (tmp_path / "run").mkdir()  # an empty folder is a new run's to use, unless another process holds it
     with folder_lock(tmp_path / "run", "test"):
-        with pytest.raises(InputError, match="another unetkit process is writing into it now"):
+        with pytest.raises(InputError, match="another unetkit command is writing into it now; choose a new --out"):
             train(images, labels, tmp_path / "run", TINY, **quiet)
     with pytest.raises(InputError, match="another process wrote into it after this train checked it was empty"):
         with claimed_run_folder(tmp_path, "train"):  # tmp_path holds "run" now: written since it was checked
@@ -695,7 +695,7 @@ def test_a_run_folder_another_process_writes_into_is_refused(toy_data: tuple[Pat
     other_save = tmp_path / "run" / ".model.safetensors.tmp99999"
     other_save.write_bytes(b"another resume is writing this")
     with folder_lock(tmp_path / "run", "test"):
-        with pytest.raises(InputError, match="another unetkit process is writing into it now; wait until it ends"):
+        with pytest.raises(InputError, match="another unetkit command is writing into it now; wait until it ends"):
             resume(tmp_path / "run", epochs=TINY.epochs + 1, **quiet)
     assert other_save.is_file()
     resume(tmp_path / "run", epochs=TINY.epochs + 1, **quiet)  # the lock released, it resumes (and clears leftovers)
@@ -716,6 +716,12 @@ def test_the_output_shift_travels_with_the_weights_it_was_measured_for(toy_data:
     (tmp_path / "run" / "run.json").write_text(json.dumps(record))
     shift = load_run(tmp_path / "run").output_shift
     assert (shift or (0.0, 0.0)) == tuple(saved)
+    from unetkit.train.checkpoint import save_tensors
+
+    tensors, metadata = load_tensors(tmp_path / "run" / "model.safetensors")
+    save_tensors(tmp_path / "run" / "model.safetensors", tensors, {**metadata, "alignment": {"shift_px": "up"}})
+    with pytest.raises(InputError, match="model.safetensors: its header's alignment entry is damaged; restore the file"):
+        load_run(tmp_path / "run")  # it named the weights but said "restore run.json"
 
 
 def test_a_split_that_leaves_few_training_pairs_says_how_to_train_on_all(tmp_path: Path) -> None:
@@ -728,6 +734,8 @@ def test_a_split_that_leaves_few_training_pairs_says_how_to_train_on_all(tmp_pat
     note = next(line for line in lines if line.startswith("note: 1 pair of 2 held out"))
     assert "leaves 1 pair to train on" in note and "--val-images/--val-labels" in note
     lines.clear()
+    resume(tmp_path / "run", epochs=2, progress=False, say=lines.append)  # its split is settled: no advice to follow
+    assert not any("held out for validation leaves" in line for line in lines)
     images, labels = write_blob_pairs(tmp_path / "more", count=6)
     train(images, labels, tmp_path / "run6", replace(TINY, epochs=1), progress=False, say=lines.append)
     assert not any("held out for validation leaves" in line for line in lines)

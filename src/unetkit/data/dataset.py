@@ -297,13 +297,18 @@ class PaletteCheck:
 Item = TypeVar("Item")  # a pair, or its summary (validate.PairSummary)
 
 
-def split_contiguous(pairs: list[Item], val_fraction: float) -> tuple[list[Item], list[Item]]:
-    """Hold out the last block of pairs (or of their summaries): neighbouring sections look alike, so a random
-    split would leak."""
+def check_val_fraction(val_fraction: float) -> None:
+    """--val-fraction is a share: over 0 and under 1."""
     if not 0.0 < val_fraction < 1.0:
         raise InputError(f"--val-fraction {val_fraction:g}: the share of the images held out for validation must be "
                          "over 0 and under 1, e.g. 0.2; to hold none out, give a validation set with "
                          "--val-images/--val-labels")
+
+
+def split_contiguous(pairs: list[Item], val_fraction: float) -> tuple[list[Item], list[Item]]:
+    """Hold out the last block of pairs (or of their summaries): neighbouring sections look alike, so a random
+    split would leak."""
+    check_val_fraction(val_fraction)
     if len(pairs) < 2:
         raise InputError(f"only {len(pairs)} image: need at least 2 to hold one out for validation, or give --val-images/--val-labels")
     n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))

@@ -73,8 +73,10 @@ def prepare_training_data(
     in_channels: int | None = None,
     base_run: Path | None = None,
     ignore_value: int | None = None,
+    resuming: bool = False,
 ) -> TrainingData:
     """Read and check everything once (the checks of `unetkit check`: warnings are said, an error stops).
+    `resuming`: the data of a run being continued, whose split can no longer change (no note about it).
 
     The classes come from the training masks and the normalisation is fitted on
     the training images, unless a resumed run passes its own. `ignore_value`: the masks' value of unlabelled
@@ -107,7 +109,7 @@ def prepare_training_data(
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
-        if len(train_pairs) <= FEW_TRAINING_PAIRS:
+        if len(train_pairs) <= FEW_TRAINING_PAIRS and not resuming:
             say(f"note: {counted(len(val_pairs), 'pair')} of {len(pairs)} held out for validation leaves "
                 f"{counted(len(train_pairs), 'pair')} to train on; to train on all {len(pairs)}, label one more image and "
                 "give it as --val-images/--val-labels")

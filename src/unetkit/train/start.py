@@ -411,9 +411,17 @@ def resume(
 ) -> dict[str, Any]:
     """Continue a run from its last saved epoch, on the same data; `epochs`/`budget_s` may extend it (the budget
     is the run's new total, time already spent included, and this start's reading from `began` on, as for
-    `train`); `device`/`precision` move it (e.g. a GPU run to a CPU)."""
+    `train`); `device`/`precision` move it (e.g. a GPU run to a CPU). The run folder is held from the start
+    (folder_lock): its record must not change between being read and being trained on, and the partial files
+    removed at the start may be another command's."""
     began = time.monotonic() if began is None else began
-    run_dir = Path(run_dir)
+    with folder_lock(Path(run_dir), "wait until it ends: a run is continued by one command at a time"):
+        return _resume_held(Path(run_dir), epochs, budget_s, progress, say, device, precision, began)
+
+
+def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, progress: bool, say: Callable[[str], None],
+                 device: str | None, precision: str | None, began: float) -> dict[str, Any]:
+    """resume(), with the run folder held."""
     record = read_run_json(run_dir)
     config = saved_config = TrainConfig.from_json(record["config"])
     if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
@@ -451,30 +459,30 @@ def resume(
         Path(paths["val_images"]) if paths["val_images"] else None,
         Path(paths["val_labels"]) if paths["val_labels"] else None,
         config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]), say=say,
+        resuming=True,
     )
     _check_same_data(run_dir, paths, data)
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
     trainer = Trainer(run_dir, config, data, record, progress, say)
-    with folder_lock(run_dir, "resume"):  # before its partial writes are removed: they may be another resume's
-        remove_partial_writes(run_dir)
-        if _has_resume_state(run_dir):
-            trainer.restore()
-            trainer.counters.elapsed_s += time.monotonic() - began
-            needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured
-            moved = (device, precision) != (None, None) and (trainer.config.device, trainer.config.precision) != (
-                saved_config.device, saved_config.precision)  # costs measured on another device say little here
-            used = max(spent, trainer.counters.elapsed_s)  # the time saved, and this start's loading on top
-            if budget_s is not None and not moved and budget_s - used < needed:
-                raise InputError(_budget_spent(budget_s, used, run_dir, needed))
-            unit = "validation round" if trainer.timed_rounds() else "epoch"  # log.csv's "epoch" column counts these
-            say(f"resuming {run_dir} after {unit} {trainer.counters.epoch}, step {trainer.counters.step}")
-        else:
-            say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
-            if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
-                trainer.start_from(load_run(Path(record["start_from"])))
-        trainer.record["status"] = "training"
-        trainer.run()
-        _report_alignment(trainer.record, say)
-        _warn_about_slow_validation(trainer, say)
-        say(describe_result(trainer.record, config.budget_s))
+    remove_partial_writes(run_dir)
+    if _has_resume_state(run_dir):
+        trainer.restore()
+        trainer.counters.elapsed_s += time.monotonic() - began
+        needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured
+        moved = (device, precision) != (None, None) and (trainer.config.device, trainer.config.precision) != (
+            saved_config.device, saved_config.precision)  # costs measured on another device say little here
+        used = max(spent, trainer.counters.elapsed_s)  # the time saved, and this start's loading on top
+        if budget_s is not None and not moved and budget_s - used < needed:
+            raise InputError(_budget_spent(budget_s, used, run_dir, needed))
+        unit = "validation round" if trainer.timed_rounds() else "epoch"  # log.csv's "epoch" column counts these
+        say(f"resuming {run_dir} after {unit} {trainer.counters.epoch}, step {trainer.counters.step}")
+    else:
+        say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
+        if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
+            trainer.start_from(load_run(Path(record["start_from"])))
+    trainer.record["status"] = "training"
+    trainer.run()
+    _report_alignment(trainer.record, say)
+    _warn_about_slow_validation(trainer, say)
+    say(describe_result(trainer.record, config.budget_s))
     return trainer.record
