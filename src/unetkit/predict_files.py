@@ -285,19 +285,19 @@ SHOWN_WARNINGS = 3  # one line each for the first inputs unlike the training ima
 CHECK_AHEAD_PIXELS = 1 << 26  # inputs up to this size (all pages) are read once before any is predicted
 
 
-def check_inputs(run: Run, files: list[Path]) -> list[str]:
+def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int]) -> list[str]:
     """Read every input (but the largest) and check it against the run before predicting any.
 
     A bad image 150 of 200 (damaged, colour for a greyscale run) stopped the run after
     149 had been predicted, and the rerun predicted them again. Decoding is cheap beside
-    the network, so each file is read here once more; a file above CHECK_AHEAD_PIXELS is
-    checked when its turn comes. Returns a warning for each input whose intensities lie mostly outside
+    the network, so each file is read here once more; a file above CHECK_AHEAD_PIXELS (by `pixels`, what the
+    headers declare) is checked when its turn comes. Returns a warning for each input whose intensities lie mostly outside
     the training images' (Normalization.unlike_training): it is predicted, but its mask is suspect.
     """
     problems: list[tuple[Path, InputError]] = []
     warnings: list[str] = []
     for file in files:
-        if (declared_pixels(file) or 0) > CHECK_AHEAD_PIXELS:
+        if pixels[file] > CHECK_AHEAD_PIXELS:
             continue
         try:
             first_page = read_for_run(run, file)[0]
@@ -357,13 +357,14 @@ def predict_paths(
     with folder_lock(out, "wait until it ends, or predict into another --out"):  # one process at a time records outputs in its marker
         try:
             check_free_space(out, files, run.encoding.num_classes, write_probabilities)
-            too_large = next((f for f in files if boundary is not None and (declared_pixels(f) or 0) > STREAM_PIXELS), None)
+            pixels = {file: declared_pixels(file) or 0 for file in files}  # each header read once
+            too_large = next((f for f in files if boundary is not None and pixels[f] > STREAM_PIXELS), None)
             if too_large:
                 raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
                                  "come from probabilities held in memory); predict it without --instances, or split the stack")
             owners = read_owners(out)
             refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
-            warnings = check_inputs(run, files)
+            warnings = check_inputs(run, files, pixels)
             for warning in warnings[:SHOWN_WARNINGS]:
                 say(warning)
             if len(warnings) > SHOWN_WARNINGS:
@@ -373,10 +374,9 @@ def predict_paths(
             for file in tqdm(files, desc="predict", unit="file", disable=not progress):
                 remove_leftovers(Path(out), file, write_probabilities, boundary is not None)
                 with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
-                    unread = (declared_pixels(file) or 0) > CHECK_AHEAD_PIXELS  # check_inputs left it out
                     mask, outputs, writes = _predict_file(run, file, Path(out), tile, tta, torch_device,
                                                           write_probabilities, boundary, on_disk, kinds, instance_kind,
-                                                          warn=say if unread else None)
+                                                          warn=say if pixels[file] > CHECK_AHEAD_PIXELS else None)
                     with interrupts_deferred():  # the files and the record naming them land together
                         for write in writes:
                             write()

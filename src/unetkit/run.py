@@ -118,18 +118,14 @@ def check_writable_folder(out: Path, what: str = "run folder") -> None:
         remove_empty_folders(created)  # leave no trace until the run really starts
 
 
-def make_run_folder(out: Path) -> None:
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
-
-
 @contextlib.contextmanager
 def claimed_run_folder(out: Path, command: str) -> Iterator[None]:
     """Create the new run folder and hold it for this process (folder_lock) while the run writes into it. It
     was checked empty before the data was read; another process may have begun a run there since."""
-    make_run_folder(out)
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
     with folder_lock(out, "choose a new --out"):
         if any(Path(out).iterdir()):
             raise InputError(f"{out}: another process wrote into it after this {command} checked it was empty; "
@@ -180,10 +176,22 @@ def _check_record_shape(record: Any, path: Path) -> None:
     model = record.get("model") or {}
     if "options" in model and not isinstance(model["options"], dict):
         raise damaged("entry model.options is not a record")
-    shift = (record.get("alignment") or {}).get("shift_px")
+    problem = _alignment_problem(record.get("alignment"))
+    if problem:
+        raise damaged(problem)
+
+
+def _alignment_problem(alignment: Any) -> str | None:
+    """What is wrong with an alignment entry (run.json's, or the weights header's), or None."""
+    if alignment is None:
+        return None
+    if not isinstance(alignment, dict):
+        return "entry 'alignment' is not a record"
+    shift = alignment.get("shift_px")
     if shift is not None and not (isinstance(shift, list) and len(shift) == 2
                                   and all(isinstance(v, (int, float)) and math.isfinite(v) for v in shift)):
-        raise damaged(f"alignment.shift_px {shift!r} is not two numbers")
+        return f"alignment.shift_px {shift!r} is not two numbers"
+    return None
 
 
 @dataclass
@@ -255,10 +263,8 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
                          f"the network has {options['num_classes']} outputs; the run folder is damaged")
     saved_with = load_weights(weights, model)
     if isinstance(saved_with, dict) and "alignment" in saved_with:  # the shift measured for these very weights
-        try:
-            _check_record_shape({"alignment": saved_with["alignment"]}, weights)
-        except InputError:
-            raise InputError(f"{weights}: its header's alignment entry is damaged; restore the file or train again") from None
+        if _alignment_problem(saved_with["alignment"]):
+            raise InputError(f"{weights}: its header's alignment entry is damaged; restore the file or train again")
         record = {**record, "alignment": saved_with["alignment"]}
     device = torch.device(device)
     model = to_memory_format(model.to(device), config.channels_last).eval()

@@ -22,14 +22,14 @@ from unetkit.data.normalize import Normalization
 from unetkit.devices import resolve_device
 from unetkit.diffusion.data import to_image_values
 from unetkit.diffusion.samplers import classifier_free_guidance, ddim_sample, ddpm_sample
+from unetkit.diffusion.samples_folder import earlier_samples, record_samples
 from unetkit.diffusion.schedule import NoiseSchedule, make_schedule
 from unetkit.diffusion.training import DiffusionConfig
 from unetkit.engine import autocast, autocast_dtype, inference_precision
 from unetkit.errors import InputError
-from unetkit.text import counted
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
-from unetkit.diffusion.samples_folder import earlier_samples, record_samples
 from unetkit.run import read_run_json
+from unetkit.text import counted
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
 
 MAX_SAMPLE_SIZE = 4096  # unconditional sample side: one 4096^2 sample already needs several GB
