@@ -355,6 +355,40 @@ def test_a_full_disk_while_training_saves_is_one_line_and_exit_2(
                  os.strerror(errno.ENOSPC), "free space")
 
 
+def test_a_disk_that_fills_during_training_leaves_a_failed_run_that_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk filled after the first round was saved: run.json went on saying "training" and the message did not
+    say that the run can continue."""
+    import json
+
+    from safetensors import SafetensorError
+
+    import unetkit.train.checkpoint as checkpoint
+
+    saves: list[str] = []
+    real_save = checkpoint.save_file
+
+    def full_after_the_first_round(*args, **kwargs):  # type: ignore[no-untyped-def]
+        saves.append(str(args[1]))
+        if len(saves) > 2:  # the first round wrote the weights and the resume state
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No '
+                                  'space left on device" })')
+        return real_save(*args, **kwargs)
+
+    images, labels = make_pairs(tmp_path / "data")
+    run = tmp_path / "run"
+    monkeypatch.setattr(checkpoint, "save_file", full_after_the_first_round)
+    argv = [a if a != "1" else "3" for a in train_argv(images, labels, run)]  # --epochs 3
+    expect_error(argv, capsys, "No space left", f"continue the run: unetkit train --resume {run}")
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "failed" and "No space left" in record["error"], record.get("status")
+    monkeypatch.setattr(checkpoint, "save_file", real_save)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "finished" and "error" not in record and record["progress"]["epoch"] == 3
+
+
 def test_an_output_disk_too_small_for_the_probabilities_is_refused_before_work(
     tmp_path: Path, grey_run: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,3 +8,8 @@ Every message names the file or option and says what to do about it.
 
 class InputError(Exception):
     """Bad input from the user: a missing or corrupt file, a mismatch, a bad option."""
+
+
+class WriteError(InputError):
+    """An output could not be written (a full or read-only disk, a folder gone): the previous file is unchanged,
+    so a run that hit it can continue (`train --resume`) once the disk is fixed, unlike bad data."""

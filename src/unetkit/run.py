@@ -138,6 +138,17 @@ def write_run_json(run_dir: Path, record: dict[str, Any]) -> None:
     write_atomic(Path(run_dir) / RUN_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
+def record_failure(run_dir: Path, record: dict[str, Any], exc: Exception) -> None:
+    """run.json says the run stopped on an error, and which, instead of "training" for ever; written if the disk
+    still takes that much (after a full disk it may not)."""
+    record["status"] = "failed"
+    record["error"] = (str(exc).splitlines() or [type(exc).__name__])[0]
+    try:
+        write_run_json(run_dir, record)
+    except (InputError, OSError):
+        pass
+
+
 def read_run_json(run_dir: Path, writer: str = "unetkit train") -> dict[str, Any]:
     """A run's record; `writer`: the command whose --out folder is expected, for the message when it is not one."""
     path = Path(run_dir) / RUN_FILE

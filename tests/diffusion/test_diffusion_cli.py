@@ -194,6 +194,27 @@ def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tm
     assert load_diffusion_run(tmp_path / "run").model is not None  # the saved weights load
 
 
+def test_a_diffusion_run_stopped_by_an_error_says_so_in_its_record(toy_data, tmp_path, capsys, monkeypatch):
+    """A diffusion run stopped by an error (here a loss that is not finite) kept saying "training" in run.json."""
+    from unetkit.diffusion import training
+
+    images, labels = toy_data
+    original, calls = training.diffusion_loss, []
+
+    def not_finite_on_third(*args, **kwargs):
+        calls.append(1)
+        loss = original(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(training, "diffusion_loss", not_finite_on_third)
+    argv = ["diffusion", "train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"),
+            "--steps", "50", "--quiet", *TINY]
+    assert main(argv) == 2
+    assert "not finite at step 2" in capsys.readouterr().err
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and "not finite" in record["error"] and record["progress"]["step"] == 2
+
+
 def test_samples_replace_earlier_samples_and_never_go_into_other_folders(conditional_run, toy_data, tmp_path, capsys):
     """An audit: `sample` wrote over a predictions folder's masks (exit 0); sampling again left the first call's
     sample_002.png and grid.png beside the second's; refused calls left an empty folder behind."""

@@ -21,7 +21,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from unetkit.errors import InputError
+from unetkit.errors import InputError, WriteError
 
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 PILLOW_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
@@ -493,7 +493,7 @@ def write_atomic(path: Path, write) -> None:
         os.chmod(tmp, FILE_MODE)  # writers that make private temporary files (safetensors: 0600) would pass it on
         os.replace(tmp, path)
     except OSError as exc:
-        raise InputError(f"{path}: could not be written ({exc.strerror or exc}); free space on its disk or choose a "
+        raise WriteError(f"{path}: could not be written ({exc.strerror or exc}); free space on its disk or choose a "
                          "writable folder (the previous file, if any, is unchanged)") from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -33,7 +33,8 @@ from unetkit.data.io import write_atomic
 from unetkit.errors import InputError
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from unetkit.progress import TrainingBar
-from unetkit.run import check_new_run_folder, claimed_run_folder, new_run_record, refuse_inside_inputs, write_run_json
+from unetkit.run import (check_new_run_folder, claimed_run_folder, new_run_record, record_failure, refuse_inside_inputs,
+                         write_run_json)
 from unetkit.text import counted
 from unetkit.train.checkpoint import WEIGHTS_FILE, save_weights
 
@@ -217,6 +218,11 @@ def train_diffusion(
             record["status"] = "interrupted"
             record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1)}
             write_run_json(out, record)
+            raise
+        except Exception as exc:  # run.json must not go on saying "training"
+            bar.close()
+            record["progress"] = {"step": step, "seconds": round(time.monotonic() - began, 1)}
+            record_failure(out, record, exc)
             raise
         bar.close()
         close_row()

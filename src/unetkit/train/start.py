@@ -481,6 +481,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
         if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
             trainer.start_from(load_run(Path(record["start_from"])))
     trainer.record["status"] = "training"
+    trainer.record.pop("error", None)  # that of an earlier stop (a full disk) no longer holds
     trainer.run()
     _report_alignment(trainer.record, say)
     _warn_about_slow_validation(trainer, say)

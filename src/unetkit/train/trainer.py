@@ -30,14 +30,14 @@ from unetkit.data.weightmap import border_weight_map
 from unetkit.devices import resolve_device
 from unetkit.ema import make_ema
 from unetkit.engine import as_batch, autocast, autocast_dtype, needs_grad_scaler, to_memory_format, configure_process
-from unetkit.errors import InputError
+from unetkit.errors import InputError, WriteError
 from unetkit.losses import get_loss
 from unetkit.metrics import dice_per_class, pixel_error
 from unetkit.models.registry import build_model
 from unetkit.plots import plot_curves
 from unetkit.predict import predict_probabilities, prediction_windows
 from unetkit.progress import TrainingBar
-from unetkit.run import Run, write_run_json
+from unetkit.run import Run, record_failure, write_run_json
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_resume_state, save_resume_state, save_weights
 from unetkit.train.setup import TrainingData
 
@@ -348,15 +348,23 @@ class Trainer:
             bar.close()
             self._set_status("interrupted")
             raise
+        except Exception as exc:  # run.json must not go on saying "training"
+            bar.close()
+            record_failure(self.run_dir, self.record, exc)
+            if isinstance(exc, WriteError):  # a full disk: every file written so far is whole, so the run can go on
+                raise WriteError(f"{exc}; once it can write, continue the run: unetkit train --resume {self.run_dir}") from None
+            raise
         bar.close()
         self.counters.elapsed_s = elapsed()
         if "progress" in self.record:
             self.record["progress"]["seconds"] = round(self.counters.elapsed_s, 1)
         if not (self.run_dir / WEIGHTS_FILE).is_file() and config.budget_s:  # no round ended: nothing can predict
-            raise InputError(
+            too_short = InputError(
                 f"{self.run_dir}: the {config.budget_s:g} s budget ran out before training could start ({elapsed():.0f} s "
                 f"went to reading, checking and planning); give a larger --budget, or continue this run with "
                 f"`unetkit train --resume {self.run_dir} --budget 5m`")
+            record_failure(self.run_dir, self.record, too_short)
+            raise too_short
         self._set_status("finished")
         return self.record.get("metrics", {})
 
