@@ -281,17 +281,31 @@ def test_damaged_weights_are_refused_not_exported_or_predicted(exported: tuple[P
     assert not (tmp_path / "x").exists()
 
 
-def test_an_interrupt_wrapped_by_the_exporter_is_still_an_interrupt() -> None:
-    from unetkit.export import _caused_by_interrupt
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupt_wrapped_by_the_exporter_keeps_its_exit_code(
+    exported: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+    signal_name: str, code: int
+) -> None:
+    """torch.onnx wraps a Ctrl-C in an error of its own; re-raised as a plain KeyboardInterrupt, a SIGTERM during the
+    ONNX export exited 130 (Ctrl-C's code) instead of 143."""
+    from unetkit.cli import Terminated
 
-    try:
+    interrupt = Terminated() if signal_name == "SIGTERM" else KeyboardInterrupt()
+
+    def export_interrupted(*args: object, **kwargs: object) -> None:
         try:
-            raise KeyboardInterrupt
+            raise interrupt
         except KeyboardInterrupt:
             raise RuntimeError("Failed to export the model with torch.export")  # as torch.onnx wraps it
-    except RuntimeError as wrapped:
-        assert _caused_by_interrupt(wrapped)
-    assert not _caused_by_interrupt(RuntimeError("a real failure"))
+
+    monkeypatch.setattr(torch.onnx, "export", export_interrupted)
+    run, _ = exported
+    assert main(["export", str(run), "--out", str(tmp_path / "model")]) == code
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a real failure")))
+    with pytest.raises(RuntimeError, match="a real failure"):  # an error of the exporter's own is no interrupt
+        main(["export", str(run), "--out", str(tmp_path / "model")])
 
 
 def test_the_test_tensors_come_from_the_runs_images_are_hashed_and_pass_bioimageio_checks(

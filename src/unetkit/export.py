@@ -366,23 +366,25 @@ def _write_onnx(segmenter: StandaloneSegmenter, run: Run, grid: SizeGrid, folder
             program = torch.onnx.export(segmenter, (example,), dynamo=True, opset_version=ONNX_OPSET,
                                         dynamic_shapes=_dynamic_shapes(grid), input_names=["image"],
                                         output_names=["probabilities", "mask"])
-        except Exception as exc:  # the exporter wraps a Ctrl-C in an error of its own
-            if _caused_by_interrupt(exc):
-                raise KeyboardInterrupt from None
+        except Exception as exc:  # the exporter wraps a Ctrl-C (or the CLI's SIGTERM) in an error of its own
+            interrupt = _interrupt_inside(exc)
+            if interrupt is not None:
+                raise interrupt from None  # its own type: SIGTERM must still exit 143, not Ctrl-C's 130
             raise
         program.save(str(path))
     return path
 
 
-def _caused_by_interrupt(exc: BaseException) -> bool:
+def _interrupt_inside(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM among the causes of an exporter's error, if one is."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, KeyboardInterrupt):
-            return True
+            return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return False
+    return None
 
 
 def _write_torchscript(segmenter: StandaloneSegmenter, run: Run, grid: SizeGrid, folder: Path) -> Path:
