@@ -247,6 +247,33 @@ def test_samples_replace_earlier_samples_and_never_go_into_other_folders(conditi
         assert not (tmp_path / "refused").exists()  # a refusal leaves no folder
 
 
+def test_a_samples_folder_another_command_writes_into_is_refused(conditional_run, tmp_path, capsys, monkeypatch):
+    """Two sample calls into one folder each listed only their own files in its record, so the next call refused
+    the other's samples as "files unetkit did not sample"; files written there while a call generated were
+    replaced without a check."""
+    from unetkit.diffusion import generate as generate_module
+    from unetkit.folder_lock import folder_lock
+
+    out = tmp_path / "s"
+    sample = ["diffusion", "sample", str(conditional_run), "--steps", "2", "--n", "2", "--quiet", "--out", str(out)]
+    assert main(sample) == 0
+    with folder_lock(out, "sample"):  # held as another process would hold it (flock: per open file)
+        assert main(sample) == 2
+    assert "another unetkit command is writing into it now; wait until it ends" in capsys.readouterr().err
+    assert main(sample) == 0  # released: it goes on
+    real_generate = generate_module.generate
+
+    def someone_writes_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        (out / "mine.png").write_bytes(b"a user's file")
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate", someone_writes_meanwhile)
+    before = (out / "sample_000.png").read_bytes()
+    assert main([*sample[:-2], "--seed", "5", "--out", str(out)]) == 2
+    assert "files unetkit did not sample (mine.png)" in capsys.readouterr().err
+    assert (out / "sample_000.png").read_bytes() == before and (out / "mine.png").read_bytes() == b"a user's file"
+
+
 def test_diffusion_training_stops_at_the_budget_or_the_steps_whichever_comes_first(toy_data, tmp_path):
     images, _ = toy_data
     assert main(["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "run"), "--steps", "100000",

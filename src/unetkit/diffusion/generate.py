@@ -27,6 +27,7 @@ from unetkit.diffusion.schedule import NoiseSchedule, make_schedule
 from unetkit.diffusion.training import DiffusionConfig
 from unetkit.engine import autocast, autocast_dtype, inference_precision
 from unetkit.errors import InputError
+from unetkit.folder_lock import folder_lock
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
 from unetkit.run import read_run_json
 from unetkit.text import counted
@@ -191,6 +192,26 @@ def _refuse_clashing_names(maps: list[LabelMap]) -> None:
                          "rename one of the masks (names ending in _label, and 'grid', are taken)")
 
 
+def _write_samples(out: Path, earlier: list[str], named: list[tuple[str, np.ndarray, LabelMap | None]],
+                   columns: int) -> list[Path]:
+    """Write each sample (and its label map beside it), the grid when `columns`, and the folder's record, which
+    drops the files of the earlier call (`earlier`) that this one did not write; returns the sample files."""
+    written: list[Path] = []
+    files: list[Path] = []  # the label maps beside the samples and the grid
+    tiles: list[np.ndarray] = []
+    for name, image, entry in named:
+        written.append(_write_image(out, name, image))
+        if entry is not None:
+            files.append(out / f"{entry.name}{LABEL_SUFFIX}.png")
+            write_mask(files[-1], entry.raw, entry.palette)
+            tiles.append(_as_uint8(entry.raw))
+        tiles.append(_as_uint8(image))
+    if columns:
+        files.append(_write_image(out, GRID, grid_image(tiles, columns)))
+    record_samples(out, earlier, written + files)
+    return written
+
+
 def sample_to_folder(
     run_dir: Path, out: Path, count: int = 16, labels: Path | None = None, steps: int = 50, seed: int = 0,
     sampler: str = "ddim", guidance: float = 1.0, size: int | None = None, device: str = "auto",
@@ -210,38 +231,27 @@ def sample_to_folder(
     run = load_diffusion_run(run_dir, resolve_device(device))
     inputs = ([Path(labels)] if labels else []) + run.trained_on
     out = Path(out)
-    earlier = earlier_samples(out, inputs)
-    written: list[Path] = []  # samples; `files` also the masks beside them and the grid
-    files: list[Path] = []
-    grid = False
+    earlier_samples(out, inputs)  # refused before any work; checked again, held, when the files are written
+    named: list[tuple[str, np.ndarray, LabelMap | None]] = []  # (file stem, sample, its label map)
     if labels is not None:
         if run.encoding is None:
             raise InputError(f"{run_dir}: was trained without labels and cannot follow --labels; train it with --labels")
         maps = _read_label_maps(run, labels)
-        out.mkdir(parents=True, exist_ok=True)  # only once every check has passed: a refusal leaves no folder
         shapes = {m.classes.shape for m in maps}
-        tiles = []
         for shape in sorted(shapes):  # one batch per size
             chosen = [m for m in maps if m.classes.shape == shape]
             samples = generate(run, len(chosen), shape, seed, torch.from_numpy(np.stack([m.classes for m in chosen])),
                                steps, sampler, guidance, progress=progress)
-            for entry, image in zip(chosen, to_image_values(samples, run.normalization)):
-                written.append(_write_image(out, entry.name, image))
-                files.append(out / f"{entry.name}{LABEL_SUFFIX}.png")
-                write_mask(files[-1], entry.raw, entry.palette)
-                tiles += [_as_uint8(entry.raw), _as_uint8(image)]
-        grid = len(shapes) == 1  # tiles of different sizes make no grid
-        if grid:
-            files.append(_write_image(out, GRID, grid_image(tiles, 2 * max(1, min(4, len(maps))))))
+            named += [(entry.name, image, entry) for entry, image in zip(chosen, to_image_values(samples, run.normalization))]
+        columns = 2 * max(1, min(4, len(maps))) if len(shapes) == 1 else 0  # tiles of different sizes make no grid
     else:
         side = size or run.config.size
         generated = generate(run, count, (side, side), seed, None, steps, sampler, guidance, progress=progress)
-        samples = to_image_values(generated, run.normalization)
-        out.mkdir(parents=True, exist_ok=True)
-        for index, image in enumerate(samples):
-            written.append(_write_image(out, f"sample_{index:03d}", image))
-        files.append(_write_image(out, GRID, grid_image([_as_uint8(s) for s in samples], max(1, int(np.ceil(np.sqrt(count)))))))
-        grid = True
-    record_samples(out, earlier, written + files)
+        named = [(f"sample_{index:03d}", image, None) for index, image in enumerate(to_image_values(generated, run.normalization))]
+        columns = max(1, int(np.ceil(np.sqrt(count))))
+    out.mkdir(parents=True, exist_ok=True)  # only once every check has passed: a refusal leaves no folder
+    with folder_lock(out, "wait until it ends, or sample into another --out"):
+        written = _write_samples(out, earlier_samples(out, inputs), named, columns)
+    grid = columns > 0
     say(f"{counted(len(written), 'sample')} written to {out}" + (f" (and {GRID}.png)" if grid else ""))
     return written
