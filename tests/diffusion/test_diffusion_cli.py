@@ -170,22 +170,27 @@ def test_a_malformed_diffusion_run_json_is_one_line(conditional_run, tmp_path, c
     assert "damaged" in capsys.readouterr().err
 
 
-def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tmp_path, capsys, monkeypatch):
+def _train_until_the_third_step_goes_wrong(toy_data, out, monkeypatch, name, instead) -> int:
+    """`diffusion train` whose third call of training.<name> is `instead(original)(*args, **kwargs)`: its exit code."""
     from unetkit.diffusion import training
 
     images, labels = toy_data
-    original, calls = training.sample_patches, []
+    original, calls = getattr(training, name), []
 
-    def interrupt_on_third(*args, **kwargs):
+    def third_goes_wrong(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
+        return (instead(original) if len(calls) == 3 else original)(*args, **kwargs)
 
-    monkeypatch.setattr(training, "sample_patches", interrupt_on_third)
-    argv = ["diffusion", "train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"),
-            "--steps", "50", "--quiet", *TINY]
-    assert main(argv) == 130
+    monkeypatch.setattr(training, name, third_goes_wrong)
+    return main(["diffusion", "train", "--images", str(images), "--labels", str(labels), "--out", str(out),
+                 "--steps", "50", "--quiet", *TINY])
+
+
+def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tmp_path, capsys, monkeypatch):
+    def interrupt(original):
+        raise KeyboardInterrupt
+
+    assert _train_until_the_third_step_goes_wrong(toy_data, tmp_path / "run", monkeypatch, "sample_patches", interrupt) == 130
     assert "diffusion run keeps its weight average" in capsys.readouterr().err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "interrupted" and record["progress"]["step"] == 2
@@ -196,20 +201,8 @@ def test_an_interrupted_diffusion_run_keeps_its_average_and_says_so(toy_data, tm
 
 def test_a_diffusion_run_stopped_by_an_error_says_so_in_its_record(toy_data, tmp_path, capsys, monkeypatch):
     """A diffusion run stopped by an error (here a loss that is not finite) kept saying "training" in run.json."""
-    from unetkit.diffusion import training
-
-    images, labels = toy_data
-    original, calls = training.diffusion_loss, []
-
-    def not_finite_on_third(*args, **kwargs):
-        calls.append(1)
-        loss = original(*args, **kwargs)
-        return loss * float("nan") if len(calls) == 3 else loss
-
-    monkeypatch.setattr(training, "diffusion_loss", not_finite_on_third)
-    argv = ["diffusion", "train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"),
-            "--steps", "50", "--quiet", *TINY]
-    assert main(argv) == 2
+    not_finite = lambda original: lambda *args, **kwargs: original(*args, **kwargs) * float("nan")  # noqa: E731
+    assert _train_until_the_third_step_goes_wrong(toy_data, tmp_path / "run", monkeypatch, "diffusion_loss", not_finite) == 2
     assert "not finite at step 2" in capsys.readouterr().err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "failed" and "not finite" in record["error"] and record["progress"]["step"] == 2
