@@ -76,16 +76,20 @@ def test_an_unmatched_prediction_is_named_and_unpredicted_true_masks_are_left_ou
 
 
 def test_predictions_named_with_a_mask_suffix_pair_with_their_true_masks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """Another tool's t0_mask.png / t1_seg.png against true t0.png / t1_label.png: either side may carry a suffix."""
+    """Another tool's t0_mask.png / t1_seg.png against true t0.png / t1_label.png: either side may carry a suffix.
+    Cellpose's t2_cp_masks.png was read as t2_cp (less _masks) and paired with nothing (audit)."""
     write_png(tmp_path / "truth" / "t0.png", cells())
     write_png(tmp_path / "truth" / "t1_label.png", cells())
+    write_png(tmp_path / "truth" / "t2.png", cells())
     write_png(tmp_path / "pred" / "t0_mask.png", cells())
     write_png(tmp_path / "pred" / "t1_seg.png", cells(merge=True))
+    write_png(tmp_path / "pred" / "t2_cp_masks.png", cells(merge=True))
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
                  "--json", str(tmp_path / "s.json")]) == 0
     per_image = json.loads((tmp_path / "s.json").read_text())["per_image"]
-    assert len(per_image) == 2
-    assert sorted(round(s["rand_merge"], 3) > 0 for s in per_image.values()) == [False, True]  # t1 merged, t0 exact
+    assert len(per_image) == 3
+    merged = sorted(name for name, s in per_image.items() if round(s["rand_merge"], 3) > 0)
+    assert len(merged) == 2 and all(name.startswith(("t1", "t2")) for name in merged)  # t1 and t2 merged, t0 exact
     # two predictions that would both claim t0 pair with nothing: the first is named, not one picked at random
     write_png(tmp_path / "pred" / "t0_seg.png", cells())
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2

@@ -52,9 +52,9 @@ def stems_without_suffix(stem: str) -> list[str]:
     return [stem[: -len(suffix)] for suffix in LABEL_SUFFIXES if stem.lower().endswith(suffix) and len(stem) > len(suffix)]
 
 
-def strip_label_suffix(stem: str) -> str:
-    """The stem less its first known mask suffix (`t0_mask` -> `t0`), or the stem itself."""
-    return next(iter(stems_without_suffix(stem)), stem)
+def stem_bases(stem: str) -> list[str]:
+    """The stems a mask's stem may stand for: less each known suffix it ends with, or itself when it has none."""
+    return stems_without_suffix(stem) or [stem]
 
 
 def label_stem(stem: str, image_stems: set[str]) -> str:
@@ -68,14 +68,16 @@ def _pair_suffixed_predictions(predictions: dict[str, Path], truths: dict[str, P
     """Key predictions named with a mask suffix (another tool's `t0_mask.png`, `t0_seg.png`) under the stem of
     the true mask they belong to (`t0.png`, `t0_label.png`), in place, where that is one mask and no other
     prediction claims it: predictions are masks too, so either side may carry a suffix."""
-    unmatched_truths: dict[str, list[str]] = {}
+    unmatched_truths: dict[str, set[str]] = {}
     for stem in set(truths) - set(predictions):
-        unmatched_truths.setdefault(strip_label_suffix(truths[stem].stem), []).append(stem)
+        for base in stem_bases(truths[stem].stem):
+            unmatched_truths.setdefault(base, set()).add(stem)
     claims: dict[str, list[str]] = {}
     for stem in set(predictions) - set(truths):
-        base = strip_label_suffix(stem)
-        if len(unmatched_truths.get(base, [])) == 1:
-            claims.setdefault(unmatched_truths[base][0], []).append(stem)
+        # every reading of the suffix counts (`t0_cp_masks`: `t0_cp` less _masks, `t0` less Cellpose's _cp_masks)
+        candidates = {truth for base in stem_bases(stem) for truth in unmatched_truths.get(base, ())}
+        if len(candidates) == 1:
+            claims.setdefault(candidates.pop(), []).append(stem)
     for truth_stem, predicted in claims.items():
         if len(predicted) == 1:
             predictions[truth_stem] = predictions.pop(predicted[0])
