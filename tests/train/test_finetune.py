@@ -66,6 +66,21 @@ def test_from_a_seed_run_trains_its_sigmoid_output_with_its_own_loss(tmp_path: P
     assert tuned["config"]["loss"] == "bce" and tuned["model"]["options"]["num_classes"] == 1
 
 
+def test_a_loss_refused_for_a_fine_tuned_network_names_the_run_it_comes_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--loss ce against a seed run's sigmoid network blamed "recipe default", the new run's recipe (audit)."""
+    data = pairs(tmp_path / "a", 0)
+    seed = ["--recipe", "seed", "--patch-size", "32", "--batch-size", "4", "--device", "cpu", "--quiet"]
+    assert main(["train", str(data), "--out", str(tmp_path / "base"), "--epochs", "1", "--width", "8", "--depth", "2", *seed]) == 0
+    capsys.readouterr()
+    assert main(["train", str(data), "--out", str(tmp_path / "tuned"), "--from", str(tmp_path / "base"), "--loss", "ce",
+                 "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"the network of --from {tmp_path / 'base'} (recipe seed) has one sigmoid output" in err[0], err
+    assert "recipe default" not in err[0]
+
+
 def test_a_loss_the_outputs_cannot_feed_is_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = pairs(tmp_path / "a", 0)
     for argv, needle in [(["--loss", "bce", *TINY], "--loss bce"),

@@ -182,14 +182,17 @@ def settle_model_fields(config: TrainConfig, fixed: frozenset[str]) -> TrainConf
     return replace(settled, depth=None)  # an FCN has five VGG blocks, whatever depth the recipe says
 
 
-def check_loss_fits_outputs(config: TrainConfig) -> None:
-    """Refuse a loss the network's outputs cannot feed, before any data is read (else the first step fails)."""
+def check_loss_fits_outputs(config: TrainConfig, network_of: str | None = None) -> None:
+    """Refuse a loss the network's outputs cannot feed, before any data is read (else the first step fails).
+    `network_of`: where the network comes from, when not from config's recipe (--from RUN)."""
+    network_of = network_of or f"recipe {config.recipe}"
     if config.loss == "bce" and not config.single_logit:
-        raise InputError(f"--loss bce: trains one sigmoid output, but recipe {config.recipe}'s network has one output per "
-                         "class; use --loss ce or ce+dice (or --recipe seed for the sigmoid network)")
+        seed = "" if network_of.startswith("--from") else " (or --recipe seed for the sigmoid network)"
+        raise InputError(f"--loss bce: trains one sigmoid output, but the network of {network_of} has one output per "
+                         f"class; use --loss ce or ce+dice{seed}")
     if config.single_logit and config.loss in MULTI_OUTPUT_LOSSES:
-        raise InputError(f"--loss {config.loss}: needs one output per class, but this network has one sigmoid output "
-                         f"(recipe {config.recipe}); use --loss bce or dice")
+        raise InputError(f"--loss {config.loss}: needs one output per class, but the network of {network_of} has one "
+                         "sigmoid output; use --loss bce or dice")
 
 
 def train(
@@ -236,7 +239,7 @@ def train(
         config = replace(config, plan=False, **kept)
     else:
         config = settle_model_fields(config, fixed)
-    check_loss_fits_outputs(config)
+    check_loss_fits_outputs(config, f"--from {start_from} (recipe {base.config.recipe})" if base else None)
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
                                  base.normalization if base else config.normalization, base.encoding if base else None,
                                  say=say, in_channels=base.model_options["in_channels"] if base else None,
