@@ -303,6 +303,22 @@ def test_check_reports_the_same_problems_in_its_table(
     assert len(captured.err.strip().splitlines()) == 1
 
 
+def test_train_counts_the_unreadable_pairs_after_the_first(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Three masks of the wrong size and a JPEG mask were found by one train each: a size mismatch or a JPEG mask
+    stopped the reading with no count of the others, which the masks' value errors have (audit)."""
+    images, labels = make_pairs(tmp_path / "data", count=6)
+    for name in ("1.png", "2.png", "4.png"):
+        write_png(labels / name, np.zeros((24, 32), dtype=np.uint8))
+    jpeg_mask(images, labels, tmp_path, None, None)
+    err = expect_error(train_argv(images, labels, tmp_path / "run"), capsys, "1.png", "24",
+                       f"(3 more: `unetkit check --images {images} --labels {labels}` lists them)")
+    assert not (tmp_path / "run").exists()
+    for name in ("1.png", "2.png", "4.png"):  # one bad pair alone: nothing more to count
+        write_png(labels / name, np.asarray(Image.open(labels / "0.png")))
+    err = expect_error(train_argv(images, labels, tmp_path / "run"), capsys, "3.jpg", "JPEG")
+    assert "more" not in err
+
+
 def test_a_full_disk_while_writing_is_one_line_and_exit_2(
     tmp_path: Path, grey_run: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

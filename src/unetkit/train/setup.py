@@ -11,7 +11,7 @@ import numpy as np
 
 from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
-from unetkit.data.validate import CheckReport, held_out_findings, inspect_pairs
+from unetkit.data.validate import CheckReport, check_dataset, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -39,11 +39,36 @@ def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callab
         say(warning.line())
     if report.errors:
         first, others = report.errors[0], report.errors[1:]
-        command = (f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
-                   + (f" --ignore-value {ignore_value}" if ignore_value is not None else ""))
         names = ", ".join(Path(error.file).name for error in others[:3]) + (", ..." if len(others) > 3 else "")
+        command = _check_command(images, labels, base_run, ignore_value)
         more = f" ({len(others)} more: " + (f"`{command}` lists them)" if checkable else f"{names})") if others else ""
         raise InputError(f"{first.file}: {first.message}{more}")
+
+
+def _check_command(images: Path, labels: Path, base_run: Path | None, ignore_value: int | None) -> str:
+    """The `unetkit check` that lists every problem of these pairs at once."""
+    return (f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
+            + (f" --ignore-value {ignore_value}" if ignore_value is not None else ""))
+
+
+def _read_counting_the_others(images: Path, labels: Path, palettes: PaletteCheck, encoding: LabelEncoding | None,
+                              in_channels: int | None, base_run: Path | None, ignore_value: int | None
+                              ) -> tuple[list[RawPair], list[int] | None]:
+    """read_pairs, whose first unreadable pair (a size mismatch, a JPEG mask) stops it; the error then counts
+    the problems after it, as those of the masks' values do, so that three bad pairs are not found one run at a
+    time. Counting reads every pair again, as `unetkit check` does: only when one has failed."""
+    try:
+        return read_pairs(images, labels, palettes=palettes)
+    except InputError as first:
+        try:
+            report = check_dataset(images, labels, encoding, in_channels, ignore_value=ignore_value)
+        except InputError:  # what stopped the reading stops the check too (no such folder): said as it was
+            raise first from None
+        others = len(report.errors) - 1
+        if others < 1:
+            raise
+        raise InputError(f"{first} ({others} more: `{_check_command(images, labels, base_run, ignore_value)}` "
+                         "lists them)") from None
 
 
 def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPair], say: Callable[[str], None]) -> None:
@@ -102,7 +127,7 @@ def prepare_training_data(
         palettes = PaletteCheck.of_run(encoding.palette, encoding.values, base_run)
     else:
         palettes = PaletteCheck()
-    pairs, palette = read_pairs(images, labels, palettes=palettes)
+    pairs, palette = _read_counting_the_others(images, labels, palettes, encoding, in_channels, base_run, ignore_value)
     inspected = inspect_pairs(pairs, encoding, in_channels, ignore_value=ignore_value)
     _stop_on_errors(inspected, images, labels, say, base_run, ignore_value=ignore_value)
     if val_images is not None:
