@@ -141,9 +141,34 @@ def test_stack_page_count_mismatch(tmp_path: Path) -> None:
 
 def test_mixed_channel_counts_refused(tmp_path: Path) -> None:
     images, labels = _folders(tmp_path, ["0.png", "2.png"], ["0.png", "1.png", "2.png"])
-    write_png(images / "1.png", np.zeros((6, 9, 3), dtype=np.uint8))
+    colour = np.zeros((6, 9, 3), dtype=np.uint8)
+    colour[..., 0] = 200  # red: real colour, not a grey image stored as RGB
+    write_png(images / "1.png", colour)
     with pytest.raises(InputError, match=r"1\.png: has 3 channels.*\(2 with 1, 1 with 3\)"):
         read_pairs(images, labels)  # the file is named, as `check` names it
+
+
+def test_grey_images_saved_as_gif_or_webp_are_grey_among_grey_ones(tmp_path: Path) -> None:
+    """Pillow reads a grey GIF (palette) and a grey WebP (stored as RGB) as 3 equal channels; among grey PNGs
+    they were refused as colour images, by `check` and `train` (audit). A set that is all RGB keeps its channels."""
+    from PIL import Image
+
+    from unetkit.data.validate import check_dataset
+
+    images, labels = _folders(tmp_path, ["0.png", "3.png"], ["0.png", "1.png", "2.png", "3.png"], size=(16, 16))
+    ramp = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (16, 1))
+    Image.fromarray(ramp).save(images / "1.gif")
+    Image.fromarray(ramp).save(images / "2.webp", lossless=True)
+    pairs, _ = read_pairs(images, labels)
+    assert [p.image.channels for p in pairs] == [1, 1, 1, 1]
+    np.testing.assert_array_equal(pairs[2].image.array, ramp)  # lossless WebP: the grey values themselves
+    assert not check_dataset(images, labels).errors
+    with pytest.raises(InputError, match="different channel counts"):  # as a colour run's: they stay colour
+        read_pairs(images, labels, channels=3)
+    for name in ("0.png", "3.png"):
+        Image.fromarray(np.asarray(Image.open(images / name).convert("RGB"))).save(images / name)
+    pairs, _ = read_pairs(images, labels)  # no grey image among them: RGB, as saved
+    assert [p.image.channels for p in pairs] == [3, 3, 3, 3]
 
 
 def test_palette_of_masks_is_returned(tmp_path: Path) -> None:

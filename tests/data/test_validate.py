@@ -145,7 +145,8 @@ def test_a_class_only_the_held_out_masks_hold_is_named_by_check_and_train_alike(
 
 
 def test_a_class_the_held_out_masks_lack_is_warned_about(tmp_path: Path) -> None:
-    """Class 100 only in training masks: validation scored it 1.0 (absent from both) and said nothing."""
+    """Class 100 only in training masks: validation scored it 1.0 (absent from both) and said nothing. The
+    warning names a mask that holds it (the one to rename so it comes last), not the first held-out one (audit)."""
     images, labels = pairs(tmp_path, 5)
     mask = np.asarray(Image.open(labels / "0.png")).copy()
     mask[:8] = 100
@@ -153,7 +154,7 @@ def test_a_class_the_held_out_masks_lack_is_warned_about(tmp_path: Path) -> None
     report = check_dataset(images, labels, val_fraction=0.2)
     assert report.errors == []
     lacking = [f for f in report.warnings if "held-out block" in f.message]
-    assert len(lacking) == 1 and "100" in lacking[0].message and Path(lacking[0].file).name == "4.png", report.warnings
+    assert len(lacking) == 1 and "100" in lacking[0].message and Path(lacking[0].file).name == "0.png", report.warnings
     mask4 = np.asarray(Image.open(labels / "4.png")).copy()
     mask4[:8] = 100
     write_png(labels / "4.png", mask4)  # the held-out mask shows it too

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 from typing import NamedTuple, TypeVar
 from pathlib import Path
@@ -213,15 +213,36 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
     return pairs, palette
 
 
+def grey_among_grey(pairs: list[RawPair], channels: int | None = None) -> list[RawPair]:
+    """Images whose three colour channels are equal taken as their one grey channel, where the others are grey
+    (or `channels`, a run's or the training images', is 1): a grey image saved as GIF or WebP, or by Fiji as RGB,
+    reads as RGB, and one among grey PNGs was refused for its channel count. Nothing is lost; a set with real
+    colour in it, or all of it RGB, keeps its channels."""
+    if channels not in (None, 1) or not any(p.image.channels == 3 for p in pairs):
+        return pairs
+    if channels is None and not any(p.image.channels == 1 for p in pairs):
+        return pairs
+
+    def colourless(array: np.ndarray) -> bool:
+        return bool(np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]))
+
+    equal = [p.image.channels == 3 and colourless(p.image.array) for p in pairs]
+    if any(p.image.channels == 3 and not same for p, same in zip(pairs, equal)):  # real colour: a mix to refuse
+        return pairs
+    return [replace(p, image=replace(p.image, array=np.ascontiguousarray(p.image.array[..., 0]))) if same else p
+            for p, same in zip(pairs, equal)]
+
+
 def read_pairs(
     images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (), images_are_masks: bool = False,
-    unpaired_labels: list[Path] | None = None, palettes: "PaletteCheck | None" = None,
+    unpaired_labels: list[Path] | None = None, palettes: "PaletteCheck | None" = None, channels: int | None = None,
 ) -> tuple[list[RawPair], list[int] | None]:
     """Decode every pair, page by page, and check the sizes match; also return the masks' palette if any.
 
     Palette indices are the classes, so every palette mask must share the first one's palette.
     `unpaired_labels`: see `pair_files`. `palettes`: a check that has seen other masks (the training ones, when
-    these are validation masks), else a new one.
+    these are validation masks), else a new one. `channels`: the images' channel count when it is known already
+    (a run's, the training images'), for grey_among_grey.
     """
     pairs: list[RawPair] = []
     palettes = PaletteCheck() if palettes is None else palettes
@@ -231,6 +252,8 @@ def read_pairs(
         conflict = palettes.conflict(label_file, label_palette, [page.label.array for page in pages])
         if conflict:
             raise InputError(f"{label_file}: {conflict}")
+    if not images_are_masks:
+        pairs = grey_among_grey(pairs, channels)
     channels: dict[int, list[RawPair]] = {}
     for pair in pairs:
         channels.setdefault(pair.image.channels, []).append(pair)

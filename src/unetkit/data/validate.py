@@ -20,7 +20,8 @@ from typing import Literal, Sequence
 import numpy as np
 
 from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
-from unetkit.data.dataset import PAIRING_RULE, PaletteCheck, RawPair, match_files, read_pair, split_contiguous
+from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files, read_pair,
+                                  split_contiguous)
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, mostly_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
 from unetkit.text import counted
@@ -303,7 +304,8 @@ def held_out_findings(train: list[PairSummary], val: list[PairSummary], colour: 
     held = set().union(*(pair.values or () for pair in val))
     untested = sorted(trained - held)
     if val and untested:  # trained, but validation cannot tell how well: it scores the classes it holds
-        findings.append(Finding("warning", val[0].label_file, f"values {_values_text(untested, colour)} appear in no "
+        holder = next(pair for pair in train if untested[0] in (pair.values or ()))  # the mask to move last, named
+        findings.append(Finding("warning", holder.label_file, f"values {_values_text(untested, colour)} appear in no "
                                 f"mask of the held-out block (the last {len(val)} of {len(train) + len(val)} images), so "
                                 "validation cannot score them; rename so that an image holding them comes last, or give "
                                 "--val-images/--val-labels"))
@@ -340,7 +342,7 @@ def check_dataset(
         except InputError as exc:
             file, _, message = str(exc).partition(": ")
             report.findings.append(Finding("error", file, message))
-    inspected = inspect_pairs(pairs, classes, in_channels, image_dtype, ignore_value=ignore_value)
+    inspected = inspect_pairs(grey_among_grey(pairs, in_channels), classes, in_channels, image_dtype, ignore_value=ignore_value)
     report.pairs = inspected.pairs
     report.findings += inspected.findings
     if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors:

@@ -58,7 +58,7 @@ def _read_counting_the_others(images: Path, labels: Path, palettes: PaletteCheck
     the problems after it, as those of the masks' values do, so that three bad pairs are not found one run at a
     time. Counting reads every pair again, as `unetkit check` does: only when one has failed."""
     try:
-        return read_pairs(images, labels, palettes=palettes)
+        return read_pairs(images, labels, palettes=palettes, channels=in_channels)
     except InputError as first:
         try:
             report = check_dataset(images, labels, encoding, in_channels, ignore_value=ignore_value)
@@ -131,7 +131,8 @@ def prepare_training_data(
     inspected = inspect_pairs(pairs, encoding, in_channels, ignore_value=ignore_value)
     _stop_on_errors(inspected, images, labels, say, base_run, ignore_value=ignore_value)
     if val_images is not None:
-        train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes)
+        train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes,
+                                                        channels=in_channels or pairs[0].image.channels)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
         if len(train_pairs) <= FEW_TRAINING_PAIRS and not resuming:
