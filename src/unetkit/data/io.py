@@ -164,7 +164,13 @@ def _is_overview(series: tifffile.TiffPageSeries, first: tifffile.TiffPageSeries
 
 
 def _describe(series: tifffile.TiffPageSeries) -> str:
-    return f"{' x '.join(map(str, series.shape))} {series.dtype}"
+    """A series' size as messages give sizes, width x height, then its other axes (channels, pages): `700 x 300
+    uint8`, `512 x 512 x 3 uint8`."""
+    shape, axes = series.shape, series.axes
+    if "X" in axes and "Y" in axes:
+        rest = [str(n) for n, axis in zip(shape, axes) if axis not in "XY"]
+        shape = (shape[axes.index("X")], shape[axes.index("Y")], *rest)
+    return f"{' x '.join(map(str, shape))} {series.dtype}"
 
 
 def planar_colour_hint(path: Path | str) -> str:
@@ -224,7 +230,7 @@ def _tiff_pages(path: Path, labels: bool = False) -> tuple[np.ndarray, bool]:
             axes, shape = "Q" + axes, (len(full), *shape)
         elif len(full) > 1:  # reading the first alone would drop the others without a word
             other = next(s for s in full if (s.axes, s.shape, s.dtype) != (axes, shape, series[0].dtype))
-            raise InputError(f"{path}: holds {len(full)} images that differ in size or type ({_describe(series[0])} "
+            raise InputError(f"{path}: holds {len(full)} images that differ in size or type (width x height: {_describe(series[0])} "
                              f"and {_describe(other)}); save them as separate files, or as one stack of equal pages")
         else:
             array = series[0].asarray()
