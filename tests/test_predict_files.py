@@ -331,6 +331,56 @@ def test_a_refusal_before_the_first_file_leaves_no_folder_and_a_partial_folder_k
     assert (tmp_path / PREDICTIONS_MARKER).exists() and (tmp_path / "0.png").exists()
 
 
+def test_a_disk_too_full_for_a_memory_mapped_output_is_an_error_not_a_crash(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory-mapped outputs were sparse files: a disk that filled while their bands were written killed predict
+    with SIGBUS (exit 135, no message) and left a hidden, disk-filling .NAME.partial (audit)."""
+    import errno
+    import os
+
+    from unetkit import predict_files
+
+    reserved: list[int] = []
+
+    def full_disk(descriptor: int, offset: int, length: int) -> None:
+        reserved.append(length)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(predict_files.os, "posix_fallocate", full_disk, raising=False)
+    out = tmp_path / "pred"
+    with pytest.raises(InputError, match=r"0_prob\.tif: could not be written \(No space left on device\); free space"):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
+    assert reserved and reserved[0] >= 2 * 4 * 40 * 40  # the whole file: two classes of float32 probabilities
+    assert not out.exists() or not [p for p in out.iterdir() if p.name.endswith(".partial")]
+
+
+def test_the_space_check_counts_streamed_masks_and_not_a_killed_predicts_leftovers(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mask above STREAM_PIXELS is an uncompressed memory-mapped TIFF, which the check did not count without
+    --prob; and the hidden partial file of a killed predict was counted as used space, so the rerun that would
+    have removed it was refused for want of the space it held (audit)."""
+    import shutil
+
+    from unetkit import predict_files
+
+    monkeypatch.setattr(predict_files, "STREAM_PIXELS", 1000)  # the 40 x 40 inputs' masks are streamed
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(predict_files.shutil, "disk_usage", lambda path: usage._replace(free=6000))
+    with pytest.raises(InputError, match=r"needs about 6\.2 KiB for the outputs but the disk has 5\.9 KiB free"):
+        predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path / "pred", **QUIET)  # 4 masks of 1600 bytes
+    monkeypatch.setattr(predict_files, "STREAM_PIXELS", 1 << 28)
+    out = tmp_path / "pred"
+    out.mkdir()
+    leftover = out / ".0_prob.tif.partial"  # what a predict killed by SIGBUS or kill -9 leaves
+    leftover.write_bytes(b"x" * 100)
+    seen: list[bool] = []
+    monkeypatch.setattr(predict_files, "check_free_space", lambda *args: seen.append(leftover.exists()))
+    predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
+    assert seen == [False]  # gone before the space was counted
+
+
 def test_predicting_again_into_a_folder_replaces_that_images_outputs_and_keeps_the_others(
     tiny_run: Path, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ each, by a seeded watershed on the boundary probability (instances.py).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import shutil
@@ -43,7 +44,7 @@ from unetkit.data.io import (
 )
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
-from unetkit.errors import InputError
+from unetkit.errors import InputError, WriteError
 from unetkit.folder_lock import folder_lock, interrupts_deferred
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
@@ -79,12 +80,16 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None
 
 
-def check_free_space(out: Path, files: list[Path], num_classes: int, write_probabilities: bool) -> None:
-    """Refuse before any work when the output disk cannot hold the float32 probabilities of --prob (memory-mapped,
-    uncompressed: the bulk of what predict writes; masks are compressed and not counted)."""
-    if not write_probabilities:
+def check_free_space(out: Path, pixels: dict[Path, int], run: Run, write_probabilities: bool) -> None:
+    """Refuse before any work when the output disk cannot hold what predict writes uncompressed and memory-mapped:
+    the float32 probabilities of --prob, and the masks of images above STREAM_PIXELS (other masks are compressed
+    and not counted). `pixels`: each input's, as its header declares."""
+    encoding = run.encoding
+    mask_bytes = 3 if encoding.colour else np.dtype(np.uint8 if encoding.output_dtype == bool else encoding.output_dtype).itemsize
+    probability_bytes = 4 * encoding.num_classes if write_probabilities else 0
+    needed = sum(count * (probability_bytes + (mask_bytes if count > STREAM_PIXELS else 0)) for count in pixels.values())
+    if not needed:
         return
-    needed = sum(4 * num_classes * (declared_pixels(file) or 0) for file in files)
     free = shutil.disk_usage(out).free
     if needed > free:
         raise InputError(f"--out {out}: needs about {_size(needed)} for the outputs but the disk has "
@@ -264,6 +269,24 @@ def remove_earlier_outputs(out: Path, file: Path, written: set[Path], owners: Ow
     record_outputs(owners, file, written)
 
 
+def _reserve_disk_space(path: Path) -> None:
+    """Allocate a memory-mapped file's blocks now: it is created sparse, and a disk that fills while its bands are
+    written kills the process with SIGBUS (no message, a disk-filling hidden file left); reserved, a full disk is
+    a write error naming the file, before any work. File systems that cannot reserve go on as before."""
+    if not hasattr(os, "posix_fallocate"):  # Windows, macOS
+        return
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(descriptor, 0, os.fstat(descriptor).st_size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise WriteError(f"{path.with_name(path.name[1:].removesuffix('.partial'))}: could not be written "
+                             f"({exc.strerror}); free space on its disk or choose another --out") from None
+        # EOPNOTSUPP, EINVAL: a file system without it
+    finally:
+        os.close(descriptor)
+
+
 @contextlib.contextmanager
 def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> Iterator[np.ndarray]:
     """A TIFF on disk to fill band by band, written under a hidden name and renamed when filled: an interrupted
@@ -271,6 +294,7 @@ def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> Iterator[n
     partial = path.with_name(f".{path.name}.partial")
     array = _probability_store(partial, shape, dtype)
     try:
+        _reserve_disk_space(partial)
         yield array
         array.flush()
     except BaseException:
@@ -356,8 +380,10 @@ def predict_paths(
     written: list[Path] = []
     with folder_lock(out, "wait until it ends, or predict into another --out"):  # one process at a time records outputs in its marker
         try:
-            check_free_space(out, files, run.encoding.num_classes, write_probabilities)
             pixels = {file: declared_pixels(file) or 0 for file in files}  # each header read once
+            for file in files:  # a killed predict's hidden partial files hold space the check must not count as used
+                remove_leftovers(Path(out), file, write_probabilities, boundary is not None)
+            check_free_space(out, pixels, run, write_probabilities)
             too_large = next((f for f in files if boundary is not None and pixels[f] > STREAM_PIXELS), None)
             if too_large:
                 raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
@@ -372,7 +398,6 @@ def predict_paths(
                 say(f"warning: {counted(more, 'more input')} {'lies' if more == 1 else 'lie'} outside the training range too")
             kinds: set[str] = set()
             for file in tqdm(files, desc="predict", unit="file", disable=not progress):
-                remove_leftovers(Path(out), file, write_probabilities, boundary is not None)
                 with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
                     mask, outputs, writes = _predict_file(run, file, Path(out), tile, tta, torch_device,
                                                           write_probabilities, boundary, on_disk, kinds, instance_kind,
