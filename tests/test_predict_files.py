@@ -355,6 +355,21 @@ def test_a_disk_too_full_for_a_memory_mapped_output_is_an_error_not_a_crash(
     assert not out.exists() or not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
 
+def test_a_large_image_shows_the_progress_of_its_rows(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The bar counted files only: a 16400 x 16400 image sat at "0/1" for 6.5 minutes (audit)."""
+    from unetkit import predict_files
+
+    monkeypatch.setattr(predict_files, "ROW_PROGRESS_PIXELS", 40 * 40)  # the 40 x 40 inputs count as large
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png"], tmp_path / "pred", progress=True, say=lambda _: None)
+    err = capsys.readouterr().err
+    assert "  0.png:" in err and "/40 [" in err and "row/s" in err, err  # the page's 40 rows
+    monkeypatch.setattr(predict_files, "ROW_PROGRESS_PIXELS", 40 * 40 + 1)
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "1.png"], tmp_path / "pred", progress=True, say=lambda _: None)
+    assert "1.png" not in capsys.readouterr().err  # smaller images: the files' bar alone
+
+
 def test_the_space_check_counts_streamed_masks_and_not_a_killed_predicts_leftovers(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
