@@ -355,6 +355,25 @@ def test_a_disk_too_full_for_a_memory_mapped_output_is_an_error_not_a_crash(
     assert not out.exists() or not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
 
+def test_finding_an_inputs_earlier_outputs_does_not_scan_the_whole_record(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each input's earlier outputs were found by comparing (and resolving) every entry of the folder's record:
+    predicting n images into one folder cost n^2 path resolutions, hours for 10,000 images (profiling)."""
+    from unetkit import output_owners
+
+    out = tmp_path / "pred"
+    out.mkdir()
+    others = {f"other{i}.png": {"input": str(tmp_path / "elsewhere" / f"other{i}.png")} for i in range(300)}
+    output_owners.write_owners(out, others)  # a folder that already holds the record of 300 other images
+    calls: list[Path] = []
+    real_owner_of = output_owners.owner_of
+    monkeypatch.setattr(output_owners, "owner_of", lambda file: calls.append(file) or real_owner_of(file))
+    predict_paths(tiny_run / "run", [tiny_run / "image"], out, **QUIET)
+    assert len(calls) <= 10 * 4, len(calls)  # a few per input, not one per input and recorded entry
+    assert len(output_owners.read_owners(out)) == 300 + 4
+
+
 def test_a_large_image_shows_the_progress_of_its_rows(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

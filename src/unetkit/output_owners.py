@@ -42,6 +42,22 @@ def owned_by(entry: dict[str, Any], file: Path) -> bool:
     return owner == owner_of(file) if ("/" in owner or "\\" in owner) else owner == Path(file).stem
 
 
+class OwnerIndex:
+    """The recorded outputs of each input, found without scanning the whole record per input: with a scan,
+    predicting 10,000 images into one folder compared (and resolved) 10^8 owners, hours of work."""
+
+    def __init__(self, owners: Owners) -> None:
+        self.owners = owners  # the record itself, which predict updates as it goes
+        self._names: dict[str, list[str]] = {}
+        for name, entry in owners.items():
+            self._names.setdefault(entry["input"], []).append(name)
+
+    def outputs_of(self, file: Path) -> list[str]:
+        """The names the record gives to this input, now."""
+        candidates = self._names.get(owner_of(file), []) + self._names.get(Path(file).stem, [])
+        return [name for name in dict.fromkeys(candidates) if name in self.owners and owned_by(self.owners[name], file)]
+
+
 def stamp(path: Path) -> dict[str, int]:
     """What tells a file predict wrote from the same name rewritten since."""
     status = os.stat(path)
@@ -114,9 +130,10 @@ def planned_outputs(stem: str, probabilities: bool, cells: bool) -> dict[str, st
     return names
 
 
-def refuse_clashes(folder: Path, inputs: list[Path], owners: Owners, probabilities: bool, cells: bool) -> None:
+def refuse_clashes(folder: Path, inputs: list[Path], index: OwnerIndex, probabilities: bool, cells: bool) -> None:
     """Refuse, before any work, an output name two inputs of this call would write, and an existing file of
     `folder` this call would overwrite or remove that is not this input's earlier output as predict wrote it."""
+    owners = index.owners
     claimed: dict[str, tuple[Path, str]] = {}
     for file in inputs:
         planned = planned_outputs(file.stem, probabilities, cells)
@@ -126,7 +143,7 @@ def refuse_clashes(folder: Path, inputs: list[Path], owners: Owners, probabiliti
                 raise InputError(f"{file}: its {_may_be(what, name)} {name}, the name of {earlier[0]}'s {earlier[1]}; "
                                  "predict the two into separate --out folders (or rename one)")
             claimed.setdefault(name, (file, what))
-        earlier_outputs = {name: "earlier output" for name, entry in owners.items() if owned_by(entry, file)}
+        earlier_outputs = {name: "earlier output" for name in index.outputs_of(file)}
         for name, what in {**earlier_outputs, **planned}.items():
             path = Path(folder) / name
             if not path.exists():

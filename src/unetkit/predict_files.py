@@ -48,7 +48,7 @@ from unetkit.errors import InputError, WriteError
 from unetkit.folder_lock import folder_lock, interrupts_deferred
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
-from unetkit.output_owners import (Owners, owned_by, read_owners, record_outputs, refuse_clashes, remove_leftovers,
+from unetkit.output_owners import (OwnerIndex, read_owners, record_outputs, refuse_clashes, remove_leftovers,
                                    write_owners)
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
@@ -263,17 +263,17 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     return target_path, written, writes
 
 
-def remove_earlier_outputs(out: Path, file: Path, written: set[Path], owners: Owners) -> None:
+def remove_earlier_outputs(out: Path, file: Path, written: set[Path], index: OwnerIndex) -> None:
     """An image predicted again into the same folder: remove what an earlier predict wrote for it and this one
     did not, so that the folder never mixes two runs' outputs of one image (a new mask beside the first run's
     NAME_prob.tif or NAME_cells.tif; a NAME.tif mask beside a new NAME.png), then record this call's files as
-    the image's (`owners`, updated in place). Other images' outputs, and files the record does not name, stay
+    the image's (`index.owners`, updated in place). Other images' outputs, and files the record does not name, stay
     (refuse_clashes refused the call before any work if this one would have written over them)."""
-    stale = {out / name for name, entry in owners.items() if owned_by(entry, file)}
+    stale = {out / name for name in index.outputs_of(file)}
     for path in stale - written:
         path.unlink(missing_ok=True)
-        owners.pop(path.name, None)
-    record_outputs(owners, file, written)
+        index.owners.pop(path.name, None)
+    record_outputs(index.owners, file, written)
 
 
 def _reserve_disk_space(path: Path) -> None:
@@ -395,7 +395,7 @@ def predict_paths(
             if too_large:
                 raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
                                  "come from probabilities held in memory); predict it without --instances, or split the stack")
-            owners = read_owners(out)
+            owners = OwnerIndex(read_owners(out))
             refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
             warnings = check_inputs(run, files, pixels)
             for warning in warnings[:SHOWN_WARNINGS]:
@@ -415,7 +415,7 @@ def predict_paths(
                             write()
                         on_disk.close()
                         remove_earlier_outputs(Path(out), file, outputs, owners)
-                        write_owners(out, owners)
+                        write_owners(out, owners.owners)
                 written.append(mask)
         except BaseException as exc:
             if not written and created:  # a refusal at the first file leaves no empty output folder behind
