@@ -28,6 +28,12 @@ EXIT_BROKEN_PIPE = 141  # what a shell reports for a program its reader left (12
 DATA_FOLDER_NAMES = {"images": ("image", "images", "img", "imgs"), "labels": ("label", "labels", "mask", "masks")}
 
 
+def user_path(text: str) -> Path:
+    """A path option: `~` is the home folder also where the shell leaves it (`--out=~/run`, `"~/data"`); else a
+    folder literally named ~ was made in the working directory and the run was not where the user looked."""
+    return Path(text).expanduser()
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`timeout`, a batch scheduler at the job's time limit, `docker stop`), handled as Ctrl-C is: a run
     keeps what it learnt and is marked interrupted, a predict leaves only complete files. Without it the process
@@ -48,16 +54,16 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on image/label pairs", description="Train a U-Net on image/label pairs.")
-    p.add_argument("data", nargs="?", type=Path, help="a folder holding image/ and label/ folders (instead of --images/--labels)")
-    p.add_argument("--images", type=Path, help="folder of images (paired with masks by file stem) or one multi-page TIFF")
-    p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF; their values become the classes")
-    p.add_argument("--out", type=Path, help="new run folder to write (weights, run.json, log.csv, curves.png)")
-    p.add_argument("--resume", type=Path, metavar="RUN",
+    p.add_argument("data", nargs="?", type=user_path, help="a folder holding image/ and label/ folders (instead of --images/--labels)")
+    p.add_argument("--images", type=user_path, help="folder of images (paired with masks by file stem) or one multi-page TIFF")
+    p.add_argument("--labels", type=user_path, help="folder of masks, or one multi-page TIFF; their values become the classes")
+    p.add_argument("--out", type=user_path, help="new run folder to write (weights, run.json, log.csv, curves.png)")
+    p.add_argument("--resume", type=user_path, metavar="RUN",
                    help="continue an interrupted run from its last epoch (with --epochs, --budget as the new total, --device, --precision)")
-    p.add_argument("--from", type=Path, dest="start_from", metavar="RUN",
+    p.add_argument("--from", type=user_path, dest="start_from", metavar="RUN",
                    help="fine-tune a trained run on new pairs: its network, weights, classes and normalisation are kept")
-    p.add_argument("--val-images", type=Path, help="validation images (default: hold out the last block of the training images)")
-    p.add_argument("--val-labels", type=Path, help="validation masks, with --val-images")
+    p.add_argument("--val-images", type=user_path, help="validation images (default: hold out the last block of the training images)")
+    p.add_argument("--val-labels", type=user_path, help="validation masks, with --val-images")
     p.add_argument("--val-fraction", type=float, help="fraction held out as a contiguous block for validation (default 0.2)")
     p.add_argument("--recipe",  # None when not given, so that --resume can tell it was
                    help="default (CPU-friendly, budgeted), seed (the tutorial, exactly) or paper (Ronneberger et al. 2015)")
@@ -118,10 +124,10 @@ def seed_number(text: str) -> int:
 def _add_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check image/mask pairs before training: a table of what they hold, every problem",
                        description="Pair, read and inspect images and masks; exit 2 if anything would stop or spoil training.")
-    p.add_argument("data", nargs="?", type=Path, help="a folder holding image/ and label/ folders (instead of --images/--labels)")
-    p.add_argument("--images", type=Path, help="folder of images, or one multi-page TIFF")
-    p.add_argument("--labels", type=Path, help="folder of masks, or one multi-page TIFF")
-    p.add_argument("--run", type=Path, help="a trained run: masks must hold its classes and images its channels (fine-tuning, evaluation)")
+    p.add_argument("data", nargs="?", type=user_path, help="a folder holding image/ and label/ folders (instead of --images/--labels)")
+    p.add_argument("--images", type=user_path, help="folder of images, or one multi-page TIFF")
+    p.add_argument("--labels", type=user_path, help="folder of masks, or one multi-page TIFF")
+    p.add_argument("--run", type=user_path, help="a trained run: masks must hold its classes and images its channels (fine-tuning, evaluation)")
     p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
                    help="the share `train` will hold out (default 0.2): classes only its masks hold are errors; "
                         "0 when you will train with --val-images/--val-labels")
@@ -131,9 +137,9 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a trained run", description="Write one mask per input image.")
-    p.add_argument("run", type=Path, help="the run folder written by `unetkit train`")
-    p.add_argument("inputs", type=Path, nargs="+", help="image files, folders or multi-page TIFF stacks (any size)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (never an input folder)")
+    p.add_argument("run", type=user_path, help="the run folder written by `unetkit train`")
+    p.add_argument("inputs", type=user_path, nargs="+", help="image files, folders or multi-page TIFF stacks (any size)")
+    p.add_argument("--out", type=user_path, required=True, help="output folder (never an input folder)")
     p.add_argument("--tta", action="store_true", help="average over the 8 flips/rotations (slower, usually better)")
     p.add_argument("--prob", action="store_true", help="also write float32 class probabilities as NAME_prob.tif")
     p.add_argument("--instances", nargs="?", const="auto", choices=["auto", "cells", "objects"],
@@ -152,9 +158,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score predicted masks against true masks")
-    p.add_argument("--pred", type=Path, required=True, help="predicted masks (folder or stack)")
-    p.add_argument("--labels", type=Path, required=True, help="true masks, paired by file stem")
-    p.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+    p.add_argument("--pred", type=user_path, required=True, help="predicted masks (folder or stack)")
+    p.add_argument("--labels", type=user_path, required=True, help="true masks, paired by file stem")
+    p.add_argument("--json", type=user_path, help="also write the scores to this JSON file")
     p.add_argument("--instances", choices=["threshold", "watershed"],
                    help="score NAME_prob.tif probability maps (from predict --prob): the threshold 0.1..0.9 best for the whole set, or watershed regions")
     p.add_argument("--boundary-value", type=boundary_value,
@@ -166,8 +172,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train and predict on built-in data, write pictures")
-    p.add_argument("--out", type=Path, default=Path("demo-output"), help="folder for data, run, predictions and pictures")
-    p.add_argument("--data", type=Path, help="ISBI 2012 folder (default: $UNETKIT_DATA, else synthetic EM-like data)")
+    p.add_argument("--out", type=user_path, default=Path("demo-output"), help="folder for data, run, predictions and pictures")
+    p.add_argument("--data", type=user_path, help="ISBI 2012 folder (default: $UNETKIT_DATA, else synthetic EM-like data)")
     p.add_argument("--budget", default="3m", help="training time (default 3m)")
     p.add_argument("--seed", type=seed_number, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -178,9 +184,9 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
                        description="The U-Net of diffusion models: learn to denoise, then generate.")
     actions = p.add_subparsers(dest="action", metavar="train|sample", required=True, parser_class=_Parser)
     t = actions.add_parser("train", help="train a denoiser on patches of the images (label-conditioned with --labels)")
-    t.add_argument("--images", type=Path, required=True, help="folder of images or one multi-page TIFF")
-    t.add_argument("--labels", type=Path, help="masks paired with the images: the model learns images for given label maps")
-    t.add_argument("--out", type=Path, required=True, help="new run folder")
+    t.add_argument("--images", type=user_path, required=True, help="folder of images or one multi-page TIFF")
+    t.add_argument("--labels", type=user_path, help="masks paired with the images: the model learns images for given label maps")
+    t.add_argument("--out", type=user_path, required=True, help="new run folder")
     t.add_argument("--size", type=int, default=64, help="side of the square training patches (default 64)")
     t.add_argument("--budget", help="wall-clock limit, e.g. 90s, 30m (default 30m; with --steps, whichever comes first)")
     t.add_argument("--steps", type=int, help="stop after this many steps (instead of the budget)")
@@ -194,11 +200,11 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="compute precision")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     s = actions.add_parser("sample", help="generate images with a trained diffusion run")
-    s.add_argument("run", type=Path, help="the run folder written by `unetkit diffusion train`")
-    s.add_argument("--out", type=Path, required=True, help="a new or empty folder (or one of earlier samples, which are "
+    s.add_argument("run", type=user_path, help="the run folder written by `unetkit diffusion train`")
+    s.add_argument("--out", type=user_path, required=True, help="a new or empty folder (or one of earlier samples, which are "
                    "replaced) for the PNGs and grid.png (no grid for masks of several sizes)")
     s.add_argument("--n", type=int, help="number of samples without --labels (default 16)")
-    s.add_argument("--labels", type=Path, help="label maps: one sample for each, written beside a copy of it")
+    s.add_argument("--labels", type=user_path, help="label maps: one sample for each, written beside a copy of it")
     s.add_argument("--steps", type=int, help="DDIM steps (default 50)")
     s.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="DDIM (eta 0, --steps) or DDPM (all steps)")
     s.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale with --labels (1 = none)")
@@ -213,8 +219,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                        description="Write a trained run as stand-alone ONNX and TorchScript networks that take raw "
                                    "images and return probabilities and masks, with a bioimage.io rdf.yaml, test "
                                    "tensors and a README: for Fiji (deepImageJ), ilastik or a script without unetkit.")
-    p.add_argument("run", type=Path, help="a trained run folder")
-    p.add_argument("--out", type=Path, required=True, help="new folder to write, or a new FILE.zip (the bioimage.io package)")
+    p.add_argument("run", type=user_path, help="a trained run folder")
+    p.add_argument("--out", type=user_path, required=True, help="new folder to write, or a new FILE.zip (the bioimage.io package)")
     p.add_argument("--format", default="onnx,torchscript", help="onnx, torchscript or both, comma-separated (default both)")
     p.add_argument("--name", help="the model's name in rdf.yaml (default: the run folder's name)")
     p.add_argument("--author", help="the author in rdf.yaml (default: your login name)")
@@ -392,8 +398,12 @@ COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "
 
 
 def _resume_hint(args: argparse.Namespace | None) -> str:
-    """After a failed `train`: that the run can continue."""
-    return " (the run continues with --resume)" if getattr(args, "command", "") == "train" else ""
+    """After a failed `train` that saved a run: that it can continue."""
+    if getattr(args, "command", "") != "train":
+        return ""
+    run = args.resume or args.out
+    # os.path.isfile: False for any path it cannot stat (Path.is_file raises for a name too long)
+    return " (the run continues with --resume)" if run is not None and os.path.isfile(Path(run) / "run.json") else ""
 
 
 def _interrupt_hint(args: argparse.Namespace | None) -> str:
@@ -401,7 +411,7 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
     command = getattr(args, "command", "")
     if command == "train":
         run = args.resume or args.out
-        if run is not None and (Path(run) / "run.json").is_file():
+        if run is not None and os.path.isfile(Path(run) / "run.json"):
             return f"; continue with `unetkit train --resume {run}`"
         return "; nothing was saved yet"
     if command == "diffusion":
@@ -448,12 +458,25 @@ OS_ERROR_FIXES = {
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path, then run again",
     errno.EISDIR: "a folder stands where a file is written; choose another path, then run again",
     errno.ENOENT: "a folder went away while unetkit worked; check the path, then run again",
+    errno.ENAMETOOLONG: "a name in the path is too long for the file system; choose a shorter path, then run again",
+    errno.ELOOP: "a symbolic link in the path points back to itself (a loop); fix or remove it, then run again",
 }
+
+
+def _printable_names() -> None:
+    """A file name that is not UTF-8 (an old share's Latin-1, held by Python with surrogates) is printed escaped
+    (\\udce9) instead of ending the command with a UnicodeEncodeError after its work was done."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text stream of its own (an embedding program's)
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()  # a --budget counts from the command's start: loading torch takes seconds too
     args = None
+    _printable_names()
     try:
         parser = build_parser()
         args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv), _value_options(parser)))
@@ -482,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as exc:  # torch says "can't allocate memory" / "out of memory" as RuntimeError
         text = str(exc)
+        loop = re.fullmatch(r"Symlink loop from '(.*)'", text, re.DOTALL)  # Path.resolve() before Python 3.13
+        if loop:
+            print(f"unetkit: error: {loop.group(1)}: {OS_ERROR_FIXES[errno.ELOOP]}", file=sys.stderr)
+            return EXIT_USAGE
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
                 or any(phrase in text for phrase in OUT_OF_MEMORY_PHRASES)):
             raise  # a bug keeps its traceback

@@ -184,7 +184,7 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
         np.save(staging / "test_mask.npy", mask.numpy(), allow_pickle=False)
         description = _description(run, grid, formats, checks, staging, test_source)
         (staging / EXPORT_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        (staging / "README.md").write_text(_readme(description))
+        (staging / "README.md").write_text(_readme(description), errors="backslashreplace")  # a Latin-1 run name
         rdf = bioimageio_description(description, card)
         (staging / BIOIMAGEIO_FILE).write_text(json.dumps(rdf, indent=2) + "\n")
         if out.suffix.lower() == ".zip":

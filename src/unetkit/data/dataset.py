@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import LOSSY_SUFFIXES, Page, list_image_files, natural_key, planar_colour_hint, read_pages
+from unetkit.data.io import (LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, list_image_files, natural_key, planar_colour_hint,
+                             read_pages)
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -97,14 +98,20 @@ def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
                 kinds: tuple[str, str] = ("image", "mask")) -> Matching:
     """Match image files with label files by stem (missing paths and empty folders still raise).
 
-    Image files whose stem ends with one of `skip_suffixes` are left out (what predict writes beside NAME.png:
-    NAME_prob.tif, NAME_cells.tif). `kinds`: what messages call the two sides.
+    TIFF files whose stem ends with one of `skip_suffixes` are left out where they lie beside the file they
+    belong to (what predict writes beside NAME.png: NAME_prob.tif, NAME_cells.tif); `HeLa_cells.png`, or
+    `HeLa_cells.tif` alone, is a mask of its own. `kinds`: what messages call the two sides.
     """
     if Path(images).is_dir() and Path(images).resolve() == Path(labels).resolve():
         fix = ("put the masks in a folder of their own (e.g. DATA/image and DATA/label)" if kinds[0] == "image"
                else f"give the {kinds[0]}s' folder and the {kinds[1]}s' folder")
         return Matching([], [], [], [f"{images}: given as both the {kinds[0]}s and the {kinds[1]}s; {fix}"])
-    image_files = [f for f in list_image_files(images) if not (skip_suffixes and f.stem.endswith(skip_suffixes))]
+    image_files = list_image_files(images)
+    if skip_suffixes:
+        single = Path(images).is_file()
+        stems = {f.stem for f in image_files}
+        image_files = [f for f in image_files if not (f.suffix.lower() in TIFF_SUFFIXES and any(
+            f.stem.endswith(suffix) and (single or f.stem[: -len(suffix)] in stems) for suffix in skip_suffixes))]
     label_files = list_image_files(labels)
     if Path(images).is_file() != Path(labels).is_file():
         folder_files = image_files if Path(labels).is_file() else label_files
@@ -367,7 +374,7 @@ class TensorPairs:
         """sha256 over names, images and labels: a resumed run checks that its data has not changed."""
         hasher = hashlib.sha256()
         for name, image, label in zip(self.names, self.images, self.labels):
-            hasher.update(name.encode())
+            hasher.update(name.encode(errors="surrogateescape"))  # a file name that is not UTF-8 (an old share)
             hasher.update(image.contiguous().numpy().tobytes())
             hasher.update(label.contiguous().numpy().tobytes())
         return hasher.hexdigest()

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 
 from unetkit.data.io import write_atomic
 from unetkit.errors import InputError
@@ -70,9 +70,7 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint; check the run folder")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        tensors = load_file(str(path))
+        tensors, header = _read_safetensors(path)
         metadata = json.loads(header.get("unetkit", "{}"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: corrupt checkpoint ({exc}); train again or restore the file") from None
@@ -80,6 +78,22 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise InputError(f"{path}: corrupt checkpoint (its tensors differ from the checksum saved with them); restore "
                          "the file or train again")
     return tensors, metadata
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and metadata. safetensors refuses a path that is not UTF-8 (a folder named in
+    Latin-1 on an old share, which Python holds with surrogates), calling the checkpoint corrupt: such a file's
+    bytes are read here and parsed by safetensors from memory (weights are megabytes)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        data = Path(path).read_bytes()
+        length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + length]).get("__metadata__") or {}
+        return load(data), header
+    with safe_open(str(path), framework="pt") as handle:
+        header = handle.metadata() or {}
+    return load_file(str(path)), header
 
 
 def remove_partial_writes(run_dir: Path) -> list[Path]:

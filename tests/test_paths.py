@@ -1,0 +1,85 @@
+"""Awkward paths and names: what an audit with loops, Latin-1 names, `~` and long names found."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import write_blob_pairs
+
+from unetkit.cli import main
+
+TINY = ["--epochs", "1", "--width", "4", "--depth", "2", "--patch-size", "16", "--batch-size", "2", "--device", "cpu",
+        "--quiet"]
+
+
+def one_error_line(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("unetkit: error:"), err
+    return err[0]
+
+
+def test_names_that_are_not_utf8_train_predict_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A Latin-1 file name (an old share, a zip) crashed train's data digest (UnicodeEncodeError), and a run in a
+    Latin-1 folder was called a corrupt checkpoint, with the advice to train again (safetensors refuses the path)."""
+    data = tmp_path / os.fsdecode(b"donn\xe9es")
+    write_blob_pairs(data, 4, 32)
+    for side in ("image", "label"):
+        (data / side / "3.png").rename(data / side / os.fsdecode(b"coupe \xe9.png"))
+    run = tmp_path / os.fsdecode(b"r\xe9sultat")
+    assert main(["train", str(data), "--out", str(run), *TINY]) == 0
+    assert main(["predict", str(run), str(data / "image"), "--out", str(tmp_path / "pred"), "--quiet"]) == 0
+    assert (tmp_path / "pred" / os.fsdecode(b"coupe \xe9.png")).is_file()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "model"), "--format", "torchscript"]) == 0
+
+
+def test_a_symbolic_link_loop_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Path.resolve() raises RuntimeError on a loop (Python < 3.13): every command ended in a traceback."""
+    images, labels = write_blob_pairs(tmp_path / "data", 4, 32)
+    (tmp_path / "loop2").symlink_to("loop1")
+    (tmp_path / "loop1").symlink_to("loop2")
+    for argv in (["train", str(tmp_path / "data"), "--out", str(tmp_path / "loop1" / "run"), *TINY],
+                 ["check", "--images", str(images), "--labels", str(tmp_path / "loop1")]):
+        assert main(argv) == 2
+        assert "points back to itself (a loop)" in one_error_line(capsys)
+
+
+def test_a_name_too_long_for_the_file_system_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """It said 'free space or choose another folder' and that the run continues with --resume: there was none."""
+    write_blob_pairs(tmp_path / "data", 4, 32)
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / ("L" * 300) / "run"), *TINY]) == 2
+    line = one_error_line(capsys)
+    assert "too long for the file system; choose a shorter path" in line and "--resume" not in line, line
+
+
+def test_a_tilde_the_shell_left_alone_is_the_home_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--out=~/run` (no shell expands ~ after =) made a folder named ~ in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    write_blob_pairs(tmp_path / "home" / "data", 4, 32)
+    assert main(["train", "~/data", "--out=~/run", *TINY]) == 0
+    assert (tmp_path / "home" / "run" / "run.json").is_file() and not (tmp_path / "~").exists()
+
+
+def test_evaluate_scores_masks_whose_names_end_like_predicts_maps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Predictions of an image named HeLa_cells.png were dropped as if they were a map predict writes beside a
+    mask ("not scored: 1 true mask without a prediction"); only NAME_prob.tif / NAME_cells.tif beside NAME are."""
+    images, labels = write_blob_pairs(tmp_path / "data", 3, 32)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for name in ("0", "1"):
+        shutil.copy(labels / f"{name}.png", labels / f"{name}_cells.png")
+        shutil.copy(labels / f"{name}.png", pred / f"{name}_cells.png")
+    shutil.copy(labels / "2.png", pred / "2.png")
+    shutil.copy(labels / "2.png", pred / "2_cells.tif")  # what `predict --instances` writes beside 2.png: no mask
+    for name in ("0", "1"):
+        (labels / f"{name}.png").unlink()
+    assert main(["evaluate", "--pred", str(pred), "--labels", str(labels), "--json", str(tmp_path / "s.json")]) == 0
+    scored = json.loads((tmp_path / "s.json").read_text())["per_image"]
+    assert sorted(scored) == ["0_cells", "1_cells", "2"], scored
