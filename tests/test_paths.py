@@ -83,3 +83,17 @@ def test_evaluate_scores_masks_whose_names_end_like_predicts_maps(tmp_path: Path
     assert main(["evaluate", "--pred", str(pred), "--labels", str(labels), "--json", str(tmp_path / "s.json")]) == 0
     scored = json.loads((tmp_path / "s.json").read_text())["per_image"]
     assert sorted(scored) == ["0_cells", "1_cells", "2"], scored
+
+
+def test_suggested_commands_quote_paths_the_shell_would_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`continue with unetkit train --resume runs/day 1`, pasted, failed with another error (audit)."""
+    import shlex
+
+    write_blob_pairs(tmp_path / "data", 4, 32)
+    run = tmp_path / "runs" / "day 1"
+    assert main(["train", str(tmp_path / "data"), "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2  # trained all its epochs: says how to train it longer
+    line = one_error_line(capsys)
+    suggestion = shlex.split(line.split("e.g. ", 1)[1])
+    assert suggestion[:2] == ["--resume", str(run)], line

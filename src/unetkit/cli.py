@@ -18,7 +18,7 @@ from pathlib import Path
 from unetkit import __version__
 from unetkit.config import SEED_LIMIT, TrainConfig, flag_of, parse_duration
 from unetkit.errors import InputError
-from unetkit.text import counted
+from unetkit.text import counted, shell_word
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -412,7 +412,7 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
     if command == "train":
         run = args.resume or args.out
         if run is not None and os.path.isfile(Path(run) / "run.json"):
-            return f"; continue with `unetkit train --resume {run}`"
+            return f"; continue with `unetkit train --resume {shell_word(run)}`"
         return "; nothing was saved yet"
     if command == "diffusion":
         return "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"

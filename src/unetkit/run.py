@@ -31,6 +31,7 @@ from unetkit.engine import autocast_dtype, inference_precision, to_memory_format
 from unetkit.errors import InputError
 from unetkit.folder_lock import folder_lock
 from unetkit.models.registry import build_model
+from unetkit.text import shell_word
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
 
 RUN_FILE = "run.json"
@@ -81,7 +82,7 @@ def check_new_run_folder(out: Path, resumable: bool = True, what: str = "run fol
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; choose a new folder for --out")
     if out.exists() and any(out.iterdir()):
-        hint = f", or continue it with --resume {out}" if resumable and (out / RUN_FILE).is_file() else ""
+        hint = f", or continue it with --resume {shell_word(out)}" if resumable and (out / RUN_FILE).is_file() else ""
         raise InputError(f"{out}: exists and is not empty; choose a new --out{hint}")
     check_writable_folder(out, what)
 
@@ -254,7 +255,7 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
     run_dir = Path(run_dir)
     record = read_run_json(run_dir)
     if record.get("kind") == "diffusion":
-        raise InputError(f"{run_dir}: is a diffusion run; draw images with `unetkit diffusion sample {run_dir}`")
+        raise InputError(f"{run_dir}: is a diffusion run; draw images with `unetkit diffusion sample {shell_word(run_dir)}`")
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise InputError(f"{run_dir}: has no {WEIGHTS_FILE} yet; let training finish one epoch or use --resume")

@@ -15,7 +15,7 @@ from unetkit.data.validate import CheckReport, check_dataset, held_out_findings,
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
-from unetkit.text import counted
+from unetkit.text import counted, shell_word
 
 FEW_TRAINING_PAIRS = 2  # a split that leaves this few to train on is said, with the way to train on all
 
@@ -47,7 +47,8 @@ def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callab
 
 def _check_command(images: Path, labels: Path, base_run: Path | None, ignore_value: int | None) -> str:
     """The `unetkit check` that lists every problem of these pairs at once."""
-    return (f"unetkit check --images {images} --labels {labels}" + (f" --run {base_run}" if base_run else "")
+    return (f"unetkit check --images {shell_word(images)} --labels {shell_word(labels)}"
+            + (f" --run {shell_word(base_run)}" if base_run else "")
             + (f" --ignore-value {ignore_value}" if ignore_value is not None else ""))
 
 

@@ -32,7 +32,7 @@ from unetkit.run import (
     refuse_inside_inputs,
     write_run_json,
 )
-from unetkit.text import counted
+from unetkit.text import counted, shell_word
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, WEIGHTS_FILE, remove_partial_writes
 from unetkit.train.fingerprint import (class_fractions, data_fingerprint, machine_fingerprint, reference_machine,
                                       step_timer)
@@ -389,7 +389,7 @@ def _check_same_data(run_dir: Path, paths: dict[str, Any], data: TrainingData) -
     A pair added or removed is named as such first: it also moves the split, and the pair it moved says little."""
     def changed(where: str, change: str) -> InputError:
         return InputError(f"{paths['images']}: the data changed since {run_dir} started ({where}: {change}); "
-                          f"restore it to resume, or start a new run from these weights with --from {run_dir}")
+                          f"restore it to resume, or start a new run from these weights with --from {shell_word(run_dir)}")
 
     before = {*paths.get("train", data.train.names), *paths.get("val", data.val.names)}
     now = {*data.train.names, *data.val.names}
@@ -441,13 +441,13 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
             was, more = f"has trained {counted(done_epochs, 'epoch')}", f"--epochs {done_epochs * 2}"
         else:
             was, more = f"has used its {config.budget_s:.0f} s budget", f"--budget {int(spent + 300)}s"
-        raise InputError(f"{run_dir}: {was}; to train it longer give a larger total, e.g. --resume {run_dir} {more}")
+        raise InputError(f"{run_dir}: {was}; to train it longer give a larger total, e.g. --resume {shell_word(run_dir)} {more}")
     if budget_s is not None and budget_s <= spent:
         raise InputError(_budget_spent(budget_s, spent, run_dir))
     saved_once = record.get("status") == "finished" or done_epochs >= 2  # a state was saved after its first round
     if not _has_resume_state(run_dir) and saved_once and (run_dir / WEIGHTS_FILE).is_file():  # would overwrite them
         raise InputError(f"{run_dir}: its resume state ({RESUME_DIR}/) is missing, so it cannot continue where it "
-                         f"stopped; start a new run from its weights: unetkit train ... --from {run_dir} --out NEW_RUN")
+                         f"stopped; start a new run from its weights: unetkit train ... --from {shell_word(run_dir)} --out NEW_RUN")
     check_writable_folder(run_dir)  # before reading the data and training, not at the first save
     config = config.with_overrides(device=device, precision=precision)
     record["config"] = config.to_json()
@@ -456,7 +456,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
         if paths.get(key) and not Path(paths[key]).exists():
             raise InputError(f"{paths[key]}: the {key.replace('_', ' ')} this run trained on (run.json data.{key}) are "
                              f"not there any more; put them back to resume, or fine-tune from the run where they are now "
-                             f"(--from {run_dir})")
+                             f"(--from {shell_word(run_dir)})")
     data = prepare_training_data(
         Path(paths["images"]), Path(paths["labels"]),
         Path(paths["val_images"]) if paths["val_images"] else None,

@@ -38,6 +38,7 @@ from unetkit.plots import plot_curves
 from unetkit.predict import predict_probabilities, prediction_windows
 from unetkit.progress import TrainingBar
 from unetkit.run import Run, record_failure, write_run_json
+from unetkit.text import shell_word
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_resume_state, save_resume_state, save_weights
 from unetkit.train.setup import TrainingData
 
@@ -352,7 +353,7 @@ class Trainer:
             bar.close()
             record_failure(self.run_dir, self.record, exc)
             if isinstance(exc, WriteError):  # a full disk: every file written so far is whole, so the run can go on
-                raise WriteError(f"{exc}; once it can write, continue the run: unetkit train --resume {self.run_dir}") from None
+                raise WriteError(f"{exc}; once it can write, continue the run: unetkit train --resume {shell_word(self.run_dir)}") from None
             raise
         bar.close()
         self.counters.elapsed_s = elapsed()
@@ -362,7 +363,7 @@ class Trainer:
             too_short = InputError(
                 f"{self.run_dir}: the {config.budget_s:g} s budget ran out before training could start ({elapsed():.0f} s "
                 f"went to reading, checking and planning); give a larger --budget, or continue this run with "
-                f"`unetkit train --resume {self.run_dir} --budget 5m`")
+                f"`unetkit train --resume {shell_word(self.run_dir)} --budget 5m`")
             record_failure(self.run_dir, self.record, too_short)
             raise too_short
         self._set_status("finished")
