@@ -97,3 +97,21 @@ def test_suggested_commands_quote_paths_the_shell_would_split(tmp_path: Path, ca
     line = one_error_line(capsys)
     suggestion = shlex.split(line.split("e.g. ", 1)[1])
     assert suggestion[:2] == ["--resume", str(run)], line
+
+
+def test_a_folder_of_hidden_images_says_they_are_skipped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A folder holding only .im0.png said it 'holds no images' (audit): hidden names are skipped as system files."""
+    images, labels = write_blob_pairs(tmp_path / "data", 2, 32)
+    for side in (images, labels):
+        for file in side.iterdir():
+            file.rename(side / f".{file.name}")
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 2
+    assert "skipped as system files; rename them without the leading '.'" in one_error_line(capsys)
+
+
+def test_an_out_that_is_a_link_to_nothing_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A dangling link as --out was refused as '(File exists)' (audit)."""
+    write_blob_pairs(tmp_path / "data", 4, 32)
+    (tmp_path / "out").symlink_to(tmp_path / "nowhere")
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *TINY]) == 2
+    assert f"a link to {tmp_path / 'nowhere'}, which does not exist" in one_error_line(capsys)

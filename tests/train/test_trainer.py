@@ -521,8 +521,15 @@ def test_resume_refuses_data_that_changed_since_the_run_started(toy_data: tuple[
         (folder / "6.png").write_bytes((folder / "0.png").read_bytes())
     with pytest.raises(InputError, match=r"data changed .*\(pairs: 6 added\)"):  # was "train split: 5 added"
         resume(tmp_path / "run", epochs=2, **quiet)
-    for folder in (images, labels):
+    for folder in (images, labels):  # five pairs renamed: all of them named, the count beyond three (audit: cut off)
         (folder / "6.png").unlink()
+        for name in ("0", "1", "2", "3", "4"):
+            (folder / f"{name}.png").rename(folder / f"x{name}.png")
+    with pytest.raises(InputError, match=r"\(pairs: x0, x1, x2 and 2 more added; 0, 1, 2 and 2 more removed\)"):
+        resume(tmp_path / "run", epochs=2, **quiet)
+    for folder in (images, labels):
+        for name in ("0", "1", "2", "3", "4"):
+            (folder / f"x{name}.png").rename(folder / f"{name}.png")
     edited = np.asarray(Image.open(labels / "1.png")).copy()
     edited[:4] = 255 - edited[:4]
     Image.fromarray(edited).save(labels / "1.png")

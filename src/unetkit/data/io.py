@@ -9,10 +9,11 @@ file, never as a library traceback.
 
 from __future__ import annotations
 
+import errno
 import logging
-from contextlib import contextmanager
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -110,6 +111,11 @@ def list_image_files(path: Path) -> list[Path]:
         inside = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
         where = (f" but subfolders ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''}): subfolders are not "
                  "searched; point to the folder that holds the images themselves, or move them into one folder") if inside else ""
+        hidden = sorted(entry.name for entry in path.iterdir() if entry.name.startswith(".")
+                        and entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("._"))
+        if hidden and not where:  # names starting with "." are hidden files (macOS's ._x.png metadata among them)
+            where = (f" but hidden ones ({', '.join(hidden[:3])}{', ...' if len(hidden) > 3 else ''}), which are "
+                     "skipped as system files; rename them without the leading '.'")
         raise InputError(f"{path}: the folder holds no images (PNG, TIFF, ...){where or '; point to the folder with the images'}")
     return sorted(files, key=lambda p: natural_key(p.name))
 
@@ -468,7 +474,11 @@ def remove_empty_folders(folders: list[Path], leftover: str | None = None) -> No
 
 
 def make_writable_folder(folder: Path) -> None:
-    """Create `folder` (and its parents) and write and delete a probe file in it; OSError if either fails."""
+    """Create `folder` (and its parents) and write and delete a probe file in it; OSError if either fails
+    (a link to a folder that does not exist says so: mkdir's own word for it was "File exists")."""
+    if folder.is_symlink() and not folder.exists():
+        raise FileNotFoundError(errno.ENOENT, f"a link to {os.readlink(folder)}, which does not exist; create that "
+                                "folder or remove the link", str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     probe = folder / f".write-test-{os.getpid()}"
     probe.write_bytes(b"")

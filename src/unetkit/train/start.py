@@ -394,8 +394,11 @@ def _check_same_data(run_dir: Path, paths: dict[str, Any], data: TrainingData) -
     before = {*paths.get("train", data.train.names), *paths.get("val", data.val.names)}
     now = {*data.train.names, *data.val.names}
     if before != now:
+        def listed(names: list[str], what: str) -> str:
+            return f"{', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''} {what}"
+
         added, removed = sorted(now - before), sorted(before - now)
-        raise changed("pairs", f"{', '.join(added[:3])} added" if added else f"{', '.join(removed[:3])} removed")
+        raise changed("pairs", "; ".join(listed(names, what) for names, what in ((added, "added"), (removed, "removed")) if names))
     for split, pairs in (("train", data.train), ("val", data.val)):
         digest = (paths.get("digest") or {}).get(split)
         if list(paths.get(split, pairs.names)) != pairs.names or (digest is not None and digest != pairs.digest()):
