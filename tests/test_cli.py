@@ -382,8 +382,12 @@ def test_an_unknown_model_is_refused_before_anything_else_is_said(toy_data: tupl
     assert "unet-classic" in captured.err and not (tmp_path / "run").exists()
 
 
-def test_an_unknown_flag_names_unetkit_once(capsys: pytest.CaptureFixture) -> None:
-    """"unetkit: error: unetkit: unrecognized arguments" named the program twice."""
+def test_an_unknown_flag_names_unetkit_once_and_the_subcommands_help(capsys: pytest.CaptureFixture) -> None:
+    """"unetkit: error: unetkit: unrecognized arguments" named the program twice, and pointed to `unetkit --help`,
+    which does not list a subcommand's flags (audit)."""
     assert main(["evaluate", "--pred", "a", "--labels", "b", "--colour"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("unetkit: error: unrecognized arguments: --colour") and err.count("unetkit:") == 1
+    assert err == "unetkit: error: evaluate: unrecognized arguments: --colour; see unetkit evaluate --help", err
+    assert main(["diffusion", "sample", "run", "--out", "x", "--colour", "red"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("unrecognized arguments: --colour red; see unetkit diffusion sample --help"), err

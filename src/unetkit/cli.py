@@ -51,6 +51,23 @@ class _Parser(argparse.ArgumentParser):
         command = self.prog.partition(" ")[2]  # "unetkit" itself begins the error line already
         raise InputError(f"{command + ': ' if command else ''}{message}; see {self.prog} --help")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        """Unknown arguments are the chosen subcommand's error, pointing to its help (argparse leaves them to
+        the top parser, whose `unetkit --help` does not list train's flags)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The innermost subcommand parser that `parsed` went through (diffusion -> diffusion sample)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, _Parser):
+                    return chosen._chosen(parsed)
+        return self
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on image/label pairs", description="Train a U-Net on image/label pairs.")
