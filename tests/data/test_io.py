@@ -505,7 +505,10 @@ def test_a_broken_link_among_the_images_is_named_not_skipped(tmp_path: Path) -> 
 
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
-    with pytest.raises(InputError, match=r"b.png: a link to .*gone.png, which does not exist"):
+    with pytest.raises(InputError, match=r"b.png: a link to .*gone.png, which does not exist; fix"):
+        list_image_files(tmp_path)
+    (tmp_path / "c.png").symlink_to(tmp_path / "gone too.png")  # the others are counted, not found one run at a time
+    with pytest.raises(InputError, match=r"b.png: a link to .*gone.png, which does not exist \(1 more broken link in "):
         list_image_files(tmp_path)
 
 

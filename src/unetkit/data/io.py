@@ -23,6 +23,7 @@ import tifffile
 from PIL import Image
 
 from unetkit.errors import InputError, WriteError
+from unetkit.text import counted
 
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 PILLOW_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
@@ -103,9 +104,11 @@ def list_image_files(path: Path) -> list[Path]:
             raise InputError(f"{path}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
         return [path]
     entries = [entry for entry in path.iterdir() if not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES]
-    broken = next((entry for entry in entries if entry.is_symlink() and not entry.exists()), None)
-    if broken is not None:  # skipped, it left its partner an orphan ("has no mask") or a pair out without a word
-        raise InputError(f"{broken}: a link to {os.readlink(broken)}, which does not exist; fix the link or remove it")
+    broken = sorted((entry for entry in entries if entry.is_symlink() and not entry.exists()), key=lambda p: natural_key(p.name))
+    if broken:  # skipped, it left its partner an orphan ("has no mask") or a pair out without a word
+        more = f" ({counted(len(broken) - 1, 'more broken link')} in {path})" if len(broken) > 1 else ""
+        raise InputError(f"{broken[0]}: a link to {os.readlink(broken[0])}, which does not exist{more}; fix the link "
+                         "or remove it")
     files = [entry for entry in entries if entry.is_file()]
     if not files:
         inside = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
