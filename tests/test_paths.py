@@ -115,3 +115,11 @@ def test_an_out_that_is_a_link_to_nothing_says_so(tmp_path: Path, capsys: pytest
     (tmp_path / "out").symlink_to(tmp_path / "nowhere")
     assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *TINY]) == 2
     assert f"a link to {tmp_path / 'nowhere'}, which does not exist" in one_error_line(capsys)
+
+
+def test_a_name_that_begins_with_a_tilde_is_a_name(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`~scan1.png` (or Word's `~$x`) made expanduser look for a user called scan1.png: a traceback (review)."""
+    monkeypatch.chdir(tmp_path)
+    write_blob_pairs(tmp_path / "~data", 4, 32)
+    assert main(["check", "--images", "~data/image", "--labels", "~data/label"]) == 0

@@ -30,8 +30,11 @@ DATA_FOLDER_NAMES = {"images": ("image", "images", "img", "imgs"), "labels": ("l
 
 def user_path(text: str) -> Path:
     """A path option: `~` is the home folder also where the shell leaves it (`--out=~/run`, `"~/data"`); else a
-    folder literally named ~ was made in the working directory and the run was not where the user looked."""
-    return Path(text).expanduser()
+    folder literally named ~ was made in the working directory and the run was not where the user looked. Only
+    `~` and `~/...`: a file named `~scan1.png` (or Word's `~$x`) is a name, not a user's home."""
+    if text == "~" or text.startswith(("~/", "~" + os.sep)):
+        return Path(text).expanduser()
+    return Path(text)
 
 
 class Terminated(KeyboardInterrupt):

@@ -31,6 +31,7 @@ from unetkit.data.io import (
     CELLS_SUFFIX,
     PREDICTIONS_MARKER,
     PROB_SUFFIX,
+    declared_pages,
     declared_pixels,
     first_clash,
     is_predictions_folder,
@@ -81,14 +82,26 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
         raise InputError(f"--out {out}: not writable ({exc.strerror}); choose a folder you can write to") from None
 
 
+def streamed_mask_dtype(run: Run, pages: int, page_pixels: int) -> np.dtype | None:
+    """The dtype of a mask written band by band into a memory-mapped TIFF (one grey page above STREAM_PIXELS;
+    1-bit masks as 0/1 bytes), or None for a mask held in memory and written compressed."""
+    if pages != 1 or page_pixels <= STREAM_PIXELS or run.encoding.colour:
+        return None
+    return np.dtype(np.uint8 if run.encoding.output_dtype == bool else run.encoding.output_dtype)
+
+
 def check_free_space(out: Path, pixels: dict[Path, int], run: Run, write_probabilities: bool) -> None:
     """Refuse before any work when the output disk cannot hold what predict writes uncompressed and memory-mapped:
-    the float32 probabilities of --prob, and the masks of images above STREAM_PIXELS (other masks are compressed
-    and not counted). `pixels`: each input's, as its header declares."""
-    encoding = run.encoding
-    mask_bytes = 3 if encoding.colour else np.dtype(np.uint8 if encoding.output_dtype == bool else encoding.output_dtype).itemsize
-    probability_bytes = 4 * encoding.num_classes if write_probabilities else 0
-    needed = sum(count * (probability_bytes + (mask_bytes if count > STREAM_PIXELS else 0)) for count in pixels.values())
+    the float32 probabilities of --prob, and the masks streamed_mask_dtype streams (other masks are compressed
+    and not counted). `pixels`: each input's (all pages), as its header declares."""
+    probability_bytes = 4 * run.encoding.num_classes if write_probabilities else 0
+    needed = 0
+    for file, count in pixels.items():
+        streamed = None
+        if count > STREAM_PIXELS:  # only then can a mask be streamed: its pages decide (read from the header)
+            pages = declared_pages(file)
+            streamed = streamed_mask_dtype(run, pages, count // max(pages, 1))
+        needed += count * (probability_bytes + (streamed.itemsize if streamed is not None else 0))
     if not needed:
         return
     free = shutil.disk_usage(out).free
@@ -231,11 +244,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape, np.float32))
     elif boundary is not None:  # the watershed needs the whole boundary map
         probabilities = np.empty(prob_shape, dtype=np.float32)
-    if not stack and pages[0].shape[0] * pages[0].shape[1] > STREAM_PIXELS and not run.encoding.colour:
-        # too large to hold: the mask goes to a memory-mapped TIFF, band by band (1-bit masks as 0/1 bytes)
+    streamed = streamed_mask_dtype(run, len(pages), pages[0].shape[0] * pages[0].shape[1])
+    if streamed is not None:  # too large to hold: the mask goes to a memory-mapped TIFF, band by band
         target_path = out / f"{file.stem}.tif"
-        dtype = np.uint8 if run.encoding.output_dtype == bool else run.encoding.output_dtype
-        mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], dtype))
+        mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], streamed))
         predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask, progress)
     else:
         masks = []

@@ -163,3 +163,19 @@ def test_resume_names_the_runs_own_data_when_it_moved(tmp_path: Path, capsys: py
     data.rename(tmp_path / "b")
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
     assert "this run trained on (run.json data.images) are not there any more" in capsys.readouterr().err
+
+
+def test_a_run_fine_tuned_on_grey_images_stored_as_rgb_resumes(tmp_path: Path) -> None:
+    """Grey GIFs (read as three equal channels) are grey for a grey run's --from; resuming the fine-tuned run read
+    them without the run's channel count and refused them as colour (review)."""
+    from PIL import Image
+
+    assert main(["train", str(pairs(tmp_path / "a", 0)), "--out", str(tmp_path / "base"), "--epochs", "1", *TINY]) == 0
+    data = pairs(tmp_path / "b", 1)
+    for png in sorted((data / "image").iterdir()):  # every image a grey GIF: no grey PNG beside them to go by
+        Image.open(png).save(png.with_suffix(".gif"))
+        png.unlink()
+    tuned = tmp_path / "tuned"
+    assert main(["train", str(data), "--out", str(tuned), "--from", str(tmp_path / "base"), "--epochs", "1", *TRAINING]) == 0
+    assert main(["train", "--resume", str(tuned), "--epochs", "2", "--quiet"]) == 0
+    assert json.loads((tuned / "run.json").read_text())["progress"]["epoch"] == 2

@@ -365,6 +365,19 @@ def declared_pixels(path: Path) -> int | None:
         return None
 
 
+def declared_pages(path: Path) -> int:
+    """Pages (of a stack, or frames) a file's header declares; 1 when it cannot be read (read_pages reports it)."""
+    try:
+        if Path(path).suffix.lower() in TIFF_SUFFIXES:
+            with _open_tiff(path) as (tif, _):
+                series = tif.series[0]
+                return int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "YXSC"]))
+        with _pillow_image(path) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - any damage: unknown here, reported by read_pages
+        return 1
+
+
 LAZY_BYTES = 256 << 20  # uncompressed TIFFs above this are memory-mapped, not read
 
 

@@ -465,7 +465,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
         Path(paths["val_images"]) if paths["val_images"] else None,
         Path(paths["val_labels"]) if paths["val_labels"] else None,
         config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]), say=say,
-        resuming=True,
+        in_channels=record["model"]["options"].get("in_channels"), resuming=True,  # grey GIFs read as grey, as at the start
     )
     _check_same_data(run_dir, paths, data)
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
