@@ -396,7 +396,8 @@ def test_a_disk_that_fills_during_training_leaves_a_failed_run_that_resumes(
     run = tmp_path / "run"
     monkeypatch.setattr(checkpoint, "save_file", full_after_the_first_round)
     argv = [a if a != "1" else "3" for a in train_argv(images, labels, run)]  # --epochs 3
-    expect_error(argv, capsys, "No space left", f"continue the run: unetkit train --resume {run}")
+    err = expect_error(argv, capsys, "No space left", f"continue the run: unetkit train --resume {run}")
+    assert "choose a writable folder" not in err  # resuming writes into the same folder: no other one to choose
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "failed" and "No space left" in record["error"], record.get("status")
     monkeypatch.setattr(checkpoint, "save_file", real_save)

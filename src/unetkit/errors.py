@@ -12,4 +12,9 @@ class InputError(Exception):
 
 class WriteError(InputError):
     """An output could not be written (a full or read-only disk, a folder gone): the previous file is unchanged,
-    so a run that hit it can continue (`train --resume`) once the disk is fixed, unlike bad data."""
+    so a run that hit it can continue (`train --resume`) once the disk is fixed, unlike bad data. `path` and
+    `reason` (the system's words) let a caller give its own advice."""
+
+    def __init__(self, message: str, path: object = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.path, self.reason = path, reason

@@ -299,8 +299,10 @@ def _reserve_disk_space(path: Path) -> None:
         os.posix_fallocate(descriptor, 0, os.fstat(descriptor).st_size)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise WriteError(f"{path.with_name(path.name[1:].removesuffix('.partial'))}: could not be written "
-                             f"({exc.strerror}); free space on its disk or choose another --out") from None
+            output = path.with_name(path.name[1:].removesuffix(".partial"))
+            fix = ("the file system takes no file that large (FAT32: 4 GiB); choose an --out on another one"
+                   if exc.errno == errno.EFBIG else "free space on its disk or choose another --out")
+            raise WriteError(f"{output}: could not be written ({exc.strerror}); {fix}", output, exc.strerror) from None
         # EOPNOTSUPP, EINVAL: a file system without it
     finally:
         os.close(descriptor)

@@ -526,6 +526,6 @@ def write_atomic(path: Path, write) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise WriteError(f"{path}: could not be written ({exc.strerror or exc}); free space on its disk or choose a "
-                         "writable folder (the previous file, if any, is unchanged)") from None
+                         "writable folder (the previous file, if any, is unchanged)", path, exc.strerror or str(exc)) from None
     finally:
         tmp.unlink(missing_ok=True)

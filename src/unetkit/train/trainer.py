@@ -353,7 +353,9 @@ class Trainer:
             bar.close()
             record_failure(self.run_dir, self.record, exc)
             if isinstance(exc, WriteError):  # a full disk: every file written so far is whole, so the run can go on
-                raise WriteError(f"{exc}; once it can write, continue the run: unetkit train --resume {shell_word(self.run_dir)}") from None
+                raise WriteError(f"{exc.path}: could not be written ({exc.reason}); the run's files written before are "
+                                 "whole: free space on its disk (or make the folder writable), then continue the run: "
+                                 f"unetkit train --resume {shell_word(self.run_dir)}", exc.path, exc.reason) from None
             raise
         bar.close()
         self.counters.elapsed_s = elapsed()
