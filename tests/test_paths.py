@@ -35,6 +35,9 @@ def test_names_that_are_not_utf8_train_predict_and_resume(tmp_path: Path, capsys
     assert (tmp_path / "pred" / os.fsdecode(b"coupe \xe9.png")).is_file()
     assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
     assert main(["export", str(run), "--out", str(tmp_path / "model"), "--format", "torchscript"]) == 0
+    import sys
+
+    assert sys.stdout.errors == sys.stderr.errors == "strict"  # as main() found them: a host program keeps its streams
 
 
 def test_a_symbolic_link_loop_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

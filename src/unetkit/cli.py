@@ -7,6 +7,7 @@ with exit code 2; an interrupted training says how to resume it (exit 130; SIGTE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import re
@@ -14,6 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from unetkit import __version__
 from unetkit.config import SEED_LIMIT, TrainConfig, flag_of, parse_duration
@@ -483,20 +485,38 @@ OS_ERROR_FIXES = {
 }
 
 
-def _printable_names() -> None:
+@contextlib.contextmanager
+def _printable_names() -> Iterator[None]:
     """A file name that is not UTF-8 (an old share's Latin-1, held by Python with surrogates) is printed escaped
-    (\\udce9) instead of ending the command with a UnicodeEncodeError after its work was done."""
+    (\\udce9) by a stream that would raise UnicodeEncodeError after the command's work was done. Streams that
+    print such names already (surrogateescape under a C locale: the name's own bytes) are left alone, and the
+    streams are put back afterwards for a program that calls main()."""
+    changed = []
     for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="backslashreplace")
-        except (AttributeError, ValueError, OSError):  # not a text stream of its own (an embedding program's)
-            pass
+        if getattr(stream, "errors", None) == "strict":
+            try:
+                stream.reconfigure(errors="backslashreplace")
+                changed.append(stream)
+            except (AttributeError, ValueError, OSError):  # not a text stream of its own (an embedding program's)
+                pass
+    try:
+        yield
+    finally:
+        for stream in changed:
+            try:
+                stream.reconfigure(errors="strict")
+            except (ValueError, OSError):  # closed meanwhile
+                pass
 
 
 def main(argv: list[str] | None = None) -> int:
+    with _printable_names():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     started = time.monotonic()  # a --budget counts from the command's start: loading torch takes seconds too
     args = None
-    _printable_names()
     try:
         parser = build_parser()
         args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else list(argv), _value_options(parser)))
