@@ -476,6 +476,10 @@ def test_a_probability_map_given_as_the_single_file_is_an_error_naming_it(tmp_pa
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(InputError, match="x_prob.tif: is not a mask but a map predict writes"):
         pair_files(tmp_path / "x_prob.tif", tmp_path / "x.png", skip_suffixes=("_prob",))
+    # the mask predict writes for a stack named HeLa_cells.tif: nothing named HeLa beside it, so a mask (review)
+    tifffile.imwrite(tmp_path / "HeLa_cells.tif", np.zeros((2, 8, 8), np.uint8), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "truth.tif", np.zeros((2, 8, 8), np.uint8), photometric="minisblack")
+    assert len(pair_files(tmp_path / "HeLa_cells.tif", tmp_path / "truth.tif", skip_suffixes=("_cells",))) == 1
 
 
 def test_an_image_smaller_than_the_patch_draws_patches_by_its_own_pixels_not_its_padding() -> None:

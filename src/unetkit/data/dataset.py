@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import (LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, list_image_files, natural_key, planar_colour_hint,
-                             read_pages)
+from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, list_image_files, natural_key,
+                             planar_colour_hint, read_pages)
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -107,11 +107,11 @@ def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
                else f"give the {kinds[0]}s' folder and the {kinds[1]}s' folder")
         return Matching([], [], [], [f"{images}: given as both the {kinds[0]}s and the {kinds[1]}s; {fix}"])
     image_files = list_image_files(images)
-    if skip_suffixes:
-        single = Path(images).is_file()
-        stems = {f.stem for f in image_files}
+    if skip_suffixes:  # a file given alone is judged by the folder it lies in
+        folder = Path(images).parent if Path(images).is_file() else Path(images)
+        stems = {f.stem for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES}
         image_files = [f for f in image_files if not (f.suffix.lower() in TIFF_SUFFIXES and any(
-            f.stem.endswith(suffix) and (single or f.stem[: -len(suffix)] in stems) for suffix in skip_suffixes))]
+            f.stem.endswith(suffix) and f.stem[: -len(suffix)] in stems for suffix in skip_suffixes))]
     label_files = list_image_files(labels)
     if Path(images).is_file() != Path(labels).is_file():
         folder_files = image_files if Path(labels).is_file() else label_files
