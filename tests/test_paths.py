@@ -45,10 +45,14 @@ def test_a_symbolic_link_loop_is_one_line(tmp_path: Path, capsys: pytest.Capture
     images, labels = write_blob_pairs(tmp_path / "data", 4, 32)
     (tmp_path / "loop2").symlink_to("loop1")
     (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "it's").symlink_to("it's")  # a quote in the path: Python's repr of it is "...", not '...'
     for argv in (["train", str(tmp_path / "data"), "--out", str(tmp_path / "loop1" / "run"), *TINY],
+                 ["train", str(tmp_path / "data"), "--out", str(tmp_path / "loop1"), *TINY],  # was "does not exist"
+                 ["train", str(tmp_path / "data"), "--out", str(tmp_path / "it's" / "run"), *TINY],
                  ["check", "--images", str(images), "--labels", str(tmp_path / "loop1")]):
         assert main(argv) == 2
-        assert "points back to itself (a loop)" in one_error_line(capsys)
+        line = one_error_line(capsys)
+        assert "points back to itself (a loop)" in line and "does not exist" not in line, line
 
 
 def test_a_name_too_long_for_the_file_system_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -7,6 +7,7 @@ with exit code 2; an interrupted training says how to resume it (exit 130; SIGTE
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import errno
 import os
@@ -545,9 +546,13 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as exc:  # torch says "can't allocate memory" / "out of memory" as RuntimeError
         text = str(exc)
-        loop = re.fullmatch(r"Symlink loop from '(.*)'", text, re.DOTALL)  # Path.resolve() before Python 3.13
+        loop = re.fullmatch(r"Symlink loop from (.*)", text, re.DOTALL)  # Path.resolve() before Python 3.13: repr
         if loop:
-            print(f"unetkit: error: {loop.group(1)}: {OS_ERROR_FIXES[errno.ELOOP]}", file=sys.stderr)
+            try:
+                where = ast.literal_eval(loop.group(1))
+            except (ValueError, SyntaxError):
+                where = loop.group(1)
+            print(f"unetkit: error: {where}: {OS_ERROR_FIXES[errno.ELOOP]}", file=sys.stderr)
             return EXIT_USAGE
         if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
                 or any(phrase in text for phrase in OUT_OF_MEMORY_PHRASES)):

@@ -104,11 +104,10 @@ def list_image_files(path: Path) -> list[Path]:
             raise InputError(f"{path}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
         return [path]
     entries = [entry for entry in path.iterdir() if not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES]
-    broken = sorted((entry for entry in entries if entry.is_symlink() and not entry.exists()), key=lambda p: natural_key(p.name))
+    broken = sorted((entry for entry in entries if broken_link(entry)), key=lambda p: natural_key(p.name))
     if broken:  # skipped, it left its partner an orphan ("has no mask") or a pair out without a word
         more = f" ({counted(len(broken) - 1, 'more broken link')} in {path})" if len(broken) > 1 else ""
-        raise InputError(f"{broken[0]}: a link to {os.readlink(broken[0])}, which does not exist{more}; fix the link "
-                         "or remove it")
+        raise InputError(f"{broken[0]}: {broken_link(broken[0])}{more}; fix the link or remove it")
     files = [entry for entry in entries if entry.is_file()]
     if not files:
         inside = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
@@ -489,12 +488,25 @@ def remove_empty_folders(folders: list[Path], leftover: str | None = None) -> No
             return
 
 
+def broken_link(path: Path) -> str | None:
+    """What is wrong with a symbolic link that leads nowhere (to nothing, or round a loop), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link that points back to itself (a loop)"
+        return f"a link to {os.readlink(path)}, which does not exist"
+    return None
+
+
 def make_writable_folder(folder: Path) -> None:
     """Create `folder` (and its parents) and write and delete a probe file in it; OSError if either fails
-    (a link to a folder that does not exist says so: mkdir's own word for it was "File exists")."""
-    if folder.is_symlink() and not folder.exists():
-        raise FileNotFoundError(errno.ENOENT, f"a link to {os.readlink(folder)}, which does not exist; create that "
-                                "folder or remove the link", str(folder))
+    (a link that leads nowhere says so: mkdir's own word for it was "File exists")."""
+    problem = broken_link(folder)
+    if problem:
+        raise FileNotFoundError(errno.ENOENT, f"{problem}; fix the link or remove it", str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     probe = folder / f".write-test-{os.getpid()}"
     probe.write_bytes(b"")
