@@ -420,23 +420,26 @@ COMMANDS = {"train": _run_train, "check": _run_check, "predict": _run_predict, "
             "export": _run_export, "diffusion": _run_diffusion}
 
 
-def _resume_hint(args: argparse.Namespace | None) -> str:
-    """After a failed `train` that saved a run: that it can continue."""
+def _saved_run(args: argparse.Namespace | None) -> Path | None:
+    """The run a `train` command has saved (its run.json is there), which `--resume` continues; else None."""
     if getattr(args, "command", "") != "train":
-        return ""
+        return None
     run = args.resume or args.out
     # os.path.isfile: False for any path it cannot stat (Path.is_file raises for a name too long)
-    return " (the run continues with --resume)" if run is not None and os.path.isfile(Path(run) / "run.json") else ""
+    return Path(run) if run is not None and os.path.isfile(Path(run) / "run.json") else None
+
+
+def _resume_hint(args: argparse.Namespace | None) -> str:
+    """After a failed `train` that saved a run: that it can continue."""
+    return " (the run continues with --resume)" if _saved_run(args) else ""
 
 
 def _interrupt_hint(args: argparse.Namespace | None) -> str:
     """What an interrupted command leaves: a run that resumes (named), or nothing yet."""
     command = getattr(args, "command", "")
     if command == "train":
-        run = args.resume or args.out
-        if run is not None and os.path.isfile(Path(run) / "run.json"):
-            return f"; continue with `unetkit train --resume {shell_word(run)}`"
-        return "; nothing was saved yet"
+        run = _saved_run(args)
+        return f"; continue with `unetkit train --resume {shell_word(run)}`" if run else "; nothing was saved yet"
     if command == "diffusion":
         return "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"
     if command == "predict" and args.out is not None and Path(args.out).is_dir():

@@ -53,7 +53,8 @@ class OwnerIndex:
             self._names.setdefault(entry["input"], []).append(name)
 
     def outputs_of(self, file: Path) -> list[str]:
-        """The names the record gives to this input, now."""
+        """The names the record gave this input when the index was made and still gives it (each input is
+        predicted once a call, so what the call records later is never looked up)."""
         candidates = self._names.get(owner_of(file), []) + self._names.get(Path(file).stem, [])
         return [name for name in dict.fromkeys(candidates) if name in self.owners and owned_by(self.owners[name], file)]
 

@@ -31,6 +31,7 @@ from unetkit.data.io import (
     CELLS_SUFFIX,
     PREDICTIONS_MARKER,
     PROB_SUFFIX,
+    colourless,
     declared_pages,
     declared_pixels,
     first_clash,
@@ -215,10 +216,8 @@ def read_for_run(run: Run, file: Path) -> np.ndarray:
     nothing is lost), instead of a refusal for its channel count."""
     pages = read_pages_lazily(file)
     grey_run = len(run.normalization.low) == 1
-    if grey_run and pages.ndim == 4 and pages.shape[-1] == 3:
-        first = pages[..., 0]
-        if np.array_equal(first, pages[..., 1]) and np.array_equal(first, pages[..., 2]):
-            return np.ascontiguousarray(first)
+    if grey_run and pages.ndim == 4 and pages.shape[-1] == 3 and colourless(pages):
+        return np.ascontiguousarray(pages[..., 0])
     return pages
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, list_image_files, natural_key,
-                             planar_colour_hint, read_pages)
+from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, colourless, list_image_files,
+                             natural_key, planar_colour_hint, read_pages)
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -229,9 +229,6 @@ def grey_among_grey(pairs: list[RawPair], channels: int | None = None) -> list[R
         return pairs
     if channels is None and not any(p.image.channels == 1 for p in pairs):
         return pairs
-
-    def colourless(array: np.ndarray) -> bool:
-        return bool(np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]))
 
     equal = [p.image.channels == 3 and colourless(p.image.array) for p in pairs]
     if any(p.image.channels == 3 and not same for p, same in zip(pairs, equal)):  # real colour: a mix to refuse

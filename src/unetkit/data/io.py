@@ -488,6 +488,12 @@ def remove_empty_folders(folders: list[Path], leftover: str | None = None) -> No
             return
 
 
+def colourless(array: np.ndarray) -> bool:
+    """Whether an (..., 3) colour array is grey: its three channels equal (a grey image saved as RGB, a grey GIF's
+    palette, Fiji's RGB export of a grey image), so its one channel holds everything."""
+    return bool(np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]))
+
+
 def broken_link(path: Path) -> str | None:
     """What is wrong with a symbolic link that leads nowhere (to nothing, or round a loop), or None."""
     if not path.is_symlink():

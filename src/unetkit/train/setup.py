@@ -65,7 +65,8 @@ def _read_counting_the_others(images: Path, labels: Path, palettes: PaletteCheck
             report = check_dataset(images, labels, encoding, in_channels, ignore_value=ignore_value)
         except InputError:  # what stopped the reading stops the check too (no such folder): said as it was
             raise first from None
-        others = len(report.errors) - 1
+        stopped_at = str(first).partition(": ")[0]  # the file the reading stopped at; the check may not see its error
+        others = sum(1 for error in report.errors if error.file != stopped_at)
         if others < 1:
             raise
         raise InputError(f"{first} ({others} more: `{_check_command(images, labels, base_run, ignore_value)}` "
