@@ -32,8 +32,7 @@ from unetkit.data.io import (
     PREDICTIONS_MARKER,
     PROB_SUFFIX,
     colourless,
-    declared_pages,
-    declared_pixels,
+    declared_size,
     first_clash,
     is_predictions_folder,
     list_image_files,
@@ -91,17 +90,14 @@ def streamed_mask_dtype(run: Run, pages: int, page_pixels: int) -> np.dtype | No
     return np.dtype(np.uint8 if run.encoding.output_dtype == bool else run.encoding.output_dtype)
 
 
-def check_free_space(out: Path, pixels: dict[Path, int], run: Run, write_probabilities: bool) -> None:
+def check_free_space(out: Path, sizes: dict[Path, tuple[int, int]], run: Run, write_probabilities: bool) -> None:
     """Refuse before any work when the output disk cannot hold what predict writes uncompressed and memory-mapped:
     the float32 probabilities of --prob, and the masks streamed_mask_dtype streams (other masks are compressed
-    and not counted). `pixels`: each input's (all pages), as its header declares."""
+    and not counted). `sizes`: each input's (pages, pixels of all pages), as its header declares."""
     probability_bytes = 4 * run.encoding.num_classes if write_probabilities else 0
     needed = 0
-    for file, count in pixels.items():
-        streamed = None
-        if count > STREAM_PIXELS:  # only then can a mask be streamed: its pages decide (read from the header)
-            pages = declared_pages(file)
-            streamed = streamed_mask_dtype(run, pages, count // max(pages, 1))
+    for pages, count in sizes.values():
+        streamed = streamed_mask_dtype(run, pages, count // max(pages, 1))
         needed += count * (probability_bytes + (streamed.itemsize if streamed is not None else 0))
     if not needed:
         return
@@ -400,10 +396,11 @@ def predict_paths(
     written: list[Path] = []
     with folder_lock(out, "wait until it ends, or predict into another --out"):  # one process at a time records outputs in its marker
         try:
-            pixels = {file: declared_pixels(file) or 0 for file in files}  # each header read once
+            sizes = {file: declared_size(file) or (1, 0) for file in files}  # (pages, pixels): each header read once
+            pixels = {file: count for file, (_, count) in sizes.items()}
             for file in files:  # a killed predict's hidden partial files hold space the check must not count as used
                 remove_leftovers(Path(out), file, write_probabilities, boundary is not None)
-            check_free_space(out, pixels, run, write_probabilities)
+            check_free_space(out, sizes, run, write_probabilities)
             too_large = next((f for f in files if boundary is not None and pixels[f] > STREAM_PIXELS), None)
             if too_large:
                 raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "

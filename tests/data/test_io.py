@@ -514,11 +514,11 @@ def test_a_broken_link_among_the_images_is_named_not_skipped(tmp_path: Path) -> 
 
 def test_reading_leaves_pillows_bomb_guard_as_the_host_set_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """unetkit's own pixel limit replaces Pillow's guard for its reads only: one read set it to None for the process."""
-    from unetkit.data.io import declared_pixels
+    from unetkit.data.io import declared_size
 
     write_png(tmp_path / "a.png", np.zeros((64, 64), np.uint8))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is over twice this: Pillow alone would refuse it
-    assert declared_pixels(tmp_path / "a.png") == 64 * 64  # was None (refused) before the first read, 4096 after
+    assert declared_size(tmp_path / "a.png") == (1, 64 * 64)  # was None (refused) before the first read, 4096 after
     assert read_pages(tmp_path / "a.png")[0].shape == (1, 64, 64)
     assert Image.MAX_IMAGE_PIXELS == 100
     with pytest.raises(Image.DecompressionBombError):

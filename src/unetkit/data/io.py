@@ -350,31 +350,20 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
     return array, palette
 
 
-def declared_pixels(path: Path) -> int | None:
-    """Pixels (all pages) a file's header declares, without decoding it; None when the header cannot be read
-    (the reader reports that file properly later)."""
+def declared_size(path: Path) -> tuple[int, int] | None:
+    """(pages, pixels of all pages) a file's header declares, without decoding it; None when the header cannot be
+    read (the reader reports that file properly later)."""
     try:
         if Path(path).suffix.lower() in TIFF_SUFFIXES:
             with _open_tiff(path) as (tif, _):
                 series = tif.series[0]
-                return int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
+                pages = int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "YXSC"]))
+                return pages, int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
         with _pillow_image(path) as image:
-            return image.width * image.height * getattr(image, "n_frames", 1)
+            frames = int(getattr(image, "n_frames", 1))
+            return frames, image.width * image.height * frames
     except Exception:  # noqa: BLE001 - any damage: unknown here, reported by read_pages
         return None
-
-
-def declared_pages(path: Path) -> int:
-    """Pages (of a stack, or frames) a file's header declares; 1 when it cannot be read (read_pages reports it)."""
-    try:
-        if Path(path).suffix.lower() in TIFF_SUFFIXES:
-            with _open_tiff(path) as (tif, _):
-                series = tif.series[0]
-                return int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "YXSC"]))
-        with _pillow_image(path) as image:
-            return int(getattr(image, "n_frames", 1))
-    except Exception:  # noqa: BLE001 - any damage: unknown here, reported by read_pages
-        return 1
 
 
 LAZY_BYTES = 256 << 20  # uncompressed TIFFs above this are memory-mapped, not read
