@@ -19,7 +19,6 @@ no size or time) are read as owners without a stamp.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from pathlib import Path
@@ -100,12 +99,14 @@ def _damaged(marker: Path, why: str) -> InputError:
                       "is overwritten: predict into a new --out")
 
 
-def remove_leftovers(folder: Path, file: Path, probabilities: bool, cells: bool) -> None:
-    """Remove the hidden partial files a killed predict left of this input's outputs (.NAME.partial, .NAME.tmpPID):
-    unetkit's own temporary names, never read as results, and nobody else's while this predict holds the folder."""
-    for name in planned_outputs(file.stem, probabilities, cells):
-        for leftover in Path(folder).glob(f".{glob.escape(name)}.*"):
-            leftover.unlink(missing_ok=True)
+def remove_leftovers(folder: Path, inputs: list[Path], probabilities: bool, cells: bool) -> None:
+    """Remove the hidden partial files a killed predict left of these inputs' outputs (.NAME.partial, .NAME.tmpPID):
+    unetkit's own temporary names, never read as results, and nobody else's while this predict holds the folder.
+    One listing of the folder for all inputs (a glob per input read a folder of n files n times)."""
+    planned = {name for file in inputs for name in planned_outputs(file.stem, probabilities, cells)}
+    for entry in Path(folder).iterdir():
+        if entry.name.startswith(".") and entry.name[1:].rpartition(".")[0] in planned:
+            entry.unlink(missing_ok=True)
 
 
 def record_outputs(owners: Owners, file: Path, written: set[Path]) -> None:

@@ -398,8 +398,8 @@ def predict_paths(
         try:
             sizes = {file: declared_size(file) or (1, 0) for file in files}  # (pages, pixels): each header read once
             pixels = {file: count for file, (_, count) in sizes.items()}
-            for file in files:  # a killed predict's hidden partial files hold space the check must not count as used
-                remove_leftovers(Path(out), file, write_probabilities, boundary is not None)
+            # a killed predict's hidden partial files hold space the check must not count as used
+            remove_leftovers(Path(out), files, write_probabilities, boundary is not None)
             check_free_space(out, sizes, run, write_probabilities)
             too_large = next((f for f in files if boundary is not None and pixels[f] > STREAM_PIXELS), None)
             if too_large:

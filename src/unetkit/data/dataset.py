@@ -225,11 +225,8 @@ def grey_among_grey(pairs: list[RawPair], channels: int | None = None) -> list[R
     (or `channels`, a run's or the training images', is 1): a grey image saved as GIF or WebP, or by Fiji as RGB,
     reads as RGB, and one among grey PNGs was refused for its channel count. Nothing is lost; a set with real
     colour in it, or all of it RGB, keeps its channels."""
-    if channels not in (None, 1) or not any(p.image.channels == 3 for p in pairs):
+    if channels not in (None, 1) or (channels is None and not any(p.image.channels == 1 for p in pairs)):
         return pairs
-    if channels is None and not any(p.image.channels == 1 for p in pairs):
-        return pairs
-
     equal = [p.image.channels == 3 and colourless(p.image.array) for p in pairs]
     if any(p.image.channels == 3 and not same for p, same in zip(pairs, equal)):  # real colour: a mix to refuse
         return pairs
@@ -258,12 +255,12 @@ def read_pairs(
             raise InputError(f"{label_file}: {conflict}")
     if not images_are_masks:
         pairs = grey_among_grey(pairs, channels)
-    channels: dict[int, list[RawPair]] = {}
+    by_channels: dict[int, list[RawPair]] = {}
     for pair in pairs:
-        channels.setdefault(pair.image.channels, []).append(pair)
-    if len(channels) > 1:  # name the odd ones out, as `check` does
-        odd = min(channels.values(), key=len)[0]
-        counts = ", ".join(f"{len(group)} with {count}" for count, group in sorted(channels.items()))
+        by_channels.setdefault(pair.image.channels, []).append(pair)
+    if len(by_channels) > 1:  # name the odd ones out, as `check` does
+        odd = min(by_channels.values(), key=len)[0]
+        counts = ", ".join(f"{len(group)} with {count}" for count, group in sorted(by_channels.items()))
         raise InputError(f"{odd.image.location}: has {counted(odd.image.channels, 'channel')}, the images have different channel "
                          f"counts ({counts}); save them all greyscale or all RGB")
     dtypes = {p.image.array.dtype.name: p.image.path for p in pairs}

@@ -252,6 +252,5 @@ def sample_to_folder(
     out.mkdir(parents=True, exist_ok=True)  # only once every check has passed: a refusal leaves no folder
     with folder_lock(out, "wait until it ends, or sample into another --out"):
         written = _write_samples(out, earlier_samples(out, inputs), named, columns)
-    grid = columns > 0
-    say(f"{counted(len(written), 'sample')} written to {out}" + (f" (and {GRID}.png)" if grid else ""))
+    say(f"{counted(len(written), 'sample')} written to {out}" + (f" (and {GRID}.png)" if columns else ""))
     return written
