@@ -150,7 +150,7 @@ def test_mixed_channel_counts_refused(tmp_path: Path) -> None:
 
 def test_grey_images_saved_as_gif_or_webp_are_grey_among_grey_ones(tmp_path: Path) -> None:
     """Pillow reads a grey GIF (palette) and a grey WebP (stored as RGB) as 3 equal channels; among grey PNGs
-    they were refused as colour images, by `check` and `train` (audit). A set that is all RGB keeps its channels."""
+    they were refused as colour images, by `check` and `train` (audit). A set that is all grey RGB is grey too."""
     from PIL import Image
 
     from unetkit.data.validate import check_dataset
@@ -167,7 +167,11 @@ def test_grey_images_saved_as_gif_or_webp_are_grey_among_grey_ones(tmp_path: Pat
         read_pairs(images, labels, channels=3)
     for name in ("0.png", "3.png"):
         Image.fromarray(np.asarray(Image.open(images / name).convert("RGB"))).save(images / name)
-    pairs, _ = read_pairs(images, labels)  # no grey image among them: RGB, as saved
+    pairs, _ = read_pairs(images, labels)  # only grey RGB: grey, so that grey PNGs predict with its run
+    assert [p.image.channels for p in pairs] == [1, 1, 1, 1]
+    colour = np.stack([ramp, ramp, 255 - ramp], axis=-1)
+    Image.fromarray(colour).save(images / "0.png")
+    pairs, _ = read_pairs(images, labels, channels=None)  # one image with real colour: the set is a colour set
     assert [p.image.channels for p in pairs] == [3, 3, 3, 3]
 
 

@@ -221,14 +221,14 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
 
 
 def grey_among_grey(pairs: list[RawPair], channels: int | None = None) -> list[RawPair]:
-    """Images whose three colour channels are equal taken as their one grey channel, where the others are grey
-    (or `channels`, a run's or the training images', is 1): a grey image saved as GIF or WebP, or by Fiji as RGB,
-    reads as RGB, and one among grey PNGs was refused for its channel count. Nothing is lost; a set with real
-    colour in it, or all of it RGB, keeps its channels."""
-    if channels not in (None, 1) or (channels is None and not any(p.image.channels == 1 for p in pairs)):
+    """Images whose three colour channels are equal taken as their one grey channel, unless `channels` (a run's or
+    the training images') is 3: a grey image saved as GIF or WebP, or by Fiji as RGB, reads as RGB; one among
+    grey PNGs was refused for its channel count, and a set of them trained a 3-channel network that then refused
+    grey PNGs. Nothing is lost; a set with real colour in it keeps its channels."""
+    if channels not in (None, 1):
         return pairs
     equal = [p.image.channels == 3 and colourless(p.image.array) for p in pairs]
-    if any(p.image.channels == 3 and not same for p, same in zip(pairs, equal)):  # real colour: a mix to refuse
+    if not any(equal) or any(p.image.channels == 3 and not same for p, same in zip(pairs, equal)):  # colour: keep
         return pairs
     return [replace(p, image=replace(p.image, array=np.ascontiguousarray(p.image.array[..., 0]))) if same else p
             for p, same in zip(pairs, equal)]
