@@ -130,3 +130,20 @@ def test_a_name_that_begins_with_a_tilde_is_a_name(tmp_path: Path, capsys: pytes
     monkeypatch.chdir(tmp_path)
     write_blob_pairs(tmp_path / "~data", 4, 32)
     assert main(["check", "--images", "~data/image", "--labels", "~data/label"]) == 0
+
+
+def test_a_newline_or_tab_in_a_name_keeps_each_table_row_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A name with a newline, printed raw, broke its row of `check`'s and `evaluate`'s tables in two and shifted
+    every column after it; it is written as an escape, and other Unicode stays as it is."""
+    images, labels = write_blob_pairs(tmp_path / "data", 3, 32)
+    for old, new in (("1.png", "two\nlines.png"), ("2.png", "tab\tbé.png")):
+        for side in (images, labels):
+            (side / old).rename(side / new)
+    assert main(["check", "--images", str(images), "--labels", str(labels)]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    assert len(table) == 4, table  # the header and three pairs
+    assert any(line.startswith("two\\nlines ") for line in table) and any(line.startswith("tab\\tbé ") for line in table)
+    shutil.copytree(labels, tmp_path / "pred")
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(labels)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 5 and len({len(row) for row in rows}) == 1, rows  # header, three images, mean: aligned

@@ -35,7 +35,7 @@ from unetkit.metrics import (
     rand_scores,
     vi_scores,
 )
-from unetkit.text import counted
+from unetkit.text import aligned_table, counted
 
 
 def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -237,7 +237,7 @@ def format_challenge_table(scores: dict[str, Any]) -> str:
     rows = [["image", *keys]]
     for name, s in list(scores["per_image"].items()) + [("mean", scores["mean"])]:
         rows.append([name, *[f"{s[k]:.4f}" for k in keys]])
-    table = _align(rows)
+    table = aligned_table(rows, right=True)
     first = next(iter(scores["per_image"].values()), {})
     if "v_rand_threshold" in first:  # one for the set, as the challenge thresholds a stack
         table += (f"\nthresholds for the whole set: Rand {first['v_rand_threshold']:g}, VI {first['v_info_threshold']:g}, "
@@ -245,12 +245,6 @@ def format_challenge_table(scores: dict[str, Any]) -> str:
     if scores.get("skipped"):
         table += f"\nnot scored (their true masks hold no region): {', '.join(scores['skipped'])}"
     return table
-
-
-def _align(rows: list[list[str]]) -> str:
-    """Right-aligned columns, two spaces apart."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
 def format_table(scores: dict[str, Any]) -> str:
@@ -267,7 +261,7 @@ def format_table(scores: dict[str, Any]) -> str:
     unused = ("\nwarning: no true mask holds --ignore-value "
               f"{scores['ignore_value']}: every pixel was scored (is it the value your masks use for unlabelled?)"
               if scores.get("ignore_value_found") is False else "")  # as `check` warns
-    return (_align(rows) + _unscored_line(scores.get("unscored", []))
+    return (aligned_table(rows, right=True) + _unscored_line(scores.get("unscored", []))
             + (f"\nnot scored: {counted(len(unlabelled), 'true mask')} with no labelled pixel ({', '.join(unlabelled[:5])})"
                if unlabelled else "") + unused)
 

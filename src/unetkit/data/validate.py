@@ -24,7 +24,7 @@ from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_amon
                                   split_contiguous)
 from unetkit.data.labels import MAX_CLASSES, LabelEncoding, mostly_colour, scalar_codes, unpack_colours
 from unetkit.errors import InputError
-from unetkit.text import counted
+from unetkit.text import aligned_table, counted
 
 MIN_SIDE = 8  # smaller images cannot pass even a shallow U-Net's poolings meaningfully
 STRAY_PIXEL_SHARE = 0.001  # a value on fewer than 0.1 % of a mask's pixels ...
@@ -357,8 +357,7 @@ def format_report(report: CheckReport) -> str:
     """The table of pairs (the first MAX_TABLE_ROWS), then every finding, then a count."""
     header = ["pair", "size (w x h)", "image dtype", "channels", "mask values"]
     rows = [[p.name, p.size, p.image_dtype, str(p.channels), p.mask_values] for p in report.pairs[:MAX_TABLE_ROWS]]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = aligned_table([header, *rows]).split("\n")
     if len(report.pairs) > MAX_TABLE_ROWS:
         lines.append(f"... and {len(report.pairs) - MAX_TABLE_ROWS} more pairs")
     lines += [""] + [f.line() for f in report.findings]
