@@ -149,6 +149,10 @@ def test_a_loaded_run_predicts_with_the_precision_and_device_asked_for(toy_data:
     (lambda tmp: unetkit.evaluate(tmp, tmp, ignore_value="x"), "ignore_value='x': give a mask value"),
     (lambda tmp: unetkit.evaluate(tmp, tmp, boundary_value=[1.5]), r"boundary_value=\[1.5\]: give a mask value"),
     (lambda tmp: unetkit.predict(tmp, [], tmp / "out"), r"inputs=\[\]: no images given"),
+    (lambda tmp: unetkit.train(__import__("numpy").zeros((4, 256, 256)), tmp, tmp / "out"),
+     r"^images=ndarray of shape \(4, 256, 256\): give a path"),  # its 1000 characters of values were printed
+    (lambda tmp: unetkit.resume(tmp, lr=0.1), "unetkit.resume: unknown option lr"),  # was a TypeError
+    (lambda tmp: unetkit.predict_array(tmp, str(tmp)), "a path; unetkit.predict"),
 ])
 def test_arguments_of_the_wrong_kind_are_one_clear_error(call, message: str, tmp_path: Path) -> None:
     """A TypeError from pathlib or a comparison, a string accepted as a mask value, an empty list that wrote an
@@ -168,3 +172,35 @@ def test_the_api_names_show_their_functions_signature_and_help() -> None:
                               (unetkit.export, "formats")):
         assert keyword in inspect.signature(function).parameters
         assert function.__doc__.startswith(f"Called as unetkit.{function.__name__.split('.')[1]}(")
+
+
+def test_a_notebook_predicts_an_array_in_memory_with_numpy_numbers(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """Notebook use (audit): np.int64 options were refused as "not a whole number", an image in memory had to be
+    saved to a file to be predicted, and a suspect image's warning was only printed."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    images, labels = toy_data
+    record = unetkit.train(images, labels, tmp_path / "run", epochs=np.int64(1), base_width=np.int64(4),
+                           depth=np.arange(3)[2], lr=np.float32(1e-3), device="cpu", progress=False)
+    assert type(record["config"]["base_width"]) is int and record["config"]["lr"] == pytest.approx(1e-3)
+    run = unetkit.load_run(tmp_path / "run", device="cpu")
+    assert len(repr(run)) < 300 and "classes=[0, 255]" in repr(run)
+    one = sorted(images.iterdir())[0]
+    image = np.asarray(Image.open(one))
+    mask = unetkit.predict_array(run, image)
+    written = unetkit.predict(run, one, tmp_path / "pred", progress=False)
+    np.testing.assert_array_equal(mask, np.asarray(Image.open(written[0])))  # what predict writes for the file
+    grey_as_rgb, probabilities = unetkit.predict_array(tmp_path / "run", np.stack([image] * 3, axis=-1), prob=True)
+    np.testing.assert_array_equal(grey_as_rgb, mask)
+    assert probabilities.shape == (2, *image.shape) and np.allclose(probabilities.sum(0), 1, atol=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unetkit.predict_array(run, np.full_like(image, 255))
+    assert len(caught) == 1 and "median intensity 255 lies outside" in str(caught[0].message)
+    with pytest.raises(InputError, match="is uint16 but the model was trained on uint8"):
+        unetkit.predict_array(run, image.astype(np.uint16))
+    with pytest.raises(InputError, match=r"image of shape \(2, 3, 32, 32\): give one image"):
+        unetkit.predict_array(run, np.zeros((2, 3, 32, 32), np.uint8))

@@ -2,7 +2,7 @@
 
 The command line (`unetkit train / predict / evaluate / demo`) is a thin layer
 over these functions (unetkit/api.py): `unetkit.train`, `unetkit.predict`,
-`unetkit.evaluate`, `unetkit.check`, `unetkit.resume`, `unetkit.export`, `unetkit.load_run`.
+`unetkit.evaluate`, `unetkit.check`, `unetkit.resume`, `unetkit.export`, `unetkit.load_run`, `unetkit.predict_array`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "check", "evaluate", "export", "load_run", "predict", "resume", "train"]
+__all__ = ["__version__", "check", "evaluate", "export", "load_run", "predict", "predict_array", "resume", "train"]
 
 
 def __getattr__(name: str):
@@ -20,7 +20,7 @@ def __getattr__(name: str):
     as such so that the name means one object however it was first reached."""
     if name in ("train", "predict", "evaluate", "export"):
         return importlib.import_module(f"unetkit.{name}")
-    if name in ("load_run", "check", "resume"):
+    if name in ("load_run", "check", "resume", "predict_array"):
         from unetkit import api
 
         return getattr(api, name)

@@ -5,6 +5,7 @@
     unetkit.predict("runs/a", "new/", "pred/", tta=True)                         # a file, a folder or a list
     scores = unetkit.evaluate("pred/", "truth/")                                 # the JSON `evaluate --json` writes
     run = unetkit.load_run("runs/a")                                             # network, classes, normalisation
+    mask = unetkit.predict_array(run, image)                                     # an image in memory -> its mask
     report = unetkit.check("data/image", "data/label"); report.errors            # `unetkit check`, as findings
     unetkit.resume("runs/a", budget="15m"); unetkit.export("runs/a", "model.zip")  # --resume; export
 
@@ -22,12 +23,15 @@ import functools
 import inspect
 import os
 import time
+import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.errors import InputError
+
+WARNING_PREFIX = "warning: "
 
 if TYPE_CHECKING:
     from unetkit.data.validate import CheckReport
@@ -48,7 +52,7 @@ def keeps_host_settings(function: Function) -> Function:
         threads, state = torch.get_num_threads(), torch.get_rng_state()
         cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         try:
-            return function(*args, **kwargs)
+            return function(*map(plain_number, args), **{name: plain_number(value) for name, value in kwargs.items()})
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
@@ -57,6 +61,19 @@ def keeps_host_settings(function: Function) -> Function:
                 torch.cuda.set_rng_state_all(cuda_states)
 
     return kept  # type: ignore[return-value]
+
+
+def plain_number(value: Any) -> Any:
+    """A numpy scalar (np.int64 from np.arange or a mask's max, np.float32) as the Python number it holds, also
+    inside a tuple or list: a notebook's values are these, and `base_width=np.int64(4)` was refused as "not a
+    whole number". Everything else is returned as it is."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)) and any(isinstance(item, np.generic) for item in value):
+        return type(value)(plain_number(item) for item in value)
+    return value
 
 
 def training_config(recipe_name: str, options: dict[str, Any], epochs: int | None, budget_s: float | None,
@@ -80,7 +97,9 @@ TRAIN_KEYWORDS = frozenset({"budget", "epochs", "recipe", "val_images", "val_lab
 def as_path(value: Any, name: str) -> Path:
     """A path argument, or one line saying what was given instead (pathlib's TypeError names no argument)."""
     if not isinstance(value, (str, os.PathLike)):
-        raise InputError(f"{name}={value!r}: give a path (a str or pathlib.Path)")
+        shape = getattr(value, "shape", None)  # an array's values would fill the screen: its type and shape say it
+        given = f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)[:80]
+        raise InputError(f"{name}={given}: give a path (a str or pathlib.Path)")
     return Path(value)
 
 
@@ -155,12 +174,40 @@ def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: P
         if not paths:
             raise InputError("inputs=[]: no images given; give a file or folder path, or a list of them")
     else:
-        raise InputError(f"inputs={type(inputs).__name__}: give a file or folder path, or a list of them (arrays "
-                         "are not read: save them as TIFF or PNG first)")
+        raise InputError(f"inputs={type(inputs).__name__}: give a file or folder path, or a list of them (an image "
+                         "held in memory: unetkit.predict_array(run, image))")
     return predict_paths(run if isinstance(run, Run) else as_path(run, "run"), paths, as_path(out, "out"), tta=tta,
                          write_probabilities=prob, device=device, tile=tile, progress=progress, precision=precision,
                          instances=mask_value(boundary_value, "boundary_value") if instances else None,
-                         instance_kind=instances or "auto")
+                         instance_kind=instances or "auto", say=functools.partial(_say, progress=progress))
+
+
+def _say(line: str, progress: bool) -> None:
+    """A line the command would print, for Python: a warning (an image unlike the training images, its mask
+    suspect) as a Python warning, which a notebook shows and a program can catch or turn into an error, where
+    printed it was lost in redirected output; the rest printed unless `progress` is False."""
+    if line.startswith(WARNING_PREFIX):
+        warnings.warn(line[len(WARNING_PREFIX):], UserWarning, stacklevel=4)
+    elif progress:
+        print(line)
+
+
+@keeps_host_settings
+def predict_array(run: "PathLike | Run", image: Any, *, tta: bool = False, prob: bool = False, device: str = "auto",
+                  tile: int | None = None, precision: str | None = None) -> Any:
+    """Predict one image held in memory, a (height, width) or (height, width, channels) array as a file of it
+    reads, and return its mask as an array in the masks' own values (what `predict` would write); with `prob`,
+    return (mask, probabilities), the probabilities a (classes, height, width) float32 array. `run`: a folder or
+    a Run from load_run (load it once to predict many arrays). An image unlike the training images warns."""
+    from unetkit.predict_files import predict_array as predict_one
+    from unetkit.run import Run
+
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int)):
+        raise InputError(f"tile={tile!r}: give the window size in pixels as a whole number, or None")
+    if isinstance(image, (str, os.PathLike)):
+        raise InputError(f"image={image!r}: a path; unetkit.predict(run, path, out) predicts files, predict_array arrays")
+    return predict_one(run if isinstance(run, Run) else as_path(run, "run"), image, tta=tta, probabilities=prob,
+                       device=device, tile=tile, precision=precision, warn=functools.partial(_say, progress=False))
 
 
 def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, boundary_value: int | None = None,
@@ -179,10 +226,15 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
 
 @keeps_host_settings
 def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | None = None, device: str | None = None,
-           precision: str | None = None, progress: bool = True) -> dict[str, Any]:
+           precision: str | None = None, progress: bool = True, **others: Any) -> dict[str, Any]:
     """Continue an interrupted run (or extend a finished one by `epochs` or a new total `budget`), as
     `unetkit train --resume` does; returns its run.json record."""
     from unetkit.train.start import resume as resume_run
+
+    if others:  # as train refuses them: one line, not a TypeError
+        raise InputError(f"unetkit.resume: unknown option {', '.join(sorted(others))}; a resumed run keeps its own "
+                         "options (choose from epochs, budget, device, precision, progress; to change them, train a "
+                         "new run with start_from=RUN)")
 
     budget_s = parse_duration(budget) if isinstance(budget, str) else budget
     return resume_run(as_path(run, "run"), epochs=epochs, budget_s=budget_s, progress=progress, device=device,
@@ -225,11 +277,13 @@ def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "t
 
 
 @keeps_host_settings
-def load_run(path: PathLike) -> "Run":
-    """A trained run: its network (with weights), classes, normalisation and config."""
+def load_run(path: PathLike, *, device: str = "cpu", precision: str | None = None) -> "Run":
+    """A trained run: its network (with weights), classes, normalisation and config, on `device` ("cpu", "cuda",
+    "auto"), computing in the run's precision unless `precision` (auto, fp32, bf16, fp16) says otherwise."""
+    from unetkit.devices import resolve_device
     from unetkit.run import load_run as load
 
-    return load(as_path(path, "path"))
+    return load(as_path(path, "path"), resolve_device(device), precision)
 
 
 def make_module_callable(module_name: str, function: str) -> None:

@@ -217,6 +217,43 @@ def read_for_run(run: Run, file: Path) -> np.ndarray:
     return pages
 
 
+def run_on(run: Run | Path, device: str, precision: str | None) -> tuple[Run, torch.device]:
+    """The run (a folder, or a Run loaded earlier) computing on `device` in `precision` (None: the run's own)."""
+    torch_device = resolve_device(device)
+    if not isinstance(run, Run):
+        return load_run(run, torch_device, precision), torch_device
+    if not same_device(torch_device, run.device) or precision is not None:  # a Run loaded earlier: as a folder
+        return run.computing_on(torch_device, precision), torch_device
+    return run, torch_device
+
+
+def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabilities: bool = False,
+                  device: str = "auto", tile: int | None = None, precision: str | None = None,
+                  warn: Callable[[str], None] | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """One image held in memory, (H, W) or (H, W, C) as a file of it reads, -> its mask in the masks' own values
+    (what predict would write), and with `probabilities` also the (K, H, W) class probabilities. A notebook has
+    its images as arrays already, and saving each one to predict it cost a disk round trip and a folder to clear.
+    The same checks as for a file: channels and pixel type against the run's, `warn` for unusual intensities."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4:  # RGBA: the colour values are used, as for a file
+        image = image[..., :3]
+    if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+        raise InputError(f"image of shape {image.shape}: give one image, (height, width) or (height, width, channels)")
+    if tile is not None and tile < MIN_TILE:
+        raise InputError(f"tile {tile}: windows must be at least {MIN_TILE} pixels (None: the automatic choice)")
+    configure_process()
+    run, torch_device = run_on(run, device, precision)
+    if image.ndim == 3 and image.shape[-1] == 3 and len(run.normalization.low) == 1 and colourless(image):
+        image = image[..., 0]
+    run.normalization.check_compatible(image, "image")
+    unlike = run.normalization.unlike_training(image, "image")
+    if unlike and warn is not None:
+        warn(unlike)
+    maps = np.empty((run.encoding.num_classes, *image.shape[:2]), np.float32) if probabilities else None
+    mask = predict_page(run, np.ascontiguousarray(image), "image", tile, tta, torch_device, maps)
+    return (mask, maps) if maps is not None else mask
+
+
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
                   kinds: set[str], instance_kind: str = "auto", warn: Callable[[str], None] | None = None,
@@ -380,11 +417,7 @@ def predict_paths(
     if tile is not None and tile < MIN_TILE:
         raise InputError(f"--tile {tile}: windows must be at least {MIN_TILE} pixels (leave it out for the automatic choice)")
     configure_process()
-    torch_device = resolve_device(device)
-    if not isinstance(run, Run):
-        run = load_run(run, torch_device, precision)
-    elif not same_device(torch_device, run.device) or precision is not None:  # a Run loaded earlier: as a folder
-        run = run.computing_on(torch_device, precision)
+    run, torch_device = run_on(run, device, precision)
     files = list({f.resolve(): f for path in inputs for f in list_image_files(path)}.values())  # a file given twice: once
     clash = first_clash([(f.stem, f) for f in files])
     if clash:

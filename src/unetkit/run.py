@@ -218,6 +218,13 @@ class Run:
     model: torch.nn.Module
     amp_dtype: torch.dtype | None = None  # what the network computes in (engine.autocast_dtype)
 
+    def __repr__(self) -> str:
+        """A line a notebook can show: the dataclass's own repr printed the whole record and network (7000 chars)."""
+        options = self.record["model"]
+        return (f"Run({str(self.path)!r}, model={options.get('name')!r}, in_channels={options['options'].get('in_channels')}, "
+                f"classes={self.record.get('classes', {}).get('readable')}, status={self.record.get('status')!r}, "
+                f"device={self.device})")
+
     @property
     def model_options(self) -> dict[str, Any]:
         """The options the network was built with (in_channels, num_classes, ...)."""
