@@ -179,7 +179,7 @@ def test_an_image_mostly_outside_the_training_range_is_named_by_its_channel() ->
     rng = np.random.default_rng(0)
     training = [rng.integers(1000, 1400, (64, 64, 2)).astype(np.uint16) for _ in range(3)]
     norm = Normalization.fit(training)
-    assert norm.unlike_training(training[0] + 100, "a.tif") is None  # a modest offset: within the range
+    assert norm.unlike_training(training[0] + 40, "a.tif") is None  # a modest offset: a tenth of the range
     shifted = training[0].copy()
     shifted[..., 1] += 600
     warning = norm.unlike_training(shifted, "b.tif")
@@ -188,3 +188,23 @@ def test_an_image_mostly_outside_the_training_range_is_named_by_its_channel() ->
     assert "(channel 0)" in norm.unlike_training(darker, "c.tif")
     scaled = Normalization.fit([t.astype(np.uint8) for t in training], method="scale")
     assert scaled.unlike_training(np.zeros((8, 8, 2), np.uint8)) is None  # a fixed scale has no training range
+
+
+def test_an_offset_that_lifts_a_dark_background_is_warned_about_within_the_range() -> None:
+    """Fluorescence: on a dark background the high percentile is the nuclei's brightness, and a camera offset of
+    +1000 left the median (1223) inside the range (51 to 4491): every pixel came out foreground, no warning (audit).
+    The training images' own medians (about 230) say how far it lies."""
+    rng = np.random.default_rng(0)
+    training = []
+    for _ in range(4):
+        image = rng.normal(230, 20, (64, 64))
+        image[rng.random((64, 64)) < 0.1] = rng.normal(4000, 400)  # bright nuclei on a tenth of the pixels
+        training.append(np.clip(image, 0, 65535).astype(np.uint16))
+    norm = Normalization.fit(training)
+    assert norm.low[0] < 1223 < norm.high[0]  # inside the range: the old check passed it
+    assert norm.medians is not None and 200 < norm.medians[0][0] <= norm.medians[0][1] < 260
+    warning = norm.unlike_training(training[0] + 1000, "t.tif")
+    assert warning is not None and "lies far from the training images' medians" in warning
+    assert norm.unlike_training((training[0] * 1.2).astype(np.uint16), "brighter.tif") is None  # exposure x1.2
+    old_run = Normalization.from_json({k: v for k, v in norm.to_json().items() if k != "medians"})
+    assert old_run.medians is None and old_run.unlike_training(training[0] + 1000, "t.tif") is None  # as before
