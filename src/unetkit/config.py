@@ -85,6 +85,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0: off)
     val_fraction: float = 0.2
     ignore_value: int | None = None  # mask value of unlabelled pixels (sparse labels): no loss, no score, not a class
+    mask_kind: str = "auto"  # "classes" (values are classes) | "instances" (object ids: objects and the borders between them) | "auto"
     tile: int = 512  # window size for validation, and for predicting with the unpadded U-Net (padded ones size windows by memory)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -125,6 +126,9 @@ class TrainConfig:
         if self.ignore_value is not None and self.loss == "weighted-ce":
             raise InputError(f"--ignore-value {self.ignore_value}: the paper's border weights (--loss weighted-ce, recipe "
                              f"{self.recipe}) need fully labelled masks; give --loss ce or ce+dice")
+        if self.ignore_value is not None and self.mask_kind == "instances":
+            raise InputError(f"--ignore-value {self.ignore_value}: instance masks (--mask-kind instances) have no "
+                             "unlabelled value; every pixel is an object id or the background")
         if self.ignore_value is not None and self.synthetic:
             raise InputError(f"--ignore-value {self.ignore_value}: synthetic pairs are drawn for fully labelled masks; "
                              "drop --synthetic or --ignore-value")
@@ -142,6 +146,7 @@ class TrainConfig:
             ("--select-by", self.select_by, ("val_dice", "train_loss")),
             ("--device", self.device, ("auto", "cpu", "cuda")),
             ("--precision", self.precision, ("auto", "fp32", "bf16", "fp16")),
+            ("--mask-kind", self.mask_kind, ("auto", "classes", "instances")),
         ]:
             if value not in allowed:
                 raise InputError(f"{name} {value}: unknown; choose one of {', '.join(allowed)}")

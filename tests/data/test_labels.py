@@ -282,3 +282,24 @@ def test_colour_masks_most_of_which_are_empty_black_stay_a_colour_set() -> None:
     red[:2] = (255, 0, 0)
     encoding = LabelEncoding.from_masks([("a.png", black), ("b.png", black), ("c.png", red)])
     assert encoding.colour and encoding.describe_values() == [[0, 0, 0], [255, 0, 0]]
+
+
+def test_instance_maps_become_objects_with_borders_where_they_touch() -> None:
+    """Nuclei numbered 1..N: two that touch are split by background on both sides of their contact (the paper's
+    separating borders), a lone one stays whole, and the background is 0 (or the most common colour)."""
+    from unetkit.data.labels import OBJECT_VALUE, objects_and_borders
+
+    ids = np.zeros((10, 14), np.uint16)
+    ids[1:7, 1:5], ids[1:7, 5:9] = 3, 700  # touching along a column
+    ids[7:9, 11:13] = 9  # alone, touching only diagonally nothing
+    objects = objects_and_borders(ids)
+    assert objects.dtype == np.uint8 and set(np.unique(objects).tolist()) == {0, OBJECT_VALUE}
+    assert (objects[1:7, 4] == 0).all() and (objects[1:7, 5] == 0).all()  # the contact: one pixel each side
+    assert (objects[1:7, 1:4] == OBJECT_VALUE).all() and (objects[1:7, 6:9] == OBJECT_VALUE).all()
+    assert (objects[7:9, 11:13] == OBJECT_VALUE).all()  # its edge against the background is kept
+    assert (objects[ids == 0] == 0).all()
+    colour = np.zeros((10, 14, 3), np.uint8)
+    colour[ids == 3], colour[ids == 700], colour[ids == 9] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    np.testing.assert_array_equal(objects_and_borders(colour), objects)
+    white = np.where(ids == 0, 50, ids).astype(np.uint16)  # no 0: the most common value is the background
+    np.testing.assert_array_equal(objects_and_borders(white), objects)

@@ -193,7 +193,7 @@ def test_instance_label_maps_are_warned_about(tmp_path: Path) -> None:
     images, labels = pairs(tmp_path, 4)
     _blobs(labels, [list(range(1, 4 + i)) for i in range(4)])  # 3, 4, 5, 6 nuclei: the ids differ between masks
     warnings = check_dataset(images, labels).warnings
-    assert [w for w in warnings if "instance label map (4 of 4 masks" in w.message and "mask > 0" in w.message], warnings
+    assert [w for w in warnings if "instance label map (4 of 4 masks" in w.message and "--mask-kind instances" in w.message], warnings
     _blobs(labels, [list(range(1, 8))] * 4)  # 7 nuclei in every mask: the same ids, but many
     assert [w for w in check_dataset(images, labels).warnings if "instance label map" in w.message]
 

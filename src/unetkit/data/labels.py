@@ -208,3 +208,25 @@ class LabelEncoding:
         ignore = data.get("ignore_value")
         return cls(tuple(int(v) for v in data["values"]), data["dtype"], bool(data["colour"]), tuple(palette) if palette else None,
                    None if ignore is None else int(ignore))
+
+
+OBJECT_VALUE = 255  # the objects' value in the masks made of instance maps: visible in any viewer, unlike 1
+
+
+def objects_and_borders(mask: np.ndarray) -> np.ndarray:
+    """An instance label map (objects 1..N on 0, grey ids or colours) -> a 0/OBJECT_VALUE uint8 mask of the
+    objects, with the pixels where two objects touch made background: the U-Net paper's separating borders.
+    Learnt as classes, ids are arbitrary (a useless model); learnt as plain foreground, touching nuclei fuse into
+    one object. With the borders the network learns to draw the gap, and `predict --instances` splits there.
+    The background is 0 (black) where a mask holds it, else its most common value."""
+    from scipy import ndimage
+
+    ids = _pack_colours(mask) if is_colour(mask) else np.asarray(mask)
+    ids = ids.astype(np.int64)
+    values, counts = np.unique(ids, return_counts=True)
+    background = 0 if values[0] == 0 else int(values[np.argmax(counts)])
+    objects = ids != background
+    larger_neighbour = ndimage.maximum_filter(np.where(objects, ids, -1), size=3) > ids
+    smaller_neighbour = ndimage.minimum_filter(np.where(objects, ids, ids.max() + 1), size=3) < ids
+    inside = objects & ~larger_neighbour & ~smaller_neighbour
+    return np.where(inside, OBJECT_VALUE, 0).astype(np.uint8)

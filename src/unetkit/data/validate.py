@@ -31,6 +31,7 @@ STRAY_PIXEL_SHARE = 0.001  # a value on fewer than 0.1 % of a mask's pixels ...
 STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an artefact
 MAX_TABLE_ROWS = 40
 LONE_VALUE_MIN_MASKS = 3  # with fewer masks a value in one of them is normal
+INSTANCES = "instances"  # Finding.kind of masks that look like instance ids
 INSTANCE_MIN_IDS = 3  # a mask with this many object values, each one connected region, looks like an instance map
 INSTANCE_MANY_IDS = 6  # ... and with the same ids in every mask, this many of them (few could be organs' classes)
 INSTANCE_REGION_SLACK = 1.2  # regions per object value up to this still count as one region each (cut at an edge)
@@ -46,6 +47,7 @@ class Finding:
     severity: Severity
     file: str
     message: str
+    kind: str = ""  # "instances": the masks look like instance ids (train refuses them unless told what they are)
 
     def line(self) -> str:
         return f"{self.severity}: {self.file}: {self.message}"
@@ -165,7 +167,7 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     elif ignore_value is not None and all(p.values == () for p in report.pairs):
         report.findings.append(Finding("error", str(pairs[0].label.path.parent), f"every mask holds only the "
                                        f"--ignore-value {_values_text([ignore_value], colour)}; label some pixels"))
-    report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask), colour))
+    report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask)))
     mixed, odd = _mixed_binary_findings(codes_per_mask) if classes is None and not colour else ([], set())
     report.findings.extend(mixed)
     report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd, for_validation=against_training_set))
@@ -185,7 +187,7 @@ def looks_like_instance_ids(codes: np.ndarray, values: np.ndarray, counts: np.nd
     return regions <= INSTANCE_REGION_SLACK * objects
 
 
-def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: int, colour: bool) -> list[Finding]:
+def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: int) -> list[Finding]:
     """One warning when most masks look like instance label maps: each id would become a class.
 
     Organ or heart masks also hold a few classes of one region each, but the same few in every mask: the
@@ -196,11 +198,11 @@ def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: 
     many = float(np.median([len(values) - 1 for _, values in instance_like])) >= INSTANCE_MANY_IDS
     if not (differ or many):
         return []
-    fix = "save the objects in one colour on black" if colour else "save the masks as mask > 0"
     return [Finding("warning", instance_like[0][0], f"looks like an instance label map ({len(instance_like)} of {masks} "
-                    "masks hold several values, each one connected object): unetkit learns classes, and each object id "
-                    f"would become a class; for objects of one kind {fix} (ignore this if the values are classes that "
-                    "each form one region)")]
+                    "masks hold several values, each one connected object): as classes, each object id would be one; "
+                    "train with --mask-kind instances to learn the objects and the borders between touching ones "
+                    "(then predict --instances), or --mask-kind classes if the values are classes that each form "
+                    "one region", INSTANCES)]
 
 
 def _binary_foreground(values: Sequence[int]) -> int | None:
@@ -261,7 +263,8 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
             masks_with[value] = masks_with.get(value, 0) + 1
     if len(masks_with) > MAX_CLASSES:
         return [Finding("error", str(found[0][0].label.path.parent), f"masks hold {len(masks_with)} distinct values, "
-                        f"more than {MAX_CLASSES} classes (an image, an instance map or lossy masks?); save class masks")]
+                        f"more than {MAX_CLASSES} classes (an image, an instance map or lossy masks?); save class masks, or "
+                        "train instance maps (object ids) with --mask-kind instances")]
     if len(masks_with) == 1:
         return [Finding("error", str(found[0][0].label.path.parent), f"every mask holds only the value "
                         f"{_values_text(list(masks_with), colour)}; labels need at least two classes")]

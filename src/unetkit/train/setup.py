@@ -11,8 +11,8 @@ import numpy as np
 
 from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
-from unetkit.data.validate import CheckReport, check_dataset, held_out_findings, inspect_pairs
-from unetkit.data.labels import LabelEncoding
+from unetkit.data.validate import INSTANCES, CheckReport, check_dataset, held_out_findings, inspect_pairs
+from unetkit.data.labels import LabelEncoding, objects_and_borders
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
 from unetkit.text import counted, shell_word
@@ -43,6 +43,11 @@ def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callab
         command = _check_command(images, labels, base_run, ignore_value)
         more = f" ({len(others)} more: " + (f"`{command}` lists them)" if checkable else f"{names})") if others else ""
         raise InputError(f"{first.file}: {first.message}{more}")
+
+
+def _objects_and_borders(pairs: list[RawPair]) -> list[RawPair]:
+    """Instance masks (object ids) as object/background masks with separating borders (labels.objects_and_borders)."""
+    return [replace(p, label=replace(p.label, array=objects_and_borders(p.label.array))) for p in pairs]
 
 
 def _check_command(images: Path, labels: Path, base_run: Path | None, ignore_value: int | None) -> str:
@@ -101,9 +106,12 @@ def prepare_training_data(
     base_run: Path | None = None,
     ignore_value: int | None = None,
     resuming: bool = False,
+    mask_kind: str = "classes",
 ) -> TrainingData:
     """Read and check everything once (the checks of `unetkit check`: warnings are said, an error stops).
     `resuming`: the data of a run being continued, whose split can no longer change (no note about it).
+    `mask_kind` (TrainConfig.mask_kind): "instances" turns object ids into objects and separating borders;
+    "auto" refuses masks that look like instance ids, "classes" only warns.
 
     The classes come from the training masks and the normalisation is fitted on
     the training images, unless a resumed run passes its own. `ignore_value`: the masks' value of unlabelled
@@ -130,11 +138,18 @@ def prepare_training_data(
     else:
         palettes = PaletteCheck()
     pairs, palette = _read_counting_the_others(images, labels, palettes, encoding, in_channels, base_run, ignore_value)
+    if mask_kind == INSTANCES:
+        pairs, palette = _objects_and_borders(pairs), None
     inspected = inspect_pairs(pairs, encoding, in_channels, ignore_value=ignore_value)
+    if mask_kind == "auto":  # a model of arbitrary ids looks trained and is useless: ask what the values are
+        inspected = replace(inspected, findings=[replace(f, severity="error") if f.kind == INSTANCES else f
+                                                 for f in inspected.findings])
     _stop_on_errors(inspected, images, labels, say, base_run, ignore_value=ignore_value)
     if val_images is not None:
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes,
                                                         channels=in_channels or pairs[0].image.channels)
+        if mask_kind == INSTANCES:
+            val_pairs = _objects_and_borders(val_pairs)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
         if len(train_pairs) <= FEW_TRAINING_PAIRS and not resuming:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from unetkit.config import TrainConfig, flag_of
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
+from unetkit.data.validate import INSTANCES
 from unetkit.devices import resolve_device
 from unetkit.engine import autocast_dtype, configure_process
 from unetkit.engine import describe as describe_engine
@@ -243,7 +244,7 @@ def train(
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
                                  base.normalization if base else config.normalization, base.encoding if base else None,
                                  say=say, in_channels=base.model_options["in_channels"] if base else None,
-                                 base_run=start_from, ignore_value=config.ignore_value)
+                                 base_run=start_from, ignore_value=config.ignore_value, mask_kind=config.mask_kind)
     if config.single_logit and data.encoding.num_classes != 2:
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
     plan = None
@@ -466,6 +467,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
         Path(paths["val_labels"]) if paths["val_labels"] else None,
         config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]), say=say,
         in_channels=record["model"]["options"].get("in_channels"), resuming=True,  # grey GIFs read as grey, as at the start
+        mask_kind=INSTANCES if config.mask_kind == INSTANCES else "classes",  # its masks passed when it started
     )
     _check_same_data(run_dir, paths, data)
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
