@@ -502,3 +502,23 @@ def test_a_val_fraction_that_holds_out_nothing_or_everything_says_how_to_hold_no
 
     with pytest.raises(InputError, match=r"over 0 and under 1, e\.g\. 0\.2; to hold none out, give .*--val-images"):
         split_contiguous([1, 2, 3], fraction)
+
+
+def test_a_two_channel_tiff_saved_as_pages_is_told_how_to_save_it_as_channels(tmp_path: Path) -> None:
+    """DAPI + membrane saved with tifffile.imwrite(f, np.stack([a, b])) reads as 2 pages beside a 1-page mask: the
+    message said "give stacks of the same length" and nothing about channels (audit)."""
+    import tifffile
+
+    from conftest import write_png
+
+    rng = np.random.default_rng(0)
+    channels = rng.integers(0, 255, (2, 16, 16)).astype(np.uint8)
+    (tmp_path / "image").mkdir()
+    tifffile.imwrite(tmp_path / "image" / "f0.tif", channels)
+    write_png(tmp_path / "label" / "f0.png", (rng.random((16, 16)) > 0.5).astype(np.uint8) * 255)
+    with pytest.raises(InputError, match=r"has 2 pages but its mask .*\(if its 2 pages are the channels of one image.*"
+                                         r"imagej=True, metadata=\{'axes': 'CYX'\}"):
+        read_pairs(tmp_path / "image", tmp_path / "label")
+    tifffile.imwrite(tmp_path / "image" / "f0.tif", channels, imagej=True, metadata={"axes": "CYX"})  # as it says
+    pairs, _ = read_pairs(tmp_path / "image", tmp_path / "label")
+    assert pairs[0].image.channels == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, colourless, list_image_files,
+from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, channel_pages_hint, colourless, list_image_files,
                              natural_key, planar_colour_hint, read_pages)
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
@@ -203,7 +203,7 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
     if len(image_pages) != len(label_pages):
         raise InputError(
             f"{image_file}: has {counted(len(image_pages), 'page')} but its mask {label_file} has {len(label_pages)}; give stacks of the "
-            f"same length{planar_colour_hint(image_file)}"
+            f"same length{planar_colour_hint(image_file) or channel_pages_hint(image_file, len(image_pages), len(label_pages))}"
         )
     stacked = len(image_pages) > 1
     pairs = []

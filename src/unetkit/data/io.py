@@ -201,6 +201,18 @@ def planar_colour_hint(path: Path | str) -> str:
             "tifffile.imwrite(path, array, photometric='minisblack'))")
 
 
+MAX_CHANNEL_PAGES = 4  # an image of this many pages beside a one-page mask may be one image's channels
+
+
+def channel_pages_hint(path: Path | str, pages: int, mask_pages: int) -> str:
+    """For a TIFF of a few pages beside a one-page mask: the pages may be one image's channels, which is what
+    tifffile.imwrite saves for a (C, H, W) array (DAPI + membrane), and how to re-save them as channels; else ""."""
+    if mask_pages != 1 or not 2 <= pages <= MAX_CHANNEL_PAGES or Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return ""
+    return (f" (if its {pages} pages are the channels of one image, as tifffile.imwrite saves a ({pages}, H, W) "
+            f"array, re-save it as channels: tifffile.imwrite(path, array, imagej=True, metadata={{'axes': 'CYX'}}))")
+
+
 def _refuse_planar_colour_mask(path: Path, page: tifffile.TiffPage, shape: tuple[int, ...]) -> None:
     """Refuse a mask TIFF whose RGB colours are stored as separate planes: what tifffile writes for a (3, H, W) array.
 
