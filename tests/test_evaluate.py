@@ -302,3 +302,40 @@ def test_scores_are_never_written_among_the_true_masks(tmp_path: Path, capsys: p
     assert "--json" in capsys.readouterr().err and not (tmp_path / "truth" / "s.json").exists()
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
                  "--json", str(tmp_path / "pred" / "s.json")]) == 0  # beside the predictions: unetkit's own folder
+
+
+def test_objects_of_predict_instances_are_scored_against_instance_masks(tmp_path: Path, capsys) -> None:
+    """Instance truth scored as classes printed one Dice column per id and no warning (audit); --objects pairs
+    NAME_cells.tif with it and counts matched objects."""
+    import json
+
+    import tifffile
+
+    from unetkit.cli import main
+
+    truth = np.zeros((12, 12), np.uint16)
+    truth[1:5, 1:5], truth[1:5, 5:9], truth[7:11, 7:11] = 1, 2, 3
+    fused = np.zeros_like(truth)
+    fused[1:5, 1:9], fused[7:11, 7:11] = 1, 2
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "pred").mkdir()
+    for name in ("a", "b", "c"):
+        tifffile.imwrite(tmp_path / "truth" / f"{name}.tif", truth * (1 + "abc".index(name)))  # ids differ by image
+    tifffile.imwrite(tmp_path / "pred" / "a_cells.tif", fused)
+    tifffile.imwrite(tmp_path / "pred" / "b_cells.tif", truth)
+    tifffile.imwrite(tmp_path / "pred" / "c_cells.tif", truth)
+    tifffile.imwrite(tmp_path / "pred" / "a.tif", (fused > 0).astype(np.uint8))  # the mask beside: not the objects
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"), "--objects",
+                 "--json", str(tmp_path / "s.json")]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["per_image"]["a"]["matched"] == 1 and scores["per_image"]["b"]["f1"] == 1.0
+    assert (scores["mean"]["true_objects"], scores["mean"]["matched"]) == (9, 7)
+    assert "ap_50_95" in capsys.readouterr().out
+    assert main(["evaluate", "--pred", str(tmp_path / "truth"), "--labels", str(tmp_path / "truth"), "--objects",
+                 "--boundary-value", "0"]) == 2
+    assert "--objects compares objects with objects; drop --boundary-value" in capsys.readouterr().err
+    (tmp_path / "ids").mkdir()
+    for name in ("a", "b", "c"):
+        tifffile.imwrite(tmp_path / "ids" / f"{name}.tif", tifffile.imread(tmp_path / "truth" / f"{name}.tif"))
+    assert main(["evaluate", "--pred", str(tmp_path / "ids"), "--labels", str(tmp_path / "truth")]) == 0
+    assert "warning: the true masks look like instance label maps" in capsys.readouterr().out

@@ -267,3 +267,26 @@ def test_boundary_scores_mask_and_probability():
 def test_invalid_input_raises(call, error):
     with pytest.raises(error):
         call()
+
+
+def test_object_scores_count_a_fused_pair_as_one_match_and_two_misses() -> None:
+    """Two touching true nuclei predicted as one object: neither is covered at IoU above 0.5 (each 0.5 exactly),
+    so precision, recall and F1 fall where pixel scores would be perfect."""
+    from unetkit.metrics import object_matches, object_scores
+
+    truth = np.zeros((12, 12), np.uint16)
+    truth[1:5, 1:5], truth[1:5, 5:9], truth[7:11, 7:11] = 1, 2, 3
+    fused = np.zeros_like(truth)
+    fused[1:5, 1:9], fused[7:11, 7:11] = 9, 4
+    scores = object_scores([object_matches(fused, truth)])
+    assert (scores["true_objects"], scores["predicted_objects"], scores["matched"]) == (3, 2, 1)
+    assert scores["precision"] == pytest.approx(0.5) and scores["recall"] == pytest.approx(1 / 3)
+    assert scores["f1"] == pytest.approx(0.4) and scores["ap_50_95"] == pytest.approx(0.25)
+    split = truth.copy() * 5  # other ids, the same objects
+    assert object_scores([object_matches(split, truth)])["ap_50_95"] == 1.0
+    shrunk = truth.copy()
+    shrunk[1:5, 4] = 0  # one object a column short: IoU 12/16 = 0.75, matched up to the 0.7 threshold only
+    assert object_matches(shrunk, truth)["matched"] == [3] * 5 + [2] * 5
+    pooled = object_scores([object_matches(fused, truth), object_matches(split, truth)])
+    assert (pooled["true_objects"], pooled["matched"]) == (6, 4)
+    assert object_scores([object_matches(np.zeros_like(truth), np.zeros_like(truth))])["f1"] == 1.0  # empty on empty

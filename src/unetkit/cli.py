@@ -190,6 +190,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=user_path, help="also write the scores to this JSON file")
     p.add_argument("--instances", choices=["threshold", "watershed"],
                    help="score NAME_prob.tif probability maps (from predict --prob): the threshold 0.1..0.9 best for the whole set, or watershed regions")
+    p.add_argument("--objects", action="store_true",
+                   help="score objects: NAME_cells.tif (predict --instances) or instance masks against true instance "
+                        "masks (objects 1..N on 0): matched at IoU 0.5, precision, recall, F1, and the score over IoU 0.5-0.95")
     p.add_argument("--boundary-value", type=boundary_value,
                    help="label value (or R,G,B colour) of the boundary class for the ISBI challenge scores (Rand, VI); "
                         "default 0 (membrane)")
@@ -360,13 +363,20 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from unetkit.evaluate import (check_json_target, evaluate_paths, evaluate_probabilities, format_challenge_table,
-                                  format_table, write_json)
+    from unetkit.evaluate import (check_json_target, evaluate_objects, evaluate_paths, evaluate_probabilities,
+                                  format_challenge_table, format_object_table, format_table, write_json)
 
     if args.json:
         check_json_target(args.json, args.labels)
     boundary = 0 if args.boundary_value is None else args.boundary_value
-    if args.instances:
+    if args.objects:
+        given = [flag for flag, value in (("--instances", args.instances), ("--boundary-value", args.boundary_value),
+                                          ("--ignore-value", args.ignore_value)) if value is not None]
+        if given:
+            raise InputError(f"--objects compares objects with objects; drop {' and '.join(given)}")
+        scores = evaluate_objects(args.pred, args.labels)
+        print(format_object_table(scores))
+    elif args.instances:
         scores = evaluate_probabilities(args.pred, args.labels, args.instances, boundary, args.ignore_value)
         print(format_challenge_table(scores))
     else:  # a boundary value given must be a class; the default 0 only adds the scores where it is one

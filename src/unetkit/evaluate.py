@@ -19,7 +19,7 @@ import numpy as np
 
 from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
-from unetkit.data.labels import IGNORE_CLASS, LabelEncoding, scalar_codes
+from unetkit.data.labels import IGNORE_CLASS, LabelEncoding, is_colour, scalar_codes
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
 from unetkit.errors import InputError
 from unetkit.run import refuse_inside_inputs
@@ -31,6 +31,8 @@ from unetkit.metrics import (
     dice_per_class,
     interior_regions,
     iou_per_class,
+    object_matches,
+    object_scores,
     pixel_error,
     rand_scores,
     vi_scores,
@@ -113,7 +115,22 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
     return {"classes": encoding.describe_values(), "boundary_value": boundary_value if boundary is not None else None,
             **({"ignore_value": ignore_value, "unlabelled": unlabelled, "ignore_value_found": ignore_held}
                if ignore_value is not None else {}),
-            "per_image": per_image, "mean": mean, "unscored": unscored}
+            "per_image": per_image, "mean": mean, "unscored": unscored,
+            **({"instance_ids": True} if _instance_ids(pairs, encoding) else {})}
+
+
+def _instance_ids(pairs: list[RawPair], encoding: LabelEncoding) -> bool:
+    """Whether most true masks look like instance label maps (object ids): their scores compare ids as classes."""
+    if encoding.num_classes <= 2:
+        return False
+    from unetkit.data.validate import looks_like_instance_ids
+
+    looks = 0
+    for pair in pairs:
+        codes = scalar_codes(pair.label.array, pair.label.name, encoding.colour)
+        values, counts = np.unique(codes, return_counts=True)
+        looks += looks_like_instance_ids(codes, values, counts)
+    return looks * 2 > len(pairs)
 
 
 def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
@@ -232,6 +249,58 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
             "skipped": skipped}
 
 
+OBJECT_KEYS = ("true_objects", "predicted_objects", "matched", "precision", "recall", "f1", "matched_iou", "ap_50_95")
+
+
+def _object_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, predicted ids, true ids) pages: NAME_cells.tif (predict --instances) where PRED holds them, else
+    every instance mask in PRED, matched with the true masks by stem."""
+    pred, labels = Path(pred), Path(labels)
+    files = list_image_files(pred)
+    cells = {f.stem.removesuffix(CELLS_SUFFIX): f for f in files if f.stem.endswith(CELLS_SUFFIX)}
+    predicted = cells or {f.stem: f for f in files if not f.stem.endswith(PROB_SUFFIX)}
+    if not predicted:
+        raise InputError(f"{pred}: holds no object masks; write NAME{CELLS_SUFFIX}.tif files with unetkit predict --instances")
+    truths = {next(iter(predicted)): labels} if pred.is_file() and labels.is_file() else _truths_by_stem(labels, set(predicted))
+    for name in sorted(set(predicted) - set(truths)):
+        raise InputError(f"{predicted[name]}: no mask named {name}.* in {labels}; add it or move the file out")
+    pairs = []
+    for name in sorted(predicted):
+        pred_pages, true_pages = read_pages(predicted[name], labels=True)[0], read_pages(truths[name], labels=True)[0]
+        if len(pred_pages) != len(true_pages):
+            raise InputError(f"{predicted[name]}: has {counted(len(pred_pages), 'page')} but {truths[name]} has "
+                             f"{len(true_pages)}; give the objects of these images")
+        for index, (objects, truth) in enumerate(zip(pred_pages, true_pages)):
+            page = name if len(true_pages) == 1 else f"{name}[{index}]"
+            ids = [scalar_codes(mask, str(path), is_colour(mask)) for mask, path in
+                   ((objects, predicted[name]), (truth, truths[name]))]
+            if ids[0].shape != ids[1].shape:
+                raise InputError(f"{predicted[name]}: is {ids[0].shape[1]} x {ids[0].shape[0]} but {truths[name].name} is "
+                                 f"{ids[1].shape[1]} x {ids[1].shape[0]}; give the objects of these images")
+            pairs.append((page, ids[0], ids[1]))
+    return pairs
+
+
+def evaluate_objects(pred: Path, labels: Path) -> dict[str, Any]:
+    """Object scores of instance masks (objects 1..N on background 0, as `predict --instances` writes them in
+    NAME_cells.tif) against true instance masks: each true object matched at IoU above 0.5, precision, recall
+    and F1 of those matches, and the Data Science Bowl 2018's score averaged over IoU 0.5 ... 0.95 (metrics.
+    object_scores). Pixel scores of ids compared as classes meant nothing, and region scores took two nuclei
+    fused into one for a perfect result."""
+    counts = {name: object_matches(objects, truth) for name, objects, truth in _object_pairs(pred, labels)}
+    per_image = {name: object_scores([count]) for name, count in counts.items()}
+    return {"objects": True, "per_image": per_image, "mean": object_scores(list(counts.values()))}
+
+
+def format_object_table(scores: dict[str, Any]) -> str:
+    """The per-image object scores, and the pooled ones on the last row (`all`)."""
+    rows = [["image", *OBJECT_KEYS]]
+    for name, s in list(scores["per_image"].items()) + [("all", scores["mean"])]:
+        rows.append([name, *[str(s[k]) if isinstance(s[k], int) else f"{s[k]:.4f}" for k in OBJECT_KEYS]])
+    return (aligned_table(rows, right=True) + "\nmatched: true objects covered by a predicted one at IoU above 0.5; "
+            "ap_50_95: matched / (matched + missed + extra), averaged over IoU 0.5 ... 0.95")
+
+
 def format_challenge_table(scores: dict[str, Any]) -> str:
     keys = [k for k in CHALLENGE_KEYS if k in scores["mean"]]
     rows = [["image", *keys]]
@@ -261,7 +330,9 @@ def format_table(scores: dict[str, Any]) -> str:
     unused = ("\nwarning: no true mask holds --ignore-value "
               f"{scores['ignore_value']}: every pixel was scored (is it the value your masks use for unlabelled?)"
               if scores.get("ignore_value_found") is False else "")  # as `check` warns
-    return (aligned_table(rows, right=True) + _unscored_line(scores.get("unscored", []))
+    ids = ("\nwarning: the true masks look like instance label maps (object ids), and these scores compare the ids as "
+           "classes; score objects with --objects (on predict --instances outputs)" if scores.get("instance_ids") else "")
+    return (aligned_table(rows, right=True) + ids + _unscored_line(scores.get("unscored", []))
             + (f"\nnot scored: {counted(len(unlabelled), 'true mask')} with no labelled pixel ({', '.join(unlabelled[:5])})"
                if unlabelled else "") + unused)
 

@@ -335,3 +335,41 @@ def boundary_scores_at_one_threshold(
              "v_rand_threshold": round(float(thresholds[i_rand]), 4), "v_info_threshold": round(float(thresholds[i_info]), 4),
              "pixel_error_threshold": round(float(thresholds[i_f]), 4)}
             for rows, f in zip(sweeps, f_scores)]
+
+
+IOU_THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)  # the Data Science Bowl 2018's 0.5, 0.55, ..., 0.95
+
+
+def object_matches(pred_objects: np.ndarray, true_objects: np.ndarray) -> dict[str, float | int | list[int]]:
+    """Objects against objects (H x W ids, 0 background): how many true objects a predicted one covers at an
+    intersection over union above each of IOU_THRESHOLDS. Above 0.5 a true object can match at most one predicted
+    object, so no assignment is needed. Pixel scores cannot say whether touching nuclei came out as one object
+    or two; this can. `matched` is the count per threshold (pooled over images by `object_scores`)."""
+    _check_same_shape("pred", pred_objects, "truth", true_objects)
+    pred, truth = pred_objects.ravel().astype(np.int64), true_objects.ravel().astype(np.int64)
+    true_ids, true_area = np.unique(truth[truth != 0], return_counts=True)
+    pred_ids, pred_area = np.unique(pred[pred != 0], return_counts=True)
+    both = (truth != 0) & (pred != 0)
+    overlaps, shared = np.unique(np.stack([truth[both], pred[both]]), axis=1, return_counts=True)
+    union = true_area[np.searchsorted(true_ids, overlaps[0])] + pred_area[np.searchsorted(pred_ids, overlaps[1])] - shared
+    iou = shared / np.maximum(union, 1)
+    matched = [int((iou > threshold).sum()) for threshold in IOU_THRESHOLDS]
+    above_half = iou > 0.5
+    return {"true_objects": int(true_ids.size), "predicted_objects": int(pred_ids.size), "matched": matched,
+            "matched_iou": float(iou[above_half].mean()) if above_half.any() else 0.0}
+
+
+def object_scores(counts: list[dict]) -> dict[str, float | int]:
+    """Precision, recall and F1 of the objects matched at IoU 0.5, and the mean over IOU_THRESHOLDS of
+    matched / (matched + missed + extra) (the Data Science Bowl 2018's score), from one or more images' counts
+    (object_matches), pooled: an image of 3 nuclei does not weigh as much as one of 300."""
+    true = sum(c["true_objects"] for c in counts)
+    pred = sum(c["predicted_objects"] for c in counts)
+    matched = np.sum([c["matched"] for c in counts], axis=0)
+    at_half = int(matched[0])
+    per_threshold = [m / (true + pred - m) if true + pred - m else 1.0 for m in matched]
+    weights = [c["matched"][0] for c in counts]
+    return {"true_objects": true, "predicted_objects": pred, "matched": at_half,
+            "precision": at_half / pred if pred else float(true == 0), "recall": at_half / true if true else float(pred == 0),
+            "f1": 2 * at_half / (true + pred) if true + pred else 1.0, "ap_50_95": float(np.mean(per_threshold)),
+            "matched_iou": float(np.average([c["matched_iou"] for c in counts], weights=weights)) if sum(weights) else 0.0}
