@@ -24,12 +24,12 @@ from unetkit.data.labels import IGNORE_CLASS
 from unetkit.engine import as_batch, autocast, available_memory_bytes, to_memory_format, usable_cores
 from unetkit.errors import InputError
 from unetkit.models.unet import UNet, UNetConfig
-from unetkit.train.planning import MIN_TIMED_BUDGET_S, DataFingerprint, MachineFingerprint, StepTimer, unet_macs_per_pixel
+from unetkit.train.planning import DataFingerprint, MachineFingerprint, StepTimer, unet_macs_per_pixel
 from unetkit.train.setup import TrainingData
 
 MAX_FINGERPRINT_IMAGES = 16  # enough to estimate fractions and scales; bounded time on big sets
 PROBE_WIDTH, PROBE_DEPTH, PROBE_PATCH, PROBE_BATCH = 16, 4, 128, 8
-SHORT_BUDGET_S = MIN_TIMED_BUDGET_S  # budgets under 2 minutes: a remembered rate (no widths timed either) ...
+SHORT_BUDGET_S = 120.0  # budgets under 2 minutes: a remembered rate instead of the probe ...
 SHORT_PROBE_BATCH = 2  # ... or a 4x cheaper probe
 PROBE_STEPS, PROBE_WARMUP = 4, 2  # timed steps after warm-up steps (the first ones build kernels and caches)
 WIDTH_STEPS, WIDTH_WARMUP = 3, 1  # the same for each width the planner times (a few widths, so fewer steps)

@@ -275,7 +275,6 @@ def plan_training(
 StepTimer = Callable[[int], float]  # width -> measured seconds of a training step of the planned depth, patch and batch
 GUESS_REACH = 2.0  # a wider network is timed only if its estimate is within this factor of the slowest step that fits
 TIMING_SHARE = 0.02  # timing widths stops after this share of the budget (the first width is always timed)
-MIN_TIMED_BUDGET_S = 120.0  # shorter budgets plan by the model alone: a few timed steps would be a large share of them
 
 
 def refine_width(plan: Plan, data: DataFingerprint, machine: MachineFingerprint, budget_s: float,

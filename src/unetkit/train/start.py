@@ -37,7 +37,7 @@ from unetkit.text import counted, shell_word
 from unetkit.train.checkpoint import RESUME_DIR, RESUME_FILE, WEIGHTS_FILE, remove_partial_writes
 from unetkit.train.fingerprint import (class_fractions, data_fingerprint, machine_fingerprint, reference_machine,
                                       step_timer)
-from unetkit.train.planning import MIN_TIMED_BUDGET_S, plan_training, refine_width
+from unetkit.train.planning import plan_training, refine_width
 from unetkit.train.setup import TrainingData, prepare_training_data
 from unetkit.train.trainer import VALIDATION_SHARE, VALIDATIONS_PER_BUDGET, Trainer
 
@@ -60,7 +60,7 @@ def plan_run(config: TrainConfig, data: TrainingData, fixed: frozenset[str], use
     budget = max(1.0, config.budget_s - used_s - seconds) if config.budget_s else None
     plan = plan_training(data_print, machine, budget, {name: getattr(config, name) for name in fixed}, config.epochs)
     measured: dict[int, float] = {}
-    if budget and config.budget_s >= MIN_TIMED_BUDGET_S and not config.epochs:  # the model misjudges narrow networks
+    if budget and not config.epochs:  # the model misjudges narrow networks: short budgets too (a few steps, ~1 s)
         started = time.monotonic()
         timer = step_timer(device, dtype, config.channels_last, data.in_channels, data_print.classes, plan.depth,
                            plan.patch_size, plan.batch_size, config.residual, config.bilinear)
@@ -311,8 +311,7 @@ def _note_slower_steps(trainer: Trainer, plan: dict[str, Any], say: Callable[[st
     planned_s, step_s = plan["step_seconds"], trainer.counters.step_cost_s
     if planned_s and step_s > SLOWER_THAN_PLANNED * planned_s:
         why = ("was another program busy? (a model trained on an idle machine may be better)"
-               if plan.get("measured_step_seconds") else
-               f"budgets under {MIN_TIMED_BUDGET_S:.0f} s are planned from an estimate, not timed steps")
+               if plan.get("measured_step_seconds") else "its steps were estimated, not timed")
         say(f"note: steps took {step_s:.2f} s, not the {planned_s:.2f} s planned, so the run trained "
             f"{trainer.counters.step} of the {plan['planned_steps']} planned steps; {why}")
 
