@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -673,3 +674,22 @@ def test_large_inputs_and_many_inputs_unlike_the_training_images_are_warned_abou
     predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "many", progress=False, say=lines.append)
     assert sum("its median intensity" in line for line in lines) == 3
     assert "warning: 2 more inputs lie outside the training range too" in lines
+
+
+def test_subfolders_with_images_are_named_as_not_predicted(tiny_run: Path, tmp_path: Path) -> None:
+    """A folder of images with more in sub-folders (by day, by well) was predicted in part with only "wrote 2
+    masks" said (audit); the output folder inside the input folder is not one of them."""
+    images = tmp_path / "in"
+    shutil.copytree(tiny_run / "image", images)
+    (images / "day2").mkdir()
+    shutil.copy(next((tiny_run / "image").iterdir()), images / "day2" / "x.png")
+    (images / "day3").mkdir()
+    shutil.copy(next((tiny_run / "image").iterdir()), images / "day3" / "y.png")
+    (images / "notes").mkdir()
+    (images / "notes" / "a.txt").write_text("no images here")
+    lines: list[str] = []
+    predict_paths(tiny_run / "run", [images], tmp_path / "out", progress=False, say=lines.append)
+    assert lines[-1].startswith(f"note: {images / 'day2'} and 1 more subfolder hold images too, not predicted"), lines
+    lines.clear()
+    predict_paths(tiny_run / "run", [images / "day2"], tmp_path / "out2", progress=False, say=lines.append)
+    assert not any(line.startswith("note:") for line in lines), lines

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from unetkit.data.io import (
     CELLS_SUFFIX,
+    IMAGE_SUFFIXES,
     PREDICTIONS_MARKER,
     PROB_SUFFIX,
     colourless,
@@ -38,6 +39,7 @@ from unetkit.data.io import (
     list_image_files,
     make_writable_folder,
     missing_folders,
+    natural_key,
     read_pages_lazily,
     remove_empty_folders,
     write_mask,
@@ -469,4 +471,26 @@ def predict_paths(
             raise
     said = " and ".join(sorted(kinds)) or "cells"
     say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with their {said} (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
+    unsearched = _subfolders_with_images(inputs, Path(out))
+    if unsearched:
+        more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""
+        say(f"note: {unsearched[0]}{more} hold images too, not predicted: subfolders are not searched; give them as "
+            "inputs to predict them")
     return written
+
+
+def _subfolders_with_images(inputs: list[Path], out: Path) -> list[Path]:
+    """The subfolders of the input folders that hold images (but not the output folder): a folder of images in
+    sub-folders by day or well was predicted in part, with only "wrote 2 masks" said (audit)."""
+    found = []
+    for folder in inputs:
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
+            try:
+                if (entry.is_dir() and not entry.name.startswith(".") and entry.resolve() != out.resolve()
+                        and any(f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") for f in entry.iterdir())):
+                    found.append(entry)
+            except OSError:  # unreadable: nothing to say about it
+                continue
+    return found

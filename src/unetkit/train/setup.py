@@ -154,7 +154,7 @@ def prepare_training_data(
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
         if len(train_pairs) <= FEW_TRAINING_PAIRS and not resuming:
             say(f"note: {counted(len(val_pairs), 'pair')} of {len(pairs)} held out for validation leaves "
-                f"{counted(len(train_pairs), 'pair')} to train on; to train on all {len(pairs)}, label one more image and "
+                f"{counted(len(train_pairs), 'pair')} to train on; to train on {'both' if len(pairs) == 2 else f'all {len(pairs)}'}, label one more image and "
                 "give it as --val-images/--val-labels")
         if encoding is None:  # the same split of the summaries: their values are known already
             held_out = held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
