@@ -101,6 +101,24 @@ def test_too_many_values_means_not_class_masks(tmp_path: Path) -> None:
     write_png(labels / "0.png", (np.arange(32 * 32) % 200).astype(np.uint8).reshape(32, 32))
     report = check_dataset(images, labels)
     assert len(report.errors) == 1 and "distinct values" in report.errors[0].message
+    assert "antialiasing" not in report.errors[0].message  # values spread evenly: an image, not a smoothed mask
+
+
+def test_smoothed_colour_masks_are_told_to_be_saved_without_antialiasing(tmp_path: Path) -> None:
+    """Three colours resized bilinearly (163 values in the audit) were called "an image, an instance map or
+    lossy masks?"."""
+    from PIL import Image
+
+    images, labels = write_blob_pairs(tmp_path, 2, 137)
+    rows, columns = np.mgrid[:100, :100]
+    for index in range(2):
+        drawn = np.zeros((100, 100, 3), np.uint8)
+        drawn[(rows - 30) ** 2 + (columns - 30) ** 2 < 400] = (255, 0, 0)
+        drawn[(rows - 70) ** 2 + (columns - 60 - index) ** 2 < 300] = (0, 255, 0)
+        Image.fromarray(drawn).resize((137, 137), Image.BILINEAR).save(labels / f"{index}.png")  # 275 values
+    report = check_dataset(images, labels)
+    assert len(report.errors) == 1 and "antialiasing" in report.errors[0].message, report.errors
+    assert "nearest-neighbour" in report.errors[0].message
 
 
 def test_training_says_the_warnings_and_stops_on_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -28,6 +28,10 @@ from unetkit.text import aligned_table, counted
 
 MIN_SIDE = 8  # smaller images cannot pass even a shallow U-Net's poolings meaningfully
 STRAY_PIXEL_SHARE = 0.001  # a value on fewer than 0.1 % of a mask's pixels ...
+# Masks of more than MAX_CLASSES values of which 2 to SMOOTHED_CLASSES, each on 1 % of the pixels or more, cover
+# SMOOTHED_SHARE of them were smoothed (resized bilinearly, drawn antialiased): the audit's 163 values, 3 on 97 %.
+# Sparse instance maps (one value, the background, on 1 % or more) and images (values spread evenly) are not.
+SMOOTHED_CLASSES, SMOOTHED_SHARE = 8, 0.85
 STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an artefact
 MAX_TABLE_ROWS = 40
 LONE_VALUE_MIN_MASKS = 3  # with fewer masks a value in one of them is normal
@@ -258,11 +262,21 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
                                         f"{_encoding_fix(values.tolist(), classes.values) or otherwise}"))
         return findings
     masks_with: dict[int, int] = {}
-    for _, values, _ in found:
-        for value in values.tolist():
+    pixels_with: dict[int, int] = {}
+    for _, values, counts in found:
+        for value, count in zip(values.tolist(), counts.tolist()):
             masks_with[value] = masks_with.get(value, 0) + 1
+            pixels_with[value] = pixels_with.get(value, 0) + count
     if len(masks_with) > MAX_CLASSES:
-        return [Finding("error", str(found[0][0].label.path.parent), f"masks hold {len(masks_with)} distinct values, "
+        folder = str(found[0][0].label.path.parent)
+        total = sum(pixels_with.values())
+        few = [count for count in sorted(pixels_with.values(), reverse=True)[:SMOOTHED_CLASSES] if count >= 0.01 * total]
+        if len(few) >= 2 and sum(few) >= SMOOTHED_SHARE * total:  # a few classes of 1 % or more, edge values between
+            return [Finding("error", folder, f"masks hold {len(masks_with)} distinct values, but {len(few)} of them cover "
+                            f"{sum(few) / total:.1%} of the pixels: the rest lie on edges, as in masks "
+                            "resized or drawn with smoothing (antialiasing); re-save them without it (nearest-neighbour "
+                            "resizing, antialiasing off)")]
+        return [Finding("error", folder, f"masks hold {len(masks_with)} distinct values, "
                         f"more than {MAX_CLASSES} classes (an image, an instance map or lossy masks?); save class masks, or "
                         "train instance maps (object ids) with --mask-kind instances")]
     if len(masks_with) == 1:
