@@ -339,3 +339,19 @@ def test_objects_of_predict_instances_are_scored_against_instance_masks(tmp_path
         tifffile.imwrite(tmp_path / "ids" / f"{name}.tif", tifffile.imread(tmp_path / "truth" / f"{name}.tif"))
     assert main(["evaluate", "--pred", str(tmp_path / "ids"), "--labels", str(tmp_path / "truth")]) == 0
     assert "warning: the true masks look like instance label maps" in capsys.readouterr().out
+
+
+def test_region_scores_of_objects_on_a_background_point_to_object_scores(tmp_path: Path, capsys) -> None:
+    """Rand and VI of nuclei on black counted two fused nuclei as one region in both masks: a perfect 0 for a
+    model that separates nothing (audit). The table says so and names --objects; membranes get no such note."""
+    from unetkit.cli import main
+
+    nuclei = np.zeros((16, 16), np.uint8)
+    nuclei[2:6, 2:10] = 255  # two touching nuclei, drawn as one foreground region
+    membranes = 255 - nuclei  # boundary 0 on a minority of the pixels
+    for name, mask in (("nuclei", nuclei), ("membranes", membranes)):
+        for side in ("pred", "truth"):
+            write_png(tmp_path / name / side / "a.png", mask)
+        assert main(["evaluate", "--pred", str(tmp_path / name / "pred"), "--labels", str(tmp_path / name / "truth")]) == 0
+        out = capsys.readouterr().out
+        assert ("score objects with --objects" in out) == (name == "nuclei"), out

@@ -50,6 +50,7 @@ def score_masks(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[s
     }
 
 
+BACKGROUND_SHARE = 0.5  # a boundary class on more than this share of the true pixels is a background (nuclei on black)
 CHALLENGE_KEYS = ("rand_error", "rand_split", "rand_merge", "info_error", "vi_split", "vi_merge", "challenge_pixel_error")
 
 
@@ -85,9 +86,12 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
     per_image = {}
     unlabelled: list[str] = []
     ignore_held = False  # whether any true mask holds the ignore value (else every pixel was scored: warned)
+    boundary_pixels = all_pixels = 0
     for pair in pairs:
         predicted = encoding.to_classes(pair.image.array, pair.image.name)
         truth = encoding.to_classes(pair.label.array, pair.label.name)
+        if boundary is not None:
+            boundary_pixels, all_pixels = boundary_pixels + int((truth == boundary).sum()), all_pixels + truth.size
         labelled = truth != IGNORE_CLASS
         ignore_held = ignore_held or not labelled.all()
         if not labelled.any():  # a sparse true mask with nothing labelled: nothing to score
@@ -116,6 +120,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
             **({"ignore_value": ignore_value, "unlabelled": unlabelled, "ignore_value_found": ignore_held}
                if ignore_value is not None else {}),
             "per_image": per_image, "mean": mean, "unscored": unscored,
+            **({"boundary_is_background": True} if boundary_pixels > BACKGROUND_SHARE * all_pixels else {}),
             **({"instance_ids": True} if _instance_ids(pairs, encoding) else {})}
 
 
@@ -330,11 +335,22 @@ def format_table(scores: dict[str, Any]) -> str:
     unused = ("\nwarning: no true mask holds --ignore-value "
               f"{scores['ignore_value']}: every pixel was scored (is it the value your masks use for unlabelled?)"
               if scores.get("ignore_value_found") is False else "")  # as `check` warns
-    ids = ("\nwarning: the true masks look like instance label maps (object ids), and these scores compare the ids as "
-           "classes; score objects with --objects (on predict --instances outputs)" if scores.get("instance_ids") else "")
-    return (aligned_table(rows, right=True) + ids + _unscored_line(scores.get("unscored", []))
+    return (aligned_table(rows, right=True) + _objects_note(scores) + _unscored_line(scores.get("unscored", []))
             + (f"\nnot scored: {counted(len(unlabelled), 'true mask')} with no labelled pixel ({', '.join(unlabelled[:5])})"
                if unlabelled else "") + unused)
+
+
+def _objects_note(scores: dict[str, Any]) -> str:
+    """A line under the table where its scores cannot judge objects: true masks of object ids scored as classes,
+    or region scores of objects on a background, where two touching objects fused in both count as one region."""
+    if scores.get("instance_ids"):
+        return ("\nwarning: the true masks look like instance label maps (object ids), and these scores compare the ids "
+                "as classes; score objects with --objects (on predict --instances outputs)")
+    if scores.get("boundary_is_background"):
+        return (f"\nnote: rand_error, vi_* and challenge_pixel_error score the regions between the pixels of value "
+                f"{scores['boundary_value']}, which cover most of the true masks (objects on a background): touching "
+                "objects fused in both count as one region; score objects with --objects (on predict --instances outputs)")
+    return ""
 
 
 def _unscored_line(unscored: list[str]) -> str:
