@@ -13,7 +13,7 @@ from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import INSTANCES, CheckReport, check_dataset, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding, objects_and_borders
-from unetkit.data.normalize import Normalization
+from unetkit.data.normalize import Normalization, pixel_samples
 from unetkit.errors import InputError
 from unetkit.text import counted, shell_word
 
@@ -171,6 +171,8 @@ def prepare_training_data(
     norm = normalization
     if not isinstance(norm, Normalization):
         norm = Normalization.fit([p.image.array for p in train_pairs], normalization)
+    elif not resuming:  # fine-tuning on new images: they are like the run's training images from now on
+        norm = norm.with_levels_of(pixel_samples([p.image.array for p in train_pairs]), widen=True)
     return TrainingData(
         TensorPairs.build(train_pairs, encoding, norm),
         TensorPairs.build(val_pairs, encoding, norm),
