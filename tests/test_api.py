@@ -200,6 +200,10 @@ def test_a_notebook_predicts_an_array_in_memory_with_numpy_numbers(toy_data: tup
         warnings.simplefilter("always")
         unetkit.predict_array(run, np.full_like(image, 255))
     assert len(caught) == 1 and "median intensity 255 lies outside" in str(caught[0].message)
+    assert caught[0].filename == __file__  # the caller's line, which a filter can target, not unetkit's wrapper
+    assert unetkit.evaluate(tmp_path / "pred", labels, boundary_value=np.uint8(0))["per_image"]  # numpy: evaluate too
+    with pytest.raises(InputError, match=r"its channels come first; give \(height, width, channels\)"):
+        unetkit.predict_array(run, np.stack([image] * 3))
     with pytest.raises(InputError, match="is uint16 but the model was trained on uint8"):
         unetkit.predict_array(run, image.astype(np.uint16))
     with pytest.raises(InputError, match=r"image of shape \(2, 3, 32, 32\): give one image"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +340,13 @@ def test_objects_of_predict_instances_are_scored_against_instance_masks(tmp_path
         tifffile.imwrite(tmp_path / "ids" / f"{name}.tif", tifffile.imread(tmp_path / "truth" / f"{name}.tif"))
     assert main(["evaluate", "--pred", str(tmp_path / "ids"), "--labels", str(tmp_path / "truth")]) == 0
     assert "warning: the true masks look like instance label maps" in capsys.readouterr().out
+    organs = tmp_path / "organs"  # the same 3 classes of one region each in every mask: classes, as check judges
+    organs.mkdir()
+    for name in ("a", "b", "c"):
+        tifffile.imwrite(organs / f"{name}.tif", truth)
+    shutil.copytree(organs, tmp_path / "organs2")
+    assert main(["evaluate", "--pred", str(organs), "--labels", str(tmp_path / "organs2")]) == 0
+    assert "instance label maps" not in capsys.readouterr().out
 
 
 def test_region_scores_of_objects_on_a_background_point_to_object_scores(tmp_path: Path, capsys) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import time
 import warnings
 from dataclasses import fields, replace
@@ -52,7 +53,7 @@ def keeps_host_settings(function: Function) -> Function:
         threads, state = torch.get_num_threads(), torch.get_rng_state()
         cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         try:
-            return function(*map(plain_number, args), **{name: plain_number(value) for name, value in kwargs.items()})
+            return function(*args, **kwargs)
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
@@ -63,15 +64,24 @@ def keeps_host_settings(function: Function) -> Function:
     return kept  # type: ignore[return-value]
 
 
+def takes_numpy_numbers(function: Function) -> Function:
+    """Call `function` with numpy numbers among its arguments as Python ones (plain_number)."""
+    @functools.wraps(function)
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        return function(*map(plain_number, args), **{name: plain_number(value) for name, value in kwargs.items()})
+
+    return plain  # type: ignore[return-value]
+
+
 def plain_number(value: Any) -> Any:
     """A numpy scalar (np.int64 from np.arange or a mask's max, np.float32) as the Python number it holds, also
     inside a tuple or list: a notebook's values are these, and `base_width=np.int64(4)` was refused as "not a
     whole number". Everything else is returned as it is."""
     import numpy as np
 
-    if isinstance(value, np.generic):
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):  # np.array(1) too
         return value.item()
-    if isinstance(value, (tuple, list)) and any(isinstance(item, np.generic) for item in value):
+    if isinstance(value, (tuple, list)):
         return type(value)(plain_number(item) for item in value)
     return value
 
@@ -125,6 +135,7 @@ def mask_value(value: Any, name: str) -> int:
     return code
 
 
+@takes_numpy_numbers
 @keeps_host_settings
 def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | float | None = None,
           epochs: int | None = None, recipe: str = "default", val_images: PathLike | None = None,
@@ -154,6 +165,7 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
                      began=time.monotonic())
 
 
+@takes_numpy_numbers
 @keeps_host_settings
 def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
             prob: bool = False, instances: str | None = None, boundary_value: int = 0, device: str = "auto",
@@ -187,18 +199,30 @@ def _say(line: str, progress: bool) -> None:
     suspect) as a Python warning, which a notebook shows and a program can catch or turn into an error, where
     printed it was lost in redirected output; the rest printed unless `progress` is False."""
     if line.startswith(WARNING_PREFIX):
-        warnings.warn(line[len(WARNING_PREFIX):], UserWarning, stacklevel=4)
+        warnings.warn(line[len(WARNING_PREFIX):], UserWarning, stacklevel=_caller_level())
     elif progress:
         print(line)
 
 
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside unetkit, for warnings.warn called by the caller of this: the
+    warning then names the user's line, which a filter can target, not a line of unetkit's wrappers."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+@takes_numpy_numbers
 @keeps_host_settings
-def predict_array(run: "PathLike | Run", image: Any, *, tta: bool = False, prob: bool = False, device: str = "auto",
+def predict_array(run: "PathLike | Run", image: Any, *, tta: bool = False, prob: bool = False, device: str | None = None,
                   tile: int | None = None, precision: str | None = None) -> Any:
     """Predict one image held in memory, a (height, width) or (height, width, channels) array as a file of it
     reads, and return its mask as an array in the masks' own values (what `predict` would write); with `prob`,
     return (mask, probabilities), the probabilities a (classes, height, width) float32 array. `run`: a folder or
-    a Run from load_run (load it once to predict many arrays). An image unlike the training images warns."""
+    a Run from load_run (load it once to predict many arrays; it computes on its own device unless `device`
+    says otherwise; a folder: "auto"). An image unlike the training images warns."""
     from unetkit.predict_files import predict_array as predict_one
     from unetkit.run import Run
 
@@ -210,6 +234,7 @@ def predict_array(run: "PathLike | Run", image: Any, *, tta: bool = False, prob:
                        device=device, tile=tile, precision=precision, warn=functools.partial(_say, progress=False))
 
 
+@takes_numpy_numbers
 def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, boundary_value: int | None = None,
              ignore_value: int | None = None, objects: bool = False) -> dict[str, Any]:
     """Score predicted masks (or, with `instances` "threshold" or "watershed", the NAME_prob.tif maps; with
@@ -232,6 +257,7 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
                           ignore_value=ignore)
 
 
+@takes_numpy_numbers
 @keeps_host_settings
 def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | None = None, device: str | None = None,
            precision: str | None = None, progress: bool = True, **others: Any) -> dict[str, Any]:
@@ -249,6 +275,7 @@ def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | No
                       precision=precision, began=time.monotonic())
 
 
+@takes_numpy_numbers
 @keeps_host_settings
 def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, val_fraction: float | None = None,
           ignore_value: Any = None) -> "CheckReport":
@@ -273,6 +300,7 @@ def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, va
                          ignore_value=ignore)
 
 
+@takes_numpy_numbers
 @keeps_host_settings
 def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "torchscript"), name: str | None = None,
            author: str | None = None, license: str = "CC-BY-4.0") -> dict[str, Any]:
@@ -284,6 +312,7 @@ def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "t
     return export_run(as_path(run, "run"), as_path(out, "out"), chosen, ModelCard(name, author, license))
 
 
+@takes_numpy_numbers
 @keeps_host_settings
 def load_run(path: PathLike, *, device: str = "cpu", precision: str | None = None) -> "Run":
     """A trained run: its network (with weights), classes, normalisation and config, on `device` ("cpu", "cuda",

@@ -128,14 +128,15 @@ def _instance_ids(pairs: list[RawPair], encoding: LabelEncoding) -> bool:
     """Whether most true masks look like instance label maps (object ids): their scores compare ids as classes."""
     if encoding.num_classes <= 2:
         return False
-    from unetkit.data.validate import looks_like_instance_ids
+    from unetkit.data.validate import looks_like_instance_ids, masks_are_instance_maps
 
-    looks = 0
+    looks = []
     for pair in pairs:
         codes = scalar_codes(pair.label.array, pair.label.name, encoding.colour)
         values, counts = np.unique(codes, return_counts=True)
-        looks += looks_like_instance_ids(codes, values, counts)
-    return looks * 2 > len(pairs)
+        if looks_like_instance_ids(codes, values, counts):
+            looks.append((pair.label.name, tuple(values.tolist())))
+    return masks_are_instance_maps(looks, len(pairs))  # as `check` judges them
 
 
 def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:

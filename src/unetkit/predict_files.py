@@ -230,7 +230,7 @@ def run_on(run: Run | Path, device: str, precision: str | None) -> tuple[Run, to
 
 
 def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabilities: bool = False,
-                  device: str = "auto", tile: int | None = None, precision: str | None = None,
+                  device: str | None = None, tile: int | None = None, precision: str | None = None,
                   warn: Callable[[str], None] | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """One image held in memory, (H, W) or (H, W, C) as a file of it reads, -> its mask in the masks' own values
     (what predict would write), and with `probabilities` also the (K, H, W) class probabilities. A notebook has
@@ -241,9 +241,14 @@ def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabi
         image = image[..., :3]
     if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
         raise InputError(f"image of shape {image.shape}: give one image, (height, width) or (height, width, channels)")
+    if image.ndim == 3 and image.shape[0] <= 4 < image.shape[-1]:  # (C, H, W), as torch and tifffile hold channels
+        raise InputError(f"image of shape {image.shape}: its channels come first; give (height, width, channels), "
+                         "np.moveaxis(image, 0, -1)")
     if tile is not None and tile < MIN_TILE:
         raise InputError(f"tile {tile}: windows must be at least {MIN_TILE} pixels (None: the automatic choice)")
     configure_process()
+    if device is None:  # a Run loaded once for many arrays stays where it is: copying it to a GPU each call cost a copy
+        device = run.device.type if isinstance(run, Run) else "auto"
     run, torch_device = run_on(run, device, precision)
     if image.ndim == 3 and image.shape[-1] == 3 and len(run.normalization.low) == 1 and colourless(image):
         image = image[..., 0]

@@ -56,3 +56,14 @@ def test_instance_masks_train_objects_and_borders_and_resume(tmp_path: Path, cap
     assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "sparse"),
                  "--mask-kind", "instances", "--ignore-value", "7", *TINY]) == 2
     assert "instance masks (--mask-kind instances) have no unlabelled value" in capsys.readouterr().err
+
+
+def test_fine_tuning_an_instance_run_takes_instance_masks_again(tmp_path: Path) -> None:
+    """--from an instance run on new instance masks failed with "values 1, 2, 3 ... are not among the run's
+    classes [0, 255]" and no word of --mask-kind (review): the base run's mask kind is kept."""
+    images, labels = _nuclei(tmp_path / "data")
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run"),
+                 "--mask-kind", "instances", *TINY]) == 0
+    assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "tuned"),
+                 "--from", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((tmp_path / "tuned" / "run.json").read_text())["config"]["mask_kind"] == "instances"

@@ -191,16 +191,19 @@ def looks_like_instance_ids(codes: np.ndarray, values: np.ndarray, counts: np.nd
     return regions <= INSTANCE_REGION_SLACK * objects
 
 
-def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: int) -> list[Finding]:
-    """One warning when most masks look like instance label maps: each id would become a class.
-
-    Organ or heart masks also hold a few classes of one region each, but the same few in every mask: the
-    ids must differ between masks, or be many (INSTANCE_MANY_IDS), for the masks to look like instances."""
+def masks_are_instance_maps(instance_like: list[tuple[str, tuple[int, ...]]], masks: int) -> bool:
+    """Whether a set of `masks` is one of instance label maps, given those that look like one (looks_like_instance_ids,
+    with their values): most of them. Organ or heart masks also hold a few classes of one region each, but the
+    same few in every mask: the ids must differ between masks, or be many (INSTANCE_MANY_IDS)."""
     if not instance_like or len(instance_like) * 2 < masks:
-        return []
+        return False
     differ = len({values for _, values in instance_like}) > 1
-    many = float(np.median([len(values) - 1 for _, values in instance_like])) >= INSTANCE_MANY_IDS
-    if not (differ or many):
+    return differ or float(np.median([len(values) - 1 for _, values in instance_like])) >= INSTANCE_MANY_IDS
+
+
+def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: int) -> list[Finding]:
+    """One warning when most masks look like instance label maps: each id would become a class."""
+    if not masks_are_instance_maps(instance_like, masks):
         return []
     return [Finding("warning", instance_like[0][0], f"looks like an instance label map ({len(instance_like)} of {masks} "
                     "masks hold several values, each one connected object): as classes, each object id would be one; "

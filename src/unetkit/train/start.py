@@ -237,6 +237,8 @@ def train(
         for name in ("patch_size", "batch_size"):  # the patches it trained on, unless given: the recipe's 128 px
             if name not in fixed:                  # was an unpadded U-Net's input tile, with 4 x 4 outputs
                 kept[name] = getattr(base.config, name)
+        if "mask_kind" not in fixed and base.config.mask_kind == "instances":  # its masks were object ids: so are these
+            kept["mask_kind"] = "instances"
         config = replace(config, plan=False, **kept)
     else:
         config = settle_model_fields(config, fixed)
