@@ -312,8 +312,9 @@ def _note_slower_steps(trainer: Trainer, plan: dict[str, Any], say: Callable[[st
     budget planned from the fastest speed remembered) trained far fewer steps than it promised: say so."""
     planned_s, step_s = plan["step_seconds"], trainer.counters.step_cost_s
     if planned_s and step_s > SLOWER_THAN_PLANNED * planned_s:
+        timed = str(trainer.config.base_width) in (plan.get("measured_step_seconds") or {})
         why = ("was another program busy? (a model trained on an idle machine may be better)"
-               if plan.get("measured_step_seconds") else "its steps were estimated, not timed")
+               if timed else "its steps were estimated, not timed")
         say(f"note: steps took {step_s:.2f} s, not the {planned_s:.2f} s planned, so the run trained "
             f"{trainer.counters.step} of the {plan['planned_steps']} planned steps; {why}")
 
