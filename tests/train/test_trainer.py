@@ -414,13 +414,18 @@ def test_timed_steps_that_ran_slower_ask_whether_another_program_was_busy() -> N
     from unetkit.train.start import _note_slower_steps
 
     said: list[str] = []
-    trainer = SimpleNamespace(counters=SimpleNamespace(step_cost_s=0.52, step=53))
+    width16 = SimpleNamespace(base_width=16)
+    trainer = SimpleNamespace(counters=SimpleNamespace(step_cost_s=0.52, step=53), config=width16)
     plan = {"step_seconds": 0.06, "planned_steps": 771, "measured_step_seconds": {"16": 0.06}}
     _note_slower_steps(trainer, plan, said.append)  # type: ignore[arg-type]
     assert said == ["note: steps took 0.52 s, not the 0.06 s planned, so the run trained 53 of the 771 planned "
                     "steps; was another program busy? (a model trained on an idle machine may be better)"]
-    _note_slower_steps(SimpleNamespace(counters=SimpleNamespace(step_cost_s=0.07, step=700)), plan, said.append)  # type: ignore[arg-type]
+    _note_slower_steps(SimpleNamespace(counters=SimpleNamespace(step_cost_s=0.07, step=700), config=width16), plan,
+                       said.append)  # type: ignore[arg-type]
     assert len(said) == 1  # within what a plan may miss by: nothing said
+    other = SimpleNamespace(counters=SimpleNamespace(step_cost_s=0.52, step=53), config=SimpleNamespace(base_width=24))
+    _note_slower_steps(other, plan, said.append)  # type: ignore[arg-type]
+    assert said[-1].endswith("its steps were estimated, not timed")  # width 24 was not among those timed (review)
 
 
 def test_validation_dice_leaves_out_a_class_neither_the_masks_nor_the_prediction_hold() -> None:
