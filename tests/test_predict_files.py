@@ -688,8 +688,10 @@ def test_subfolders_with_images_are_named_as_not_predicted(tiny_run: Path, tmp_p
     (images / "notes").mkdir()
     (images / "notes" / "a.txt").write_text("no images here")
     lines: list[str] = []
+    predict_paths(tiny_run / "run", [images / "day2"], images / "oldpred", progress=False, say=lines.append)
+    assert not any(line.startswith("warning:") for line in lines), lines
     predict_paths(tiny_run / "run", [images], tmp_path / "out", progress=False, say=lines.append)
-    assert lines[-1].startswith(f"note: {images / 'day2'} and 1 more subfolder hold images too, not predicted"), lines
-    lines.clear()
-    predict_paths(tiny_run / "run", [images / "day2"], tmp_path / "out2", progress=False, say=lines.append)
-    assert not any(line.startswith("note:") for line in lines), lines
+    assert lines[-1].startswith(f"warning: {images / 'day2'} and 1 more subfolder hold images too, not predicted"), lines
+    shutil.rmtree(images / "day3")
+    predict_paths(tiny_run / "run", [images], tmp_path / "out", progress=False, say=lines.append)
+    assert lines[-1].startswith(f"warning: {images / 'day2'} holds images too"), lines  # oldpred: predictions

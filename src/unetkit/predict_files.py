@@ -479,8 +479,8 @@ def predict_paths(
     unsearched = _subfolders_with_images(inputs, Path(out))
     if unsearched:
         more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""
-        say(f"note: {unsearched[0]}{more} hold images too, not predicted: subfolders are not searched; give them as "
-            "inputs to predict them")
+        say(f"warning: {unsearched[0]}{more} {'hold' if more else 'holds'} images too, not predicted: subfolders are "
+            "not searched; give them as inputs to predict them")
     return written
 
 
@@ -494,7 +494,7 @@ def _subfolders_with_images(inputs: list[Path], out: Path) -> list[Path]:
         for entry in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
             try:
                 if (entry.is_dir() and not entry.name.startswith(".") and entry.resolve() != out.resolve()
-                        and any(f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") for f in entry.iterdir())):
+                        and not is_predictions_folder(entry) and any(f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") for f in entry.iterdir())):
                     found.append(entry)
             except OSError:  # unreadable: nothing to say about it
                 continue
