@@ -303,3 +303,5 @@ def test_instance_maps_become_objects_with_borders_where_they_touch() -> None:
     np.testing.assert_array_equal(objects_and_borders(colour), objects)
     white = np.where(ids == 0, 50, ids).astype(np.uint16)  # no 0: the most common value is the background
     np.testing.assert_array_equal(objects_and_borders(white), objects)
+    dense = np.where(ids == 0, 700, ids)  # a crop full of cells, no 0 in it, but 0 is the set's background
+    assert objects_and_borders(dense, background=0)[9, 0] == OBJECT_VALUE  # the big cell stays an object

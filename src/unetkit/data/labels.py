@@ -213,18 +213,21 @@ class LabelEncoding:
 OBJECT_VALUE = 255  # the objects' value in the masks made of instance maps: visible in any viewer, unlike 1
 
 
-def objects_and_borders(mask: np.ndarray) -> np.ndarray:
+def objects_and_borders(mask: np.ndarray, background: int | None = None) -> np.ndarray:
     """An instance label map (objects 1..N on 0, grey ids or colours) -> a 0/OBJECT_VALUE uint8 mask of the
     objects, with the pixels where two objects touch made background: the U-Net paper's separating borders.
     Learnt as classes, ids are arbitrary (a useless model); learnt as plain foreground, touching nuclei fuse into
     one object. With the borders the network learns to draw the gap, and `predict --instances` splits there.
-    The background is 0 (black) where a mask holds it, else its most common value."""
+    `background`: the set's background value (0 where any mask of the set holds it: a dense crop without a 0
+    pixel must not take its largest cell for the background); None: 0 where this mask holds it, else its most
+    common value."""
     from scipy import ndimage
 
     ids = _pack_colours(mask) if is_colour(mask) else np.asarray(mask)
     ids = ids.astype(np.int64)
-    values, counts = np.unique(ids, return_counts=True)
-    background = 0 if values[0] == 0 else int(values[np.argmax(counts)])
+    if background is None:
+        values, counts = np.unique(ids, return_counts=True)
+        background = 0 if values[0] == 0 else int(values[np.argmax(counts)])
     objects = ids != background
     larger_neighbour = ndimage.maximum_filter(np.where(objects, ids, -1), size=3) > ids
     smaller_neighbour = ndimage.minimum_filter(np.where(objects, ids, ids.max() + 1), size=3) < ids

@@ -46,8 +46,10 @@ def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callab
 
 
 def _objects_and_borders(pairs: list[RawPair]) -> list[RawPair]:
-    """Instance masks (object ids) as object/background masks with separating borders (labels.objects_and_borders)."""
-    return [replace(p, label=replace(p.label, array=objects_and_borders(p.label.array))) for p in pairs]
+    """Instance masks (object ids) as object/background masks with separating borders (labels.objects_and_borders),
+    the background 0 (black) for every mask where any mask holds it."""
+    background = 0 if any(not p.label.array.all() for p in pairs) else None
+    return [replace(p, label=replace(p.label, array=objects_and_borders(p.label.array, background))) for p in pairs]
 
 
 def _check_command(images: Path, labels: Path, base_run: Path | None, ignore_value: int | None) -> str:
