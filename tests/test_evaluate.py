@@ -332,6 +332,13 @@ def test_objects_of_predict_instances_are_scored_against_instance_masks(tmp_path
     assert scores["per_image"]["a"]["matched"] == 1 and scores["per_image"]["b"]["f1"] == 1.0
     assert (scores["mean"]["true_objects"], scores["mean"]["matched"]) == (9, 7)
     assert "ap_50_95" in capsys.readouterr().out
+    tifffile.imwrite(tmp_path / "truth" / "d.tif", truth)  # no prediction for it: listed, as plain evaluate lists
+    (tmp_path / "binary").mkdir()
+    tifffile.imwrite(tmp_path / "binary" / "b.tif", (truth > 0).astype(np.uint8) * 255)  # a mask, not ids: its parts
+    assert main(["evaluate", "--pred", str(tmp_path / "binary"), "--labels", str(tmp_path / "truth"), "--objects"]) == 0
+    out = capsys.readouterr().out
+    assert "not scored: 3 true masks without a prediction (a.tif, c.tif, d.tif)" in out, out
+    assert out.splitlines()[1].split()[1:4] == ["3", "2", "1"]  # b: the touching pair is one part, the third matched
     assert main(["evaluate", "--pred", str(tmp_path / "truth"), "--labels", str(tmp_path / "truth"), "--objects",
                  "--boundary-value", "0"]) == 2
     assert "--objects compares objects with objects; drop --boundary-value" in capsys.readouterr().err

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding, is_colour, scalar_codes
-from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, read_pages
+from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, natural_key, read_pages
 from unetkit.errors import InputError
 from unetkit.run import refuse_inside_inputs
 from unetkit.instances import watershed_regions
@@ -258,9 +259,10 @@ def evaluate_probabilities(pred: Path, labels: Path, instances: str = "watershed
 OBJECT_KEYS = ("true_objects", "predicted_objects", "matched", "precision", "recall", "f1", "matched_iou", "ap_50_95")
 
 
-def _object_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, predicted ids, true ids) pages: NAME_cells.tif (predict --instances) where PRED holds them, else
-    every instance mask in PRED, matched with the true masks by stem."""
+    every instance mask in PRED (a two-valued one: its connected parts), matched with the true masks by stem.
+    `unscored` receives the true masks without a prediction."""
     pred, labels = Path(pred), Path(labels)
     files = list_image_files(pred)
     cells = {f.stem.removesuffix(CELLS_SUFFIX): f for f in files if f.stem.endswith(CELLS_SUFFIX)}
@@ -270,6 +272,7 @@ def _object_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.nd
     truths = {next(iter(predicted)): labels} if pred.is_file() and labels.is_file() else _truths_by_stem(labels, set(predicted))
     for name in sorted(set(predicted) - set(truths)):
         raise InputError(f"{predicted[name]}: no mask named {name}.* in {labels}; add it or move the file out")
+    unscored[:] = [truths[name].name for name in sorted(set(truths) - set(predicted), key=natural_key)]
     pairs = []
     for name in sorted(predicted):
         pred_pages, true_pages = read_pages(predicted[name], labels=True)[0], read_pages(truths[name], labels=True)[0]
@@ -283,6 +286,8 @@ def _object_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.nd
             if ids[0].shape != ids[1].shape:
                 raise InputError(f"{predicted[name]}: is {ids[0].shape[1]} x {ids[0].shape[0]} but {truths[name].name} is "
                                  f"{ids[1].shape[1]} x {ids[1].shape[0]}; give the objects of these images")
+            if len(np.unique(ids[0])) <= 2:  # a mask of objects, not of their ids: each connected part is one
+                ids[0] = ndimage.label(ids[0] != 0)[0]
             pairs.append((page, ids[0], ids[1]))
     return pairs
 
@@ -293,9 +298,10 @@ def evaluate_objects(pred: Path, labels: Path) -> dict[str, Any]:
     and F1 of those matches, and the Data Science Bowl 2018's score averaged over IoU 0.5 ... 0.95 (metrics.
     object_scores). Pixel scores of ids compared as classes meant nothing, and region scores took two nuclei
     fused into one for a perfect result."""
-    counts = {name: object_matches(objects, truth) for name, objects, truth in _object_pairs(pred, labels)}
+    unscored: list[str] = []
+    counts = {name: object_matches(objects, truth) for name, objects, truth in _object_pairs(pred, labels, unscored)}
     per_image = {name: object_scores([count]) for name, count in counts.items()}
-    return {"objects": True, "per_image": per_image, "mean": object_scores(list(counts.values()))}
+    return {"objects": True, "per_image": per_image, "mean": object_scores(list(counts.values())), "unscored": unscored}
 
 
 def format_object_table(scores: dict[str, Any]) -> str:
@@ -304,7 +310,8 @@ def format_object_table(scores: dict[str, Any]) -> str:
     for name, s in list(scores["per_image"].items()) + [("all", scores["mean"])]:
         rows.append([name, *[str(s[k]) if isinstance(s[k], int) else f"{s[k]:.4f}" for k in OBJECT_KEYS]])
     return (aligned_table(rows, right=True) + "\nmatched: true objects covered by a predicted one at IoU above 0.5; "
-            "ap_50_95: matched / (matched + missed + extra), averaged over IoU 0.5 ... 0.95")
+            "ap_50_95: matched / (matched + missed + extra), averaged over IoU 0.5 ... 0.95"
+            + _unscored_line(scores.get("unscored", [])))
 
 
 def format_challenge_table(scores: dict[str, Any]) -> str:
