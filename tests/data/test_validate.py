@@ -276,3 +276,19 @@ def test_a_single_pair_is_warned_about_as_train_would_refuse_it(tmp_path: Path, 
     assert "warning:" in out and "the only pair: `unetkit train` needs a second" in out
     assert main(["train", "--images", str(images), "--labels", str(labels), "--out", str(tmp_path / "run")]) == 2
     assert "need at least 2" in capsys.readouterr().err  # what the warning foretold
+
+
+def test_instance_maps_of_many_ids_are_not_called_smoothed(tmp_path: Path) -> None:
+    """Sparse nuclei numbered past 64 beside one large cell: the background and the cell cover most pixels, which
+    read as "resized with smoothing" (review); instance maps get the instance map's way out instead."""
+    images, labels = write_blob_pairs(tmp_path, 2, 128)
+    for index in range(2):
+        ids = np.zeros((128, 128), np.uint16)
+        ids[:40, :] = 5000 + index  # the large cell
+        for number in range(80):
+            y, x = 44 + (number // 16) * 16, (number % 16) * 8
+            ids[y : y + 4, x : x + 4] = 1 + number + 100 * index
+        write_png(labels / f"{index}.png", ids)
+    report = check_dataset(images, labels)
+    assert any("--mask-kind instances" in f.message for f in report.errors), report.findings
+    assert not any("antialiasing" in f.message for f in report.findings), report.findings

@@ -171,10 +171,12 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     elif ignore_value is not None and all(p.values == () for p in report.pairs):
         report.findings.append(Finding("error", str(pairs[0].label.path.parent), f"every mask holds only the "
                                        f"--ignore-value {_values_text([ignore_value], colour)}; label some pixels"))
-    report.findings.extend(_instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask)))
+    instance_findings = _instance_findings(instance_like, sum(entry is not None for entry in codes_per_mask))
+    report.findings.extend(instance_findings)
     mixed, odd = _mixed_binary_findings(codes_per_mask) if classes is None and not colour else ([], set())
     report.findings.extend(mixed)
-    report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd, for_validation=against_training_set))
+    report.findings.extend(_value_findings(codes_per_mask, classes, colour, said=odd, for_validation=against_training_set,
+                                           instance_maps=bool(instance_findings)))
     return report
 
 
@@ -247,10 +249,11 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
 
 
 def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool, said: set[str] = frozenset(),
-                    for_validation: bool = False) -> list[Finding]:
+                    for_validation: bool = False, instance_maps: bool = False) -> list[Finding]:
     """Values outside a run's classes (errors); too many values, or stray values of few pixels in few masks (warnings).
     `said`: masks already named by another warning (a mixed 0/1 and 0/255 set), not named again for their lone value.
-    `for_validation`: the classes are those of the training masks of the run being set up, not of a trained run."""
+    `for_validation`: the classes are those of the training masks of the run being set up, not of a trained run.
+    `instance_maps`: the masks look like instance label maps (a background and a large cell are not smoothing)."""
     found = [entry for entry in codes_per_mask if entry is not None]
     findings: list[Finding] = []
     if classes is not None:
@@ -274,7 +277,7 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
         folder = str(found[0][0].label.path.parent)
         total = sum(pixels_with.values())
         few = [count for count in sorted(pixels_with.values(), reverse=True)[:SMOOTHED_CLASSES] if count >= 0.01 * total]
-        if len(few) >= 2 and sum(few) >= SMOOTHED_SHARE * total:  # a few classes of 1 % or more, edge values between
+        if len(few) >= 2 and sum(few) >= SMOOTHED_SHARE * total and not instance_maps:  # a few classes of 1 % or more, edge values between
             return [Finding("error", folder, f"masks hold {len(masks_with)} distinct values, but {len(few)} of them cover "
                             f"{sum(few) / total:.1%} of the pixels: the rest lie on edges, as in masks "
                             "resized or drawn with smoothing (antialiasing); re-save them without it (nearest-neighbour "
