@@ -240,13 +240,11 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
     """Score predicted masks (or, with `instances` "threshold" or "watershed", the NAME_prob.tif maps; with
     `objects`, the NAME_cells.tif objects against true instance masks) against true masks, as `unetkit evaluate`
     does; returns what --json writes."""
-    from unetkit.evaluate import evaluate_objects, evaluate_paths, evaluate_probabilities
+    from unetkit.evaluate import evaluate_objects, evaluate_paths, evaluate_probabilities, refuse_options_beside_objects
 
     if objects:
-        given = [name for name, value in (("instances", instances), ("boundary_value", boundary_value),
-                                          ("ignore_value", ignore_value)) if value is not None]
-        if given:
-            raise InputError(f"objects=True compares objects with objects; drop {' and '.join(given)}")
+        refuse_options_beside_objects({"instances": instances, "boundary_value": boundary_value,
+                                       "ignore_value": ignore_value})
         return evaluate_objects(as_path(pred, "pred"), as_path(labels, "labels"))
 
     boundary = 0 if boundary_value is None else mask_value(boundary_value, "boundary_value")

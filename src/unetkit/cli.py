@@ -364,16 +364,15 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from unetkit.evaluate import (check_json_target, evaluate_objects, evaluate_paths, evaluate_probabilities,
-                                  format_challenge_table, format_object_table, format_table, write_json)
+                                  format_challenge_table, format_object_table, format_table,
+                                  refuse_options_beside_objects, write_json)
 
     if args.json:
         check_json_target(args.json, args.labels)
     boundary = 0 if args.boundary_value is None else args.boundary_value
     if args.objects:
-        given = [flag for flag, value in (("--instances", args.instances), ("--boundary-value", args.boundary_value),
-                                          ("--ignore-value", args.ignore_value)) if value is not None]
-        if given:
-            raise InputError(f"--objects compares objects with objects; drop {' and '.join(given)}")
+        refuse_options_beside_objects({"--instances": args.instances, "--boundary-value": args.boundary_value,
+                                       "--ignore-value": args.ignore_value})
         scores = evaluate_objects(args.pred, args.labels)
         print(format_object_table(scores))
     elif args.instances:

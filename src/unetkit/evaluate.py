@@ -173,6 +173,24 @@ def _truths_by_stem(labels: Path, stems: set[str]) -> dict[str, Path]:
     return truths
 
 
+def _truths_for(predicted: dict[str, Path], pred: Path, labels: Path) -> dict[str, Path]:
+    """The true mask of each prediction (by name): two files pair with each other; a prediction without one is
+    an error (a true mask without a prediction is the caller's to list)."""
+    truths = {next(iter(predicted)): labels} if pred.is_file() and labels.is_file() else _truths_by_stem(labels, set(predicted))
+    for name in sorted(set(predicted) - set(truths)):
+        raise InputError(f"{predicted[name]}: no mask named {name}.* in {labels}; add it or move the file out")
+    return truths
+
+
+def refuse_options_beside_objects(given: dict[str, Any]) -> None:
+    """--objects (objects=True) compares objects with objects: the options of the other scores, named as the
+    caller spells them (`given`: name -> value, None when not given), are refused, not ignored."""
+    named = [name for name, value in given.items() if value is not None]
+    if named:
+        raise InputError(f"{'--objects' if named[0].startswith('--') else 'objects=True'} compares objects with "
+                         f"objects; drop {' and '.join(named)}")
+
+
 def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, K x H x W probabilities, H x W truth) pairs: NAME_prob.tif matched with NAME.* by stem.
 
@@ -186,9 +204,7 @@ def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, 
     probs = {f.stem.removesuffix(PROB_SUFFIX): f for f in list_image_files(pred) if f.stem.endswith(PROB_SUFFIX)}
     if not probs:
         raise InputError(f"{pred}: holds no NAME{PROB_SUFFIX}.tif files; write them with unetkit predict --prob")
-    truths = {next(iter(probs)): labels} if pred.is_file() and labels.is_file() else _truths_by_stem(labels, set(probs))
-    for name in sorted(set(probs) - set(truths)):
-        raise InputError(f"{probs[name]}: no mask named {name}.* in {labels}; add it or move the file out")
+    truths = _truths_for(probs, pred, labels)
     pairs = []
     for name in sorted(probs):
         prob_pages, truth_pages = read_pages(probs[name])[0], read_pages(truths[name], labels=True)[0]
@@ -269,9 +285,7 @@ def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[s
     predicted = cells or {f.stem: f for f in files if not f.stem.endswith(PROB_SUFFIX)}
     if not predicted:
         raise InputError(f"{pred}: holds no object masks; write NAME{CELLS_SUFFIX}.tif files with unetkit predict --instances")
-    truths = {next(iter(predicted)): labels} if pred.is_file() and labels.is_file() else _truths_by_stem(labels, set(predicted))
-    for name in sorted(set(predicted) - set(truths)):
-        raise InputError(f"{predicted[name]}: no mask named {name}.* in {labels}; add it or move the file out")
+    truths = _truths_for(predicted, pred, labels)
     unscored[:] = [truths[name].name for name in sorted(set(truths) - set(predicted), key=natural_key)]
     pairs = []
     for name in sorted(predicted):
