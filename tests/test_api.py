@@ -208,3 +208,15 @@ def test_a_notebook_predicts_an_array_in_memory_with_numpy_numbers(toy_data: tup
         unetkit.predict_array(run, image.astype(np.uint16))
     with pytest.raises(InputError, match=r"image of shape \(2, 3, 32, 32\): give one image"):
         unetkit.predict_array(run, np.zeros((2, 3, 32, 32), np.uint8))
+
+
+def test_a_whole_float_is_taken_as_the_whole_number_it_holds() -> None:
+    """base_width=16.0 (a width computed in a notebook, a JSON 16.0) was refused as "must be a whole number";
+    16.5 still is, and a float stays a float where one is wanted."""
+    from unetkit.config import TrainConfig
+
+    config = TrainConfig(base_width=16.0, patch_size=96.0, lr=1.0)  # type: ignore[arg-type]
+    assert (config.base_width, config.patch_size) == (16, 96)
+    assert type(config.base_width) is int and type(config.patch_size) is int and type(config.lr) is float
+    with pytest.raises(InputError, match="--width 16.5: must be a whole number"):
+        TrainConfig(base_width=16.5)  # type: ignore[arg-type]

@@ -37,7 +37,8 @@ _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "True or Fa
 
 def _check_field_types(config: Any) -> None:
     """Refuse a field of the wrong type (the Python API's base_width="16", a hand-edited run.json) with one line,
-    not a TypeError deep in training. The CLI's parser already gives the right types."""
+    not a TypeError deep in training; a whole float where a whole number is wanted (16.0) is taken as one. The
+    CLI's parser already gives the right types."""
     for field in fields(config):
         if field.name == "ignore_value":  # its own check says how to write a colour
             continue
@@ -47,6 +48,9 @@ def _check_field_types(config: Any) -> None:
             continue
         kinds = tuple(kind for part in allowed for kind in _TYPES.get(part, ()))
         if not kinds:
+            continue
+        if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
+            object.__setattr__(config, field.name, int(value))  # base_width=16.0 (a computed width, a JSON 16.0) is 16
             continue
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             words = " or ".join(_TYPE_WORDS.get(part, part) for part in allowed)
