@@ -220,3 +220,18 @@ def test_a_whole_float_is_taken_as_the_whole_number_it_holds() -> None:
     assert type(config.base_width) is int and type(config.patch_size) is int and type(config.lr) is float
     with pytest.raises(InputError, match="--width 16.5: must be a whole number"):
         TrainConfig(base_width=16.5)  # type: ignore[arg-type]
+
+
+def test_the_api_annotations_resolve_without_importing_torch_first() -> None:
+    """typing.get_type_hints(unetkit.predict) raised NameError on "Run", imported only for type checkers, so
+    tools that read annotations (typeguard, pydantic's validate_call, sphinx-autodoc-typehints) failed on the API;
+    `import unetkit` must still not import torch (the CLI's --help stays fast)."""
+    import subprocess
+    import sys
+
+    script = ("import sys, typing, unetkit; assert 'torch' not in sys.modules; from unetkit import api; "
+              "hints = {n: typing.get_type_hints(getattr(api, n)) for n in unetkit.__all__[1:]}; "
+              "print(hints['predict']['run'], hints['load_run']['return'].__name__, hints['check']['return'].__name__)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["Run", "CheckReport"] and "unetkit.run.Run" in result.stdout

@@ -8,6 +8,7 @@ over these functions (unetkit/api.py): `unetkit.train`, `unetkit.predict`,
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -24,4 +25,13 @@ def __getattr__(name: str):
         from unetkit import api
 
         return getattr(api, name)
-    raise AttributeError(name)
+    return submodule(__name__, name)
+
+
+def submodule(package: str, name: str):
+    """The package's submodule `name`, imported on first use, for a package's `__getattr__`: the API's annotations
+    name unetkit.run.Run and unetkit.data.validate.CheckReport, which typing.get_type_hints and help() resolve
+    without anyone having imported those modules (they import torch, which `import unetkit` does not)."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+        return importlib.import_module(f"{package}.{name}")
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")

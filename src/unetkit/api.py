@@ -29,14 +29,15 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
+import unetkit  # the annotations name unetkit.run.Run: resolved (torch imported) only when asked for
 from unetkit.config import TrainConfig, parse_duration
 from unetkit.errors import InputError
 
 WARNING_PREFIX = "warning: "
 
 if TYPE_CHECKING:
-    from unetkit.data.validate import CheckReport
-    from unetkit.run import Run
+    import unetkit.data.validate
+    import unetkit.run
 
 PathLike = str | os.PathLike
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -167,7 +168,7 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
 
 @takes_numpy_numbers
 @keeps_host_settings
-def predict(run: "PathLike | Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
+def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
             prob: bool = False, instances: str | None = None, boundary_value: int = 0, device: str = "auto",
             tile: int | None = None, precision: str | None = None, progress: bool = True) -> list[Path]:
     """Predict a file, a folder or a TIFF stack (or a list of them) into `out`, as `unetkit predict` does;
@@ -216,7 +217,7 @@ def _caller_level() -> int:
 
 @takes_numpy_numbers
 @keeps_host_settings
-def predict_array(run: "PathLike | Run", image: Any, *, tta: bool = False, prob: bool = False, device: str | None = None,
+def predict_array(run: "PathLike | unetkit.run.Run", image: Any, *, tta: bool = False, prob: bool = False, device: str | None = None,
                   tile: int | None = None, precision: str | None = None) -> Any:
     """Predict one image held in memory, a (height, width) or (height, width, channels) array as a file of it
     reads, and return its mask as an array in the masks' own values (what `predict` would write); with `prob`,
@@ -276,7 +277,7 @@ def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | No
 @takes_numpy_numbers
 @keeps_host_settings
 def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, val_fraction: float | None = None,
-          ignore_value: Any = None) -> "CheckReport":
+          ignore_value: Any = None) -> "unetkit.data.validate.CheckReport":
     """Pair, read and inspect every image and mask, as `unetkit check` does, and return the report (its `errors`
     and `warnings` are lists of findings; `unetkit.data.validate.format_report` prints it as the command does).
     `run`: also check the pairs against a trained run's classes and channels (before `train --from RUN`);
@@ -312,7 +313,7 @@ def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "t
 
 @takes_numpy_numbers
 @keeps_host_settings
-def load_run(path: PathLike, *, device: str = "cpu", precision: str | None = None) -> "Run":
+def load_run(path: PathLike, *, device: str = "cpu", precision: str | None = None) -> "unetkit.run.Run":
     """A trained run: its network (with weights), classes, normalisation and config, on `device` ("cpu", "cuda",
     "auto"), computing in the run's precision unless `precision` (auto, fp32, bf16, fp16) says otherwise."""
     from unetkit.devices import resolve_device
@@ -334,10 +335,7 @@ def make_module_callable(module_name: str, function: str) -> None:
     module = sys.modules[module_name]
     module.__class__ = CallableModule
     api_function = globals()[function]
-    try:  # the annotations as types, not as the strings `from __future__ import annotations` leaves
-        signature = inspect.signature(api_function, eval_str=True)
-    except NameError:  # a name imported only for type checking (Run)
-        signature = inspect.signature(api_function)
-    module.__signature__ = signature  # type: ignore[attr-defined]  # keyword completion and help in notebooks
+    # the annotations as types, not as the strings `from __future__ import annotations` leaves
+    module.__signature__ = inspect.signature(api_function, eval_str=True)  # type: ignore[attr-defined]  # keyword completion and help in notebooks
     call = f"unetkit.{function}{module.__signature__}"
     module.__doc__ = f"Called as {call}:\n{inspect.getdoc(api_function)}\n\n{inspect.getdoc(module) or ''}".rstrip()
