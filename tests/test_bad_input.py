@@ -465,6 +465,12 @@ DAMAGED_RECORDS = {
     "three classes for two outputs": lambda record: {**record, "classes": {**record["classes"], "values": [0, 128, 255]}},
     "an option the network lacks": lambda record: {**record, "model": {**record["model"], "options": {"width": "x"}}},
     "a word for the width": lambda record: {**record, "config": {**record["config"], "base_width": "16"}},
+    # audit 2026-12-03: inverted masks with exit 0, masks in edited values, tracebacks
+    "class values swapped": lambda record: {**record, "classes": {**record["classes"],
+                                                                 "values": record["classes"]["values"][::-1]}},
+    "class values edited": lambda record: {**record, "classes": {**record["classes"], "values": [0, 128]}},
+    "an unknown mask dtype": lambda record: {**record, "classes": {**record["classes"], "dtype": "foo"}},
+    "a word for the palette": lambda record: {**record, "classes": {**record["classes"], "palette": "xyz"}},
 }
 
 

@@ -281,6 +281,10 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
         raise InputError(f"{run_dir / RUN_FILE}: lists {encoding.num_classes} classes ({encoding.describe_values()}) but "
                          f"the network has {options['num_classes']} outputs; the run folder is damaged")
     saved_with = load_weights(weights, model)
+    saved_classes = saved_with.get("classes") if isinstance(saved_with, dict) else None
+    if saved_classes is not None and _encoding_of(saved_classes) != encoding:  # weights of before 2026-12-04 have none
+        raise InputError(f"{run_dir / RUN_FILE}: its classes ({encoding.describe_values()}) are not those {WEIGHTS_FILE} "
+                         "was trained for; the run folder is damaged (restore run.json or train again)")
     if isinstance(saved_with, dict) and "alignment" in saved_with:  # the shift measured for these very weights
         if _alignment_problem(saved_with["alignment"]):
             raise InputError(f"{weights}: its header's alignment entry is damaged; restore the file or train again")
@@ -289,6 +293,14 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
     model = to_memory_format(model.to(device), config.channels_last).eval()
     amp_dtype = autocast_dtype(device, precision or inference_precision(device, config.precision))
     return Run(run_dir, record, config, encoding, normalization, model, amp_dtype)
+
+
+def _encoding_of(classes: Any) -> LabelEncoding | None:
+    """The classes a weights file was saved for, or None when its header's entry cannot be read as such."""
+    try:
+        return LabelEncoding.from_json(classes)
+    except (InputError, KeyError, TypeError):
+        return None
 
 
 def new_run_record(config: TrainConfig, model_name: str, options: dict[str, Any]) -> dict[str, Any]:

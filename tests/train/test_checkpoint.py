@@ -141,3 +141,24 @@ def test_safetensors_disk_errors_keep_their_errno(text: str, code: int | None) -
     from unetkit.train.checkpoint import _as_os_error
 
     assert _as_os_error(SafetensorError(text)).errno == code
+
+
+def test_an_unreadable_checkpoint_is_a_permission_problem_not_damage(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """chmod 000 model.safetensors was called a corrupt checkpoint ("No such file or directory"), with the advice
+    to train again (audit). As root every file is readable, so the refusal of the system is stood in for."""
+    import builtins
+
+    path = tmp_path / "w.safetensors"
+    save_weights(path, tiny(), {})
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(InputError, match=r"cannot be read \(Permission denied\); give your user read access") as caught:
+        load_weights(path, tiny())
+    assert "corrupt" not in str(caught.value) and "train again" not in str(caught.value)

@@ -204,10 +204,29 @@ class LabelEncoding:
 
     @classmethod
     def from_json(cls, data: dict) -> "LabelEncoding":
-        palette = data.get("palette")
-        ignore = data.get("ignore_value")
-        return cls(tuple(int(v) for v in data["values"]), data["dtype"], bool(data["colour"]), tuple(palette) if palette else None,
-                   None if ignore is None else int(ignore))
+        """The classes as run.json keeps them, checked: hand-edited values [255, 0] wrote inverted masks and
+        exited 0, a dtype "foo" ended predict in a traceback (audit)."""
+        values, dtype, palette, ignore = data["values"], data["dtype"], data.get("palette"), data.get("ignore_value")
+        if not (isinstance(values, list) and values and all(_whole(v) for v in values)
+                and all(a < b for a, b in zip(values, values[1:]))):
+            raise InputError(f"classes.values {values!r}: not the mask values in increasing order")
+        try:
+            known = isinstance(dtype, str) and np.dtype(dtype).kind in "biuf" and np.dtype(dtype).name == dtype
+        except TypeError:
+            known = False
+        if not known:
+            raise InputError(f"classes.dtype {dtype!r}: not a mask data type such as uint8")
+        if palette is not None and not (isinstance(palette, list) and len(palette) % 3 == 0 and len(palette) <= 768
+                                        and all(_whole(v) and 0 <= v <= 255 for v in palette)):
+            raise InputError("classes.palette: not a PNG palette (R, G, B numbers 0-255)")
+        if ignore is not None and not _whole(ignore):
+            raise InputError(f"classes.ignore_value {ignore!r}: not a mask value")
+        return cls(tuple(values), dtype, data["colour"] is True, tuple(palette) if palette else None, ignore)
+
+
+def _whole(value: object) -> bool:
+    """An int that is not a bool (JSON's true is not a mask value)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 OBJECT_VALUE = 255  # the objects' value in the masks made of instance maps: visible in any viewer, unlike 1

@@ -72,6 +72,9 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         tensors, header = _read_safetensors(path)
         metadata = json.loads(header.get("unetkit", "{}"))
+    except PermissionError as exc:  # not damage: "train again" would throw away a good run (audit)
+        raise InputError(f"{path}: cannot be read ({exc.strerror}); give your user read access to it "
+                         "(chmod u+r), the file itself may be intact") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: corrupt checkpoint ({exc}); train again or restore the file") from None
     if CHECKSUM_KEY in header and header[CHECKSUM_KEY] != tensor_checksum(tensors):  # files from before have none
@@ -84,6 +87,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     """A safetensors file's tensors and metadata. safetensors refuses a path that is not UTF-8 (a folder named in
     Latin-1 on an old share, which Python holds with surrogates), calling the checkpoint corrupt: such a file's
     bytes are read here and parsed by safetensors from memory (weights are megabytes)."""
+    with open(path, "rb"):  # a file without read permission: Python's PermissionError, where safetensors said
+        pass              # "No such file or directory"
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:

@@ -450,8 +450,10 @@ class Trainer:
 
     def _weights_metadata(self, alignment: dict[str, Any] | None = None) -> dict[str, Any]:
         """What the weights file says of itself. The output shift goes with the weights it was measured for:
-        run.json is written after them, and a run killed in between must not pair new weights with the old shift."""
-        return {"model": self.record["model"], "epoch": self.counters.epoch, "step": self.counters.step,
+        run.json is written after them, and a run killed in between must not pair new weights with the old shift.
+        The classes let load_run tell a run.json whose mask values were edited (0/128 for 0/255)."""
+        return {"model": self.record["model"], "classes": self.record.get("classes"), "epoch": self.counters.epoch,
+                "step": self.counters.step,
                 **({"alignment": alignment} if alignment is not None else {})}
 
     def _write_log(self, final: bool = False) -> None:
