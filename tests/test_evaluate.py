@@ -370,3 +370,23 @@ def test_region_scores_of_objects_on_a_background_point_to_object_scores(tmp_pat
         assert main(["evaluate", "--pred", str(tmp_path / name / "pred"), "--labels", str(tmp_path / name / "truth")]) == 0
         out = capsys.readouterr().out
         assert ("score objects with --objects" in out) == (name == "nuclei"), out
+
+
+def test_two_valued_true_masks_are_scored_as_their_connected_objects(tmp_path: Path) -> None:
+    """A 0/255 true mask (nuclei on background, or ISBI's cells 255 on membranes 0) counted as one object with
+    id 255, so `evaluate --objects` gave F1 0 for a perfect prediction, without a word (audit)."""
+    import tifffile
+
+    from unetkit.evaluate import evaluate_objects
+
+    ids = np.zeros((12, 12), np.uint16)
+    ids[1:5, 1:5], ids[1:5, 6:10], ids[7:11, 7:11] = 1, 2, 3
+    for folder in ("truth", "pred"):
+        (tmp_path / folder).mkdir()
+    tifffile.imwrite(tmp_path / "truth" / "a.tif", (ids > 0).astype(np.uint8) * 255)
+    tifffile.imwrite(tmp_path / "truth" / "b.tif", np.where(ids > 0, 7, 3).astype(np.uint8))  # no 0: 3 is background
+    tifffile.imwrite(tmp_path / "pred" / "a_cells.tif", ids)
+    tifffile.imwrite(tmp_path / "pred" / "b_cells.tif", ids)
+    scores = evaluate_objects(tmp_path / "pred", tmp_path / "truth")
+    for name in ("a", "b"):
+        assert (scores["per_image"][name]["true_objects"], scores["per_image"][name]["f1"]) == (3, 1.0), name
