@@ -493,3 +493,15 @@ def test_a_damaged_run_json_is_one_line_naming_it(
             "check": ["check", "--images", images, "--labels", labels, "--run", run]}[command]
     expect_error(argv, capsys, "run.json")
     assert not (tmp_path / "pred").exists() and not (tmp_path / "model").exists() and not (tmp_path / "tuned").exists()
+
+
+def test_train_does_not_count_the_error_it_stopped_on_among_the_others(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """An image without a mask stopped train with "(1 more: `unetkit check` lists them)" where check found that
+    one error only: the message names the folder and the file, and the file was not recognised (audit)."""
+    images, labels = make_pairs(tmp_path / "data", count=4)
+    (images / "orphan.png").write_bytes((images / "0.png").read_bytes())
+    err = expect_error(train_argv(images, labels, tmp_path / "run"), capsys, "orphan.png")
+    assert "more" not in err
+    write_png(labels / "1.png", np.zeros((24, 32), dtype=np.uint8))  # a second problem, counted
+    expect_error(train_argv(images, labels, tmp_path / "run"), capsys, "orphan.png", "(1 more: ")

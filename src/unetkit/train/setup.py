@@ -72,12 +72,19 @@ def _read_counting_the_others(images: Path, labels: Path, palettes: PaletteCheck
             report = check_dataset(images, labels, encoding, in_channels, ignore_value=ignore_value)
         except InputError:  # what stopped the reading stops the check too (no such folder): said as it was
             raise first from None
-        stopped_at = str(first).partition(": ")[0]  # the file the reading stopped at; the check may not see its error
-        others = sum(1 for error in report.errors if error.file != stopped_at)
+        others = sum(1 for error in report.errors if not _is_the_error(str(error.file), str(first)))
         if others < 1:
             raise
         raise InputError(f"{first} ({others} more: `{_check_command(images, labels, base_run, ignore_value)}` "
                          "lists them)") from None
+
+
+def _is_the_error(file: str, first: str) -> bool:
+    """Whether a check's error about `file` is the one the reading stopped at, `first`: that error names the
+    file ("a.png: ...") or its folder and the file's name ("image: no mask for orphan.png"). The second kind was
+    counted again as one more problem (audit)."""
+    stopped_at = first.partition(": ")[0]
+    return file == stopped_at or (Path(file).parent == Path(stopped_at) and Path(file).name in first)
 
 
 def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPair], say: Callable[[str], None]) -> None:
