@@ -193,6 +193,9 @@ def test_the_best_probe_rate_is_remembered_so_plans_do_not_follow_probe_noise(tm
     assert best_known_rate("cpu|y", 50.0) == 50.0  # another setting, its own memory
     rate_memory_path().write_text("not json")
     assert best_known_rate("cpu|x", 70.0) == 70.0  # a damaged memory is ignored, not fatal
+    for damaged in ("Infinity", "NaN", "true", "-5"):  # json reads the first two; inf planned a division by zero
+        rate_memory_path().write_text('{"cpu|x": %s}' % damaged)
+        assert best_known_rate("cpu|x", 70.0) == 70.0, damaged
 
 
 def test_a_short_budget_uses_the_remembered_rate_and_otherwise_a_cheaper_probe(tmp_path, monkeypatch) -> None:

@@ -10,6 +10,7 @@ running, none of which a table could know.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -52,7 +53,8 @@ def _remembered_rates() -> dict[str, float]:
 def remembered_rate(key: str) -> float | None:
     """The best rate measured before for `key`, or None."""
     rate = _remembered_rates().get(key)
-    return float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+    usable = isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) and rate > 0
+    return float(rate) if usable else None  # json reads Infinity and NaN: a damaged file planned a division by zero
 
 
 def best_known_rate(key: str, measured: float) -> float:
