@@ -751,3 +751,19 @@ def test_a_split_that_leaves_few_training_pairs_says_how_to_train_on_all(tmp_pat
     images, labels = write_blob_pairs(tmp_path / "more", count=6)
     train(images, labels, tmp_path / "run6", replace(TINY, epochs=1), progress=False, say=lines.append)
     assert not any("held out for validation leaves" in line for line in lines)
+
+
+@pytest.mark.parametrize("damage", [b"epoch,step\n1,abc,zz\n", b"epoch,step\n\xff\xfe,1\n"])
+def test_a_damaged_log_stops_a_resume_with_one_line_naming_it(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                              damage: bytes) -> None:
+    """A log.csv cut or edited by hand ended `train --resume` in a ValueError or UnicodeDecodeError traceback
+    (audit); without the log the run resumes."""
+    images, labels = toy_data
+    quiet = dict(progress=False, say=lambda _: None)
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=2), **quiet)
+    (tmp_path / "run" / "log.csv").write_bytes(damage)
+    with pytest.raises(InputError, match=r"log\.csv: damaged .*; restore it, or remove it to resume"):
+        resume(tmp_path / "run", epochs=3, **quiet)
+    (tmp_path / "run" / "log.csv").unlink()
+    resume(tmp_path / "run", epochs=3, **quiet)
+    assert [row["epoch"] for row in log_rows(tmp_path / "run")] == ["3"]

@@ -188,9 +188,13 @@ class Trainer:
         self.counters = Counters(**counters)
         log = self.run_dir / LOG_FILE
         if log.is_file():
-            with open(log, newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            self.rows = [_parse_log_row(row) for row in rows if int(row["epoch"]) <= self.counters.epoch]
+            try:
+                with open(log, newline="", encoding="utf-8") as handle:
+                    rows = list(csv.DictReader(handle))
+                self.rows = [_parse_log_row(row) for row in rows if int(row["epoch"]) <= self.counters.epoch]
+            except (ValueError, KeyError, TypeError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
+                raise InputError(f"{log}: damaged ({exc}); restore it, or remove it to resume without the curves of "
+                                 "the rounds before (the weights and state are in last/)") from None
 
     def start_from(self, base: "Run") -> None:
         """Fine-tuning: begin with a trained run's weights (its network was rebuilt from the same fields)."""
