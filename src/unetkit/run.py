@@ -253,6 +253,25 @@ class Run:
         return float(shift[0]), float(shift[1])
 
 
+@contextlib.contextmanager
+def damage_named(run_dir: Path) -> Iterator[None]:
+    """Errors reading run.json's entries as one line naming the file: a field the checks refuse names its flag
+    (--patch-size 0), which the user of a hand-edited run never gave."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(f"{Path(run_dir) / RUN_FILE}: {exc}; the run folder is damaged") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{Path(run_dir) / RUN_FILE}: missing or malformed entry ({exc}); the run folder is damaged") from None
+
+
+def saved_settings(record: dict[str, Any], run_dir: Path) -> tuple[TrainConfig, LabelEncoding, Normalization]:
+    """The run's config, classes and normalisation, read from its record (damage_named)."""
+    with damage_named(run_dir):
+        return (TrainConfig.from_json(record["config"]), LabelEncoding.from_json(record["classes"]),
+                Normalization.from_json(record["normalization"]))
+
+
 def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str | None = None) -> Run:
     """Rebuild the network from run.json and load model.safetensors into it (no pickle anywhere).
 
@@ -266,16 +285,10 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise InputError(f"{run_dir}: has no {WEIGHTS_FILE} yet; let training finish one epoch or use --resume")
-    try:
-        config = TrainConfig.from_json(record["config"])
-        encoding = LabelEncoding.from_json(record["classes"])
-        normalization = Normalization.from_json(record["normalization"])
+    config, encoding, normalization = saved_settings(record, run_dir)
+    with damage_named(run_dir):
         options = record["model"]["options"]
         model = build_model(record["model"]["name"], **options)
-    except InputError as exc:  # a config field or model option the checks refuse names the flag: say where it was
-        raise InputError(f"{run_dir / RUN_FILE}: {exc}; the run folder is damaged") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(f"{run_dir / RUN_FILE}: missing or malformed entry ({exc}); the run folder is damaged") from None
     outputs = 1 if config.single_logit else encoding.num_classes
     if options.get("num_classes", outputs) != outputs:
         raise InputError(f"{run_dir / RUN_FILE}: lists {encoding.num_classes} classes ({encoding.describe_values()}) but "

@@ -767,3 +767,21 @@ def test_a_damaged_log_stops_a_resume_with_one_line_naming_it(toy_data: tuple[Pa
     (tmp_path / "run" / "log.csv").unlink()
     resume(tmp_path / "run", epochs=3, **quiet)
     assert [row["epoch"] for row in log_rows(tmp_path / "run")] == ["3"]
+
+
+@pytest.mark.parametrize("field, value", [("patch_size", 0), ("ema", 2.0), ("lr", "x")])
+def test_a_damaged_config_in_run_json_is_named_as_such_on_resume(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                                 field: str, value: object) -> None:
+    """`--resume` of a run.json edited to patch_size 0 said "--patch-size 0: must be at least 8 pixels", a flag
+    the user never gave (audit)."""
+    import json
+
+    images, labels = toy_data
+    quiet = dict(progress=False, say=lambda _: None)
+    train(images, labels, tmp_path / "run", replace(TINY, epochs=1), **quiet)
+    path = tmp_path / "run" / "run.json"
+    record = json.loads(path.read_text())
+    record["config"][field] = value
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=rf"run\.json: .*; the run folder is damaged"):
+        resume(tmp_path / "run", epochs=2, **quiet)

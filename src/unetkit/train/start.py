@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from unetkit.config import TrainConfig, flag_of
-from unetkit.data.labels import LabelEncoding
-from unetkit.data.normalize import Normalization
 from unetkit.data.validate import INSTANCES
 from unetkit.devices import resolve_device
 from unetkit.engine import autocast_dtype, configure_process
@@ -31,6 +29,7 @@ from unetkit.run import (
     new_run_record,
     read_run_json,
     refuse_inside_inputs,
+    saved_settings,
     write_run_json,
 )
 from unetkit.text import counted, shell_word
@@ -432,7 +431,8 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
                  device: str | None, precision: str | None, began: float) -> dict[str, Any]:
     """resume(), with the run folder held."""
     record = read_run_json(run_dir)
-    config = saved_config = TrainConfig.from_json(record["config"])
+    config, encoding, normalization = saved_settings(record, run_dir)  # a damaged entry named as run.json's
+    saved_config = config
     if epochs is not None or budget_s is not None:  # what the user gives alone decides, as for a new run
         config = replace(config, epochs=epochs, budget_s=budget_s)
     spent = float((record.get("progress") or {}).get("seconds", 0.0))
@@ -467,7 +467,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
         Path(paths["images"]), Path(paths["labels"]),
         Path(paths["val_images"]) if paths["val_images"] else None,
         Path(paths["val_labels"]) if paths["val_labels"] else None,
-        config.val_fraction, Normalization.from_json(record["normalization"]), LabelEncoding.from_json(record["classes"]), say=say,
+        config.val_fraction, normalization, encoding, say=say,
         in_channels=record["model"]["options"].get("in_channels"), resuming=True,  # grey GIFs read as grey, as at the start
         mask_kind=INSTANCES if config.mask_kind == INSTANCES else "classes",  # its masks passed when it started
     )
