@@ -1,7 +1,7 @@
 """The `unetkit` command: parse, validate, call one library function, print.
 
 Errors in use are one line on stderr naming the file or option and what to do,
-with exit code 2; an interrupted training says how to resume it (exit 130; SIGTERM, handled the same way: 143).
+with exit code 2; an interrupted training says how to resume it (exit 130; SIGTERM and SIGHUP, handled the same way: 143 and 129).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from unetkit.text import counted, shell_word
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated program
 OUT_OF_MEMORY_PHRASES = ("can't allocate memory", "Unable to allocate", "out of memory", "ALLOC_FAILED")
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program its reader left (128 + SIGPIPE)
 DATA_FOLDER_NAMES = {"images": ("image", "images", "img", "imgs"), "labels": ("label", "labels", "mask", "masks")}
@@ -41,13 +40,25 @@ def user_path(text: str) -> Path:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (`timeout`, a batch scheduler at the job's time limit, `docker stop`), handled as Ctrl-C is: a run
-    keeps what it learnt and is marked interrupted, a predict leaves only complete files. Without it the process
-    died at once, its run.json still saying "training"."""
+    """SIGTERM (`timeout`, a batch scheduler at the job's time limit, `docker stop`) or SIGHUP (the terminal or
+    ssh connection closed), handled as Ctrl-C is: a run keeps what it learnt and is marked interrupted, a predict
+    leaves only complete files. Without it the process died at once, its run.json still saying "training"."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
+    raise Terminated(signum)
+
+
+def handle_termination() -> None:
+    """SIGTERM and SIGHUP raise Terminated; a hangup that `nohup` set to be ignored stays ignored."""
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)  # Windows has no SIGHUP
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _raise_terminated)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -558,9 +569,12 @@ def _main(argv: list[str] | None) -> int:
         print(f"unetkit: error: {where}: {exc.strerror or exc}; {fix}{_resume_hint(args)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        print(f"unetkit: {'terminated (SIGTERM)' if terminated else 'interrupted'}{_interrupt_hint(args)}", file=sys.stderr)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        how = f"terminated ({signal.Signals(exc.signum).name})" if isinstance(exc, Terminated) else "interrupted"
+        try:
+            print(f"unetkit: {how}{_interrupt_hint(args)}", file=sys.stderr)
+        except (OSError, ValueError):  # after a hangup the terminal is gone: the exit code still tells
+            pass
+        return 128 + exc.signum if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as exc:  # torch says "can't allocate memory" / "out of memory" as RuntimeError
         text = str(exc)
         loop = re.fullmatch(r"Symlink loop from (.*)", text, re.DOTALL)  # Path.resolve() before Python 3.13: repr
@@ -585,8 +599,8 @@ def entry() -> None:
 
     Everything a command writes is complete when main() returns (files are closed, or renamed into place);
     tearing down torch then took 0.6-1.4 s more, outside the --budget that counts from the start (a 20 s run
-    took 21.5 s of wall time). SIGTERM is handled as Ctrl-C (Terminated)."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    took 21.5 s of wall time). SIGTERM and SIGHUP are handled as Ctrl-C (Terminated)."""
+    handle_termination()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -54,7 +54,7 @@ def folder_lock(folder: Path, advice: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C or SIGTERM during the block takes effect at its end, through the handler that was in place: files
+    """Ctrl-C, SIGTERM or SIGHUP during the block takes effect at its end, through the handler that was in place: files
     and the record that names them land together (a predict stopped between renaming a mask into place and
     recording it left a file the rerun refused as not unetkit's). Keep the block short: it is the commit, not
     the work. Only the main thread can handle signals; elsewhere the block runs as it is."""
@@ -62,7 +62,8 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
+    held = [number for number in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN]  # nohup's hangup stays ignored
     previous = {number: signal.signal(number, lambda number, frame: received.append(number)) for number in held}
     try:
         yield

@@ -251,17 +251,24 @@ def test_run_killed_at_random_moments_and_inside_a_save_resumes_to_the_same_weig
     print(f"{kills} kills, {resumes} resumes, {time.monotonic() - started:.1f} s: {events}")
 
 
-def test_sigterm_stops_a_run_as_ctrl_c_does(toy_data: tuple[Path, Path], tmp_path: Path, start: type[Child]) -> None:
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_stops_a_run_as_ctrl_c_does(toy_data: tuple[Path, Path], tmp_path: Path, start: type[Child],
+                                            name: str, code: int) -> None:
     """SIGTERM (timeout, a scheduler's time limit, docker stop) ended the process at once: exit 143 without a word,
-    run.json still "training" (audit). It is now Ctrl-C's path: the run marked interrupted, the resume named."""
+    run.json still "training" (audit); SIGHUP (the terminal or ssh connection closed) too (audit, 2026-12-03).
+    It is now Ctrl-C's path: the run marked interrupted, the resume named."""
     data = toy_data[0].parent
     run, output = tmp_path / "run", tmp_path / "output.txt"
     long = [arg if arg != str(EPOCHS) else "100000" for arg in ARGS]
-    child = start(["train", str(data), "--out", str(run), *long], output)
+    inherited = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # under nohup the child would keep ignoring a hangup
+    try:
+        child = start(["train", str(data), "--out", str(run), *long], output)
+    finally:
+        signal.signal(signal.SIGHUP, inherited)
     assert child.wait_for(lambda: state_path(run).is_file())  # an epoch is saved: training is under way
-    os.kill(child.pid, signal.SIGTERM)
-    assert child.finish() == 143
+    os.kill(child.pid, getattr(signal, name))
+    assert child.finish() == code
     said = output.read_text()
-    assert f"unetkit: terminated (SIGTERM); continue with `unetkit train --resume {run}`" in said
+    assert f"unetkit: terminated ({name}); continue with `unetkit train --resume {run}`" in said
     assert "Traceback" not in said
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"

@@ -31,6 +31,7 @@ from unetkit.devices import resolve_device
 from unetkit.ema import make_ema
 from unetkit.engine import as_batch, autocast, autocast_dtype, needs_grad_scaler, to_memory_format, configure_process
 from unetkit.errors import InputError, WriteError
+from unetkit.folder_lock import interrupts_deferred
 from unetkit.losses import get_loss
 from unetkit.metrics import dice_per_class, pixel_error
 from unetkit.models.registry import build_model
@@ -351,7 +352,8 @@ class Trainer:
                 bar.clock(elapsed())
         except KeyboardInterrupt:
             bar.close()
-            self._set_status("interrupted")
+            with interrupts_deferred():  # a second Ctrl-C (a key held down) left run.json saying "training" (audit)
+                self._set_status("interrupted")
             raise
         except Exception as exc:  # run.json must not go on saying "training"
             bar.close()
