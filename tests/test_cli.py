@@ -391,3 +391,25 @@ def test_an_unknown_flag_names_unetkit_once_and_the_subcommands_help(capsys: pyt
     assert main(["diffusion", "sample", "run", "--out", "x", "--colour", "red"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("unrecognized arguments: --colour red; see unetkit diffusion sample --help"), err
+
+
+@pytest.mark.parametrize("redirect", ["2>&-", "2>/dev/full"])
+def test_a_closed_or_full_stderr_does_not_stop_the_work(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                        redirect: str) -> None:
+    """With stderr closed the progress bar's first write ended predict (exit 1, nothing written) and train (run.json
+    left "training"), without a word; with it full, in a traceback (audit). Nothing of the work needs stderr."""
+    import shlex
+
+    images, labels = toy_data
+    command = [sys.executable, "-m", "unetkit.cli", "train", "--images", str(images), "--labels", str(labels),
+               "--out", str(tmp_path / "run"), *[a for a in FAST if a != "--quiet"]]
+    done = subprocess.run(["bash", "-c", f"{shlex.join(command)} {redirect}"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+    command = [sys.executable, "-m", "unetkit.cli", "predict", str(tmp_path / "run"), str(images), "--out",
+               str(tmp_path / "pred")]
+    done = subprocess.run(["bash", "-c", f"{shlex.join(command)} {redirect}"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "wrote 6 masks" in done.stdout, done.stdout
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 6

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from unetkit import __version__
 from unetkit.config import SEED_LIMIT, TrainConfig, flag_of, parse_duration
@@ -594,6 +594,36 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
+class ForgivingStream:
+    """stderr whose failures are swallowed: with it closed (`2>&-`, sys.stderr None) or full (`2>/dev/full`) the
+    progress bar's first write ended a predict (exit 1, nothing written) or a training (run.json left "training")
+    without a word (audit). What cannot be shown is lost; the work and the exit code are not."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError, AttributeError):  # AttributeError: no stream at all (None)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self._stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ...: the stream's own
+        return getattr(self._stream, name)
+
+
 def entry() -> None:
     """The `unetkit` command: main(), then an exit that skips the interpreter's teardown.
 
@@ -601,6 +631,7 @@ def entry() -> None:
     tearing down torch then took 0.6-1.4 s more, outside the --budget that counts from the start (a 20 s run
     took 21.5 s of wall time). SIGTERM and SIGHUP are handled as Ctrl-C (Terminated)."""
     handle_termination()
+    sys.stderr = ForgivingStream(sys.stderr)  # type: ignore[assignment]
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:
