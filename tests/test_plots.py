@@ -32,3 +32,18 @@ def test_drawing_leaves_the_hosts_backend_alone(tmp_path: Path) -> None:
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["svg"]
     assert (tmp_path / "c.png").is_file()
+
+
+def test_an_unwritable_home_does_not_add_matplotlib_warnings(tmp_path) -> None:
+    """`HOME=/nonexistent unetkit train` began with matplotlib's "mkdir -p failed" and "created a temporary cache
+    directory" lines before unetkit said anything (audit)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path / "nonexistent")
+    (tmp_path / "nonexistent").touch()  # a file: nothing can be made under it
+    done = subprocess.run([sys.executable, "-c", "import unetkit.plots"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -7,12 +7,28 @@ for the rest of the session the first time `unetkit.train` was called).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from unetkit.data.io import write_atomic
+
+
+def _import_figure() -> type:
+    """matplotlib's Figure, imported without its two warnings about a HOME that is unset or read-only (it then
+    keeps its cache in a temporary folder, which is all unetkit needs); the logger's level is put back."""
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from matplotlib.figure import Figure as imported
+    finally:
+        logger.setLevel(level)
+    return imported
+
+
+Figure = _import_figure()
 
 
 def plot_curves(rows: list[dict[str, float]], path: Path) -> None:
