@@ -147,3 +147,24 @@ def test_a_newline_or_tab_in_a_name_keeps_each_table_row_one_line(tmp_path: Path
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(labels)]) == 0
     rows = [row for row in capsys.readouterr().out.splitlines() if not row.startswith("note:")]
     assert len(rows) == 5 and len({len(row) for row in rows}) == 1, rows  # header, three images, mean: aligned
+
+
+def test_dots_through_a_missing_folder_and_an_empty_out_are_read_as_written(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    """`--out xx/..` (xx missing) made an empty xx and blamed "another process" for writing into `.`; `--out ""`
+    was reported as `.` (audit)."""
+    import unetkit
+    from unetkit.errors import InputError
+
+    write_blob_pairs(tmp_path / "data", 4, 32)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "a.txt").write_text("mine")
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "used" / "xx" / ".."), *TINY]) == 2
+    assert f"{tmp_path / 'used'}: exists and is not empty" in one_error_line(capsys)
+    assert not (tmp_path / "used" / "xx").exists()
+    assert main(["train", str(tmp_path / "data"), "--out", "", *TINY]) == 2
+    assert "--out: an empty path" in one_error_line(capsys)
+    with pytest.raises(InputError, match="out='': an empty path"):
+        unetkit.train(tmp_path / "data" / "image", tmp_path / "data" / "label", "", epochs=1)
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "new" / "xx" / ".." / "run"), *TINY]) == 0
+    assert (tmp_path / "new" / "run" / "run.json").is_file() and not (tmp_path / "new" / "xx").exists()

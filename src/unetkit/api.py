@@ -111,7 +111,11 @@ def as_path(value: Any, name: str) -> Path:
         shape = getattr(value, "shape", None)  # an array's values would fill the screen: its type and shape say it
         given = f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else repr(value)[:80]
         raise InputError(f"{name}={given}: give a path (a str or pathlib.Path)")
-    return Path(value)
+    if not os.fspath(value):
+        raise InputError(f"{name}='': an empty path; give a file or folder")
+    from unetkit.data.io import without_missing_dots
+
+    return without_missing_dots(Path(value))
 
 
 def label_value(value: Any) -> Any:

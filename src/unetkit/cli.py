@@ -34,9 +34,13 @@ def user_path(text: str) -> Path:
     """A path option: `~` is the home folder also where the shell leaves it (`--out=~/run`, `"~/data"`); else a
     folder literally named ~ was made in the working directory and the run was not where the user looked. Only
     `~` and `~/...`: a file named `~scan1.png` (or Word's `~$x`) is a name, not a user's home."""
+    from unetkit.data.io import without_missing_dots
+
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder")  # not ".", the working folder
     if text == "~" or text.startswith(("~/", "~" + os.sep)):
-        return Path(text).expanduser()
-    return Path(text)
+        return without_missing_dots(Path(text).expanduser())
+    return without_missing_dots(Path(text))
 
 
 class Terminated(KeyboardInterrupt):

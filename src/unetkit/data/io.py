@@ -34,6 +34,15 @@ LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg"})
 DEFAULT_MAX_PIXELS = 1 << 31  # per image page; a larger one is more likely a damaged header than a real image
 
 
+
+def without_missing_dots(path: Path) -> Path:
+    """`xx/..` as the folder it names on paper when `xx` does not exist (the system cannot go through it): as
+    given, `train --out xx/..` made an empty `xx`, then refused `.` as written into by another process (audit).
+    A path that exists keeps its `..`, which the system resolves through links."""
+    if ".." in path.parts and not path.exists():
+        return Path(os.path.normpath(path))
+    return path
+
 def max_pixels() -> int:
     """The per-page pixel limit: UNETKIT_MAX_PIXELS if set (read when used: a bad value is an error line, not an
     import-time traceback)."""
