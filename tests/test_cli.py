@@ -188,7 +188,13 @@ def test_an_interrupted_training_names_the_run_to_resume_or_says_nothing_was_sav
     (tmp_path / "late").mkdir()
     (tmp_path / "late" / "run.json").write_text("{}")
     assert main([*argv, str(tmp_path / "late")]) == 130
-    assert f"--resume {tmp_path / 'late'}" in capsys.readouterr().err
+    said = capsys.readouterr().err  # stopped before the first save (audit: it promised to continue)
+    assert f"nothing was trained yet: `unetkit train --resume {tmp_path / 'late'}` starts it again" in said
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "run.json").write_text("{}")
+    (tmp_path / "later" / "model.safetensors").write_bytes(b"")
+    assert main([*argv, str(tmp_path / "later")]) == 130
+    assert f"continue with `unetkit train --resume {tmp_path / 'later'}`" in capsys.readouterr().err
 
 
 def test_a_reader_that_leaves_early_ends_the_command_quietly(toy_data: tuple[Path, Path]) -> None:

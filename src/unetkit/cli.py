@@ -468,7 +468,13 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
     command = getattr(args, "command", "")
     if command == "train":
         run = _saved_run(args)
-        return f"; continue with `unetkit train --resume {shell_word(run)}`" if run else "; nothing was saved yet"
+        if run is None:
+            return "; nothing was saved yet"
+        from unetkit.train.checkpoint import RESUME_DIR, WEIGHTS_FILE
+
+        if not os.path.exists(run / RESUME_DIR) and not os.path.exists(run / WEIGHTS_FILE):  # stopped before a save
+            return f"; nothing was trained yet: `unetkit train --resume {shell_word(run)}` starts it again"
+        return f"; continue with `unetkit train --resume {shell_word(run)}`"
     if command == "diffusion":
         return "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"
     if command == "predict" and args.out is not None and Path(args.out).is_dir():
