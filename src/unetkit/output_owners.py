@@ -160,9 +160,9 @@ def refuse_clashes(folder: Path, inputs: list[Path], index: OwnerIndex, probabil
                 raise InputError(f"{file}: {replaced}, which an earlier predict wrote for the image {entry['input']}; "
                                  "predict it into another --out (or rename it, or remove that file to replace it)")
             if "size" in entry and stamp(path) != {"size": entry["size"], "mtime_ns": entry.get("mtime_ns")}:
-                raise InputError(f"{file}: {replaced}, which was changed after unetkit wrote it (corrected by hand? "
-                                 "its size or time differs from the record); move it out to keep it, or predict into "
-                                 "another --out")
+                raise InputError(f"{file}: {replaced}, which was changed after unetkit wrote it (corrected by hand, "
+                                 "or the folder copied without its times? its size or time differs from the record); "
+                                 "move it out to keep it, or predict into another --out")
 
 
 def _may_be(what: str, name: str) -> str:
