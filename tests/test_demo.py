@@ -30,3 +30,14 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not an earlier demo"):
         run_demo(tmp_path, budget_s=1, progress=False)
     assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
+def test_a_wrong_isbi_folder_names_what_gave_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`UNETKIT_DATA=/nonexistent unetkit demo` said "--data must point to the ISBI 2012 folder", a flag the user
+    did not give (audit)."""
+    monkeypatch.setenv("UNETKIT_DATA", str(tmp_path / "nonexistent"))
+    with pytest.raises(InputError, match="missing; UNETKIT_DATA must point to the ISBI 2012 folder"):
+        run_demo(tmp_path / "out", progress=False, say=lambda _: None)
+    with pytest.raises(InputError, match="missing; --data must point to the ISBI 2012 folder"):
+        run_demo(tmp_path / "out", data=tmp_path / "elsewhere", progress=False, say=lambda _: None)
+    assert not (tmp_path / "out").exists()

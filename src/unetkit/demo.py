@@ -45,14 +45,15 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def isbi_files(isbi: Path) -> list[tuple[Path, Path]]:
-    """(ISBI file, where it goes under DATA) for sections 0-24 (train) and 25-29 (test); a missing file is an error."""
+def isbi_files(isbi: Path, named_by: str = "--data") -> list[tuple[Path, Path]]:
+    """(ISBI file, where it goes under DATA) for sections 0-24 (train) and 25-29 (test); a missing file is an
+    error naming what gave the folder (`named_by`: --data, or UNETKIT_DATA when the user set that)."""
     files = [(Path(isbi) / "train" / kind / f"{i}.png", Path(split) / kind / f"{i}.png")
              for split, sections in (("train", ISBI_TRAIN), ("test", ISBI_HELD_OUT))
              for kind in ("image", "label") for i in sections]
     missing = next((source for source, _ in files if not source.is_file()), None)
     if missing is not None:
-        raise InputError(f"{missing}: missing; --data must point to the ISBI 2012 folder (train/image, train/label)")
+        raise InputError(f"{missing}: missing; {named_by} must point to the ISBI 2012 folder (train/image, train/label)")
     return files
 
 
@@ -80,11 +81,12 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into `out` (replacing an earlier demo there); returns the held-out scores."""
     out = Path(out)
+    named_by = "--data" if data else "UNETKIT_DATA"
     data = data or (Path(os.environ["UNETKIT_DATA"]) if os.environ.get("UNETKIT_DATA") else None)
     # what can be refused is refused before the folder is replaced or anything is written into it
     config = replace(recipe("default"), budget_s=budget_s, epochs=None, seed=seed)
     if data:
-        isbi_files(Path(data))
+        isbi_files(Path(data), named_by)
     if out.exists():
         if any(out.iterdir()) and not (out / "demo.txt").is_file():
             raise InputError(f"--out {out}: exists and is not an earlier demo output; choose another --out")
