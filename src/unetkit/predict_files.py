@@ -33,6 +33,7 @@ from unetkit.data.io import (
     PREDICTIONS_MARKER,
     PROB_SUFFIX,
     colourless,
+    grey_channel,
     declared_size,
     first_clash,
     is_predictions_folder,
@@ -215,7 +216,7 @@ def read_for_run(run: Run, file: Path) -> np.ndarray:
     pages = read_pages_lazily(file)
     grey_run = len(run.normalization.low) == 1
     if grey_run and pages.ndim == 4 and pages.shape[-1] == 3 and colourless(pages):
-        return np.ascontiguousarray(pages[..., 0])
+        return grey_channel(pages)
     return pages
 
 
@@ -251,7 +252,7 @@ def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabi
         device = run.device.type if isinstance(run, Run) else "auto"
     run, torch_device = run_on(run, device, precision)
     if image.ndim == 3 and image.shape[-1] == 3 and len(run.normalization.low) == 1 and colourless(image):
-        image = image[..., 0]
+        image = grey_channel(image)
     run.normalization.check_compatible(image, "image")
     unlike = run.normalization.unlike_training(image, "image")
     if unlike and warn is not None:

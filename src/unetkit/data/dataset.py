@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, channel_pages_hint, colourless, list_image_files,
-                             natural_key, planar_colour_hint, read_pages)
+from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, channel_pages_hint, colourless,
+                             grey_channel, list_image_files, natural_key, planar_colour_hint, read_pages)
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -230,7 +230,7 @@ def grey_among_grey(pairs: list[RawPair], channels: int | None = None) -> list[R
     equal = [p.image.channels == 3 and colourless(p.image.array) for p in pairs]
     if not any(equal) or any(p.image.channels == 3 and not same for p, same in zip(pairs, equal)):  # colour: keep
         return pairs
-    return [replace(p, image=replace(p.image, array=np.ascontiguousarray(p.image.array[..., 0]))) if same else p
+    return [replace(p, image=replace(p.image, array=grey_channel(p.image.array))) if same else p
             for p, same in zip(pairs, equal)]
 
 
