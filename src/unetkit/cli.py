@@ -233,7 +233,8 @@ def _add_diffusion(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--labels", type=user_path, help="masks paired with the images: the model learns images for given label maps")
     t.add_argument("--out", type=user_path, required=True, help="new run folder")
     t.add_argument("--size", type=int, default=64, help="side of the square training patches (default 64)")
-    t.add_argument("--budget", help="wall-clock limit, e.g. 90s, 30m (default 30m; with --steps, whichever comes first)")
+    t.add_argument("--budget", help="wall-clock limit, e.g. 90s, 30m (default 30m, none with --steps alone; "
+                   "both given: whichever comes first)")
     t.add_argument("--steps", type=int, help="stop after this many steps (instead of the budget)")
     t.add_argument("--width", type=int, default=32, dest="base_width", help="channels of the first level (default 32)")
     t.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
