@@ -147,6 +147,9 @@ def test_a_newline_or_tab_in_a_name_keeps_each_table_row_one_line(tmp_path: Path
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(labels)]) == 0
     rows = [row for row in capsys.readouterr().out.splitlines() if not row.startswith("note:")]
     assert len(rows) == 5 and len({len(row) for row in rows}) == 1, rows  # header, three images, mean: aligned
+    (images / "two\nlines.png").write_bytes(b"not a png")  # an error naming it is one line too (audit)
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *TINY]) == 2
+    assert "two\\nlines.png" in one_error_line(capsys)
 
 
 def test_dots_through_a_missing_folder_and_an_empty_out_are_read_as_written(tmp_path: Path,

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from unetkit import __version__
 from unetkit.config import SEED_LIMIT, TrainConfig, flag_of, parse_duration
 from unetkit.errors import InputError
-from unetkit.text import counted, shell_word
+from unetkit.text import counted, printable, shell_word
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -566,7 +566,7 @@ def _main(argv: list[str] | None) -> int:
         args.started = started
         COMMANDS[args.command](args)
     except InputError as exc:
-        print(f"unetkit: error: {exc}", file=sys.stderr)
+        print(f"unetkit: error: {printable(str(exc))}", file=sys.stderr)  # a newline in a file name: still one line
         return EXIT_USAGE
     except BrokenPipeError:  # `unetkit check ... | head`: the reader has gone, so there is no one to tell
         try:
@@ -577,7 +577,7 @@ def _main(argv: list[str] | None) -> int:
     except OSError as exc:  # a disk that fills up or a folder that goes away while writing: say where, no traceback
         where = exc.filename or "writing the output"
         fix = OS_ERROR_FIXES.get(exc.errno, "free space or choose another folder, then run again")
-        print(f"unetkit: error: {where}: {exc.strerror or exc}; {fix}{_resume_hint(args)}", file=sys.stderr)
+        print(printable(f"unetkit: error: {where}: {exc.strerror or exc}; {fix}{_resume_hint(args)}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         how = f"terminated ({signal.Signals(exc.signum).name})" if isinstance(exc, Terminated) else "interrupted"
