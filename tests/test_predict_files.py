@@ -695,3 +695,14 @@ def test_subfolders_with_images_are_named_as_not_predicted(tiny_run: Path, tmp_p
     shutil.rmtree(images / "day3")
     predict_paths(tiny_run / "run", [images], tmp_path / "out", progress=False, say=lines.append)
     assert lines[-1].startswith(f"warning: {images / 'day2'} holds images too"), lines  # oldpred: predictions
+
+
+def test_an_out_named_like_an_image_file_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    """`predict RUN new/0.png --out out0.png` made a folder named out0.png without a word (audit): the masks
+    are named after their inputs inside --out."""
+    with pytest.raises(InputError, match=r"--out .*out0\.png: names an image file, .*give a folder, e.g. --out .*out0$"):
+        predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png"], tmp_path / "out0.png", **QUIET)
+    assert not (tmp_path / "out0.png").exists()
+    (tmp_path / "kept.tif").mkdir()  # a folder the user did make so: written into as any folder
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png"], tmp_path / "kept.tif", **QUIET)
+    assert (tmp_path / "kept.tif" / "0.png").is_file()

@@ -70,6 +70,9 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
     for path in inputs:
         if is_predictions_folder(path):
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
+    if not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES:  # `--out mask.png` made a folder so named (audit)
+        raise InputError(f"--out {out}: names an image file, but --out is a folder that the masks are written into, "
+                         f"each named after its input; give a folder, e.g. --out {out.with_suffix('')}")
     if out.is_dir() and not (out / PREDICTIONS_MARKER).exists():
         if (out / RUN_FILE).is_file():
             raise InputError(f"--out {out}: is a training run; choose a new or empty folder for the predictions")
