@@ -84,7 +84,7 @@ def test_a_class_in_many_masks_is_not_stray(tmp_path: Path) -> None:
 
 def test_with_a_run_values_outside_its_classes_and_other_channels_are_errors(tmp_path: Path) -> None:
     images, labels = pairs(tmp_path, 3)
-    write_png(images / "2.png", np.zeros((32, 32, 3), np.uint8) + np.arange(3, dtype=np.uint8))  # RGB
+    write_png(images / "2.png", np.zeros((32, 32, 3), np.uint8) + np.arange(0, 120, 40, dtype=np.uint8))  # RGB with colour
     mask = np.zeros((32, 32), np.uint8)
     mask[:5] = 255
     mask[5:9] = 100
