@@ -292,3 +292,38 @@ def test_instance_maps_of_many_ids_are_not_called_smoothed(tmp_path: Path) -> No
     report = check_dataset(images, labels)
     assert any("--mask-kind instances" in f.message for f in report.errors), report.findings
     assert not any("antialiasing" in f.message for f in report.findings), report.findings
+
+
+def test_grey_masks_drawn_with_smoothing_are_refused_by_train_unless_every_value_is_a_class(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Four grey classes drawn antialiased (48 values, under the 64 that called them smoothed) trained a 45-class
+    network after a warning per mask, and `check` blamed the held-out block for the edge values (audit)."""
+    images, labels = write_blob_pairs(tmp_path, 6, 96)
+    rows, columns = np.mgrid[:384, :384]
+    for index in range(6):
+        drawn = np.zeros((384, 384), np.uint8)
+        drawn[(rows - 120 - 4 * index) ** 2 + (columns - 130) ** 2 < 70 ** 2] = 60
+        drawn[(rows - 130) ** 2 + (columns - 140 - 3 * index) ** 2 < 30 ** 2] = 120
+        drawn[(rows - 280) ** 2 + (columns - 250) ** 2 < (40 + index) ** 2] = 180
+        Image.fromarray(drawn).resize((96, 96), Image.BOX).save(labels / f"{index}.png")  # averaged 4 x 4: edges
+    report = check_dataset(images, labels)
+    assert not report.errors and len(report.warnings) == 1, report.findings  # one finding, not one per mask
+    assert "(0, 60, 120, 180) cover" in report.warnings[0].message and "--mask-kind classes" in report.warnings[0].message
+    argv = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "1", "--width", "4", "--depth", "2",
+            "--patch-size", "16", "--device", "cpu", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert "antialiasing" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    main([*argv, "--out", str(tmp_path / "run"), "--mask-kind", "classes"])  # told: the edge values are classes
+    assert "antialiasing" not in capsys.readouterr().err
+
+
+def test_many_real_classes_with_a_few_rare_ones_are_not_called_smoothed(tmp_path: Path) -> None:
+    images, labels = pairs(tmp_path, 4)
+    for i in range(4):  # 20 classes: 6 large bands and 14 small blocks, in every mask
+        mask = np.zeros((32, 32), np.uint8)
+        for band in range(6):
+            mask[band * 5:(band + 1) * 5] = band * 10
+        for small in range(14):
+            mask[30 + small // 7, (small % 7) * 4:(small % 7) * 4 + 2] = 100 + small
+        write_png(labels / f"{i}.png", mask)
+    assert not any(f.kind == "smoothed" or "antialias" in f.message for f in check_dataset(images, labels).findings)

@@ -36,6 +36,11 @@ STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an
 MAX_TABLE_ROWS = 40
 LONE_VALUE_MIN_MASKS = 3  # with fewer masks a value in one of them is normal
 INSTANCES = "instances"  # Finding.kind of masks that look like instance ids
+SMOOTHED = "smoothed"  # Finding.kind of masks of a few classes and many edge values, below MAX_CLASSES values
+# Between SMOOTHED_MIN_VALUES and MAX_CLASSES values, masks are called smoothed when the values besides the few
+# common ones number SMOOTHED_EDGE_VALUES times the common ones or more: antialiasing leaves dozens of edge values
+# (the audit's 48: 4 classes on 94 %, 44 values on edges), a set of many real classes a few rare ones.
+SMOOTHED_MIN_VALUES, SMOOTHED_EDGE_VALUES = 16, 3
 INSTANCE_MIN_IDS = 3  # a mask with this many object values, each one connected region, looks like an instance map
 INSTANCE_MANY_IDS = 6  # ... and with the same ids in every mask, this many of them (few could be organs' classes)
 INSTANCE_REGION_SLACK = 1.2  # regions per object value up to this still count as one region each (cut at an edge)
@@ -273,15 +278,23 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
         for value, count in zip(values.tolist(), counts.tolist()):
             masks_with[value] = masks_with.get(value, 0) + 1
             pixels_with[value] = pixels_with.get(value, 0) + count
+    folder = str(found[0][0].label.path.parent)
+    total = sum(pixels_with.values())
+    common = [(value, count) for value, count in sorted(pixels_with.items(), key=lambda item: -item[1])[:SMOOTHED_CLASSES]
+              if count >= 0.01 * total]  # a few classes of 1 % or more, edge values between them
+    smoothed = (len(common) >= 2 and sum(count for _, count in common) >= SMOOTHED_SHARE * total and not instance_maps)
+    if smoothed and (len(masks_with) > MAX_CLASSES or (len(masks_with) > SMOOTHED_MIN_VALUES and
+                                                      len(masks_with) - len(common) >= SMOOTHED_EDGE_VALUES * len(common))):
+        said = (f"masks hold {len(masks_with)} distinct values, but {len(common)} of them "
+                f"({_values_text(sorted(value for value, _ in common), colour)}) cover "
+                f"{sum(count for _, count in common) / total:.1%} of the pixels: the rest lie on edges, as in masks "
+                "resized or drawn with smoothing (antialiasing), and each would become a class; re-save them without it "
+                "(nearest-neighbour resizing, antialiasing off)")
+        if len(masks_with) > MAX_CLASSES:
+            return [Finding("error", folder, said)]
+        return [Finding("warning", folder, said + ", or, if every value is a class, train with --mask-kind classes",
+                        SMOOTHED)]  # train refuses it unless told (setup.py), as it does instance maps
     if len(masks_with) > MAX_CLASSES:
-        folder = str(found[0][0].label.path.parent)
-        total = sum(pixels_with.values())
-        few = [count for count in sorted(pixels_with.values(), reverse=True)[:SMOOTHED_CLASSES] if count >= 0.01 * total]
-        if len(few) >= 2 and sum(few) >= SMOOTHED_SHARE * total and not instance_maps:  # a few classes of 1 % or more, edge values between
-            return [Finding("error", folder, f"masks hold {len(masks_with)} distinct values, but {len(few)} of them cover "
-                            f"{sum(few) / total:.1%} of the pixels: the rest lie on edges, as in masks "
-                            "resized or drawn with smoothing (antialiasing); re-save them without it (nearest-neighbour "
-                            "resizing, antialiasing off)")]
         return [Finding("error", folder, f"masks hold {len(masks_with)} distinct values, "
                         f"more than {MAX_CLASSES} classes (an image, an instance map or lossy masks?); save class masks, or "
                         "train instance maps (object ids) with --mask-kind instances")]
@@ -368,7 +381,8 @@ def check_dataset(
     inspected = inspect_pairs(grey_among_grey(pairs, in_channels), classes, in_channels, image_dtype, ignore_value=ignore_value)
     report.pairs = inspected.pairs
     report.findings += inspected.findings
-    if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors:
+    values_unclear = any(f.kind in (INSTANCES, SMOOTHED) for f in report.findings)  # classes split: its symptom
+    if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors and not values_unclear:
         report.findings += held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
     if classes is None and val_fraction is not None and len(pairs) == 1:  # what train would refuse
         report.findings.append(Finding("warning", _where(pairs[0].image), "the only pair: `unetkit train` needs a "
