@@ -785,3 +785,24 @@ def test_a_damaged_config_in_run_json_is_named_as_such_on_resume(toy_data: tuple
     path.write_text(json.dumps(record))
     with pytest.raises(InputError, match=rf"run\.json: .*; the run folder is damaged"):
         resume(tmp_path / "run", epochs=2, **quiet)
+
+
+def test_a_model_no_better_than_one_class_everywhere_is_warned_about() -> None:
+    """16 steps on a loaded machine kept weights with validation pixel error 0.97 where calling every pixel
+    background gives 0.17, and the run finished with exit 0 and no word (audit)."""
+    import torch
+
+    from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
+    from unetkit.train.start import one_class_warning
+
+    encoding = LabelEncoding((0, 128, 255), "uint8")
+    labels = [torch.zeros(10, 10, dtype=torch.uint8), torch.zeros(10, 10, dtype=torch.uint8)]
+    labels[0][:2] = 1
+    labels[1][:1] = 2  # 30 of 200 pixels are not background: 0.15 for calling all background
+    labels[1][9] = IGNORE_CLASS  # unlabelled pixels are not counted
+    record = {"metrics": {"best": {"val_pixel_error": 0.97}}}
+    said = one_class_warning(record, labels, encoding)
+    assert said is not None and "misclassify 0.970" in said and "calling every pixel 0 would (0.158)" in said
+    record["metrics"]["best"]["val_pixel_error"] = 0.10
+    assert one_class_warning(record, labels, encoding) is None
+    assert one_class_warning({"metrics": {"best": {"train_loss": 0.3}}}, labels, encoding) is None  # the seed's rule
