@@ -241,6 +241,19 @@ def test_palettes_that_colour_a_used_index_differently_are_refused(tmp_path: Pat
         read_pairs(images, labels)
 
 
+def test_palettes_that_give_one_colour_two_indices_are_refused(tmp_path: Path) -> None:
+    """A mask whose palette put the set's green at index 5 instead of 1 trained index 5 as a class of its own,
+    the same green as class 1 in the run's palette (audit)."""
+    images, labels = _folders(tmp_path, ["0.png", "1.png", "2.png"], [])
+    labels.mkdir()
+    indices = np.resize(np.arange(2, dtype=np.uint8), (6, 9))
+    _palette_mask(labels / "0.png", indices, [0, 0, 0, 0, 200, 0])
+    _palette_mask(labels / "1.png", indices * 5, [0, 0, 0] + [9, 9, 9] * 4 + [0, 200, 0])
+    _palette_mask(labels / "2.png", indices, [0, 0, 0, 0, 200, 0])
+    with pytest.raises(InputError, match=r"1\.png: .*index 5 as RGB \[0, 200, 0\], the colour of index 1 in 0\.png"):
+        read_pairs(images, labels)
+
+
 def test_validation_masks_that_colour_an_index_otherwise_than_the_training_masks_are_refused(tmp_path: Path) -> None:
     """The validation masks' palette was thrown away: index 1 was scored as the training masks' class 1 whatever
     colour it showed."""

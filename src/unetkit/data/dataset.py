@@ -313,10 +313,17 @@ class PaletteCheck:
         used = sorted(set().union(*(np.unique(page).tolist() for page in pages)))
         for index in used:
             colour = tuple(palette[3 * index : 3 * index + 3]) or (0, 0, 0)  # an index beyond the palette shows black
+            new = index not in self.used
             known = self.used.setdefault(index, (colour, mask_file))
             if known[0] != colour:
                 return (f"its palette shows index {index} as RGB {list(colour)} but {known[1].name}'s as {list(known[0])}, "
                         "so the same index would mean two classes; save all masks with one palette (or as grey values or RGB colours)")
+            other = next((i for i, (c, _) in self.used.items() if c == colour and i != index), None) if new else None
+            if other is not None:  # the same colour at two indices: two classes no one can tell apart (audit)
+                del self.used[index]  # the masks after this one are judged by the others
+                return (f"its palette shows index {index} as RGB {list(colour)}, the colour of index {other} in "
+                        f"{self.used[other][1].name}, so one colour would be two classes; save all masks with one "
+                        "palette (or as grey values or RGB colours)")
         return None
 
 
