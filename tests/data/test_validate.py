@@ -327,3 +327,24 @@ def test_many_real_classes_with_a_few_rare_ones_are_not_called_smoothed(tmp_path
             mask[30 + small // 7, (small % 7) * 4:(small % 7) * 4 + 2] = 100 + small
         write_png(labels / f"{i}.png", mask)
     assert not any(f.kind == "smoothed" or "antialias" in f.message for f in check_dataset(images, labels).findings)
+
+
+def test_a_mask_in_another_encoding_is_refused_by_train_unless_its_values_are_classes(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One mask saved as 0/64/128/192 among masks of 0..3 trained 7 classes after a warning (audit)."""
+    images, labels = pairs(tmp_path, 5)
+    for i in range(5):
+        mask = np.zeros((32, 32), np.uint8)
+        for k in range(1, 4):  # each class in two separate blocks: classes, not instance ids
+            mask[k * 8:k * 8 + 6, 2:12] = mask[k * 8:k * 8 + 6, 18:28] = k * (64 if i == 2 else 1)
+        write_png(labels / f"{i}.png", mask)
+    report = check_dataset(images, labels, val_fraction=None)
+    assert [(Path(f.file).name, f.kind) for f in report.warnings] == [("2.png", "encoding")] and not report.errors
+    assert "shares only the background 0 with the other 4 masks: its values 64, 128, 192" in report.warnings[0].message
+    argv = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "1", "--width", "4", "--depth", "2",
+            "--patch-size", "16", "--device", "cpu", "--quiet", "--val-fraction", "0.4"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert "2.png: shares only the background" in capsys.readouterr().err
+    for i in (0, 1):  # 64, 128 and 192 in three masks: classes, not a lone mask's encoding
+        (labels / f"{i}.png").write_bytes((labels / "2.png").read_bytes())
+    assert not any(f.kind == "encoding" for f in check_dataset(images, labels).findings)

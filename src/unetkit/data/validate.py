@@ -36,6 +36,7 @@ STRAY_MASK_SHARE = 0.5  # ... and in fewer than half of the masks is probably an
 MAX_TABLE_ROWS = 40
 LONE_VALUE_MIN_MASKS = 3  # with fewer masks a value in one of them is normal
 INSTANCES = "instances"  # Finding.kind of masks that look like instance ids
+ENCODING = "encoding"  # Finding.kind of a mask that shares only the background with the others: another encoding
 SMOOTHED = "smoothed"  # Finding.kind of masks of a few classes and many edge values, below MAX_CLASSES values
 # Between SMOOTHED_MIN_VALUES and MAX_CLASSES values, masks are called smoothed when the values besides the few
 # common ones number SMOOTHED_EDGE_VALUES times the common ones or more: antialiasing leaves dozens of edge values
@@ -278,6 +279,8 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
         for value, count in zip(values.tolist(), counts.tolist()):
             masks_with[value] = masks_with.get(value, 0) + 1
             pixels_with[value] = pixels_with.get(value, 0) + count
+    if not found:  # every mask unreadable, or all unlabelled: said elsewhere
+        return findings
     folder = str(found[0][0].label.path.parent)
     total = sum(pixels_with.values())
     common = [(value, count) for value, count in sorted(pixels_with.items(), key=lambda item: -item[1])[:SMOOTHED_CLASSES]
@@ -301,6 +304,7 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
     if len(masks_with) == 1:
         return [Finding("error", str(found[0][0].label.path.parent), f"every mask holds only the value "
                         f"{_values_text(list(masks_with), colour)}; labels need at least two classes")]
+    background = max(pixels_with, key=pixels_with.get)  # the most common value of the set
     for pair, values, counts in found:
         share = counts / counts.sum()
         stray = [v for v, s in zip(values.tolist(), share) if s < STRAY_PIXEL_SHARE and masks_with[v] < STRAY_MASK_SHARE * len(found)]
@@ -310,6 +314,15 @@ def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour:
                                     "each distinct value becomes a class"))
         alone = [v for v in values.tolist() if masks_with[v] == 1 and v not in stray]
         if alone and len(found) >= LONE_VALUE_MIN_MASKS and _where(pair.label) not in said:
+            shared = set(values.tolist()) - set(alone)
+            if len(alone) >= 2 and shared <= {background}:  # nothing but the background in common: another encoding
+                findings.append(Finding("warning", _where(pair.label), f"shares only the background "
+                                        f"{_values_text([background], colour)} with the other {len(found) - 1} masks: its "
+                                        f"values {_values_text(alone, colour)} appear in none of them, and each would "
+                                        "become a class; if it uses another encoding (0..4 beside 0, 64, 128, ...; other "
+                                        "colours), convert it, or, if they are classes of their own, train with "
+                                        "--mask-kind classes", ENCODING))  # train refuses it unless told (setup.py)
+                continue
             findings.append(Finding("warning", _where(pair.label), f"values {_values_text(alone, colour)} appear in no other "
                                     f"of the {len(found)} masks, and each becomes a class: if this mask uses another "
                                     "encoding (0/1 beside 0/255, other colours) or instance ids, convert it; a rare class is fine"))
@@ -381,7 +394,7 @@ def check_dataset(
     inspected = inspect_pairs(grey_among_grey(pairs, in_channels), classes, in_channels, image_dtype, ignore_value=ignore_value)
     report.pairs = inspected.pairs
     report.findings += inspected.findings
-    values_unclear = any(f.kind in (INSTANCES, SMOOTHED) for f in report.findings)  # classes split: its symptom
+    values_unclear = any(f.kind in (INSTANCES, SMOOTHED, ENCODING) for f in report.findings)  # classes split: its symptom
     if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors and not values_unclear:
         report.findings += held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
     if classes is None and val_fraction is not None and len(pairs) == 1:  # what train would refuse

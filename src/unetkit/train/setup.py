@@ -11,7 +11,7 @@ import numpy as np
 
 from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
-from unetkit.data.validate import INSTANCES, SMOOTHED, CheckReport, check_dataset, held_out_findings, inspect_pairs
+from unetkit.data.validate import ENCODING, INSTANCES, SMOOTHED, CheckReport, check_dataset, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding, objects_and_borders
 from unetkit.data.normalize import Normalization, pixel_samples
 from unetkit.errors import InputError
@@ -150,8 +150,8 @@ def prepare_training_data(
     if mask_kind == INSTANCES:
         pairs, palette = _objects_and_borders(pairs), None
     inspected = inspect_pairs(pairs, encoding, in_channels, ignore_value=ignore_value)
-    if mask_kind == "auto":  # a model of arbitrary ids, or of 40 edge values, looks trained and is useless: ask
-        inspected = replace(inspected, findings=[replace(f, severity="error") if f.kind in (INSTANCES, SMOOTHED) else f
+    if mask_kind == "auto":  # a model of arbitrary ids, 40 edge values or two encodings looks trained and is useless: ask
+        inspected = replace(inspected, findings=[replace(f, severity="error") if f.kind in (INSTANCES, SMOOTHED, ENCODING) else f
                                                  for f in inspected.findings])
     _stop_on_errors(inspected, images, labels, say, base_run, ignore_value=ignore_value)
     if val_images is not None:
