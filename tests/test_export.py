@@ -233,6 +233,8 @@ def test_a_colour_run_exports_packed_colours_and_says_how_to_unpack_them(tmp_pat
     assert set(np.unique(mask)) <= {0x0000FF, 0xFF0000}  # blue and red, packed
     assert "0xRRGGBB" in description["outputs"][1]["values"]
     assert "0xRRGGBB" in (tmp_path / "exported" / "README.md").read_text()
+    rdf = (tmp_path / "exported" / "rdf.yaml").read_text()  # colours by name, not by packed code (audit)
+    assert "class_0_0_255" in rdf and "class_255_0_0" in rdf and "class_16711680" not in rdf
     summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="torchscript")
     assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details]
 

@@ -457,7 +457,7 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
         },
         "outputs": [
             {"name": "probabilities", "axes": "bcyx", "dtype": "float32", "size": output_size,
-             "classes": list(run.encoding.values)},
+             "classes": list(run.encoding.values), "class_names": run.encoding.channel_names()},
             {"name": "mask", "axes": "byx", "dtype": str(mask_dtype(run.encoding.values)).removeprefix("torch."),
              "size": output_size, "values": _mask_values_text(run), "label_dtype": run.encoding.dtype,
              "colour": run.encoding.colour, **_palette(run)},
@@ -503,7 +503,8 @@ def _readme(description: dict[str, Any]) -> str:
                   "by mirroring, as unetkit predict does."]
     out_size = f"(H - {2 * margin}) x (W - {2 * margin})" if margin else "H x W"
     lines += [
-        f"Outputs: `probabilities` (batch x {len(classes)} x {out_size}, classes in the order {classes}) and `mask` "
+        f"Outputs: `probabilities` (batch x {len(classes)} x {out_size}, classes in the order "
+        f"{', '.join(description['outputs'][0].get('class_names') or map(str, classes))}) and `mask` "
         f"(batch x {out_size}, {description['outputs'][1]['dtype']}: {description['outputs'][1]['values']}).",
     ]
     if "palette" in description["outputs"][1]:
@@ -542,6 +543,7 @@ def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict
         return {"type": "space", "id": axis, "size": {"tensor_id": "image", "axis_id": axis, "offset": margin_offset}}
 
     classes = description["outputs"][0]["classes"]
+    names = description["outputs"][0].get("class_names") or [f"class_{v}" for v in classes]  # exports before 2026-12-04
     channels = description["input"]["channels"]
     test = description["test"]
     weights: dict[str, Any] = {}
@@ -557,7 +559,7 @@ def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict
         "type": "model",
         "name": card.name,
         "description": f"{description['model']['name']} segmentation network trained and exported with unetkit; "
-                       f"classes {classes} (the training labels' values)",
+                       f"classes {', '.join(names)} (the training labels' values)",
         "authors": [{"name": card.author}],
         "cite": [UNET_PAPER],
         "license": card.license,
@@ -573,8 +575,8 @@ def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict
             "data": {"type": "float32"},
         }],
         "outputs": [
-            {"id": "probabilities", "description": f"class probabilities, classes in the order {classes}",
-             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": [f"class_{v}" for v in classes]},
+            {"id": "probabilities", "description": f"class probabilities, classes in the order {', '.join(names)}",
+             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": names},
                       space("y", "image"), space("x", "image")],
              "test_tensor": {"source": test["probabilities"]}, "data": {"type": "float32"}},
             {"id": "mask", "description": ("the class of highest probability: its colour packed as 0xRRGGBB"

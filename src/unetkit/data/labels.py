@@ -184,6 +184,12 @@ class LabelEncoding:
         """The dtype predictions are written in: the masks' own (uint8 for colours)."""
         return np.dtype(np.uint8 if self.colour else bool if self.dtype == "bool" else self.dtype)
 
+    def channel_names(self) -> list[str]:
+        """A name per class made of letters, digits and _ (bioimage.io channel names): class_255, and a colour
+        class as class_255_0_0, where its packed code (class_16711680) named nothing a person knows (audit)."""
+        return [f"class_{'_'.join(map(str, value)) if isinstance(value, list) else value}".replace("-", "minus")
+                for value in self.describe_values()]
+
     def describe_values(self) -> list[object]:
         """The class values as users wrote them: numbers, or [r, g, b] colours."""
         if self.colour:
