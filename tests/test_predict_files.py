@@ -47,6 +47,29 @@ def test_probabilities_sum_to_one_and_agree_with_the_mask(tiny_run: Path, tmp_pa
         assert np.array_equal(np.array([0, 255])[probs.argmax(0)], mask)
 
 
+def test_probability_pages_are_named_after_their_classes(tiny_run: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """NAME_prob.tif said nothing of which page is which class, nor did predict (audit): the pages carry ImageJ
+    slice labels (a stack's: section and class), the summary names the classes, and the pages stay pages for
+    unetkit's reader and evaluate."""
+    from unetkit.evaluate import evaluate_probabilities
+
+    pages = np.stack([read_pages(tiny_run / "image" / f"{i}.png")[0][0] for i in range(3)])
+    tifffile.imwrite(tmp_path / "volume.tif", pages, photometric="minisblack")
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png", tmp_path / "volume.tif"], tmp_path / "out",
+                  write_probabilities=True, progress=True, say=print)
+    assert "with their class probabilities (NAME_prob.tif, a page per class: 0, 255)" in capsys.readouterr().out
+    with tifffile.TiffFile(tmp_path / "out" / "0_prob.tif") as single:
+        assert single.imagej_metadata["Labels"] == ["class_0", "class_255"]
+    with tifffile.TiffFile(tmp_path / "out" / "volume_prob.tif") as stack:
+        assert stack.imagej_metadata["Labels"][:3] == ["0: class_0", "0: class_255", "1: class_0"]
+    assert read_pages(tmp_path / "out" / "volume_prob.tif")[0].shape == (6, 40, 40)
+    tifffile.imwrite(tmp_path / "truth.tif", np.stack([read_pages(tiny_run / "label" / f"{i}.png", labels=True)[0][0]
+                                                       for i in range(3)]), photometric="minisblack")
+    scores = evaluate_probabilities(tmp_path / "out" / "volume_prob.tif", tmp_path / "truth.tif", "threshold")
+    assert len(scores["per_image"]) == 3
+
+
 def test_a_stack_gives_one_stack_of_masks(tiny_run: Path, tmp_path: Path) -> None:
     pages = np.stack([read_pages(tiny_run / "image" / f"{i}.png")[0][0] for i in range(3)])
     tifffile.imwrite(tmp_path / "volume.tif", pages, photometric="minisblack")  # 3 pages, not planar RGB

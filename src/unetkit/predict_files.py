@@ -124,10 +124,20 @@ def _size(count: float) -> str:
     return f"{count / 1024:.1f} GiB"
 
 
-def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+IMAGEJ_MAX_BYTES = 4 * 1024**3 - 1024**2  # an ImageJ TIFF is a classic TIFF: its offsets end at 4 GiB
+
+
+def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float32,
+                       labels: list[str] | None = None) -> np.ndarray:
     """A TIFF on disk, memory-mapped for writing band by band; grey pages, one per class (left to tifffile,
-    3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha)."""
-    return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack")
+    3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha). `labels`:
+    a name for each page, written as ImageJ slice labels, so that Fiji and napari say which page is which class
+    (the file said nothing of it, audit); the pages stay pages for every reader, unetkit's included."""
+    if labels is None or np.prod(shape) * np.dtype(dtype).itemsize > IMAGEJ_MAX_BYTES:
+        return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack")
+    flat = (int(np.prod(shape[:-2])), *shape[-2:])
+    return tifffile.memmap(path, shape=flat, dtype=dtype, imagej=True,
+                           metadata={"axes": "ZYX", "Labels": labels}).reshape(shape)
 
 
 def predict_page(
@@ -284,7 +294,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
     if write_probabilities:
-        probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape, np.float32))
+        names = run.encoding.channel_names()
+        labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
+        probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape,
+                                                             np.float32, labels))
     elif boundary is not None:  # the watershed needs the whole boundary map
         probabilities = np.empty(prob_shape, dtype=np.float32)
     streamed = streamed_mask_dtype(run, len(pages), pages[0].shape[0] * pages[0].shape[1])
@@ -352,11 +365,11 @@ def _reserve_disk_space(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any) -> Iterator[np.ndarray]:
+def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any, labels: list[str] | None = None) -> Iterator[np.ndarray]:
     """A TIFF on disk to fill band by band, written under a hidden name and renamed when filled: an interrupted
-    prediction leaves no half-written file that evaluate would take for a result."""
+    prediction leaves no half-written file that evaluate would take for a result. `labels`: _probability_store's."""
     partial = path.with_name(f".{path.name}.partial")
-    array = _probability_store(partial, shape, dtype)
+    array = _probability_store(partial, shape, dtype, labels)
     try:
         _reserve_disk_space(partial)
         yield array
@@ -479,7 +492,11 @@ def predict_paths(
                                  "run again once it is fixed)") from None
             raise
     said = " and ".join(sorted(kinds)) or "cells"
-    say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with their {said} (NAME{CELLS_SUFFIX}.tif)" if boundary is not None else ""))
+    extras = [f"their {said} (NAME{CELLS_SUFFIX}.tif)"] if boundary is not None else []
+    if write_probabilities:  # which page is which class: also the pages' labels, for Fiji and napari
+        extras.append(f"their class probabilities (NAME{PROB_SUFFIX}.tif, a page per class: "
+                      f"{', '.join(map(str, run.encoding.describe_values()))})")
+    say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with {' and '.join(extras)}" if extras else ""))
     unsearched = _subfolders_with_images(inputs, Path(out))
     if unsearched:
         more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""
