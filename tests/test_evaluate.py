@@ -390,3 +390,21 @@ def test_two_valued_true_masks_are_scored_as_their_connected_objects(tmp_path: P
     scores = evaluate_objects(tmp_path / "pred", tmp_path / "truth")
     for name in ("a", "b"):
         assert (scores["per_image"][name]["true_objects"], scores["per_image"][name]["f1"]) == (3, 1.0), name
+
+
+def test_a_stacks_objects_are_its_cells_file_given_as_the_mask_or_its_folder(tmp_path: Path) -> None:
+    """`evaluate --pred out/volume.tif --labels truth.tif --objects` scored the mask's connected parts, not
+    volume_cells.tif beside it, and `--pred out` was refused as having no mask named volume.* (audit)."""
+    import tifffile
+
+    from unetkit.evaluate import evaluate_objects
+
+    ids = np.zeros((2, 12, 12), np.uint16)
+    ids[:, 1:5, 1:5], ids[:, 1:5, 5:9], ids[:, 7:11, 7:11] = 1, 2, 3  # two touching objects: one part in a mask
+    (tmp_path / "out").mkdir()
+    tifffile.imwrite(tmp_path / "truth.tif", ids, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "out" / "volume.tif", (ids > 0).astype(np.uint8) * 255, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "out" / "volume_cells.tif", ids, photometric="minisblack")
+    for pred in (tmp_path / "out" / "volume.tif", tmp_path / "out"):
+        scores = evaluate_objects(pred, tmp_path / "truth.tif")
+        assert (scores["mean"]["true_objects"], scores["mean"]["matched"]) == (6, 6), pred

@@ -176,7 +176,8 @@ def _truths_by_stem(labels: Path, stems: set[str]) -> dict[str, Path]:
 def _truths_for(predicted: dict[str, Path], pred: Path, labels: Path) -> dict[str, Path]:
     """The true mask of each prediction (by name): two files pair with each other; a prediction without one is
     an error (a true mask without a prediction is the caller's to list)."""
-    truths = {next(iter(predicted)): labels} if pred.is_file() and labels.is_file() else _truths_by_stem(labels, set(predicted))
+    one_each = labels.is_file() and len(predicted) == 1  # a stack's outputs, given as the file or its folder
+    truths = {next(iter(predicted)): labels} if one_each else _truths_by_stem(labels, set(predicted))
     for name in sorted(set(predicted) - set(truths)):
         raise InputError(f"{predicted[name]}: no mask named {name}.* in {labels}; add it or move the file out")
     return truths
@@ -280,6 +281,9 @@ def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[s
     every instance mask in PRED, matched with the true masks by stem (two-valued masks of either: objects_of).
     `unscored` receives the true masks without a prediction."""
     pred, labels = Path(pred), Path(labels)
+    beside = pred.with_name(f"{pred.stem}{CELLS_SUFFIX}.tif")
+    if pred.is_file() and not pred.stem.endswith(CELLS_SUFFIX) and beside.is_file():
+        pred = beside  # a stack's mask given: its objects are the cells file beside it, as in a folder (audit)
     files = list_image_files(pred)
     cells = {f.stem.removesuffix(CELLS_SUFFIX): f for f in files if f.stem.endswith(CELLS_SUFFIX)}
     predicted = cells or {f.stem: f for f in files if not f.stem.endswith(PROB_SUFFIX)}
