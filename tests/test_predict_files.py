@@ -135,7 +135,12 @@ def test_cell_labels_give_each_region_between_boundaries_its_own_label() -> None
     assert cells.dtype == np.uint16 and cells.shape == (40, 40)
     assert len(np.unique(cells[[5, 5, 35, 35], [5, 35, 5, 35]])) == 4 and cells.min() >= 1
     stack = cell_labels(np.stack([boundary, boundary.T]))
-    assert stack.shape == (2, 40, 40) and stack[0].max() == 4 and stack[1].max() == 4
+    assert stack.shape == (2, 40, 40) and stack[0].max() == 4
+    assert sorted(np.unique(stack[1]).tolist()) == [5, 6, 7, 8]  # ids go on through a stack (napari's 3-D labels)
+    objects = boundary.copy()
+    objects[:5] = 0.95  # a background band
+    on_background = cell_labels(np.stack([objects, objects]), objects=True)
+    assert 0 in on_background[1] and on_background[1][on_background[1] > 0].min() > on_background[0].max()
 
 
 def test_predict_instances_writes_cells_beside_the_masks_and_evaluate_skips_them(

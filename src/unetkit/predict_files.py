@@ -214,10 +214,17 @@ def objects_on_background(run: Run, boundary: int, boundary_maps: np.ndarray, ki
 
 
 def cell_labels(boundary: np.ndarray, objects: bool = False) -> np.ndarray:
-    """(P x) H x W boundary probabilities -> (P x) H x W cell labels 1..N per page, as uint16 where they fit.
-    `objects`: the boundary class is a background: objects 1..N on 0 (instances.object_regions)."""
+    """(P x) H x W boundary probabilities -> (P x) H x W cell labels, as uint16 where they fit.
+    `objects`: the boundary class is a background: objects 1..N on 0 (instances.object_regions). A stack's ids
+    go on from page to page: with each page's starting at 1, napari's 3-D labels joined unrelated cells of
+    neighbouring sections into one object (audit); cells are not linked through the sections."""
     regions = object_regions if objects else watershed_regions
-    pages = [regions(page) for page in boundary.reshape(-1, *boundary.shape[-2:])]
+    pages, offset = [], 0
+    for page in boundary.reshape(-1, *boundary.shape[-2:]):
+        ids = regions(page).astype(np.int64)
+        ids[ids > 0] += offset
+        offset = max(offset, int(ids.max(initial=0)))
+        pages.append(ids)
     labels = np.stack(pages).reshape(boundary.shape)
     return labels.astype(np.uint16 if labels.max(initial=0) < 2**16 else np.uint32)
 
