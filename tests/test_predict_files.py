@@ -63,7 +63,8 @@ def test_probability_pages_are_named_after_their_classes(tiny_run: Path, tmp_pat
         assert single.imagej_metadata["Labels"] == ["class_0", "class_255"]
     with tifffile.TiffFile(tmp_path / "out" / "volume_prob.tif") as stack:
         assert stack.imagej_metadata["Labels"][:3] == ["0: class_0", "0: class_255", "1: class_0"]
-    assert read_pages(tmp_path / "out" / "volume_prob.tif")[0].shape == (6, 40, 40)
+    assert tifffile.imread(tmp_path / "out" / "volume_prob.tif").shape == (3, 2, 40, 40)  # sections, classes
+    assert tifffile.imread(tmp_path / "out" / "0_prob.tif").shape == (2, 40, 40)
     tifffile.imwrite(tmp_path / "truth.tif", np.stack([read_pages(tiny_run / "label" / f"{i}.png", labels=True)[0][0]
                                                        for i in range(3)]), photometric="minisblack")
     scores = evaluate_probabilities(tmp_path / "out" / "volume_prob.tif", tmp_path / "truth.tif", "threshold")

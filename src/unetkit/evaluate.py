@@ -209,6 +209,8 @@ def _probability_pairs(pred: Path, labels: Path) -> list[tuple[str, np.ndarray, 
     pairs = []
     for name in sorted(probs):
         prob_pages, truth_pages = read_pages(probs[name])[0], read_pages(truths[name], labels=True)[0]
+        if prob_pages.ndim == 4:  # an ImageJ hyperstack of classes as channels (predict --prob): pages x H x W x K
+            prob_pages = np.moveaxis(prob_pages, -1, 1).reshape(-1, *prob_pages.shape[1:3])
         if prob_pages.ndim != 3 or len(prob_pages) % len(truth_pages):
             raise InputError(f"{probs[name]}: not K x H x W probabilities for the {counted(len(truth_pages), 'page')} of {truths[name].name}")
         prob_pages = prob_pages.reshape(len(truth_pages), -1, *prob_pages.shape[1:])  # P x K x H x W

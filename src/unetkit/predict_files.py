@@ -131,13 +131,13 @@ def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float
                        labels: list[str] | None = None) -> np.ndarray:
     """A TIFF on disk, memory-mapped for writing band by band; grey pages, one per class (left to tifffile,
     3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha). `labels`:
-    a name for each page, written as ImageJ slice labels, so that Fiji and napari say which page is which class
-    (the file said nothing of it, audit); the pages stay pages for every reader, unetkit's included."""
+    a name for each plane, written as ImageJ labels of a hyperstack whose channels are the classes (a stack's
+    sections its slices), so that Fiji and napari show which is which class (the file said nothing of it, audit);
+    tifffile reads it as the (sections x) classes x H x W array it was."""
     if labels is None or np.prod(shape) * np.dtype(dtype).itemsize > IMAGEJ_MAX_BYTES:
         return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack")
-    flat = (int(np.prod(shape[:-2])), *shape[-2:])
-    return tifffile.memmap(path, shape=flat, dtype=dtype, imagej=True,
-                           metadata={"axes": "ZYX", "Labels": labels}).reshape(shape)
+    axes = "ZCYX" if len(shape) == 4 else "CYX"
+    return tifffile.memmap(path, shape=shape, dtype=dtype, imagej=True, metadata={"axes": axes, "Labels": labels})
 
 
 def predict_page(
