@@ -523,3 +523,21 @@ def test_reading_leaves_pillows_bomb_guard_as_the_host_set_it(tmp_path: Path, mo
     assert Image.MAX_IMAGE_PIXELS == 100
     with pytest.raises(Image.DecompressionBombError):
         Image.open(tmp_path / "a.png")
+
+
+def test_a_stack_written_page_by_page_declares_all_its_pages(tmp_path: Path) -> None:
+    """tifffile.TiffWriter.write per page makes one series a page; the reader takes them as pages, but the size
+    declared before reading counted one page, so `predict --instances` began a stack it must refuse and the disk
+    check counted a page of its probabilities (audit)."""
+    import tifffile
+
+    from unetkit.data.io import declared_size
+
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as writer:
+        for _ in range(5):
+            writer.write(np.zeros((16, 20), np.uint8))
+    assert declared_size(tmp_path / "pages.tif") == (5, 5 * 16 * 20) and read_pages(tmp_path / "pages.tif")[0].shape[0] == 5
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as writer:  # series of other sizes are not pages of one stack
+        writer.write(np.zeros((16, 20), np.uint8))
+        writer.write(np.zeros((8, 10), np.uint8))
+    assert declared_size(tmp_path / "mixed.tif") == (1, 16 * 20)

@@ -378,8 +378,13 @@ def declared_size(path: Path) -> tuple[int, int] | None:
         if Path(path).suffix.lower() in TIFF_SUFFIXES:
             with _open_tiff(path) as (tif, _):
                 series = tif.series[0]
-                pages = int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "YXSC"]))
-                return pages, int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
+                full = [s for s in tif.series if not _is_overview(s, series)]
+                # a stack written page by page is one series a page, read as pages (_tiff_pages): counted so too;
+                # counted as one page, --instances began a stack it refuses and the disk check saw one page (audit)
+                same = len(full) if all((s.axes, s.shape, s.dtype) == (series.axes, series.shape, series.dtype)
+                                        for s in full) else 1
+                pages = same * int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "YXSC"]))
+                return pages, same * int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
         with _pillow_image(path) as image:
             frames = int(getattr(image, "n_frames", 1))
             return frames, image.width * image.height * frames
