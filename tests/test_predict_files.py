@@ -58,7 +58,9 @@ def test_probability_pages_are_named_after_their_classes(tiny_run: Path, tmp_pat
     tifffile.imwrite(tmp_path / "volume.tif", pages, photometric="minisblack")
     predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png", tmp_path / "volume.tif"], tmp_path / "out",
                   write_probabilities=True, progress=True, say=print)
-    assert "with their class probabilities (NAME_prob.tif, a page per class: 0, 255)" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "with their class probabilities (NAME_prob.tif, a page per class: 0, 255)" in said.out
+    assert "volume.tif:   0%" in said.err and "0/3 [" in said.err  # a stack's pages have a bar (it showed 0/1 files)
     with tifffile.TiffFile(tmp_path / "out" / "0_prob.tif") as single:
         assert single.imagej_metadata["Labels"] == ["class_0", "class_255"]
     with tifffile.TiffFile(tmp_path / "out" / "volume_prob.tif") as stack:

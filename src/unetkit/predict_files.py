@@ -314,7 +314,9 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask, progress)
     else:
         masks = []
-        for index, page in enumerate(pages):
+        # a stack's pages get a bar of their own: a 100-page stack showed "0/1 files" for 74 s (audit)
+        for index, page in enumerate(tqdm(pages, desc=f"  {file.name}", unit="page", leave=False,
+                                          disable=not progress or not stack)):
             source = f"{file}[{index}]" if stack else str(file)
             target = None if probabilities is None else probabilities[index] if stack else probabilities
             masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress))
