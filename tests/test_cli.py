@@ -341,7 +341,9 @@ def test_the_unpadded_unet_under_the_default_recipe_gets_outputs_the_size_of_the
 
     tile = record["config"]["patch_size"]
     assert valid_output_size(tile, 2) >= 32 > valid_output_size(tile - 4, 2)  # the smallest tile covering an image
-    assert f"patches (output {valid_output_size(tile, 2)})" in out and "warning" not in out
+    assert f"patches (output {valid_output_size(tile, 2)})" in out
+    # one epoch of a width-4 network has learnt nothing, which train says; no other warning (on the patch size)
+    assert [line for line in out.splitlines() if "warning" in line and "has not learnt" not in line] == []
     assert record["config"]["bilinear"] is False  # run.json said bilinear for a network of transposed convolutions
     assert record["config"]["align_outputs"] is False  # its tiles have no context to shift by: it never aligns
     # fine-tuning it trains on its tiles too: --from put back the recipe's 128 px, 4 x 4 outputs at depth 4

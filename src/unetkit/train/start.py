@@ -302,8 +302,8 @@ def train(
         _warn_about_slow_validation(trainer, say)
         if plan is not None and config.budget_s:
             _note_slower_steps(trainer, plan, say)
-        say(describe_result(trainer.record, config.budget_s))
         _say_if(one_class_warning(trainer.record, trainer.data.val.labels, data.encoding), say)
+        say(describe_result(trainer.record, config.budget_s))  # the last line: which weights were kept
     return trainer.record
 
 
@@ -524,6 +524,6 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
     trainer.run()
     _report_alignment(trainer.record, say)
     _warn_about_slow_validation(trainer, say)
-    say(describe_result(trainer.record, config.budget_s))
     _say_if(one_class_warning(trainer.record, trainer.data.val.labels, encoding), say)
+    say(describe_result(trainer.record, config.budget_s))
     return trainer.record
