@@ -408,3 +408,8 @@ def test_a_stacks_objects_are_its_cells_file_given_as_the_mask_or_its_folder(tmp
     for pred in (tmp_path / "out" / "volume.tif", tmp_path / "out"):
         scores = evaluate_objects(pred, tmp_path / "truth.tif")
         assert (scores["mean"]["true_objects"], scores["mean"]["matched"]) == (6, 6), pred
+    cells = np.zeros((1, 12, 12), np.uint16)
+    cells[0, :, :6], cells[0, :, 6:] = 5, 6  # two watershed cells tile the page: neither is a background
+    tifffile.imwrite(tmp_path / "out" / "volume_cells.tif", cells, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "truth.tif", cells, photometric="minisblack")
+    assert evaluate_objects(tmp_path / "out", tmp_path / "truth.tif")["mean"]["predicted_objects"] == 2

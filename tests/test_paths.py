@@ -171,3 +171,8 @@ def test_dots_through_a_missing_folder_and_an_empty_out_are_read_as_written(tmp_
         unetkit.train(tmp_path / "data" / "image", tmp_path / "data" / "label", "", epochs=1)
     assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "new" / "xx" / ".." / "run"), *TINY]) == 0
     assert (tmp_path / "new" / "run" / "run.json").is_file() and not (tmp_path / "new" / "xx").exists()
+    from unetkit.data.io import without_missing_dots
+
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "er")  # link/.. is deep, as the system goes, not tmp_path
+    assert without_missing_dots(tmp_path / "link" / ".." / "new_run") == tmp_path / "link" / ".." / "new_run"

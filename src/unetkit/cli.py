@@ -126,7 +126,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-kind", choices=("auto", "classes", "instances"),
                    help="instances: the masks are object ids (nuclei 1..N on 0): learn the objects and the borders "
                         "between touching ones, then `predict --instances` separates them; classes: the values are "
-                        "classes; auto (default): classes, and masks that look like instance ids are refused")
+                        "classes; auto (default): classes, and masks that look like instance ids, smoothed "
+                        "(antialiased) edges or a mask in another encoding are refused")
     p.add_argument("--synthetic", metavar="RUN", help="a `unetkit diffusion train --labels` run: mix its images for deformed training labels into the patches")
     p.add_argument("--synthetic-fraction", type=float, help="share of the patches that are synthetic (default 0.25)")
     p.add_argument("--synthetic-count", type=int, help="synthetic pairs to generate before training (default 64)")
@@ -471,9 +472,10 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
         run = _saved_run(args)
         if run is None:
             return "; nothing was saved yet"
-        from unetkit.train.checkpoint import RESUME_DIR, WEIGHTS_FILE
+        from unetkit.train.checkpoint import WEIGHTS_FILE
+        from unetkit.train.start import has_resume_state
 
-        if not os.path.exists(run / RESUME_DIR) and not os.path.exists(run / WEIGHTS_FILE):  # stopped before a save
+        if not has_resume_state(run) and not os.path.exists(run / WEIGHTS_FILE):  # stopped before a save
             return f"; nothing was trained yet: `unetkit train --resume {shell_word(run)}` starts it again"
         return f"; continue with `unetkit train --resume {shell_word(run)}`"
     if command == "diffusion":

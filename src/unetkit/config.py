@@ -89,7 +89,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0: off)
     val_fraction: float = 0.2
     ignore_value: int | None = None  # mask value of unlabelled pixels (sparse labels): no loss, no score, not a class
-    mask_kind: str = "auto"  # "classes" (values are classes) | "instances" (object ids: objects and the borders between them) | "auto"
+    mask_kind: str = "auto"  # "classes" (values are classes) | "instances" (object ids: objects and the borders between them) | "auto" (classes; instance ids, smoothed edges, another encoding refused)
     tile: int = 512  # window size for validation, and for predicting with the unpadded U-Net (padded ones size windows by memory)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"

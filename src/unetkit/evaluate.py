@@ -306,7 +306,8 @@ def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[s
             if ids[0].shape != ids[1].shape:
                 raise InputError(f"{predicted[name]}: is {ids[0].shape[1]} x {ids[0].shape[0]} but {truths[name].name} is "
                                  f"{ids[1].shape[1]} x {ids[1].shape[0]}; give the objects of these images")
-            pairs.append((page, *map(objects_of, ids)))
+            objects = ids[0] if cells else objects_of(ids[0])  # cells files tile the page: every id is a cell
+            pairs.append((page, objects, objects_of(ids[1])))
     return pairs
 
 

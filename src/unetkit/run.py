@@ -295,7 +295,8 @@ def load_run(run_dir: Path, device: str | torch.device = "cpu", precision: str |
                          f"the network has {options['num_classes']} outputs; the run folder is damaged")
     saved_with = load_weights(weights, model)
     saved_classes = saved_with.get("classes") if isinstance(saved_with, dict) else None
-    if saved_classes is not None and _encoding_of(saved_classes) != encoding:  # weights of before 2026-12-04 have none
+    saved_encoding = _encoding_of(saved_classes) if saved_classes is not None else None  # weights of before 2026-12-04 have none
+    if saved_encoding is not None and saved_encoding != encoding:
         raise InputError(f"{run_dir / RUN_FILE}: its classes ({encoding.describe_values()}) are not those {WEIGHTS_FILE} "
                          "was trained for; the run folder is damaged (restore run.json or train again)")
     if isinstance(saved_with, dict) and "alignment" in saved_with:  # the shift measured for these very weights

@@ -164,6 +164,11 @@ def test_a_gpu_fp16_run_samples_on_a_cpu(conditional_run, tmp_path):
 
 def test_a_malformed_diffusion_run_json_is_one_line(conditional_run, tmp_path, capsys):
     record = json.loads((conditional_run / "run.json").read_text())
+    swapped = {**record, "classes": {**record["classes"], "values": record["classes"]["values"][::-1]}}
+    (conditional_run / "run.json").write_text(json.dumps(swapped))  # a checked entry: named as run.json's (review)
+    assert main(["diffusion", "sample", str(conditional_run), "--n", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "run.json: classes.values" in err and "the run folder is damaged" in err, err
     record["config"] = None
     (conditional_run / "run.json").write_text(json.dumps(record))
     assert main(["diffusion", "sample", str(conditional_run), "--n", "1", "--out", str(tmp_path / "o")]) == 2

@@ -798,11 +798,15 @@ def test_a_model_no_better_than_one_class_everywhere_is_warned_about() -> None:
     encoding = LabelEncoding((0, 128, 255), "uint8")
     labels = [torch.zeros(10, 10, dtype=torch.uint8), torch.zeros(10, 10, dtype=torch.uint8)]
     labels[0][:2] = 1
-    labels[1][:1] = 2  # 30 of 200 pixels are not background: 0.15 for calling all background
+    labels[1][:1] = 2  # 20 of 100 and 10 of 90 labelled pixels are not background: a mean of 0.156
     labels[1][9] = IGNORE_CLASS  # unlabelled pixels are not counted
     record = {"metrics": {"best": {"val_pixel_error": 0.97}}}
     said = one_class_warning(record, labels, encoding)
-    assert said is not None and "misclassify 0.970" in said and "calling every pixel 0 would (0.158)" in said
+    assert said is not None and "misclassify 0.970" in said and "calling every pixel 0 would (0.156)" in said
     record["metrics"]["best"]["val_pixel_error"] = 0.10
     assert one_class_warning(record, labels, encoding) is None
     assert one_class_warning({"metrics": {"best": {"train_loss": 0.3}}}, labels, encoding) is None  # the seed's rule
+    background_only = [torch.zeros(10, 10, dtype=torch.uint8)]  # nothing to compare with: a perfect model is fine
+    assert one_class_warning({"metrics": {"best": {"val_pixel_error": 0.0}}}, background_only, encoding) is None
+    aligned = {"metrics": {"best": {"val_pixel_error": 0.97}}, "alignment": {"val_pixel_error_shifted": 0.05}}
+    assert one_class_warning(aligned, labels, encoding) is None  # the error the run reports, with its alignment

@@ -39,9 +39,10 @@ def without_missing_dots(path: Path) -> Path:
     """`xx/..` as the folder it names on paper when `xx` does not exist (the system cannot go through it): as
     given, `train --out xx/..` made an empty `xx`, then refused `.` as written into by another process (audit).
     A path that exists keeps its `..`, which the system resolves through links."""
-    if ".." in path.parts and not path.exists():
-        return Path(os.path.normpath(path))
-    return path
+    if ".." not in path.parts:
+        return path
+    before = Path(*path.parts[:path.parts.index("..")])  # what the first `..` leaves: through a link, elsewhere
+    return path if before.exists() else Path(os.path.normpath(path))
 
 def max_pixels() -> int:
     """The per-page pixel limit: UNETKIT_MAX_PIXELS if set (read when used: a bad value is an error line, not an
@@ -240,6 +241,14 @@ def _refuse_planar_colour_mask(path: Path, page: tifffile.TiffPage, shape: tuple
             f"(tifffile.imwrite(path, numpy.moveaxis(array, -3, -1)))")
 
 
+def _data_series(series: list) -> tuple[list, bool]:
+    """A TIFF's series of data (thumbnails and overviews left out), and whether they are the pages of one stack:
+    equal in axes, shape and type, as pages written one TiffWriter.write at a time are, one series each."""
+    full = [s for s in series if not _is_overview(s, series[0])]
+    return full, len(full) > 1 and all((s.axes, s.shape, s.dtype) == (series[0].axes, series[0].shape, series[0].dtype)
+                                       for s in full)
+
+
 def _tiff_pages(path: Path, labels: bool = False) -> tuple[np.ndarray, bool]:
     """A TIFF as (P, H, W[, C]): leading axes become pages, 'S'/'C' axes become channels; and whether the last is alpha.
     `labels`: a mask, whose planar colour is refused as ambiguous (`_refuse_planar_colour_mask`)."""
@@ -252,8 +261,8 @@ def _tiff_pages(path: Path, labels: bool = False) -> tuple[np.ndarray, bool]:
             _refuse_planar_colour_mask(path, tif.pages[0], shape)
         alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
         _check_pixel_count(path, (shape[axes.index("Y")], shape[axes.index("X")]))
-        full = [s for s in series if not _is_overview(s, series[0])]  # thumbnails and overviews are not data
-        if len(full) > 1 and all((s.axes, s.shape, s.dtype) == (axes, shape, series[0].dtype) for s in full):
+        full, one_stack = _data_series(series)
+        if one_stack:
             # Pages written one call at a time (a loop over TiffWriter.write) are one series each: one stack.
             array = np.stack([s.asarray() for s in full])
             axes, shape = "Q" + axes, (len(full), *shape)
@@ -378,11 +387,10 @@ def declared_size(path: Path) -> tuple[int, int] | None:
         if Path(path).suffix.lower() in TIFF_SUFFIXES:
             with _open_tiff(path) as (tif, _):
                 series = tif.series[0]
-                full = [s for s in tif.series if not _is_overview(s, series)]
                 # a stack written page by page is one series a page, read as pages (_tiff_pages): counted so too;
                 # counted as one page, --instances began a stack it refuses and the disk check saw one page (audit)
-                same = len(full) if all((s.axes, s.shape, s.dtype) == (series.axes, series.shape, series.dtype)
-                                        for s in full) else 1
+                full, one_stack = _data_series(tif.series)
+                same = len(full) if one_stack else 1
                 pages = same * int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "YXSC"]))
                 return pages, same * int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
         with _pillow_image(path) as image:

@@ -187,8 +187,8 @@ class LabelEncoding:
     def channel_names(self) -> list[str]:
         """A name per class made of letters, digits and _ (bioimage.io channel names): class_255, and a colour
         class as class_255_0_0, where its packed code (class_16711680) named nothing a person knows (audit)."""
-        return [f"class_{'_'.join(map(str, value)) if isinstance(value, list) else value}".replace("-", "minus")
-                for value in self.describe_values()]
+        return [f"class_{'_'.join(map(str, value)) if isinstance(value, list) else int(value)}".replace("-", "minus")
+                for value in self.describe_values()]  # int: a 1-bit mask's classes are class_0, class_1
 
     def describe_values(self) -> list[object]:
         """The class values as users wrote them: numbers, or [r, g, b] colours."""

@@ -29,7 +29,7 @@ from unetkit.engine import autocast, autocast_dtype, inference_precision
 from unetkit.errors import InputError
 from unetkit.folder_lock import folder_lock
 from unetkit.models.diffusion_unet import DiffusionUNet, DiffusionUNetConfig
-from unetkit.run import read_run_json
+from unetkit.run import damage_named, read_run_json
 from unetkit.text import counted
 from unetkit.train.checkpoint import WEIGHTS_FILE, load_weights
 
@@ -56,13 +56,11 @@ def load_diffusion_run(run_dir: Path, device: str | torch.device = "cpu") -> Dif
     record = read_run_json(run_dir, writer="unetkit diffusion train")
     if record.get("kind") != "diffusion":
         raise InputError(f"{run_dir}: is a segmentation run; give a run written by `unetkit diffusion train`")
-    try:
+    with damage_named(run_dir):  # a field the checks refuse, or a missing one, named as run.json's
         config = DiffusionConfig.from_json(record["config"])
         model = DiffusionUNet(DiffusionUNetConfig(**record["model"]["options"]))
         normalization = Normalization.from_json(record["normalization"])
         encoding = LabelEncoding.from_json(record["classes"]) if record.get("classes") else None
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise InputError(f"{run_dir}: run.json is missing or has a malformed entry ({exc}); the run folder is damaged") from None
     load_weights(run_dir / WEIGHTS_FILE, model)
     device = torch.device(device)
     model = model.to(device).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -84,7 +85,8 @@ def _is_the_error(file: str, first: str) -> bool:
     file ("a.png: ...") or its folder and the file's name ("image: no mask for orphan.png"). The second kind was
     counted again as one more problem (audit)."""
     stopped_at = first.partition(": ")[0]
-    return file == stopped_at or (Path(file).parent == Path(stopped_at) and Path(file).name in first)
+    named = re.search(rf"(?<![\w.-]){re.escape(Path(file).name)}(?![\w.-])", first)  # 1.png is not in 11.png
+    return file == stopped_at or (Path(file).parent == Path(stopped_at) and named is not None)
 
 
 def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPair], say: Callable[[str], None]) -> None:

@@ -361,15 +361,18 @@ def one_class_warning(record: dict[str, Any], val_labels: list[torch.Tensor], en
     best = (record.get("metrics") or {}).get("best") or {}
     if "val_pixel_error" not in best or not val_labels:
         return None
-    counts = sum(torch.bincount(y[y != IGNORE_CLASS].flatten().long(), minlength=encoding.num_classes)
-                 for y in val_labels)
-    if int(counts.sum()) == 0:
+    # the error describe_result reports (with the label alignment where the run applies it), and the baseline
+    # measured as it is: a mean over the validation images of each one's share of other pixels
+    error = (record.get("alignment") or {}).get("val_pixel_error_shifted", best["val_pixel_error"])
+    per_image = [torch.bincount(y[y != IGNORE_CLASS].flatten().long(), minlength=encoding.num_classes) for y in val_labels]
+    per_image = [counts for counts in per_image if int(counts.sum())]
+    if not per_image:
         return None
-    common = int(counts.argmax())
-    baseline = 1.0 - float(counts[common]) / float(counts.sum())
-    if best["val_pixel_error"] < baseline:
+    common = int(sum(per_image).argmax())
+    baseline = sum(1.0 - float(counts[common]) / float(counts.sum()) for counts in per_image) / len(per_image)
+    if baseline == 0 or error < baseline:  # a validation block of one class: nothing to compare with
         return None
-    return (f"warning: the kept weights misclassify {best['val_pixel_error']:.3f} of the validation pixels, no fewer than "
+    return (f"warning: the kept weights misclassify {error:.3f} of the validation pixels, no fewer than "
             f"calling every pixel {encoding.describe_values()[common]} would ({baseline:.3f}): this model has not learnt "
             "the task; train longer (a larger --budget, or --resume RUN --budget with a larger total)")
 
@@ -407,7 +410,7 @@ def _budget_spent(budget_s: float, spent: float, run_dir: Path, needed: float = 
             f"its new total; give more (e.g. --budget {int(spent + needed + 300)}s)")
 
 
-def _has_resume_state(run_dir: Path) -> bool:
+def has_resume_state(run_dir: Path) -> bool:
     """A run killed before its first epoch ended has run.json but no resume state. `train --out` refuses its
     folder (it is not empty), so resume starts it again from step 0: a new Trainer with the run's config and
     seed is exactly the state the run began in."""
@@ -480,7 +483,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
     if budget_s is not None and budget_s <= spent:
         raise InputError(_budget_spent(budget_s, spent, run_dir))
     saved_once = record.get("status") == "finished" or done_epochs >= 2  # a state was saved after its first round
-    if not _has_resume_state(run_dir) and saved_once and (run_dir / WEIGHTS_FILE).is_file():  # would overwrite them
+    if not has_resume_state(run_dir) and saved_once and (run_dir / WEIGHTS_FILE).is_file():  # would overwrite them
         raise InputError(f"{run_dir}: its resume state ({RESUME_DIR}/) is missing, so it cannot continue where it "
                          f"stopped; start a new run from its weights: unetkit train ... --from {shell_word(run_dir)} --out NEW_RUN")
     check_writable_folder(run_dir)  # before reading the data and training, not at the first save
@@ -504,7 +507,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
     trainer = Trainer(run_dir, config, data, record, progress, say)
     remove_partial_writes(run_dir)
-    if _has_resume_state(run_dir):
+    if has_resume_state(run_dir):
         trainer.restore()
         trainer.counters.elapsed_s += time.monotonic() - began
         needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured

@@ -352,8 +352,13 @@ class Trainer:
                 bar.clock(elapsed())
         except KeyboardInterrupt:
             bar.close()
-            with interrupts_deferred():  # a second Ctrl-C (a key held down) left run.json saying "training" (audit)
-                self._set_status("interrupted")
+            try:  # a second Ctrl-C (a key held down) left run.json saying "training" (audit)
+                with interrupts_deferred():  # the record only: short, as that block must be
+                    self.record["status"] = "interrupted"
+                    write_run_json(self.run_dir, self.record)
+                self._write_log(final=True)  # the curves, slow to plot: a further interrupt may cut them
+            except KeyboardInterrupt:
+                pass  # the first interrupt is the one reported (SIGTERM's exit code, not Ctrl-C's)
             raise
         except Exception as exc:  # run.json must not go on saying "training"
             bar.close()
