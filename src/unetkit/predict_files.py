@@ -32,8 +32,7 @@ from unetkit.data.io import (
     IMAGE_SUFFIXES,
     PREDICTIONS_MARKER,
     PROB_SUFFIX,
-    colourless,
-    grey_channel,
+    grey_of,
     declared_size,
     first_clash,
     is_predictions_folder,
@@ -235,9 +234,8 @@ def read_for_run(run: Run, file: Path) -> np.ndarray:
     nothing is lost), instead of a refusal for its channel count."""
     pages = read_pages_lazily(file)
     grey_run = len(run.normalization.low) == 1
-    if grey_run and pages.ndim == 4 and pages.shape[-1] == 3 and colourless(pages):
-        return grey_channel(pages)
-    return pages
+    grey = grey_of(pages) if grey_run and pages.ndim == 4 and pages.shape[-1] == 3 else None
+    return pages if grey is None else grey
 
 
 def run_on(run: Run | Path, device: str, precision: str | None) -> tuple[Run, torch.device]:
@@ -271,8 +269,8 @@ def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabi
     if device is None:  # a Run loaded once for many arrays stays where it is: copying it to a GPU each call cost a copy
         device = run.device.type if isinstance(run, Run) else "auto"
     run, torch_device = run_on(run, device, precision)
-    if image.ndim == 3 and image.shape[-1] == 3 and len(run.normalization.low) == 1 and colourless(image):
-        image = grey_channel(image)
+    grey = grey_of(image) if image.ndim == 3 and image.shape[-1] == 3 and len(run.normalization.low) == 1 else None
+    image = image if grey is None else grey
     run.normalization.check_compatible(image, "image")
     unlike = run.normalization.unlike_training(image, "image")
     if unlike and warn is not None:

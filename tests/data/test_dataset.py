@@ -180,7 +180,7 @@ def test_a_grey_image_saved_as_lossy_webp_is_grey(tmp_path: Path) -> None:
     for colour (a 3-channel network), and one among grey PNGs was refused for its channel count (audit)."""
     from PIL import Image
 
-    from unetkit.data.io import colourless, grey_channel
+    from unetkit.data.io import grey_of
 
     images, labels = _folders(tmp_path, ["0.png", "2.png"], ["0.png", "1.png", "2.png"], size=(32, 32))
     rng = np.random.default_rng(0)
@@ -192,10 +192,10 @@ def test_a_grey_image_saved_as_lossy_webp_is_grey(tmp_path: Path) -> None:
     assert [p.image.channels for p in pairs] == [1, 1, 1]
     np.testing.assert_array_equal(pairs[1].image.array, np.rint(read_back.mean(axis=-1)).astype(np.uint8))
     faint = np.stack([grey, grey, np.clip(grey.astype(int) + 3, 0, 255).astype(np.uint8)], axis=-1)
-    assert not colourless(faint)  # 3 levels apart: a tint, colour
-    np.testing.assert_array_equal(grey_channel(np.stack([grey] * 3, axis=-1)), grey)
+    assert grey_of(faint) is None  # 3 levels apart: a tint, colour
+    np.testing.assert_array_equal(grey_of(np.stack([grey] * 3, axis=-1)), grey)
     wide = np.stack([grey, grey, grey + 1], axis=-1).astype(np.uint16)
-    assert not colourless(wide)  # 16-bit data is never lossy-coded: equal channels only
+    assert grey_of(wide) is None  # 16-bit data is never lossy-coded: equal channels only
 
 
 def test_palette_of_masks_is_returned(tmp_path: Path) -> None:

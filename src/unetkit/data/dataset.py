@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, channel_pages_hint, colourless,
-                             grey_channel, list_image_files, natural_key, planar_colour_hint, read_pages)
+from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, channel_pages_hint, grey_of,
+                             list_image_files, natural_key, planar_colour_hint, read_pages)
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -227,11 +227,10 @@ def grey_among_grey(pairs: list[RawPair], channels: int | None = None) -> list[R
     grey PNGs. Nothing is lost; a set with real colour in it keeps its channels."""
     if channels not in (None, 1):
         return pairs
-    equal = [p.image.channels == 3 and colourless(p.image.array) for p in pairs]
-    if not any(equal) or any(p.image.channels == 3 and not same for p, same in zip(pairs, equal)):  # colour: keep
-        return pairs
-    return [replace(p, image=replace(p.image, array=grey_channel(p.image.array))) if same else p
-            for p, same in zip(pairs, equal)]
+    greys = [grey_of(p.image.array) if p.image.channels == 3 else None for p in pairs]
+    if not any(g is not None for g in greys) or any(p.image.channels == 3 and g is None for p, g in zip(pairs, greys)):
+        return pairs  # no grey RGB, or colour among them: keep
+    return [p if g is None else replace(p, image=replace(p.image, array=g)) for p, g in zip(pairs, greys)]
 
 
 def read_pairs(

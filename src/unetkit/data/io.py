@@ -514,28 +514,20 @@ def remove_empty_folders(folders: list[Path], leftover: str | None = None) -> No
 LOSSY_GREY_TOLERANCE = 2  # 8-bit levels a lossy codec leaves between the channels of a grey image (WebP: +-1)
 
 
-def _channels_equal(array: np.ndarray) -> bool:
-    return bool(np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]))
-
-
-def colourless(array: np.ndarray) -> bool:
-    """Whether an (..., 3) colour array is grey: its three channels equal (a grey image saved as RGB, a grey GIF's
-    palette, Fiji's RGB export of a grey image), or, in 8 bits, within LOSSY_GREY_TOLERANCE of each other (a grey
-    image saved as lossy WebP or JPEG: Pillow's default WebP was read as colour, and one such file among grey
-    PNGs was refused for its channel count). Its grey_channel holds everything."""
-    if _channels_equal(array):
-        return True
-    if array.dtype != np.uint8:
-        return False
-    wide = np.asarray(array, dtype=np.int16)
-    return bool(np.abs(wide[..., 1:] - wide[..., :1]).max() <= LOSSY_GREY_TOLERANCE)
-
-
-def grey_channel(array: np.ndarray) -> np.ndarray:
-    """The one channel of a colourless (..., 3) array: the first where they are equal, else their rounded mean."""
-    if _channels_equal(array):
+def grey_of(array: np.ndarray) -> np.ndarray | None:
+    """The one grey channel of an (..., 3) colour array that is grey, else None: its three channels equal (a grey
+    image saved as RGB, a grey GIF's palette, Fiji's RGB export of a grey image) give the first; in 8 bits,
+    channels within LOSSY_GREY_TOLERANCE of each other (a grey image saved as lossy WebP or JPEG: Pillow's default
+    WebP was read as colour, and one such file among grey PNGs was refused for its channel count) give their
+    rounded mean. One pass decides and converts."""
+    if np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]):
         return np.ascontiguousarray(array[..., 0])
-    return np.rint(np.asarray(array, dtype=np.float32).mean(axis=-1)).astype(array.dtype)
+    if array.dtype != np.uint8:
+        return None
+    wide = np.asarray(array, dtype=np.int16)
+    if np.abs(wide[..., 1:] - wide[..., :1]).max() > LOSSY_GREY_TOLERANCE:
+        return None
+    return ((wide.sum(axis=-1) + 1) // 3).astype(np.uint8)  # the rounded mean: thirds never fall on a half
 
 
 def broken_link(path: Path) -> str | None:
