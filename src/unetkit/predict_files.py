@@ -42,9 +42,11 @@ from unetkit.data.io import (
     natural_key,
     read_pages_lazily,
     remove_empty_folders,
+    tiff_options,
     write_mask,
     write_tiff,
 )
+from unetkit.data.calibration import Calibration, calibration_of
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError, WriteError
@@ -123,20 +125,16 @@ def _size(count: float) -> str:
     return f"{count / 1024:.1f} GiB"
 
 
-IMAGEJ_MAX_BYTES = 4 * 1024**3 - 1024**2  # an ImageJ TIFF is a classic TIFF: its offsets end at 4 GiB
-
-
 def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float32,
-                       labels: list[str] | None = None) -> np.ndarray:
+                       labels: list[str] | None = None, calibration: Calibration | None = None) -> np.ndarray:
     """A TIFF on disk, memory-mapped for writing band by band; grey pages, one per class (left to tifffile,
     3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha). `labels`:
     a name for each plane, written as ImageJ labels of a hyperstack whose channels are the classes (a stack's
     sections its slices), so that Fiji and napari show which is which class (the file said nothing of it, audit);
-    tifffile reads it as the (sections x) classes x H x W array it was."""
-    if labels is None or np.prod(shape) * np.dtype(dtype).itemsize > IMAGEJ_MAX_BYTES:
-        return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack")
-    axes = "ZCYX" if len(shape) == 4 else "CYX"
-    return tifffile.memmap(path, shape=shape, dtype=dtype, imagej=True, metadata={"axes": axes, "Labels": labels})
+    tifffile reads it as the (sections x) classes x H x W array it was. `calibration`: the input's pixel size."""
+    axes = None if labels is None else "ZCYX" if len(shape) == 4 else "CYX"
+    options = tiff_options(shape, dtype, calibration, axes, {"Labels": labels})
+    return tifffile.memmap(path, shape=shape, dtype=dtype, **options)
 
 
 def predict_page(
@@ -296,19 +294,20 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     if unlike:
         warn(unlike)
     stack = len(pages) > 1
+    calibration = calibration_of(file)  # every output declares the input's pixel size (and a stack's spacing)
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
     if write_probabilities:
         names = run.encoding.channel_names()
         labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
         probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape,
-                                                             np.float32, labels))
+                                                             np.float32, labels, calibration))
     elif boundary is not None:  # the watershed needs the whole boundary map
         probabilities = np.empty(prob_shape, dtype=np.float32)
     streamed = streamed_mask_dtype(run, len(pages), pages[0].shape[0] * pages[0].shape[1])
     if streamed is not None:  # too large to hold: the mask goes to a memory-mapped TIFF, band by band
         target_path = out / f"{file.stem}.tif"
-        mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], streamed))
+        mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], streamed, calibration=calibration))
         predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask, progress)
     else:
         masks = []
@@ -320,11 +319,11 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
             masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress))
         if stack or not run.encoding.fits_png:
             target_path = out / f"{file.stem}.tif"
-            writes.append(functools.partial(write_tiff, target_path, np.stack(masks) if stack else masks[0]))
+            writes.append(functools.partial(write_tiff, target_path, np.stack(masks) if stack else masks[0], calibration))
         else:
             target_path = out / f"{file.stem}.png"
             writes.append(functools.partial(write_mask, target_path, masks[0],
-                                            list(run.encoding.palette) if run.encoding.palette else None))
+                                            list(run.encoding.palette) if run.encoding.palette else None, calibration))
     written = {target_path}
     if write_probabilities:
         written.add(out / f"{file.stem}{PROB_SUFFIX}.tif")
@@ -334,7 +333,8 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
         objects = objects_on_background(run, boundary, maps, instance_kind, kinds)
         kinds.add(OBJECTS if objects else CELLS)
-        writes.append(functools.partial(write_tiff, out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects)))
+        writes.append(functools.partial(write_tiff, out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects),
+                                        calibration))
     return target_path, written, writes
 
 
@@ -372,11 +372,13 @@ def _reserve_disk_space(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any, labels: list[str] | None = None) -> Iterator[np.ndarray]:
+def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any, labels: list[str] | None = None,
+                   calibration: Calibration | None = None) -> Iterator[np.ndarray]:
     """A TIFF on disk to fill band by band, written under a hidden name and renamed when filled: an interrupted
-    prediction leaves no half-written file that evaluate would take for a result. `labels`: _probability_store's."""
+    prediction leaves no half-written file that evaluate would take for a result. `labels`, `calibration`:
+    _probability_store's."""
     partial = path.with_name(f".{path.name}.partial")
-    array = _probability_store(partial, shape, dtype, labels)
+    array = _probability_store(partial, shape, dtype, labels, calibration)
     try:
         _reserve_disk_space(partial)
         yield array

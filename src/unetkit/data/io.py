@@ -16,12 +16,13 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import tifffile
 from PIL import Image
 
+from unetkit.data.calibration import Calibration
 from unetkit.errors import InputError, WriteError
 from unetkit.text import counted
 
@@ -445,8 +446,10 @@ def read_image_pages(path: Path) -> list[Page]:
     return result
 
 
-def write_mask(path: Path, mask: np.ndarray, palette: list[int] | None = None) -> None:
-    """Write one mask as PNG: bool as bilevel, uint8/uint16 as grey, (H, W, 3) as RGB, indices with a palette.
+def write_mask(path: Path, mask: np.ndarray, palette: list[int] | None = None,
+               calibration: Calibration | None = None) -> None:
+    """Write one mask as PNG: bool as bilevel, uint8/uint16 as grey, (H, W, 3) as RGB, indices with a palette;
+    with the pixel size of `calibration` as its pHYs density.
 
     Values a PNG cannot hold (negative, above 65535, colours above 255) are refused, never wrapped around.
     """
@@ -464,16 +467,47 @@ def write_mask(path: Path, mask: np.ndarray, palette: list[int] | None = None) -
         image.putpalette(palette)
     else:
         image = Image.fromarray(mask.astype(np.uint8))
-    write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+    dpi = None if calibration is None else calibration.png_dpi()
+    options = {} if dpi is None else {"dpi": dpi}
+    write_atomic(path, lambda tmp: image.save(tmp, format="PNG", **options))
 
 
-def write_tiff(path: Path, array: np.ndarray) -> None:
-    """Write a stack (P, H, W[, 3]) or a float map as a Deflate-compressed TIFF.
+IMAGEJ_MAX_BYTES = 4 * 1024**3 - 1024**2  # an ImageJ TIFF is a classic TIFF: its offsets end at 4 GiB
+IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)  # the pixel types ImageJ has (and tifffile writes for it)
+
+
+def imagej_can_hold(shape: tuple[int, ...], dtype: Any) -> bool:
+    """Whether an ImageJ TIFF can hold this array: its pixel types, under its 4 GiB."""
+    return np.dtype(dtype) in [np.dtype(t) for t in IMAGEJ_DTYPES] and np.prod(shape) * np.dtype(dtype).itemsize <= IMAGEJ_MAX_BYTES
+
+
+def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | None, imagej_axes: str | None = None,
+                 imagej_items: dict[str, Any] | None = None) -> dict[str, Any]:
+    """tifffile keywords for grey pages (pages first) declaring `calibration` (None: no pixel size): with
+    `imagej_axes`, an ImageJ TIFF when ImageJ can hold the array, so that Fiji reads the unit, a stack's
+    spacing and `imagej_items` (Labels); else a plain TIFF with resolution tags."""
+    if imagej_axes is not None and imagej_can_hold(shape, dtype):
+        metadata = {"axes": imagej_axes, **(imagej_items or {})}
+        options: dict[str, Any] = {"imagej": True, "metadata": metadata}
+        if calibration is not None:
+            declared = calibration.tiff_options(imagej=True)
+            metadata.update(declared["metadata"])
+            options["resolution"] = declared["resolution"]
+        return options
+    return {"photometric": "minisblack", **(calibration.tiff_options(imagej=False) if calibration else {})}
+
+
+def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = None) -> None:
+    """Write a stack (P, H, W[, 3]) or a float map as a Deflate-compressed TIFF, declaring `calibration`.
 
     The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
     """
-    photometric = "rgb" if array.ndim == 4 and array.shape[-1] == 3 else "minisblack"
-    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, photometric=photometric, compression="zlib"))
+    if array.ndim == 4 and array.shape[-1] == 3:
+        options = {"photometric": "rgb", **(calibration.tiff_options(imagej=False) if calibration else {})}
+    else:  # ImageJ's own layout only to carry a calibration: uncalibrated files stay as they were
+        axes = None if calibration is None else "ZYX"[3 - array.ndim:]
+        options = tiff_options(array.shape, array.dtype, calibration, axes)
+    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, compression="zlib", **options))
 
 
 PREDICTIONS_MARKER = ".unetkit-predictions"  # in every folder `unetkit predict` writes to

@@ -1,0 +1,149 @@
+"""The physical pixel size an image file declares, read so that the files predicted from it declare it too.
+
+A biologist measures a predicted mask in Fiji, napari or QuPath in the image's units (um, nm): masks written
+without the input's calibration measured in pixels, and a stack's section spacing was lost. Where it is read:
+ImageJ's description (unit, spacing) with the X/YResolution tags, OME-XML's PhysicalSize, plain TIFF
+resolution tags in inch, cm, mm or um, and the pHYs/JFIF density of PNG and JPEG (Pillow's dpi). A file that
+declares nothing, or only tifffile's and Pillow's placeholder of 1 pixel per unit, has no calibration.
+Where it is written: ImageJ TIFFs get unit and spacing in their description, other TIFFs the resolution tags
+in centimetres (what TIFF readers, and ImageJ, take), PNG masks a pHYs density in pixels per metre.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import tifffile
+from PIL import Image
+
+METRES_PER_UNIT = {
+    "m": 1.0, "cm": 1e-2, "mm": 1e-3, "um": 1e-6, "micron": 1e-6, "microns": 1e-6, "\u00b5m": 1e-6,
+    "\u03bcm": 1e-6, "nm": 1e-9, "pm": 1e-12, "\u00c5": 1e-10, "angstrom": 1e-10, "inch": 0.0254, "in": 0.0254,
+}
+TIFF_UNIT_NAMES = {tifffile.RESUNIT.INCH: "inch", tifffile.RESUNIT.CENTIMETER: "cm",
+                   tifffile.RESUNIT.MILLIMETER: "mm", tifffile.RESUNIT.MICROMETER: "um"}
+PLACEHOLDER_RESOLUTION = (1.0, 1.0)  # what tifffile and Pillow write when given none
+NO_UNIT = ("", "pixel", "pixels", "px")  # ImageJ's words for an uncalibrated image
+IMAGEJ_MICRON = "micron"  # how ImageJ writes um: its description is ASCII, and tifffile refuses other text there
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Pixel width and height in `unit`, and the spacing of a stack's pages (None: the file gave none)."""
+
+    pixel_width: float
+    pixel_height: float
+    unit: str
+    z_spacing: float | None = None
+
+    def _metres(self) -> float | None:
+        return METRES_PER_UNIT.get(self.unit.strip().lower()) or METRES_PER_UNIT.get(self.unit.strip())
+
+    def _ascii(self) -> Calibration:
+        """This calibration in words ImageJ's description can hold (tifffile refuses other than ASCII there): um
+        as ImageJ writes it, micron; another length with a non-ASCII name (A with a ring) in nm."""
+        metres = self._metres()
+        if metres == 1e-6:
+            return replace(self, unit=IMAGEJ_MICRON)
+        if self.unit.isascii():
+            return self
+        if metres is None:
+            return replace(self, unit=self.unit.encode("ascii", "ignore").decode() or "unit")
+        scale = metres / 1e-9
+        spacing = None if self.z_spacing is None else self.z_spacing * scale
+        return Calibration(self.pixel_width * scale, self.pixel_height * scale, "nm", spacing)
+
+    def tiff_options(self, imagej: bool) -> dict[str, Any]:
+        """tifffile.imwrite/memmap keywords that declare this calibration: for an ImageJ TIFF the resolution
+        with `metadata` items (unit, spacing) to merge into its description; for another TIFF the resolution
+        tags in centimetres, or in the file's own unitless terms when the unit is not a length."""
+        if imagej:
+            ascii_ = self._ascii()
+            items: dict[str, Any] = {"unit": ascii_.unit}
+            if ascii_.z_spacing is not None:
+                items["spacing"] = ascii_.z_spacing
+            return {"resolution": (1 / ascii_.pixel_width, 1 / ascii_.pixel_height), "metadata": items}
+        resolution = (1 / self.pixel_width, 1 / self.pixel_height)
+        metres = self._metres()
+        if metres is None:
+            return {"resolution": resolution, "resolutionunit": tifffile.RESUNIT.NONE}
+        per_cm = 1e-2 / metres
+        return {"resolution": (resolution[0] * per_cm, resolution[1] * per_cm),
+                "resolutionunit": tifffile.RESUNIT.CENTIMETER}
+
+    def png_dpi(self) -> tuple[float, float] | None:
+        """Pillow's `dpi` for this calibration (saved as a pHYs density per metre), or None when the unit is not
+        a length (a PNG can say nothing else)."""
+        metres = self._metres()
+        if metres is None:
+            return None
+        return (0.0254 / (self.pixel_width * metres), 0.0254 / (self.pixel_height * metres))
+
+
+def _usable(*values: float | None) -> bool:
+    return all(value is not None and math.isfinite(value) and value > 0 for value in values)
+
+
+def _from_resolution(resolution: tuple[float, float], unit: str, z_spacing: float | None,
+                     declared: bool = False) -> Calibration | None:
+    """`declared`: the unit was written out (ImageJ's unit=micron), so 1 pixel per unit is a real 1 um pixel,
+    not the placeholder of a writer that was given no resolution."""
+    if not _usable(*resolution) or (not declared and tuple(resolution) == PLACEHOLDER_RESOLUTION):
+        return None
+    return Calibration(1 / resolution[0], 1 / resolution[1], unit, z_spacing if _usable(z_spacing) else None)
+
+
+def _ome_calibration(xml: str) -> Calibration | None:
+    """PhysicalSizeX/Y/Z of the first Pixels element (OME's default unit is um)."""
+    root = ElementTree.fromstring(xml)
+    pixels = next((element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+        return None
+    width = float(pixels.attrib["PhysicalSizeX"])
+    height = float(pixels.attrib.get("PhysicalSizeY", width))
+    unit = pixels.attrib.get("PhysicalSizeXUnit", "\u00b5m")
+    z_spacing = float(pixels.attrib["PhysicalSizeZ"]) if "PhysicalSizeZ" in pixels.attrib else None
+    if pixels.attrib.get("PhysicalSizeZUnit", unit) != unit:
+        z_spacing = None  # spacing in another unit than the pixels: leave it out rather than convert it wrongly
+    if not _usable(width, height):
+        return None
+    return Calibration(width, height, unit, z_spacing if _usable(z_spacing) else None)
+
+
+def _tiff_calibration(path: Path) -> Calibration | None:
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            found = _ome_calibration(tif.ome_metadata)
+            if found is not None:
+                return found
+        page = tif.pages.first
+        imagej = tif.imagej_metadata or {}
+        if str(imagej.get("unit", "")).strip().lower() not in NO_UNIT:
+            spacing = imagej.get("spacing")
+            return _from_resolution(page.resolution, str(imagej["unit"]),
+                                    float(spacing) if isinstance(spacing, (int, float)) else None, declared=True)
+        unit = TIFF_UNIT_NAMES.get(page.resolutionunit)
+        return None if unit is None else _from_resolution(page.resolution, unit, None)
+
+
+def _pillow_calibration(path: Path) -> Calibration | None:
+    with Image.open(path) as image:
+        dpi = image.info.get("dpi")
+    if not dpi or len(dpi) != 2:
+        return None
+    return _from_resolution((float(dpi[0]), float(dpi[1])), "inch", None)
+
+
+def calibration_of(path: Path) -> Calibration | None:
+    """The calibration `path` declares, or None. Never raises: a file that was read for its pixels but whose
+    metadata cannot be made sense of is predicted as before, uncalibrated."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return _tiff_calibration(path)
+        return _pillow_calibration(path)
+    except Exception:  # metadata is a courtesy: its damage must not stop a prediction the pixels allow
+        return None

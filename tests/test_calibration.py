@@ -1,0 +1,139 @@
+"""The input's pixel size reaches every file predicted from it: masks, stacks, probabilities and cells."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import blob_pair, write_png
+
+from unetkit.config import TrainConfig
+from unetkit.data.calibration import Calibration, calibration_of
+from unetkit.data.io import read_pages, write_mask, write_tiff
+from unetkit.predict_files import predict_paths
+from unetkit.train.start import train
+
+QUIET = dict(progress=False, say=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("calibrated")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        image, label = blob_pair(rng, 40)
+        write_png(root / "image" / f"{i}.png", image)
+        write_png(root / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(root / "image", root / "label", root / "run", config, **QUIET)
+    return root
+
+
+def _grey(tiny_run: Path, count: int) -> np.ndarray:
+    return np.stack([read_pages(tiny_run / "image" / f"{i}.png")[0][0] for i in range(count)])
+
+
+def _imagej_calibration(path: Path) -> tuple[float, float, str, float | None]:
+    with tifffile.TiffFile(path) as tif:
+        page, items = tif.pages.first, tif.imagej_metadata or {}
+        x, y = page.resolution
+        return 1 / x, 1 / y, items.get("unit"), items.get("spacing")
+
+
+def test_a_calibrated_imagej_stack_gives_calibrated_mask_probability_and_cell_stacks(tiny_run: Path, tmp_path: Path) -> None:
+    """A Fiji stack at 0.05 um per pixel and 0.2 um between sections: its mask, probabilities and cells said
+    nothing of it, and measured in pixels."""
+    tifffile.imwrite(tmp_path / "volume.tif", _grey(tiny_run, 3), imagej=True, resolution=(20.0, 25.0),
+                     metadata={"axes": "ZYX", "unit": "micron", "spacing": 0.2})
+    predict_paths(tiny_run / "run", [tmp_path / "volume.tif"], tmp_path / "out", write_probabilities=True,
+                  instances=255, **QUIET)
+    for name in ("volume.tif", "volume_prob.tif"):
+        width, height, unit, spacing = _imagej_calibration(tmp_path / "out" / name)
+        assert (width, height, unit, spacing) == pytest.approx((0.05, 0.04, "micron", 0.2)), name
+    assert tifffile.imread(tmp_path / "out" / "volume.tif").shape == (3, 40, 40)
+    assert tifffile.imread(tmp_path / "out" / "volume_prob.tif").shape == (3, 2, 40, 40)
+    cells = calibration_of(tmp_path / "out" / "volume_cells.tif")
+    assert cells is not None and cells.pixel_width == pytest.approx(0.05) and cells.pixel_height == pytest.approx(0.04)
+
+
+def test_a_calibrated_single_tiff_gives_a_png_mask_with_its_pixel_size(tiny_run: Path, tmp_path: Path) -> None:
+    """The mask of one TIFF page is a PNG (the output contract): its pHYs density says 0.5 um per pixel."""
+    tifffile.imwrite(tmp_path / "cell.tif", _grey(tiny_run, 1)[0], imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "micron"})
+    predict_paths(tiny_run / "run", [tmp_path / "cell.tif"], tmp_path / "out", **QUIET)
+    found = calibration_of(tmp_path / "out" / "cell.png")
+    assert found is not None
+    assert found.pixel_width * 25400 == pytest.approx(0.5, rel=1e-3)  # inch -> um
+    with Image.open(tmp_path / "out" / "cell.png") as png:
+        assert png.info["dpi"][0] == pytest.approx(25400 / 0.5, rel=1e-3)
+
+
+def test_a_png_input_keeps_its_density_and_an_uncalibrated_input_gains_none(tiny_run: Path, tmp_path: Path) -> None:
+    image = Image.open(tiny_run / "image" / "0.png")
+    (tmp_path / "in").mkdir()
+    image.save(tmp_path / "in" / "scan.png", dpi=(600, 600))
+    tifffile.imwrite(tmp_path / "in" / "plain.tif", np.asarray(image))  # tifffile's placeholder: 1 pixel per unit
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", **QUIET)
+    with Image.open(tmp_path / "out" / "scan.png") as png:
+        assert png.info["dpi"][0] == pytest.approx(600, rel=1e-3)
+    with Image.open(tmp_path / "out" / "plain.png") as png:
+        assert "dpi" not in png.info
+
+
+def test_ome_physical_size_is_read_in_its_own_unit() -> None:
+    from unetkit.data.calibration import _ome_calibration
+
+    xml = ('<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image><Pixels PhysicalSizeX="4" '
+           'PhysicalSizeY="4" PhysicalSizeXUnit="nm" PhysicalSizeZ="40" PhysicalSizeZUnit="nm"/></Image></OME>')
+    assert _ome_calibration(xml) == Calibration(4.0, 4.0, "nm", 40.0)
+    default_unit = '<OME><Image><Pixels PhysicalSizeX="0.1" PhysicalSizeY="0.2" PhysicalSizeZ="1"/></Image></OME>'
+    assert _ome_calibration(default_unit) == Calibration(0.1, 0.2, "\u00b5m", 1.0)
+    other_z_unit = '<OME><Pixels PhysicalSizeX="0.1" PhysicalSizeZ="1" PhysicalSizeZUnit="mm"/></OME>'
+    assert _ome_calibration(other_z_unit) == Calibration(0.1, 0.1, "\u00b5m", None)
+
+
+def test_an_ome_tiff_stack_gives_an_imagej_stack_in_microns(tmp_path: Path) -> None:
+    """OME's um (a non-ASCII name) is ImageJ's micron; Angstrom becomes nm, scaled."""
+    tifffile.imwrite(tmp_path / "in.ome.tif", np.zeros((2, 8, 8), np.uint8), ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.5})
+    found = calibration_of(tmp_path / "in.ome.tif")
+    write_tiff(tmp_path / "out.tif", np.zeros((2, 8, 8), np.uint8), found)
+    assert _imagej_calibration(tmp_path / "out.tif") == pytest.approx((0.1, 0.1, "micron", 0.5))
+    write_tiff(tmp_path / "angstrom.tif", np.zeros((2, 8, 8), np.uint16), Calibration(20.0, 20.0, "\u00c5", 300.0))
+    assert _imagej_calibration(tmp_path / "angstrom.tif") == pytest.approx((2.0, 2.0, "nm", 30.0))
+
+
+def test_types_imagej_lacks_get_resolution_tags_in_centimetres(tmp_path: Path) -> None:
+    """bool and int32 masks cannot be ImageJ TIFFs: their pixel size goes to the standard tags, per centimetre."""
+    write_tiff(tmp_path / "ids.tif", np.zeros((2, 8, 8), np.int32), Calibration(0.5, 0.25, "micron", 1.0))
+    with tifffile.TiffFile(tmp_path / "ids.tif") as tif:
+        assert tif.pages.first.resolutionunit == tifffile.RESUNIT.CENTIMETER
+        assert tif.pages.first.resolution == pytest.approx((20000.0, 40000.0))
+    back = calibration_of(tmp_path / "ids.tif")
+    assert back is not None and (back.pixel_width * 1e4, back.pixel_height * 1e4) == pytest.approx((0.5, 0.25))
+
+
+def test_placeholders_and_damage_are_no_calibration(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "pillow.tif")  # 1 pixel per inch
+    tifffile.imwrite(tmp_path / "pixels.tif", np.zeros((8, 8), np.uint8), imagej=True, metadata={"unit": "pixel"})
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    for name in ("pillow.tif", "pixels.tif", "broken.tif"):
+        assert calibration_of(tmp_path / name) is None, name
+    # ImageJ's own unit makes 1 pixel per unit a real calibration (1 um pixels), not a placeholder
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((8, 8), np.uint8), imagej=True, resolution=(1.0, 1.0),
+                     metadata={"unit": "micron"})
+    assert calibration_of(tmp_path / "one.tif") == Calibration(1.0, 1.0, "micron", None)
+
+
+def test_a_unit_that_is_no_length_keeps_its_name_in_tiffs_and_stays_out_of_pngs(tmp_path: Path) -> None:
+    odd = Calibration(2.0, 2.0, "furlong-ish", None)
+    write_mask(tmp_path / "m.png", np.zeros((8, 8), np.uint8), calibration=odd)
+    with Image.open(tmp_path / "m.png") as png:
+        assert "dpi" not in png.info
+    write_tiff(tmp_path / "m.tif", np.zeros((8, 8), np.uint8), odd)
+    assert _imagej_calibration(tmp_path / "m.tif")[:3] == pytest.approx((2.0, 2.0, "furlong-ish"))
