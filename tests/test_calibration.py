@@ -137,3 +137,44 @@ def test_a_unit_that_is_no_length_keeps_its_name_in_tiffs_and_stays_out_of_pngs(
         assert "dpi" not in png.info
     write_tiff(tmp_path / "m.tif", np.zeros((8, 8), np.uint8), odd)
     assert _imagej_calibration(tmp_path / "m.tif")[:3] == pytest.approx((2.0, 2.0, "furlong-ish"))
+
+
+def _axes(path: Path) -> tuple[str, tuple[int, ...]]:
+    with tifffile.TiffFile(path) as tif:
+        return tif.series[0].axes, tif.series[0].shape
+
+
+def test_a_time_lapse_of_z_stacks_keeps_its_frames_and_slices(tiny_run: Path, tmp_path: Path) -> None:
+    """A TZYX hyperstack (2 time points of 3 slices) came back as one run of 6 pages, which Fiji showed as 6
+    slices: the mask, probabilities and cells keep T and Z, and unetkit reads them back as the 6 pages."""
+    from unetkit.evaluate import evaluate_probabilities
+
+    grey = _grey(tiny_run, 3)
+    volume = np.stack([grey, grey[::-1]])  # T x Z x H x W
+    tifffile.imwrite(tmp_path / "movie.tif", volume, imagej=True, metadata={"axes": "TZYX", "finterval": 5.0})
+    predict_paths(tiny_run / "run", [tmp_path / "movie.tif"], tmp_path / "out", write_probabilities=True,
+                  instances=255, **QUIET)
+    assert _axes(tmp_path / "out" / "movie.tif") == ("TZYX", (2, 3, 40, 40))
+    assert _axes(tmp_path / "out" / "movie_prob.tif") == ("TZCYX", (2, 3, 2, 40, 40))
+    assert _axes(tmp_path / "out" / "movie_cells.tif") == ("TZYX", (2, 3, 40, 40))
+    pages = read_pages(tmp_path / "out" / "movie.tif", labels=True)[0]
+    assert pages.shape == (6, 40, 40)
+    probabilities = tifffile.imread(tmp_path / "out" / "movie_prob.tif").reshape(6, 2, 40, 40)
+    assert np.array_equal(np.array([0, 255])[probabilities.argmax(1)], pages)  # the pages in the input's order
+    assert np.array_equal(pages[3:], pages[2::-1])  # frame 2 is frame 1 backwards, and so are its masks
+    (tmp_path / "truth").mkdir()  # evaluate reads the T x Z x classes probabilities as 6 pages of classes
+    truth = np.stack([read_pages(tiny_run / "label" / f"{i}.png", labels=True)[0][0] for i in (0, 1, 2, 2, 1, 0)])
+    tifffile.imwrite(tmp_path / "truth" / "movie.tif", truth, photometric="minisblack")
+    scores = evaluate_probabilities(tmp_path / "out", tmp_path / "truth", instances="threshold")
+    assert len(scores["per_image"]) + len(scores["skipped"]) == 6
+
+
+def test_frames_without_a_calibration_stay_frames_and_plain_stacks_stay_plain(tiny_run: Path, tmp_path: Path) -> None:
+    grey = _grey(tiny_run, 3)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "frames.tif", grey, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "in" / "plain.tif", grey, photometric="minisblack")
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", **QUIET)
+    assert _axes(tmp_path / "out" / "frames.tif") == ("TYX", (3, 40, 40))
+    with tifffile.TiffFile(tmp_path / "out" / "plain.tif") as tif:
+        assert not tif.is_imagej and len(tif.pages) == 3

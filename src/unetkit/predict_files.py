@@ -34,6 +34,7 @@ from unetkit.data.io import (
     PROB_SUFFIX,
     grey_of,
     declared_size,
+    imagej_can_hold,
     first_clash,
     is_predictions_folder,
     list_image_files,
@@ -46,7 +47,7 @@ from unetkit.data.io import (
     write_mask,
     write_tiff,
 )
-from unetkit.data.calibration import Calibration, calibration_of
+from unetkit.data.calibration import Calibration, PageAxes, calibration_of, page_axes_of
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError, WriteError
@@ -125,16 +126,20 @@ def _size(count: float) -> str:
     return f"{count / 1024:.1f} GiB"
 
 
-def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float32,
-                       labels: list[str] | None = None, calibration: Calibration | None = None) -> np.ndarray:
+def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float32, labels: list[str] | None = None,
+                       calibration: Calibration | None = None, page_axes: PageAxes | None = None) -> np.ndarray:
     """A TIFF on disk, memory-mapped for writing band by band; grey pages, one per class (left to tifffile,
     3 or 4 classes would be saved as one RGB(A) image and read back with the fourth taken as alpha). `labels`:
     a name for each plane, written as ImageJ labels of a hyperstack whose channels are the classes (a stack's
     sections its slices), so that Fiji and napari show which is which class (the file said nothing of it, audit);
-    tifffile reads it as the (sections x) classes x H x W array it was. `calibration`: the input's pixel size."""
+    tifffile reads it as the (sections x) classes x H x W array it was. `calibration`: the input's pixel size;
+    `page_axes`: its stack's T and Z, kept as the hyperstack's (tifffile reads T x Z x classes x H x W)."""
     axes = None if labels is None else "ZCYX" if len(shape) == 4 else "CYX"
-    options = tiff_options(shape, dtype, calibration, axes, {"Labels": labels})
-    return tifffile.memmap(path, shape=shape, dtype=dtype, **options)
+    stored = shape
+    if axes == "ZCYX" and page_axes is not None and page_axes.holds(shape[0]) and imagej_can_hold(shape, dtype):
+        stored, axes = (*page_axes.sizes, *shape[1:]), page_axes.letters + "CYX"
+    options = tiff_options(stored, dtype, calibration, axes, {"Labels": labels})
+    return tifffile.memmap(path, shape=stored, dtype=dtype, **options).reshape(shape)
 
 
 def predict_page(
@@ -295,13 +300,14 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         warn(unlike)
     stack = len(pages) > 1
     calibration = calibration_of(file)  # every output declares the input's pixel size (and a stack's spacing)
+    page_axes = page_axes_of(file) if stack else None  # and keeps a stack's frames and slices
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
     if write_probabilities:
         names = run.encoding.channel_names()
         labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
         probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape,
-                                                             np.float32, labels, calibration))
+                                                             np.float32, labels, calibration, page_axes))
     elif boundary is not None:  # the watershed needs the whole boundary map
         probabilities = np.empty(prob_shape, dtype=np.float32)
     streamed = streamed_mask_dtype(run, len(pages), pages[0].shape[0] * pages[0].shape[1])
@@ -319,7 +325,8 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
             masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress))
         if stack or not run.encoding.fits_png:
             target_path = out / f"{file.stem}.tif"
-            writes.append(functools.partial(write_tiff, target_path, np.stack(masks) if stack else masks[0], calibration))
+            writes.append(functools.partial(write_tiff, target_path, np.stack(masks) if stack else masks[0], calibration,
+                                            page_axes))
         else:
             target_path = out / f"{file.stem}.png"
             writes.append(functools.partial(write_mask, target_path, masks[0],
@@ -334,7 +341,7 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         objects = objects_on_background(run, boundary, maps, instance_kind, kinds)
         kinds.add(OBJECTS if objects else CELLS)
         writes.append(functools.partial(write_tiff, out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects),
-                                        calibration))
+                                        calibration, page_axes))
     return target_path, written, writes
 
 
@@ -373,12 +380,12 @@ def _reserve_disk_space(path: Path) -> None:
 
 @contextlib.contextmanager
 def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any, labels: list[str] | None = None,
-                   calibration: Calibration | None = None) -> Iterator[np.ndarray]:
+                   calibration: Calibration | None = None, page_axes: PageAxes | None = None) -> Iterator[np.ndarray]:
     """A TIFF on disk to fill band by band, written under a hidden name and renamed when filled: an interrupted
-    prediction leaves no half-written file that evaluate would take for a result. `labels`, `calibration`:
-    _probability_store's."""
+    prediction leaves no half-written file that evaluate would take for a result. `labels`, `calibration`,
+    `page_axes`: _probability_store's."""
     partial = path.with_name(f".{path.name}.partial")
-    array = _probability_store(partial, shape, dtype, labels, calibration)
+    array = _probability_store(partial, shape, dtype, labels, calibration, page_axes)
     try:
         _reserve_disk_space(partial)
         yield array

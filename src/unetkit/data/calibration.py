@@ -1,4 +1,5 @@
-"""The physical pixel size an image file declares, read so that the files predicted from it declare it too.
+"""The physical pixel size and page axes an image file declares, read so that the files predicted from it
+declare them too.
 
 A biologist measures a predicted mask in Fiji, napari or QuPath in the image's units (um, nm): masks written
 without the input's calibration measured in pixels, and a stack's section spacing was lost. Where it is read:
@@ -7,6 +8,8 @@ resolution tags in inch, cm, mm or um, and the pHYs/JFIF density of PNG and JPEG
 declares nothing, or only tifffile's and Pillow's placeholder of 1 pixel per unit, has no calibration.
 Where it is written: ImageJ TIFFs get unit and spacing in their description, other TIFFs the resolution tags
 in centimetres (what TIFF readers, and ImageJ, take), PNG masks a pHYs density in pixels per metre.
+A stack's pages keep their axes too: a time-lapse's frames (T) stay frames, and a time-lapse of z-stacks
+keeps its T and Z, where they came as one run of pages in which Fiji showed frames as slices.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ TIFF_UNIT_NAMES = {tifffile.RESUNIT.INCH: "inch", tifffile.RESUNIT.CENTIMETER: "
                    tifffile.RESUNIT.MILLIMETER: "mm", tifffile.RESUNIT.MICROMETER: "um"}
 PLACEHOLDER_RESOLUTION = (1.0, 1.0)  # what tifffile and Pillow write when given none
 NO_UNIT = ("", "pixel", "pixels", "px")  # ImageJ's words for an uncalibrated image
+PAGE_AXES = ("T", "Z", "TZ")  # the page axes an ImageJ TIFF holds, in its order
 IMAGEJ_MICRON = "micron"  # how ImageJ writes um: its description is ASCII, and tifffile refuses other text there
 
 
@@ -147,3 +151,32 @@ def calibration_of(path: Path) -> Calibration | None:
         return _pillow_calibration(path)
     except Exception:  # metadata is a courtesy: its damage must not stop a prediction the pixels allow
         return None
+
+
+@dataclass(frozen=True)
+class PageAxes:
+    """How a stack's pages are laid out: frames of a time-lapse (T), slices of a z-stack (Z), or both, T outer."""
+
+    letters: str
+    sizes: tuple[int, ...]
+
+    def holds(self, pages: int) -> bool:
+        """Whether these axes lay out `pages` pages (a file read as more or fewer pages keeps one run of pages)."""
+        return math.prod(self.sizes) == pages
+
+
+def page_axes_of(path: Path) -> PageAxes | None:
+    """The page axes an ImageJ or OME TIFF declares, or None: other files, one page, or axes ImageJ cannot
+    hold in its own order (e.g. Z outside T, or tifffile's unnamed I)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not (tif.is_imagej or tif.is_ome):
+                return None
+            series = tif.series[0]
+            kept = [(axis, size) for axis, size in zip(series.axes, series.shape) if axis not in "YXCS"]
+    except Exception:  # as for calibration_of: the pixels were read, the layout is a courtesy
+        return None
+    letters = "".join(axis for axis, _ in kept)
+    return PageAxes(letters, tuple(int(size) for _, size in kept)) if letters in PAGE_AXES else None

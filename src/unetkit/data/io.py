@@ -22,7 +22,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from unetkit.data.calibration import Calibration
+from unetkit.data.calibration import Calibration, PageAxes
 from unetkit.errors import InputError, WriteError
 from unetkit.text import counted
 
@@ -497,15 +497,19 @@ def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | 
     return {"photometric": "minisblack", **(calibration.tiff_options(imagej=False) if calibration else {})}
 
 
-def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = None) -> None:
-    """Write a stack (P, H, W[, 3]) or a float map as a Deflate-compressed TIFF, declaring `calibration`.
+def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = None,
+               page_axes: PageAxes | None = None) -> None:
+    """Write a stack (P, H, W[, 3]) or a float map as a Deflate-compressed TIFF, declaring `calibration` and
+    laying a grey stack's pages out along `page_axes` (the input's T and Z).
 
     The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
     """
     if array.ndim == 4 and array.shape[-1] == 3:
         options = {"photometric": "rgb", **(calibration.tiff_options(imagej=False) if calibration else {})}
-    else:  # ImageJ's own layout only to carry a calibration: uncalibrated files stay as they were
+    else:  # ImageJ's own layout only to carry what the input declared: other files stay as they were
         axes = None if calibration is None else "ZYX"[3 - array.ndim:]
+        if page_axes is not None and array.ndim == 3 and page_axes.holds(len(array)):
+            array, axes = array.reshape(*page_axes.sizes, *array.shape[1:]), page_axes.letters + "YX"
         options = tiff_options(array.shape, array.dtype, calibration, axes)
     write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, compression="zlib", **options))
 
