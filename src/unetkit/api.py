@@ -174,9 +174,11 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
 @keeps_host_settings
 def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
             prob: bool = False, instances: str | None = None, boundary_value: int = 0, device: str = "auto",
-            tile: int | None = None, precision: str | None = None, progress: bool = True) -> list[Path]:
+            tile: int | None = None, precision: str | None = None, progress: bool = True,
+            skip_done: bool = False) -> list[Path]:
     """Predict a file, a folder or a TIFF stack (or a list of them) into `out`, as `unetkit predict` does;
-    returns the mask files written. `instances`: "auto", "cells" or "objects" (--instances)."""
+    returns the inputs' mask files. `instances`: "auto", "cells" or "objects" (--instances); `skip_done`: leave
+    the inputs this run already predicted into `out` with these options (--skip-done)."""
     from unetkit.predict_files import predict_paths
     from unetkit.run import Run
 
@@ -196,7 +198,8 @@ def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathL
     return predict_paths(run if isinstance(run, Run) else as_path(run, "run"), paths, as_path(out, "out"), tta=tta,
                          write_probabilities=prob, device=device, tile=tile, progress=progress, precision=precision,
                          instances=mask_value(boundary_value, "boundary_value") if instances else None,
-                         instance_kind=instances or "auto", say=functools.partial(_say, progress=progress))
+                         instance_kind=instances or "auto", say=functools.partial(_say, progress=progress),
+                         skip_done=skip_done)
 
 
 def _say(line: str, progress: bool) -> None:

@@ -196,6 +196,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="compute in this precision (default: the run's; auto = bf16 where faster, AMP on a GPU)")
+    p.add_argument("--skip-done", action="store_true",
+                   help="leave the inputs whose outputs --out already holds, written by this run with these options from "
+                        "the input as it is now (a stopped predict goes on where it stopped)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -376,7 +379,8 @@ def _run_predict(args: argparse.Namespace) -> None:
     boundary = 0 if args.boundary_value is None else args.boundary_value
     predict_paths(args.run, args.inputs, args.out, tta=args.tta, write_probabilities=args.prob,
                   device=args.device, tile=args.tile, progress=not args.quiet, precision=args.precision,
-                  instances=boundary if args.instances else None, instance_kind=args.instances or "auto")
+                  instances=boundary if args.instances else None, instance_kind=args.instances or "auto",
+                  skip_done=args.skip_done)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
@@ -482,8 +486,9 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
         return "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"
     if command == "predict" and args.out is not None and Path(args.out).is_dir():
         done = sum(1 for p in Path(args.out).iterdir() if not p.name.startswith("."))
-        return (f"; {args.out} holds {counted(done, 'complete file')} (none half-written); the same command again "
-                "predicts every input anew")
+        again = "the same command again" if args.skip_done else "the same command with --skip-done"
+        return (f"; {args.out} holds {counted(done, 'complete file')} (none half-written); {again} goes on with the "
+                "inputs not yet predicted")
     return ""
 
 

@@ -9,7 +9,10 @@ time. Before any work a predict refuses to overwrite or remove a file that
 - the marker does not record (the user's own files, copied in after an earlier predict);
 - was changed since unetkit wrote it (a mask corrected by hand in the predictions folder);
 
-and when an image is predicted again it removes only what that image left earlier. An image's files are
+and when an image is predicted again it removes only what that image left earlier. With each file it records
+what made it (`made_with`: the run's weights and the options, see predict_files.prediction_key) and the input's
+size and time when it was read (`source`), so that `predict --skip-done` can tell an input whose outputs are
+already there, as this call would write them, from one to predict again. An image's files are
 written and recorded together, with Ctrl-C and SIGTERM held until the record is saved (predict_paths), so
 a stopped predict can be run again as it was. A marker that cannot be
 read as such a record is damaged and refused: its entries name the files predict may remove, so a marker
@@ -109,9 +112,34 @@ def remove_leftovers(folder: Path, inputs: list[Path], probabilities: bool, cell
             entry.unlink(missing_ok=True)
 
 
-def record_outputs(owners: Owners, file: Path, written: set[Path]) -> None:
-    """Record this call's files as the input's, with what they are now (in place)."""
-    owners.update({path.name: {"input": owner_of(file), **stamp(path)} for path in written})
+def record_outputs(owners: Owners, file: Path, written: set[Path], made_with: str | None = None,
+                   source: dict[str, int] | None = None) -> None:
+    """Record this call's files as the input's, with what they are now (in place), what made them and the
+    input's stamp when it was read."""
+    extra = {} if made_with is None else {"made_with": made_with, "source": source}
+    owners.update({path.name: {"input": owner_of(file), **stamp(path), **extra} for path in written})
+
+
+def already_predicted(folder: Path, file: Path, index: OwnerIndex, made_with: str, probabilities: bool,
+                      cells: bool) -> bool:
+    """Whether the record holds every output this call would write for `file` (one mask, and the probabilities
+    and cells asked for), made with the same weights and options from the input as it is now, each file still
+    as written: what `predict --skip-done` leaves alone. Anything less (an older marker without `made_with`, a
+    mask changed by hand, an input saved again) is predicted again."""
+    names = index.outputs_of(file)
+    masks = [name for name in names if name in mask_names(file.stem)]
+    if len(masks) != 1 or len(names) != 1 + probabilities + cells:
+        return False
+    try:
+        source = stamp(file)
+        for name in names:
+            entry = index.owners[name]
+            if (entry.get("made_with") != made_with or entry.get("source") != source
+                    or stamp(Path(folder) / name) != {"size": entry.get("size"), "mtime_ns": entry.get("mtime_ns")}):
+                return False
+    except OSError:  # a recorded output removed since: predict it again
+        return False
+    return True
 
 
 def write_owners(folder: Path, owners: Owners) -> None:
@@ -121,11 +149,21 @@ def write_owners(folder: Path, owners: Owners) -> None:
     write_atomic(Path(folder) / PREDICTIONS_MARKER, lambda tmp: Path(tmp).write_text(text))
 
 
+def mask_names(stem: str) -> tuple[str, str]:
+    """The names an input's mask may have: PNG, or TIFF for a stack, a large image or values PNG cannot hold."""
+    return f"{stem}.png", f"{stem}.tif"
+
+
+def recorded_mask(folder: Path, file: Path, index: OwnerIndex) -> Path:
+    """The mask the record names for an input that already_predicted found done."""
+    return next(Path(folder) / name for name in index.outputs_of(file) if name in mask_names(file.stem))
+
+
 def planned_outputs(stem: str, probabilities: bool, cells: bool) -> dict[str, str]:
     """Every name a predict of the input `stem` may write, with what it holds. The mask's format (PNG or TIFF)
     depends on the image, so both names are claimed: a clash is refused even where the image would have used the
     other one, which is the safe side."""
-    names = {f"{stem}.png": "mask", f"{stem}.tif": "mask"}
+    names = dict.fromkeys(mask_names(stem), "mask")
     if probabilities:
         names[f"{stem}{PROB_SUFFIX}.tif"] = "probabilities"
     if cells:

@@ -17,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import safetensors.torch
 import tifffile
 import torch
 from tqdm import tqdm
@@ -54,8 +57,8 @@ from unetkit.errors import InputError, WriteError
 from unetkit.folder_lock import folder_lock, interrupts_deferred
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
-from unetkit.output_owners import (OwnerIndex, read_owners, record_outputs, refuse_clashes, remove_leftovers,
-                                   write_owners)
+from unetkit.output_owners import (OwnerIndex, already_predicted, read_owners, record_outputs, recorded_mask,
+                                   refuse_clashes, remove_leftovers, stamp, write_owners)
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
 from unetkit.text import counted
@@ -345,7 +348,22 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     return target_path, written, writes
 
 
-def remove_earlier_outputs(out: Path, file: Path, written: set[Path], index: OwnerIndex) -> None:
+def prediction_key(run: Run, tta: bool, probabilities: bool, boundary: int | None, instance_kind: str,
+                   tile: int | None) -> str:
+    """A digest of all that decides an input's outputs besides the input: the network's weights (as computed
+    on, whatever file they came from), the run's encoding, normalisation and label shift, the precision, and
+    the options. Equal keys: predicting again would write what is there (--skip-done)."""
+    digest = hashlib.sha256(safetensors.torch.save({name: tensor.detach().cpu().contiguous()
+                                                    for name, tensor in run.model.state_dict().items()}))
+    settings = {key: run.record.get(key) for key in ("model", "classes", "normalization", "alignment")}
+    options = {"tta": tta, "prob": probabilities, "boundary": boundary, "instances": instance_kind, "tile": tile,
+               "precision": str(run.amp_dtype), "run_tile": run.config.tile}
+    digest.update(json.dumps({"settings": settings, "options": options}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def remove_earlier_outputs(out: Path, file: Path, written: set[Path], index: OwnerIndex,
+                           made_with: str | None = None, source: dict[str, int] | None = None) -> None:
     """An image predicted again into the same folder: remove what an earlier predict wrote for it and this one
     did not, so that the folder never mixes two runs' outputs of one image (a new mask beside the first run's
     NAME_prob.tif or NAME_cells.tif; a NAME.tif mask beside a new NAME.png), then record this call's files as
@@ -355,7 +373,7 @@ def remove_earlier_outputs(out: Path, file: Path, written: set[Path], index: Own
     for path in stale - written:
         path.unlink(missing_ok=True)
         index.owners.pop(path.name, None)
-    record_outputs(index.owners, file, written)
+    record_outputs(index.owners, file, written, made_with, source)
 
 
 def _reserve_disk_space(path: Path) -> None:
@@ -446,12 +464,14 @@ def predict_paths(
     precision: str | None = None,
     instances: int | None = None,
     instance_kind: str = "auto",
+    skip_done: bool = False,
 ) -> list[Path]:
-    """Predict every image of `inputs` into `out`; returns the mask files written.
+    """Predict every image of `inputs` into `out`; returns the mask files of all inputs.
 
     `precision` (auto, fp32, bf16, fp16) overrides the run's own. `instances`: the boundary's label value
     of a two-class run; each image's cells are also written as NAME_cells.tif (`instance_kind`: "cells", "objects"
-    or "auto", see `objects_on_background`).
+    or "auto", see `objects_on_background`). `skip_done`: leave an input whose outputs in `out` this run wrote
+    with these options from the input as it is (a stopped predict of 2000 images started again from the first).
     """
     inputs = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]  # one, or several
     if tile is not None and tile < MIN_TILE:
@@ -467,8 +487,15 @@ def predict_paths(
     created = missing_folders(out)
     check_output_folder(out, inputs)
     written: list[Path] = []
+    done: dict[Path, Path] = {}  # input -> its mask, for the inputs --skip-done leaves
+    made_with = prediction_key(run, tta, write_probabilities, boundary, instance_kind, tile)
     with folder_lock(out, "wait until it ends, or predict into another --out"):  # one process at a time records outputs in its marker
         try:
+            owners = OwnerIndex(read_owners(out))
+            if skip_done:
+                done = {file: recorded_mask(Path(out), file, owners) for file in files
+                        if already_predicted(Path(out), file, owners, made_with, write_probabilities, boundary is not None)}
+            every_input, files = files, [file for file in files if file not in done]
             sizes = {file: declared_size(file) or (1, 0) for file in files}  # (pages, pixels): each header read once
             pixels = {file: count for file, (_, count) in sizes.items()}
             # a killed predict's hidden partial files hold space the check must not count as used
@@ -478,7 +505,6 @@ def predict_paths(
             if too_large:
                 raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
                                  "come from probabilities held in memory); predict it without --instances, or split the stack")
-            owners = OwnerIndex(read_owners(out))
             refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
             warnings = check_inputs(run, files, pixels)
             for warning in warnings[:SHOWN_WARNINGS]:
@@ -489,6 +515,7 @@ def predict_paths(
             kinds: set[str] = set()
             for file in tqdm(files, desc="predict", unit="file", disable=not progress):
                 with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete
+                    source = stamp(file)  # the input as it is read: an input saved again later is not done
                     mask, outputs, writes = _predict_file(run, file, Path(out), tile, tta, torch_device,
                                                           write_probabilities, boundary, on_disk, kinds, instance_kind,
                                                           warn=say if pixels[file] > CHECK_AHEAD_PIXELS else None,
@@ -497,7 +524,7 @@ def predict_paths(
                         for write in writes:
                             write()
                         on_disk.close()
-                        remove_earlier_outputs(Path(out), file, outputs, owners)
+                        remove_earlier_outputs(Path(out), file, outputs, owners, made_with, source)
                         write_owners(out, owners.owners)
                 written.append(mask)
         except BaseException as exc:
@@ -505,20 +532,22 @@ def predict_paths(
                 remove_empty_folders(created, leftover=PREDICTIONS_MARKER)  # the marker alone would keep it
             if written and isinstance(exc, InputError):
                 raise InputError(f"{exc} ({len(written)} of {len(files)} inputs were predicted into {out} before it; "
-                                 "run again once it is fixed)") from None
+                                 "run again with --skip-done once it is fixed)") from None
             raise
     said = " and ".join(sorted(kinds)) or "cells"
     extras = [f"their {said} (NAME{CELLS_SUFFIX}.tif)"] if boundary is not None else []
     if write_probabilities:  # which page is which class: also the pages' labels, for Fiji and napari
         extras.append(f"their class probabilities (NAME{PROB_SUFFIX}.tif, a page per class: "
                       f"{', '.join(map(str, run.encoding.describe_values()))})")
-    say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with {' and '.join(extras)}" if extras else ""))
+    done_note = f" ({counted(len(done), 'input')} predicted earlier left as they were: --skip-done)" if done else ""
+    say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with {' and '.join(extras)}" if extras else "") + done_note)
     unsearched = _subfolders_with_images(inputs, Path(out))
     if unsearched:
         more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""
         say(f"warning: {unsearched[0]}{more} {'hold' if more else 'holds'} images too, not predicted: subfolders are "
             "not searched; give them as inputs to predict them")
-    return written
+    masks = iter(written)
+    return [done[file] if file in done else next(masks) for file in every_input]
 
 
 def _subfolders_with_images(inputs: list[Path], out: Path) -> list[Path]:
