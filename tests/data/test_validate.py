@@ -196,6 +196,27 @@ def test_half_the_masks_in_0_1_and_half_in_0_255_are_warned_about(tmp_path: Path
     assert len(warnings) == 1 and "3 masks use 0/1 (3.png, 4.png, 5.png) where 3 use 0/255" in warnings[0].message
 
 
+def test_masks_in_0_1_among_0_255_are_refused_by_train_unless_told_and_nothing_else_is_said(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """With the 0/1 masks first, train made three classes after a warning; with them last, check and train added
+    held-out findings about values 1 and 255 that were only the encoding's symptom (audit)."""
+    images, labels = pairs(tmp_path, 6)
+    for name in ("0.png", "1.png"):
+        write_png(labels / name, (np.asarray(Image.open(labels / name)) > 0).astype(np.uint8))
+    argv = ["train", "--images", str(images), "--labels", str(labels), "--epochs", "1", "--width", "4", "--depth", "2",
+            "--patch-size", "16", "--device", "cpu", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "0.png: 2 masks use 0/1 (0.png, 1.png) where 4 use 0/255" in err and "--mask-kind classes" in err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert main([*argv, "--out", str(tmp_path / "run3"), "--mask-kind", "classes"]) == 0  # told: three classes
+    for name in ("0.png", "1.png"):  # the odd masks last, in the held-out block
+        (labels / name).rename(labels / f"9{name}")
+        (images / name).rename(images / f"9{name}")
+    findings = check_dataset(images, labels, val_fraction=0.3).findings
+    assert [f.kind for f in findings] == ["encoding"], findings
+
+
 def _blobs(labels: Path, ids_per_mask: list[list[int]]) -> None:
     """Masks of 32 x 32 with one 6 x 6 square per id, on 0."""
     corners = [(y, x) for y in (1, 9, 17, 25) for x in (1, 9, 17, 25)]

@@ -249,9 +249,12 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
     odd = [name for value in others for name in by_foreground[value]]
     encodings = ", ".join(f"0/{value}" for value in others)
     uses = "uses" if len(odd) == 1 else "use"
+    values = " and ".join(str(value) for value in sorted(by_foreground))
     return [Finding("warning", odd[0], f"{counted(len(odd), 'mask')} {uses} {encodings} ({', '.join(Path(n).name for n in odd[:3])}"
                     f"{', ...' if len(odd) > 3 else ''}) where {len(by_foreground[usual])} use 0/{usual}: together they "
-                    f"make {len(by_foreground) + 1} classes; save them all as 0/{usual} (mask > 0, times {usual})")], set(odd)
+                    f"make {len(by_foreground) + 1} classes; save them all as 0/{usual} (mask > 0, times {usual}), or, if "
+                    f"{values} are classes of their own, train with --mask-kind classes",
+                    ENCODING)], set(odd)  # train refuses it unless told (setup.py): 3 classes trained after a warning
 
 
 def _value_findings(codes_per_mask: list, classes: LabelEncoding | None, colour: bool, said: set[str] = frozenset(),
