@@ -191,6 +191,38 @@ def test_instances_refuse_an_image_too_large_to_hold_before_writing(tiny_run: Pa
     assert not list((tmp_path / "out").glob("*.png"))
 
 
+def test_instances_of_a_stack_larger_than_a_page_limit_are_made_page_by_page(tiny_run: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack was refused once all its pages together passed STREAM_PIXELS (its whole probabilities were held for
+    the watershed); cells come page by page now, the same as from the probabilities of the whole stack."""
+    from unetkit import predict_files
+    from unetkit.predict_files import cell_labels
+
+    pages = np.stack([read_pages(tiny_run / "image" / f"{i}.png")[0][0] for i in range(4)])
+    tifffile.imwrite(tmp_path / "volume.tif", pages, photometric="minisblack")
+    monkeypatch.setattr(predict_files, "STREAM_PIXELS", 40 * 40 * 2)  # two pages' worth: the stack is over it
+    predict_paths(tiny_run / "run", [tmp_path / "volume.tif"], tmp_path / "out", instances=0, write_probabilities=True,
+                  **QUIET)
+    boundary = tifffile.imread(tmp_path / "out" / "volume_prob.tif")[:, 0]
+    cells = tifffile.imread(tmp_path / "out" / "volume_cells.tif")
+    assert cells.shape == (4, 40, 40) and np.array_equal(cells, cell_labels(boundary, objects=True))
+    predict_paths(tiny_run / "run", [tmp_path / "volume.tif"], tmp_path / "alone", instances=0, **QUIET)
+    assert np.array_equal(tifffile.imread(tmp_path / "alone" / "volume_cells.tif"), cells)  # one page held, same cells
+
+
+def test_cell_ids_of_a_stack_move_to_32_bits_when_they_pass_65535() -> None:
+    from unetkit.predict_files import CellPages
+
+    grid = np.zeros((600, 600), np.float32)
+    grid[::3, :] = grid[:, ::3] = 1.0  # background lines every 3 px: 200 x 200 = 40,000 objects a page
+    cells = CellPages((2, 600, 600), objects=True)
+    cells.add(0, grid)
+    assert cells.ids.dtype == np.uint16 and int(cells.ids.max()) == cells.offset
+    cells.add(1, grid)
+    assert cells.ids.dtype == np.uint32 and int(cells.ids[1].max()) == cells.offset > 65535
+    assert np.array_equal(cells.ids[1][cells.ids[1] > 0] - cells.ids[0].max(), cells.ids[0][cells.ids[0] > 0])
+
+
 def test_masks_with_negative_values_come_back_unchanged_as_tiff(tmp_path: Path) -> None:
     """A PNG cannot hold -1: the masks of such a run are written as TIFF in the labels' own dtype, never wrapped."""
     rng = np.random.default_rng(0)

@@ -218,20 +218,36 @@ def objects_on_background(run: Run, boundary: int, boundary_maps: np.ndarray, ki
     return float(boundary_maps.mean()) > BACKGROUND_SHARE
 
 
+class CellPages:
+    """A stack's cell labels, made page by page as each page's boundary probability is predicted, so that only
+    one page's probabilities are held (the whole stack's were: --instances refused stacks over STREAM_PIXELS).
+    The ids go on from page to page: with each page's starting at 1, napari's 3-D labels joined unrelated cells
+    of neighbouring sections into one object (audit); cells are not linked through the sections. Held as uint16
+    until the ids need uint32. `objects`: the boundary class is a background: objects 1..N on 0
+    (instances.object_regions), else cells that tile the page (instances.watershed_regions)."""
+
+    def __init__(self, shape: tuple[int, ...], objects: bool) -> None:
+        self.ids = np.zeros(shape, np.uint16)  # (P x) H x W
+        self.regions = object_regions if objects else watershed_regions
+        self.offset = 0
+
+    def add(self, index: int, boundary: np.ndarray) -> None:
+        """Label page `index` from its H x W boundary probability."""
+        ids = self.regions(boundary)
+        top = int(ids.max(initial=0))
+        if self.offset + top >= 2**16 and self.ids.dtype == np.uint16:
+            self.ids = self.ids.astype(np.uint32)
+        page = self.ids.reshape(-1, *self.ids.shape[-2:])[index]
+        page[...] = np.where(ids > 0, ids.astype(np.int64) + self.offset, 0)
+        self.offset += top
+
+
 def cell_labels(boundary: np.ndarray, objects: bool = False) -> np.ndarray:
-    """(P x) H x W boundary probabilities -> (P x) H x W cell labels, as uint16 where they fit.
-    `objects`: the boundary class is a background: objects 1..N on 0 (instances.object_regions). A stack's ids
-    go on from page to page: with each page's starting at 1, napari's 3-D labels joined unrelated cells of
-    neighbouring sections into one object (audit); cells are not linked through the sections."""
-    regions = object_regions if objects else watershed_regions
-    pages, offset = [], 0
-    for page in boundary.reshape(-1, *boundary.shape[-2:]):
-        ids = regions(page).astype(np.int64)
-        ids[ids > 0] += offset
-        offset = max(offset, int(ids.max(initial=0)))
-        pages.append(ids)
-    labels = np.stack(pages).reshape(boundary.shape)
-    return labels.astype(np.uint16 if labels.max(initial=0) < 2**16 else np.uint32)
+    """(P x) H x W boundary probabilities -> (P x) H x W cell labels, as uint16 where they fit (CellPages)."""
+    cells = CellPages(boundary.shape, objects)
+    for index, page in enumerate(boundary.reshape(-1, *boundary.shape[-2:])):
+        cells.add(index, page)
+    return cells.ids
 
 
 def read_for_run(run: Run, file: Path) -> np.ndarray:
@@ -311,10 +327,13 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
         probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape,
                                                              np.float32, labels, calibration, page_axes))
-    elif boundary is not None:  # the watershed needs the whole boundary map
-        probabilities = np.empty(prob_shape, dtype=np.float32)
+    page_probabilities = None  # one page's, for its cells, when no probabilities file holds them
+    if boundary is not None and probabilities is None:
+        page_probabilities = np.empty((num_classes, *pages.shape[1:3]), dtype=np.float32)
+    cells: CellPages | None = None
     streamed = streamed_mask_dtype(run, len(pages), pages[0].shape[0] * pages[0].shape[1])
     if streamed is not None:  # too large to hold: the mask goes to a memory-mapped TIFF, band by band
+        assert boundary is None, "predict_paths refuses --instances for pages this large"
         target_path = out / f"{file.stem}.tif"
         mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], streamed, calibration=calibration))
         predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask, progress)
@@ -324,8 +343,15 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         for index, page in enumerate(tqdm(pages, desc=f"  {file.name}", unit="page", leave=False,
                                           disable=not progress or not stack)):
             source = f"{file}[{index}]" if stack else str(file)
-            target = None if probabilities is None else probabilities[index] if stack else probabilities
+            target = page_probabilities if probabilities is None else probabilities[index] if stack else probabilities
             masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress))
+            if boundary is not None:  # cells page by page: only this page's probabilities are needed
+                assert target is not None
+                if cells is None:
+                    objects = objects_on_background(run, boundary, target[boundary], instance_kind, kinds)
+                    kinds.add(OBJECTS if objects else CELLS)
+                    cells = CellPages(pages.shape[:3] if stack else pages.shape[1:3], objects)
+                cells.add(index, target[boundary])
         if stack or not run.encoding.fits_png:
             target_path = out / f"{file.stem}.tif"
             writes.append(functools.partial(write_tiff, target_path, np.stack(masks) if stack else masks[0], calibration,
@@ -337,13 +363,9 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     written = {target_path}
     if write_probabilities:
         written.add(out / f"{file.stem}{PROB_SUFFIX}.tif")
-    if boundary is not None:
-        assert probabilities is not None
-        maps = probabilities[:, boundary] if stack else probabilities[boundary]
+    if cells is not None:
         written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
-        objects = objects_on_background(run, boundary, maps, instance_kind, kinds)
-        kinds.add(OBJECTS if objects else CELLS)
-        writes.append(functools.partial(write_tiff, out / f"{file.stem}{CELLS_SUFFIX}.tif", cell_labels(maps, objects),
+        writes.append(functools.partial(write_tiff, out / f"{file.stem}{CELLS_SUFFIX}.tif", cells.ids,
                                         calibration, page_axes))
     return target_path, written, writes
 
@@ -501,10 +523,12 @@ def predict_paths(
             # a killed predict's hidden partial files hold space the check must not count as used
             remove_leftovers(Path(out), files, write_probabilities, boundary is not None)
             check_free_space(out, sizes, run, write_probabilities)
-            too_large = next((f for f in files if boundary is not None and pixels[f] > STREAM_PIXELS), None)
+            too_large = next((f for f, (count, total) in sizes.items()
+                              if boundary is not None and total > STREAM_PIXELS * max(count, 1)), None)
             if too_large:
-                raise InputError(f"{too_large}: over {STREAM_PIXELS} pixels (all pages), too large for --instances (its cells "
-                                 "come from probabilities held in memory); predict it without --instances, or split the stack")
+                raise InputError(f"{too_large}: a page over {STREAM_PIXELS} pixels, too large for --instances (a page's "
+                                 "cells come from its probabilities, held in memory); predict it without --instances, "
+                                 "or cut it into smaller images")
             refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
             warnings = check_inputs(run, files, pixels)
             for warning in warnings[:SHOWN_WARNINGS]:
