@@ -89,12 +89,20 @@ def test_ome_physical_size_is_read_in_its_own_unit() -> None:
     from unetkit.data.calibration import _ome_calibration
 
     xml = ('<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image><Pixels PhysicalSizeX="4" '
-           'PhysicalSizeY="4" PhysicalSizeXUnit="nm" PhysicalSizeZ="40" PhysicalSizeZUnit="nm"/></Image></OME>')
+           'PhysicalSizeY="4" PhysicalSizeXUnit="nm" PhysicalSizeYUnit="nm" PhysicalSizeZ="40" PhysicalSizeZUnit="nm"/>'
+           '</Image></OME>')
     assert _ome_calibration(xml) == Calibration(4.0, 4.0, "nm", 40.0)
     default_unit = '<OME><Image><Pixels PhysicalSizeX="0.1" PhysicalSizeY="0.2" PhysicalSizeZ="1"/></Image></OME>'
     assert _ome_calibration(default_unit) == Calibration(0.1, 0.2, "\u00b5m", 1.0)
     other_z_unit = '<OME><Pixels PhysicalSizeX="0.1" PhysicalSizeZ="1" PhysicalSizeZUnit="mm"/></OME>'
-    assert _ome_calibration(other_z_unit) == Calibration(0.1, 0.1, "\u00b5m", None)
+    assert _ome_calibration(other_z_unit) == Calibration(0.1, 0.1, "\u00b5m", pytest.approx(1000.0))
+    # each axis has its own unit, default um (as Bio-Formats, and so Fiji, reads them): Y and Z were taken in
+    # X's nm (a height of 0.05 nm)
+    own_defaults = '<OME><Pixels PhysicalSizeX="50" PhysicalSizeXUnit="nm" PhysicalSizeY="0.05" PhysicalSizeZ="0.2"/></OME>'
+    found = _ome_calibration(own_defaults)
+    assert found is not None and (found.pixel_height, found.z_spacing) == pytest.approx((50.0, 200.0))
+    unknown_z = '<OME><Pixels PhysicalSizeX="0.1" PhysicalSizeZ="1" PhysicalSizeZUnit="parsec-ish"/></OME>'
+    assert _ome_calibration(unknown_z) == Calibration(0.1, 0.1, "\u00b5m", None)
 
 
 def test_an_ome_tiff_stack_gives_an_imagej_stack_in_microns(tmp_path: Path) -> None:
@@ -178,3 +186,45 @@ def test_frames_without_a_calibration_stay_frames_and_plain_stacks_stay_plain(ti
     assert _axes(tmp_path / "out" / "frames.tif") == ("TYX", (3, 40, 40))
     with tifffile.TiffFile(tmp_path / "out" / "plain.tif") as tif:
         assert not tif.is_imagej and len(tif.pages) == 3
+
+
+def test_fiji_escaped_micro_sign_is_a_micron(tmp_path: Path) -> None:
+    """Fiji writes um as the six characters \\u00B5m: the PNG masks of its files had no density at all."""
+    description = "ImageJ=1.54f\nunit=\\u00B5m\n"
+    tifffile.imwrite(tmp_path / "fiji.tif", np.zeros((8, 8), np.uint8), description=description, resolution=(10, 10))
+    found = calibration_of(tmp_path / "fiji.tif")
+    assert found is not None and found.unit == "\u00b5m" and found.pixel_width == pytest.approx(0.1)
+    assert found.png_dpi() == pytest.approx((254000.0, 254000.0))
+
+
+def test_pixel_sizes_beyond_what_a_file_holds_are_left_out_not_an_error(tmp_path: Path) -> None:
+    """A 0.2 nm pixel is 5 x 10^9 pixels per metre, over PNG's 32-bit pHYs: predict stopped with OverflowError."""
+    tiny = Calibration(0.2, 0.2, "nm", None)
+    assert tiny.png_dpi() is None
+    write_mask(tmp_path / "tiny.png", np.zeros((8, 8), np.uint8), calibration=tiny)
+    with Image.open(tmp_path / "tiny.png") as png:
+        assert "dpi" not in png.info
+    write_tiff(tmp_path / "tiny.tif", np.zeros((2, 8, 8), np.uint8), tiny)  # ImageJ: 5 per nm, fine
+    assert _imagej_calibration(tmp_path / "tiny.tif") == pytest.approx((0.2, 0.2, "nm", None))
+    impossible = Calibration(1e-12, 1e-12, "micron", None)
+    for array in (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.int32)):
+        write_tiff(tmp_path / "impossible.tif", array, impossible)
+        assert calibration_of(tmp_path / "impossible.tif") is None
+    assert Calibration(2e4, 2e4, "m", None).png_dpi() is None  # 20 km pixels: a density under 1 per metre
+    denormal = '<OME><Pixels PhysicalSizeX="1e-320"/></OME>'
+    from unetkit.data.calibration import _ome_calibration
+    found = _ome_calibration(denormal)
+    assert found is None or found.png_dpi() is None
+
+def test_types_imagej_lacks_keep_their_pages_in_one_run(tmp_path: Path) -> None:
+    """bool masks and uint32 cells of a T x Z stack were written as 4-D plain TIFFs (QQYX) that said nothing of
+    T or Z: they stay one run of pages, as before."""
+    from unetkit.data.calibration import PageAxes
+
+    for dtype in (bool, np.uint32):
+        write_tiff(tmp_path / "pages.tif", np.zeros((6, 8, 8), dtype), None, PageAxes("TZ", (2, 3)))
+        assert tifffile.imread(tmp_path / "pages.tif").shape == (6, 8, 8)
+    write_tiff(tmp_path / "uint8.tif", np.zeros((6, 8, 8), np.uint8), None, PageAxes("TZ", (2, 3)))
+    assert _axes(tmp_path / "uint8.tif") == ("TZYX", (2, 3, 8, 8))
+    with tifffile.TiffFile(tmp_path / "uint8.tif") as tif:  # ImageJ reads its hyperstacks uncompressed only
+        assert tif.pages.first.compression == tifffile.COMPRESSION.NONE

@@ -347,7 +347,7 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
             masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress))
             if boundary is not None:  # cells page by page: only this page's probabilities are needed
                 assert target is not None
-                if cells is None:
+                if cells is None:  # a run without recorded class fractions: judged by the first page
                     objects = objects_on_background(run, boundary, target[boundary], instance_kind, kinds)
                     kinds.add(OBJECTS if objects else CELLS)
                     cells = CellPages(pages.shape[:3] if stack else pages.shape[1:3], objects)

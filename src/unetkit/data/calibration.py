@@ -15,6 +15,7 @@ keeps its T and Z, where they came as one run of pages in which Fiji showed fram
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,19 @@ PLACEHOLDER_RESOLUTION = (1.0, 1.0)  # what tifffile and Pillow write when given
 NO_UNIT = ("", "pixel", "pixels", "px")  # ImageJ's words for an uncalibrated image
 PAGE_AXES = ("T", "Z", "TZ")  # the page axes an ImageJ TIFF holds, in its order
 IMAGEJ_MICRON = "micron"  # how ImageJ writes um: its description is ASCII, and tifffile refuses other text there
+# Resolutions (pixels per unit) a file can hold: TIFF rationals and PNG's pHYs are 32-bit counts. A pixel size
+# beyond them (a 0.1 nm pixel is 10^10 pixels per metre) is left out of that file, never an error or a wrap.
+LARGEST_RESOLUTION = 2**32 - 1
+SMALLEST_RESOLUTION = 1 / LARGEST_RESOLUTION
+
+
+def unescaped(unit: str) -> str:
+    """A unit as written, with ImageJ's escapes decoded: Fiji writes um as the six characters \u00B5m."""
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda match: chr(int(match.group(1), 16)), unit).strip()
+
+
+def _holdable(*resolutions: float) -> bool:
+    return all(math.isfinite(r) and SMALLEST_RESOLUTION <= r <= LARGEST_RESOLUTION for r in resolutions)
 
 
 @dataclass(frozen=True)
@@ -45,7 +59,7 @@ class Calibration:
     z_spacing: float | None = None
 
     def _metres(self) -> float | None:
-        return METRES_PER_UNIT.get(self.unit.strip().lower()) or METRES_PER_UNIT.get(self.unit.strip())
+        return METRES_PER_UNIT.get(self.unit.lower()) or METRES_PER_UNIT.get(self.unit)
 
     def _ascii(self) -> Calibration:
         """This calibration in words ImageJ's description can hold (tifffile refuses other than ASCII there): um
@@ -64,32 +78,44 @@ class Calibration:
     def tiff_options(self, imagej: bool) -> dict[str, Any]:
         """tifffile.imwrite/memmap keywords that declare this calibration: for an ImageJ TIFF the resolution
         with `metadata` items (unit, spacing) to merge into its description; for another TIFF the resolution
-        tags in centimetres, or in the file's own unitless terms when the unit is not a length."""
+        tags in centimetres, or in the file's own unitless terms when the unit is not a length. {} when the
+        resolution is beyond what a TIFF holds."""
         if imagej:
             ascii_ = self._ascii()
+            resolution = (1 / ascii_.pixel_width, 1 / ascii_.pixel_height)
+            if not _holdable(*resolution):
+                return {}
             items: dict[str, Any] = {"unit": ascii_.unit}
             if ascii_.z_spacing is not None:
                 items["spacing"] = ascii_.z_spacing
-            return {"resolution": (1 / ascii_.pixel_width, 1 / ascii_.pixel_height), "metadata": items}
-        resolution = (1 / self.pixel_width, 1 / self.pixel_height)
+            return {"resolution": resolution, "metadata": items}
         metres = self._metres()
-        if metres is None:
-            return {"resolution": resolution, "resolutionunit": tifffile.RESUNIT.NONE}
-        per_cm = 1e-2 / metres
-        return {"resolution": (resolution[0] * per_cm, resolution[1] * per_cm),
-                "resolutionunit": tifffile.RESUNIT.CENTIMETER}
+        per_unit = 1.0 if metres is None else 1e-2 / metres  # pixels per cm from pixels per unit
+        resolution = (per_unit / self.pixel_width, per_unit / self.pixel_height)
+        if not _holdable(*resolution):
+            return {}
+        unit = tifffile.RESUNIT.NONE if metres is None else tifffile.RESUNIT.CENTIMETER
+        return {"resolution": resolution, "resolutionunit": unit}
 
     def png_dpi(self) -> tuple[float, float] | None:
         """Pillow's `dpi` for this calibration (saved as a pHYs density per metre), or None when the unit is not
-        a length (a PNG can say nothing else)."""
+        a length or the density is beyond a PNG's 32-bit count (pixels under 0.23 nm or over 4 km)."""
         metres = self._metres()
         if metres is None:
             return None
-        return (0.0254 / (self.pixel_width * metres), 0.0254 / (self.pixel_height * metres))
+        sizes = (self.pixel_width * metres, self.pixel_height * metres)
+        if not _usable(*sizes):
+            return None
+        per_metre = (1 / sizes[0], 1 / sizes[1])
+        if not all(1 <= round(d) <= LARGEST_RESOLUTION for d in per_metre):
+            return None
+        return (per_metre[0] * 0.0254, per_metre[1] * 0.0254)
 
 
 def _usable(*values: float | None) -> bool:
-    return all(value is not None and math.isfinite(value) and value > 0 for value in values)
+    """Sizes and resolutions a calibration can be made of: positive, finite, and with a finite reciprocal."""
+    return all(value is not None and math.isfinite(value) and value > 0 and math.isfinite(1 / value)
+               for value in values)
 
 
 def _from_resolution(resolution: tuple[float, float], unit: str, z_spacing: float | None,
@@ -98,21 +124,38 @@ def _from_resolution(resolution: tuple[float, float], unit: str, z_spacing: floa
     not the placeholder of a writer that was given no resolution."""
     if not _usable(*resolution) or (not declared and tuple(resolution) == PLACEHOLDER_RESOLUTION):
         return None
-    return Calibration(1 / resolution[0], 1 / resolution[1], unit, z_spacing if _usable(z_spacing) else None)
+    width, height = 1 / resolution[0], 1 / resolution[1]
+    if not _usable(width, height):  # a denormal resolution: no size a file can say
+        return None
+    return Calibration(width, height, unescaped(unit), z_spacing if _usable(z_spacing) else None)
+
+
+OME_DEFAULT_UNIT = "\u00b5m"  # each of PhysicalSizeX, Y and Z is in um unless its own unit says otherwise
 
 
 def _ome_calibration(xml: str) -> Calibration | None:
-    """PhysicalSizeX/Y/Z of the first Pixels element (OME's default unit is um)."""
+    """PhysicalSizeX/Y/Z of the first Pixels element, Y and Z in X's unit (each has its own, default um; when
+    one is not a length unetkit knows, Y is taken as X and Z left out)."""
     root = ElementTree.fromstring(xml)
     pixels = next((element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"), None)
     if pixels is None or "PhysicalSizeX" not in pixels.attrib:
         return None
-    width = float(pixels.attrib["PhysicalSizeX"])
-    height = float(pixels.attrib.get("PhysicalSizeY", width))
-    unit = pixels.attrib.get("PhysicalSizeXUnit", "\u00b5m")
-    z_spacing = float(pixels.attrib["PhysicalSizeZ"]) if "PhysicalSizeZ" in pixels.attrib else None
-    if pixels.attrib.get("PhysicalSizeZUnit", unit) != unit:
-        z_spacing = None  # spacing in another unit than the pixels: leave it out rather than convert it wrongly
+    attributes = pixels.attrib
+    unit = attributes.get("PhysicalSizeXUnit", OME_DEFAULT_UNIT)
+    width = float(attributes["PhysicalSizeX"])
+
+    def in_x_unit(axis: str) -> float | None:
+        if f"PhysicalSize{axis}" not in attributes:
+            return None
+        size, own = float(attributes[f"PhysicalSize{axis}"]), attributes.get(f"PhysicalSize{axis}Unit", OME_DEFAULT_UNIT)
+        if own == unit:
+            return size
+        theirs, mine = METRES_PER_UNIT.get(own), METRES_PER_UNIT.get(unit)
+        return None if theirs is None or mine is None else size * theirs / mine
+
+    height = in_x_unit("Y")
+    height = width if height is None else height
+    z_spacing = in_x_unit("Z")
     if not _usable(width, height):
         return None
     return Calibration(width, height, unit, z_spacing if _usable(z_spacing) else None)
@@ -126,7 +169,7 @@ def _tiff_calibration(path: Path) -> Calibration | None:
                 return found
         page = tif.pages.first
         imagej = tif.imagej_metadata or {}
-        if str(imagej.get("unit", "")).strip().lower() not in NO_UNIT:
+        if unescaped(str(imagej.get("unit", ""))).lower() not in NO_UNIT:
             spacing = imagej.get("spacing")
             return _from_resolution(page.resolution, str(imagej["unit"]),
                                     float(spacing) if isinstance(spacing, (int, float)) else None, declared=True)

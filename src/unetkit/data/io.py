@@ -489,9 +489,9 @@ def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | 
     if imagej_axes is not None and imagej_can_hold(shape, dtype):
         metadata = {"axes": imagej_axes, **(imagej_items or {})}
         options: dict[str, Any] = {"imagej": True, "metadata": metadata}
-        if calibration is not None:
-            declared = calibration.tiff_options(imagej=True)
-            metadata.update(declared["metadata"])
+        declared = calibration.tiff_options(imagej=True) if calibration is not None else {}
+        metadata.update(declared.get("metadata", {}))
+        if "resolution" in declared:
             options["resolution"] = declared["resolution"]
         return options
     return {"photometric": "minisblack", **(calibration.tiff_options(imagej=False) if calibration else {})}
@@ -499,8 +499,9 @@ def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | 
 
 def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = None,
                page_axes: PageAxes | None = None) -> None:
-    """Write a stack (P, H, W[, 3]) or a float map as a Deflate-compressed TIFF, declaring `calibration` and
-    laying a grey stack's pages out along `page_axes` (the input's T and Z).
+    """Write a stack (P, H, W[, 3]) or a float map as a TIFF, declaring `calibration` and laying a grey stack's
+    pages out along `page_axes` (the input's T and Z). Deflate-compressed, except in ImageJ's own layout (used
+    to carry what the input declared), which ImageJ reads uncompressed only.
 
     The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
     """
@@ -508,10 +509,14 @@ def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = 
         options = {"photometric": "rgb", **(calibration.tiff_options(imagej=False) if calibration else {})}
     else:  # ImageJ's own layout only to carry what the input declared: other files stay as they were
         axes = None if calibration is None else "ZYX"[3 - array.ndim:]
-        if page_axes is not None and array.ndim == 3 and page_axes.holds(len(array)):
+        laid_out = page_axes is not None and array.ndim == 3 and page_axes.holds(len(array))
+        if laid_out and imagej_can_hold(array.shape, array.dtype):  # T and Z: ImageJ's; other TIFFs keep pages
+            assert page_axes is not None
             array, axes = array.reshape(*page_axes.sizes, *array.shape[1:]), page_axes.letters + "YX"
         options = tiff_options(array.shape, array.dtype, calibration, axes)
-    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, compression="zlib", **options))
+    if not options.get("imagej"):
+        options["compression"] = "zlib"
+    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, **options))
 
 
 PREDICTIONS_MARKER = ".unetkit-predictions"  # in every folder `unetkit predict` writes to
