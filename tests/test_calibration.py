@@ -228,3 +228,50 @@ def test_types_imagej_lacks_keep_their_pages_in_one_run(tmp_path: Path) -> None:
     assert _axes(tmp_path / "uint8.tif") == ("TZYX", (2, 3, 8, 8))
     with tifffile.TiffFile(tmp_path / "uint8.tif") as tif:  # ImageJ reads its hyperstacks uncompressed only
         assert tif.pages.first.compression == tifffile.COMPRESSION.NONE
+
+
+def test_predict_warns_about_inputs_of_another_pixel_size_than_the_training_images(tmp_path: Path) -> None:
+    """A run trained on 10 nm pixels said nothing when given 5 nm pixels, whose objects are twice as many pixels
+    across as any it saw: run.json keeps the training images' pixel size, and predict warns."""
+    from unetkit.run import load_run
+
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        image, label = blob_pair(rng, 40)
+        (tmp_path / "image").mkdir(exist_ok=True)
+        (tmp_path / "label").mkdir(exist_ok=True)
+        tifffile.imwrite(tmp_path / "image" / f"{i}.tif", image, imagej=True, resolution=(0.1, 0.1),
+                         metadata={"unit": "nm"})  # 10 nm pixels
+        write_png(tmp_path / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    record = load_run(tmp_path / "run", "cpu").record["pixel_size"]
+    assert record["width_m"] == pytest.approx(10e-9) and record["declared_by"] == 3 and record["files"] == 3
+    image = tifffile.imread(tmp_path / "image" / "0.tif")
+    (tmp_path / "new").mkdir()
+    for name, nm in (("same.tif", 11.0), ("finer.tif", 5.0), ("coarser.tif", 40.0)):
+        tifffile.imwrite(tmp_path / "new" / name, image, imagej=True, resolution=(1 / nm, 1 / nm),
+                         metadata={"unit": "nm"})
+    write_png(tmp_path / "new" / "undeclared.png", image)
+    said: list[str] = []
+    predict_paths(tmp_path / "run", [tmp_path / "new"], tmp_path / "out", progress=False, say=said.append)
+    scale = [line for line in said if "pixels are" in line]
+    assert len(scale) == 2, said  # 11 nm is within the tolerance, an undeclared size says nothing
+    finer = next(line for line in scale if "finer.tif" in line)
+    assert "its pixels are 5 nm wide, the training images' 10 nm" in finer and "2x larger" in finer
+    assert "rescale it to 10 nm pixels" in finer
+    assert any("coarser.tif" in line and "4x smaller" in line for line in scale)
+
+
+def test_the_record_of_training_pixel_sizes_and_how_they_read(tmp_path: Path) -> None:
+    from unetkit.data.calibration import pixel_size_record, readable_length
+
+    for name, um in (("a.tif", 0.1), ("b.tif", 0.2), ("c.tif", 0.1)):
+        tifffile.imwrite(tmp_path / name, np.zeros((4, 4), np.uint8), imagej=True, resolution=(1 / um, 1 / um),
+                         metadata={"unit": "micron"})
+    tifffile.imwrite(tmp_path / "d.tif", np.zeros((4, 4), np.uint8))
+    record = pixel_size_record(sorted(tmp_path.iterdir()))
+    assert record is not None and record["width_m"] == pytest.approx(1e-7) and record["spread"] == pytest.approx(2)
+    assert (record["declared_by"], record["files"]) == (3, 4)
+    assert pixel_size_record([tmp_path / "d.tif"]) is None
+    assert [readable_length(m) for m in (4e-9, 6.5e-7, 1.2e-3, 2.0)] == ["4 nm", "0.65 um", "1.2 mm", "2 m"]

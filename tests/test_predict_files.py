@@ -736,7 +736,7 @@ def test_large_inputs_and_many_inputs_unlike_the_training_images_are_warned_abou
     lines.clear()
     predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "many", progress=False, say=lines.append)
     assert sum("its median intensity" in line for line in lines) == 3
-    assert "warning: 2 more inputs lie outside the training range too" in lines
+    assert "warning: 2 more inputs look unlike the training images too (intensities or pixel size)" in lines
 
 
 def test_subfolders_with_images_are_named_as_not_predicted(tiny_run: Path, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from unetkit.data.io import (
     write_mask,
     write_tiff,
 )
-from unetkit.data.calibration import Calibration, PageAxes, calibration_of, page_axes_of
+from unetkit.data.calibration import Calibration, PageAxes, calibration_of, page_axes_of, pixel_size_warning
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError, WriteError
@@ -319,6 +319,9 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         warn(unlike)
     stack = len(pages) > 1
     calibration = calibration_of(file)  # every output declares the input's pixel size (and a stack's spacing)
+    other_scale = pixel_size_warning(run.record.get("pixel_size"), file, calibration) if warn is not None else None
+    if other_scale:
+        warn(other_scale)
     page_axes = page_axes_of(file) if stack else None  # and keeps a stack's frames and slices
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
@@ -449,7 +452,8 @@ def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int]) -> list[s
     149 had been predicted, and the rerun predicted them again. Decoding is cheap beside
     the network, so each file is read here once more; a file above CHECK_AHEAD_PIXELS (by `pixels`, what the
     headers declare) is checked when its turn comes. Returns a warning for each input whose intensities lie mostly outside
-    the training images' (Normalization.unlike_training): it is predicted, but its mask is suspect.
+    the training images' (Normalization.unlike_training), or whose declared pixel size is not theirs
+    (pixel_size_warning): it is predicted, but its mask is suspect.
     """
     problems: list[tuple[Path, InputError]] = []
     warnings: list[str] = []
@@ -462,9 +466,10 @@ def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int]) -> list[s
         except InputError as exc:
             problems.append((file, exc))
             continue
-        warning = run.normalization.unlike_training(first_page, str(file))
-        if warning:
-            warnings.append(warning)
+        for warning in (run.normalization.unlike_training(first_page, str(file)),
+                        pixel_size_warning(run.record.get("pixel_size"), file, calibration_of(file))):
+            if warning:
+                warnings.append(warning)
     if problems:
         first, others = problems[0][1], [file.name for file, _ in problems[1:]]
         fail = "fails" if len(others) == 1 else "fail"
@@ -535,7 +540,8 @@ def predict_paths(
                 say(warning)
             if len(warnings) > SHOWN_WARNINGS:
                 more = len(warnings) - SHOWN_WARNINGS
-                say(f"warning: {counted(more, 'more input')} {'lies' if more == 1 else 'lie'} outside the training range too")
+                say(f"warning: {counted(more, 'more input')} {'looks' if more == 1 else 'look'} unlike the training images too "
+                    "(intensities or pixel size)")
             kinds: set[str] = set()
             for file in tqdm(files, desc="predict", unit="file", disable=not progress):
                 with contextlib.ExitStack() as on_disk:  # memory-mapped outputs get their names only when complete

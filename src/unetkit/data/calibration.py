@@ -61,6 +61,13 @@ class Calibration:
     def _metres(self) -> float | None:
         return METRES_PER_UNIT.get(self.unit.lower()) or METRES_PER_UNIT.get(self.unit)
 
+    def in_metres(self) -> tuple[float, float] | None:
+        """Pixel width and height in metres, or None when the unit is not a length unetkit knows."""
+        metres = self._metres()
+        if metres is None or not _usable(self.pixel_width * metres, self.pixel_height * metres):
+            return None
+        return self.pixel_width * metres, self.pixel_height * metres
+
     def _ascii(self) -> Calibration:
         """This calibration in words ImageJ's description can hold (tifffile refuses other than ASCII there): um
         as ImageJ writes it, micron; another length with a non-ASCII name (A with a ring) in nm."""
@@ -223,3 +230,44 @@ def page_axes_of(path: Path) -> PageAxes | None:
         return None
     letters = "".join(axis for axis, _ in kept)
     return PageAxes(letters, tuple(int(size) for _, size in kept)) if letters in PAGE_AXES else None
+
+
+PIXEL_SIZE_TOLERANCE = 1.25  # pixel sizes within this factor of each other are the same scale to a network
+
+
+def readable_length(metres: float) -> str:
+    """A pixel size as people write it: 4 nm, 0.65 um (from 0.1 um), 1.2 mm."""
+    for unit, size, below in (("nm", 1e-9, 1e-7), ("um", 1e-6, 1e-3), ("mm", 1e-3, 1.0)):
+        if metres < below:
+            return f"{metres / size:.3g} {unit}"
+    return f"{metres:.3g} m"
+
+
+def pixel_size_record(files: list[Path]) -> dict[str, Any] | None:
+    """What run.json keeps of the training images' pixel size: the median width and height in metres over the
+    files that declare one in a length unit, how many do, and the spread (largest / smallest width); None when
+    none does. predict compares its inputs with it (pixel_size_warning)."""
+    sizes = [size for size in (calibration_of(file) for file in files) if size is not None]
+    metres = [m for m in (size.in_metres() for size in sizes) if m is not None]
+    if not metres:
+        return None
+    widths, heights = sorted(m[0] for m in metres), sorted(m[1] for m in metres)
+    return {"width_m": widths[len(widths) // 2], "height_m": heights[len(heights) // 2],
+            "declared_by": len(metres), "files": len(files), "spread": widths[-1] / widths[0]}
+
+
+def pixel_size_warning(record: dict[str, Any] | None, file: Path, calibration: Calibration | None) -> str | None:
+    """A warning when an input declares pixels of another size than the training images' (by more than
+    PIXEL_SIZE_TOLERANCE): a network learns objects at one scale, and a nucleus twice as many pixels across
+    as any it saw came out as several or none, without a word. None when either says nothing."""
+    mine = None if calibration is None else calibration.in_metres()
+    if not record or mine is None:
+        return None
+    ratio = mine[0] / float(record["width_m"])
+    if 1 / PIXEL_SIZE_TOLERANCE <= ratio <= PIXEL_SIZE_TOLERANCE:
+        return None
+    looks = f"{1 / ratio:.2g}x larger" if ratio < 1 else f"{ratio:.2g}x smaller"
+    trained = readable_length(float(record["width_m"]))
+    return (f"warning: {file}: its pixels are {readable_length(mine[0])} wide, the training images' {trained}, so "
+            f"its objects look {looks} to the network than any it learnt, and its mask may be wrong: rescale it to "
+            f"{trained} pixels, or fine-tune on a few such images (train --from RUN)")

@@ -14,6 +14,8 @@ from typing import Any, Callable
 import torch
 
 from unetkit.config import TrainConfig, flag_of
+from unetkit.data.calibration import PIXEL_SIZE_TOLERANCE, pixel_size_record
+from unetkit.data.io import list_image_files
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
 from unetkit.data.validate import INSTANCES
 from unetkit.devices import resolve_device
@@ -279,6 +281,11 @@ def train(
     record["classes"] = {**data.encoding.to_json(), "fractions": [  # what predict --instances tells backgrounds by
         round(f, 6) for f in class_fractions([y.numpy() for y in data.train.labels], data.encoding.num_classes)]}
     record["normalization"] = data.normalization.to_json()
+    image_files = list_image_files(Path(images)) + (list_image_files(Path(val_images)) if val_images else [])
+    record["pixel_size"] = pixel_size_record(image_files)  # predict warns about inputs of another scale
+    if record["pixel_size"] and record["pixel_size"]["spread"] > PIXEL_SIZE_TOLERANCE:
+        say(f"note: the training images declare pixel sizes up to {record['pixel_size']['spread']:.2g}x apart; a network "
+            "learns objects at the scales it is shown, so rescale them to one pixel size if that was not meant")
     trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
     if base is not None:
         trainer.start_from(base)
