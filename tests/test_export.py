@@ -329,3 +329,27 @@ def test_the_test_tensors_come_from_the_runs_images_are_hashed_and_pass_bioimage
     assert description["source_run"] == "run" and str(run.parent) not in (folder / "README.md").read_text()
     summary = bioimageio.spec.load_description(str(folder / "rdf.yaml"), perform_io_checks=True).validation_summary
     assert summary.status != "failed", summary.format()
+
+
+def test_the_training_pixel_size_becomes_the_axes_scale_and_the_package_still_passes(tmp_path: Path) -> None:
+    """Tools that rescale inputs to a model's scale (bioimage.io's axis unit and scale) were told nothing of it."""
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        image, label = blob_pair(rng, 48)
+        (tmp_path / "image").mkdir(exist_ok=True)
+        tifffile.imwrite(tmp_path / "image" / f"{i}.tif", image, imagej=True, resolution=(0.25, 0.2),
+                         metadata={"unit": "nm"})  # pixels 4 nm wide, 5 nm high
+        write_png(tmp_path / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), base_width=4, depth=2, epochs=1, budget_s=None, device="cpu", patch_size=32)
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"), "--format", "torchscript",
+                 "--author", "Test Author"]) == 0
+    description = json.loads((tmp_path / "exported" / "export.json").read_text())
+    assert description["input"]["pixel_size_m"] == pytest.approx([5e-9, 4e-9])
+    rdf = json.loads((tmp_path / "exported" / "rdf.yaml").read_text())  # JSON is YAML
+    y_axis, x_axis = rdf["inputs"][0]["axes"][2:]
+    assert (y_axis["unit"], y_axis["scale"], x_axis["unit"], x_axis["scale"]) == ("nanometer", 5.0, "nanometer", 4.0)
+    assert rdf["outputs"][1]["axes"][1]["scale"] == 5.0
+    assert "Trained on pixels 4 nm wide and 5 nm high" in (tmp_path / "exported" / "README.md").read_text()
+    summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="torchscript")
+    assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]

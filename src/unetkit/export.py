@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from unetkit.alignment import Shift, shift_image
+from unetkit.data.calibration import readable_length
 from unetkit.data.io import list_image_files, missing_folders, read_pages, remove_empty_folders
 from unetkit.data.normalize import channels_first
 from unetkit.errors import InputError
@@ -436,6 +437,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _training_pixel_size(run: Run) -> list[float] | None:
+    """The training images' pixel (height, width) in metres, where their files declared one (run.json's
+    pixel_size): what a tool that rescales inputs to a model's scale (bioimage.io's axis scale) needs."""
+    size = run.record.get("pixel_size")
+    return None if not size else [float(size["height_m"]), float(size["width_m"])]
+
+
 def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dict[str, str], folder: Path,
                  test_source: str) -> dict[str, Any]:
     files = {FILES[f]: f for f in formats}
@@ -454,6 +462,7 @@ def _description(run: Run, grid: SizeGrid, formats: tuple[str, ...], checks: dic
             "size": {"minimum": grid.minimum, "step": grid.step, "margin": grid.margin,
                      "rule": f"H and W each {grid.minimum} + k * {grid.step}; pad other sizes by mirroring, "
                              "then crop the outputs"},
+            "pixel_size_m": _training_pixel_size(run),
         },
         "outputs": [
             {"name": "probabilities", "axes": "bcyx", "dtype": "float32", "size": output_size,
@@ -497,6 +506,10 @@ def _readme(description: dict[str, Any]) -> str:
         f"{description['input']['values']}.",
         f"H and W: {size['rule']} (numpy.pad(..., mode='reflect') at the bottom and right, as unetkit does).",
     ]
+    pixel = description["input"].get("pixel_size_m")
+    if pixel:
+        lines += [f"Trained on pixels {readable_length(pixel[1])} wide and {readable_length(pixel[0])} high: images of "
+                  "another pixel size segment best rescaled to it (bioimage.io axes: `unit` and `scale`)."]
     if margin:
         lines += [f"The outputs are {margin} pixels smaller on each side than the input (H - {2 * margin} x "
                   f"W - {2 * margin}): to segment a whole image, first extend it by {margin} pixels on every side "
@@ -532,15 +545,26 @@ def _readme(description: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _space_scale(metres: float) -> dict[str, Any]:
+    """A bioimage.io space axis's unit and scale (its pixel size) for a length in metres (nm under 0.1 um, as
+    readable_length says it)."""
+    unit, size = ("nanometer", 1e-9) if metres < 1e-7 else ("micrometer", 1e-6) if metres < 1e-3 else ("millimeter", 1e-3)
+    return {"unit": unit, "scale": float(f"{metres / size:.6g}")}
+
+
 def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict[str, Any]:
     """export.json restated as a bioimage.io model description (format 0.5): tensors, axes, test tensors, weights."""
     size = description["input"]["size"]
     margin_offset = -2 * size.get("margin", 0)
 
+    pixel = description["input"].get("pixel_size_m")  # exports before 2026-12-04 have none
+
     def space(axis: str, tensor: str | None) -> dict[str, Any]:
+        scale = {} if not pixel else _space_scale(pixel[0 if axis == "y" else 1])
         if tensor is None:
-            return {"type": "space", "id": axis, "size": {"min": size["minimum"], "step": size["step"]}}
-        return {"type": "space", "id": axis, "size": {"tensor_id": "image", "axis_id": axis, "offset": margin_offset}}
+            return {"type": "space", "id": axis, "size": {"min": size["minimum"], "step": size["step"]}, **scale}
+        return {"type": "space", "id": axis, "size": {"tensor_id": "image", "axis_id": axis, "offset": margin_offset},
+                **scale}
 
     classes = description["outputs"][0]["classes"]
     names = description["outputs"][0].get("class_names") or [f"class_{v}" for v in classes]  # exports before 2026-12-04
