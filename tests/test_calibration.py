@@ -275,3 +275,24 @@ def test_the_record_of_training_pixel_sizes_and_how_they_read(tmp_path: Path) ->
     assert (record["declared_by"], record["files"]) == (3, 4)
     assert pixel_size_record([tmp_path / "d.tif"]) is None
     assert [readable_length(m) for m in (4e-9, 6.5e-7, 1.2e-3, 2.0)] == ["4 nm", "0.65 um", "1.2 mm", "2 m"]
+
+
+def test_check_and_train_say_when_training_images_declare_different_pixel_sizes(tmp_path: Path) -> None:
+    from unetkit.data.validate import check_dataset
+
+    rng = np.random.default_rng(2)
+    for i, nm in enumerate((4.0, 4.0, 10.0)):
+        image, label = blob_pair(rng, 40)
+        (tmp_path / "image").mkdir(exist_ok=True)
+        tifffile.imwrite(tmp_path / "image" / f"{i}.tif", image, imagej=True, resolution=(1 / nm, 1 / nm),
+                         metadata={"unit": "nm"})
+        write_png(tmp_path / "label" / f"{i}.png", label * 255)
+    scale = [f for f in check_dataset(tmp_path / "image", tmp_path / "label").warnings if "pixels from" in f.message]
+    assert len(scale) == 1 and "pixels from 4 nm to 10 nm wide (2.5x apart)" in scale[0].message
+    said: list[str] = []
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, progress=False, say=said.append)
+    assert any(line.startswith("note: the training images declare pixels from 4 nm to 10 nm") for line in said)
+    tifffile.imwrite(tmp_path / "image" / "2.tif", tifffile.imread(tmp_path / "image" / "2.tif"), imagej=True,
+                     resolution=(1 / 4.5, 1 / 4.5), metadata={"unit": "nm"})  # within 1.25x: one scale
+    assert not [f for f in check_dataset(tmp_path / "image", tmp_path / "label").findings if "pixels from" in f.message]

@@ -253,7 +253,18 @@ def pixel_size_record(files: list[Path]) -> dict[str, Any] | None:
         return None
     widths, heights = sorted(m[0] for m in metres), sorted(m[1] for m in metres)
     return {"width_m": widths[len(widths) // 2], "height_m": heights[len(heights) // 2],
-            "declared_by": len(metres), "files": len(files), "spread": widths[-1] / widths[0]}
+            "declared_by": len(metres), "files": len(files), "spread": widths[-1] / widths[0],
+            "width_range_m": [widths[0], widths[-1]]}
+
+
+def mixed_scale_note(record: dict[str, Any] | None) -> str | None:
+    """What train notes and check warns about when the training images declare pixel sizes over
+    PIXEL_SIZE_TOLERANCE apart; None otherwise."""
+    if not record or record["spread"] <= PIXEL_SIZE_TOLERANCE:
+        return None
+    smallest, largest = (readable_length(m) for m in record["width_range_m"])
+    return (f"the training images declare pixels from {smallest} to {largest} wide ({record['spread']:.2g}x apart); "
+            "a network learns objects at the scales it is shown, so rescale them to one pixel size if that was not meant")
 
 
 def pixel_size_warning(record: dict[str, Any] | None, file: Path, calibration: Calibration | None) -> str | None:

@@ -19,6 +19,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from unetkit.data.calibration import mixed_scale_note, pixel_size_record
 from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
 from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files, read_pair,
                                   split_contiguous)
@@ -400,6 +401,9 @@ def check_dataset(
     values_unclear = any(f.kind in (INSTANCES, SMOOTHED, ENCODING) for f in report.findings)  # classes split: its symptom
     if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors and not values_unclear:
         report.findings += held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
+    mixed_scales = mixed_scale_note(pixel_size_record([image for image, _ in matching.pairs]))
+    if mixed_scales and classes is None:
+        report.findings.append(Finding("warning", str(images), mixed_scales))
     if classes is None and val_fraction is not None and len(pairs) == 1:  # what train would refuse
         report.findings.append(Finding("warning", _where(pairs[0].image), "the only pair: `unetkit train` needs a "
                                        "second to hold out for validation, or --val-images/--val-labels"))

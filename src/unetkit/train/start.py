@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from unetkit.config import TrainConfig, flag_of
-from unetkit.data.calibration import PIXEL_SIZE_TOLERANCE, pixel_size_record
+from unetkit.data.calibration import mixed_scale_note, pixel_size_record
 from unetkit.data.io import list_image_files
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
 from unetkit.data.validate import INSTANCES
@@ -283,9 +283,9 @@ def train(
     record["normalization"] = data.normalization.to_json()
     image_files = list_image_files(Path(images)) + (list_image_files(Path(val_images)) if val_images else [])
     record["pixel_size"] = pixel_size_record(image_files)  # predict warns about inputs of another scale
-    if record["pixel_size"] and record["pixel_size"]["spread"] > PIXEL_SIZE_TOLERANCE:
-        say(f"note: the training images declare pixel sizes up to {record['pixel_size']['spread']:.2g}x apart; a network "
-            "learns objects at the scales it is shown, so rescale them to one pixel size if that was not meant")
+    mixed_scales = mixed_scale_note(record["pixel_size"])
+    if mixed_scales:
+        say(f"note: {mixed_scales}")
     trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
     if base is not None:
         trainer.start_from(base)
