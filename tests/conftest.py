@@ -68,6 +68,20 @@ def write_blob_pairs(
     return root / "image", root / "label"
 
 
+def train_tiny_run(root: Path, count: int, size: int, epochs: int) -> Path:
+    """A width-4, depth-2 run trained on `count` blob pairs (0/255 masks) written in root/image and root/label;
+    returns `root`, which holds run/ beside them."""
+    from dataclasses import replace
+
+    from unetkit.config import TrainConfig
+    from unetkit.train.start import train
+
+    images, labels = write_blob_pairs(root, count, size)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=epochs, budget_s=None, device="cpu")
+    train(images, labels, root / "run", config, progress=False, say=lambda _: None)
+    return root
+
+
 @pytest.fixture
 def toy_data(tmp_path: Path) -> tuple[Path, Path]:
     """Six 32 x 32 pairs in image/ and label/ (labels 0/255), named 0..5 without padding."""

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from conftest import blob_pair, write_png
+from conftest import blob_pair, train_tiny_run, write_png
 
 from unetkit.config import TrainConfig
 from unetkit.data.calibration import Calibration, calibration_of
@@ -23,15 +23,7 @@ QUIET = dict(progress=False, say=lambda _: None)
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("calibrated")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        image, label = blob_pair(rng, 40)
-        write_png(root / "image" / f"{i}.png", image)
-        write_png(root / "label" / f"{i}.png", label * 255)
-    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
-    train(root / "image", root / "label", root / "run", config, **QUIET)
-    return root
+    return train_tiny_run(tmp_path_factory.mktemp("calibrated"), count=3, size=40, epochs=1)
 
 
 def _grey(tiny_run: Path, count: int) -> np.ndarray:

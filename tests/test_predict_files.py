@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import blob_pair, write_png
+from conftest import blob_pair, train_tiny_run, write_png
 
 from unetkit.data import io
 from unetkit.data.io import read_pages
@@ -26,15 +26,7 @@ RED = np.stack([np.full((40, 40), 200, np.uint8), np.zeros((40, 40), np.uint8), 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("files")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        image, label = blob_pair(rng, 40)
-        write_png(root / "image" / f"{i}.png", image)
-        write_png(root / "label" / f"{i}.png", label * 255)
-    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=2, budget_s=None, device="cpu")
-    train(root / "image", root / "label", root / "run", config, **QUIET)
-    return root
+    return train_tiny_run(tmp_path_factory.mktemp("files"), count=4, size=40, epochs=2)
 
 
 def test_probabilities_sum_to_one_and_agree_with_the_mask(tiny_run: Path, tmp_path: Path) -> None:

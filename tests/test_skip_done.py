@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import blob_pair, write_png
+from conftest import train_tiny_run
 
 import unetkit.predict_files as predict_files
 from unetkit.cli import main
-from unetkit.config import TrainConfig
 from unetkit.data.io import PREDICTIONS_MARKER
 from unetkit.errors import InputError
 from unetkit.predict_files import predict_paths
-from unetkit.train.start import train
 
 QUIET = dict(progress=False, say=lambda _: None)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("skip")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        image, label = blob_pair(rng, 32)
-        write_png(root / "image" / f"{i}.png", image)
-        write_png(root / "label" / f"{i}.png", label * 255)
-    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
-    train(root / "image", root / "label", root / "run", config, **QUIET)
-    return root
+    return train_tiny_run(tmp_path_factory.mktemp("skip"), count=4, size=32, epochs=1)
 
 
 @pytest.fixture
