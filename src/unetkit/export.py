@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from unetkit.alignment import Shift, shift_image
-from unetkit.data.calibration import readable_length
+from unetkit.data.calibration import length_unit, readable_length
 from unetkit.data.io import list_image_files, missing_folders, read_pages, remove_empty_folders
 from unetkit.data.normalize import channels_first
 from unetkit.errors import InputError
@@ -545,11 +545,14 @@ def _readme(description: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+BIOIMAGEIO_UNITS = {"nm": "nanometer", "um": "micrometer", "mm": "millimeter", "m": "meter"}
+
+
 def _space_scale(metres: float) -> dict[str, Any]:
-    """A bioimage.io space axis's unit and scale (its pixel size) for a length in metres (nm under 0.1 um, as
-    readable_length says it)."""
-    unit, size = ("nanometer", 1e-9) if metres < 1e-7 else ("micrometer", 1e-6) if metres < 1e-3 else ("millimeter", 1e-3)
-    return {"unit": unit, "scale": float(f"{metres / size:.6g}")}
+    """A bioimage.io space axis's unit and scale (its pixel size) for a length in metres, in the unit the
+    package's README says it in."""
+    unit, size = length_unit(metres)
+    return {"unit": BIOIMAGEIO_UNITS[unit], "scale": float(f"{metres / size:.6g}")}
 
 
 def bioimageio_description(description: dict[str, Any], card: ModelCard) -> dict[str, Any]:

@@ -82,7 +82,7 @@ class Calibration:
         spacing = None if self.z_spacing is None else self.z_spacing * scale
         return Calibration(self.pixel_width * scale, self.pixel_height * scale, "nm", spacing)
 
-    def tiff_options(self, imagej: bool) -> dict[str, Any]:
+    def tiff_tags(self, imagej: bool) -> dict[str, Any]:
         """tifffile.imwrite/memmap keywords that declare this calibration: for an ImageJ TIFF the resolution
         with `metadata` items (unit, spacing) to merge into its description; for another TIFF the resolution
         tags in centimetres, or in the file's own unitless terms when the unit is not a length. {} when the
@@ -235,12 +235,19 @@ def page_axes_of(path: Path) -> PageAxes | None:
 PIXEL_SIZE_TOLERANCE = 1.25  # pixel sizes within this factor of each other are the same scale to a network
 
 
-def readable_length(metres: float) -> str:
-    """A pixel size as people write it: 4 nm, 0.65 um (from 0.1 um), 1.2 mm."""
+def length_unit(metres: float) -> tuple[str, float]:
+    """The unit people write a pixel size in (nm below 0.1 um, um below 1 mm, mm below 1 m, else m) and its
+    size in metres."""
     for unit, size, below in (("nm", 1e-9, 1e-7), ("um", 1e-6, 1e-3), ("mm", 1e-3, 1.0)):
         if metres < below:
-            return f"{metres / size:.3g} {unit}"
-    return f"{metres:.3g} m"
+            return unit, size
+    return "m", 1.0
+
+
+def readable_length(metres: float) -> str:
+    """A pixel size as people write it: 4 nm, 0.65 um, 1.2 mm."""
+    unit, size = length_unit(metres)
+    return f"{metres / size:.3g} {unit}"
 
 
 def pixel_size_record(files: list[Path]) -> dict[str, Any] | None:

@@ -482,19 +482,19 @@ def imagej_can_hold(shape: tuple[int, ...], dtype: Any) -> bool:
 
 
 def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | None, imagej_axes: str | None = None,
-                 imagej_items: dict[str, Any] | None = None) -> dict[str, Any]:
-    """tifffile keywords for grey pages (pages first) declaring `calibration` (None: no pixel size): with
+                 imagej_items: dict[str, Any] | None = None, photometric: str = "minisblack") -> dict[str, Any]:
+    """tifffile keywords for pages (pages first) declaring `calibration` (None: no pixel size): with
     `imagej_axes`, an ImageJ TIFF when ImageJ can hold the array, so that Fiji reads the unit, a stack's
-    spacing and `imagej_items` (Labels); else a plain TIFF with resolution tags."""
+    spacing and `imagej_items` (Labels); else a plain TIFF of `photometric` with resolution tags."""
     if imagej_axes is not None and imagej_can_hold(shape, dtype):
         metadata = {"axes": imagej_axes, **(imagej_items or {})}
         options: dict[str, Any] = {"imagej": True, "metadata": metadata}
-        declared = calibration.tiff_options(imagej=True) if calibration is not None else {}
+        declared = calibration.tiff_tags(imagej=True) if calibration is not None else {}
         metadata.update(declared.get("metadata", {}))
         if "resolution" in declared:
             options["resolution"] = declared["resolution"]
         return options
-    return {"photometric": "minisblack", **(calibration.tiff_options(imagej=False) if calibration else {})}
+    return {"photometric": photometric, **(calibration.tiff_tags(imagej=False) if calibration else {})}
 
 
 def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = None,
@@ -506,7 +506,7 @@ def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = 
     The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
     """
     if array.ndim == 4 and array.shape[-1] == 3:
-        options = {"photometric": "rgb", **(calibration.tiff_options(imagej=False) if calibration else {})}
+        options = tiff_options(array.shape, array.dtype, calibration, photometric="rgb")
     else:  # ImageJ's own layout only to carry what the input declared: other files stay as they were
         axes = None if calibration is None else "ZYX"[3 - array.ndim:]
         laid_out = page_axes is not None and array.ndim == 3 and page_axes.holds(len(array))
