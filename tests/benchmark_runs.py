@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,3 +22,9 @@ def run_benchmark(script: str, *args: str, timeout: int = 600) -> subprocess.Com
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+def import_benchmark(monkeypatch: pytest.MonkeyPatch, name: str) -> ModuleType:
+    """A benchmark script imported as a module (benchmarks/ on the path for this test), to test its functions."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    return importlib.import_module(name)

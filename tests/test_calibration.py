@@ -251,8 +251,17 @@ def test_predict_warns_about_inputs_of_another_pixel_size_than_the_training_imag
     assert len(scale) == 2, said  # 11 nm is within the tolerance, an undeclared size says nothing
     finer = next(line for line in scale if "finer.tif" in line)
     assert "its pixels are 5 nm wide, the training images' 10 nm" in finer and "2x larger" in finer
-    assert "rescale it to 10 nm pixels" in finer
+    assert "predict with --match-pixel-size (resampled to 10 nm pixels and back)" in finer
     assert any("coarser.tif" in line and "4x smaller" in line for line in scale)
+    said.clear()  # matched: no warning about sizes it resampled, one about the input it could not
+    predict_paths(tmp_path / "run", [tmp_path / "new"], tmp_path / "matched", progress=False, say=said.append,
+                  match_pixel_size=True)
+    assert not [line for line in said if "pixels are" in line], said
+    assert [line for line in said if "declares no pixel size" in line][0].startswith(
+        f"warning: {tmp_path / 'new' / 'undeclared.png'}: declares no pixel size, so it was predicted at its own scale")
+    assert any(line.startswith("3 inputs resampled to the training images' 10 nm pixels") for line in said), said
+    for name in ("same", "finer", "coarser", "undeclared"):
+        assert read_pages(tmp_path / "matched" / f"{name}.png")[0][0].shape == image.shape
 
 
 def test_the_record_of_training_pixel_sizes_and_how_they_read(tmp_path: Path) -> None:

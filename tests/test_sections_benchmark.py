@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmark_runs import run_benchmark
+from benchmark_runs import import_benchmark, run_benchmark
 from scipy import ndimage
 
 from unetkit.demo import link_isbi_subsets
@@ -20,8 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.fixture
 def sections(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("isbi_sections")
+    return import_benchmark(monkeypatch, "isbi_sections")
 
 
 def test_fine_detail_tells_raw_noise_from_a_smoothed_image(sections) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +54,7 @@ def test_sections_table_covers_every_section_and_the_run(isbi: Path, tmp_path: P
 
 
 @pytest.mark.parametrize("script,args", [("budget.py", ["--quick"]), ("variants.py", ["--quick"]),
-                                         ("isbi_sections.py", ["--run", "."])])
+                                         ("isbi_sections.py", ["--run", "."]), ("pixel_size.py", ["--budget", "5s"])])
 def test_a_wrong_data_folder_is_one_line_and_exit_2(script: str, args: list[str], tmp_path: Path) -> None:
     """A traceback ending in InputError (or FileNotFoundError) and exit 1 (audit)."""
     import subprocess

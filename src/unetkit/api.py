@@ -175,10 +175,12 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
 def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
             prob: bool = False, instances: str | None = None, boundary_value: int = 0, device: str = "auto",
             tile: int | None = None, precision: str | None = None, progress: bool = True,
-            skip_done: bool = False) -> list[Path]:
+            skip_done: bool = False, match_pixel_size: bool | str | None = None,
+            pixel_size: str | None = None) -> list[Path]:
     """Predict a file, a folder or a TIFF stack (or a list of them) into `out`, as `unetkit predict` does;
     returns the inputs' mask files. `instances`: "auto", "cells" or "objects" (--instances); `skip_done`: leave
-    the inputs this run already predicted into `out` with these options (--skip-done)."""
+    the inputs this run already predicted into `out` with these options (--skip-done); `match_pixel_size`
+    (True, or a length such as "4nm") and `pixel_size` ("8nm"): --match-pixel-size and --pixel-size."""
     from unetkit.predict_files import predict_paths
     from unetkit.run import Run
 
@@ -199,7 +201,7 @@ def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathL
                          write_probabilities=prob, device=device, tile=tile, progress=progress, precision=precision,
                          instances=mask_value(boundary_value, "boundary_value") if instances else None,
                          instance_kind=instances or "auto", say=functools.partial(_say, progress=progress),
-                         skip_done=skip_done)
+                         skip_done=skip_done, match_pixel_size=match_pixel_size, pixel_size=pixel_size)
 
 
 def _say(line: str, progress: bool) -> None:

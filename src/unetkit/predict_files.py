@@ -50,7 +50,7 @@ from unetkit.data.io import (
     write_mask,
     write_tiff,
 )
-from unetkit.data.calibration import Calibration, PageAxes, calibration_of, page_axes_of, pixel_size_warning
+from unetkit.data.calibration import Calibration, PageAxes, calibration_of, page_axes_of, readable_length
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError, WriteError
@@ -60,6 +60,7 @@ from unetkit.instances import object_regions, watershed_regions
 from unetkit.output_owners import (OwnerIndex, already_predicted, read_owners, record_outputs, recorded_mask,
                                    refuse_clashes, remove_leftovers, stamp, write_owners)
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
+from unetkit.rescale import PixelSizes, resample, resample_image, scaled_shape
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
 from unetkit.text import counted
 
@@ -148,18 +149,30 @@ def _probability_store(path: Path, shape: tuple[int, ...], dtype: Any = np.float
 def predict_page(
     run: Run, page: np.ndarray, source: str, tile: int | None, tta: bool, device: torch.device,
     probabilities: np.ndarray | None = None, mask: np.ndarray | None = None, progress: bool = False,
+    scale: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """One (H, W[, C]) raw page -> its mask in the label encoding, written band by band.
 
     `mask` (H x W[, 3] in the encoding's dtype) may be a memory-mapped file, and
     `probabilities` (K x H x W float32) too: then nothing image-sized stays in memory. `progress`: a page of
     ROW_PROGRESS_PIXELS or more gets a bar of its rows done (a 16400^2 image took 6.5 minutes at "0/1 files").
+    `scale` (rows, columns): the page is predicted resampled by these factors, and its probabilities resampled
+    back (--match-pixel-size); the page and both probability maps are then held in memory.
     """
     height, width = page.shape[:2]
-    tile, overlap, halo = prediction_windows(run.model, run.amp_dtype, height, width, run.encoding.num_classes,
-                                             device, tile, run.config.tile)
     if mask is None:
         mask = np.empty((height, width, 3) if run.encoding.colour else (height, width), dtype=run.encoding.output_dtype)
+    if scale is not None:
+        scaled = np.empty((run.encoding.num_classes, *scaled_shape(page.shape, scale)), np.float32)
+        predict_page(run, resample_image(page, scaled.shape[1:]), source, tile, tta, device, scaled,
+                     progress=progress)
+        back = resample(scaled, (height, width), channels_last=False)
+        mask[:] = run.encoding.to_values(back.argmax(0))
+        if probabilities is not None:
+            probabilities[:] = back
+        return mask
+    tile, overlap, halo = prediction_windows(run.model, run.amp_dtype, height, width, run.encoding.num_classes,
+                                             device, tile, run.config.tile)
 
     def read(top: int, bottom: int, left: int, right: int) -> torch.Tensor:
         return torch.from_numpy(run.normalization.apply(mirrored_crop(page, top, bottom, left, right, axes=(0, 1)), source))
@@ -305,12 +318,13 @@ def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabi
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
                   kinds: set[str], instance_kind: str = "auto", warn: Callable[[str], None] | None = None,
-                  progress: bool = False) -> tuple[Path, set[Path], list[Callable[[], None]]]:
+                  progress: bool = False, sizes: PixelSizes | None = None) -> tuple[Path, set[Path], list[Callable[[], None]]]:
     """One input file's mask (and probabilities, cells), computed: returns the mask's path, every file it will
     write, and the writes still to do. Memory-mapped outputs are filled under hidden names and renamed when
     `on_disk` closes; nothing of this input is visible before the writes run (see predict_paths).
     `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0);
-    `warn` says whether the image looks unlike the training images (for files check_inputs did not read)."""
+    `warn` says whether the image looks unlike the training images (for files check_inputs did not read).
+    `sizes`: the pixel sizes, to match the input's to the training images' (--match-pixel-size)."""
     num_classes = run.encoding.num_classes
     writes: list[Callable[[], None]] = []
     pages = read_for_run(run, file)
@@ -319,9 +333,11 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         warn(unlike)
     stack = len(pages) > 1
     calibration = calibration_of(file)  # every output declares the input's pixel size (and a stack's spacing)
-    other_scale = pixel_size_warning(run.record.get("pixel_size"), file, calibration) if warn is not None else None
+    sizes = sizes or PixelSizes.for_run(run.record.get("pixel_size"))
+    other_scale = sizes.warning(file) if warn is not None else None
     if other_scale:
         warn(other_scale)
+    scale = sizes.scale_of(file)
     page_axes = page_axes_of(file) if stack else None  # and keeps a stack's frames and slices
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
@@ -336,10 +352,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     cells: CellPages | None = None
     streamed = streamed_mask_dtype(run, len(pages), pages[0].shape[0] * pages[0].shape[1])
     if streamed is not None:  # too large to hold: the mask goes to a memory-mapped TIFF, band by band
-        assert boundary is None, "predict_paths refuses --instances for pages this large"
+        assert boundary is None and scale is None, "predict_paths refuses --instances and rescaling for pages this large"
         target_path = out / f"{file.stem}.tif"
         mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], streamed, calibration=calibration))
-        predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask, progress)
+        predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask, progress, scale)
     else:
         masks = []
         # a stack's pages get a bar of their own: a 100-page stack showed "0/1 files" for 74 s (audit)
@@ -347,7 +363,7 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
                                           disable=not progress or not stack)):
             source = f"{file}[{index}]" if stack else str(file)
             target = page_probabilities if probabilities is None else probabilities[index] if stack else probabilities
-            masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress))
+            masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress, scale=scale))
             if boundary is not None:  # cells page by page: only this page's probabilities are needed
                 assert target is not None
                 if cells is None:  # a run without recorded class fractions: judged by the first page
@@ -374,7 +390,7 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
 
 
 def prediction_key(run: Run, tta: bool, probabilities: bool, boundary: int | None, instance_kind: str,
-                   tile: int | None) -> str:
+                   tile: int | None, sizes: PixelSizes | None = None) -> str:
     """A digest of all that decides an input's outputs besides the input: the network's weights (as computed
     on, whatever file they came from), the run's encoding, normalisation and label shift, the precision, and
     the options. Equal keys: predicting again would write what is there (--skip-done)."""
@@ -383,6 +399,8 @@ def prediction_key(run: Run, tta: bool, probabilities: bool, boundary: int | Non
     settings = {key: run.record.get(key) for key in ("model", "classes", "normalization", "alignment")}
     options = {"tta": tta, "prob": probabilities, "boundary": boundary, "instances": instance_kind, "tile": tile,
                "precision": str(run.amp_dtype), "run_tile": run.config.tile}
+    if sizes is not None and sizes.match:  # keys of runs predicted unmatched stay as they were
+        options["pixel_sizes"] = sizes.key()
     digest.update(json.dumps({"settings": settings, "options": options}, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
 
@@ -445,15 +463,15 @@ SHOWN_WARNINGS = 3  # one line each for the first inputs unlike the training ima
 CHECK_AHEAD_PIXELS = 1 << 26  # inputs up to this size (all pages) are read once before any is predicted
 
 
-def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int]) -> list[str]:
+def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int], sizes: PixelSizes) -> list[str]:
     """Read every input (but the largest) and check it against the run before predicting any.
 
     A bad image 150 of 200 (damaged, colour for a greyscale run) stopped the run after
     149 had been predicted, and the rerun predicted them again. Decoding is cheap beside
     the network, so each file is read here once more; a file above CHECK_AHEAD_PIXELS (by `pixels`, what the
     headers declare) is checked when its turn comes. Returns a warning for each input whose intensities lie mostly outside
-    the training images' (Normalization.unlike_training), or whose declared pixel size is not theirs
-    (pixel_size_warning): it is predicted, but its mask is suspect.
+    the training images' (Normalization.unlike_training), or whose pixel size is not theirs and is not matched
+    (`sizes`, PixelSizes.warning): it is predicted, but its mask is suspect.
     """
     problems: list[tuple[Path, InputError]] = []
     warnings: list[str] = []
@@ -467,7 +485,7 @@ def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int]) -> list[s
             problems.append((file, exc))
             continue
         for warning in (run.normalization.unlike_training(first_page, str(file)),
-                        pixel_size_warning(run.record.get("pixel_size"), file, calibration_of(file))):
+                        sizes.warning(file)):
             if warning:
                 warnings.append(warning)
     if problems:
@@ -492,6 +510,8 @@ def predict_paths(
     instances: int | None = None,
     instance_kind: str = "auto",
     skip_done: bool = False,
+    match_pixel_size: bool | str | None = None,
+    pixel_size: str | None = None,
 ) -> list[Path]:
     """Predict every image of `inputs` into `out`; returns the mask files of all inputs.
 
@@ -499,6 +519,9 @@ def predict_paths(
     of a two-class run; each image's cells are also written as NAME_cells.tif (`instance_kind`: "cells", "objects"
     or "auto", see `objects_on_background`). `skip_done`: leave an input whose outputs in `out` this run wrote
     with these options from the input as it is (a stopped predict of 2000 images started again from the first).
+    `match_pixel_size`: resample each input to the training images' pixel size (True) or to this length ("4nm")
+    for the network, and its probabilities back; `pixel_size` ("8nm"): the inputs' size, in place of what the
+    files declare (see rescale.py).
     """
     inputs = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]  # one, or several
     if tile is not None and tile < MIN_TILE:
@@ -511,11 +534,13 @@ def predict_paths(
         raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "
                          "other, predict them separately")
     boundary = None if instances is None else boundary_class(run, instances)
+    sizes = PixelSizes.for_run(run.record.get("pixel_size"), match_pixel_size, pixel_size)
     created = missing_folders(out)
     check_output_folder(out, inputs)
     written: list[Path] = []
+    scales: dict[Path, tuple[float, float] | None] = {}
     done: dict[Path, Path] = {}  # input -> its mask, for the inputs --skip-done leaves
-    made_with = prediction_key(run, tta, write_probabilities, boundary, instance_kind, tile)
+    made_with = prediction_key(run, tta, write_probabilities, boundary, instance_kind, tile, sizes)
     with folder_lock(out, "wait until it ends, or predict into another --out"):  # one process at a time records outputs in its marker
         try:
             owners = OwnerIndex(read_owners(out))
@@ -523,19 +548,26 @@ def predict_paths(
                 done = {file: recorded_mask(Path(out), file, owners) for file in files
                         if already_predicted(Path(out), file, owners, made_with, write_probabilities, boundary is not None)}
             every_input, files = files, [file for file in files if file not in done]
-            sizes = {file: declared_size(file) or (1, 0) for file in files}  # (pages, pixels): each header read once
-            pixels = {file: count for file, (_, count) in sizes.items()}
+            sizes_of = {file: declared_size(file) or (1, 0) for file in files}  # (pages, pixels): each header read once
+            pixels = {file: count for file, (_, count) in sizes_of.items()}
             # a killed predict's hidden partial files hold space the check must not count as used
             remove_leftovers(Path(out), files, write_probabilities, boundary is not None)
-            check_free_space(out, sizes, run, write_probabilities)
-            too_large = next((f for f, (count, total) in sizes.items()
+            check_free_space(out, sizes_of, run, write_probabilities)
+            too_large = next((f for f, (count, total) in sizes_of.items()
                               if boundary is not None and total > STREAM_PIXELS * max(count, 1)), None)
             if too_large:
                 raise InputError(f"{too_large}: a page over {STREAM_PIXELS} pixels, too large for --instances (a page's "
                                  "cells come from its probabilities, held in memory); predict it without --instances, "
                                  "or cut it into smaller images")
+            scales = {file: sizes.scale_of(file) for file in files}
+            too_large = next((f for f, (count, total) in sizes_of.items() if scales[f] is not None and
+                              total * max(1.0, scales[f][0] * scales[f][1]) > STREAM_PIXELS * max(count, 1)), None)
+            if too_large:
+                raise InputError(f"{too_large}: a page over {STREAM_PIXELS} pixels once resampled, too large for "
+                                 "--match-pixel-size (the page and its probabilities are resampled in memory); rescale it "
+                                 "in Fiji or napari and predict that, or cut it into smaller images")
             refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
-            warnings = check_inputs(run, files, pixels)
+            warnings = check_inputs(run, files, pixels, sizes)
             for warning in warnings[:SHOWN_WARNINGS]:
                 say(warning)
             if len(warnings) > SHOWN_WARNINGS:
@@ -549,7 +581,7 @@ def predict_paths(
                     mask, outputs, writes = _predict_file(run, file, Path(out), tile, tta, torch_device,
                                                           write_probabilities, boundary, on_disk, kinds, instance_kind,
                                                           warn=say if pixels[file] > CHECK_AHEAD_PIXELS else None,
-                                                          progress=progress)
+                                                          progress=progress, sizes=sizes)
                     with interrupts_deferred():  # the files and the record naming them land together
                         for write in writes:
                             write()
@@ -571,6 +603,11 @@ def predict_paths(
                       f"{', '.join(map(str, run.encoding.describe_values()))})")
     done_note = f" ({counted(len(done), 'input')} predicted earlier left as they were: --skip-done)" if done else ""
     say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with {' and '.join(extras)}" if extras else "") + done_note)
+    resampled = sum(1 for file in files if scales.get(file) is not None)
+    if sizes.match and sizes.training_m is not None:
+        say(f"{counted(resampled, 'input')} resampled to the training images' {readable_length(sizes.training_m[0])} "
+            f"pixels for the network (masks on each input's own pixels); {counted(len(files) - resampled, 'input')} "
+            "had that size already or declared none")
     unsearched = _subfolders_with_images(inputs, Path(out))
     if unsearched:
         more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""

@@ -24,6 +24,8 @@ from typing import Any
 import tifffile
 from PIL import Image
 
+from unetkit.errors import InputError
+
 METRES_PER_UNIT = {
     "m": 1.0, "cm": 1e-2, "mm": 1e-3, "um": 1e-6, "micron": 1e-6, "microns": 1e-6, "\u00b5m": 1e-6,
     "\u03bcm": 1e-6, "nm": 1e-9, "pm": 1e-12, "\u00c5": 1e-10, "angstrom": 1e-10, "inch": 0.0254, "in": 0.0254,
@@ -253,7 +255,7 @@ def readable_length(metres: float) -> str:
 def pixel_size_record(files: list[Path]) -> dict[str, Any] | None:
     """What run.json keeps of the training images' pixel size: the median width and height in metres over the
     files that declare one in a length unit, how many do, and the spread (largest / smallest width); None when
-    none does. predict compares its inputs with it (pixel_size_warning)."""
+    none does. predict compares its inputs with it (rescale.PixelSizes)."""
     sizes = [size for size in (calibration_of(file) for file in files) if size is not None]
     metres = [m for m in (size.in_metres() for size in sizes) if m is not None]
     if not metres:
@@ -274,18 +276,13 @@ def mixed_scale_note(record: dict[str, Any] | None) -> str | None:
             "a network learns objects at the scales it is shown, so rescale them to one pixel size if that was not meant")
 
 
-def pixel_size_warning(record: dict[str, Any] | None, file: Path, calibration: Calibration | None) -> str | None:
-    """A warning when an input declares pixels of another size than the training images' (by more than
-    PIXEL_SIZE_TOLERANCE): a network learns objects at one scale, and a nucleus twice as many pixels across
-    as any it saw came out as several or none, without a word. None when either says nothing."""
-    mine = None if calibration is None else calibration.in_metres()
-    if not record or mine is None:
-        return None
-    ratio = mine[0] / float(record["width_m"])
-    if 1 / PIXEL_SIZE_TOLERANCE <= ratio <= PIXEL_SIZE_TOLERANCE:
-        return None
-    looks = f"{1 / ratio:.2g}x larger" if ratio < 1 else f"{ratio:.2g}x smaller"
-    trained = readable_length(float(record["width_m"]))
-    return (f"warning: {file}: its pixels are {readable_length(mine[0])} wide, the training images' {trained}, so "
-            f"its objects look {looks} to the network than any it learnt, and its mask may be wrong: rescale it to "
-            f"{trained} pixels, or fine-tune on a few such images (train --from RUN)")
+def parse_length(text: str, option: str) -> float:
+    """A length a person typed (8nm, 0.5 um, 1e-3 mm) in metres; one InputError line naming `option` otherwise."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([^\s0-9]+)\s*", str(text))
+    unit = unescaped(match.group(2)) if match else ""
+    metres = METRES_PER_UNIT.get(unit.lower()) or METRES_PER_UNIT.get(unit) if match else None
+    value = float(match.group(1)) * metres if match and metres else 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{option} {text!r}: give a pixel size with its unit, e.g. {option} 8nm or {option} 0.65um "
+                         f"(units: nm, um, mm, m)")
+    return value

@@ -1,0 +1,121 @@
+"""Predicting images of another pixel size than the training images' (predict --match-pixel-size).
+
+A network learns objects at the scale it was shown: trained on 4 nm EM sections, it segments an 8 nm
+section's membranes, half as wide in pixels, badly, and a nucleus twice as many pixels across as any it saw
+comes out as several. Matched, each input is resampled to the training pixel size, predicted there, and its
+class probabilities resampled back, so the mask lies on the input's own pixel grid (and declares its
+calibration). The sizes come from the files (data/calibration.py) and run.json's `pixel_size`; --pixel-size
+states the inputs' size where files declare none (PNG exports) or declare it wrongly, and --match-pixel-size
+LENGTH the training images' where theirs declared none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from skimage.transform import resize
+
+from unetkit.data.calibration import (PIXEL_SIZE_TOLERANCE, calibration_of, parse_length, readable_length)
+from unetkit.errors import InputError
+
+# Pixel sizes within this factor are predicted as they are: resampling for a 1 % difference blurs more than it fixes.
+MATCH_TOLERANCE = 1.02
+
+
+@dataclass(frozen=True)
+class PixelSizes:
+    """What predict knows of pixel sizes: the training images' (width, height in metres, or None), the inputs'
+    size given by --pixel-size (None: each file's own declaration), and whether inputs are resampled to match."""
+
+    training_m: tuple[float, float] | None
+    given_m: float | None = None
+    match: bool = False
+
+    @classmethod
+    def for_run(cls, record: dict[str, Any] | None, match: bool | str | None = None,
+                given: str | None = None) -> PixelSizes:
+        """From run.json's `pixel_size`, --match-pixel-size (True: the training images'; a length: that size)
+        and --pixel-size. Matching a run whose training images declared no size, and gave none, is refused."""
+        if not isinstance(match, (bool, str, type(None))):
+            raise InputError(f"match_pixel_size={match!r}: give True (the training images' size) or a length such as '4nm'")
+        given_m = None if given is None else parse_length(given, "--pixel-size")
+        training_m = None if not record else (float(record["width_m"]), float(record["height_m"]))
+        if isinstance(match, str):
+            size = parse_length(match, "--match-pixel-size")
+            training_m = (size, size)
+        elif match and training_m is None:
+            raise InputError("--match-pixel-size: this run's training images declared no pixel size, so there is none to "
+                             "match; give the size they had, e.g. --match-pixel-size 4nm")
+        return cls(training_m, given_m, bool(match))
+
+    def of(self, file: Path) -> tuple[float, float] | None:
+        """An input's pixel width and height in metres: --pixel-size, else what the file declares, else None."""
+        if self.given_m is not None:
+            return self.given_m, self.given_m
+        calibration = calibration_of(file)
+        return None if calibration is None else calibration.in_metres()
+
+    def scale_of(self, file: Path) -> tuple[float, float] | None:
+        """The factors (rows, columns) to resample an input by so that its pixels have the training size, or None
+        when it is predicted as it is (not matching, a size unknown, or within MATCH_TOLERANCE)."""
+        mine = self.of(file) if self.match and self.training_m else None
+        if mine is None or self.training_m is None:
+            return None
+        factors = (mine[1] / self.training_m[1], mine[0] / self.training_m[0])
+        if all(1 / MATCH_TOLERANCE <= factor <= MATCH_TOLERANCE for factor in factors):
+            return None
+        return factors
+
+    def warning(self, file: Path) -> str | None:
+        """A line about an input whose mask may be wrong for its scale: matching, one that declares no pixel size
+        (predicted as it is); not matching, one whose pixels differ over PIXEL_SIZE_TOLERANCE from the training's."""
+        mine = self.of(file)
+        if self.match:
+            if mine is not None:
+                return None
+            return (f"warning: {file}: declares no pixel size, so it was predicted at its own scale, not matched to the "
+                    "training images'; give its size with --pixel-size (e.g. --pixel-size 8nm)")
+        if mine is None or self.training_m is None:
+            return None
+        ratio = mine[0] / self.training_m[0]
+        if 1 / PIXEL_SIZE_TOLERANCE <= ratio <= PIXEL_SIZE_TOLERANCE:
+            return None
+        looks = f"{1 / ratio:.2g}x larger" if ratio < 1 else f"{ratio:.2g}x smaller"
+        trained = readable_length(self.training_m[0])
+        return (f"warning: {file}: its pixels are {readable_length(mine[0])} wide, the training images' {trained}, so "
+                f"its objects look {looks} to the network than any it learnt, and its mask may be wrong: predict with "
+                f"--match-pixel-size (resampled to {trained} pixels and back), or fine-tune on a few such images "
+                "(train --from RUN)")
+
+    def key(self) -> dict[str, Any]:
+        """What of these decides the outputs, for predict's --skip-done record."""
+        return {"match_m": self.training_m if self.match else None, "given_m": self.given_m if self.match else None}
+
+
+def scaled_shape(shape: tuple[int, ...], factors: tuple[float, float]) -> tuple[int, int]:
+    """A page's (height, width) resampled by `factors`, at least one pixel each way."""
+    return max(1, round(shape[0] * factors[0])), max(1, round(shape[1] * factors[1]))
+
+
+def resample(array: np.ndarray, shape: tuple[int, int], channels_last: bool) -> np.ndarray:
+    """`array` (H, W[, C] with `channels_last`, else C, H, W) resampled to `shape` as float32: linear
+    interpolation, with a Gaussian against aliasing where it shrinks (skimage.transform.resize). Linear weights
+    sum to one, so class probabilities stay probabilities."""
+    height, width = array.shape[:2] if channels_last else array.shape[-2:]
+    target = (*shape, *array.shape[2:]) if channels_last else (*array.shape[:-2], *shape)
+    resampled = resize(array.astype(np.float32, copy=False), target, order=1, mode="reflect", preserve_range=True,
+                       anti_aliasing=shape[0] < height or shape[1] < width)
+    return resampled.astype(np.float32, copy=False)
+
+
+def resample_image(page: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An (H, W[, C]) image page resampled to `shape` in its own dtype (integers rounded and clipped to their
+    range), as Fiji's Scale would give it: the run's normalisation checks and scales it as it would the file."""
+    resampled = resample(page, shape, channels_last=True)
+    if np.issubdtype(page.dtype, np.integer):
+        limits = np.iinfo(page.dtype)
+        resampled = np.clip(np.rint(resampled), limits.min, limits.max)
+    return resampled.astype(page.dtype, copy=False)

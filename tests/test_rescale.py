@@ -1,0 +1,126 @@
+"""predict --match-pixel-size: inputs of another pixel size are predicted at the training images' and their
+masks come back on the inputs' own pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from conftest import train_tiny_run, write_png
+from test_cli import assert_one_line_error, run_cli
+
+from unetkit.data.calibration import calibration_of, parse_length
+from unetkit.data.io import read_pages
+from unetkit.errors import InputError
+from unetkit.predict_files import predict_paths
+from unetkit.rescale import MATCH_TOLERANCE, PixelSizes, resample, resample_image, scaled_shape
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on 48 px blob images whose files declare no pixel size (run.json has none)."""
+    return train_tiny_run(tmp_path_factory.mktemp("rescale"), count=3, size=48, epochs=2)
+
+
+def _write_nm(path: Path, image: np.ndarray, nm: float) -> Path:
+    tifffile.imwrite(path, image, imagej=True, resolution=(1 / nm, 1 / nm), metadata={"unit": "nm"})
+    return path
+
+
+def test_lengths_people_type_and_those_refused() -> None:
+    assert [parse_length(text, "--pixel-size") for text in ("8nm", "0.65 um", "1e-3mm", "4 \u00b5m")] == \
+        pytest.approx([8e-9, 6.5e-7, 1e-6, 4e-6])
+    for text in ("3 px", "8", "-2nm", "0nm", "nm"):
+        with pytest.raises(InputError, match=r"--pixel-size .*give a pixel size with its unit, e\.g\. --pixel-size 8nm"):
+            parse_length(text, "--pixel-size")
+
+
+def test_which_inputs_are_resampled_and_by_how_much(tmp_path: Path) -> None:
+    image = np.zeros((8, 8), np.uint8)
+    coarse, near, undeclared = _write_nm(tmp_path / "a.tif", image, 20), _write_nm(tmp_path / "b.tif", image, 10.1), \
+        write_png(tmp_path / "c.png", image)
+    record = {"width_m": 10e-9, "height_m": 10e-9}
+    matched = PixelSizes.for_run(record, True)
+    assert matched.scale_of(coarse) == pytest.approx((2.0, 2.0))
+    assert matched.scale_of(near) is None and 10.1 / 10 < MATCH_TOLERANCE  # within the tolerance: as it is
+    assert matched.scale_of(undeclared) is None and "declares no pixel size" in matched.warning(undeclared)
+    assert PixelSizes.for_run(record).scale_of(coarse) is None  # not asked: never resampled
+    assert "--match-pixel-size" in PixelSizes.for_run(record).warning(coarse)
+    given = PixelSizes.for_run(record, True, "5nm")  # --pixel-size wins over what files declare
+    assert given.scale_of(coarse) == pytest.approx((0.5, 0.5)) and given.scale_of(undeclared) == pytest.approx((0.5, 0.5))
+    assert PixelSizes.for_run(None, "40nm").scale_of(coarse) == pytest.approx((0.5, 0.5))
+    with pytest.raises(InputError, match="declared no pixel size, so there is none to match; give the size"):
+        PixelSizes.for_run(None, True)
+    with pytest.raises(InputError, match="match_pixel_size=4e-09: give True"):
+        PixelSizes.for_run(record, 4e-9)  # type: ignore[arg-type]
+    assert scaled_shape((7, 9, 3), (0.5, 2.0)) == (4, 18) and scaled_shape((1, 1), (0.1, 0.1)) == (1, 1)
+
+
+def test_resampled_probabilities_stay_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 17, 23)).astype(np.float32)
+    maps = np.exp(logits) / np.exp(logits).sum(0)
+    for shape in ((34, 46), (9, 12)):
+        back = resample(maps, shape, channels_last=False)
+        assert back.shape == (3, *shape) and back.dtype == np.float32
+        np.testing.assert_allclose(back.sum(0), 1.0, atol=1e-5)
+    rgb = resample(rng.integers(0, 255, (10, 12, 3)).astype(np.uint8), (20, 24), channels_last=True)
+    assert rgb.shape == (20, 24, 3)
+
+
+def test_a_coarser_input_is_predicted_at_the_training_scale_and_masked_at_its_own(tiny_run: Path, tmp_path: Path) -> None:
+    """A training image halved (20 nm for 10 nm): matched, the network sees it at twice its size, as it saw
+    the training objects, and the probabilities come back to the input's 24 x 24 pixels and its calibration."""
+    from unetkit.run import load_run
+
+    run = load_run(tiny_run / "run", "cpu")
+    seen: list[tuple[int, ...]] = []
+    run.model.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape[-2:])))
+    full = read_pages(tiny_run / "image" / "0.png")[0][0]
+    (tmp_path / "in").mkdir()
+    _write_nm(tmp_path / "in" / "half.tif", resample_image(full, (24, 24)), 20)
+    said: list[str] = []
+    predict_paths(run, [tmp_path / "in"], tmp_path / "matched", write_probabilities=True, progress=False,
+                  say=said.append, match_pixel_size="10nm")
+    assert seen and all(shape[0] >= 48 and shape[1] >= 48 for shape in seen), seen
+    matched = tifffile.imread(tmp_path / "matched" / "half_prob.tif")
+    assert matched.shape == (2, 24, 24)
+    np.testing.assert_allclose(matched.sum(0), 1.0, atol=1e-3)
+    mask = read_pages(tmp_path / "matched" / "half.png")[0][0]
+    assert mask.shape == (24, 24) and set(np.unique(mask)) <= {0, 255}
+    np.testing.assert_array_equal(mask == 255, matched[1] > matched[0])  # the mask is of the probabilities written
+    assert calibration_of(tmp_path / "matched" / "half.png").in_metres() == pytest.approx((20e-9, 20e-9))
+    assert any(line.startswith("1 input resampled to the training images' 10 nm pixels") for line in said), said
+    seen.clear()
+    predict_paths(run, [tmp_path / "in"], tmp_path / "plain", progress=False, say=lambda _: None)
+    assert seen and all(shape[0] < 48 for shape in seen), seen  # not asked: as it is
+
+
+def test_skip_done_does_not_take_a_matched_prediction_for_a_plain_one(tiny_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    _write_nm(tmp_path / "in" / "half.tif", read_pages(tiny_run / "image" / "1.png")[0][0][::2, ::2], 20)
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=lambda _: None,
+                  match_pixel_size="10nm")
+    said: list[str] = []
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=said.append,
+                  skip_done=True)
+    assert not any("left as they were" in line for line in said), said
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=said.append,
+                  skip_done=True)
+    assert any("1 input predicted earlier left as they were" in line for line in said), said
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--match-pixel-size"], "--match-pixel-size: this run's training images declared no pixel size"),
+    (["--match-pixel-size", "4 px"], "--match-pixel-size '4 px': give a pixel size with its unit"),
+    (["--pixel-size", "eight"], "--pixel-size 'eight': give a pixel size with its unit"),
+])
+def test_cli_refuses_sizes_it_cannot_use_in_one_line(tiny_run: Path, tmp_path: Path, options: list[str],
+                                                     message: str) -> None:
+    result = run_cli("predict", str(tiny_run / "run"), str(tiny_run / "image" / "0.png"), "--out", str(tmp_path / "out"),
+                     *options)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "out").exists()
