@@ -124,3 +124,19 @@ def test_cli_refuses_sizes_it_cannot_use_in_one_line(tiny_run: Path, tmp_path: P
                      *options)
     assert_one_line_error(result, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_array_is_matched_when_its_pixel_size_is_given(tiny_run: Path) -> None:
+    import unetkit
+    from unetkit.run import load_run
+
+    run = load_run(tiny_run / "run", "cpu")
+    seen: list[tuple[int, ...]] = []
+    run.model.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape[-2:])))
+    half = resample_image(read_pages(tiny_run / "image" / "2.png")[0][0], (24, 24))
+    mask, maps = unetkit.predict_array(run, half, prob=True, pixel_size="20nm", match_pixel_size="10nm")
+    assert mask.shape == (24, 24) and maps.shape == (2, 24, 24) and min(min(shape) for shape in seen) >= 48
+    seen.clear()
+    assert unetkit.predict_array(run, half, pixel_size="20nm").shape == (24, 24) and max(map(max, seen)) < 48
+    with pytest.raises(InputError, match="an array declares no pixel size; give its size too, e.g. pixel_size='8nm'"):
+        unetkit.predict_array(run, half, match_pixel_size="10nm")

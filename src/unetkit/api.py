@@ -227,12 +227,15 @@ def _caller_level() -> int:
 @takes_numpy_numbers
 @keeps_host_settings
 def predict_array(run: "PathLike | unetkit.run.Run", image: Any, *, tta: bool = False, prob: bool = False, device: str | None = None,
-                  tile: int | None = None, precision: str | None = None) -> Any:
+                  tile: int | None = None, precision: str | None = None, pixel_size: str | None = None,
+                  match_pixel_size: bool | str | None = None) -> Any:
     """Predict one image held in memory, a (height, width) or (height, width, channels) array as a file of it
     reads, and return its mask as an array in the masks' own values (what `predict` would write); with `prob`,
     return (mask, probabilities), the probabilities a (classes, height, width) float32 array. `run`: a folder or
     a Run from load_run (load it once to predict many arrays; it computes on its own device unless `device`
-    says otherwise; a folder: "auto"). An image unlike the training images warns."""
+    says otherwise; a folder: "auto"). An image unlike the training images warns. `pixel_size` ("8nm"): the
+    array's pixel size, which it cannot declare; with `match_pixel_size` (True, or the training size as "4nm")
+    it is predicted resampled to the training images' pixels, as predict --match-pixel-size does."""
     from unetkit.predict_files import predict_array as predict_one
     from unetkit.run import Run
 
@@ -241,7 +244,8 @@ def predict_array(run: "PathLike | unetkit.run.Run", image: Any, *, tta: bool = 
     if isinstance(image, (str, os.PathLike)):
         raise InputError(f"image={image!r}: a path; unetkit.predict(run, path, out) predicts files, predict_array arrays")
     return predict_one(run if isinstance(run, Run) else as_path(run, "run"), image, tta=tta, probabilities=prob,
-                       device=device, tile=tile, precision=precision, warn=functools.partial(_say, progress=False))
+                       device=device, tile=tile, precision=precision, warn=functools.partial(_say, progress=False),
+                       pixel_size=pixel_size, match_pixel_size=match_pixel_size)
 
 
 @takes_numpy_numbers

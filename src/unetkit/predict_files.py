@@ -285,11 +285,14 @@ def run_on(run: Run | Path, device: str, precision: str | None) -> tuple[Run, to
 
 def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabilities: bool = False,
                   device: str | None = None, tile: int | None = None, precision: str | None = None,
-                  warn: Callable[[str], None] | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                  warn: Callable[[str], None] | None = None, pixel_size: str | None = None,
+                  match_pixel_size: bool | str | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """One image held in memory, (H, W) or (H, W, C) as a file of it reads, -> its mask in the masks' own values
     (what predict would write), and with `probabilities` also the (K, H, W) class probabilities. A notebook has
     its images as arrays already, and saving each one to predict it cost a disk round trip and a folder to clear.
-    The same checks as for a file: channels and pixel type against the run's, `warn` for unusual intensities."""
+    The same checks as for a file: channels and pixel type against the run's, `warn` for unusual intensities and
+    for a `pixel_size` ("8nm": an array declares none) unlike the training images'; `match_pixel_size` as
+    predict_paths's."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 4:  # RGBA: the colour values are used, as for a file
         image = image[..., :3]
@@ -310,8 +313,16 @@ def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabi
     unlike = run.normalization.unlike_training(image, "image")
     if unlike and warn is not None:
         warn(unlike)
+    sizes = PixelSizes.for_run(run.record.get("pixel_size"), match_pixel_size, pixel_size)
+    mine = None if sizes.given_m is None else (sizes.given_m, sizes.given_m)
+    if match_pixel_size and mine is None:
+        raise InputError("match_pixel_size: an array declares no pixel size; give its size too, e.g. pixel_size='8nm'")
+    other_scale = sizes.warning_for("image", mine)
+    if other_scale and warn is not None:
+        warn(other_scale)
     maps = np.empty((run.encoding.num_classes, *image.shape[:2]), np.float32) if probabilities else None
-    mask = predict_page(run, np.ascontiguousarray(image), "image", tile, tta, torch_device, maps)
+    mask = predict_page(run, np.ascontiguousarray(image), "image", tile, tta, torch_device, maps,
+                        scale=sizes.scale_for(mine))
     return (mask, maps) if maps is not None else mask
 
 

@@ -61,8 +61,11 @@ class PixelSizes:
     def scale_of(self, file: Path) -> tuple[float, float] | None:
         """The factors (rows, columns) to resample an input by so that its pixels have the training size, or None
         when it is predicted as it is (not matching, a size unknown, or within MATCH_TOLERANCE)."""
-        mine = self.of(file) if self.match and self.training_m else None
-        if mine is None or self.training_m is None:
+        return self.scale_for(self.of(file) if self.match else None)
+
+    def scale_for(self, mine: tuple[float, float] | None) -> tuple[float, float] | None:
+        """scale_of for an input of pixel width and height `mine` in metres (None: unknown)."""
+        if not self.match or mine is None or self.training_m is None:
             return None
         factors = (mine[1] / self.training_m[1], mine[0] / self.training_m[0])
         if all(1 / MATCH_TOLERANCE <= factor <= MATCH_TOLERANCE for factor in factors):
@@ -72,11 +75,14 @@ class PixelSizes:
     def warning(self, file: Path) -> str | None:
         """A line about an input whose mask may be wrong for its scale: matching, one that declares no pixel size
         (predicted as it is); not matching, one whose pixels differ over PIXEL_SIZE_TOLERANCE from the training's."""
-        mine = self.of(file)
+        return self.warning_for(str(file), self.of(file))
+
+    def warning_for(self, name: str, mine: tuple[float, float] | None) -> str | None:
+        """warning() for an input called `name` of pixel width and height `mine` in metres (None: unknown)."""
         if self.match:
             if mine is not None:
                 return None
-            return (f"warning: {file}: declares no pixel size, so it was predicted at its own scale, not matched to the "
+            return (f"warning: {name}: declares no pixel size, so it was predicted at its own scale, not matched to the "
                     "training images'; give its size with --pixel-size (e.g. --pixel-size 8nm)")
         if mine is None or self.training_m is None:
             return None
@@ -85,7 +91,7 @@ class PixelSizes:
             return None
         looks = f"{1 / ratio:.2g}x larger" if ratio < 1 else f"{ratio:.2g}x smaller"
         trained = readable_length(self.training_m[0])
-        return (f"warning: {file}: its pixels are {readable_length(mine[0])} wide, the training images' {trained}, so "
+        return (f"warning: {name}: its pixels are {readable_length(mine[0])} wide, the training images' {trained}, so "
                 f"its objects look {looks} to the network than any it learnt, and its mask may be wrong: predict with "
                 f"--match-pixel-size (resampled to {trained} pixels and back), or fine-tune on a few such images "
                 "(train --from RUN)")
