@@ -140,3 +140,30 @@ def test_an_array_is_matched_when_its_pixel_size_is_given(tiny_run: Path) -> Non
     assert unetkit.predict_array(run, half, pixel_size="20nm").shape == (24, 24) and max(map(max, seen)) < 48
     with pytest.raises(InputError, match="an array declares no pixel size; give its size too, e.g. pixel_size='8nm'"):
         unetkit.predict_array(run, half, match_pixel_size="10nm")
+
+
+def test_train_pixel_size_is_recorded_and_matched_to(tmp_path: Path) -> None:
+    """ISBI's PNGs declare no pixel size: train --pixel-size 10nm records it, so predict can match without being
+    told the training size."""
+    from dataclasses import replace
+
+    from conftest import write_blob_pairs
+
+    from unetkit.config import TrainConfig
+    from unetkit.run import load_run
+    from unetkit.train.start import train
+
+    images, labels = write_blob_pairs(tmp_path, count=3, size=40)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu",
+                     pixel_size="10 nm")
+    train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    record = load_run(tmp_path / "run", "cpu").record["pixel_size"]
+    assert record["width_m"] == pytest.approx(1e-8) and record["given"] and record["declared_by"] == 0
+    (tmp_path / "in").mkdir()
+    _write_nm(tmp_path / "in" / "coarse.tif", read_pages(images / "0.png")[0][0][::2, ::2], 20)
+    said: list[str] = []
+    predict_paths(tmp_path / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=said.append,
+                  match_pixel_size=True)
+    assert any(line.startswith("1 input resampled to the training images' 10 nm pixels") for line in said), said
+    result = run_cli("train", str(tmp_path), "--out", str(tmp_path / "run2"), "--pixel-size", "3 px", "--epochs", "1")
+    assert_one_line_error(result, "--pixel-size '3 px': give a pixel size with its unit")

@@ -123,6 +123,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-value", type=boundary_value, metavar="V",
                    help="mask value of unlabelled pixels (sparse labels: annotate some regions, paint the rest V): "
                         "no loss, no score, never predicted; a value or R,G,B")
+    p.add_argument("--pixel-size", metavar="LENGTH",
+                   help="the training images' pixel size (e.g. 4nm, 0.65um) where their files declare none or a wrong "
+                        "one: run.json keeps it, and predict compares inputs with it (--match-pixel-size)")
     p.add_argument("--mask-kind", choices=("auto", "classes", "instances"),
                    help="instances: the masks are object ids (nuclei 1..N on 0): learn the objects and the borders "
                         "between touching ones, then `predict --instances` separates them; classes: the values are "
@@ -357,7 +360,7 @@ def _run_train(args: argparse.Namespace) -> None:
         synthetic=args.synthetic, synthetic_fraction=args.synthetic_fraction, synthetic_count=args.synthetic_count,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
         align_outputs=False if args.no_align else None, residual=args.residual, ignore_value=args.ignore_value,
-        mask_kind=args.mask_kind,
+        mask_kind=args.mask_kind, pixel_size=args.pixel_size,
     )
     config, fixed = training_config(args.recipe or "default", overrides, args.epochs, budget, plan=not args.no_plan)
     train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet,

@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from unetkit.data.calibration import parse_length
 from unetkit.errors import InputError
 
 
@@ -89,6 +90,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved instead (0: off)
     val_fraction: float = 0.2
     ignore_value: int | None = None  # mask value of unlabelled pixels (sparse labels): no loss, no score, not a class
+    pixel_size: str | None = None  # the training images' pixel size ("4nm") where their files declare none or a wrong one
     mask_kind: str = "auto"  # "classes" (values are classes) | "instances" (object ids: objects and the borders between them) | "auto" (classes; instance ids, smoothed edges, another encoding refused)
     tile: int = 512  # window size for validation, and for predicting with the unpadded U-Net (padded ones size windows by memory)
     seed: int = 0
@@ -136,6 +138,8 @@ class TrainConfig:
         if self.ignore_value is not None and self.synthetic:
             raise InputError(f"--ignore-value {self.ignore_value}: synthetic pairs are drawn for fully labelled masks; "
                              "drop --synthetic or --ignore-value")
+        if self.pixel_size is not None:
+            parse_length(self.pixel_size, "--pixel-size")  # refused at once, not after the data is read
         if self.residual and self.model != "unet":
             raise InputError(f"--residual: only the padded U-Net (--model unet) has residual blocks, not {self.model}")
         if not (2 <= self.base_width <= MAX_WIDTH and (self.depth is None or 1 <= self.depth <= MAX_DEPTH)):

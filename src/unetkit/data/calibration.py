@@ -252,10 +252,14 @@ def readable_length(metres: float) -> str:
     return f"{metres / size:.3g} {unit}"
 
 
-def pixel_size_record(files: list[Path]) -> dict[str, Any] | None:
+def pixel_size_record(files: list[Path], given: float | None = None) -> dict[str, Any] | None:
     """What run.json keeps of the training images' pixel size: the median width and height in metres over the
     files that declare one in a length unit, how many do, and the spread (largest / smallest width); None when
-    none does. predict compares its inputs with it (rescale.PixelSizes)."""
+    none does. `given` (train --pixel-size, metres) is the size instead, whatever the files declare.
+    predict compares its inputs with it (rescale.PixelSizes)."""
+    if given is not None:
+        return {"width_m": given, "height_m": given, "declared_by": 0, "files": len(files), "spread": 1.0,
+                "width_range_m": [given, given], "given": True}
     sizes = [size for size in (calibration_of(file) for file in files) if size is not None]
     metres = [m for m in (size.in_metres() for size in sizes) if m is not None]
     if not metres:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from unetkit.config import TrainConfig, flag_of
-from unetkit.data.calibration import mixed_scale_note, pixel_size_record
+from unetkit.data.calibration import mixed_scale_note, parse_length, pixel_size_record
 from unetkit.data.io import list_image_files
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
 from unetkit.data.validate import INSTANCES
@@ -282,7 +282,8 @@ def train(
         round(f, 6) for f in class_fractions([y.numpy() for y in data.train.labels], data.encoding.num_classes)]}
     record["normalization"] = data.normalization.to_json()
     image_files = list_image_files(Path(images)) + (list_image_files(Path(val_images)) if val_images else [])
-    record["pixel_size"] = pixel_size_record(image_files)  # predict warns about inputs of another scale
+    given = None if config.pixel_size is None else parse_length(config.pixel_size, "--pixel-size")
+    record["pixel_size"] = pixel_size_record(image_files, given)  # predict compares inputs' scales with it
     mixed_scales = mixed_scale_note(record["pixel_size"])
     if mixed_scales:
         say(f"note: {mixed_scales}")
