@@ -6,8 +6,8 @@ ISBI 2012 sections are 4 nm pixels. A run trained on sections 0-24 (the default 
 `--run` trained so) predicts sections 25-29 as they are (4 nm), and as an instrument with other pixels would
 have imaged them: resampled to 8 nm (half the size: images smoothed against aliasing, labels by nearest
 neighbour) and to 2.67 nm (1.5 times the size). Each is saved as an ImageJ TIFF declaring its pixel size and
-predicted twice: as it is, and matched to the training's 4 nm (`--match-pixel-size 4nm`, since the ISBI PNGs
-declare none). Each row is scored against the labels at that pixel size with `unetkit evaluate`.
+predicted twice: as it is, and matched to the training's 4 nm (`--match-pixel-size --training-pixel-size 4nm`,
+since the ISBI PNGs declare none). Each row is scored against the labels at that pixel size with `unetkit evaluate`.
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def write_at(test_dir: Path, target: Path, nm: float) -> Path:
     return target
 
 
-def score(run_dir: Path, data: Path, out: Path, match: str | None) -> list[str]:
-    predict_paths(load_run(run_dir), [data / "image"], out, progress=False, say=lambda _: None, match_pixel_size=match)
+def score(run_dir: Path, data: Path, out: Path, matched: bool) -> list[str]:
+    """Predict data/image (matched to 4 nm, or as they are) and score the masks against data/label."""
+    predict_paths(load_run(run_dir), [data / "image"], out, progress=False, say=lambda _: None, match_pixel_size=matched,
+                  training_pixel_size=f"{TRAINING_NM}nm")
     mean = evaluate_paths(out, data / "label")
     scores, membrane = mean["mean"], mean["classes"].index(0)
     return [f"{scores['pixel_error']:.4f}", f"{scores['dice'][membrane]:.4f}", f"{scores['rand_error']:.4f}"]
@@ -81,12 +83,12 @@ def main() -> None:
         config = replace(recipe("default"), budget_s=parse_duration(args.budget), epochs=None)
         train(train_dir / "image", train_dir / "label", run_dir, config, progress=False, say=lambda _: None)
     rows = [["sections 25-29 at", "predicted", "pixel_err", "membrane_dice", "rand_err"]]
-    rows.append([f"{TRAINING_NM:.3g} nm (training)", "as they are", *score(run_dir, test_dir, work / "pred-native", None)])
+    rows.append([f"{TRAINING_NM:.3g} nm (training)", "as they are", *score(run_dir, test_dir, work / "pred-native", False)])
     for nm in SCALES_NM:
         data = write_at(test_dir, work / f"data-{nm:.3g}nm", nm)
-        for label, match in (("as they are", None), ("--match-pixel-size", f"{TRAINING_NM}nm")):
-            tag = f"{nm:.3g}nm-{'matched' if match else 'plain'}"
-            rows.append([f"{nm:.3g} nm", label, *score(run_dir, data, work / f"pred-{tag}", match)])
+        for label, matched in (("as they are", False), ("--match-pixel-size", True)):
+            tag = f"{nm:.3g}nm-{'matched' if matched else 'plain'}"
+            rows.append([f"{nm:.3g} nm", label, *score(run_dir, data, work / f"pred-{tag}", matched)])
             print("  ".join(rows[-1]), flush=True)
     steps = load_run(run_dir).record["progress"]["step"]
     finish(format_table(rows), started, "Inputs of another pixel size, with and without --match-pixel-size",

@@ -259,7 +259,7 @@ def test_predict_warns_about_inputs_of_another_pixel_size_than_the_training_imag
     assert not [line for line in said if "pixels are" in line], said
     assert [line for line in said if "declares no pixel size" in line][0].startswith(
         f"warning: {tmp_path / 'new' / 'undeclared.png'}: declares no pixel size, so it was predicted at its own scale")
-    assert any(line.startswith("3 inputs resampled to the training images' 10 nm pixels") for line in said), said
+    assert any(line.startswith("3 inputs resampled to the training images' pixel size (10 nm)") for line in said), said
     for name in ("same", "finer", "coarser", "undeclared"):
         assert read_pages(tmp_path / "matched" / f"{name}.png")[0][0].shape == image.shape
 

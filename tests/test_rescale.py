@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 
 from conftest import train_tiny_run, write_png
 from test_cli import assert_one_line_error, run_cli
@@ -51,11 +52,42 @@ def test_which_inputs_are_resampled_and_by_how_much(tmp_path: Path) -> None:
     assert "--match-pixel-size" in PixelSizes.for_run(record).warning(coarse)
     given = PixelSizes.for_run(record, True, "5nm")  # --pixel-size wins over what files declare
     assert given.scale_of(coarse) == pytest.approx((0.5, 0.5)) and given.scale_of(undeclared) == pytest.approx((0.5, 0.5))
-    assert PixelSizes.for_run(None, "40nm").scale_of(coarse) == pytest.approx((0.5, 0.5))
-    with pytest.raises(InputError, match="declared no pixel size, so there is none to match; give the size"):
+    assert PixelSizes.for_run(None, True, training="40nm").scale_of(coarse) == pytest.approx((0.5, 0.5))
+    assert PixelSizes.for_run(record, True, training="10.1nm").training_m == pytest.approx((10e-9, 10e-9))
+    with pytest.raises(InputError, match="declared no pixel size, so there is none to match; give the size they had, "
+                                         "e.g. --training-pixel-size 4nm"):
         PixelSizes.for_run(None, True)
-    with pytest.raises(InputError, match="match_pixel_size=4e-09: give True"):
-        PixelSizes.for_run(record, 4e-9)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"--training-pixel-size 20nm: this run's training images declared 10 nm pixels "
+                                         r"\(run.json\); leave it out"):
+        PixelSizes.for_run(record, True, training="20nm")  # easily taken for the inputs' size: never overrides run.json
+    with pytest.raises(InputError, match="match_pixel_size='4nm': give True or False"):
+        PixelSizes.for_run(record, "4nm")  # type: ignore[arg-type]
+
+
+def test_sizes_too_far_apart_to_match_are_refused_not_predicted_as_one_pixel(tmp_path: Path) -> None:
+    """A typo (8pm for 8nm) sent a 256 px image through the network as one pixel: a constant mask, exit 0."""
+    image = np.zeros((256, 256), np.uint8)
+    record = {"width_m": 8e-9, "height_m": 8e-9}
+    with pytest.raises(InputError, match=r"sec.png: its pixels \(0.008 nm\) are 1e\+03x smaller than the training "
+                                         r"images' \(8 nm\); --match-pixel-size resamples by at most 10x"):
+        PixelSizes.for_run(record, True, "8pm").scale_of(write_png(tmp_path / "sec.png", image))
+    Image.fromarray(image).save(tmp_path / "dpi.png", dpi=(72, 72))  # Pillow's and cameras' placeholder: 353 um
+    with pytest.raises(InputError, match="353 um.*a placeholder such as 72 dpi.*--pixel-size"):
+        PixelSizes.for_run(record, True).scale_of(tmp_path / "dpi.png")
+    assert PixelSizes.for_run(record, True, "80nm").scale_of(tmp_path / "sec.png") == pytest.approx((10, 10))
+
+
+def test_pages_whose_resampling_would_not_fit_in_memory_are_refused_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import unetkit.rescale as rescale
+
+    monkeypatch.setattr(rescale, "available_memory_bytes", lambda: 8 * 2**30)
+    rescale.check_resampling_fits("a.tif", 2000 * 3000, (2.0, 2.0), 1, 2, 2**28)  # 24 + 6 Mpx x 3 values x 32 B: 2.7 GiB
+    with pytest.raises(InputError, match=r"b.tif: resampled to the training pixel size it is 96 million pixels, which "
+                                         r"with its class maps needs about 10.7 GiB \(8 GiB are free\)"):
+        rescale.check_resampling_fits("b.tif", 4000 * 6000, (2.0, 2.0), 1, 2, 2**28)
+    with pytest.raises(InputError, match="c.tif: resampled"):  # over the streamed-page size, whatever the memory
+        rescale.check_resampling_fits("c.tif", 2**20, (1.0, 2.0), 1, 2, 2**20)
+
     assert scaled_shape((7, 9, 3), (0.5, 2.0)) == (4, 18) and scaled_shape((1, 1), (0.1, 0.1)) == (1, 1)
 
 
@@ -84,7 +116,7 @@ def test_a_coarser_input_is_predicted_at_the_training_scale_and_masked_at_its_ow
     _write_nm(tmp_path / "in" / "half.tif", resample_image(full, (24, 24)), 20)
     said: list[str] = []
     predict_paths(run, [tmp_path / "in"], tmp_path / "matched", write_probabilities=True, progress=False,
-                  say=said.append, match_pixel_size="10nm")
+                  say=said.append, match_pixel_size=True, training_pixel_size="10nm")
     assert seen and all(shape[0] >= 48 and shape[1] >= 48 for shape in seen), seen
     matched = tifffile.imread(tmp_path / "matched" / "half_prob.tif")
     assert matched.shape == (2, 24, 24)
@@ -93,7 +125,7 @@ def test_a_coarser_input_is_predicted_at_the_training_scale_and_masked_at_its_ow
     assert mask.shape == (24, 24) and set(np.unique(mask)) <= {0, 255}
     np.testing.assert_array_equal(mask == 255, matched[1] > matched[0])  # the mask is of the probabilities written
     assert calibration_of(tmp_path / "matched" / "half.png").in_metres() == pytest.approx((20e-9, 20e-9))
-    assert any(line.startswith("1 input resampled to the training images' 10 nm pixels") for line in said), said
+    assert any(line.startswith("1 input resampled to the training images' pixel size (10 nm) for the network") for line in said), said
     seen.clear()
     predict_paths(run, [tmp_path / "in"], tmp_path / "plain", progress=False, say=lambda _: None)
     assert seen and all(shape[0] < 48 for shape in seen), seen  # not asked: as it is
@@ -103,7 +135,7 @@ def test_skip_done_does_not_take_a_matched_prediction_for_a_plain_one(tiny_run: 
     (tmp_path / "in").mkdir()
     _write_nm(tmp_path / "in" / "half.tif", read_pages(tiny_run / "image" / "1.png")[0][0][::2, ::2], 20)
     predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=lambda _: None,
-                  match_pixel_size="10nm")
+                  match_pixel_size=True, training_pixel_size="10nm")
     said: list[str] = []
     predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=said.append,
                   skip_done=True)
@@ -115,7 +147,7 @@ def test_skip_done_does_not_take_a_matched_prediction_for_a_plain_one(tiny_run: 
 
 @pytest.mark.parametrize("options, message", [
     (["--match-pixel-size"], "--match-pixel-size: this run's training images declared no pixel size"),
-    (["--match-pixel-size", "4 px"], "--match-pixel-size '4 px': give a pixel size with its unit"),
+    (["--match-pixel-size", "--training-pixel-size", "4 px"], "--training-pixel-size '4 px': give a pixel size with"),
     (["--pixel-size", "eight"], "--pixel-size 'eight': give a pixel size with its unit"),
 ])
 def test_cli_refuses_sizes_it_cannot_use_in_one_line(tiny_run: Path, tmp_path: Path, options: list[str],
@@ -134,12 +166,12 @@ def test_an_array_is_matched_when_its_pixel_size_is_given(tiny_run: Path) -> Non
     seen: list[tuple[int, ...]] = []
     run.model.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape[-2:])))
     half = resample_image(read_pages(tiny_run / "image" / "2.png")[0][0], (24, 24))
-    mask, maps = unetkit.predict_array(run, half, prob=True, pixel_size="20nm", match_pixel_size="10nm")
+    mask, maps = unetkit.predict_array(run, half, prob=True, pixel_size="20nm", match_pixel_size=True, training_pixel_size="10nm")
     assert mask.shape == (24, 24) and maps.shape == (2, 24, 24) and min(min(shape) for shape in seen) >= 48
     seen.clear()
     assert unetkit.predict_array(run, half, pixel_size="20nm").shape == (24, 24) and max(map(max, seen)) < 48
     with pytest.raises(InputError, match="an array declares no pixel size; give its size too, e.g. pixel_size='8nm'"):
-        unetkit.predict_array(run, half, match_pixel_size="10nm")
+        unetkit.predict_array(run, half, match_pixel_size=True, training_pixel_size="10nm")
 
 
 def test_train_pixel_size_is_recorded_and_matched_to(tmp_path: Path) -> None:
@@ -164,6 +196,23 @@ def test_train_pixel_size_is_recorded_and_matched_to(tmp_path: Path) -> None:
     said: list[str] = []
     predict_paths(tmp_path / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=said.append,
                   match_pixel_size=True)
-    assert any(line.startswith("1 input resampled to the training images' 10 nm pixels") for line in said), said
+    assert any(line.startswith("1 input resampled to the training images' pixel size (10 nm) for the network") for line in said), said
     result = run_cli("train", str(tmp_path), "--out", str(tmp_path / "run2"), "--pixel-size", "3 px", "--epochs", "1")
     assert_one_line_error(result, "--pixel-size '3 px': give a pixel size with its unit")
+
+
+def test_a_given_pixel_size_is_what_the_outputs_declare(tiny_run: Path, tmp_path: Path) -> None:
+    """--pixel-size corrects a file's declaration: its outputs declared the 72 dpi placeholder (353 um) or nothing,
+    and Fiji measured them in those units."""
+    page = read_pages(tiny_run / "image" / "0.png")[0][0]
+    (tmp_path / "in").mkdir()
+    Image.fromarray(page).save(tmp_path / "in" / "dpi.png", dpi=(72, 72))
+    write_png(tmp_path / "in" / "bare.png", page)
+    tifffile.imwrite(tmp_path / "in" / "stack.tif", np.stack([page, page]), imagej=True, resolution=(1, 1),
+                     metadata={"unit": "micron", "spacing": 0.05, "axes": "ZYX"})
+    predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=lambda _: None,
+                  pixel_size="20nm")
+    for name in ("dpi.png", "bare.png", "stack.tif"):
+        assert calibration_of(tmp_path / "out" / name).in_metres() == pytest.approx((20e-9, 20e-9)), name
+    stack = calibration_of(tmp_path / "out" / "stack.tif")
+    assert stack.unit == "nm" and stack.z_spacing == pytest.approx(50)  # the file's spacing, in the new unit

@@ -175,12 +175,13 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
 def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
             prob: bool = False, instances: str | None = None, boundary_value: int = 0, device: str = "auto",
             tile: int | None = None, precision: str | None = None, progress: bool = True,
-            skip_done: bool = False, match_pixel_size: bool | str | None = None,
-            pixel_size: str | None = None) -> list[Path]:
+            skip_done: bool = False, match_pixel_size: bool = False, pixel_size: str | None = None,
+            training_pixel_size: str | None = None) -> list[Path]:
     """Predict a file, a folder or a TIFF stack (or a list of them) into `out`, as `unetkit predict` does;
     returns the inputs' mask files. `instances`: "auto", "cells" or "objects" (--instances); `skip_done`: leave
-    the inputs this run already predicted into `out` with these options (--skip-done); `match_pixel_size`
-    (True, or a length such as "4nm") and `pixel_size` ("8nm"): --match-pixel-size and --pixel-size."""
+    the inputs this run already predicted into `out` with these options (--skip-done); `match_pixel_size`,
+    `pixel_size` ("8nm") and `training_pixel_size` ("4nm"): --match-pixel-size, --pixel-size and
+    --training-pixel-size."""
     from unetkit.predict_files import predict_paths
     from unetkit.run import Run
 
@@ -201,7 +202,8 @@ def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathL
                          write_probabilities=prob, device=device, tile=tile, progress=progress, precision=precision,
                          instances=mask_value(boundary_value, "boundary_value") if instances else None,
                          instance_kind=instances or "auto", say=functools.partial(_say, progress=progress),
-                         skip_done=skip_done, match_pixel_size=match_pixel_size, pixel_size=pixel_size)
+                         skip_done=skip_done, match_pixel_size=match_pixel_size, pixel_size=pixel_size,
+                         training_pixel_size=training_pixel_size)
 
 
 def _say(line: str, progress: bool) -> None:
@@ -228,14 +230,14 @@ def _caller_level() -> int:
 @keeps_host_settings
 def predict_array(run: "PathLike | unetkit.run.Run", image: Any, *, tta: bool = False, prob: bool = False, device: str | None = None,
                   tile: int | None = None, precision: str | None = None, pixel_size: str | None = None,
-                  match_pixel_size: bool | str | None = None) -> Any:
+                  match_pixel_size: bool = False, training_pixel_size: str | None = None) -> Any:
     """Predict one image held in memory, a (height, width) or (height, width, channels) array as a file of it
     reads, and return its mask as an array in the masks' own values (what `predict` would write); with `prob`,
     return (mask, probabilities), the probabilities a (classes, height, width) float32 array. `run`: a folder or
     a Run from load_run (load it once to predict many arrays; it computes on its own device unless `device`
     says otherwise; a folder: "auto"). An image unlike the training images warns. `pixel_size` ("8nm"): the
-    array's pixel size, which it cannot declare; with `match_pixel_size` (True, or the training size as "4nm")
-    it is predicted resampled to the training images' pixels, as predict --match-pixel-size does."""
+    array's pixel size, which it cannot declare; with `match_pixel_size` it is predicted resampled to the
+    training images' pixels (`training_pixel_size`, "4nm", where run.json has none), as predict does."""
     from unetkit.predict_files import predict_array as predict_one
     from unetkit.run import Run
 
@@ -245,7 +247,8 @@ def predict_array(run: "PathLike | unetkit.run.Run", image: Any, *, tta: bool = 
         raise InputError(f"image={image!r}: a path; unetkit.predict(run, path, out) predicts files, predict_array arrays")
     return predict_one(run if isinstance(run, Run) else as_path(run, "run"), image, tta=tta, probabilities=prob,
                        device=device, tile=tile, precision=precision, warn=functools.partial(_say, progress=False),
-                       pixel_size=pixel_size, match_pixel_size=match_pixel_size)
+                       pixel_size=pixel_size, match_pixel_size=match_pixel_size,
+                       training_pixel_size=training_pixel_size)
 
 
 @takes_numpy_numbers

@@ -202,13 +202,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-done", action="store_true",
                    help="leave the inputs whose outputs --out already holds, written by this run with these options from "
                         "the input as it is now (a stopped predict goes on where it stopped)")
-    p.add_argument("--match-pixel-size", nargs="?", const=True, metavar="LENGTH",
+    p.add_argument("--match-pixel-size", action="store_true",
                    help="resample each input whose pixel size differs from the training images' to theirs for the "
-                        "network, and its probabilities back (masks stay on the input's pixels); LENGTH (e.g. 4nm): "
-                        "the size to match when the training images declared none")
+                        "network, and its probabilities back (masks stay on the input's pixels)")
     p.add_argument("--pixel-size", metavar="LENGTH",
                    help="the inputs' pixel size (e.g. 8nm, 0.65um), in place of what their files declare (PNG exports "
-                        "often declare none)")
+                        "often declare none); their outputs declare it")
+    p.add_argument("--training-pixel-size", metavar="LENGTH",
+                   help="the training images' pixel size, for a run whose run.json has none (train --pixel-size "
+                        "records it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -390,7 +392,8 @@ def _run_predict(args: argparse.Namespace) -> None:
     predict_paths(args.run, args.inputs, args.out, tta=args.tta, write_probabilities=args.prob,
                   device=args.device, tile=args.tile, progress=not args.quiet, precision=args.precision,
                   instances=boundary if args.instances else None, instance_kind=args.instances or "auto",
-                  skip_done=args.skip_done, match_pixel_size=args.match_pixel_size, pixel_size=args.pixel_size)
+                  skip_done=args.skip_done, match_pixel_size=args.match_pixel_size, pixel_size=args.pixel_size,
+                  training_pixel_size=args.training_pixel_size)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:

@@ -50,7 +50,7 @@ from unetkit.data.io import (
     write_mask,
     write_tiff,
 )
-from unetkit.data.calibration import Calibration, PageAxes, calibration_of, page_axes_of, readable_length
+from unetkit.data.calibration import Calibration, PageAxes, page_axes_of, readable_length
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
 from unetkit.errors import InputError, WriteError
@@ -60,7 +60,7 @@ from unetkit.instances import object_regions, watershed_regions
 from unetkit.output_owners import (OwnerIndex, already_predicted, read_owners, record_outputs, recorded_mask,
                                    refuse_clashes, remove_leftovers, stamp, write_owners)
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
-from unetkit.rescale import PixelSizes, resample, resample_image, scaled_shape
+from unetkit.rescale import PixelSizes, check_resampling_fits, resample, resample_image, scaled_shape
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
 from unetkit.text import counted
 
@@ -286,13 +286,14 @@ def run_on(run: Run | Path, device: str, precision: str | None) -> tuple[Run, to
 def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabilities: bool = False,
                   device: str | None = None, tile: int | None = None, precision: str | None = None,
                   warn: Callable[[str], None] | None = None, pixel_size: str | None = None,
-                  match_pixel_size: bool | str | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                  match_pixel_size: bool = False, training_pixel_size: str | None = None,
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """One image held in memory, (H, W) or (H, W, C) as a file of it reads, -> its mask in the masks' own values
     (what predict would write), and with `probabilities` also the (K, H, W) class probabilities. A notebook has
     its images as arrays already, and saving each one to predict it cost a disk round trip and a folder to clear.
     The same checks as for a file: channels and pixel type against the run's, `warn` for unusual intensities and
-    for a `pixel_size` ("8nm": an array declares none) unlike the training images'; `match_pixel_size` as
-    predict_paths's."""
+    for a `pixel_size` ("8nm": an array declares none) unlike the training images'; `match_pixel_size` and
+    `training_pixel_size` as predict_paths's."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[-1] == 4:  # RGBA: the colour values are used, as for a file
         image = image[..., :3]
@@ -313,16 +314,20 @@ def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabi
     unlike = run.normalization.unlike_training(image, "image")
     if unlike and warn is not None:
         warn(unlike)
-    sizes = PixelSizes.for_run(run.record.get("pixel_size"), match_pixel_size, pixel_size)
+    sizes = PixelSizes.for_run(run.record.get("pixel_size"), match_pixel_size, pixel_size, training_pixel_size)
     mine = None if sizes.given_m is None else (sizes.given_m, sizes.given_m)
     if match_pixel_size and mine is None:
         raise InputError("match_pixel_size: an array declares no pixel size; give its size too, e.g. pixel_size='8nm'")
+    scale = sizes.scale_for("image", mine)
+    if scale is not None:
+        check_resampling_fits("image", image.shape[0] * image.shape[1], scale, len(run.normalization.low),
+                              run.encoding.num_classes, STREAM_PIXELS)
     other_scale = sizes.warning_for("image", mine)
     if other_scale and warn is not None:
         warn(other_scale)
     maps = np.empty((run.encoding.num_classes, *image.shape[:2]), np.float32) if probabilities else None
     mask = predict_page(run, np.ascontiguousarray(image), "image", tile, tta, torch_device, maps,
-                        scale=sizes.scale_for(mine))
+                        scale=scale)
     return (mask, maps) if maps is not None else mask
 
 
@@ -343,8 +348,8 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     if unlike:
         warn(unlike)
     stack = len(pages) > 1
-    calibration = calibration_of(file)  # every output declares the input's pixel size (and a stack's spacing)
     sizes = sizes or PixelSizes.for_run(run.record.get("pixel_size"))
+    calibration = sizes.calibration(file)  # every output declares the input's pixel size (and a stack's spacing)
     other_scale = sizes.warning(file) if warn is not None else None
     if other_scale:
         warn(other_scale)
@@ -410,7 +415,7 @@ def prediction_key(run: Run, tta: bool, probabilities: bool, boundary: int | Non
     settings = {key: run.record.get(key) for key in ("model", "classes", "normalization", "alignment")}
     options = {"tta": tta, "prob": probabilities, "boundary": boundary, "instances": instance_kind, "tile": tile,
                "precision": str(run.amp_dtype), "run_tile": run.config.tile}
-    if sizes is not None and sizes.match:  # keys of runs predicted unmatched stay as they were
+    if sizes is not None and (sizes.match or sizes.given_m):  # keys of calls without them stay as they were
         options["pixel_sizes"] = sizes.key()
     digest.update(json.dumps({"settings": settings, "options": options}, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]
@@ -521,8 +526,9 @@ def predict_paths(
     instances: int | None = None,
     instance_kind: str = "auto",
     skip_done: bool = False,
-    match_pixel_size: bool | str | None = None,
+    match_pixel_size: bool = False,
     pixel_size: str | None = None,
+    training_pixel_size: str | None = None,
 ) -> list[Path]:
     """Predict every image of `inputs` into `out`; returns the mask files of all inputs.
 
@@ -530,9 +536,9 @@ def predict_paths(
     of a two-class run; each image's cells are also written as NAME_cells.tif (`instance_kind`: "cells", "objects"
     or "auto", see `objects_on_background`). `skip_done`: leave an input whose outputs in `out` this run wrote
     with these options from the input as it is (a stopped predict of 2000 images started again from the first).
-    `match_pixel_size`: resample each input to the training images' pixel size (True) or to this length ("4nm")
-    for the network, and its probabilities back; `pixel_size` ("8nm"): the inputs' size, in place of what the
-    files declare (see rescale.py).
+    `match_pixel_size`: resample each input to the training images' pixel size for the network, and its
+    probabilities back; `pixel_size` ("8nm"): the inputs' size, in place of what the files declare (their outputs
+    declare it too); `training_pixel_size` ("4nm"): the training images', where run.json has none (rescale.py).
     """
     inputs = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]  # one, or several
     if tile is not None and tile < MIN_TILE:
@@ -545,7 +551,7 @@ def predict_paths(
         raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "
                          "other, predict them separately")
     boundary = None if instances is None else boundary_class(run, instances)
-    sizes = PixelSizes.for_run(run.record.get("pixel_size"), match_pixel_size, pixel_size)
+    sizes = PixelSizes.for_run(run.record.get("pixel_size"), match_pixel_size, pixel_size, training_pixel_size)
     created = missing_folders(out)
     check_output_folder(out, inputs)
     written: list[Path] = []
@@ -571,12 +577,11 @@ def predict_paths(
                                  "cells come from its probabilities, held in memory); predict it without --instances, "
                                  "or cut it into smaller images")
             scales = {file: sizes.scale_of(file) for file in files}
-            too_large = next((f for f, (count, total) in sizes_of.items() if scales[f] is not None and
-                              total * max(1.0, scales[f][0] * scales[f][1]) > STREAM_PIXELS * max(count, 1)), None)
-            if too_large:
-                raise InputError(f"{too_large}: a page over {STREAM_PIXELS} pixels once resampled, too large for "
-                                 "--match-pixel-size (the page and its probabilities are resampled in memory); rescale it "
-                                 "in Fiji or napari and predict that, or cut it into smaller images")
+            for file, factors in scales.items():
+                if factors is not None:
+                    count, total = sizes_of[file]
+                    check_resampling_fits(str(file), total // max(count, 1), factors, len(run.normalization.low),
+                                          run.encoding.num_classes, STREAM_PIXELS)
             refuse_clashes(out, files, owners, write_probabilities, boundary is not None)
             warnings = check_inputs(run, files, pixels, sizes)
             for warning in warnings[:SHOWN_WARNINGS]:
@@ -612,13 +617,13 @@ def predict_paths(
     if write_probabilities:  # which page is which class: also the pages' labels, for Fiji and napari
         extras.append(f"their class probabilities (NAME{PROB_SUFFIX}.tif, a page per class: "
                       f"{', '.join(map(str, run.encoding.describe_values()))})")
-    done_note = f" ({counted(len(done), 'input')} predicted earlier left as they were: --skip-done)" if done else ""
-    say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with {' and '.join(extras)}" if extras else "") + done_note)
     resampled = sum(1 for file in files if scales.get(file) is not None)
     if sizes.match and sizes.training_m is not None:
-        say(f"{counted(resampled, 'input')} resampled to the training images' {readable_length(sizes.training_m[0])} "
-            f"pixels for the network (masks on each input's own pixels); {counted(len(files) - resampled, 'input')} "
-            "had that size already or declared none")
+        trained, others = readable_length(sizes.training_m[0]), counted(len(files) - resampled, "input")
+        say(f"{counted(resampled, 'input')} resampled to the training images' pixel size ({trained}) for the network "
+            f"(masks on each input's own pixels); {others} had that size already or declared none")
+    done_note = f" ({counted(len(done), 'input')} predicted earlier left as they were: --skip-done)" if done else ""
+    say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with {' and '.join(extras)}" if extras else "") + done_note)
     unsearched = _subfolders_with_images(inputs, Path(out))
     if unsearched:
         more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""

@@ -11,6 +11,7 @@ LENGTH the training images' where theirs declared none.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,24 @@ from typing import Any
 import numpy as np
 from skimage.transform import resize
 
-from unetkit.data.calibration import (PIXEL_SIZE_TOLERANCE, calibration_of, parse_length, readable_length)
+from unetkit.data.calibration import (PIXEL_SIZE_TOLERANCE, Calibration, calibration_of, length_unit, parse_length,
+                                      readable_length)
+from unetkit.engine import available_memory_bytes
 from unetkit.errors import InputError
 
 # Pixel sizes within this factor are predicted as they are: resampling for a 1 % difference blurs more than it fixes.
 MATCH_TOLERANCE = 1.02
+# Factors beyond this are a wrong size, not a scale to match: a typo (8pm for 8nm sent a 256 px image through the
+# network as one pixel, a constant mask) or a file's 72 dpi placeholder (353 um pixels).
+MAX_RESAMPLING = 10.0
+RESAMPLING_MEMORY_SHARE = 0.5  # of the free memory, for a page resampled and its probability maps both ways
+# Bytes per value of the page's channels and class maps, at the network's size and the input's: float32, with
+# resize's float64 smoothing and the windows' work (measured: a 24 Mpx, 2-class page resampled from 6 Mpx peaked at 3 GB).
+BYTES_PER_VALUE = 32
+
+
+def _within(ratio: float, tolerance: float) -> bool:
+    return 1 / tolerance <= ratio <= tolerance
 
 
 @dataclass(frozen=True)
@@ -35,21 +49,27 @@ class PixelSizes:
     match: bool = False
 
     @classmethod
-    def for_run(cls, record: dict[str, Any] | None, match: bool | str | None = None,
-                given: str | None = None) -> PixelSizes:
-        """From run.json's `pixel_size`, --match-pixel-size (True: the training images'; a length: that size)
-        and --pixel-size. Matching a run whose training images declared no size, and gave none, is refused."""
-        if not isinstance(match, (bool, str, type(None))):
-            raise InputError(f"match_pixel_size={match!r}: give True (the training images' size) or a length such as '4nm'")
+    def for_run(cls, record: dict[str, Any] | None, match: bool = False, given: str | None = None,
+                training: str | None = None) -> PixelSizes:
+        """From run.json's `pixel_size`, --match-pixel-size, --pixel-size (`given`, the inputs') and
+        --training-pixel-size (for a run whose training images declared none; one that contradicts run.json is
+        refused). Matching with no training size at all is refused."""
+        if not isinstance(match, bool):
+            raise InputError(f"match_pixel_size={match!r}: give True or False (the training images' size, where run.json "
+                             "has none, as training_pixel_size='4nm')")
         given_m = None if given is None else parse_length(given, "--pixel-size")
         training_m = None if not record else (float(record["width_m"]), float(record["height_m"]))
-        if isinstance(match, str):
-            size = parse_length(match, "--match-pixel-size")
-            training_m = (size, size)
-        elif match and training_m is None:
+        if training is not None:
+            size = parse_length(training, "--training-pixel-size")
+            if training_m is not None and not _within(size / training_m[0], MATCH_TOLERANCE):
+                raise InputError(f"--training-pixel-size {training}: this run's training images declared "
+                                 f"{readable_length(training_m[0])} pixels (run.json); leave it out to match those, or "
+                                 "give the inputs' own size with --pixel-size")
+            training_m = training_m or (size, size)
+        if match and training_m is None:
             raise InputError("--match-pixel-size: this run's training images declared no pixel size, so there is none to "
-                             "match; give the size they had, e.g. --match-pixel-size 4nm")
-        return cls(training_m, given_m, bool(match))
+                             "match; give the size they had, e.g. --training-pixel-size 4nm")
+        return cls(training_m, given_m, match)
 
     def of(self, file: Path) -> tuple[float, float] | None:
         """An input's pixel width and height in metres: --pixel-size, else what the file declares, else None."""
@@ -58,18 +78,37 @@ class PixelSizes:
         calibration = calibration_of(file)
         return None if calibration is None else calibration.in_metres()
 
+    def calibration(self, file: Path) -> Calibration | None:
+        """What an input's outputs declare: its own calibration, or with --pixel-size that size (in the unit
+        people write it in), keeping the file's stack spacing."""
+        declared = calibration_of(file)
+        if self.given_m is None:
+            return declared
+        unit, size = length_unit(self.given_m)
+        metres = None if declared is None else declared.metres_per_unit()
+        spacing = None if metres is None or declared is None or declared.z_spacing is None else declared.z_spacing * metres / size
+        return Calibration(self.given_m / size, self.given_m / size, unit, spacing)
+
     def scale_of(self, file: Path) -> tuple[float, float] | None:
         """The factors (rows, columns) to resample an input by so that its pixels have the training size, or None
         when it is predicted as it is (not matching, a size unknown, or within MATCH_TOLERANCE)."""
-        return self.scale_for(self.of(file) if self.match else None)
+        return self.scale_for(str(file), self.of(file) if self.match else None)
 
-    def scale_for(self, mine: tuple[float, float] | None) -> tuple[float, float] | None:
-        """scale_of for an input of pixel width and height `mine` in metres (None: unknown)."""
+    def scale_for(self, name: str, mine: tuple[float, float] | None) -> tuple[float, float] | None:
+        """scale_of for an input called `name` of pixel width and height `mine` in metres (None: unknown); one
+        InputError line for factors beyond MAX_RESAMPLING."""
         if not self.match or mine is None or self.training_m is None:
             return None
         factors = (mine[1] / self.training_m[1], mine[0] / self.training_m[0])
-        if all(1 / MATCH_TOLERANCE <= factor <= MATCH_TOLERANCE for factor in factors):
+        if all(_within(factor, MATCH_TOLERANCE) for factor in factors):
             return None
+        if not all(_within(factor, MAX_RESAMPLING) for factor in factors):
+            ratio = max(factors, key=lambda factor: abs(math.log(factor)))
+            how = f"{ratio:.3g}x larger" if ratio > 1 else f"{1 / ratio:.3g}x smaller"
+            raise InputError(f"{name}: its pixels ({readable_length(mine[0])}) are {how} than the training images' "
+                             f"({readable_length(self.training_m[0])}); --match-pixel-size resamples by at most "
+                             f"{MAX_RESAMPLING:g}x, so one of the two sizes is likely wrong (a typo, or a placeholder "
+                             "such as 72 dpi): give the inputs' true size with --pixel-size")
         return factors
 
     def warning(self, file: Path) -> str | None:
@@ -87,7 +126,7 @@ class PixelSizes:
         if mine is None or self.training_m is None:
             return None
         ratio = mine[0] / self.training_m[0]
-        if 1 / PIXEL_SIZE_TOLERANCE <= ratio <= PIXEL_SIZE_TOLERANCE:
+        if _within(ratio, PIXEL_SIZE_TOLERANCE):
             return None
         looks = f"{1 / ratio:.2g}x larger" if ratio < 1 else f"{ratio:.2g}x smaller"
         trained = readable_length(self.training_m[0])
@@ -98,12 +137,26 @@ class PixelSizes:
 
     def key(self) -> dict[str, Any]:
         """What of these decides the outputs, for predict's --skip-done record."""
-        return {"match_m": self.training_m if self.match else None, "given_m": self.given_m if self.match else None}
+        return {"match_m": self.training_m if self.match else None, "given_m": self.given_m}
 
 
 def scaled_shape(shape: tuple[int, ...], factors: tuple[float, float]) -> tuple[int, int]:
     """A page's (height, width) resampled by `factors`, at least one pixel each way."""
     return max(1, round(shape[0] * factors[0])), max(1, round(shape[1] * factors[1]))
+
+
+def check_resampling_fits(name: str, pixels: int, factors: tuple[float, float], channels: int, classes: int,
+                          largest: int) -> None:
+    """Refuse (one line, before any work) a page of `pixels` that resampled by `factors` would not fit: its
+    image and class maps at both sizes, with resize's temporaries, over RESAMPLING_MEMORY_SHARE of the free
+    memory, or either size over `largest` pixels (pages that large are streamed, which resampling cannot be)."""
+    scaled = pixels * factors[0] * factors[1]
+    need = BYTES_PER_VALUE * (scaled + pixels) * (channels + classes)
+    free = available_memory_bytes()
+    if max(pixels, scaled) > largest or need > RESAMPLING_MEMORY_SHARE * free:
+        raise InputError(f"{name}: resampled to the training pixel size it is {scaled / 1e6:.3g} million pixels, which "
+                         f"with its class maps needs about {need / 2**30:.3g} GiB ({free / 2**30:.3g} GiB are free); "
+                         "rescale it yourself (Fiji: Image > Scale) and predict that, or cut it into smaller images")
 
 
 def resample(array: np.ndarray, shape: tuple[int, int], channels_last: bool) -> np.ndarray:

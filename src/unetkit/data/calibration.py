@@ -60,12 +60,13 @@ class Calibration:
     unit: str
     z_spacing: float | None = None
 
-    def _metres(self) -> float | None:
+    def metres_per_unit(self) -> float | None:
+        """What one of `unit` is in metres, or None when the unit is not a length unetkit knows."""
         return METRES_PER_UNIT.get(self.unit.lower()) or METRES_PER_UNIT.get(self.unit)
 
     def in_metres(self) -> tuple[float, float] | None:
         """Pixel width and height in metres, or None when the unit is not a length unetkit knows."""
-        metres = self._metres()
+        metres = self.metres_per_unit()
         if metres is None or not _usable(self.pixel_width * metres, self.pixel_height * metres):
             return None
         return self.pixel_width * metres, self.pixel_height * metres
@@ -73,7 +74,7 @@ class Calibration:
     def _ascii(self) -> Calibration:
         """This calibration in words ImageJ's description can hold (tifffile refuses other than ASCII there): um
         as ImageJ writes it, micron; another length with a non-ASCII name (A with a ring) in nm."""
-        metres = self._metres()
+        metres = self.metres_per_unit()
         if metres == 1e-6:
             return replace(self, unit=IMAGEJ_MICRON)
         if self.unit.isascii():
@@ -98,7 +99,7 @@ class Calibration:
             if ascii_.z_spacing is not None:
                 items["spacing"] = ascii_.z_spacing
             return {"resolution": resolution, "metadata": items}
-        metres = self._metres()
+        metres = self.metres_per_unit()
         per_unit = 1.0 if metres is None else 1e-2 / metres  # pixels per cm from pixels per unit
         resolution = (per_unit / self.pixel_width, per_unit / self.pixel_height)
         if not _holdable(*resolution):
@@ -109,7 +110,7 @@ class Calibration:
     def png_dpi(self) -> tuple[float, float] | None:
         """Pillow's `dpi` for this calibration (saved as a pHYs density per metre), or None when the unit is not
         a length or the density is beyond a PNG's 32-bit count (pixels under 0.23 nm or over 4 km)."""
-        metres = self._metres()
+        metres = self.metres_per_unit()
         if metres is None:
             return None
         sizes = (self.pixel_width * metres, self.pixel_height * metres)
