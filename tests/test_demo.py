@@ -41,3 +41,15 @@ def test_a_wrong_isbi_folder_names_what_gave_it(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(InputError, match="missing; --data must point to the ISBI 2012 folder"):
         run_demo(tmp_path / "out", data=tmp_path / "elsewhere", progress=False, say=lambda _: None)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.isbi
+@pytest.mark.slow
+def test_isbi_demo_records_the_sections_pixel_size(isbi: Path, tmp_path: Path) -> None:
+    """ISBI's PNGs declare no pixel size; the demo's run knows its 4 nm, so predict --match-pixel-size works on it."""
+    from unetkit.run import load_run
+
+    summary = run_demo(tmp_path / "demo", data=isbi, budget_s=8, progress=False, say=lambda _: None)
+    assert summary["images"] == 5 and 0 <= summary["pixel_error"] <= 1
+    record = load_run(tmp_path / "demo" / "run", "cpu").record["pixel_size"]
+    assert record["width_m"] == pytest.approx(4e-9) and record["given"]

@@ -30,6 +30,7 @@ from unetkit.train.trainer import CURVES_FILE
 ISBI_TRAIN = range(0, 25)
 ISBI_HELD_OUT = range(25, 30)
 MEMBRANE_VALUE = 0  # ISBI encoding, used by the synthetic data too: 0 = membrane, 255 = cell interior
+ISBI_PIXEL_SIZE = "4nm"  # the challenge's sections: 4 x 4 nm pixels, 50 nm apart
 SYNTHETIC_SIZE = (256, 256)
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 24, 6
 
@@ -87,6 +88,7 @@ def run_demo(
     config = replace(recipe("default"), budget_s=budget_s, epochs=None, seed=seed)
     if data:
         isbi_files(Path(data), named_by)
+        config = replace(config, pixel_size=ISBI_PIXEL_SIZE)  # its PNGs declare none: run.json records it
     if out.exists():
         if any(out.iterdir()) and not (out / "demo.txt").is_file():
             raise InputError(f"--out {out}: exists and is not an earlier demo output; choose another --out")
