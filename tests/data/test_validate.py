@@ -369,3 +369,23 @@ def test_a_mask_in_another_encoding_is_refused_by_train_unless_its_values_are_cl
     for i in (0, 1):  # 64, 128 and 192 in three masks: classes, not a lone mask's encoding
         (labels / f"{i}.png").write_bytes((labels / "2.png").read_bytes())
     assert not any(f.kind == "encoding" for f in check_dataset(images, labels).findings)
+
+
+def test_the_check_table_shows_what_pixel_size_each_image_declares(tmp_path: Path) -> None:
+    """A folder mixing 4 nm and 10 nm sections, or a file whose size was lost, shows which is which."""
+    images, labels = pairs(tmp_path, 4)
+    page = np.asarray(Image.open(images / "0.png"))
+    for name, resolution, unit in (("0", (1 / 4, 1 / 4), "nm"), ("1", (1 / 10, 1 / 10), "nm"),
+                                   ("2", (2, 1 / 0.6), "micron")):
+        (images / f"{name}.png").unlink()
+        tifffile.imwrite(images / f"{name}.tif", page, imagej=True, resolution=resolution, metadata={"unit": unit})
+    table = format_report(check_dataset(images, labels)).splitlines()
+    assert table[0].split()[-2:] == ["pixel", "size"]
+    shown = {line.split()[0]: line.split("  ")[-1].strip() for line in table[1:5]}
+    assert shown == {"0": "4 nm", "1": "10 nm", "2": "0.5 x 0.6 um", "3": "-"}, table
+    write_png(images / "4.png", page)
+    write_png(labels / "4.png", np.asarray(Image.open(labels / "3.png")))
+    for name in ("0", "1", "2"):
+        (images / f"{name}.tif").unlink()
+        write_png(images / f"{name}.png", page)
+    assert "pixel size" not in format_report(check_dataset(images, labels))  # none declares one: no column

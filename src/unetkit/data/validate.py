@@ -19,7 +19,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from unetkit.data.calibration import mixed_scale_note, pixel_size_record
+from unetkit.data.calibration import calibration_of, mixed_scale_note, pixel_size_record, readable_length
 from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
 from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files, read_pair,
                                   split_contiguous)
@@ -75,6 +75,7 @@ class PairSummary:
     mask_values: str
     label_file: str = ""  # the mask (page) it came from
     values: tuple[int, ...] | None = None  # the mask's values as class codes (colours packed); None if unreadable
+    pixel_size: str = "-"  # what the image file declares (4 nm; 0.5 x 0.6 um), "-" when nothing
 
 
 @dataclass
@@ -171,6 +172,11 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
         if len(values) == 1:
             report.findings.append(Finding("warning", label_file, f"holds only the value {_values_text(values.tolist(), colour)} "
                                            "(all background?); it teaches only that class"))
+    declared: dict[Path, str] = {}  # a stack's pages share their file's
+    for summary, pair in zip(report.pairs, pairs):
+        if pair.image.path not in declared:
+            declared[pair.image.path] = pixel_size_text(pair.image.path)
+        summary.pixel_size = declared[pair.image.path]
     if ignore_value is not None and not ignore_seen:
         report.findings.append(Finding("warning", str(pairs[0].label.path.parent), f"--ignore-value "
                                        f"{_values_text([ignore_value], colour)} appears in no mask; is it the value of "
@@ -410,10 +416,30 @@ def check_dataset(
     return report
 
 
+def pixel_size_text(path: Path) -> str:
+    """The pixel size an image file declares, as the check table shows it: 4 nm, 0.5 x 0.6 um, 2 unit (not a
+    length unetkit knows), or "-"."""
+    calibration = calibration_of(path)
+    if calibration is None:
+        return "-"
+    metres = calibration.in_metres()
+    if metres is None:
+        return f"{calibration.pixel_width:.3g} {calibration.unit}"
+    width, height = (readable_length(m) for m in metres)
+    if width == height:
+        return width
+    return f"{width.split()[0]} x {height}" if width.split()[1] == height.split()[1] else f"{width} x {height}"
+
+
 def format_report(report: CheckReport) -> str:
-    """The table of pairs (the first MAX_TABLE_ROWS), then every finding, then a count."""
+    """The table of pairs (the first MAX_TABLE_ROWS), then every finding, then a count. A pixel size column
+    when any image declares one (a mixed set shows which do)."""
     header = ["pair", "size (w x h)", "image dtype", "channels", "mask values"]
     rows = [[p.name, p.size, p.image_dtype, str(p.channels), p.mask_values] for p in report.pairs[:MAX_TABLE_ROWS]]
+    if any(p.pixel_size != "-" for p in report.pairs):
+        header.append("pixel size")
+        for row, p in zip(rows, report.pairs):
+            row.append(p.pixel_size)
     lines = aligned_table([header, *rows]).split("\n")
     if len(report.pairs) > MAX_TABLE_ROWS:
         lines.append(f"... and {len(report.pairs) - MAX_TABLE_ROWS} more pairs")
