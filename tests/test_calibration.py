@@ -297,3 +297,18 @@ def test_check_and_train_say_when_training_images_declare_different_pixel_sizes(
     tifffile.imwrite(tmp_path / "image" / "2.tif", tifffile.imread(tmp_path / "image" / "2.tif"), imagej=True,
                      resolution=(1 / 4.5, 1 / 4.5), metadata={"unit": "nm"})  # within 1.25x: one scale
     assert not [f for f in check_dataset(tmp_path / "image", tmp_path / "label").findings if "pixels from" in f.message]
+
+
+def test_colour_mask_stacks_keep_their_frames_and_slices(tmp_path: Path) -> None:
+    """Colour masks of a time-lapse of z-stacks were written as one run of plain RGB pages: Fiji lost T and Z."""
+    from unetkit.data.calibration import PageAxes, page_axes_of
+
+    masks = np.random.default_rng(0).integers(0, 2, (6, 12, 10, 3)).astype(np.uint8) * 255
+    calibration = Calibration(0.5, 0.5, "um", 2.0)
+    write_tiff(tmp_path / "colour.tif", masks, calibration, PageAxes("TZ", (2, 3)))
+    assert page_axes_of(tmp_path / "colour.tif") == PageAxes("TZ", (2, 3))
+    np.testing.assert_array_equal(read_pages(tmp_path / "colour.tif")[0], masks)
+    assert calibration_of(tmp_path / "colour.tif").in_metres() == pytest.approx((5e-7, 5e-7))
+    write_tiff(tmp_path / "plain.tif", masks, calibration)  # no layout declared: pages as they were
+    assert page_axes_of(tmp_path / "plain.tif") is None
+    np.testing.assert_array_equal(read_pages(tmp_path / "plain.tif")[0], masks)

@@ -488,7 +488,7 @@ def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | 
     spacing and `imagej_items` (Labels); else a plain TIFF of `photometric` with resolution tags."""
     if imagej_axes is not None and imagej_can_hold(shape, dtype):
         metadata = {"axes": imagej_axes, **(imagej_items or {})}
-        options: dict[str, Any] = {"imagej": True, "metadata": metadata}
+        options: dict[str, Any] = {"imagej": True, "metadata": metadata, "photometric": photometric}
         declared = calibration.tiff_tags(imagej=True) if calibration is not None else {}
         metadata.update(declared.get("metadata", {}))
         if "resolution" in declared:
@@ -499,14 +499,18 @@ def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | 
 
 def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = None,
                page_axes: PageAxes | None = None) -> None:
-    """Write a stack (P, H, W[, 3]) or a float map as a TIFF, declaring `calibration` and laying a grey stack's
-    pages out along `page_axes` (the input's T and Z). Deflate-compressed, except in ImageJ's own layout (used
-    to carry what the input declared), which ImageJ reads uncompressed only.
+    """Write a stack (P, H, W[, 3]) or a float map as a TIFF, declaring `calibration` and laying a stack's pages
+    out along `page_axes` (the input's T and Z; colour pages too, as ImageJ's 8-bit RGB). Deflate-compressed,
+    except in ImageJ's own layout (used to carry what the input declared), which ImageJ reads uncompressed only.
 
     The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
     """
     if array.ndim == 4 and array.shape[-1] == 3:
-        options = tiff_options(array.shape, array.dtype, calibration, photometric="rgb")
+        axes = None
+        if (page_axes is not None and page_axes.holds(len(array)) and array.dtype == np.uint8
+                and imagej_can_hold(array.shape, array.dtype)):  # ImageJ's RGB is 8-bit
+            array, axes = array.reshape(*page_axes.sizes, *array.shape[1:]), page_axes.letters + "YXS"
+        options = tiff_options(array.shape, array.dtype, calibration, axes, photometric="rgb")
     else:  # ImageJ's own layout only to carry what the input declared: other files stay as they were
         axes = None if calibration is None else "ZYX"[3 - array.ndim:]
         laid_out = page_axes is not None and array.ndim == 3 and page_axes.holds(len(array))
