@@ -68,9 +68,11 @@ def test_sizes_too_far_apart_to_match_are_refused_not_predicted_as_one_pixel(tmp
     """A typo (8pm for 8nm) sent a 256 px image through the network as one pixel: a constant mask, exit 0."""
     image = np.zeros((256, 256), np.uint8)
     record = {"width_m": 8e-9, "height_m": 8e-9}
-    with pytest.raises(InputError, match=r"sec.png: its pixels \(0.008 nm\) are 1e\+03x smaller than the training "
+    with pytest.raises(InputError, match=r"--pixel-size 8pm: 8e-12 m is no pixel size an instrument makes"):
+        PixelSizes.for_run(record, True, "8pm")  # refused as typed, wherever it is typed (train keeps it for good)
+    with pytest.raises(InputError, match=r"sec.png: its pixels \(8 um\) are 1e\+03x larger than the training "
                                          r"images' \(8 nm\); --match-pixel-size resamples by at most 10x"):
-        PixelSizes.for_run(record, True, "8pm").scale_of(write_png(tmp_path / "sec.png", image))
+        PixelSizes.for_run(record, True, "8um").scale_of(write_png(tmp_path / "sec.png", image))
     Image.fromarray(image).save(tmp_path / "dpi.png", dpi=(72, 72))  # Pillow's and cameras' placeholder: 353 um
     with pytest.raises(InputError, match="353 um.*a placeholder such as 72 dpi.*--pixel-size"):
         PixelSizes.for_run(record, True).scale_of(tmp_path / "dpi.png")
@@ -216,3 +218,36 @@ def test_a_given_pixel_size_is_what_the_outputs_declare(tiny_run: Path, tmp_path
         assert calibration_of(tmp_path / "out" / name).in_metres() == pytest.approx((20e-9, 20e-9)), name
     stack = calibration_of(tmp_path / "out" / "stack.tif")
     assert stack.unit == "nm" and stack.z_spacing == pytest.approx(50)  # the file's spacing, in the new unit
+
+
+def test_train_says_when_its_pixel_size_differs_from_the_files_or_the_base_run(tmp_path: Path) -> None:
+    """A size given against what the files declare is noted; a fine-tuned run keeps its base run's size where
+    its images declare none (it was lost, and --match-pixel-size then needed it typed again)."""
+    from dataclasses import replace
+
+    from conftest import write_blob_pairs
+
+    from unetkit.config import TrainConfig
+    from unetkit.run import load_run
+    from unetkit.train.start import train
+
+    images, labels = write_blob_pairs(tmp_path / "png", count=3, size=40)
+    (tmp_path / "tif").mkdir()
+    for file in sorted(images.iterdir()):
+        _write_nm(tmp_path / "tif" / f"{file.stem}.tif", read_pages(file)[0][0], 4)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    said: list[str] = []
+    train(tmp_path / "tif", labels, tmp_path / "given", replace(config, pixel_size="4um"), progress=False, say=said.append)
+    assert "note: --pixel-size 4 um: the images declare 4 nm (3 of 3 files); run.json keeps 4 um, as given" in said
+    said.clear()
+    train(images, labels, tmp_path / "tuned", config, progress=False, say=said.append, start_from=tmp_path / "given")
+    record = load_run(tmp_path / "tuned", "cpu").record["pixel_size"]
+    assert record["width_m"] == pytest.approx(4e-6) and record["inherited"] and record["given"]
+    assert not [line for line in said if "pixels" in line and "learnt at" in line], said
+    train(tmp_path / "tif", labels, tmp_path / "tuned2", config, progress=False, say=said.append,
+          start_from=tmp_path / "given")
+    assert any(line.startswith("note: the run fine-tuned from learnt at 4 um pixels, these images are 4 nm") for line in said)
+    assert load_run(tmp_path / "tuned2", "cpu").record["pixel_size"]["width_m"] == pytest.approx(4e-9)
+    # a size typed at train can be corrected at predict; one the images declared cannot be contradicted
+    assert PixelSizes.for_run(load_run(tmp_path / "given", "cpu").record["pixel_size"], True,
+                              training="4nm").training_m == pytest.approx((4e-9, 4e-9))

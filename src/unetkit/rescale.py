@@ -52,8 +52,8 @@ class PixelSizes:
     def for_run(cls, record: dict[str, Any] | None, match: bool = False, given: str | None = None,
                 training: str | None = None) -> PixelSizes:
         """From run.json's `pixel_size`, --match-pixel-size, --pixel-size (`given`, the inputs') and
-        --training-pixel-size (for a run whose training images declared none; one that contradicts run.json is
-        refused). Matching with no training size at all is refused."""
+        --training-pixel-size (for a run whose training images declared none, or to correct a size given to train;
+        one that contradicts what the images declared is refused). Matching with no training size is refused."""
         if not isinstance(match, bool):
             raise InputError(f"match_pixel_size={match!r}: give True or False (the training images' size, where run.json "
                              "has none, as training_pixel_size='4nm')")
@@ -61,11 +61,12 @@ class PixelSizes:
         training_m = None if not record else (float(record["width_m"]), float(record["height_m"]))
         if training is not None:
             size = parse_length(training, "--training-pixel-size")
-            if training_m is not None and not _within(size / training_m[0], MATCH_TOLERANCE):
+            declared = bool(record) and not record.get("given")
+            if declared and training_m is not None and not _within(size / training_m[0], MATCH_TOLERANCE):
                 raise InputError(f"--training-pixel-size {training}: this run's training images declared "
                                  f"{readable_length(training_m[0])} pixels (run.json); leave it out to match those, or "
                                  "give the inputs' own size with --pixel-size")
-            training_m = training_m or (size, size)
+            training_m = training_m if declared else (size, size)
         if match and training_m is None:
             raise InputError("--match-pixel-size: this run's training images declared no pixel size, so there is none to "
                              "match; give the size they had, e.g. --training-pixel-size 4nm")

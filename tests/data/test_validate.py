@@ -389,3 +389,19 @@ def test_the_check_table_shows_what_pixel_size_each_image_declares(tmp_path: Pat
         (images / f"{name}.tif").unlink()
         write_png(images / f"{name}.png", page)
     assert "pixel size" not in format_report(check_dataset(images, labels))  # none declares one: no column
+
+
+def test_the_pixel_size_column_shows_units_as_declared_and_only_for_shown_rows(tmp_path: Path) -> None:
+    from unetkit.data.validate import MAX_TABLE_ROWS, pixel_size_text
+
+    page = np.zeros((16, 16), np.uint8)
+    for name, resolution, unit in (("f", (1 / 2, 1 / 3), "furlong"), ("g", (1 / 90, 1 / 110), "nm"),
+                                   ("h", (1 / 0.65, 1 / 0.65), "micron")):
+        tifffile.imwrite(tmp_path / f"{name}.tif", page, imagej=True, resolution=resolution, metadata={"unit": unit})
+    assert [pixel_size_text(tmp_path / f"{n}.tif") for n in "fgh"] == ["2 x 3 furlong", "90 x 110 nm", "0.65 um"]
+    images, labels = pairs(tmp_path / "many", MAX_TABLE_ROWS + 2)
+    last = sorted(images.iterdir(), key=lambda p: int(p.stem))[-1]
+    tifffile.imwrite(last.with_suffix(".tif"), np.asarray(Image.open(last)), imagej=True, resolution=(0.25, 0.25),
+                     metadata={"unit": "nm"})
+    last.unlink()
+    assert "pixel size" not in format_report(check_dataset(images, labels)).splitlines()[0]  # its row is not shown

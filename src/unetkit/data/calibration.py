@@ -236,6 +236,7 @@ def page_axes_of(path: Path) -> PageAxes | None:
 
 
 PIXEL_SIZE_TOLERANCE = 1.25  # pixel sizes within this factor of each other are the same scale to a network
+PLAUSIBLE_PIXEL_M = (1e-11, 1e-2)  # typed pixel sizes outside these (8pm for 8nm) are typos
 
 
 def length_unit(metres: float) -> tuple[str, float]:
@@ -271,6 +272,33 @@ def pixel_size_record(files: list[Path], given: float | None = None) -> dict[str
             "width_range_m": [widths[0], widths[-1]]}
 
 
+def training_pixel_size(files: list[Path], given: float | None, base: dict[str, Any] | None = None,
+                        ) -> tuple[dict[str, Any] | None, list[str]]:
+    """run.json's `pixel_size` for a new run and the notes train says about it: --pixel-size (`given`, metres)
+    over what the files declare (a note when they declare another size), else the files' (a note when they are
+    of mixed scales), else, fine-tuning, the base run's `base` record: its network learnt at that scale, and a
+    fine-tuned run that forgot it could not be matched (a note when the new images declare another)."""
+    declared = pixel_size_record(files)
+    notes = []
+    record = declared if given is None else pixel_size_record(files, given)
+    if given is not None and declared and not _same_scale(given, declared["width_m"]):
+        notes.append(f"--pixel-size {readable_length(given)}: the images declare {readable_length(declared['width_m'])} "
+                     f"({declared['declared_by']} of {declared['files']} files); run.json keeps {readable_length(given)}, "
+                     "as given")
+    elif given is None and mixed_scale_note(declared):
+        notes.append(str(mixed_scale_note(declared)))
+    if record is None and base:
+        return {**base, "inherited": True}, notes
+    if record and base and not _same_scale(record["width_m"], base["width_m"]):
+        notes.append(f"the run fine-tuned from learnt at {readable_length(base['width_m'])} pixels, these images are "
+                     f"{readable_length(record['width_m'])}: it learns their scale now, and run.json keeps theirs")
+    return record, notes
+
+
+def _same_scale(first: float, second: float) -> bool:
+    return 1 / PIXEL_SIZE_TOLERANCE <= first / second <= PIXEL_SIZE_TOLERANCE
+
+
 def mixed_scale_note(record: dict[str, Any] | None) -> str | None:
     """What train notes and check warns about when the training images declare pixel sizes over
     PIXEL_SIZE_TOLERANCE apart; None otherwise."""
@@ -290,4 +318,7 @@ def parse_length(text: str, option: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise InputError(f"{option} {text!r}: give a pixel size with its unit, e.g. {option} 8nm or {option} 0.65um "
                          f"(units: nm, um, mm, m)")
+    if not PLAUSIBLE_PIXEL_M[0] <= value <= PLAUSIBLE_PIXEL_M[1]:  # a typo kept in run.json could not be undone
+        raise InputError(f"{option} {text}: {value:.3g} m is no pixel size an instrument makes (0.01 nm to 1 cm); "
+                         "check the unit (nm, um, mm)")
     return value

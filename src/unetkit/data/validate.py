@@ -19,7 +19,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from unetkit.data.calibration import calibration_of, mixed_scale_note, pixel_size_record, readable_length
+from unetkit.data.calibration import calibration_of, length_unit, mixed_scale_note, pixel_size_record
 from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
 from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files, read_pair,
                                   split_contiguous)
@@ -423,12 +423,10 @@ def pixel_size_text(path: Path) -> str:
     if calibration is None:
         return "-"
     metres = calibration.in_metres()
-    if metres is None:
-        return f"{calibration.pixel_width:.3g} {calibration.unit}"
-    width, height = (readable_length(m) for m in metres)
-    if width == height:
-        return width
-    return f"{width.split()[0]} x {height}" if width.split()[1] == height.split()[1] else f"{width} x {height}"
+    unit, size = (calibration.unit, 1.0) if metres is None else length_unit(metres[0])
+    width, height = (calibration.pixel_width, calibration.pixel_height) if metres is None else (m / size for m in metres)
+    shown = f"{width:.3g}" if f"{width:.3g}" == f"{height:.3g}" else f"{width:.3g} x {height:.3g}"
+    return f"{shown} {unit}"
 
 
 def format_report(report: CheckReport) -> str:
@@ -436,7 +434,7 @@ def format_report(report: CheckReport) -> str:
     when any image declares one (a mixed set shows which do)."""
     header = ["pair", "size (w x h)", "image dtype", "channels", "mask values"]
     rows = [[p.name, p.size, p.image_dtype, str(p.channels), p.mask_values] for p in report.pairs[:MAX_TABLE_ROWS]]
-    if any(p.pixel_size != "-" for p in report.pairs):
+    if any(p.pixel_size != "-" for p in report.pairs[:MAX_TABLE_ROWS]):
         header.append("pixel size")
         for row, p in zip(rows, report.pairs):
             row.append(p.pixel_size)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from unetkit.config import TrainConfig, flag_of
-from unetkit.data.calibration import mixed_scale_note, parse_length, pixel_size_record
+from unetkit.data.calibration import parse_length, training_pixel_size
 from unetkit.data.io import list_image_files
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
 from unetkit.data.validate import INSTANCES
@@ -283,10 +283,10 @@ def train(
     record["normalization"] = data.normalization.to_json()
     image_files = list_image_files(Path(images)) + (list_image_files(Path(val_images)) if val_images else [])
     given = None if config.pixel_size is None else parse_length(config.pixel_size, "--pixel-size")
-    record["pixel_size"] = pixel_size_record(image_files, given)  # predict compares inputs' scales with it
-    mixed_scales = mixed_scale_note(record["pixel_size"])
-    if mixed_scales:
-        say(f"note: {mixed_scales}")
+    # predict compares inputs' scales with it, and --match-pixel-size resamples them to it
+    record["pixel_size"], notes = training_pixel_size(image_files, given, base.record.get("pixel_size") if base else None)
+    for note in notes:
+        say(f"note: {note}")
     trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
     if base is not None:
         trainer.start_from(base)
