@@ -246,7 +246,13 @@ def test_train_says_when_its_pixel_size_differs_from_the_files_or_the_base_run(t
     assert not [line for line in said if "pixels" in line and "learnt at" in line], said
     train(tmp_path / "tif", labels, tmp_path / "tuned2", config, progress=False, say=said.append,
           start_from=tmp_path / "given")
-    assert any(line.startswith("note: the run fine-tuned from learnt at 4 um pixels, these images are 4 nm") for line in said)
+    assert any(line.startswith("note: the run learnt at 4 um pixels, these images are 4 nm: fine-tuning teaches it their "
+                               "scale; run.json keeps theirs") for line in said), said
+    import unetkit  # check --run says it before the fine-tuning
+    warned = [f.message for f in unetkit.check(tmp_path / "tif", labels, run=tmp_path / "given").warnings]
+    assert "the run learnt at 4 um pixels, these images are 4 nm: fine-tuning teaches it their scale" in warned
+    assert not [m for m in (f.message for f in unetkit.check(images, labels, run=tmp_path / "given").warnings)
+                if "learnt at" in m]  # PNGs that declare nothing: nothing to compare
     assert load_run(tmp_path / "tuned2", "cpu").record["pixel_size"]["width_m"] == pytest.approx(4e-9)
     # a size typed at train can be corrected at predict; one the images declared cannot be contradicted
     assert PixelSizes.for_run(load_run(tmp_path / "given", "cpu").record["pixel_size"], True,

@@ -289,10 +289,19 @@ def training_pixel_size(files: list[Path], given: float | None, base: dict[str, 
         notes.append(str(mixed_scale_note(declared)))
     if record is None and base:
         return {**base, "inherited": True}, notes
-    if record and base and not _same_scale(record["width_m"], base["width_m"]):
-        notes.append(f"the run fine-tuned from learnt at {readable_length(base['width_m'])} pixels, these images are "
-                     f"{readable_length(record['width_m'])}: it learns their scale now, and run.json keeps theirs")
+    other_scale = scale_change_note(record, base)
+    if other_scale:
+        notes.append(f"{other_scale}; run.json keeps theirs")
     return record, notes
+
+
+def scale_change_note(images: dict[str, Any] | None, run: dict[str, Any] | None) -> str | None:
+    """What train --from (and check --run, before it) says when the images' pixel size record is not at the
+    scale of the run's: fine-tuning teaches the network theirs. None when either is unknown or they agree."""
+    if not images or not run or _same_scale(images["width_m"], run["width_m"]):
+        return None
+    return (f"the run learnt at {readable_length(run['width_m'])} pixels, these images are "
+            f"{readable_length(images['width_m'])}: fine-tuning teaches it their scale")
 
 
 def _same_scale(first: float, second: float) -> bool:

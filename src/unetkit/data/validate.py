@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from unetkit.data.calibration import calibration_of, length_unit, mixed_scale_note, pixel_size_record
+from unetkit.data.calibration import (calibration_of, length_unit, mixed_scale_note, pixel_size_record,
+                                      scale_change_note)
 from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
 from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files, read_pair,
                                   split_contiguous)
@@ -374,11 +375,13 @@ def held_out_findings(train: list[PairSummary], val: list[PairSummary], colour: 
 def check_dataset(
     images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None,
     image_dtype: str | None = None, val_fraction: float | None = None, ignore_value: int | None = None,
+    run_pixel_size: dict[str, Any] | None = None,
 ) -> CheckReport:
     """Pair, read and inspect everything, collecting every problem instead of stopping at the first.
 
     `val_fraction`: the share `train` would hold out (none with a run's classes or when None); values only the
-    held-out block holds are errors, as they are for `train`.
+    held-out block holds are errors, as they are for `train`. `run_pixel_size`: the run's run.json `pixel_size`,
+    to warn when the images are at another scale.
     """
     refuse_predictions_folder(images, "--images")
     refuse_predictions_folder(labels, "--labels")
@@ -407,9 +410,13 @@ def check_dataset(
     values_unclear = any(f.kind in (INSTANCES, SMOOTHED, ENCODING) for f in report.findings)  # classes split: its symptom
     if classes is None and val_fraction is not None and len(pairs) >= 2 and not report.errors and not values_unclear:
         report.findings += held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
-    mixed_scales = mixed_scale_note(pixel_size_record([image for image, _ in matching.pairs]))
+    declared = pixel_size_record([image for image, _ in matching.pairs])
+    mixed_scales = mixed_scale_note(declared)
     if mixed_scales and classes is None:
         report.findings.append(Finding("warning", str(images), mixed_scales))
+    other_scale = scale_change_note(declared, run_pixel_size)
+    if other_scale:
+        report.findings.append(Finding("warning", str(images), other_scale))
     if classes is None and val_fraction is not None and len(pairs) == 1:  # what train would refuse
         report.findings.append(Finding("warning", _where(pairs[0].image), "the only pair: `unetkit train` needs a "
                                        "second to hold out for validation, or --val-images/--val-labels"))
