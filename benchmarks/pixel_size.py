@@ -27,20 +27,13 @@ from unetkit.data.io import read_pages, write_mask
 from unetkit.demo import link_isbi_subsets
 from unetkit.evaluate import evaluate_paths
 from unetkit.predict_files import predict_paths
-from unetkit.rescale import resample_image
+from unetkit.rescale import nearest, resample_image
 from unetkit.run import load_run
 from unetkit.train.recipes import recipe
 from unetkit.train.start import train
 
 TRAINING_NM = 4.0
 SCALES_NM = (8.0, 8 / 3)  # coarser, finer
-
-
-def nearest(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A label map resampled by nearest neighbour (centres of the new pixels): labels stay the values they were."""
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * label.shape[0] / shape[0]).astype(int), label.shape[0] - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * label.shape[1] / shape[1]).astype(int), label.shape[1] - 1)
-    return label[np.ix_(rows, cols)]
 
 
 def write_at(test_dir: Path, target: Path, nm: float) -> Path:

@@ -1,27 +1,12 @@
-"""benchmarks/pixel_size.py: its nearest-neighbour labels, and a smoke run over ISBI with a few seconds of training."""
+"""benchmarks/pixel_size.py: a smoke run over ISBI with a few seconds of training."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tifffile
-from benchmark_runs import import_benchmark, run_benchmark
-
-
-@pytest.fixture
-def pixel_size(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    return import_benchmark(monkeypatch, "pixel_size")
-
-
-def test_nearest_keeps_label_values_and_places_them(pixel_size) -> None:  # type: ignore[no-untyped-def]
-    label = np.zeros((8, 8), np.uint8)
-    label[:, 4:] = 255
-    halved, grown = pixel_size.nearest(label, (4, 4)), pixel_size.nearest(label, (12, 12))
-    assert set(np.unique(halved)) == set(np.unique(grown)) == {0, 255}
-    np.testing.assert_array_equal(halved[0], [0, 0, 255, 255])
-    np.testing.assert_array_equal(grown[0], [0] * 6 + [255] * 6)
+from benchmark_runs import run_benchmark
 
 
 @pytest.mark.isbi

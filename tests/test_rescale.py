@@ -257,3 +257,61 @@ def test_train_says_when_its_pixel_size_differs_from_the_files_or_the_base_run(t
     # a size typed at train can be corrected at predict; one the images declared cannot be contradicted
     assert PixelSizes.for_run(load_run(tmp_path / "given", "cpu").record["pixel_size"], True,
                               training="4nm").training_m == pytest.approx((4e-9, 4e-9))
+
+
+def test_nearest_keeps_mask_values_and_places_them() -> None:
+    from unetkit.rescale import nearest
+
+    label = np.zeros((8, 8), np.uint8)
+    label[:, 4:] = 255
+    halved, grown = nearest(label, (4, 4)), nearest(label, (12, 12))
+    assert set(np.unique(halved)) == set(np.unique(grown)) == {0, 255}
+    np.testing.assert_array_equal(halved[0], [0, 0, 255, 255])
+    np.testing.assert_array_equal(grown[0], [0] * 6 + [255] * 6)
+    colour = nearest(np.stack([label, 255 - label, label], axis=-1), (4, 6))
+    assert colour.shape == (4, 6, 3) and {tuple(c) for c in colour.reshape(-1, 3)} == {(0, 255, 0), (255, 0, 255)}
+
+
+def test_train_match_pixel_size_resamples_the_images_of_other_sizes_to_the_median(tmp_path: Path) -> None:
+    """A folder of 4 nm sections with one 8 nm section: the network saw its membranes half as wide; matched, the
+    8 nm pair is doubled (image linearly, mask by nearest neighbour) and the run records one scale."""
+    from dataclasses import replace
+
+    from conftest import blob_pair
+
+    from unetkit.config import TrainConfig
+    from unetkit.data.dataset import read_pairs
+    from unetkit.rescale import at_pixel_size
+    from unetkit.run import load_run
+    from unetkit.train.start import train
+
+    rng = np.random.default_rng(3)
+    for name, nm, size in (("a", 4, 48), ("b", 4, 48), ("c", 4, 48), ("d", 8, 24), ("e", None, 48)):
+        image, label = blob_pair(rng, size)
+        (tmp_path / "image").mkdir(exist_ok=True)
+        if nm is None:
+            write_png(tmp_path / "image" / f"{name}.png", image)
+        else:
+            _write_nm(tmp_path / "image" / f"{name}.tif", image, nm)
+        write_png(tmp_path / "label" / f"{name}.png", label * 255)
+    pairs, _ = read_pairs(tmp_path / "image", tmp_path / "label")
+    matched, changed = at_pixel_size(pairs, (4e-9, 4e-9))
+    assert changed == {tmp_path / "image" / "d.tif"}
+    assert [p.image.array.shape for p in matched] == [(48, 48)] * 5 and [p.label.array.shape for p in matched] == [(48, 48)] * 5
+    assert set(np.unique(matched[3].label.array)) <= {0, 255} and matched[3].image.array.dtype == np.uint8
+    assert matched[4] is pairs[4]  # declares nothing: as it is
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu",
+                     val_fraction=0.4, match_pixel_size=True)
+    said: list[str] = []
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, progress=False, say=said.append)
+    assert "1 image file resampled to 4 nm pixels (--match-pixel-size)" in said, said
+    assert not [line for line in said if "declare pixels from" in line]  # no mixed-scale note: they are one scale now
+    record = load_run(tmp_path / "run", "cpu").record["pixel_size"]
+    assert record["width_m"] == pytest.approx(4e-9) and record["matched"] and record["spread"] == 1.0
+    with pytest.raises(InputError, match="nothing for --match-pixel-size to match; drop one"):
+        replace(config, pixel_size="4nm")
+    for file in (tmp_path / "image").glob("*.tif"):
+        file.unlink()
+        write_png(file.with_suffix(".png"), np.zeros((48, 48), np.uint8) + 100)
+    with pytest.raises(InputError, match="none of the training images declares a pixel size"):
+        train(tmp_path / "image", tmp_path / "label", tmp_path / "run2", config, progress=False, say=lambda _: None)

@@ -126,6 +126,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-size", metavar="LENGTH",
                    help="the training images' pixel size (e.g. 4nm, 0.65um) where their files declare none or a wrong "
                         "one: run.json keeps it, and predict compares inputs with it (--match-pixel-size)")
+    p.add_argument("--match-pixel-size", action="store_true",
+                   help="resample training images whose files declare other pixel sizes to their median one (images "
+                        "linearly, masks by nearest neighbour), so the network learns one scale")
     p.add_argument("--mask-kind", choices=("auto", "classes", "instances"),
                    help="instances: the masks are object ids (nuclei 1..N on 0): learn the objects and the borders "
                         "between touching ones, then `predict --instances` separates them; classes: the values are "
@@ -362,7 +365,7 @@ def _run_train(args: argparse.Namespace) -> None:
         synthetic=args.synthetic, synthetic_fraction=args.synthetic_fraction, synthetic_count=args.synthetic_count,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
         align_outputs=False if args.no_align else None, residual=args.residual, ignore_value=args.ignore_value,
-        mask_kind=args.mask_kind, pixel_size=args.pixel_size,
+        mask_kind=args.mask_kind, pixel_size=args.pixel_size, match_pixel_size=args.match_pixel_size or None,
     )
     config, fixed = training_config(args.recipe or "default", overrides, args.epochs, budget, plan=not args.no_plan)
     train(args.images, args.labels, args.out, config, args.val_images, args.val_labels, progress=not args.quiet,

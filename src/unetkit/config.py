@@ -91,6 +91,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     ignore_value: int | None = None  # mask value of unlabelled pixels (sparse labels): no loss, no score, not a class
     pixel_size: str | None = None  # the training images' pixel size ("4nm") where their files declare none or a wrong one
+    match_pixel_size: bool = False  # resample training images that declare other pixel sizes to their median one
     mask_kind: str = "auto"  # "classes" (values are classes) | "instances" (object ids: objects and the borders between them) | "auto" (classes; instance ids, smoothed edges, another encoding refused)
     tile: int = 512  # window size for validation, and for predicting with the unpadded U-Net (padded ones size windows by memory)
     seed: int = 0
@@ -140,6 +141,9 @@ class TrainConfig:
                              "drop --synthetic or --ignore-value")
         if self.pixel_size is not None:
             parse_length(self.pixel_size, "--pixel-size")  # refused at once, not after the data is read
+        if self.pixel_size is not None and self.match_pixel_size:
+            raise InputError(f"--pixel-size {self.pixel_size} says every training image has that size, so there is nothing "
+                             "for --match-pixel-size to match; drop one")
         if self.residual and self.model != "unet":
             raise InputError(f"--residual: only the padded U-Net (--model unet) has residual blocks, not {self.model}")
         if not (2 <= self.base_width <= MAX_WIDTH and (self.depth is None or 1 <= self.depth <= MAX_DEPTH)):

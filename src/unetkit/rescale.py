@@ -12,7 +12,7 @@ LENGTH the training images' where theirs declared none.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from skimage.transform import resize
 
 from unetkit.data.calibration import (PIXEL_SIZE_TOLERANCE, Calibration, calibration_of, length_unit, parse_length,
                                       readable_length)
+from unetkit.data.dataset import RawPair
 from unetkit.engine import available_memory_bytes
 from unetkit.errors import InputError
 
@@ -179,3 +180,35 @@ def resample_image(page: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         limits = np.iinfo(page.dtype)
         resampled = np.clip(np.rint(resampled), limits.min, limits.max)
     return resampled.astype(page.dtype, copy=False)
+
+
+def nearest(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask (H, W[, C]) resampled to `shape` by nearest neighbour at the new pixels' centres: its values stay
+    the classes (or colours, or object ids) they were."""
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * label.shape[0] / shape[0]).astype(int), label.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * label.shape[1] / shape[1]).astype(int), label.shape[1] - 1)
+    return label[rows][:, cols]
+
+
+def at_pixel_size(pairs: list[RawPair], target_m: tuple[float, float]) -> tuple[list[RawPair], set[Path]]:
+    """train --match-pixel-size: the pairs whose image files declare a pixel size other than `target_m` (width,
+    height in metres; beyond MATCH_TOLERANCE) resampled to it, images linearly and masks by nearest neighbour;
+    pairs of files that declare none stay as they are. Returns the pairs and the image files resampled.
+    A file more than MAX_RESAMPLING off is refused: its declaration is wrong, not its scale."""
+    sizes = PixelSizes(target_m, match=True)
+    declared: dict[Path, tuple[float, float] | None] = {}
+    resampled: list[RawPair] = []
+    changed: set[Path] = set()
+    for pair in pairs:
+        path = pair.image.path
+        if path not in declared:
+            declared[path] = sizes.of(path)
+        factors = sizes.scale_for(str(path), declared[path])
+        if factors is None:
+            resampled.append(pair)
+            continue
+        shape = scaled_shape(pair.image.array.shape, factors)
+        resampled.append(RawPair(replace(pair.image, array=resample_image(pair.image.array, shape)),
+                                 replace(pair.label, array=nearest(pair.label.array, shape))))
+        changed.add(path)
+    return resampled, changed

@@ -272,13 +272,26 @@ def pixel_size_record(files: list[Path], given: float | None = None) -> dict[str
             "width_range_m": [widths[0], widths[-1]]}
 
 
+def matched_pixel_size(files: list[Path]) -> tuple[float, float]:
+    """The pixel size train --match-pixel-size resamples the training images to: the median the files declare."""
+    declared = pixel_size_record(files)
+    if declared is None:
+        raise InputError("--match-pixel-size: none of the training images declares a pixel size, so there is none to "
+                         "match them to; if they share one, give it with --pixel-size instead")
+    return declared["width_m"], declared["height_m"]
+
+
 def training_pixel_size(files: list[Path], given: float | None, base: dict[str, Any] | None = None,
-                        ) -> tuple[dict[str, Any] | None, list[str]]:
+                        matched: bool = False) -> tuple[dict[str, Any] | None, list[str]]:
     """run.json's `pixel_size` for a new run and the notes train says about it: --pixel-size (`given`, metres)
     over what the files declare (a note when they declare another size), else the files' (a note when they are
     of mixed scales), else, fine-tuning, the base run's `base` record: its network learnt at that scale, and a
-    fine-tuned run that forgot it could not be matched (a note when the new images declare another)."""
+    fine-tuned run that forgot it could not be matched (a note when the new images declare another).
+    `matched` (--match-pixel-size): the images were resampled to the median, which is then their one scale."""
     declared = pixel_size_record(files)
+    if matched and declared:
+        declared = {**declared, "spread": 1.0, "matched": True,
+                    "width_range_m": [declared["width_m"], declared["width_m"]]}
     notes = []
     record = declared if given is None else pixel_size_record(files, given)
     if given is not None and declared and not _same_scale(given, declared["width_m"]):

@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 
+from unetkit.data.calibration import readable_length
+from unetkit.rescale import at_pixel_size
 from unetkit.data.io import refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import ENCODING, INSTANCES, SMOOTHED, CheckReport, check_dataset, held_out_findings, inspect_pairs
@@ -118,11 +120,13 @@ def prepare_training_data(
     ignore_value: int | None = None,
     resuming: bool = False,
     mask_kind: str = "classes",
+    pixel_size_m: tuple[float, float] | None = None,
 ) -> TrainingData:
     """Read and check everything once (the checks of `unetkit check`: warnings are said, an error stops).
     `resuming`: the data of a run being continued, whose split can no longer change (no note about it).
     `mask_kind` (TrainConfig.mask_kind): "instances" turns object ids into objects and separating borders;
-    "auto" refuses masks that look like instance ids, "classes" only warns.
+    "auto" refuses masks that look like instance ids, "classes" only warns. `pixel_size_m` (train
+    --match-pixel-size): pairs whose images declare another pixel size are resampled to this one (rescale.py).
 
     The classes come from the training masks and the normalisation is fitted on
     the training images, unless a resumed run passes its own. `ignore_value`: the masks' value of unlabelled
@@ -179,6 +183,12 @@ def prepare_training_data(
         _stop_on_errors(report, val_images, val_labels, say, base_run, checkable=base_run is not None)
     if val_images is not None:
         _warn_about_shared_images(train_pairs, val_pairs, say)
+    if pixel_size_m is not None:  # after the checks, which name the files as they are
+        train_pairs, changed = at_pixel_size(train_pairs, pixel_size_m)
+        val_pairs, val_changed = at_pixel_size(val_pairs, pixel_size_m)
+        if not resuming:
+            say(f"{counted(len(changed | val_changed), 'image file')} resampled to {readable_length(pixel_size_m[0])} "
+                "pixels (--match-pixel-size)")
     norm = normalization
     if not isinstance(norm, Normalization):
         norm = Normalization.fit([p.image.array for p in train_pairs], normalization)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from unetkit.config import TrainConfig, flag_of
-from unetkit.data.calibration import parse_length, training_pixel_size
+from unetkit.data.calibration import matched_pixel_size, parse_length, training_pixel_size
 from unetkit.data.io import list_image_files
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
 from unetkit.data.validate import INSTANCES
@@ -247,10 +247,12 @@ def train(
     else:
         config = settle_model_fields(config, fixed)
     check_loss_fits_outputs(config, f"--from {start_from} (recipe {base.config.recipe})" if base else None)
+    image_files = list_image_files(Path(images)) + (list_image_files(Path(val_images)) if val_images else [])
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
                                  base.normalization if base else config.normalization, base.encoding if base else None,
                                  say=say, in_channels=base.model_options["in_channels"] if base else None,
-                                 base_run=start_from, ignore_value=config.ignore_value, mask_kind=config.mask_kind)
+                                 base_run=start_from, ignore_value=config.ignore_value, mask_kind=config.mask_kind,
+                                 pixel_size_m=matched_pixel_size(image_files) if config.match_pixel_size else None)
     if config.single_logit and data.encoding.num_classes != 2:
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
     plan = None
@@ -281,10 +283,10 @@ def train(
     record["classes"] = {**data.encoding.to_json(), "fractions": [  # what predict --instances tells backgrounds by
         round(f, 6) for f in class_fractions([y.numpy() for y in data.train.labels], data.encoding.num_classes)]}
     record["normalization"] = data.normalization.to_json()
-    image_files = list_image_files(Path(images)) + (list_image_files(Path(val_images)) if val_images else [])
     given = None if config.pixel_size is None else parse_length(config.pixel_size, "--pixel-size")
     # predict compares inputs' scales with it, and --match-pixel-size resamples them to it
-    record["pixel_size"], notes = training_pixel_size(image_files, given, base.record.get("pixel_size") if base else None)
+    record["pixel_size"], notes = training_pixel_size(image_files, given, base.record.get("pixel_size") if base else None,
+                                                      matched=config.match_pixel_size)
     for note in notes:
         say(f"note: {note}")
     trainer = Trainer(out, config, data, record, progress, say)  # checks the rest before anything is written
@@ -510,6 +512,8 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
         config.val_fraction, normalization, encoding, say=say,
         in_channels=record["model"]["options"].get("in_channels"), resuming=True,  # grey GIFs read as grey, as at the start
         mask_kind=INSTANCES if config.mask_kind == INSTANCES else "classes",  # its masks passed when it started
+        pixel_size_m=(record["pixel_size"]["width_m"], record["pixel_size"]["height_m"])  # resampled as at the start
+        if config.match_pixel_size and record.get("pixel_size") else None,
     )
     _check_same_data(run_dir, paths, data)
     _add_synthetic_pairs(config, data, say)  # the same seed draws the same pairs again
