@@ -334,13 +334,15 @@ def predict_array(run: Run | Path, image: np.ndarray, tta: bool = False, probabi
 def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, torch_device: torch.device,
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
                   kinds: set[str], instance_kind: str = "auto", warn: Callable[[str], None] | None = None,
-                  progress: bool = False, sizes: PixelSizes | None = None) -> tuple[Path, set[Path], list[Callable[[], None]]]:
+                  progress: bool = False, *, sizes: PixelSizes, scale: tuple[float, float] | None = None,
+                  ) -> tuple[Path, set[Path], list[Callable[[], None]]]:
     """One input file's mask (and probabilities, cells), computed: returns the mask's path, every file it will
     write, and the writes still to do. Memory-mapped outputs are filled under hidden names and renamed when
     `on_disk` closes; nothing of this input is visible before the writes run (see predict_paths).
     `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0);
     `warn` says whether the image looks unlike the training images (for files check_inputs did not read).
-    `sizes`: the pixel sizes, to match the input's to the training images' (--match-pixel-size)."""
+    `sizes`: the pixel sizes (the outputs' calibration, the warning); `scale`: the factors predict_paths found for
+    this input (PixelSizes.scale_of) to predict it resampled by (--match-pixel-size)."""
     num_classes = run.encoding.num_classes
     writes: list[Callable[[], None]] = []
     pages = read_for_run(run, file)
@@ -348,12 +350,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     if unlike:
         warn(unlike)
     stack = len(pages) > 1
-    sizes = sizes or PixelSizes.for_run(run.record.get("pixel_size"))
     calibration = sizes.calibration(file)  # every output declares the input's pixel size (and a stack's spacing)
     other_scale = sizes.warning(file) if warn is not None else None
     if other_scale:
         warn(other_scale)
-    scale = sizes.scale_of(file)
     page_axes = page_axes_of(file) if stack else None  # and keeps a stack's frames and slices
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
     probabilities = None
@@ -597,7 +597,7 @@ def predict_paths(
                     mask, outputs, writes = _predict_file(run, file, Path(out), tile, tta, torch_device,
                                                           write_probabilities, boundary, on_disk, kinds, instance_kind,
                                                           warn=say if pixels[file] > CHECK_AHEAD_PIXELS else None,
-                                                          progress=progress, sizes=sizes)
+                                                          progress=progress, sizes=sizes, scale=scales[file])
                     with interrupts_deferred():  # the files and the record naming them land together
                         for write in writes:
                             write()

@@ -5,8 +5,9 @@ section's membranes, half as wide in pixels, badly, and a nucleus twice as many 
 comes out as several. Matched, each input is resampled to the training pixel size, predicted there, and its
 class probabilities resampled back, so the mask lies on the input's own pixel grid (and declares its
 calibration). The sizes come from the files (data/calibration.py) and run.json's `pixel_size`; --pixel-size
-states the inputs' size where files declare none (PNG exports) or declare it wrongly, and --match-pixel-size
-LENGTH the training images' where theirs declared none.
+states the inputs' size where files declare none (PNG exports) or declare it wrongly, and --training-pixel-size
+the training images' where theirs declared none. train --match-pixel-size uses the same resampling (at_pixel_size)
+to bring training images of mixed scales to one.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import numpy as np
 from skimage.transform import resize
 
-from unetkit.data.calibration import (PIXEL_SIZE_TOLERANCE, Calibration, calibration_of, length_unit, parse_length,
-                                      readable_length)
+from unetkit.data.calibration import (Calibration, calibration_of, length_unit, parse_length, readable_length,
+                                      same_scale)
 from unetkit.data.dataset import RawPair
 from unetkit.engine import available_memory_bytes
 from unetkit.errors import InputError
@@ -34,10 +35,6 @@ RESAMPLING_MEMORY_SHARE = 0.5  # of the free memory, for a page resampled and it
 # Bytes per value of the page's channels and class maps, at the network's size and the input's: float32, with
 # resize's float64 smoothing and the windows' work (measured: a 24 Mpx, 2-class page resampled from 6 Mpx peaked at 3 GB).
 BYTES_PER_VALUE = 32
-
-
-def _within(ratio: float, tolerance: float) -> bool:
-    return 1 / tolerance <= ratio <= tolerance
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ class PixelSizes:
         if training is not None:
             size = parse_length(training, "--training-pixel-size")
             declared = bool(record) and not record.get("given")
-            if declared and training_m is not None and not _within(size / training_m[0], MATCH_TOLERANCE):
+            if declared and training_m is not None and not same_scale(size, training_m[0], MATCH_TOLERANCE):
                 raise InputError(f"--training-pixel-size {training}: this run's training images declared "
                                  f"{readable_length(training_m[0])} pixels (run.json); leave it out to match those, or "
                                  "give the inputs' own size with --pixel-size")
@@ -87,8 +84,9 @@ class PixelSizes:
         if self.given_m is None:
             return declared
         unit, size = length_unit(self.given_m)
-        metres = None if declared is None else declared.metres_per_unit()
-        spacing = None if metres is None or declared is None or declared.z_spacing is None else declared.z_spacing * metres / size
+        spacing = None
+        if declared is not None and declared.z_spacing is not None and declared.metres_per_unit():
+            spacing = declared.z_spacing * declared.metres_per_unit() / size
         return Calibration(self.given_m / size, self.given_m / size, unit, spacing)
 
     def scale_of(self, file: Path) -> tuple[float, float] | None:
@@ -102,9 +100,9 @@ class PixelSizes:
         if not self.match or mine is None or self.training_m is None:
             return None
         factors = (mine[1] / self.training_m[1], mine[0] / self.training_m[0])
-        if all(_within(factor, MATCH_TOLERANCE) for factor in factors):
+        if all(same_scale(factor, 1.0, MATCH_TOLERANCE) for factor in factors):
             return None
-        if not all(_within(factor, MAX_RESAMPLING) for factor in factors):
+        if not all(same_scale(factor, 1.0, MAX_RESAMPLING) for factor in factors):
             ratio = max(factors, key=lambda factor: abs(math.log(factor)))
             how = f"{ratio:.3g}x larger" if ratio > 1 else f"{1 / ratio:.3g}x smaller"
             raise InputError(f"{name}: its pixels ({readable_length(mine[0])}) are {how} than the training images' "
@@ -127,9 +125,9 @@ class PixelSizes:
                     "training images'; give its size with --pixel-size (e.g. --pixel-size 8nm)")
         if mine is None or self.training_m is None:
             return None
-        ratio = mine[0] / self.training_m[0]
-        if _within(ratio, PIXEL_SIZE_TOLERANCE):
+        if same_scale(mine[0], self.training_m[0]):
             return None
+        ratio = mine[0] / self.training_m[0]
         looks = f"{1 / ratio:.2g}x larger" if ratio < 1 else f"{ratio:.2g}x smaller"
         trained = readable_length(self.training_m[0])
         return (f"warning: {name}: its pixels are {readable_length(mine[0])} wide, the training images' {trained}, so "

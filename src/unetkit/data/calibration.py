@@ -254,14 +254,11 @@ def readable_length(metres: float) -> str:
     return f"{metres / size:.3g} {unit}"
 
 
-def pixel_size_record(files: list[Path], given: float | None = None) -> dict[str, Any] | None:
+def pixel_size_record(files: list[Path]) -> dict[str, Any] | None:
     """What run.json keeps of the training images' pixel size: the median width and height in metres over the
     files that declare one in a length unit, how many do, and the spread (largest / smallest width); None when
-    none does. `given` (train --pixel-size, metres) is the size instead, whatever the files declare.
-    predict compares its inputs with it (rescale.PixelSizes)."""
-    if given is not None:
-        return {"width_m": given, "height_m": given, "declared_by": 0, "files": len(files), "spread": 1.0,
-                "width_range_m": [given, given], "given": True}
+    none does. predict compares its inputs with it (rescale.PixelSizes).
+    """
     sizes = [size for size in (calibration_of(file) for file in files) if size is not None]
     metres = [m for m in (size.in_metres() for size in sizes) if m is not None]
     if not metres:
@@ -272,34 +269,37 @@ def pixel_size_record(files: list[Path], given: float | None = None) -> dict[str
             "width_range_m": [widths[0], widths[-1]]}
 
 
-def matched_pixel_size(files: list[Path]) -> tuple[float, float]:
-    """The pixel size train --match-pixel-size resamples the training images to: the median the files declare."""
-    declared = pixel_size_record(files)
+def matched_pixel_size(declared: dict[str, Any] | None) -> tuple[float, float]:
+    """The pixel size train --match-pixel-size resamples the training images to: the median the files declare
+    (`declared`, their pixel_size_record)."""
     if declared is None:
         raise InputError("--match-pixel-size: none of the training images declares a pixel size, so there is none to "
                          "match them to; if they share one, give it with --pixel-size instead")
     return declared["width_m"], declared["height_m"]
 
 
-def training_pixel_size(files: list[Path], given: float | None, base: dict[str, Any] | None = None,
-                        matched: bool = False) -> tuple[dict[str, Any] | None, list[str]]:
+def training_pixel_size(declared: dict[str, Any] | None, files: int, given: float | None,
+                        base: dict[str, Any] | None = None, matched: bool = False,
+                        ) -> tuple[dict[str, Any] | None, list[str]]:
     """run.json's `pixel_size` for a new run and the notes train says about it: --pixel-size (`given`, metres)
-    over what the files declare (a note when they declare another size), else the files' (a note when they are
+    for all `files` over what they declare (`declared`, their pixel_size_record; a note when they declare
+    another size), else the files' (a note when they are
     of mixed scales), else, fine-tuning, the base run's `base` record: its network learnt at that scale, and a
     fine-tuned run that forgot it could not be matched (a note when the new images declare another).
     `matched` (--match-pixel-size): the images were resampled to the median, which is then their one scale."""
-    declared = pixel_size_record(files)
     if matched and declared:
         declared = {**declared, "spread": 1.0, "matched": True,
                     "width_range_m": [declared["width_m"], declared["width_m"]]}
     notes = []
-    record = declared if given is None else pixel_size_record(files, given)
-    if given is not None and declared and not _same_scale(given, declared["width_m"]):
+    record = declared if given is None else {"width_m": given, "height_m": given, "declared_by": 0, "files": files,
+                                             "spread": 1.0, "width_range_m": [given, given], "given": True}
+    mixed_scales = mixed_scale_note(declared)
+    if given is not None and declared and not same_scale(given, declared["width_m"]):
         notes.append(f"--pixel-size {readable_length(given)}: the images declare {readable_length(declared['width_m'])} "
                      f"({declared['declared_by']} of {declared['files']} files); run.json keeps {readable_length(given)}, "
                      "as given")
-    elif given is None and mixed_scale_note(declared):
-        notes.append(str(mixed_scale_note(declared)))
+    elif given is None and mixed_scales:
+        notes.append(mixed_scales)
     if record is None and base:
         return {**base, "inherited": True}, notes
     other_scale = scale_change_note(record, base)
@@ -311,14 +311,15 @@ def training_pixel_size(files: list[Path], given: float | None, base: dict[str, 
 def scale_change_note(images: dict[str, Any] | None, run: dict[str, Any] | None) -> str | None:
     """What train --from (and check --run, before it) says when the images' pixel size record is not at the
     scale of the run's: fine-tuning teaches the network theirs. None when either is unknown or they agree."""
-    if not images or not run or _same_scale(images["width_m"], run["width_m"]):
+    if not images or not run or same_scale(images["width_m"], run["width_m"]):
         return None
     return (f"the run learnt at {readable_length(run['width_m'])} pixels, these images are "
             f"{readable_length(images['width_m'])}: fine-tuning teaches it their scale")
 
 
-def _same_scale(first: float, second: float) -> bool:
-    return 1 / PIXEL_SIZE_TOLERANCE <= first / second <= PIXEL_SIZE_TOLERANCE
+def same_scale(first: float, second: float, tolerance: float = PIXEL_SIZE_TOLERANCE) -> bool:
+    """Whether two pixel sizes (or a ratio and 1) are within `tolerance` times of each other."""
+    return 1 / tolerance <= first / second <= tolerance
 
 
 def mixed_scale_note(record: dict[str, Any] | None) -> str | None:

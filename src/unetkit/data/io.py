@@ -505,19 +505,15 @@ def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = 
 
     The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
     """
-    if array.ndim == 4 and array.shape[-1] == 3:
-        axes = None
-        if (page_axes is not None and page_axes.holds(len(array)) and array.dtype == np.uint8
-                and imagej_can_hold(array.shape, array.dtype)):  # ImageJ's RGB is 8-bit
-            array, axes = array.reshape(*page_axes.sizes, *array.shape[1:]), page_axes.letters + "YXS"
-        options = tiff_options(array.shape, array.dtype, calibration, axes, photometric="rgb")
-    else:  # ImageJ's own layout only to carry what the input declared: other files stay as they were
-        axes = None if calibration is None else "ZYX"[3 - array.ndim:]
-        laid_out = page_axes is not None and array.ndim == 3 and page_axes.holds(len(array))
-        if laid_out and imagej_can_hold(array.shape, array.dtype):  # T and Z: ImageJ's; other TIFFs keep pages
-            assert page_axes is not None
-            array, axes = array.reshape(*page_axes.sizes, *array.shape[1:]), page_axes.letters + "YX"
-        options = tiff_options(array.shape, array.dtype, calibration, axes)
+    colour = array.ndim == 4 and array.shape[-1] == 3
+    # ImageJ's own layout only to carry what the input declared: other files stay as they were
+    axes = None if calibration is None or colour else "ZYX"[3 - array.ndim:]
+    laid_out = (page_axes is not None and array.ndim == (4 if colour else 3) and page_axes.holds(len(array))
+                and (array.dtype == np.uint8 or not colour))  # ImageJ's RGB is 8-bit
+    if laid_out and imagej_can_hold(array.shape, array.dtype):  # T and Z: ImageJ's; other TIFFs keep pages
+        assert page_axes is not None
+        array, axes = array.reshape(*page_axes.sizes, *array.shape[1:]), page_axes.letters + ("YXS" if colour else "YX")
+    options = tiff_options(array.shape, array.dtype, calibration, axes, photometric="rgb" if colour else "minisblack")
     if not options.get("imagej"):
         options["compression"] = "zlib"
     write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, **options))

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from unetkit.config import TrainConfig, flag_of
-from unetkit.data.calibration import matched_pixel_size, parse_length, training_pixel_size
+from unetkit.data.calibration import matched_pixel_size, parse_length, pixel_size_record, training_pixel_size
 from unetkit.data.io import list_image_files
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding
 from unetkit.data.validate import INSTANCES
@@ -248,11 +248,12 @@ def train(
         config = settle_model_fields(config, fixed)
     check_loss_fits_outputs(config, f"--from {start_from} (recipe {base.config.recipe})" if base else None)
     image_files = list_image_files(Path(images)) + (list_image_files(Path(val_images)) if val_images else [])
+    declared = pixel_size_record(image_files)  # each header read once, for the matching and for run.json
     data = prepare_training_data(images, labels, val_images, val_labels, config.val_fraction,
                                  base.normalization if base else config.normalization, base.encoding if base else None,
                                  say=say, in_channels=base.model_options["in_channels"] if base else None,
                                  base_run=start_from, ignore_value=config.ignore_value, mask_kind=config.mask_kind,
-                                 pixel_size_m=matched_pixel_size(image_files) if config.match_pixel_size else None)
+                                 pixel_size_m=matched_pixel_size(declared) if config.match_pixel_size else None)
     if config.single_logit and data.encoding.num_classes != 2:
         raise InputError(f"recipe {config.recipe}: one sigmoid output needs exactly 2 classes, the masks have {data.encoding.num_classes}")
     plan = None
@@ -285,7 +286,8 @@ def train(
     record["normalization"] = data.normalization.to_json()
     given = None if config.pixel_size is None else parse_length(config.pixel_size, "--pixel-size")
     # predict compares inputs' scales with it, and --match-pixel-size resamples them to it
-    record["pixel_size"], notes = training_pixel_size(image_files, given, base.record.get("pixel_size") if base else None,
+    record["pixel_size"], notes = training_pixel_size(declared, len(image_files), given,
+                                                      base.record.get("pixel_size") if base else None,
                                                       matched=config.match_pixel_size)
     for note in notes:
         say(f"note: {note}")
