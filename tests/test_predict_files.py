@@ -460,10 +460,10 @@ def test_the_space_check_counts_streamed_masks_and_not_a_killed_predicts_leftove
     monkeypatch.setattr(predict_files.shutil, "disk_usage", lambda path: usage._replace(free=6000))
     with pytest.raises(InputError, match=r"needs about 6\.2 KiB for the outputs but the disk has 5\.9 KiB free"):
         predict_paths(tiny_run / "run", [tiny_run / "image"], tmp_path / "pred", **QUIET)  # 4 masks of 1600 bytes
-    stack = tmp_path / "stack.tif"  # 3 pages of 40 x 40: over the limit together, but a stack's mask is compressed
+    stack = tmp_path / "stack.tif"  # 3 pages of 40 x 40, each under the limit: its mask is held on disk page by
     tifffile.imwrite(stack, np.stack([read_pages(tiny_run / "image" / f"{i}.png")[0][0] for i in range(3)]),
-                     photometric="minisblack")
-    with pytest.raises(InputError, match=r"needs about 6\.2 KiB"):  # the stack is not counted
+                     photometric="minisblack")  # page while they are predicted (StackOutputs): 4800 bytes more
+    with pytest.raises(InputError, match=r"needs about 10\.9 KiB"):
         predict_paths(tiny_run / "run", [tiny_run / "image", stack], tmp_path / "pred", **QUIET)
     monkeypatch.setattr(predict_files, "STREAM_PIXELS", 1 << 28)
     out = tmp_path / "pred"

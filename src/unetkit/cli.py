@@ -501,10 +501,14 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
     if command == "diffusion":
         return "; a diffusion run keeps its weight average of the last minute in RUN/model.safetensors"
     if command == "predict" and args.out is not None and Path(args.out).is_dir():
+        from unetkit.stack_outputs import unfinished_stacks
+
         done = sum(1 for p in Path(args.out).iterdir() if not p.name.startswith("."))
         again = "the same command again" if args.skip_done else "the same command with --skip-done"
-        return (f"; {args.out} holds {counted(done, 'complete file')} (none half-written); {again} goes on with the "
-                "inputs not yet predicted")
+        pages = "".join(f", and {done_pages} of the {total} pages of {stem}.tif (kept aside until all are done)"
+                        for stem, done_pages, total in unfinished_stacks(Path(args.out))[:1])
+        return (f"; {args.out} holds {counted(done, 'complete file')} (none half-written){pages}; {again} goes on "
+                "with what is not yet predicted")
     return ""
 
 

@@ -108,7 +108,7 @@ def remove_leftovers(folder: Path, inputs: list[Path], probabilities: bool, cell
     One listing of the folder for all inputs (a glob per input read a folder of n files n times)."""
     planned = {name for file in inputs for name in planned_outputs(file.stem, probabilities, cells)}
     for entry in Path(folder).iterdir():
-        if entry.name.startswith(".") and entry.name[1:].rpartition(".")[0] in planned:
+        if entry.name.startswith(".") and entry.name[1:].rpartition(".")[0] in planned and not entry.is_dir():
             entry.unlink(missing_ok=True)
 
 

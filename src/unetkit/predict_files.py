@@ -62,6 +62,7 @@ from unetkit.output_owners import (OwnerIndex, already_predicted, read_owners, r
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.rescale import PixelSizes, check_resampling_fits, resample, resample_image, scaled_shape
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
+from unetkit.stack_outputs import StackOutputs
 from unetkit.text import counted
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
@@ -102,15 +103,19 @@ def streamed_mask_dtype(run: Run, pages: int, page_pixels: int) -> np.dtype | No
     return np.dtype(np.uint8 if run.encoding.output_dtype == bool else run.encoding.output_dtype)
 
 
-def check_free_space(out: Path, sizes: dict[Path, tuple[int, int]], run: Run, write_probabilities: bool) -> None:
+def check_free_space(out: Path, sizes: dict[Path, tuple[int, int]], run: Run, write_probabilities: bool,
+                     cells: bool = False) -> None:
     """Refuse before any work when the output disk cannot hold what predict writes uncompressed and memory-mapped:
-    the float32 probabilities of --prob, and the masks streamed_mask_dtype streams (other masks are compressed
-    and not counted). `sizes`: each input's (pages, pixels of all pages), as its header declares."""
+    the float32 probabilities of --prob, the masks streamed_mask_dtype streams, and a stack's mask and cell ids
+    while its pages are predicted (StackOutputs; other masks are compressed and not counted). `sizes`: each
+    input's (pages, pixels of all pages), as its header declares."""
     probability_bytes = 4 * run.encoding.num_classes if write_probabilities else 0
+    stack_bytes = np.dtype(run.encoding.output_dtype).itemsize * (3 if run.encoding.colour else 1) + 2 * cells
     needed = 0
     for pages, count in sizes.values():
         streamed = streamed_mask_dtype(run, pages, count // max(pages, 1))
-        needed += count * (probability_bytes + (streamed.itemsize if streamed is not None else 0))
+        needed += count * (probability_bytes + (streamed.itemsize if streamed is not None else 0)
+                           + (stack_bytes if pages > 1 else 0))
     if not needed:
         return
     free = shutil.disk_usage(out).free
@@ -239,17 +244,22 @@ class CellPages:
     until the ids need uint32. `objects`: the boundary class is a background: objects 1..N on 0
     (instances.object_regions), else cells that tile the page (instances.watershed_regions)."""
 
-    def __init__(self, shape: tuple[int, ...], objects: bool) -> None:
-        self.ids = np.zeros(shape, np.uint16)  # (P x) H x W
+    def __init__(self, shape: tuple[int, ...], objects: bool, ids: np.ndarray | None = None, offset: int = 0,
+                 widen: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """`ids`: where the (P x) H x W ids go (a memory-mapped file of StackOutputs; by default in memory),
+        `offset` the ids used by the pages done, `widen` makes a uint32 copy of `ids` (by default in memory)."""
+        self.ids = np.zeros(shape, np.uint16) if ids is None else ids
         self.regions = object_regions if objects else watershed_regions
-        self.offset = 0
+        self.objects = objects
+        self.offset = offset
+        self.widen = widen or (lambda ids: ids.astype(np.uint32))
 
     def add(self, index: int, boundary: np.ndarray) -> None:
         """Label page `index` from its H x W boundary probability."""
         ids = self.regions(boundary)
         top = int(ids.max(initial=0))
         if self.offset + top >= 2**16 and self.ids.dtype == np.uint16:
-            self.ids = self.ids.astype(np.uint32)
+            self.ids = self.widen(self.ids)
         page = self.ids.reshape(-1, *self.ids.shape[-2:])[index]
         page[...] = np.where(ids > 0, ids.astype(np.int64) + self.offset, 0)
         self.offset += top
@@ -335,6 +345,7 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
                   write_probabilities: bool, boundary: int | None, on_disk: contextlib.ExitStack,
                   kinds: set[str], instance_kind: str = "auto", warn: Callable[[str], None] | None = None,
                   progress: bool = False, *, sizes: PixelSizes, scale: tuple[float, float] | None = None,
+                  identity: dict[str, Any] | None = None, resume: bool = False,
                   ) -> tuple[Path, set[Path], list[Callable[[], None]]]:
     """One input file's mask (and probabilities, cells), computed: returns the mask's path, every file it will
     write, and the writes still to do. Memory-mapped outputs are filled under hidden names and renamed when
@@ -342,9 +353,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     `kinds` collects what the cell files hold ("cells" that tile the image, or "objects" on background 0);
     `warn` says whether the image looks unlike the training images (for files check_inputs did not read).
     `sizes`: the pixel sizes (the outputs' calibration, the warning); `scale`: the factors predict_paths found for
-    this input (PixelSizes.scale_of) to predict it resampled by (--match-pixel-size)."""
+    this input (PixelSizes.scale_of) to predict it resampled by (--match-pixel-size). A stack's pages go to
+    StackOutputs as they are done: `identity` (the prediction key and the input's stamp) tells its journal
+    which call they belong to, and `resume` (--skip-done) goes on from the pages an earlier call finished."""
     num_classes = run.encoding.num_classes
-    writes: list[Callable[[], None]] = []
     pages = read_for_run(run, file)
     unlike = run.normalization.unlike_training(pages[0], str(file)) if warn is not None else None
     if unlike:
@@ -356,16 +368,36 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         warn(other_scale)
     page_axes = page_axes_of(file) if stack else None  # and keeps a stack's frames and slices
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
+    names = run.encoding.channel_names()
+    labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
+    prob_path = out / f"{file.stem}{PROB_SUFFIX}.tif"
+    cells_path = out / f"{file.stem}{CELLS_SUFFIX}.tif"
+    written = {prob_path} if write_probabilities else set()
+    if boundary is not None:
+        written.add(cells_path)
+    if stack:
+        target_path = out / f"{file.stem}.tif"
+        work = StackOutputs.begin(
+            out, file.stem, identity or {}, (*pages.shape[:3], 3) if run.encoding.colour else pages.shape[:3],
+            run.encoding.output_dtype, prob_shape if write_probabilities else None,
+            lambda path: _probability_store(path, prob_shape, np.float32, labels, calibration, page_axes),
+            cells=boundary is not None, resume=resume)
+        try:
+            _predict_stack(run, file, pages, work, tile, tta, torch_device, boundary, kinds, instance_kind, progress,
+                           scale)
+        except BaseException:
+            work.stopped()  # the pages done stay for --skip-done
+            raise
+        finish = functools.partial(work.finish, target_path, cells_path if boundary is not None else None,
+                                   prob_path if write_probabilities else None, calibration, page_axes)
+        return target_path, written | {target_path}, [finish]
+    writes: list[Callable[[], None]] = []
     probabilities = None
     if write_probabilities:
-        names = run.encoding.channel_names()
-        labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
-        probabilities = on_disk.enter_context(_memory_mapped(out / f"{file.stem}{PROB_SUFFIX}.tif", prob_shape,
-                                                             np.float32, labels, calibration, page_axes))
-    page_probabilities = None  # one page's, for its cells, when no probabilities file holds them
-    if boundary is not None and probabilities is None:
-        page_probabilities = np.empty((num_classes, *pages.shape[1:3]), dtype=np.float32)
-    cells: CellPages | None = None
+        probabilities = on_disk.enter_context(_memory_mapped(prob_path, prob_shape, np.float32, labels, calibration))
+    target = probabilities
+    if boundary is not None and probabilities is None:  # the cells need the probabilities of the page
+        target = np.empty((num_classes, *pages.shape[1:3]), dtype=np.float32)
     streamed = streamed_mask_dtype(run, len(pages), pages[0].shape[0] * pages[0].shape[1])
     if streamed is not None:  # too large to hold: the mask goes to a memory-mapped TIFF, band by band
         assert boundary is None and scale is None, "predict_paths refuses --instances and rescaling for pages this large"
@@ -373,36 +405,50 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         mask = on_disk.enter_context(_memory_mapped(target_path, pages[0].shape[:2], streamed, calibration=calibration))
         predict_page(run, pages[0], str(file), tile, tta, torch_device, probabilities, mask, progress, scale)
     else:
-        masks = []
-        # a stack's pages get a bar of their own: a 100-page stack showed "0/1 files" for 74 s (audit)
-        for index, page in enumerate(tqdm(pages, desc=f"  {file.name}", unit="page", leave=False,
-                                          disable=not progress or not stack)):
-            source = f"{file}[{index}]" if stack else str(file)
-            target = page_probabilities if probabilities is None else probabilities[index] if stack else probabilities
-            masks.append(predict_page(run, page, source, tile, tta, torch_device, target, progress=progress, scale=scale))
-            if boundary is not None:  # cells page by page: only this page's probabilities are needed
-                assert target is not None
-                if cells is None:  # a run without recorded class fractions: judged by the first page
-                    objects = objects_on_background(run, boundary, target[boundary], instance_kind, kinds)
-                    kinds.add(OBJECTS if objects else CELLS)
-                    cells = CellPages(pages.shape[:3] if stack else pages.shape[1:3], objects)
-                cells.add(index, target[boundary])
-        if stack or not run.encoding.fits_png:
-            target_path = out / f"{file.stem}.tif"
-            writes.append(functools.partial(write_tiff, target_path, np.stack(masks) if stack else masks[0], calibration,
-                                            page_axes))
-        else:
+        mask = predict_page(run, pages[0], str(file), tile, tta, torch_device, target, progress=progress, scale=scale)
+        if run.encoding.fits_png:
             target_path = out / f"{file.stem}.png"
-            writes.append(functools.partial(write_mask, target_path, masks[0],
+            writes.append(functools.partial(write_mask, target_path, mask,
                                             list(run.encoding.palette) if run.encoding.palette else None, calibration))
-    written = {target_path}
-    if write_probabilities:
-        written.add(out / f"{file.stem}{PROB_SUFFIX}.tif")
-    if cells is not None:
-        written.add(out / f"{file.stem}{CELLS_SUFFIX}.tif")
-        writes.append(functools.partial(write_tiff, out / f"{file.stem}{CELLS_SUFFIX}.tif", cells.ids,
-                                        calibration, page_axes))
-    return target_path, written, writes
+        else:
+            target_path = out / f"{file.stem}.tif"
+            writes.append(functools.partial(write_tiff, target_path, mask, calibration))
+    if boundary is not None:
+        assert target is not None
+        objects = objects_on_background(run, boundary, target[boundary], instance_kind, kinds)
+        kinds.add(OBJECTS if objects else CELLS)
+        cells = CellPages(pages.shape[1:3], objects)
+        cells.add(0, target[boundary])
+        writes.append(functools.partial(write_tiff, cells_path, cells.ids, calibration))
+    return target_path, written | {target_path}, writes
+
+
+def _predict_stack(run: Run, file: Path, pages: np.ndarray, work: StackOutputs, tile: int | None, tta: bool,
+                   torch_device: torch.device, boundary: int | None, kinds: set[str], instance_kind: str,
+                   progress: bool, scale: tuple[float, float] | None) -> None:
+    """Predict the pages of a stack not done yet into `work`, each counted done as soon as it is complete."""
+    page_probabilities = None  # one page's, for its cells, when no probabilities file holds them
+    if boundary is not None and work.probabilities is None:
+        page_probabilities = np.empty((run.encoding.num_classes, *pages.shape[1:3]), dtype=np.float32)
+    cells: CellPages | None = None
+    if boundary is not None and work.objects is not None:  # a stopped call's cells go on
+        assert work.cells is not None
+        cells = CellPages(work.cells.shape, work.objects, work.cells, work.cell_offset, work.widen_cells)
+        kinds.add(OBJECTS if work.objects else CELLS)
+    # a stack's pages get a bar of their own: a 100-page stack showed "0/1 files" for 74 s (audit)
+    for index in tqdm(range(work.done, len(pages)), desc=f"  {file.name}", unit="page", leave=False,
+                      initial=work.done, total=len(pages), disable=not progress):
+        target = page_probabilities if work.probabilities is None else work.probabilities[index]
+        predict_page(run, pages[index], f"{file}[{index}]", tile, tta, torch_device, target, work.mask[index],
+                     progress, scale)
+        if boundary is not None:  # cells page by page: only this page's probabilities are needed
+            assert target is not None and work.cells is not None
+            if cells is None:  # a run without recorded class fractions: judged by the first page
+                objects = objects_on_background(run, boundary, target[boundary], instance_kind, kinds)
+                kinds.add(OBJECTS if objects else CELLS)
+                cells = CellPages(work.cells.shape, objects, work.cells, 0, work.widen_cells)
+            cells.add(index, target[boundary])
+        work.page_done(cells.offset if cells else 0, cells.objects if cells else None)
 
 
 def prediction_key(run: Run, tta: bool, probabilities: bool, boundary: int | None, instance_kind: str,
@@ -569,7 +615,7 @@ def predict_paths(
             pixels = {file: count for file, (_, count) in sizes_of.items()}
             # a killed predict's hidden partial files hold space the check must not count as used
             remove_leftovers(Path(out), files, write_probabilities, boundary is not None)
-            check_free_space(out, sizes_of, run, write_probabilities)
+            check_free_space(out, sizes_of, run, write_probabilities, boundary is not None)
             too_large = next((f for f, (count, total) in sizes_of.items()
                               if boundary is not None and total > STREAM_PIXELS * max(count, 1)), None)
             if too_large:
@@ -597,7 +643,9 @@ def predict_paths(
                     mask, outputs, writes = _predict_file(run, file, Path(out), tile, tta, torch_device,
                                                           write_probabilities, boundary, on_disk, kinds, instance_kind,
                                                           warn=say if pixels[file] > CHECK_AHEAD_PIXELS else None,
-                                                          progress=progress, sizes=sizes, scale=scales[file])
+                                                          progress=progress, sizes=sizes, scale=scales[file],
+                                                          identity={"made_with": made_with, "source": source},
+                                                          resume=skip_done)
                     with interrupts_deferred():  # the files and the record naming them land together
                         for write in writes:
                             write()
