@@ -81,14 +81,20 @@ def test_memory_mapped_tiff_predicts_like_a_decoded_one(tiny_run: Path, tmp_path
     big = (rng.random((300, 270)) * 255).astype(np.uint8)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "big.tif", big)
+    volume = np.stack([big, big[::-1], big[:, ::-1]]).reshape(3, 1, 300, 270)  # a time-lapse of one slice
+    tifffile.imwrite(tmp_path / "in" / "volume.tif", volume, imagej=True, metadata={"axes": "TZYX"})
     run = load_run(tiny_run / "run")
     predict_paths(run, [tmp_path / "in"], tmp_path / "decoded", tile=64, **QUIET)
     monkeypatch.setattr(io, "LAZY_BYTES", 0)
-    assert isinstance(io.read_pages_lazily(tmp_path / "in" / "big.tif").base, np.memmap)  # mapped, not read
+    for name, pages in (("big.tif", 1), ("volume.tif", 3)):  # mapped, not read: a stack's pages one at a time too
+        lazily = io.read_pages_lazily(tmp_path / "in" / name)
+        assert isinstance(lazily, np.memmap) and lazily.shape == (pages, 300, 270)
+        assert np.array_equal(lazily, read_pages(tmp_path / "in" / name)[0])
     predict_paths(run, [tmp_path / "in"], tmp_path / "mapped", tile=64, **QUIET)
-    decoded = read_pages(tmp_path / "decoded" / "big.png", labels=True)[0][0]
-    mapped = read_pages(tmp_path / "mapped" / "big.png", labels=True)[0][0]
-    assert np.array_equal(decoded, mapped)
+    for name in ("big.png", "volume.tif"):
+        decoded = read_pages(tmp_path / "decoded" / name, labels=True)[0]
+        mapped = read_pages(tmp_path / "mapped" / name, labels=True)[0]
+        assert np.array_equal(decoded, mapped)
 
 
 def test_a_huge_image_streams_its_mask_into_a_tiff(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

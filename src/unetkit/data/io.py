@@ -405,34 +405,40 @@ LAZY_BYTES = 256 << 20  # uncompressed TIFFs above this are memory-mapped, not r
 
 
 def read_pages_lazily(path: Path) -> np.ndarray:
-    """Like `read_pages` for images, but a large uncompressed TIFF comes back memory-mapped.
+    """Like `read_pages` for images, but a large uncompressed grey TIFF (one page, or a stack stored in one
+    piece, as ImageJ and tifffile write them) comes back memory-mapped.
 
-    Prediction then reads only the rows of the tiles it is working on, so an
-    image larger than memory can be segmented.
+    Prediction then reads only the rows of the tiles it is working on, and a stack's pages one at a time, so an
+    image or a volume larger than memory can be segmented.
     """
     path = Path(path)
     if path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and path.stat().st_size > LAZY_BYTES:
-        mapped = _memory_mapped_page(path)
+        mapped = _memory_mapped_pages(path)
         if mapped is not None:
-            _check_pixel_count(path, mapped.shape)
-            return mapped[None]
+            _check_pixel_count(path, mapped.shape[1:])
+            return mapped
     return read_pages(path)[0]
 
 
-def _memory_mapped_page(path: Path) -> np.ndarray | None:
-    """The one grey page of an uncompressed TIFF, memory-mapped; None for anything else, which read_pages decodes
-    (stacks, colour, compressed or tiled data) or reports (a damaged file: read_pages names what is wrong)."""
+def _memory_mapped_pages(path: Path) -> np.ndarray | None:
+    """The (P, H, W) grey pages of an uncompressed TIFF whose data is one contiguous block, memory-mapped; None
+    for anything else, which read_pages decodes (pages written one at a time, colour or channels, compressed or
+    tiled data) or reports (a damaged file: read_pages names what is wrong)."""
     try:
         with _open_tiff(path) as (tif, errors):
             series = tif.series
             if len(series) > 1 and all((s.shape, s.dtype) == (series[0].shape, series[0].dtype) for s in series):
                 return None  # pages written one at a time: a stack, as read_pages reads it, not its first page
-            if len(series[0].shape) != 2 or series[0].dataoffset is None:
+            axes, shape = series[0].axes, series[0].shape
+            if axes[-2:] != "YX" or any(axis in "SC" for axis in axes) or series[0].dataoffset is None:
+                return None  # page axes first, then the rows: pages of the C-ordered block are (P, H, W) as read_pages'
+            dtype, offset = np.dtype(tif.byteorder + series[0].dtype.char), series[0].dataoffset
+            if tif.pages[0].bitspersample != 8 * dtype.itemsize:  # packed bits (bilevel) are not one value a byte
                 return None
-            dtype, offset, shape = np.dtype(tif.byteorder + series[0].dtype.char), series[0].dataoffset, series[0].shape
-        if errors.messages:
+        if errors.messages or not shape or 0 in shape:
             return None
-        return np.memmap(path, dtype, "r", offset, shape, "C")
+        pages = int(np.prod(shape[:-2]))
+        return np.memmap(path, dtype, "r", offset, (pages, *shape[-2:]), "C")
     except Exception:  # noqa: BLE001 - decoders raise anything on damaged files (seen: ZeroDivisionError, OverflowError)
         return None
 
