@@ -97,6 +97,19 @@ def test_memory_mapped_tiff_predicts_like_a_decoded_one(tiny_run: Path, tmp_path
         assert np.array_equal(decoded, mapped)
 
 
+def test_a_large_tiff_of_images_of_other_sizes_is_refused_not_mapped_as_its_first(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory-mapping took the first series of a file whose series differ in size, and predicted it without a word,
+    where read_pages refuses the file (review)."""
+    with tifffile.TiffWriter(tmp_path / "two.tif") as tif:
+        tif.write(np.zeros((4, 40, 48), np.uint8), photometric="minisblack")
+        tif.write(np.zeros((3, 30, 60), np.uint8), photometric="minisblack")  # wider: not an overview
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    for read in (io.read_pages_lazily, lambda path: read_pages(path)[0]):
+        with pytest.raises(InputError, match=r"two\.tif: holds 2 images that differ in size or type"):
+            read(tmp_path / "two.tif")
+
+
 def test_a_huge_image_streams_its_mask_into_a_tiff(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from unetkit import predict_files
 

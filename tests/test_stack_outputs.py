@@ -15,6 +15,7 @@ from conftest import train_tiny_run
 import unetkit.predict_files as predict_files
 from unetkit.cli import main
 from unetkit.data.io import read_pages
+from unetkit.errors import InputError
 from unetkit.predict_files import predict_paths
 from unetkit.stack_outputs import JOURNAL, unfinished_stacks, work_folder
 
@@ -47,6 +48,11 @@ def page_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     return state
 
 
+def _kept(out: Path) -> list[tuple[str, int, int]]:
+    """(input name, pages done, pages) of each stopped stack `out` keeps."""
+    return [(file.name, done, pages) for file, done, pages, _ in unfinished_stacks(out)]
+
+
 def _outputs(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: tifffile.imread(p) for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
 
@@ -67,7 +73,7 @@ def test_a_stack_stopped_midway_goes_on_from_its_next_page_with_skip_done(tiny_r
     with pytest.raises(KeyboardInterrupt):
         predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], tmp_path / "out", **options)
     assert _outputs(tmp_path / "out") == {}  # nothing that looks like a result
-    assert unfinished_stacks(tmp_path / "out") == [("volume", 3, PAGES)]
+    assert _kept(tmp_path / "out") == [("volume.tif", 3, PAGES)]
 
     page_calls.update(calls=0, stop_at=None)
     predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], tmp_path / "out", skip_done=True, **options)
@@ -77,7 +83,7 @@ def test_a_stack_stopped_midway_goes_on_from_its_next_page_with_skip_done(tiny_r
     for name in whole:
         assert np.array_equal(resumed[name], whole[name]), name
         assert _axes(tmp_path / "out" / name) == _axes(tmp_path / "whole" / name)
-    assert not work_folder(tmp_path / "out", "volume").exists() and unfinished_stacks(tmp_path / "out") == []
+    assert not work_folder(tmp_path / "out", "volume").exists() and _kept(tmp_path / "out") == []
     assert int(resumed["volume_cells.tif"][3:].max()) > int(resumed["volume_cells.tif"][:3].max())  # ids go on
 
 
@@ -91,7 +97,7 @@ def test_without_skip_done_or_with_other_options_the_stack_starts_again(tiny_run
         page_calls.update(calls=0, stop_at=None)
         predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, **again, **QUIET)  # type: ignore[arg-type]
         assert page_calls["calls"] == PAGES, again
-        assert unfinished_stacks(out) == []
+        assert _kept(out) == []
 
 
 def test_a_stack_saved_again_since_is_predicted_from_its_first_page(tiny_run: Path, tmp_path: Path,
@@ -123,7 +129,7 @@ def test_a_stack_stopped_on_its_first_page_or_with_a_damaged_journal_leaves_noth
     (work_folder(out, "volume") / JOURNAL).write_text("{not json")
     page_calls.update(calls=0, stop_at=None)
     predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, skip_done=True, **QUIET)
-    assert page_calls["calls"] == PAGES and unfinished_stacks(out) == []
+    assert page_calls["calls"] == PAGES and _kept(out) == []
 
 
 def test_the_interrupt_message_counts_the_pages_kept(tiny_run: Path, tmp_path: Path, page_calls: dict[str, object],
@@ -186,3 +192,116 @@ def test_the_journal_is_written_after_the_page_it_counts(tiny_run: Path, tmp_pat
     predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], tmp_path / "out", **QUIET)
     assert [done for done, _ in seen] == list(range(1, PAGES + 1))
     assert all(written >= done for done, written in seen)
+
+
+def test_the_space_check_counts_the_kept_pages_of_the_stack_as_free_and_names_others(
+        tiny_run: Path, tmp_path: Path, page_calls: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check counted the whole stack again beside the pages a stopped predict kept, so on a disk that had room
+    for the first try neither the resume nor a restart could start (review)."""
+    import shutil
+
+    out = tmp_path / "out"
+    needed = PAGES * 32 * 32 * (2 * 4 + 1)  # float32 probabilities of two classes and a one-byte mask
+    usage = shutil.disk_usage(tmp_path)
+    free: list[int] = [usage.free]
+    monkeypatch.setattr(predict_files.shutil, "disk_usage", lambda path: usage._replace(free=free[0]))
+    for again in ({}, {"skip_done": True}):  # a restart frees the folder first, a resume fills it
+        free[0] = usage.free
+        page_calls.update(calls=0, stop_at=4)
+        with pytest.raises(KeyboardInterrupt):
+            predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, write_probabilities=True, **QUIET)
+        held = unfinished_stacks(out)[0][3]
+        free[0] = max(needed - held, 0) + 100  # the disk filled up meanwhile: room for the rest only
+        page_calls.update(calls=0, stop_at=None)
+        predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, write_probabilities=True, **again, **QUIET)  # type: ignore[arg-type]
+        assert page_calls["calls"] == (PAGES - 3 if again else PAGES) and _kept(out) == []
+        shutil.rmtree(out)
+    free[0] = usage.free
+    page_calls.update(calls=0, stop_at=2)
+    other = tmp_path / "other.tif"
+    other.write_bytes((tiny_run / "volume.tif").read_bytes())
+    with pytest.raises(KeyboardInterrupt):
+        predict_paths(tiny_run / "run", [other], out, write_probabilities=True, **QUIET)
+    page_calls.update(calls=0, stop_at=None)
+    free[0] = needed - 100
+    with pytest.raises(InputError, match=r"holds the 1 finished pages of 6 of .*other\.tif, kept in .*\.other\.unetkit-pages"):
+        predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, write_probabilities=True, **QUIET)
+
+
+def test_a_stack_in_imagej_layout_is_filled_in_place_and_moved_not_copied(tiny_run: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calibrated stack's mask and cells are uncompressed ImageJ TIFFs: written from .npy copies they needed twice
+    the disk at the end, after every page was predicted (review). They are filled in that layout and moved."""
+    from unetkit import stack_outputs
+
+    pages = tifffile.imread(tiny_run / "volume.tif").reshape(2, 3, 32, 32)
+    volume = tmp_path / "volume.tif"
+    tifffile.imwrite(volume, pages, imagej=True, resolution=(2.0, 2.0), metadata={"axes": "TZYX", "unit": "um",
+                                                                                  "spacing": 0.5})
+    predict_paths(tiny_run / "run", [volume], tmp_path / "copied", instances=0, **QUIET)  # the reference
+    written: list[str] = []
+    monkeypatch.setattr(stack_outputs, "write_tiff", lambda path, *args: written.append(Path(path).name))
+    predict_paths(tiny_run / "run", [volume], tmp_path / "moved", instances=0, **QUIET)
+    assert written == []  # nothing written again: both moved into place
+    for name in ("volume.tif", "volume_cells.tif"):
+        with tifffile.TiffFile(tmp_path / "moved" / name) as moved, tifffile.TiffFile(tmp_path / "copied" / name) as copied:
+            assert moved.series[0].axes == copied.series[0].axes == "TZYX"
+            assert moved.imagej_metadata == copied.imagej_metadata and moved.imagej_metadata["spacing"] == 0.5
+            assert moved.pages[0].tags["XResolution"].value == copied.pages[0].tags["XResolution"].value
+            assert np.array_equal(moved.asarray(), copied.asarray())
+
+
+def test_a_disk_too_full_for_a_stack_is_an_error_before_its_pages_not_a_bus_error(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page_calls: dict[str, object]) -> None:
+    """The work folder's files were created sparse: a disk that filled while pages were written killed predict with
+    SIGBUS and no message (review). They are allocated in full when made."""
+    import errno
+    import os
+
+    def full_disk(descriptor: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full_disk, raising=False)
+    page_calls.update(calls=0, stop_at=None)
+    with pytest.raises(InputError, match=r"volume\.tif: could not be written \(No space left on device\)"):
+        predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], tmp_path / "out", **QUIET)
+    assert page_calls["calls"] == 0 and not work_folder(tmp_path / "out", "volume").exists()
+
+
+def test_another_file_of_the_same_name_size_and_time_does_not_go_on_from_the_kept_pages(
+        tiny_run: Path, tmp_path: Path, page_calls: dict[str, object]) -> None:
+    """day1/x.tif stopped, then day2/x.tif with --skip-done: with the same size and time (files unpacked from an
+    archive) day1's pages were spliced into day2's mask (review). The journal names the input file."""
+    import os
+
+    pages = tifffile.imread(tiny_run / "volume.tif")
+    for day, order in (("day1", pages), ("day2", pages[::-1].copy())):
+        (tmp_path / day).mkdir()
+        tifffile.imwrite(tmp_path / day / "x.tif", order, photometric="minisblack")
+        os.utime(tmp_path / day / "x.tif", ns=(10**18, 10**18))
+    page_calls.update(calls=0, stop_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        predict_paths(tiny_run / "run", [tmp_path / "day1" / "x.tif"], tmp_path / "out", **QUIET)
+    page_calls.update(calls=0, stop_at=None)
+    predict_paths(tiny_run / "run", [tmp_path / "day2" / "x.tif"], tmp_path / "out", skip_done=True, **QUIET)
+    assert page_calls["calls"] == PAGES
+
+
+def test_the_interrupt_names_this_calls_stack_and_a_later_predict_notes_the_one_kept(
+        tiny_run: Path, tmp_path: Path, page_calls: dict[str, object], capsys: pytest.CaptureFixture) -> None:
+    other = tmp_path / "in" / "a.tif"
+    other.parent.mkdir()
+    other.write_bytes((tiny_run / "volume.tif").read_bytes())
+    out = str(tmp_path / "out")
+    page_calls.update(calls=0, stop_at=3)
+    assert main(["predict", str(tiny_run / "run"), str(other.parent), "--out", out, "--quiet"]) == 130
+    assert "2 of the 6 pages of a.tif" in capsys.readouterr().err
+    page_calls.update(calls=0, stop_at=5)
+    assert main(["predict", str(tiny_run / "run"), str(tiny_run / "volume.tif"), "--out", out, "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "4 of the 6 pages of volume.tif" in err and "a.tif" not in err
+    page_calls.update(calls=0, stop_at=None)
+    said: list[str] = []
+    predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, skip_done=True, progress=False, say=said.append)
+    assert any(line.startswith("note:") and "2 finished pages of 6 of" in line and "a.tif" in line
+               and ".a.unetkit-pages" in line for line in said), said

@@ -505,8 +505,10 @@ def _interrupt_hint(args: argparse.Namespace | None) -> str:
 
         done = sum(1 for p in Path(args.out).iterdir() if not p.name.startswith("."))
         again = "the same command again" if args.skip_done else "the same command with --skip-done"
-        pages = "".join(f", and {done_pages} of the {total} pages of {stem}.tif (kept aside until all are done)"
-                        for stem, done_pages, total in unfinished_stacks(Path(args.out))[:1])
+        given = {Path(path).resolve() for path in args.inputs}  # a stack given, or one in a folder given
+        pages = "".join(f", and {done_pages} of the {total} pages of {file.name} (kept aside until all are done)"
+                        for file, done_pages, total, _ in unfinished_stacks(Path(args.out))
+                        if file in given or file.parent in given)
         return (f"; {args.out} holds {counted(done, 'complete file')} (none half-written){pages}; {again} goes on "
                 "with what is not yet predicted")
     return ""

@@ -15,7 +15,6 @@ each, by a seeded watershed on the boundary probability (instances.py).
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import hashlib
 import json
@@ -46,6 +45,7 @@ from unetkit.data.io import (
     natural_key,
     read_pages_lazily,
     remove_empty_folders,
+    reserve_disk_space,
     tiff_options,
     write_mask,
     write_tiff,
@@ -53,7 +53,7 @@ from unetkit.data.io import (
 from unetkit.data.calibration import Calibration, PageAxes, page_axes_of, readable_length
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
-from unetkit.errors import InputError, WriteError
+from unetkit.errors import InputError
 from unetkit.folder_lock import folder_lock, interrupts_deferred
 from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
@@ -62,7 +62,7 @@ from unetkit.output_owners import (OwnerIndex, already_predicted, read_owners, r
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.rescale import PixelSizes, check_resampling_fits, resample, resample_image, scaled_shape
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
-from unetkit.stack_outputs import StackOutputs
+from unetkit.stack_outputs import StackOutputs, discard_kept_pages, unfinished_stacks, work_folder
 from unetkit.text import counted
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
@@ -108,7 +108,9 @@ def check_free_space(out: Path, sizes: dict[Path, tuple[int, int]], run: Run, wr
     """Refuse before any work when the output disk cannot hold what predict writes uncompressed and memory-mapped:
     the float32 probabilities of --prob, the masks streamed_mask_dtype streams, and a stack's mask and cell ids
     while its pages are predicted (StackOutputs; other masks are compressed and not counted). `sizes`: each
-    input's (pages, pixels of all pages), as its header declares."""
+    input's (pages, pixels of all pages), as its header declares. The pages a stopped predict kept of these
+    inputs' stacks count as free (a resume fills those files, a restart removes them first); those kept of other
+    stacks are named when the space is short."""
     probability_bytes = 4 * run.encoding.num_classes if write_probabilities else 0
     stack_bytes = np.dtype(run.encoding.output_dtype).itemsize * (3 if run.encoding.colour else 1) + 2 * cells
     needed = 0
@@ -118,10 +120,19 @@ def check_free_space(out: Path, sizes: dict[Path, tuple[int, int]], run: Run, wr
                            + (stack_bytes if pages > 1 else 0))
     if not needed:
         return
-    free = shutil.disk_usage(out).free
+    inputs = {file.resolve() for file in sizes}
+    kept = unfinished_stacks(out) if Path(out).is_dir() else []
+    free = shutil.disk_usage(out).free + sum(held for file, _, _, held in kept if file in inputs)
     if needed > free:
+        others = [(file, done, pages, held) for file, done, pages, held in kept if file not in inputs]
+        held_note = ""
+        if others:
+            file, done, pages, held = others[0]
+            more = f" and {counted(len(others) - 1, 'more stack')}'s" if len(others) > 1 else ""
+            held_note = (f" ({_size(held)} of the disk holds the {done} finished pages of {pages} of {file}{more}, "
+                         f"kept in {work_folder(out, file.stem)} to go on with --skip-done; delete it if not needed)")
         raise InputError(f"--out {out}: needs about {_size(needed)} for the outputs but the disk has "
-                         f"{_size(free)} free; free space or choose another --out")
+                         f"{_size(free)} free{held_note}; free space or choose another --out")
 
 
 def _size(count: float) -> str:
@@ -378,10 +389,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
     if stack:
         target_path = out / f"{file.stem}.tif"
         work = StackOutputs.begin(
-            out, file.stem, identity or {}, (*pages.shape[:3], 3) if run.encoding.colour else pages.shape[:3],
+            out, file, identity or {}, (*pages.shape[:3], 3) if run.encoding.colour else pages.shape[:3],
             run.encoding.output_dtype, prob_shape if write_probabilities else None,
             lambda path: _probability_store(path, prob_shape, np.float32, labels, calibration, page_axes),
-            cells=boundary is not None, resume=resume)
+            cells=boundary is not None, resume=resume, calibration=calibration, page_axes=page_axes)
         try:
             _predict_stack(run, file, pages, work, tile, tta, torch_device, boundary, kinds, instance_kind, progress,
                            scale)
@@ -389,7 +400,7 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
             work.stopped()  # the pages done stay for --skip-done
             raise
         finish = functools.partial(work.finish, target_path, cells_path if boundary is not None else None,
-                                   prob_path if write_probabilities else None, calibration, page_axes)
+                                   prob_path if write_probabilities else None)
         return target_path, written | {target_path}, [finish]
     writes: list[Callable[[], None]] = []
     probabilities = None
@@ -481,26 +492,6 @@ def remove_earlier_outputs(out: Path, file: Path, written: set[Path], index: Own
     record_outputs(index.owners, file, written, made_with, source)
 
 
-def _reserve_disk_space(path: Path) -> None:
-    """Allocate a memory-mapped file's blocks now: it is created sparse, and a disk that fills while its bands are
-    written kills the process with SIGBUS (no message, a disk-filling hidden file left); reserved, a full disk is
-    a write error naming the file, before any work. File systems that cannot reserve go on as before."""
-    if not hasattr(os, "posix_fallocate"):  # Windows, macOS
-        return
-    descriptor = os.open(path, os.O_RDWR)
-    try:
-        os.posix_fallocate(descriptor, 0, os.fstat(descriptor).st_size)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            output = path.with_name(path.name[1:].removesuffix(".partial"))
-            fix = ("the file system takes no file that large (FAT32: 4 GiB); choose an --out on another one"
-                   if exc.errno == errno.EFBIG else "free space on its disk or choose another --out")
-            raise WriteError(f"{output}: could not be written ({exc.strerror}); {fix}", output, exc.strerror) from None
-        # EOPNOTSUPP, EINVAL: a file system without it
-    finally:
-        os.close(descriptor)
-
-
 @contextlib.contextmanager
 def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any, labels: list[str] | None = None,
                    calibration: Calibration | None = None, page_axes: PageAxes | None = None) -> Iterator[np.ndarray]:
@@ -510,7 +501,7 @@ def _memory_mapped(path: Path, shape: tuple[int, ...], dtype: Any, labels: list[
     partial = path.with_name(f".{path.name}.partial")
     array = _probability_store(partial, shape, dtype, labels, calibration, page_axes)
     try:
-        _reserve_disk_space(partial)
+        reserve_disk_space(partial, path)
         yield array
         array.flush()
     except BaseException:
@@ -611,6 +602,8 @@ def predict_paths(
                 done = {file: recorded_mask(Path(out), file, owners) for file in files
                         if already_predicted(Path(out), file, owners, made_with, write_probabilities, boundary is not None)}
             every_input, files = files, [file for file in files if file not in done]
+            for file in done:  # a stack done earlier, whose predict again was stopped: its outputs stand
+                discard_kept_pages(out, file)
             sizes_of = {file: declared_size(file) or (1, 0) for file in files}  # (pages, pixels): each header read once
             pixels = {file: count for file, (_, count) in sizes_of.items()}
             # a killed predict's hidden partial files hold space the check must not count as used
@@ -672,6 +665,13 @@ def predict_paths(
             f"(masks on each input's own pixels); {others} had that size already or declared none")
     done_note = f" ({counted(len(done), 'input')} predicted earlier left as they were: --skip-done)" if done else ""
     say(f"wrote {counted(len(written), 'mask')} to {out}" + (f" with {' and '.join(extras)}" if extras else "") + done_note)
+    kept = unfinished_stacks(out)  # of stacks this call did not predict: left for their --skip-done
+    if kept:
+        file, done_pages, pages, held = kept[0]
+        more = f" (and {counted(len(kept) - 1, 'more stopped stack')})" if len(kept) > 1 else ""
+        say(f"note: {out} keeps the {done_pages} finished pages of {pages} of {file}, stopped earlier{more}, "
+            f"{_size(held)} in {work_folder(out, file.stem)}: predict it with --skip-done to finish it, or delete "
+            "that folder")
     unsearched = _subfolders_with_images(inputs, Path(out))
     if unsearched:
         more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""

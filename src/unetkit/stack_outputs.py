@@ -4,12 +4,14 @@ Held in memory, a stack's mask and cell ids grew with the stack (a 500-page 4096
 mask and 16 of cells before the first byte was written), and a predict stopped on page 480 of 500 kept nothing.
 Here each page's mask, cell ids and probabilities go into memory-mapped files in OUT/.NAME.unetkit-pages/ as the
 page is predicted, and a journal there records how many pages are complete (written after their bytes are
-flushed to disk, so it never counts a page that is not there). When the last page is done, `finish` writes the
-visible outputs (mask and cells as `write_tiff` lays them out, the probabilities moved into place) and removes
-the folder: nothing in OUT looks like a result before it is one. A predict stopped midway (Ctrl-C, SIGTERM, a
-damaged page, a full disk, a killed process) leaves the folder; `predict --skip-done`, with the same run and
-options on the unchanged input, goes on from the first page not done. Without --skip-done, or with anything
-changed, the stack starts again from its first page.
+flushed to disk, so it never counts a page that is not there). The files are allocated in full when made, so
+a disk that fills is an error naming the output, not a SIGBUS. An output that `write_tiff` would store
+uncompressed (ImageJ's layout, which carries the input's page axes and pixel size) is filled in that very layout
+and moved into place at the end; one it compresses is filled as a .npy array and compressed into place. When the
+last page is done, `finish` does that and removes the folder: nothing in OUT looks like a result before it is
+one. A predict stopped midway (Ctrl-C, SIGTERM, a damaged page, a killed process) leaves the folder;
+`predict --skip-done`, with the same run and options on the same unchanged input file, goes on from the first
+page not done. Without --skip-done, or with anything changed, the stack starts again from its first page.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import numpy as np
 import tifffile
 
 from unetkit.data.calibration import Calibration, PageAxes
-from unetkit.data.io import write_atomic, write_tiff
+from unetkit.data.io import reserve_disk_space, tiff_layout, write_atomic, write_tiff
 
 WORK_SUFFIX = ".unetkit-pages"  # OUT/.NAME.unetkit-pages/: a stack's outputs while its pages are predicted
 JOURNAL = "pages.json"
-MASK, CELLS, PROBABILITIES = "mask.npy", "cells.npy", "probabilities.tif"
+MASK, CELLS, PROBABILITIES = "mask", "cells", "probabilities.tif"
 
 
 def work_folder(out: Path, stem: str) -> Path:
@@ -35,18 +37,27 @@ def work_folder(out: Path, stem: str) -> Path:
     return Path(out) / f".{stem}{WORK_SUFFIX}"
 
 
-def unfinished_stacks(out: Path) -> list[tuple[str, int, int]]:
-    """(stem, pages done, pages) of each stack a stopped predict left part-done in `out`, for the interrupt's
-    message; unreadable journals are left out."""
+def unfinished_stacks(out: Path) -> list[tuple[Path, int, int, int]]:
+    """(input file, pages done, pages, bytes the folder holds) of each stack a stopped predict left part-done in
+    `out`; unreadable journals are left out."""
     found = []
     for folder in sorted(Path(out).glob(f".*{WORK_SUFFIX}")):
         try:
             journal = json.loads((folder / JOURNAL).read_text())
-            found.append((folder.name[1:].removesuffix(WORK_SUFFIX), int(journal["done"]),
-                          int(journal["identity"]["mask"][0][0])))
+            identity = journal["identity"]
+            held = sum(path.stat().st_size for path in folder.iterdir())
+            found.append((Path(identity["input"]), int(journal["done"]), int(identity["mask"][0][0]), held))
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             continue
     return found
+
+
+def discard_kept_pages(out: Path, file: Path) -> None:
+    """Remove the pages a stopped predict kept of the stack `file` (its folder names this very file)."""
+    folder = work_folder(out, file.stem)
+    journal = _read_journal(folder)
+    if journal is not None and journal.get("identity", {}).get("input") == str(Path(file).resolve()):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class StackOutputs:
@@ -55,15 +66,17 @@ class StackOutputs:
     `mask`: P x H x W[ x 3] in the run's mask dtype; `probabilities`: P x K x H x W float32 (with --prob), a TIFF
     already laid out as the final NAME_prob.tif; `cells`: P x H x W cell ids (with --instances), uint16 until the ids
     need uint32 (`widen_cells`). `done`: pages complete; `cell_offset`, `objects`: what the cell labelling carries
-    from page to page."""
+    from page to page. `calibration`, `page_axes`: how the outputs declare the input's pixel size and T/Z."""
 
     def __init__(self, folder: Path, journal: dict[str, Any], mask: np.ndarray, cells: np.ndarray | None,
-                 probabilities: np.ndarray | None) -> None:
+                 probabilities: np.ndarray | None, calibration: Calibration | None, page_axes: PageAxes | None) -> None:
         self.folder = folder
         self.journal = journal
         self.mask = mask
         self.cells = cells
         self.probabilities = probabilities
+        self.calibration = calibration
+        self.page_axes = page_axes
 
     @property
     def done(self) -> int:
@@ -78,54 +91,81 @@ class StackOutputs:
         return self.journal["objects"]
 
     @classmethod
-    def begin(cls, out: Path, stem: str, identity: dict[str, Any], mask_shape: tuple[int, ...], mask_dtype: Any,
+    def begin(cls, out: Path, file: Path, identity: dict[str, Any], mask_shape: tuple[int, ...], mask_dtype: Any,
               probability_shape: tuple[int, ...] | None, probability_store: Callable[[Path], np.ndarray],
-              cells: bool, resume: bool) -> "StackOutputs":
-        """The stack's outputs: the pages a stopped predict left, when `resume` and the journal's `identity` (the
-        prediction key, the input's size and time, the shapes) is this call's; else new, empty ones (anything left
-        of an earlier call is removed). `probability_store(path)`: a new memory-mapped TIFF of the probabilities
-        (P x K x H x W), laid out as the final NAME_prob.tif."""
-        folder = work_folder(out, stem)
-        identity = {**identity, "mask": [list(mask_shape), np.dtype(mask_dtype).str],
+              cells: bool, resume: bool, calibration: Calibration | None = None,
+              page_axes: PageAxes | None = None) -> "StackOutputs":
+        """The outputs of the stack `file`: the pages a stopped predict left, when `resume` and the journal's
+        identity (the input file, the prediction key and the input's size and time in `identity`, the shapes) is
+        this call's; else new, empty ones (anything left of an earlier call is removed). `probability_store(path)`:
+        a new memory-mapped TIFF of the probabilities (P x K x H x W), laid out as the final NAME_prob.tif."""
+        folder = work_folder(out, file.stem)
+        identity = {**identity, "input": str(Path(file).resolve()), "mask": [list(mask_shape), np.dtype(mask_dtype).str],
                     "probabilities": None if probability_shape is None else list(probability_shape), "cells": cells}
         journal = _read_journal(folder)
         if resume and journal is not None and journal.get("identity") == identity:
             try:
-                return cls._open(folder, journal)
+                return cls._open(folder, journal, calibration, page_axes)
             except (OSError, ValueError):  # a file of the folder damaged or gone: start the stack again
                 pass
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
-        mask = np.lib.format.open_memmap(folder / MASK, mode="w+", dtype=mask_dtype, shape=mask_shape)
-        cell_ids = (np.lib.format.open_memmap(folder / CELLS, mode="w+", dtype=np.uint16, shape=mask_shape[:3])
-                    if cells else None)
-        probabilities = probability_store(folder / PROBABILITIES) if probability_shape is not None else None
-        journal = {"identity": identity, "done": 0, "cell_offset": 0, "objects": None}
-        outputs = cls(folder, journal, mask, cell_ids, probabilities)
-        outputs._write_journal()
+        outputs = cls(folder, {"identity": identity, "done": 0, "cell_offset": 0, "objects": None}, None, None, None,  # type: ignore[arg-type]
+                      calibration, page_axes)
+        try:
+            outputs.mask = outputs._create(MASK, mask_shape, mask_dtype, out / f"{file.stem}.tif")
+            if cells:
+                outputs.cells = outputs._create(CELLS, mask_shape[:3], np.uint16, out / f"{file.stem}_cells.tif")
+            if probability_shape is not None:
+                outputs.probabilities = probability_store(folder / PROBABILITIES)
+                reserve_disk_space(folder / PROBABILITIES, out / f"{file.stem}_prob.tif")
+            outputs._write_journal()
+        except BaseException:
+            outputs.close()
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return outputs
 
     @classmethod
-    def _open(cls, folder: Path, journal: dict[str, Any]) -> "StackOutputs":
+    def _open(cls, folder: Path, journal: dict[str, Any], calibration: Calibration | None,
+              page_axes: PageAxes | None) -> "StackOutputs":
         identity = journal["identity"]
-        mask = np.load(folder / MASK, mmap_mode="r+")
-        if [list(mask.shape), mask.dtype.str] != identity["mask"]:
-            raise ValueError("mask shape")
-        cells = np.load(folder / CELLS, mmap_mode="r+") if identity["cells"] else None
+        shape, dtype = tuple(identity["mask"][0]), np.dtype(identity["mask"][1])
+        mask = _open_store(folder, MASK, shape)
+        if mask.dtype != dtype:
+            raise ValueError("the mask's dtype is not the journal's")
+        cells = _open_store(folder, CELLS, shape[:3]) if identity["cells"] else None
         probabilities = None
         if identity["probabilities"] is not None:
             probabilities = tifffile.memmap(folder / PROBABILITIES, mode="r+").reshape(identity["probabilities"])
-        return cls(folder, journal, mask, cells, probabilities)
+        return cls(folder, journal, mask, cells, probabilities, calibration, page_axes)
+
+    def _create(self, name: str, shape: tuple[int, ...], dtype: Any, output: Path) -> np.ndarray:
+        """A new memory-mapped file for the output `name`, in its final TIFF layout when write_tiff would store it
+        uncompressed, else as a .npy array; allocated in full (`output`: the file it becomes, for the error)."""
+        stored, options = tiff_layout(shape, dtype, self.calibration, self.page_axes)
+        if "compression" in options or np.dtype(dtype) == bool:
+            path = self.folder / f"{name}.npy"
+            array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        else:
+            path = self.folder / f"{name}.tif"
+            array = tifffile.memmap(path, shape=stored, dtype=dtype, **options).reshape(shape)
+        reserve_disk_space(path, output)
+        return array
 
     def widen_cells(self, ids: np.ndarray) -> np.ndarray:
-        """The cell ids as uint32, copied page by page into a new file (the ids passed 65,535)."""
-        wider = np.lib.format.open_memmap(self.folder / f"wide-{CELLS}", mode="w+", dtype=np.uint32, shape=ids.shape)
+        """The cell ids as uint32, copied page by page into a new file (the ids passed 65,535); the uint16 file
+        is removed only once the copy is on disk."""
+        wide = self.folder / f"wide-{CELLS}.npy"
+        wider = np.lib.format.open_memmap(wide, mode="w+", dtype=np.uint32, shape=ids.shape)
         for index in range(len(ids)):
             wider[index] = ids[index]
         wider.flush()
-        del ids
         self.cells = None
-        (self.folder / f"wide-{CELLS}").replace(self.folder / CELLS)
+        del ids
+        for old in (f"{CELLS}.tif", f"{CELLS}.npy"):
+            (self.folder / old).unlink(missing_ok=True)
+        wide.replace(self.folder / f"{CELLS}.npy")
         self.cells = wider
         return wider
 
@@ -137,18 +177,26 @@ class StackOutputs:
         self.journal.update(done=self.done + 1, cell_offset=cell_offset, objects=objects)
         self._write_journal()
 
-    def finish(self, mask_path: Path, cells_path: Path | None, probability_path: Path | None,
-               calibration: Calibration | None, page_axes: PageAxes | None) -> None:
-        """Write the visible outputs from the complete pages, then remove the folder."""
-        write_tiff(mask_path, self.mask, calibration, page_axes)
+    def finish(self, mask_path: Path, cells_path: Path | None, probability_path: Path | None) -> None:
+        """Put the visible outputs in place from the complete pages, then remove the folder."""
+        self._publish(MASK, self.mask, mask_path)
         if cells_path is not None and self.cells is not None:
-            write_tiff(cells_path, self.cells, calibration, page_axes)
+            self._publish(CELLS, self.cells, cells_path)
         if probability_path is not None and self.probabilities is not None:
             _flush(self.probabilities)
             self.probabilities = None  # closed before it is moved (Windows cannot move an open map)
             (self.folder / PROBABILITIES).replace(probability_path)
         self.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _publish(self, name: str, array: np.ndarray, target: Path) -> None:
+        """An output filled in its final layout is moved into place; a .npy one is compressed into it."""
+        filled = self.folder / f"{name}.tif"
+        if filled.exists():
+            _flush(array)
+            filled.replace(target)
+        else:
+            write_tiff(target, array, self.calibration, self.page_axes)
 
     def stopped(self) -> None:
         """The predict stops before the stack is complete: keep the finished pages for --skip-done, or, with
@@ -164,6 +212,16 @@ class StackOutputs:
     def _write_journal(self) -> None:
         text = json.dumps(self.journal)
         write_atomic(self.folder / JOURNAL, lambda tmp: Path(tmp).write_text(text))
+
+
+def _open_store(folder: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """An output's memory-mapped file as StackOutputs._create made it (a TIFF in its final layout, or .npy)."""
+    if (folder / f"{name}.tif").exists():
+        return tifffile.memmap(folder / f"{name}.tif", mode="r+").reshape(shape)
+    array = np.load(folder / f"{name}.npy", mmap_mode="r+")
+    if array.shape != shape:
+        raise ValueError(f"{name}: not the journal's shape")
+    return array
 
 
 def _read_journal(folder: Path) -> dict[str, Any] | None:

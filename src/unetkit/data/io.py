@@ -427,8 +427,8 @@ def _memory_mapped_pages(path: Path) -> np.ndarray | None:
     try:
         with _open_tiff(path) as (tif, errors):
             series = tif.series
-            if len(series) > 1 and all((s.shape, s.dtype) == (series[0].shape, series[0].dtype) for s in series):
-                return None  # pages written one at a time: a stack, as read_pages reads it, not its first page
+            if len(_data_series(series)[0]) > 1:  # pages written one at a time (a stack, read_pages stacks them),
+                return None  # or images of other sizes (read_pages refuses the file): never just the first
             axes, shape = series[0].axes, series[0].shape
             if axes[-2:] != "YX" or any(axis in "SC" for axis in axes) or series[0].dataoffset is None:
                 return None  # page axes first, then the rows: pages of the C-ordered block are (P, H, W) as read_pages'
@@ -503,26 +503,56 @@ def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | 
     return {"photometric": photometric, **(calibration.tiff_tags(imagej=False) if calibration else {})}
 
 
+def tiff_layout(shape: tuple[int, ...], dtype: Any, calibration: Calibration | None = None,
+                page_axes: PageAxes | None = None) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """How `write_tiff` stores an array of this shape and dtype: the shape it is written as and tifffile's
+    keywords. Deflate-compressed, except in ImageJ's own layout (used to carry what the input declared, the
+    page axes and the pixel size), which ImageJ reads uncompressed only, and which a memory map can then fill."""
+    dtype = np.dtype(dtype)
+    colour = len(shape) == 4 and shape[-1] == 3
+    # ImageJ's own layout only to carry what the input declared: other files stay as they were
+    axes = None if calibration is None or colour else "ZYX"[3 - len(shape):]
+    laid_out = (page_axes is not None and len(shape) == (4 if colour else 3) and page_axes.holds(shape[0])
+                and (dtype == np.uint8 or not colour))  # ImageJ's RGB is 8-bit
+    stored = tuple(shape)
+    if laid_out and imagej_can_hold(shape, dtype):  # T and Z: ImageJ's; other TIFFs keep pages
+        assert page_axes is not None
+        stored, axes = (*page_axes.sizes, *shape[1:]), page_axes.letters + ("YXS" if colour else "YX")
+    options = tiff_options(stored, dtype, calibration, axes, photometric="rgb" if colour else "minisblack")
+    if not options.get("imagej"):
+        options["compression"] = "zlib"
+    return stored, options
+
+
 def write_tiff(path: Path, array: np.ndarray, calibration: Calibration | None = None,
                page_axes: PageAxes | None = None) -> None:
     """Write a stack (P, H, W[, 3]) or a float map as a TIFF, declaring `calibration` and laying a stack's pages
-    out along `page_axes` (the input's T and Z; colour pages too, as ImageJ's 8-bit RGB). Deflate-compressed,
-    except in ImageJ's own layout (used to carry what the input declared), which ImageJ reads uncompressed only.
+    out along `page_axes` (the input's T and Z; colour pages too, as ImageJ's 8-bit RGB), as `tiff_layout` says.
 
     The photometric is explicit: left to tifffile, a stack of 3 pages would be saved as one RGB image.
     """
-    colour = array.ndim == 4 and array.shape[-1] == 3
-    # ImageJ's own layout only to carry what the input declared: other files stay as they were
-    axes = None if calibration is None or colour else "ZYX"[3 - array.ndim:]
-    laid_out = (page_axes is not None and array.ndim == (4 if colour else 3) and page_axes.holds(len(array))
-                and (array.dtype == np.uint8 or not colour))  # ImageJ's RGB is 8-bit
-    if laid_out and imagej_can_hold(array.shape, array.dtype):  # T and Z: ImageJ's; other TIFFs keep pages
-        assert page_axes is not None
-        array, axes = array.reshape(*page_axes.sizes, *array.shape[1:]), page_axes.letters + ("YXS" if colour else "YX")
-    options = tiff_options(array.shape, array.dtype, calibration, axes, photometric="rgb" if colour else "minisblack")
-    if not options.get("imagej"):
-        options["compression"] = "zlib"
-    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array, **options))
+    stored, options = tiff_layout(array.shape, array.dtype, calibration, page_axes)
+    write_atomic(path, lambda tmp: tifffile.imwrite(tmp, array.reshape(stored), **options))
+
+
+def reserve_disk_space(path: Path, output: Path) -> None:
+    """Allocate a memory-mapped file's blocks now: it is created sparse, and a disk that fills while its pages are
+    written kills the process with SIGBUS (no message, a disk-filling hidden file left); reserved, a full disk is
+    a write error naming `output` (the file it becomes), before any work. File systems that cannot reserve go on
+    as before."""
+    if not hasattr(os, "posix_fallocate"):  # Windows, macOS
+        return
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(descriptor, 0, os.fstat(descriptor).st_size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = ("the file system takes no file that large (FAT32: 4 GiB); choose an --out on another one"
+                   if exc.errno == errno.EFBIG else "free space on its disk or choose another --out")
+            raise WriteError(f"{output}: could not be written ({exc.strerror}); {fix}", output, exc.strerror) from None
+        # EOPNOTSUPP, EINVAL: a file system without it
+    finally:
+        os.close(descriptor)
 
 
 PREDICTIONS_MARKER = ".unetkit-predictions"  # in every folder `unetkit predict` writes to
