@@ -694,8 +694,13 @@ def test_a_predict_stopped_between_writing_and_recording_a_file_can_be_run_again
 
     out = tmp_path / "out"
     monkeypatch.setattr(predict_files, "write_owners", record_then_be_interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
+    # Python's own Ctrl-C handler, as in a terminal: a shell starts background jobs (`make test &`) with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            predict_paths(tiny_run / "run", [tiny_run / "image"], out, write_probabilities=True, **QUIET)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert {"0.png", "0_prob.tif"} <= set(recorded)  # the record was saved before the interrupt took effect
     (out / ".1_prob.tif.partial").write_bytes(b"half")  # what kill -9 leaves of a memory-mapped file

@@ -197,35 +197,70 @@ def test_the_journal_is_written_after_the_page_it_counts(tiny_run: Path, tmp_pat
 def test_the_space_check_counts_the_kept_pages_of_the_stack_as_free_and_names_others(
         tiny_run: Path, tmp_path: Path, page_calls: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
     """The check counted the whole stack again beside the pages a stopped predict kept, so on a disk that had room
-    for the first try neither the resume nor a restart could start (review)."""
+    for the first try neither the resume nor a restart could start (review). Here a disk of `capacity` bytes
+    holds the files under `out`."""
     import shutil
 
     out = tmp_path / "out"
     needed = PAGES * 32 * 32 * (2 * 4 + 1)  # float32 probabilities of two classes and a one-byte mask
     usage = shutil.disk_usage(tmp_path)
-    free: list[int] = [usage.free]
-    monkeypatch.setattr(predict_files.shutil, "disk_usage", lambda path: usage._replace(free=free[0]))
-    for again in ({}, {"skip_done": True}):  # a restart frees the folder first, a resume fills it
-        free[0] = usage.free
+    capacity = [usage.free]
+
+    def used() -> int:
+        return sum(path.stat().st_size for path in out.rglob("*") if path.is_file()) if out.exists() else 0
+
+    monkeypatch.setattr(predict_files.shutil, "disk_usage", lambda path: usage._replace(free=capacity[0] - used()))
+    for again in ({}, {"skip_done": True}):  # a restart removes the kept pages first, a resume fills them
+        capacity[0] = usage.free
         page_calls.update(calls=0, stop_at=4)
         with pytest.raises(KeyboardInterrupt):
             predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, write_probabilities=True, **QUIET)
-        held = unfinished_stacks(out)[0][3]
-        free[0] = max(needed - held, 0) + 100  # the disk filled up meanwhile: room for the rest only
+        capacity[0] = needed + 100  # room for the stack's files and nothing else
         page_calls.update(calls=0, stop_at=None)
         predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, write_probabilities=True, **again, **QUIET)  # type: ignore[arg-type]
         assert page_calls["calls"] == (PAGES - 3 if again else PAGES) and _kept(out) == []
         shutil.rmtree(out)
-    free[0] = usage.free
+    capacity[0] = usage.free
     page_calls.update(calls=0, stop_at=2)
     other = tmp_path / "other.tif"
     other.write_bytes((tiny_run / "volume.tif").read_bytes())
     with pytest.raises(KeyboardInterrupt):
         predict_paths(tiny_run / "run", [other], out, write_probabilities=True, **QUIET)
     page_calls.update(calls=0, stop_at=None)
-    free[0] = needed - 100
+    capacity[0] = needed + 100  # other.tif's kept pages fill part of it
     with pytest.raises(InputError, match=r"holds the 1 finished pages of 6 of .*other\.tif, kept in .*\.other\.unetkit-pages"):
         predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, write_probabilities=True, **QUIET)
+
+
+def test_kept_pages_not_gone_on_from_are_removed_before_the_space_check(
+        tiny_run: Path, tmp_path: Path, page_calls: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check counted kept pages as free, but a restart removed them only when that stack's turn came: inputs
+    before it found the disk full of unetkit's own folder (review)."""
+    out = tmp_path / "out"
+    page_calls.update(calls=0, stop_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, write_probabilities=True, **QUIET)
+    page_calls.update(calls=0, stop_at=None)
+    seen: list[bool] = []
+    monkeypatch.setattr(predict_files, "check_free_space", lambda *args: seen.append(work_folder(out, "volume").exists()))
+    predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, skip_done=True, tta=True, **QUIET)  # other options
+    assert seen == [False]
+
+
+def test_the_kept_pages_of_another_image_of_that_name_are_refused_not_discarded(
+        tiny_run: Path, tmp_path: Path, page_calls: dict[str, object]) -> None:
+    """sb/vol.tif into a folder keeping sa/vol.tif's finished pages deleted them without a word (review)."""
+    for day in ("sa", "sb"):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "vol.tif").write_bytes((tiny_run / "volume.tif").read_bytes())
+    page_calls.update(calls=0, stop_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        predict_paths(tiny_run / "run", [tmp_path / "sa" / "vol.tif"], tmp_path / "out", **QUIET)
+    page_calls.update(calls=0, stop_at=None)
+    with pytest.raises(InputError, match=r"vol\.tif: .* keeps the 3 finished pages of 6 of .*sa/vol\.tif, another image of "
+                                         r"this name.*--skip-done"):
+        predict_paths(tiny_run / "run", [tmp_path / "sb" / "vol.tif"], tmp_path / "out", **QUIET)
+    assert page_calls["calls"] == 0 and _kept(tmp_path / "out") == [("vol.tif", 3, PAGES)]
 
 
 def test_a_stack_in_imagej_layout_is_filled_in_place_and_moved_not_copied(tiny_run: Path, tmp_path: Path,
@@ -271,7 +306,8 @@ def test_a_disk_too_full_for_a_stack_is_an_error_before_its_pages_not_a_bus_erro
 def test_another_file_of_the_same_name_size_and_time_does_not_go_on_from_the_kept_pages(
         tiny_run: Path, tmp_path: Path, page_calls: dict[str, object]) -> None:
     """day1/x.tif stopped, then day2/x.tif with --skip-done: with the same size and time (files unpacked from an
-    archive) day1's pages were spliced into day2's mask (review). The journal names the input file."""
+    archive) day1's pages were spliced into day2's mask (review). The journal names the input file, and the other
+    file's kept pages are refused as a clash."""
     import os
 
     pages = tifffile.imread(tiny_run / "volume.tif")
@@ -283,8 +319,9 @@ def test_another_file_of_the_same_name_size_and_time_does_not_go_on_from_the_kep
     with pytest.raises(KeyboardInterrupt):
         predict_paths(tiny_run / "run", [tmp_path / "day1" / "x.tif"], tmp_path / "out", **QUIET)
     page_calls.update(calls=0, stop_at=None)
-    predict_paths(tiny_run / "run", [tmp_path / "day2" / "x.tif"], tmp_path / "out", skip_done=True, **QUIET)
-    assert page_calls["calls"] == PAGES
+    with pytest.raises(InputError, match=r"another image of this name"):
+        predict_paths(tiny_run / "run", [tmp_path / "day2" / "x.tif"], tmp_path / "out", skip_done=True, **QUIET)
+    assert page_calls["calls"] == 0
 
 
 def test_the_interrupt_names_this_calls_stack_and_a_later_predict_notes_the_one_kept(
@@ -305,3 +342,33 @@ def test_the_interrupt_names_this_calls_stack_and_a_later_predict_notes_the_one_
     predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, skip_done=True, progress=False, say=said.append)
     assert any(line.startswith("note:") and "2 finished pages of 6 of" in line and "a.tif" in line
                and ".a.unetkit-pages" in line for line in said), said
+
+
+def test_widening_cell_ids_on_a_full_disk_is_an_error_naming_the_cells_file(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uint32 copy of the ids was created sparse: a disk that filled as it was written killed predict with
+    SIGBUS, and every resume again (review). It is allocated in full, and the pages done stay for --skip-done."""
+    import errno
+    import os
+
+    for name in ("object_regions", "watershed_regions"):
+        real = getattr(predict_files, name)
+        monkeypatch.setattr(predict_files, name, lambda boundary, real=real: np.where(
+            (ids := real(boundary)) > 0, ids.astype(np.int64) + 40000, 0))  # many cells a page: past 65,535 on page 2
+    reserve = os.posix_fallocate
+
+    def full_for_the_wide_copy(descriptor: int, offset: int, length: int) -> None:
+        if "wide-" in os.readlink(f"/proc/self/fd/{descriptor}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        reserve(descriptor, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", full_for_the_wide_copy)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"volume_cells\.tif: could not be written \(No space left on device\)"):
+        predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, instances=0, **QUIET)
+    assert _kept(out) == [("volume.tif", 1, PAGES)]
+    assert sorted(p.name for p in work_folder(out, "volume").iterdir()) == ["cells.npy", "mask.npy", JOURNAL]
+    monkeypatch.setattr(os, "posix_fallocate", reserve)
+    predict_paths(tiny_run / "run", [tiny_run / "volume.tif"], out, instances=0, skip_done=True, **QUIET)
+    cells = tifffile.imread(out / "volume_cells.tif")
+    assert cells.dtype == np.uint32 and int(cells.max()) > 65535 and _kept(out) == []

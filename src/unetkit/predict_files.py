@@ -62,7 +62,8 @@ from unetkit.output_owners import (OwnerIndex, already_predicted, read_owners, r
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.rescale import PixelSizes, check_resampling_fits, resample, resample_image, scaled_shape
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
-from unetkit.stack_outputs import StackOutputs, discard_kept_pages, unfinished_stacks, work_folder
+from unetkit.stack_outputs import (StackOutputs, discard_kept_pages, settle_kept_pages, unfinished_stacks,
+                                   work_folder)
 from unetkit.text import counted
 
 MIN_TILE = 16  # a smaller window is mostly halo; 0 or less cannot be one
@@ -109,10 +110,11 @@ def check_free_space(out: Path, sizes: dict[Path, tuple[int, int]], run: Run, wr
     the float32 probabilities of --prob, the masks streamed_mask_dtype streams, and a stack's mask and cell ids
     while its pages are predicted (StackOutputs; other masks are compressed and not counted). `sizes`: each
     input's (pages, pixels of all pages), as its header declares. The pages a stopped predict kept of these
-    inputs' stacks count as free (a resume fills those files, a restart removes them first); those kept of other
+    inputs' stacks count as free (settle_kept_pages left only those a resume fills); those kept of other
     stacks are named when the space is short."""
     probability_bytes = 4 * run.encoding.num_classes if write_probabilities else 0
-    stack_bytes = np.dtype(run.encoding.output_dtype).itemsize * (3 if run.encoding.colour else 1) + 2 * cells
+    # cell ids: uint16, and while they are widened past 65,535 a uint32 copy beside them
+    stack_bytes = np.dtype(run.encoding.output_dtype).itemsize * (3 if run.encoding.colour else 1) + 6 * cells
     needed = 0
     for pages, count in sizes.values():
         streamed = streamed_mask_dtype(run, pages, count // max(pages, 1))
@@ -608,6 +610,7 @@ def predict_paths(
             pixels = {file: count for file, (_, count) in sizes_of.items()}
             # a killed predict's hidden partial files hold space the check must not count as used
             remove_leftovers(Path(out), files, write_probabilities, boundary is not None)
+            settle_kept_pages(Path(out), files, made_with if skip_done else None)
             check_free_space(out, sizes_of, run, write_probabilities, boundary is not None)
             too_large = next((f for f, (count, total) in sizes_of.items()
                               if boundary is not None and total > STREAM_PIXELS * max(count, 1)), None)
@@ -670,8 +673,8 @@ def predict_paths(
         file, done_pages, pages, held = kept[0]
         more = f" (and {counted(len(kept) - 1, 'more stopped stack')})" if len(kept) > 1 else ""
         say(f"note: {out} keeps the {done_pages} finished pages of {pages} of {file}, stopped earlier{more}, "
-            f"{_size(held)} in {work_folder(out, file.stem)}: predict it with --skip-done to finish it, or delete "
-            "that folder")
+            f"{_size(held)} in {work_folder(out, file.stem)}: predict it with --skip-done and the same run and options "
+            "to finish it, or delete that folder")
     unsearched = _subfolders_with_images(inputs, Path(out))
     if unsearched:
         more = f" and {counted(len(unsearched) - 1, 'more subfolder')}" if len(unsearched) > 1 else ""

@@ -26,6 +26,8 @@ import tifffile
 
 from unetkit.data.calibration import Calibration, PageAxes
 from unetkit.data.io import reserve_disk_space, tiff_layout, write_atomic, write_tiff
+from unetkit.errors import InputError
+from unetkit.output_owners import stamp
 
 WORK_SUFFIX = ".unetkit-pages"  # OUT/.NAME.unetkit-pages/: a stack's outputs while its pages are predicted
 JOURNAL = "pages.json"
@@ -52,6 +54,31 @@ def unfinished_stacks(out: Path) -> list[tuple[Path, int, int, int]]:
     return found
 
 
+def settle_kept_pages(out: Path, files: list[Path], made_with: str | None) -> None:
+    """Before any work, the pages stopped predicts kept of these inputs' stacks: another image's of the same name
+    is refused (predicting this one would discard them); those this call will not go on from (`made_with` None:
+    without --skip-done; or made with other weights or options, or from the input as it was) are removed now,
+    so that the space check counts as free only what a resume fills."""
+    for file in files:
+        folder = work_folder(out, file.stem)
+        if not folder.exists():
+            continue
+        journal = _read_journal(folder) or {}
+        identity = journal.get("identity") if isinstance(journal.get("identity"), dict) else {}
+        owner = identity.get("input")
+        if isinstance(owner, str) and owner != str(Path(file).resolve()):
+            pages = identity.get("mask", [[0]])[0][0]
+            raise InputError(f"{file}: {out} keeps the {journal.get('done')} finished pages of {pages} of {owner}, "
+                             f"another image of this name, from a stopped predict; finish that one (predict it with "
+                             f"--skip-done), delete {folder}, or choose another --out")
+        try:
+            same_input = identity.get("source") == stamp(file)
+        except OSError:
+            same_input = False
+        if made_with is None or identity.get("made_with") != made_with or not same_input:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def discard_kept_pages(out: Path, file: Path) -> None:
     """Remove the pages a stopped predict kept of the stack `file` (its folder names this very file)."""
     folder = work_folder(out, file.stem)
@@ -69,8 +96,10 @@ class StackOutputs:
     from page to page. `calibration`, `page_axes`: how the outputs declare the input's pixel size and T/Z."""
 
     def __init__(self, folder: Path, journal: dict[str, Any], mask: np.ndarray, cells: np.ndarray | None,
-                 probabilities: np.ndarray | None, calibration: Calibration | None, page_axes: PageAxes | None) -> None:
+                 probabilities: np.ndarray | None, calibration: Calibration | None, page_axes: PageAxes | None,
+                 cells_output: Path | None = None) -> None:
         self.folder = folder
+        self.cells_output = cells_output  # NAME_cells.tif, named when the widened ids find the disk full
         self.journal = journal
         self.mask = mask
         self.cells = cells
@@ -105,17 +134,17 @@ class StackOutputs:
         journal = _read_journal(folder)
         if resume and journal is not None and journal.get("identity") == identity:
             try:
-                return cls._open(folder, journal, calibration, page_axes)
+                return cls._open(folder, journal, calibration, page_axes, out / f"{file.stem}_cells.tif")
             except (OSError, ValueError):  # a file of the folder damaged or gone: start the stack again
                 pass
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         outputs = cls(folder, {"identity": identity, "done": 0, "cell_offset": 0, "objects": None}, None, None, None,  # type: ignore[arg-type]
-                      calibration, page_axes)
+                      calibration, page_axes, out / f"{file.stem}_cells.tif")
         try:
             outputs.mask = outputs._create(MASK, mask_shape, mask_dtype, out / f"{file.stem}.tif")
             if cells:
-                outputs.cells = outputs._create(CELLS, mask_shape[:3], np.uint16, out / f"{file.stem}_cells.tif")
+                outputs.cells = outputs._create(CELLS, mask_shape[:3], np.uint16, outputs.cells_output)
             if probability_shape is not None:
                 outputs.probabilities = probability_store(folder / PROBABILITIES)
                 reserve_disk_space(folder / PROBABILITIES, out / f"{file.stem}_prob.tif")
@@ -128,7 +157,7 @@ class StackOutputs:
 
     @classmethod
     def _open(cls, folder: Path, journal: dict[str, Any], calibration: Calibration | None,
-              page_axes: PageAxes | None) -> "StackOutputs":
+              page_axes: PageAxes | None, cells_output: Path) -> "StackOutputs":
         identity = journal["identity"]
         shape, dtype = tuple(identity["mask"][0]), np.dtype(identity["mask"][1])
         mask = _open_store(folder, MASK, shape)
@@ -138,7 +167,7 @@ class StackOutputs:
         probabilities = None
         if identity["probabilities"] is not None:
             probabilities = tifffile.memmap(folder / PROBABILITIES, mode="r+").reshape(identity["probabilities"])
-        return cls(folder, journal, mask, cells, probabilities, calibration, page_axes)
+        return cls(folder, journal, mask, cells, probabilities, calibration, page_axes, cells_output)
 
     def _create(self, name: str, shape: tuple[int, ...], dtype: Any, output: Path) -> np.ndarray:
         """A new memory-mapped file for the output `name`, in its final TIFF layout when write_tiff would store it
@@ -154,18 +183,24 @@ class StackOutputs:
         return array
 
     def widen_cells(self, ids: np.ndarray) -> np.ndarray:
-        """The cell ids as uint32, copied page by page into a new file (the ids passed 65,535); the uint16 file
-        is removed only once the copy is on disk."""
+        """The cell ids as uint32, copied page by page into a new file (the ids passed 65,535), allocated in full
+        (a full disk: an error naming NAME_cells.tif), named cells.npy once the copy is on disk, and only then the
+        uint16 file removed (a stop in between leaves both: _open_store takes the .npy)."""
         wide = self.folder / f"wide-{CELLS}.npy"
         wider = np.lib.format.open_memmap(wide, mode="w+", dtype=np.uint32, shape=ids.shape)
+        try:
+            reserve_disk_space(wide, self.cells_output or wide)
+        except BaseException:
+            del wider
+            wide.unlink(missing_ok=True)
+            raise
         for index in range(len(ids)):
             wider[index] = ids[index]
         wider.flush()
         self.cells = None
         del ids
-        for old in (f"{CELLS}.tif", f"{CELLS}.npy"):
-            (self.folder / old).unlink(missing_ok=True)
         wide.replace(self.folder / f"{CELLS}.npy")
+        (self.folder / f"{CELLS}.tif").unlink(missing_ok=True)
         self.cells = wider
         return wider
 
@@ -215,7 +250,10 @@ class StackOutputs:
 
 
 def _open_store(folder: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """An output's memory-mapped file as StackOutputs._create made it (a TIFF in its final layout, or .npy)."""
+    """An output's memory-mapped file as StackOutputs._create made it (a TIFF in its final layout, or .npy; both
+    when a stop came as widened cell ids replaced the TIFF: the .npy, the wider, holds every page done)."""
+    if (folder / f"{name}.tif").exists() and (folder / f"{name}.npy").exists():
+        (folder / f"{name}.tif").unlink()
     if (folder / f"{name}.tif").exists():
         return tifffile.memmap(folder / f"{name}.tif", mode="r+").reshape(shape)
     array = np.load(folder / f"{name}.npy", mmap_mode="r+")
