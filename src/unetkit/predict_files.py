@@ -7,7 +7,9 @@ the mark records which image each file belongs to (output_owners.py).
 Images stream through the predictor in row bands: only the mask (one byte per
 pixel) is image-sized, and above STREAM_PIXELS (16384 x 16384) even the mask
 goes to a memory-mapped TIFF (name.tif) band by band; --prob probabilities are
-always a memory-mapped float32 TIFF. --instances also writes name_cells.tif, the
+always a memory-mapped float32 TIFF. A stack's outputs are filled page by page in
+memory-mapped files (stack_outputs.py), so that a stopped predict keeps its finished
+pages for --skip-done. --instances also writes name_cells.tif, the
 regions a two-class boundary labelling separates (cells), one integer label
 each, by a seeded watershed on the boundary probability (instances.py).
 """
