@@ -204,7 +204,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="compute in this precision (default: the run's; auto = bf16 where faster, AMP on a GPU)")
     p.add_argument("--skip-done", action="store_true",
                    help="leave the inputs whose outputs --out already holds, written by this run with these options from "
-                        "the input as it is now (a stopped predict goes on where it stopped)")
+                        "the input as it is now (a stopped predict goes on where it stopped, a stack from its next page)")
     p.add_argument("--match-pixel-size", action="store_true",
                    help="resample each input whose pixel size differs from the training images' to theirs for the "
                         "network, and its probabilities back (masks stay on the input's pixels)")
