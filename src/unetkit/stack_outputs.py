@@ -63,14 +63,12 @@ def settle_kept_pages(out: Path, files: list[Path], made_with: str | None) -> No
         folder = work_folder(out, file.stem)
         if not folder.exists():
             continue
-        journal = _read_journal(folder) or {}
-        identity = journal.get("identity") if isinstance(journal.get("identity"), dict) else {}
+        journal, identity = _identity(folder)
         owner = identity.get("input")
         if isinstance(owner, str) and owner != str(Path(file).resolve()):
-            pages = identity.get("mask", [[0]])[0][0]
-            raise InputError(f"{file}: {out} keeps the {journal.get('done')} finished pages of {pages} of {owner}, "
-                             f"another image of this name, from a stopped predict; finish that one (predict it with "
-                             f"--skip-done), delete {folder}, or choose another --out")
+            raise InputError(f"{file}: {out} keeps the {journal.get('done')} finished pages of {owner}, another image "
+                             f"of this name, from a stopped predict; finish that one (predict it with --skip-done), "
+                             f"delete {folder}, or choose another --out")
         try:
             same_input = identity.get("source") == stamp(file)
         except OSError:
@@ -82,8 +80,7 @@ def settle_kept_pages(out: Path, files: list[Path], made_with: str | None) -> No
 def discard_kept_pages(out: Path, file: Path) -> None:
     """Remove the pages a stopped predict kept of the stack `file` (its folder names this very file)."""
     folder = work_folder(out, file.stem)
-    journal = _read_journal(folder)
-    if journal is not None and journal.get("identity", {}).get("input") == str(Path(file).resolve()):
+    if _identity(folder)[1].get("input") == str(Path(file).resolve()):
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -260,6 +257,13 @@ def _open_store(folder: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
     if array.shape != shape:
         raise ValueError(f"{name}: not the journal's shape")
     return array
+
+
+def _identity(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A work folder's journal and the identity it records ({} for what is missing or damaged)."""
+    journal = _read_journal(folder) or {}
+    identity = journal.get("identity")
+    return journal, identity if isinstance(identity, dict) else {}
 
 
 def _read_journal(folder: Path) -> dict[str, Any] | None:
