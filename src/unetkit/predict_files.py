@@ -383,8 +383,10 @@ def _predict_file(run: Run, file: Path, out: Path, tile: int | None, tta: bool, 
         warn(other_scale)
     page_axes = page_axes_of(file) if stack else None  # and keeps a stack's frames and slices
     prob_shape = (len(pages), num_classes, *pages.shape[1:3]) if stack else (num_classes, *pages.shape[1:3])
-    names = run.encoding.channel_names()
-    labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
+    labels = None  # each probability plane's name, for Fiji and napari: built only when --prob writes them
+    if write_probabilities:
+        names = run.encoding.channel_names()
+        labels = [f"{page}: {name}" for page in range(len(pages)) for name in names] if stack else names
     prob_path = out / f"{file.stem}{PROB_SUFFIX}.tif"
     cells_path = out / f"{file.stem}{CELLS_SUFFIX}.tif"
     written = {prob_path} if write_probabilities else set()
