@@ -1,6 +1,6 @@
 """Training and inference speed: the seed recipe's loop against the unetkit engine, same network (issue 5).
 
-    .venv/bin/python benchmarks/speed.py [--quick] [--steps 4] [--size 2048]
+    .venv/bin/python benchmarks/speed.py [--quick] [--steps 4] [--size 2048] [--device cuda]
 
 The network is the seed's: the padded U-Net, width 64, depth 4, bilinear
 upsampling (17.3 M parameters). Each measurement runs in its own subprocess so
@@ -24,6 +24,11 @@ a training step) is given as a fraction of the measured fp32 and bf16 matmul
 peaks (4096 x 4096, best of 3). The last line reads
 `train_speedup=X.XX infer_speedup=Y.YY`; without --quick the output is
 appended to benchmarks/RESULTS.md.
+
+--device cuda runs every part on the GPU (the seed's loop moved there as the
+tutorial's GPU users run it, fp32; the engine under its AMP precision), with
+CUDA synchronised before each clock reading; the peak memory column is then
+the GPU's (torch.cuda.max_memory_allocated), the peaks are 8192^2 matmuls.
 """
 
 from __future__ import annotations
@@ -40,6 +45,20 @@ import numpy as np
 import torch
 
 WIDTH, DEPTH, TRAIN_SIZE = 64, 4, 512
+DEVICE = torch.device("cpu")  # --device; every part runs there
+
+
+def synchronize() -> None:
+    """CUDA runs asynchronously: a clock read without this times the launches, not the work."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def peak_mib() -> float:
+    """This process's peak memory: resident (VmHWM) on the CPU, allocated tensors on a GPU."""
+    if DEVICE.type == "cuda":
+        return torch.cuda.max_memory_allocated(DEVICE) / 2**20
+    return vm_hwm_mib()
 
 
 def vm_hwm_mib() -> float:
@@ -52,12 +71,14 @@ def vm_hwm_mib() -> float:
 
 def matmul_peak(dtype: torch.dtype, n: int = 4096) -> float:
     """Best of 3 multiply-adds per second of an n x n matmul in `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(3):
+        synchronize()
         started = time.perf_counter()
         torch.mm(a, b)
+        synchronize()
         best = min(best, time.perf_counter() - started)
     return n**3 / best
 
@@ -79,8 +100,10 @@ def timed(step, steps: int) -> float:
     step()
     timings = []
     for _ in range(steps):
+        synchronize()
         started = time.perf_counter()
         step()
+        synchronize()
         timings.append(time.perf_counter() - started)
     return float(np.median(timings))
 
@@ -88,11 +111,11 @@ def timed(step, steps: int) -> float:
 def part_seed_train(steps: int) -> dict:
     """The tutorial's loop, as it is written there (fp32, NCHW, whole image, batch 1)."""
     torch.manual_seed(0)
-    model = seed_model()
+    model = seed_model().to(DEVICE)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-5, weight_decay=1e-8, momentum=0.9)
     criterion = torch.nn.BCEWithLogitsLoss()
-    image = torch.rand(1, 1, TRAIN_SIZE, TRAIN_SIZE)
-    mask = (torch.rand(1, TRAIN_SIZE, TRAIN_SIZE) > 0.5).float()
+    image = torch.rand(1, 1, TRAIN_SIZE, TRAIN_SIZE, device=DEVICE)
+    mask = (torch.rand(1, TRAIN_SIZE, TRAIN_SIZE, device=DEVICE) > 0.5).float()
 
     def step() -> None:
         loss = criterion(model(image).squeeze(1), mask)
@@ -116,7 +139,7 @@ def part_unetkit_train(steps: int, compiled: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         images, labels = save_pairs(Path(folder), *make_em_dataset(6, (512, 512), seed=0))
         config = recipe("default").with_overrides(base_width=WIDTH, depth=DEPTH, patch_size=patch, batch_size=batch,
-                                                  device="cpu")
+                                                  device=DEVICE.type)
         data = prepare_training_data(images, labels, None, None, config.val_fraction, config.normalization)
         record = new_run_record(config, "unet", model_options(config, 1, 2))
         trainer = Trainer(Path(folder) / "run", config, data, record, progress=False, say=lambda _: None)
@@ -130,6 +153,7 @@ def part_unetkit_train(steps: int, compiled: bool = False) -> dict:
 
         first_started = time.perf_counter()
         step()  # with compile: tracing and code generation happen here
+        synchronize()
         first = time.perf_counter() - first_started
         seconds = timed(step, steps)
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[trainer.amp_dtype]
@@ -144,35 +168,36 @@ def part_unetkit_train_compiled(steps: int) -> dict:
 
 def part_seed_infer(size: int) -> dict:
     torch.manual_seed(0)
-    model = seed_model().eval()
+    model = seed_model().to(DEVICE).eval()
     image = torch.rand(1, 1, size, size)
 
-    def run() -> None:
+    def run() -> None:  # the image comes from and the mask goes to the host, as a prediction's do
         with torch.no_grad():
-            (torch.sigmoid(model(image)) > 0.5).numpy()
+            (torch.sigmoid(model(image.to(DEVICE))) > 0.5).cpu().numpy()
 
     return {"seconds": timed(run, 1), "pixels": size**2, "threads": torch.get_num_threads()}
 
 
 def part_unetkit_infer(size: int) -> dict:
     from unetkit.engine import autocast_dtype, to_memory_format, configure_process
+    from unetkit.losses import most_likely_class
     from unetkit.models.unet import UNet, UNetConfig
     from unetkit.predict import context_halo, default_window, mirrored_reader, predict_rows
 
     configure_process()
     torch.manual_seed(0)
     model = UNet(UNetConfig(in_channels=1, num_classes=2, base_width=WIDTH, depth=DEPTH, bilinear=True)).eval()
-    model = to_memory_format(model, True)
-    dtype = autocast_dtype(torch.device("cpu"), "auto")
+    model = to_memory_format(model.to(DEVICE), True)
+    dtype = autocast_dtype(DEVICE, "auto")
     image = torch.rand(1, size, size)
     tile, halo = default_window(model, dtype, size, size, 2), context_halo(model)
 
-    def run() -> None:  # as predict_page does for a padded network with no --tile
+    def run() -> None:  # as predict_page does for a padded network with no --tile (its mask: most_likely_class)
         parts: list[torch.Tensor] = []
-        predict_rows(model, mirrored_reader(image), size, size, lambda top, probs: parts.append(probs.argmax(0)),
-                     tile=tile, overlap=0.0, amp_dtype=dtype, halo=halo)
+        predict_rows(model, mirrored_reader(image), size, size, lambda top, probs: parts.append(most_likely_class(probs)),
+                     tile=tile, overlap=0.0, device=DEVICE, amp_dtype=dtype, halo=halo)
 
-    precision = {None: "fp32", torch.bfloat16: "bf16"}[dtype]
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     return {"seconds": timed(run, 1), "pixels": size**2, "threads": torch.get_num_threads(), "precision": precision,
             "tile": tile}
 
@@ -184,7 +209,7 @@ PARTS = {"seed_train": part_seed_train, "unetkit_train": part_unetkit_train,
 
 def run_part(name: str, argument: int) -> dict:
     """In a fresh interpreter, so that VmHWM is this part's peak alone."""
-    output = subprocess.run([sys.executable, __file__, "--part", name, "--argument", str(argument)],
+    output = subprocess.run([sys.executable, __file__, "--part", name, "--argument", str(argument), "--device", DEVICE.type],
                             check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -194,12 +219,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 steps, a 1024 x 1024 image; not recorded")
     parser.add_argument("--steps", type=int, default=4, help="timed training steps per loop (after one warm-up)")
     parser.add_argument("--size", type=int, default=2048, help="side of the inference image")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every part runs (default: cpu)")
     parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     parser.add_argument("--argument", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.part:
         result = PARTS[args.part](args.argument)
-        result["peak_mib"] = round(vm_hwm_mib())
+        result["peak_mib"] = round(peak_mib())
         print(json.dumps(result))
         return
     steps, size = (2, 1024) if args.quick else (args.steps, args.size)
@@ -213,8 +241,10 @@ def main() -> None:
     from isbi_runs import append_results, machine  # shared by every benchmark
 
     say(f"machine: {machine()}")
-    fp32_peak, bf16_peak = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
-    say(f"matmul peak (4096^2, MAC/s): fp32 {fp32_peak / 1e9:.1f} G, bf16 {bf16_peak / 1e9:.1f} G")
+    n = 8192 if DEVICE.type == "cuda" else 4096
+    fp32_peak, bf16_peak = matmul_peak(torch.float32, n), matmul_peak(torch.bfloat16, n)
+    say(f"device: {DEVICE.type}" + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""))
+    say(f"matmul peak ({n}^2, MAC/s): fp32 {fp32_peak / 1e9:.1f} G, bf16 {bf16_peak / 1e9:.1f} G")
     results = {}
     for name in ("seed_train", "unetkit_train", "unetkit_train_compiled"):
         results[name] = run_part(name, steps)
@@ -240,7 +270,8 @@ def main() -> None:
     say(f"total {time.monotonic() - started:.0f} s")
     say(f"train_speedup={speed['train']:.2f} infer_speedup={speed['infer']:.2f}")
     if not args.quick:
-        append_results("Training and inference speed, seed loop vs unetkit engine (issue 5)", [], "\n".join(lines))
+        where = "" if DEVICE.type == "cpu" else f", on {DEVICE.type}"
+        append_results(f"Training and inference speed, seed loop vs unetkit engine{where} (issue 5)", [], "\n".join(lines))
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unetkit.errors import InputError
-from unetkit.losses import LOSSES, ce_loss, class_probabilities, get_loss, weighted_ce_loss
+from unetkit.losses import LOSSES, ce_loss, class_probabilities, get_loss, most_likely_class, weighted_ce_loss
 
 
 def confident_logits(classes: torch.Tensor, num_classes: int, sign: float = 1.0) -> torch.Tensor:
@@ -103,3 +103,14 @@ def test_single_logit_probabilities_are_two_classes() -> None:
 def test_unknown_loss_is_an_input_error() -> None:
     with pytest.raises(InputError, match="ce\\+dice"):
         get_loss("focal")
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3, 5])
+def test_the_most_likely_class_is_argmax_ties_going_to_the_first(classes: int) -> None:
+    generator = torch.Generator().manual_seed(classes)
+    # values on a coarse grid, so that many pixels tie between two or more classes
+    probs = torch.randint(0, 4, (classes, 3, 17, 19), generator=generator).float() / 4
+    assert torch.equal(most_likely_class(probs), probs.argmax(0))
+    assert most_likely_class(probs).dtype == torch.int64 and most_likely_class(probs).shape == (3, 17, 19)
+    if classes > 1:
+        assert len(most_likely_class(probs).unique()) == classes  # every class wins somewhere: the test can fail

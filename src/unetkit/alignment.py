@@ -36,6 +36,7 @@ import torch
 from scipy.stats import binom
 
 from unetkit.data.labels import IGNORE_CLASS
+from unetkit.losses import most_likely_class
 
 SHIFT_STEP_PX = 0.25
 MAX_SHIFT_PX = 1.0
@@ -120,7 +121,7 @@ class ShiftSearch:
         depend on the shift. The others are mixed with each shift's weights directly.
         """
         classes, height, width = probs.shape
-        predicted = probs.argmax(0)
+        predicted = most_likely_class(probs)
         padded = torch.nn.functional.pad(predicted[None, None].float(), (1, 1, 1, 1), mode="replicate")
         edge = (torch.nn.functional.max_pool2d(padded, 3, 1) != -torch.nn.functional.max_pool2d(-padded, 3, 1))[0, 0]
         steady = (predicted != truth) & ~edge & labelled
@@ -135,7 +136,7 @@ class ShiftSearch:
         blocks = []
         for index, (dy, dx) in enumerate(self.shifts):
             mixed = torch.einsum("a,b,abkn->kn", _weights(dy), _weights(dx), neighbourhood)
-            wrong = (mixed.argmax(0) != truth_at) & labelled[ys, xs]
+            wrong = (most_likely_class(mixed) != truth_at) & labelled[ys, xs]
             self.errors[index] += float(steady.sum()) + float(wrong.sum())
             moved_blocks = torch.zeros(rows * cols).index_add_(0, block_of, wrong.float())
             blocks.append(steady_blocks + moved_blocks)

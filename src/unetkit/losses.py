@@ -48,6 +48,19 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)
 
 
+def most_likely_class(probs: torch.Tensor) -> torch.Tensor:
+    """K x ... probabilities -> the index of the largest at each pixel (the first on ties), as probs.argmax(0).
+
+    torch's argmax over the leading dimension is a strided reduction: 0.36 s for 2 x 2048^2 on a 2-core CPU,
+    against 0.02 s for these K - 1 comparisons of contiguous planes (the mask of every predicted page).
+    """
+    best, index = probs[0], torch.zeros(probs.shape[1:], dtype=torch.int64, device=probs.device)
+    for k in range(1, probs.shape[0]):
+        index.masked_fill_(probs[k] > best, k)
+        best = torch.maximum(best, probs[k])
+    return index
+
+
 def soft_dice_loss(
     logits: torch.Tensor, classes: torch.Tensor, eps: float = 1.0, *, weights: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -61,6 +61,7 @@ from unetkit.engine import configure_process
 from unetkit.instances import object_regions, watershed_regions
 from unetkit.output_owners import (OwnerIndex, already_predicted, read_owners, record_outputs, recorded_mask,
                                    refuse_clashes, remove_leftovers, stamp, write_owners)
+from unetkit.losses import most_likely_class
 from unetkit.predict import mirrored_crop, predict_rows, prediction_windows
 from unetkit.rescale import PixelSizes, check_resampling_fits, resample, resample_image, scaled_shape
 from unetkit.run import RUN_FILE, Run, load_run, refuse_output_among_inputs
@@ -187,7 +188,7 @@ def predict_page(
         predict_page(run, resample_image(page, scaled.shape[1:]), source, tile, tta, device, scaled,
                      progress=progress)
         back = resample(scaled, (height, width), channels_last=False)
-        mask[:] = run.encoding.to_values(back.argmax(0))
+        mask[:] = run.encoding.to_values(most_likely_class(torch.from_numpy(back)).numpy())
         if probabilities is not None:
             probabilities[:] = back
         return mask
@@ -202,7 +203,7 @@ def predict_page(
 
     def sink(top: int, probs: torch.Tensor) -> None:
         rows = slice(top, top + probs.shape[1])
-        mask[rows] = run.encoding.to_values(probs.argmax(0).numpy())
+        mask[rows] = run.encoding.to_values(most_likely_class(probs).numpy())
         if probabilities is not None:
             probabilities[:, rows] = probs.numpy()
         rows_done.update(probs.shape[1])
