@@ -182,7 +182,7 @@ def part_unetkit_infer(size: int) -> dict:
     from unetkit.engine import autocast_dtype, to_memory_format, configure_process
     from unetkit.losses import most_likely_class
     from unetkit.models.unet import UNet, UNetConfig
-    from unetkit.predict import context_halo, default_window, mirrored_reader, predict_rows
+    from unetkit.predict import mirrored_reader, predict_rows, prediction_windows
 
     configure_process()
     torch.manual_seed(0)
@@ -190,16 +190,16 @@ def part_unetkit_infer(size: int) -> dict:
     model = to_memory_format(model.to(DEVICE), True)
     dtype = autocast_dtype(DEVICE, "auto")
     image = torch.rand(1, size, size)
-    tile, halo = default_window(model, dtype, size, size, 2), context_halo(model)
+    tile, overlap, halo = prediction_windows(model, dtype, size, size, 2, DEVICE, None, 0)  # as predict_page
 
     def run() -> None:  # as predict_page does for a padded network with no --tile (its mask: most_likely_class)
         parts: list[torch.Tensor] = []
         predict_rows(model, mirrored_reader(image), size, size, lambda top, probs: parts.append(most_likely_class(probs)),
-                     tile=tile, overlap=0.0, device=DEVICE, amp_dtype=dtype, halo=halo)
+                     tile=tile, overlap=overlap, device=DEVICE, amp_dtype=dtype, halo=halo)
 
     precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     return {"seconds": timed(run, 1), "pixels": size**2, "threads": torch.get_num_threads(), "precision": precision,
-            "tile": tile}
+            "window": "x".join(map(str, tile))}
 
 
 PARTS = {"seed_train": part_seed_train, "unetkit_train": part_unetkit_train,
@@ -256,7 +256,7 @@ def main() -> None:
     for name, result in results.items():
         rate = result["pixels"] / result["seconds"]
         mac_rate = rate * macs * (3 if "train" in name else 1)
-        how = ", ".join(f"{k} {v}" for k, v in result.items() if k in ("precision", "tile", "threads", "first_step_s"))
+        how = ", ".join(f"{k} {v}" for k, v in result.items() if k in ("precision", "window", "threads", "first_step_s"))
         say(f"{name:<14} {rate / 1e6:8.3f} {result['seconds']:8.2f} {mac_rate / 1e9:8.1f} "
             f"{mac_rate / fp32_peak:8.0%} {mac_rate / bf16_peak:8.0%} {result['peak_mib']:9d}  {how}")
     eager, compiled = results["unetkit_train"], results["unetkit_train_compiled"]

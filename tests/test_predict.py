@@ -167,12 +167,13 @@ def test_sliding_window_agrees_with_a_whole_image_pass_for_a_trained_model(train
     assert agreement >= 0.999, agreement
 
 
-from unetkit.predict import context_halo, default_window, mirrored_reader, pooling_grid  # noqa: E402
+from unetkit.predict import context_halo, default_window, mirrored_reader, pooling_grid, read_span  # noqa: E402
 from unetkit.predict import predict_rows as _predict_rows  # noqa: E402
 
 
-@pytest.mark.parametrize("height, width", [(152, 132), (150, 130), (153, 131)])
-def test_exact_context_windows_without_overlap_equal_one_whole_image_pass(height: int, width: int) -> None:
+@pytest.mark.parametrize("height, width, tile", [(152, 132, 48), (150, 130, 48), (153, 131, 48), (150, 130, (48, 130)),
+                                                (153, 131, (153, 32)), (152, 132, (32, 80))])
+def test_exact_context_windows_without_overlap_equal_one_whole_image_pass(height: int, width: int, tile) -> None:
     """What `unetkit predict` does for large images: equal windows, a receptive-field halo, no blending.
     Odd sizes too: the whole pass pads at the ends, so its pooling grid is the windows' grid."""
     torch.manual_seed(0)
@@ -181,8 +182,8 @@ def test_exact_context_windows_without_overlap_equal_one_whole_image_pass(height
     whole = predict_probabilities(model, image, tile=1024)
     parts: list[torch.Tensor] = []
     _predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
-                  tile=48, overlap=0.0, halo=context_halo(model))
-    assert len(parts) > 2  # several row bands, i.e. several windows
+                  tile=tile, overlap=0.0, halo=context_halo(model))
+    assert len(parts) > 2 or tile[0] >= height  # several row bands, i.e. several windows (or column windows)
     assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
 
 
@@ -191,16 +192,46 @@ def test_fcn_windows_start_on_its_stride_32_grid() -> None:
     assert pooling_grid(build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=3)) == 8
 
 
-def test_the_default_window_is_one_pass_when_it_fits_and_equal_pieces_when_not() -> None:
+def test_the_default_window_is_one_pass_when_it_fits_and_the_cheapest_fitting_cut_when_not() -> None:
     model = build_model("unet", in_channels=1, num_classes=2, base_width=64, depth=4)
-    assert default_window(model, None, 500, 300, available=64 << 30) == 512  # one pass, on the 16-px grid
-    window = default_window(model, None, 2048, 2048, available=8 << 30)
-    assert window % 16 == 0 and window < 2048
-    pieces = -(-2048 // window)
-    assert pieces * window - 2048 < 16 * pieces  # split evenly: the last piece is not a sliver
+    assert default_window(model, None, 500, 300, available=64 << 30) == (512, 304)  # one pass, on the 16-px grid
+    halo, budget = context_halo(model), 0.25 * (8 << 30)
+    rows, cols = default_window(model, None, 2048, 2048, available=8 << 30)
+    assert rows % 16 == 0 and cols % 16 == 0 and rows * cols < 2048 * 2048
+
+    def computed(rows: int, cols: int) -> tuple[int, int]:  # (pixels computed, pixels of one window's read)
+        row_read, col_read = read_span(2048, rows, halo, 16), read_span(2048, cols, halo, 16)
+        count = len(window_spans(2048, rows, 0.0, 16)) * len(window_spans(2048, cols, 0.0, 16))
+        return count * row_read * col_read, row_read * col_read
+
+    chosen, window = computed(rows, cols)
+    assert window * 64 * 40 <= budget  # a window with its context fits the budget
+    # no other cut into n x m equal windows that fits computes fewer pixels (the square 2 x 2 or 3 x 3 of before did)
+    for n in range(1, 9):
+        for m in range(1, 9):
+            cost, read = computed(-(-2048 // n), -(-2048 // m))
+            assert read * 64 * 40 > budget or cost >= chosen, (n, m)
+    smaller = default_window(model, None, 2048, 2048, available=2 << 30)
+    assert smaller[0] * smaller[1] < rows * cols  # less memory, smaller windows
+    # the blended band (window rows x image width) must fit too: a very wide image gets short windows
+    short_rows, _ = default_window(model, None, 512, 200_000, available=8 << 30)
+    assert short_rows * 200_000 * 4 * 3 <= budget / 2
+
+
+def test_the_read_spans_of_windows_are_those_the_sliding_window_reads() -> None:
+    """default_window costs a cut by read_span: it must be what sliding_window really computes."""
+    model = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=2).eval()
     halo = context_halo(model)
-    assert (window + 2 * halo) ** 2 * 64 * 40 <= 0.25 * (8 << 30)  # a window with its halo fits the budget
-    assert default_window(model, None, 2048, 2048, available=2 << 30) < window  # less memory, smaller windows
+    for height, width, rows, cols in [(150, 130, 48, 130), (150, 130, 150, 64), (333, 120, 112, 64)]:
+        shapes: set[tuple[int, int]] = set()
+
+        def read(top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+            shapes.add((-(-(bottom - top) // 4) * 4, -(-(right - left) // 4) * 4))  # as the network pads it
+            return torch.zeros(1, bottom - top, right - left)
+
+        _predict_rows(model, read, height, width, lambda top, probs: None, tile=(rows, cols), overlap=0.0, halo=halo)
+        expected = (read_span(height, rows, halo, 4), read_span(width, cols, halo, 4))
+        assert shapes == {expected}, (height, width, rows, cols)
 
 
 def test_windows_on_a_gpu_are_planned_with_the_gpu_memory_not_the_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +243,7 @@ def test_windows_on_a_gpu_are_planned_with_the_gpu_memory_not_the_hosts(monkeypa
     assert predict.memory_for_windows(torch.device("cuda")) == 2 << 30
     model = build_model("unet", in_channels=1, num_classes=2, base_width=32, depth=4)
     host, gpu = (default_window(model, torch.bfloat16, 4096, 4096, available=memory) for memory in (64 << 30, 2 << 30))
-    assert host == 4096 and gpu < 4096  # a whole-image pass from host memory would not fit a 2 GiB GPU
+    assert host == (4096, 4096) and gpu[0] * gpu[1] < 4096 * 4096  # a whole-image pass would not fit a 2 GiB GPU
 
 
 def test_every_window_of_an_image_is_read_in_one_shape_with_enough_context() -> None:

@@ -198,7 +198,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "training masks")
     p.add_argument("--boundary-value", type=boundary_value,
                    help="with --instances: the boundary's label value, or R,G,B for colour masks (default 0: black)")
-    p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or as few windows as fit in a quarter of the free memory; unet-classic: the run's tile setting, 512 px input tiles or 572 under --recipe paper)")
+    p.add_argument("--tile", type=int, help="window size for large images (default: one pass, or the windows that fit in a quarter of the free memory and compute least; unet-classic: the run's tile setting, 512 px input tiles or 572 under --recipe paper)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="compute in this precision (default: the run's; auto = bf16 where faster, AMP on a GPU)")

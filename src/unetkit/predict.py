@@ -32,6 +32,7 @@ from unetkit.models.unet import UNetConfig
 
 Reader = Callable[[int, int, int, int], torch.Tensor]  # (top, bottom, left, right) -> C x h x w, may reach outside
 Sink = Callable[[int, torch.Tensor], None]  # (first row, K x rows x W probabilities)
+Window = int | tuple[int, int]  # a sliding window's side, or its (rows, columns)
 
 
 def gaussian_window(height: int, width: int, sigma_scale: float = 0.125) -> torch.Tensor:
@@ -142,16 +143,18 @@ def memory_for_windows(device: torch.device) -> int:
 def default_window(
     model: torch.nn.Module, amp_dtype: torch.dtype | None, height: int, width: int, classes: int = 2,
     available: int | None = None,
-) -> int:
-    """The sliding window `unetkit predict` uses for a padded network: as few windows as fit in memory,
-    split evenly over the image.
+) -> tuple[int, int]:
+    """The sliding window (rows, columns) `unetkit predict` uses for a padded network: of the ways to cut the
+    image into n x m equal windows that fit in memory, the one that computes the fewest pixels.
 
     What must fit in WINDOW_MEMORY_SHARE of the free memory is one window's
-    activations (bytes per pixel measured on padded U-Nets: benchmarks/speed.py
-    reports the peaks) and the row band of blended probabilities and weights,
-    window x image width x (classes + 1) float32. An image that fits is one
-    window, i.e. one whole-image pass; a larger one is cut into n x m equal
-    windows, each with context_halo of real context, so little is computed twice.
+    activations with its context (bytes per pixel measured on padded U-Nets:
+    benchmarks/speed.py reports the peaks) and the row band of blended
+    probabilities and weights, window rows x image width x (classes + 1) float32.
+    An image that fits is one window, i.e. one whole-image pass. A larger one is
+    cut into windows read with context_halo of real context each side, which is
+    computed twice: for a 2048^2 image just too large for one pass, 2 x 2 square
+    windows computed 1.68 times its pixels, two halves of full width 1.30 times.
     """
     config = getattr(model, "config", None)
     base_width, depth = getattr(config, "base_width", 64), getattr(config, "depth", 4)
@@ -159,28 +162,59 @@ def default_window(
     budget = WINDOW_MEMORY_SHARE * (available_memory_bytes() if available is None else available)
     per_pixel = base_width * BYTES_PER_WIDTH_PIXEL[None if amp_dtype is None else "reduced"]
     band_rows = int(budget / 2 / (4 * (classes + 1) * width))  # rows of the blended band that fit
-
-    def on_grid(length: float) -> int:
-        return int(-(-length // align) * align)
-
-    if on_grid(height) * on_grid(width) * per_pixel <= budget and height <= band_rows:
-        return on_grid(max(height, width))  # one whole-image pass
+    if grid_length(height, align) * grid_length(width, align) * per_pixel <= budget and height <= band_rows:
+        return grid_length(height, align), grid_length(width, align)  # one whole-image pass
     halo = context_halo(model) or 0
-    side = min(int(math.sqrt(budget / per_pixel)) - 2 * halo - 2 * align, band_rows)  # read spans (context_span)
-    side = max(align, side - side % align)
-    longest = max(height, width)
-    pieces = -(-longest // side)
-    return on_grid(-(-longest // pieces))
+    best: tuple[int, int, int] | None = None  # (pixels computed, rows, columns)
+    for row_pieces in range(1, -(-height // align) + 1):
+        rows = grid_length(-(-height // row_pieces), align)
+        row_read = read_span(height, rows, halo, align)
+        row_windows = len(window_spans(height, rows, 0.0, align))
+        if best is not None and row_read * row_windows * grid_length(width, align) >= best[0]:
+            break  # more row pieces only compute more: every later cut costs at least this
+        if rows > band_rows:
+            continue
+        fitting = budget / per_pixel / row_read  # the widest read span that fits beside this one
+        if fitting < align:
+            continue
+        # more column pieces only add halos: the fewest that fit is the best for these rows
+        col_pieces = max(1, int(width // fitting))
+        while True:
+            cols = grid_length(-(-width // col_pieces), align)
+            col_read = read_span(width, cols, halo, align)
+            if col_read <= fitting or cols <= align:
+                break
+            col_pieces += 1
+        cost = row_read * row_windows * col_read * len(window_spans(width, cols, 0.0, align))
+        if col_read <= fitting and (best is None or cost < best[0]):
+            best = (cost, rows, cols)
+    if best is None:  # not even one grid step fits: the smallest windows there are
+        return align, align
+    return best[1], best[2]
+
+
+def grid_length(length: int, align: int) -> int:
+    """`length` rounded up to the pooling grid, as the network pads it."""
+    return -(-length // align) * align
+
+
+def read_span(length: int, window: int, halo: int, align: int) -> int:
+    """The pixels computed per window along an axis, as sliding_window reads its windows: each with `halo` of
+    context each side, in one span for all (context_span), or the whole axis when one span covers it."""
+    longest = max(stop - start for start, stop in window_spans(length, window, 0.0, align))
+    span = grid_length(longest + 2 * halo + align, align)
+    return grid_length(length, align) if length <= span else span
 
 
 def prediction_windows(
     model: torch.nn.Module, amp_dtype: torch.dtype | None, height: int, width: int, classes: int,
     device: str | torch.device, tile: int | None, run_tile: int,
-) -> tuple[int, float, int | None]:
+) -> tuple[Window, float, int | None]:
     """(window, overlap, halo) for predicting an image: `tile` when one is asked for (overlapping windows,
-    blended); else valid networks tile as they trained (`run_tile`) and padded ones take as few windows as fit
-    in memory, each with the context that makes it equal a whole-image pass. Validation uses it too, so the
-    scores and the label alignment it measures are those of the probabilities `predict` writes."""
+    blended); else valid networks tile as they trained (`run_tile`) and padded ones take the windows that fit
+    in memory and compute least (default_window), each with the context that makes it equal a whole-image
+    pass. Validation uses it too, so the scores and the label alignment it measures are those of the
+    probabilities `predict` writes."""
     if tile is not None:
         return tile, 0.25, None
     halo = context_halo(model)
@@ -231,10 +265,11 @@ def context_span(start: int, stop: int, length: int, halo: int, align: int, span
 @torch.no_grad()
 def sliding_window(
     model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
-    tile: int = 512, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu", halo: int | None = None,
-    shift: Shift | None = None,
+    tile: Window = 512, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu",
+    halo: int | None = None, shift: Shift | None = None,
 ) -> None:
-    """Padded networks: Gaussian-blended overlapping windows, one row band at a time.
+    """Padded networks: Gaussian-blended overlapping windows, one row band at a time. `tile`: the window's
+    side, or its (rows, columns).
 
     The blending happens on `device` (a GPU's pass over a 2048^2 image took a tenth of the time the host took
     to blend it) and each finished band goes to the sink on the CPU.
@@ -247,8 +282,9 @@ def sliding_window(
     of the network's zero padding. Windows start on the network's pooling grid.
     """
     align = pooling_grid(model)
-    halo = -(-max(1, tile // 4) // align) * align if halo is None else halo - halo % align
-    rows, cols = window_spans(height, tile, overlap, align), window_spans(width, tile, overlap, align)
+    tile_rows, tile_cols = (tile, tile) if isinstance(tile, int) else tile
+    halo = -(-max(1, min(tile_rows, tile_cols) // 4) // align) * align if halo is None else halo - halo % align
+    rows, cols = window_spans(height, tile_rows, overlap, align), window_spans(width, tile_cols, overlap, align)
     row_span, col_span = (-(-(max(b - a for a, b in spans) + 2 * halo + align) // align) * align for spans in (rows, cols))
     total: torch.Tensor | None = None  # K x band rows x W, rows [band_top, band_top + band rows)
     weight = torch.zeros(0, width, device=device)
@@ -329,17 +365,19 @@ def overlap_tile(
 
 def predict_rows(
     model: torch.nn.Module, read: Reader, height: int, width: int, sink: Sink,
-    tile: int | None = None, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu",
+    tile: Window | None = None, overlap: float = 0.25, tta: bool = False, device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None, halo: int | None = None, shift: Shift | None = None,
 ) -> None:
-    """Dispatch on the network: overlap-tile for valid networks (they have a margin), sliding windows otherwise.
+    """Dispatch on the network: overlap-tile for valid networks (they have a margin; `tile` is then a side),
+    sliding windows otherwise.
 
     `amp_dtype` runs the network under autocast (engine.autocast_dtype); probabilities stay fp32.
     """
     model.eval()
     with autocast(torch.device(device), amp_dtype):
         if hasattr(model, "margin"):
-            overlap_tile(model, read, height, width, sink, tile=tile or 572, tta=tta, device=device, shift=shift)
+            side = tile if tile is None or isinstance(tile, int) else max(tile)  # a valid network's tile is square
+            overlap_tile(model, read, height, width, sink, tile=side or 572, tta=tta, device=device, shift=shift)
         else:
             sliding_window(model, read, height, width, sink, tile=tile or 512, overlap=overlap, tta=tta, device=device,
                            halo=halo, shift=shift)
@@ -348,7 +386,7 @@ def predict_rows(
 def predict_probabilities(
     model: torch.nn.Module,
     image: torch.Tensor,
-    tile: int | None = None,
+    tile: Window | None = None,
     overlap: float = 0.25,
     tta: bool = False,
     device: str | torch.device = "cpu",
