@@ -9,7 +9,8 @@ sampled every 10 ms; VmHWM, which also counts the mapped files' pages, alongside
 - one page of SIZE x SIZE uint8, alone in a TIFF: the baseline of the same run;
 - a stack of PAGES such pages, uncompressed in one piece (as Fiji and tifffile write them; over LAZY_BYTES,
   256 MiB, at the default size, so `unetkit predict` memory-maps it and reads a page at a time);
-- the same stack deflate-compressed (decoded into memory: the input grows with the stack, the outputs do not).
+- the same stack deflate-compressed (decoded a page at a time, io.TiffPages, since 2026-12-04 evening; it was
+  decoded whole, 1.80 times one page's memory at the default size).
 
 Each with --prob and --instances 0, so the mask, cell ids and probabilities of every page are written. Before
 2026-12-04 a stack's masks were held in a list and stacked (two copies), its cells in memory and its pages read

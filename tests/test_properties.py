@@ -49,9 +49,10 @@ def _pages_or_none(path: Path, read) -> np.ndarray | None:  # noqa: ANN001
 
 
 def _read_lazily_as_if_large(path: Path) -> np.ndarray:
-    """read_pages_lazily down the memory-mapping path it takes for TIFFs above 256 MiB."""
+    """read_pages_lazily down the paths it takes for TIFFs above 256 MiB (memory-mapped, or a page at a time:
+    every page decoded here, as prediction decodes them)."""
     with mock.patch.object(io, "LAZY_BYTES", 0):
-        return read_pages_lazily(path)
+        return np.asarray(read_pages_lazily(path))
 
 
 READERS = {

@@ -401,23 +401,104 @@ def declared_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-LAZY_BYTES = 256 << 20  # uncompressed TIFFs above this are memory-mapped, not read
+LAZY_BYTES = 256 << 20  # TIFFs whose pixels take more than this are memory-mapped or decoded a page at a time
+COMPRESSION_SEEN = 64  # a compressed TIFF this many times smaller than LAZY_BYTES may still hold that much
 
 
-def read_pages_lazily(path: Path) -> np.ndarray:
-    """Like `read_pages` for images, but a large uncompressed grey TIFF (one page, or a stack stored in one
-    piece, as ImageJ and tifffile write them) comes back memory-mapped.
+def read_pages_lazily(path: Path) -> np.ndarray | TiffPages:
+    """Like `read_pages` for images, but a large grey TIFF stack is not decoded whole: one stored uncompressed
+    in one piece (ImageJ, tifffile) comes back memory-mapped, one of compressed or separately stored pages as
+    TiffPages, which decodes a page when it is indexed.
 
     Prediction then reads only the rows of the tiles it is working on, and a stack's pages one at a time, so an
     image or a volume larger than memory can be segmented.
     """
     path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and path.stat().st_size > LAZY_BYTES:
-        mapped = _memory_mapped_pages(path)
+    if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
+        size = path.stat().st_size
+        mapped = _memory_mapped_pages(path) if size > LAZY_BYTES else None
         if mapped is not None:
             _check_pixel_count(path, mapped.shape[1:])
             return mapped
+        paged = TiffPages.of(path) if size > LAZY_BYTES // COMPRESSION_SEEN else None
+        if paged is not None:
+            _check_pixel_count(path, paged.shape[1:])
+            return paged
     return read_pages(path)[0]
+
+
+class TiffPages:
+    """The (P, H, W) grey pages of a TIFF stack, each decoded when it is indexed (`pages[i]`), as prediction takes
+    them: a 500-page compressed stack was decoded whole, into memory, before its first page was predicted.
+
+    The file is opened again for each page (no handle outlives a call); a page that cannot be decoded, or that
+    is no longer the size it was (the file replaced meanwhile), is an InputError naming the file and the page.
+    """
+
+    ndim = 3
+
+    def __init__(self, path: Path, indices: list[int], shape: tuple[int, int, int], dtype: np.dtype) -> None:
+        self.path, self._indices, self.shape, self.dtype = path, indices, shape, dtype
+
+    @classmethod
+    def of(cls, path: Path) -> TiffPages | None:
+        """The file's pages, when it is a grey stack of one plane a page whose pixels take more than LAZY_BYTES;
+        None for anything else (read_pages decodes it, or reports what is wrong with it)."""
+        try:
+            with _open_tiff(path) as (tif, errors):
+                full, one_stack = _data_series(tif.series)
+                if len(full) > 1 and not one_stack:
+                    return None  # images of other sizes: read_pages refuses the file
+                planes = [series for series in full if series.axes[-2:] == "YX" and not any(a in "SC" for a in series.axes)]
+                if len(planes) != len(full):
+                    return None
+                if one_stack:  # pages written one at a time: one series each, one page each
+                    indices = [series.pages[0].index for series in full if len(series.pages) == 1 and series.ndim == 2]
+                    if len(indices) != len(full):
+                        return None
+                    height, width = full[0].shape
+                else:
+                    series = full[0]
+                    indices = [page.index for page in series.pages if page is not None]
+                    if series.ndim < 2 or len(indices) != int(np.prod(series.shape[:-2])):
+                        return None  # a page holding several planes, or pages tifffile left out
+                    height, width = series.shape[-2:]
+                dtype = full[0].dtype
+            if errors.messages:
+                return None
+        except Exception:  # noqa: BLE001 - damaged files: read_pages names what is wrong
+            return None
+        shape = (len(indices), int(height), int(width))
+        if len(indices) < 2 or int(np.prod(shape)) * dtype.itemsize <= LAZY_BYTES:
+            return None
+        return cls(path, indices, shape, np.dtype(dtype))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"TiffPages takes one page index, not {index!r}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"page {index} of {len(self)}")
+        index = int(index) % len(self)
+        where = f"{self.path}: page {index + 1} of {len(self)}"
+        try:
+            with _open_tiff(self.path) as (tif, errors):
+                page = tif.pages[self._indices[index]].asarray()
+        except Exception as exc:  # noqa: BLE001 - decoders raise anything on damaged data
+            raise InputError(f"{where} cannot be read ({type(exc).__name__}: {exc}); re-export the stack") from None
+        if errors.messages:
+            raise InputError(f"{where} is damaged or cut short ({errors.messages[0][:200]}); re-export the stack")
+        if page.shape != self.shape[1:] or page.dtype != self.dtype:
+            raise InputError(f"{where} is {page.shape} {page.dtype}, not {self.shape[1:]} {self.dtype} as when the "
+                             "file was opened: was it replaced meanwhile? run again once it is complete")
+        return page
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """All pages decoded (what read_pages gives): for code that needs the whole stack at once."""
+        pages = np.stack([self[i] for i in range(len(self))])
+        return pages if dtype is None else pages.astype(dtype)
 
 
 def _memory_mapped_pages(path: Path) -> np.ndarray | None:
