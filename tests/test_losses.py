@@ -114,3 +114,6 @@ def test_the_most_likely_class_is_argmax_ties_going_to_the_first(classes: int) -
     assert most_likely_class(probs).dtype == torch.int64 and most_likely_class(probs).shape == (3, 17, 19)
     if classes > 1:
         assert len(most_likely_class(probs).unique()) == classes  # every class wins somewhere: the test can fail
+    probs.view(classes, -1)[:, ::7] = float("nan")  # NaN in every class at some pixels, in some classes at others
+    probs.view(classes, -1)[classes // 2, ::5] = float("nan")
+    assert torch.equal(most_likely_class(probs), probs.argmax(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -785,3 +786,42 @@ def test_an_out_named_like_an_image_file_is_refused(tiny_run: Path, tmp_path: Pa
     (tmp_path / "kept.tif").mkdir()  # a folder the user did make so: written into as any folder
     predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png"], tmp_path / "kept.tif", **QUIET)
     assert (tmp_path / "kept.tif" / "0.png").is_file()
+
+
+def test_an_ome_stack_spread_over_files_is_read_whole_not_as_pages_of_its_first_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Micro-Manager and Bio-Formats split large acquisitions over files that one OME header describes: the
+    page-by-page reader took the page numbers of the other files' pages in the first one (review)."""
+    import uuid
+
+    first, second = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+
+    def header(own: str) -> str:
+        return (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+                f'UUID="{own}"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="24" '
+                'SizeY="20" SizeZ="5" SizeC="1" SizeT="1"><Channel ID="Channel:0:0" SamplesPerPixel="1"/>'
+                f'<TiffData FirstZ="0" IFD="0" PlaneCount="2"><UUID FileName="a.ome.tif">{first}</UUID></TiffData>'
+                f'<TiffData FirstZ="2" IFD="0" PlaneCount="3"><UUID FileName="b.ome.tif">{second}</UUID></TiffData>'
+                '</Pixels></Image></OME>')
+
+    for name, own, values in (("a.ome.tif", first, (0, 1)), ("b.ome.tif", second, (2, 3, 4))):
+        with tifffile.TiffWriter(tmp_path / name) as tif:
+            for i, value in enumerate(values):
+                tif.write(np.full((20, 24), 100 + value, np.uint16), compression="zlib", metadata=None,
+                          description=header(own) if i == 0 else None)
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    pages = np.asarray(io.read_pages_lazily(tmp_path / "a.ome.tif"))
+    assert pages.shape == (5, 20, 24) and [int(page[0, 0]) for page in pages] == [100, 101, 102, 103, 104]
+
+
+def test_a_stack_rewritten_while_its_pages_are_read_is_an_error_not_a_mix(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)
+    path = tmp_path / "volume.tif"
+    tifffile.imwrite(path, np.zeros((5, 20, 24), np.uint8), photometric="minisblack", compression="zlib")
+    pages = io.read_pages_lazily(path)
+    assert isinstance(pages, io.TiffPages) and pages[0].max() == 0
+    tifffile.imwrite(path, np.ones((5, 20, 24), np.uint8), photometric="minisblack", compression="zlib")  # same shape
+    os.utime(path, ns=(0, 10**9))  # a clock too coarse to see the rewrite changes nothing: the size or inode may not
+    with pytest.raises(InputError, match=r"volume\.tif: page 2 of 5: the file changed while its pages were being read"):
+        pages[1]

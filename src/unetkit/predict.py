@@ -165,32 +165,24 @@ def default_window(
     if grid_length(height, align) * grid_length(width, align) * per_pixel <= budget and height <= band_rows:
         return grid_length(height, align), grid_length(width, align)  # one whole-image pass
     halo = context_halo(model) or 0
+    row_options = [option for option in window_options(height, halo, align) if option[0] <= band_rows]
+    col_options = window_options(width, halo, align)
     best: tuple[int, int, int] | None = None  # (pixels computed, rows, columns)
-    for row_pieces in range(1, -(-height // align) + 1):
-        rows = grid_length(-(-height // row_pieces), align)
-        row_read = read_span(height, rows, halo, align)
-        row_windows = len(window_spans(height, rows, 0.0, align))
-        if best is not None and row_read * row_windows * grid_length(width, align) >= best[0]:
-            break  # more row pieces only compute more: every later cut costs at least this
-        if rows > band_rows:
-            continue
-        fitting = budget / per_pixel / row_read  # the widest read span that fits beside this one
-        if fitting < align:
-            continue
-        # more column pieces only add halos: the fewest that fit is the best for these rows
-        col_pieces = max(1, int(width // fitting))
-        while True:
-            cols = grid_length(-(-width // col_pieces), align)
-            col_read = read_span(width, cols, halo, align)
-            if col_read <= fitting or cols <= align:
-                break
-            col_pieces += 1
-        cost = row_read * row_windows * col_read * len(window_spans(width, cols, 0.0, align))
-        if col_read <= fitting and (best is None or cost < best[0]):
-            best = (cost, rows, cols)
+    for rows, row_read, row_windows in row_options:
+        for cols, col_read, col_windows in col_options:
+            cost = row_read * row_windows * col_read * col_windows
+            if row_read * col_read * per_pixel <= budget and (best is None or cost < best[0]):
+                best = (cost, rows, cols)
     if best is None:  # not even one grid step fits: the smallest windows there are
         return align, align
     return best[1], best[2]
+
+
+def window_options(length: int, halo: int, align: int) -> list[tuple[int, int, int]]:
+    """(window, pixels read per window, windows) for each way to cut an axis into equal windows on the grid:
+    the distinct sizes are few (about twice the square root of the grid steps), so every pair is costed."""
+    sizes = sorted({grid_length(-(-length // pieces), align) for pieces in range(1, -(-length // align) + 1)})
+    return [(size, read_span(length, size, halo, align), len(window_spans(length, size, 0.0, align))) for size in sizes]
 
 
 def grid_length(length: int, align: int) -> int:

@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import re
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,17 +160,23 @@ def _damaged(path: Path, errors: _LoggedErrors) -> InputError:
 
 
 @contextmanager
-def _open_tiff(path: Path) -> Iterator[tuple[tifffile.TiffFile, _LoggedErrors]]:
-    """A TIFF with every page indexed (series detection loops forever on a circular IFD chain otherwise) and the
-    problems tifffile logs instead of raising (that is how damage shows) collected while it is open."""
+def _logged_errors() -> Iterator[_LoggedErrors]:
+    """The problems tifffile logs instead of raising (that is how damage shows), collected meanwhile."""
     tifffile_log, errors = logging.getLogger("tifffile"), _LoggedErrors()
     tifffile_log.addHandler(errors)
     try:
-        with tifffile.TiffFile(path) as tif:
-            len(tif.pages)
-            yield tif, errors
+        yield errors
     finally:
         tifffile_log.removeHandler(errors)
+
+
+@contextmanager
+def _open_tiff(path: Path) -> Iterator[tuple[tifffile.TiffFile, _LoggedErrors]]:
+    """A TIFF with every page indexed (series detection loops forever on a circular IFD chain otherwise) and the
+    problems tifffile logs collected while it is open."""
+    with _logged_errors() as errors, tifffile.TiffFile(path) as tif:
+        len(tif.pages)
+        yield tif, errors
 
 
 def _is_overview(series: tifffile.TiffPageSeries, first: tifffile.TiffPageSeries) -> bool:
@@ -427,18 +434,30 @@ def read_pages_lazily(path: Path) -> np.ndarray | TiffPages:
     return read_pages(path)[0]
 
 
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten or replaced: its inode, size and modification time."""
+    status = os.stat(path)
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
 class TiffPages:
     """The (P, H, W) grey pages of a TIFF stack, each decoded when it is indexed (`pages[i]`), as prediction takes
     them: a 500-page compressed stack was decoded whole, into memory, before its first page was predicted.
 
-    The file is opened again for each page (no handle outlives a call); a page that cannot be decoded, or that
-    is no longer the size it was (the file replaced meanwhile), is an InputError naming the file and the page.
+    The file stays open while the object lives (reopening it for each page indexed every page again: 90 s of a
+    5000-page stack's prediction); a page that cannot be decoded, or a file changed since it was opened, is an
+    InputError naming the file and the page.
     """
 
     ndim = 3
 
     def __init__(self, path: Path, indices: list[int], shape: tuple[int, int, int], dtype: np.dtype) -> None:
         self.path, self._indices, self.shape, self.dtype = path, indices, shape, dtype
+        self._stamp = _stamp(path)
+        with _logged_errors():
+            self._tif = tifffile.TiffFile(path)
+            len(self._tif.pages)
+        weakref.finalize(self, self._tif.close)
 
     @classmethod
     def of(cls, path: Path) -> TiffPages | None:
@@ -462,6 +481,8 @@ class TiffPages:
                     indices = [page.index for page in series.pages if page is not None]
                     if series.ndim < 2 or len(indices) != int(np.prod(series.shape[:-2])):
                         return None  # a page holding several planes, or pages tifffile left out
+                    if any(page.parent is not tif for page in series.pages):
+                        return None  # an OME series spread over several files: read_pages reads them all
                     height, width = series.shape[-2:]
                 dtype = full[0].dtype
             if errors.messages:
@@ -483,16 +504,19 @@ class TiffPages:
             raise IndexError(f"page {index} of {len(self)}")
         index = int(index) % len(self)
         where = f"{self.path}: page {index + 1} of {len(self)}"
+        if _stamp(self.path) != self._stamp:
+            raise InputError(f"{where}: the file changed while its pages were being read; run again once it is "
+                             "complete (--skip-done starts such a stack again)")
         try:
-            with _open_tiff(self.path) as (tif, errors):
-                page = tif.pages[self._indices[index]].asarray()
+            with _logged_errors() as errors:
+                page = self._tif.pages[self._indices[index]].asarray()
         except Exception as exc:  # noqa: BLE001 - decoders raise anything on damaged data
             raise InputError(f"{where} cannot be read ({type(exc).__name__}: {exc}); re-export the stack") from None
         if errors.messages:
             raise InputError(f"{where} is damaged or cut short ({errors.messages[0][:200]}); re-export the stack")
         if page.shape != self.shape[1:] or page.dtype != self.dtype:
-            raise InputError(f"{where} is {page.shape} {page.dtype}, not {self.shape[1:]} {self.dtype} as when the "
-                             "file was opened: was it replaced meanwhile? run again once it is complete")
+            raise InputError(f"{where} is {page.shape} {page.dtype}, not {self.shape[1:]} {self.dtype} as the file "
+                             "said when it was opened; re-export the stack")
         return page
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
