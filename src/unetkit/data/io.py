@@ -472,7 +472,8 @@ class TiffPages:
                 if len(planes) != len(full):
                     return None
                 if one_stack:  # pages written one at a time: one series each, one page each
-                    indices = [series.pages[0].index for series in full if len(series.pages) == 1 and series.ndim == 2]
+                    indices = [series.pages[0].index for series in full
+                               if len(series.pages) == 1 and series.ndim == 2 and series.pages[0].parent is tif]
                     if len(indices) != len(full):
                         return None
                     height, width = full[0].shape
@@ -492,7 +493,10 @@ class TiffPages:
         shape = (len(indices), int(height), int(width))
         if len(indices) < 2 or int(np.prod(shape)) * dtype.itemsize <= LAZY_BYTES:
             return None
-        return cls(path, indices, shape, np.dtype(dtype))
+        try:
+            return cls(path, indices, shape, np.dtype(dtype))
+        except OSError:  # gone or unreadable since: read_pages says which
+            return None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -504,7 +508,11 @@ class TiffPages:
             raise IndexError(f"page {index} of {len(self)}")
         index = int(index) % len(self)
         where = f"{self.path}: page {index + 1} of {len(self)}"
-        if _stamp(self.path) != self._stamp:
+        try:
+            changed = _stamp(self.path) != self._stamp
+        except OSError:  # removed meanwhile
+            changed = True
+        if changed:
             raise InputError(f"{where}: the file changed while its pages were being read; run again once it is "
                              "complete (--skip-done starts such a stack again)")
         try:

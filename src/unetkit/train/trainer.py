@@ -239,9 +239,9 @@ class Trainer:
     def _augmented(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Augment image, label and weights together, then crop labels and weights to the network's output.
 
-        On a GPU the batch moves there first and is augmented there: warped on the host's cores, a GPU's
-        training step took 2.5 times as long as its network's pass (benchmarks/speed.py --device cuda). The
-        random draws stay on the CPU generator, so a seed gives the same augmentations on either device.
+        On a GPU the batch moves there first and is augmented there: warped on the host's cores, a step on an
+        H200 took 2.5 times as long as the seed loop's on as many pixels (benchmarks/speed.py --device cuda). The
+        random draws stay on the CPU generator, so a seed draws the same augmentations on either device.
         """
         images, labels, weights = batch.images, batch.labels, batch.weights
         if self.device.type != "cpu":
