@@ -193,9 +193,14 @@ def grid_length(length: int, align: int) -> int:
 def read_span(length: int, window: int, halo: int, align: int) -> int:
     """The pixels computed per window along an axis, as sliding_window reads its windows: each with `halo` of
     context each side, in one span for all (context_span), or the whole axis when one span covers it."""
-    longest = max(stop - start for start, stop in window_spans(length, window, 0.0, align))
-    span = grid_length(longest + 2 * halo + align, align)
+    span = context_length(window_spans(length, window, 0.0, align), halo, align)
     return grid_length(length, align) if length <= span else span
+
+
+def context_length(spans: list[tuple[int, int]], halo: int, align: int) -> int:
+    """The one length every window of an axis is read in: the longest window, `halo` each side and a grid step
+    for the start's alignment, on the grid (context_span)."""
+    return grid_length(max(stop - start for start, stop in spans) + 2 * halo + align, align)
 
 
 def prediction_windows(
@@ -275,9 +280,9 @@ def sliding_window(
     """
     align = pooling_grid(model)
     tile_rows, tile_cols = (tile, tile) if isinstance(tile, int) else tile
-    halo = -(-max(1, min(tile_rows, tile_cols) // 4) // align) * align if halo is None else halo - halo % align
+    halo = grid_length(max(1, min(tile_rows, tile_cols) // 4), align) if halo is None else halo - halo % align
     rows, cols = window_spans(height, tile_rows, overlap, align), window_spans(width, tile_cols, overlap, align)
-    row_span, col_span = (-(-(max(b - a for a, b in spans) + 2 * halo + align) // align) * align for spans in (rows, cols))
+    row_span, col_span = (context_length(spans, halo, align) for spans in (rows, cols))
     total: torch.Tensor | None = None  # K x band rows x W, rows [band_top, band_top + band rows)
     weight = torch.zeros(0, width, device=device)
     windows: dict[tuple[int, int], torch.Tensor] = {}  # the Gaussian weights of each window size, on the device

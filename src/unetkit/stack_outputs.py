@@ -25,7 +25,7 @@ import numpy as np
 import tifffile
 
 from unetkit.data.calibration import Calibration, PageAxes
-from unetkit.data.io import reserve_disk_space, tiff_layout, write_atomic, write_tiff
+from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, reserve_disk_space, tiff_layout, write_atomic, write_tiff
 from unetkit.errors import InputError
 from unetkit.output_owners import stamp
 
@@ -129,22 +129,23 @@ class StackOutputs:
         identity = {**identity, "input": str(Path(file).resolve()), "mask": [list(mask_shape), np.dtype(mask_dtype).str],
                     "probabilities": None if probability_shape is None else list(probability_shape), "cells": cells}
         journal = _read_journal(folder)
+        cells_output = out / f"{file.stem}{CELLS_SUFFIX}.tif"
         if resume and journal is not None and journal.get("identity") == identity:
             try:
-                return cls._open(folder, journal, calibration, page_axes, out / f"{file.stem}_cells.tif")
+                return cls._open(folder, journal, calibration, page_axes, cells_output)
             except (OSError, ValueError):  # a file of the folder damaged or gone: start the stack again
                 pass
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         outputs = cls(folder, {"identity": identity, "done": 0, "cell_offset": 0, "objects": None}, None, None, None,  # type: ignore[arg-type]
-                      calibration, page_axes, out / f"{file.stem}_cells.tif")
+                      calibration, page_axes, cells_output)
         try:
             outputs.mask = outputs._create(MASK, mask_shape, mask_dtype, out / f"{file.stem}.tif")
             if cells:
                 outputs.cells = outputs._create(CELLS, mask_shape[:3], np.uint16, outputs.cells_output)
             if probability_shape is not None:
                 outputs.probabilities = probability_store(folder / PROBABILITIES)
-                reserve_disk_space(folder / PROBABILITIES, out / f"{file.stem}_prob.tif")
+                reserve_disk_space(folder / PROBABILITIES, out / f"{file.stem}{PROB_SUFFIX}.tif")
             outputs._write_journal()
         except BaseException:
             outputs.close()

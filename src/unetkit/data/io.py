@@ -440,6 +440,30 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return status.st_ino, status.st_size, status.st_mtime_ns
 
 
+def _plane_layout(tif: tifffile.TiffFile) -> tuple[list[int], tuple[int, int, int], np.dtype] | None:
+    """(page indices, (P, H, W), dtype) of a TIFF whose data is grey planes, one a page, all in this file (a stack
+    written page by page too); None for anything else."""
+    full, one_stack = _data_series(tif.series)
+    if len(full) > 1 and not one_stack:
+        return None  # images of other sizes: read_pages refuses the file
+    if any(series.axes[-2:] != "YX" or any(axis in "SC" for axis in series.axes) for series in full):
+        return None
+    if one_stack:  # pages written one at a time: one series each, one page each
+        indices = [series.pages[0].index for series in full
+                   if len(series.pages) == 1 and series.ndim == 2 and series.pages[0].parent is tif]
+        if len(indices) != len(full):
+            return None
+    else:
+        series = full[0]
+        indices = [page.index for page in series.pages if page is not None]
+        if series.ndim < 2 or len(indices) != int(np.prod(series.shape[:-2])):
+            return None  # a page holding several planes, or pages tifffile left out
+        if any(page.parent is not tif for page in series.pages):
+            return None  # an OME series spread over several files: read_pages reads them all
+    height, width = full[0].shape[-2:]
+    return indices, (len(indices), int(height), int(width)), np.dtype(full[0].dtype)
+
+
 class TiffPages:
     """The (P, H, W) grey pages of a TIFF stack, each decoded when it is indexed (`pages[i]`), as prediction takes
     them: a 500-page compressed stack was decoded whole, into memory, before its first page was predicted.
@@ -451,52 +475,32 @@ class TiffPages:
 
     ndim = 3
 
-    def __init__(self, path: Path, indices: list[int], shape: tuple[int, int, int], dtype: np.dtype) -> None:
-        self.path, self._indices, self.shape, self.dtype = path, indices, shape, dtype
-        self._stamp = _stamp(path)
-        with _logged_errors():
-            self._tif = tifffile.TiffFile(path)
-            len(self._tif.pages)
-        weakref.finalize(self, self._tif.close)
+    def __init__(self, path: Path, tif: tifffile.TiffFile, indices: list[int], shape: tuple[int, int, int],
+                 dtype: np.dtype, stamp: tuple[int, int, int]) -> None:
+        self.path, self._tif, self._indices, self.shape, self.dtype, self._stamp = path, tif, indices, shape, dtype, stamp
+        weakref.finalize(self, tif.close)
 
     @classmethod
     def of(cls, path: Path) -> TiffPages | None:
         """The file's pages, when it is a grey stack of one plane a page whose pixels take more than LAZY_BYTES;
-        None for anything else (read_pages decodes it, or reports what is wrong with it)."""
+        None for anything else (read_pages decodes it, or reports what is wrong with it). The file is opened once,
+        and the handle kept for the pages."""
+        tif = None
         try:
-            with _open_tiff(path) as (tif, errors):
-                full, one_stack = _data_series(tif.series)
-                if len(full) > 1 and not one_stack:
-                    return None  # images of other sizes: read_pages refuses the file
-                planes = [series for series in full if series.axes[-2:] == "YX" and not any(a in "SC" for a in series.axes)]
-                if len(planes) != len(full):
-                    return None
-                if one_stack:  # pages written one at a time: one series each, one page each
-                    indices = [series.pages[0].index for series in full
-                               if len(series.pages) == 1 and series.ndim == 2 and series.pages[0].parent is tif]
-                    if len(indices) != len(full):
-                        return None
-                    height, width = full[0].shape
-                else:
-                    series = full[0]
-                    indices = [page.index for page in series.pages if page is not None]
-                    if series.ndim < 2 or len(indices) != int(np.prod(series.shape[:-2])):
-                        return None  # a page holding several planes, or pages tifffile left out
-                    if any(page.parent is not tif for page in series.pages):
-                        return None  # an OME series spread over several files: read_pages reads them all
-                    height, width = series.shape[-2:]
-                dtype = full[0].dtype
-            if errors.messages:
-                return None
+            stamp = _stamp(path)  # before reading: a change from here on is seen when a page is read
+            with _logged_errors() as errors:
+                tif = tifffile.TiffFile(path)
+                len(tif.pages)  # every page indexed, as _open_tiff does
+                layout = _plane_layout(tif)
         except Exception:  # noqa: BLE001 - damaged files: read_pages names what is wrong
-            return None
-        shape = (len(indices), int(height), int(width))
-        if len(indices) < 2 or int(np.prod(shape)) * dtype.itemsize <= LAZY_BYTES:
-            return None
-        try:
-            return cls(path, indices, shape, np.dtype(dtype))
-        except OSError:  # gone or unreadable since: read_pages says which
-            return None
+            layout = None
+        if layout is not None and not errors.messages:
+            indices, shape, dtype = layout
+            if len(indices) > 1 and int(np.prod(shape)) * dtype.itemsize > LAZY_BYTES:
+                return cls(path, tif, indices, shape, dtype, stamp)
+        if tif is not None:
+            tif.close()
+        return None
 
     def __len__(self) -> int:
         return self.shape[0]
