@@ -307,6 +307,44 @@ def test_resume_with_more_epochs_extends_a_budgeted_run(toy_data: tuple[Path, Pa
     assert record["config"]["budget_s"] is None
 
 
+def test_a_run_stopped_before_its_first_save_counts_its_loading_when_it_starts_again(
+        toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: such a resume started the budget's clock at 0 after reading the data, so a 3 s read ran an 8 s
+    budget 36 % over; a new run and a resume with saved state count it."""
+    import time
+
+    from unetkit.train import start as start_module
+
+    images, labels = toy_data
+    config = replace(TINY, epochs=None, budget_s=30.0, patch_size=16)
+
+    def killed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # in the first validation: before any resume state is saved
+
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer_module, "validate", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train(images, labels, tmp_path / "run", config, progress=False, say=lambda _: None)
+    assert not (tmp_path / "run" / RESUME_DIR / RESUME_FILE).exists()
+    real_prepare = start_module.prepare_training_data
+
+    def slow_prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)  # a slow share or large images
+        return real_prepare(*args, **kwargs)
+
+    clock_at_start: list[float] = []
+
+    def first_step_clock(self) -> None:  # type: ignore[no-untyped-def]
+        clock_at_start.append(self.counters.elapsed_s)
+
+    monkeypatch.setattr(start_module, "prepare_training_data", slow_prepare)
+    monkeypatch.setattr(trainer_module.Trainer, "run", first_step_clock)
+    lines: list[str] = []
+    resume(tmp_path / "run", progress=False, say=lines.append)
+    assert any("training it again from the start" in line for line in lines), lines
+    assert clock_at_start and clock_at_start[0] >= 1.0
+
+
 def test_resume_by_epochs_of_a_run_trained_by_a_budget_on_patches_is_refused(toy_data: tuple[Path, Path],
                                                                              tmp_path: Path) -> None:
     """Its log counts validation rounds: `--epochs 5` after 51 rounds trained 2 more steps, and the messages

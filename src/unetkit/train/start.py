@@ -534,6 +534,7 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
         say(f"resuming {run_dir} after {unit} {trainer.counters.epoch}, step {trainer.counters.step}")
     else:
         say(f"{run_dir} stopped before it saved its first epoch; training it again from the start")
+        trainer.counters.elapsed_s = time.monotonic() - began  # this start's loading counts, as for a new run
         if record.get("start_from"):  # a fine-tuned run starts from its base's weights, as it did the first time
             trainer.start_from(load_run(Path(record["start_from"])))
     trainer.record["status"] = "training"
