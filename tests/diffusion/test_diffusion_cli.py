@@ -68,6 +68,32 @@ def test_cli_samples_one_image_per_label_beside_it(conditional_run, toy_data, tm
     assert (out / "grid.png").is_file()
 
 
+def test_colour_samples_beside_grey_masks_make_a_colour_grid(tmp_path):
+    """Review: RGB images with grey masks (a training set diffusion train accepts) crashed in the grid with a
+    traceback, after writing the samples, leaving a folder a second call refused as not its own."""
+    rng = np.random.default_rng(0)
+    for folder in ("image", "label"):
+        (tmp_path / folder).mkdir()
+    for i in range(2):
+        label = np.zeros((16, 16), np.uint8)
+        label[4:10, 3:12] = 1
+        image = (60 + 120 * label[..., None] + rng.normal(0, 8, (16, 16, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(image).save(tmp_path / "image" / f"{i}.png")
+        Image.fromarray(label * 255).save(tmp_path / "label" / f"{i}.png")
+    images, labels, run, out = tmp_path / "image", tmp_path / "label", tmp_path / "run", tmp_path / "s"
+    assert main(["diffusion", "train", "--images", str(images), "--labels", str(labels), "--out", str(run),
+                 "--steps", "1", "--quiet", "--width", "8", "--batch-size", "2", "--size", "16"]) == 0
+    for _ in range(2):  # and again into the same folder, which is its own
+        assert main(["diffusion", "sample", str(run), "--labels", str(labels), "--steps", "2", "--out", str(out),
+                     "--quiet"]) == 0
+    grid = np.array(Image.open(out / "grid.png"))
+    assert grid.shape == (16, 2 * 16 * 2 + 3 * 2, 3)  # label, sample, label, sample in one row
+    mask_tile = grid[:, :16]
+    assert np.array_equal(mask_tile[..., 0], np.array(Image.open(labels / "0.png")))
+    assert np.array_equal(mask_tile[..., 0], mask_tile[..., 2])
+    assert np.array(Image.open(out / "0.png")).shape == (16, 16, 3)
+
+
 def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditional_run):
     images, labels = toy_data
     unconditional = tmp_path / "uncond"

@@ -118,8 +118,18 @@ def generate(
     return torch.cat(outputs)
 
 
+def _as_rgb(tile: np.ndarray) -> np.ndarray:
+    """A uint8 tile as H x W x 3: grey repeated, grey + alpha as its grey, RGBA without its alpha."""
+    if tile.ndim == 2:
+        tile = tile[..., None]
+    return np.repeat(tile[..., :1], 3, axis=-1) if tile.shape[-1] < 3 else tile[..., :3]
+
+
 def grid_image(tiles: list[np.ndarray], columns: int, gap: int = 2) -> np.ndarray:
-    """Tiles of equal size (H x W or H x W x C, uint8) in rows of `columns`, separated by white gaps."""
+    """Tiles of equal size (H x W or H x W x C, uint8) in rows of `columns`, separated by white gaps. Tiles of
+    different channel counts (RGB samples beside grey masks) are all shown as RGB."""
+    if len({tile.shape[2:] for tile in tiles}) > 1:
+        tiles = [_as_rgb(tile) for tile in tiles]
     height, width = tiles[0].shape[:2]
     rows = -(-len(tiles) // columns)
     shape = (rows * (height + gap) - gap, columns * (width + gap) - gap, *tiles[0].shape[2:])
