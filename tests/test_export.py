@@ -353,3 +353,55 @@ def test_the_training_pixel_size_becomes_the_axes_scale_and_the_package_still_pa
     assert "Trained on pixels 4 nm wide and 5 nm high" in (tmp_path / "exported" / "README.md").read_text()
     summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="torchscript")
     assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != "passed"]
+
+
+def test_a_test_crop_of_background_only_is_passed_over_for_one_bioimageio_can_test(tmp_path: Path) -> None:
+    """Review: a valid network's 8 x 8 centre crop of background gave a test mask of 0 only, which
+    bioimage.io's test refuses ("output values are too small for reliable testing"), while the export said
+    both files were checked."""
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        label = np.zeros((48, 48), np.uint8)
+        for _ in range(3):
+            y, x = rng.integers(0, 40, 2)
+            h, w = rng.integers(4, 10, 2)
+            label[y : y + h, x : x + w] = 1
+        image = (60 + 120 * label + rng.normal(0, 8, label.shape)).clip(0, 255).astype(np.uint8)
+        write_png(tmp_path / "image" / f"{i}.png", image)
+        write_png(tmp_path / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), model="unet-classic", base_width=4, depth=2, epochs=2, budget_s=None,
+                     device="cpu", patch_size=44)
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    lines: list[str] = []
+    export_run(tmp_path / "run", tmp_path / "exported", formats=("onnx",), report=lines.append)
+    assert not any(line.startswith("note:") for line in lines), lines
+    assert np.load(tmp_path / "exported" / "test_mask.npy").max() == 255
+    summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="onnx")
+    assert summary.status == "passed", summary.format()
+
+
+def test_the_test_input_is_the_first_crop_whose_mask_is_not_all_zero(exported: tuple[Path, Path]) -> None:
+    from unetkit import export as export_module
+    from unetkit.run import load_run
+
+    run_dir, _ = exported
+    run = load_run(run_dir, device="cpu", precision="fp32")
+    grid = export_module.size_grid(run)
+
+    class Thresholded(torch.nn.Module):
+        """Mask 1 where the input is brighter than `level`, probabilities 0.5: which crop passes is known."""
+
+        def __init__(self, level: float) -> None:
+            super().__init__()
+            self.level = level
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.full_like(image, 0.5), (image[:, 0] > self.level).int()
+
+    crops, _ = export_module._crops_of_training_images(run, grid, 48, 48)
+    brightest = max(float(crop.max()) for crop, _ in crops)
+    _, _, mask, source = export_module._test_tensors(run, grid, Thresholded(brightest - 1))
+    expected = next(where for crop, where in crops if crop.max() > brightest - 1)
+    assert source == expected and mask.max() == 1
+    _, _, mask, source = export_module._test_tensors(run, grid, Thresholded(1e9))  # nothing testable
+    assert source == crops[0][1] and mask.max() == 0

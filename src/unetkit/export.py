@@ -165,9 +165,11 @@ def export_run(run_dir: Path, out: Path, formats: tuple[str, ...] = FORMATS, car
     grid = size_grid(run)
     segmenter = StandaloneSegmenter(run.model.to(memory_format=torch.contiguous_format), run.normalization.low,
                                     run.normalization.high, run.encoding.values, run.output_shift).eval()
-    test_input, test_source = _test_image(run, grid)
-    with torch.no_grad():
-        probabilities, mask = segmenter(torch.from_numpy(test_input))
+    test_input, probabilities, mask, test_source = _test_tensors(run, grid, segmenter)
+    if not _testable(mask.numpy()):
+        report(f"note: the test mask ({test_source}) holds only 0, the network's prediction everywhere it was tried; "
+               "bioimage.io's test refuses such a package (values too small to test with): train the run longer, "
+               "or export it from a run whose images hold the other classes")
 
     created = missing_folders(out.parent)  # removed again if the export fails
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -285,16 +287,37 @@ def _require_onnx_exporter() -> None:
 
 
 TEST_OUTPUT = (96, 128)  # the test tensors' output side (not square, so a swapped axis shows)
+TEST_CROPS = 20  # crops of the run's images tried for test tensors bioimage.io can test with
+TESTABLE = 1e-4  # bioimage.io refuses a test tensor whose values all lie within this of 0
 
 
-def _test_image(run: Run, grid: SizeGrid) -> tuple[np.ndarray, str]:
-    """A test input (1 x C x H x W raw values) and where it came from: a crop of the run's last training or
-    validation image when it is still there, so that the test mask holds real structure (an all-background mask
-    is one bioimage.io's checks refuse as too small to test with), else a reproducible synthetic field."""
+def _testable(array: np.ndarray) -> bool:
+    """Whether bioimage.io's checks take `array` as a test tensor (they refuse one of values all near 0)."""
+    return array.size > 0 and (float(array.max()) >= TESTABLE or float(array.min()) <= -TESTABLE)
+
+
+def _test_tensors(run: Run, grid: SizeGrid, segmenter: nn.Module) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, str]:
+    """A test input (1 x C x H x W raw values), the run's probabilities and mask for it, and where it came from.
+
+    Crops of the run's held-out (else training) images come first, so that the test mask holds real structure:
+    the first crop whose input and outputs bioimage.io can test with (a mask of 0 only, an all-background crop,
+    is refused as too small to test) is taken; else a reproducible synthetic field; else the first crop tried.
+    """
     height, width = (grid.at_least(side + 2 * grid.margin) for side in TEST_OUTPUT)
-    real, why = _crop_of_a_training_image(run, grid, height, width)
-    if real is not None:
-        return real, why
+    crops, why = _crops_of_training_images(run, grid, height, width)
+    first = None
+    for image, source in [*crops[:TEST_CROPS], (_synthetic_field(run, height, width), f"a synthetic field ({why})")]:
+        with torch.no_grad():
+            probabilities, mask = segmenter(torch.from_numpy(image))
+        if all(_testable(array) for array in (image, probabilities.numpy(), mask.numpy())):
+            return image, probabilities, mask, source
+        first = first or (image, probabilities, mask, source)
+    assert first is not None
+    return first
+
+
+def _synthetic_field(run: Run, height: int, width: int) -> np.ndarray:
+    """Smooth random blobs spanning the training images' value range, reproducibly (seed 0)."""
     rng = np.random.default_rng(0)
     channels = len(run.normalization.low)
     coarse = rng.random((1, channels, height // 8 + 2, width // 8 + 2))
@@ -305,29 +328,45 @@ def _test_image(run: Run, grid: SizeGrid) -> tuple[np.ndarray, str]:
     dtype = np.dtype(run.normalization.source_dtype)
     if dtype.kind in "ui":  # values the input's dtype can hold, as the description promises
         image = np.clip(np.round(image), np.iinfo(dtype).min, np.iinfo(dtype).max)
-    return image.astype(np.float32), f"a synthetic field ({why})"
+    return image.astype(np.float32)
 
 
-def _crop_of_a_training_image(run: Run, grid: SizeGrid, height: int, width: int) -> tuple[np.ndarray | None, str]:
-    """The centre of the last image of the run's validation (or training) folder, cut to grid sizes, and where it
-    came from; or None and why not (the folder is gone or unreadable, other channels, smaller than the minimum)."""
+def _crops_of_training_images(run: Run, grid: SizeGrid, height: int, width: int
+                              ) -> tuple[list[tuple[np.ndarray, str]], str]:
+    """Crops of the images of the run's validation (or training) folder cut to grid sizes, each with where it came
+    from: of the last image first (the held-out block is the last one), its centre and then its corners, then of
+    the images before it; and why there are none when there are none (the folder is gone or unreadable, other
+    channels, smaller than the minimum)."""
     data = run.record.get("data") or {}
     folder = data.get("val_images") or data.get("images")
     try:
-        file = list_image_files(Path(folder))[-1]  # the held-out block is the last one
-        page = read_pages(file)[0][0]
-    except (InputError, OSError, TypeError, IndexError):
-        return None, "the run's images were not found"
-    image = channels_first(page)
-    if image.shape[0] != len(run.normalization.low):
-        return None, f"{file.name} has other channels than the run's"
-    fitted = [grid.at_most(min(want, have)) for want, have in zip((height, width), image.shape[1:])]
-    if None in fitted:
-        return None, (f"the run's images, such as {file.name} ({image.shape[2]} x {image.shape[1]}), are smaller than "
-                      f"the network's smallest input, {grid.minimum} px")
-    (h, w), (top, left) = fitted, ((image.shape[1] - fitted[0]) // 2, (image.shape[2] - fitted[1]) // 2)
-    crop = image[None, :, top : top + h, left : left + w].astype(np.float32)
-    return np.ascontiguousarray(crop), f"a {w} x {h} crop of {file.name}"
+        files = list_image_files(Path(folder))[::-1]
+    except (InputError, OSError, TypeError):
+        return [], "the run's images were not found"
+    crops: list[tuple[np.ndarray, str]] = []
+    why = "the run's images were not found"
+    for file in files[: TEST_CROPS // 5]:
+        try:
+            page = read_pages(file)[0][-1]
+        except (InputError, OSError, IndexError):
+            continue
+        image = channels_first(page)
+        if image.shape[0] != len(run.normalization.low):
+            why = f"{file.name} has other channels than the run's"
+            continue
+        fitted = [grid.at_most(min(want, have)) for want, have in zip((height, width), image.shape[1:])]
+        if None in fitted:
+            why = (f"the run's images, such as {file.name} ({image.shape[2]} x {image.shape[1]}), are smaller than "
+                   f"the network's smallest input, {grid.minimum} px")
+            continue
+        h, w = fitted
+        bottom, right = image.shape[1] - h, image.shape[2] - w
+        corners = dict.fromkeys([(bottom // 2, right // 2), (0, 0), (0, right), (bottom, 0), (bottom, right)])
+        for top, left in corners:
+            crop = np.ascontiguousarray(image[None, :, top : top + h, left : left + w].astype(np.float32))
+            where = "" if (top, left) == (bottom // 2, right // 2) else f" at ({left}, {top})"
+            crops.append((crop, f"a {w} x {h} crop of {file.name}{where}"))
+    return crops, why
 
 
 def _dynamic_shapes(grid: SizeGrid) -> dict[str, dict[int, Any]]:
