@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from unetkit.data.io import CELLS_SUFFIX, PREDICTIONS_MARKER, PROB_SUFFIX, write_atomic
+from unetkit.data.zarr_pages import is_zarr, zarr_stamp
 from unetkit.errors import InputError
 
 Owners = dict[str, dict[str, Any]]  # output file name -> {"input": full path (or an older marker's stem), "size", "mtime_ns"}
@@ -62,7 +63,10 @@ class OwnerIndex:
 
 
 def stamp(path: Path) -> dict[str, int]:
-    """What tells a file predict wrote from the same name rewritten since."""
+    """What tells a file predict wrote from the same name rewritten since (an input saved again since it was
+    predicted: a zarr image's chunks too)."""
+    if is_zarr(path):
+        return zarr_stamp(path)
     status = os.stat(path)
     return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
 

@@ -36,6 +36,7 @@ from unetkit.data.io import (
     IMAGE_SUFFIXES,
     PREDICTIONS_MARKER,
     PROB_SUFFIX,
+    ZARR_SUFFIX,
     grey_of,
     declared_size,
     imagej_can_hold,
@@ -55,6 +56,7 @@ from unetkit.data.io import (
 from unetkit.data.calibration import Calibration, PageAxes, page_axes_of, readable_length
 from unetkit.devices import resolve_device, same_device
 from unetkit.data.labels import unpack_colours
+from unetkit.data.zarr_pages import is_zarr
 from unetkit.errors import InputError
 from unetkit.folder_lock import folder_lock, interrupts_deferred
 from unetkit.engine import configure_process
@@ -81,6 +83,9 @@ def check_output_folder(out: Path, inputs: list[Path]) -> None:
     for path in inputs:
         if is_predictions_folder(path):
             raise InputError(f"{path}: is a folder of unetkit predictions, not of images; give the folder with the images")
+    if not out.exists() and out.suffix.lower() == ZARR_SUFFIX:
+        raise InputError(f"--out {out}: names a zarr image, but --out is a folder that the masks are written into as "
+                         f"TIFF or PNG files, each named after its input; give a folder, e.g. --out {out.with_suffix('')}")
     if not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES:  # `--out mask.png` made a folder so named (audit)
         raise InputError(f"--out {out}: names an image file, but --out is a folder that the masks are written into, "
                          f"each named after its input; give a folder, e.g. --out {out.with_suffix('')}")
@@ -698,7 +703,7 @@ def _subfolders_with_images(inputs: list[Path], out: Path) -> list[Path]:
             continue
         for entry in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
             try:
-                if (entry.is_dir() and not entry.name.startswith(".") and entry.resolve() != out.resolve()
+                if (entry.is_dir() and not entry.name.startswith(".") and entry.resolve() != out.resolve() and not is_zarr(entry)
                         and not is_predictions_folder(entry) and any(f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") for f in entry.iterdir())):
                     found.append(entry)
             except OSError:  # unreadable: nothing to say about it

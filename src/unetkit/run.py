@@ -26,6 +26,7 @@ from unetkit.config import TrainConfig
 from unetkit.data.io import make_writable_folder, missing_folders, remove_empty_folders, write_atomic
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
+from unetkit.data.zarr_pages import is_zarr
 from unetkit.devices import same_device
 from unetkit.engine import autocast_dtype, inference_precision, to_memory_format
 from unetkit.errors import InputError
@@ -101,7 +102,9 @@ def refuse_output_among_inputs(out: Path, inputs: list[Path], what: str) -> None
     """An --out for `what` (predictions, samples) that is an input folder (one given, or the folder of a file
     given), lies inside a folder given, or is a file, is refused before any work."""
     out = Path(out)
-    if out.resolve() in {(p if p.is_dir() else p.parent).resolve() for p in map(Path, inputs) if p.exists()}:
+    folders = {folder.resolve() for p in map(Path, inputs) if p.exists()  # a zarr image is a folder and a file
+               for folder in ((p, p.parent) if is_zarr(p) else (p,) if p.is_dir() else (p.parent,))}
+    if out.resolve() in folders:
         raise InputError(f"--out {out}: is an input folder; {what} never go beside the inputs, choose another --out")
     refuse_inside_inputs(out, [p for p in inputs if Path(p).is_dir()])
     if out.exists() and not out.is_dir():

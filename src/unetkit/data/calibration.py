@@ -24,6 +24,7 @@ from typing import Any
 import tifffile
 from PIL import Image
 
+from unetkit.data.zarr_pages import ZarrPages
 from unetkit.errors import InputError
 
 METRES_PER_UNIT = {
@@ -195,10 +196,22 @@ def _pillow_calibration(path: Path) -> Calibration | None:
     return _from_resolution((float(dpi[0]), float(dpi[1])), "inch", None)
 
 
+def _zarr_calibration(path: Path) -> Calibration | None:
+    declared = ZarrPages.open(path).pixel_size()
+    if declared is None:
+        return None
+    width, height, spacing, unit = declared
+    if not _usable(width, height):
+        return None
+    return Calibration(width, height, unit, spacing if _usable(spacing) else None)
+
+
 def calibration_of(path: Path) -> Calibration | None:
     """The calibration `path` declares, or None. Never raises: a file that was read for its pixels but whose
     metadata cannot be made sense of is predicted as before, uncalibrated."""
     try:
+        if path.is_dir():  # a zarr array or OME-Zarr image (OME-Zarr's scale)
+            return _zarr_calibration(path)
         if path.suffix.lower() in (".tif", ".tiff"):
             return _tiff_calibration(path)
         return _pillow_calibration(path)
@@ -221,6 +234,12 @@ class PageAxes:
 def page_axes_of(path: Path) -> PageAxes | None:
     """The page axes an ImageJ or OME TIFF declares, or None: other files, one page, or axes ImageJ cannot
     hold in its own order (e.g. Z outside T, or tifffile's unnamed I)."""
+    if path.is_dir():  # a zarr array or OME-Zarr image: its axes
+        try:
+            letters, sizes = ZarrPages.open(path).page_axes()
+        except Exception:  # noqa: BLE001 - as below
+            return None
+        return PageAxes(letters, sizes) if letters in PAGE_AXES else None
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
     try:

@@ -3,7 +3,8 @@
 Every reader returns pages: an array of shape (P, H, W) for single-channel data
 or (P, H, W, C) for colour, with P = 1 for an ordinary 2-D file. TIFF goes
 through tifffile (which decodes LZW, Deflate, JPEG... through imagecodecs);
-everything else through Pillow. Problems come back as `InputError` naming the
+everything else through Pillow; zarr arrays and OME-Zarr images (folders) through
+zarr (data/zarr_pages.py). Problems come back as `InputError` naming the
 file, never as a library traceback.
 """
 
@@ -24,12 +25,14 @@ import tifffile
 from PIL import Image
 
 from unetkit.data.calibration import Calibration, PageAxes
+from unetkit.data.zarr_pages import ZarrPages, is_zarr
 from unetkit.errors import InputError, WriteError
 from unetkit.text import counted
 
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 PILLOW_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"})
 IMAGE_SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
+ZARR_SUFFIX = ".zarr"  # zarr folders inside a folder of images are images when so named (any zarr given directly is)
 LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 # Larger images are refused before decoding: a decompression bomb would fill memory.
@@ -111,6 +114,8 @@ def list_image_files(path: Path) -> list[Path]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
+    if is_zarr(path):  # a folder that is one image
+        return [path]
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise InputError(f"{path}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -121,6 +126,8 @@ def list_image_files(path: Path) -> list[Path]:
         more = f" ({counted(len(broken) - 1, 'more broken link')} in {path})" if len(broken) > 1 else ""
         raise InputError(f"{broken[0]}: {broken_link(broken[0])}{more}; fix the link or remove it")
     files = [entry for entry in entries if entry.is_file()]
+    files += [entry for entry in path.iterdir() if not entry.name.startswith(".") and entry.suffix.lower() == ZARR_SUFFIX
+              and is_zarr(entry)]
     if not files:
         inside = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
         where = (f" but subfolders ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''}): subfolders are not "
@@ -363,6 +370,8 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
     being turned into colours.
     """
     path = Path(path)
+    if is_zarr(path):
+        return _zarr_pages(path), None
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path")
     try:
@@ -388,10 +397,20 @@ def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[in
     return array, palette
 
 
+def _zarr_pages(path: Path) -> np.ndarray:
+    """A zarr array's (P, H, W[, C]) pages, all read."""
+    pages = ZarrPages.open(path)
+    _check_pixel_count(path, pages.shape[1:])
+    return np.asarray(pages)
+
+
 def declared_size(path: Path) -> tuple[int, int] | None:
     """(pages, pixels of all pages) a file's header declares, without decoding it; None when the header cannot be
     read (the reader reports that file properly later)."""
     try:
+        if is_zarr(path):
+            shape = ZarrPages.open(path).shape
+            return shape[0], int(np.prod(shape[:3]))
         if Path(path).suffix.lower() in TIFF_SUFFIXES:
             with _open_tiff(path) as (tif, _):
                 series = tif.series[0]
@@ -412,15 +431,19 @@ LAZY_BYTES = 256 << 20  # TIFFs whose pixels take more than this are memory-mapp
 COMPRESSION_SEEN = 64  # a compressed TIFF this many times smaller than LAZY_BYTES may still hold that much
 
 
-def read_pages_lazily(path: Path) -> np.ndarray | TiffPages:
+def read_pages_lazily(path: Path) -> np.ndarray | TiffPages | ZarrPages:
     """Like `read_pages` for images, but a large grey TIFF stack is not decoded whole: one stored uncompressed
     in one piece (ImageJ, tifffile) comes back memory-mapped, one of compressed or separately stored pages as
-    TiffPages, which decodes a page when it is indexed.
+    TiffPages, which decodes a page when it is indexed; a zarr array of grey pages as ZarrPages, likewise.
 
     Prediction then reads only the rows of the tiles it is working on, and a stack's pages one at a time, so an
     image or a volume larger than memory can be segmented.
     """
     path = Path(path)
+    if is_zarr(path):  # grey pages are read one at a time, colour ones whole (as read_pages gives them)
+        pages = ZarrPages.open(path)
+        _check_pixel_count(path, pages.shape[1:])
+        return pages if pages.ndim == 3 else np.asarray(pages)
     if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
         size = path.stat().st_size
         mapped = _memory_mapped_pages(path) if size > LAZY_BYTES else None
