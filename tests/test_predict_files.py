@@ -825,3 +825,43 @@ def test_a_stack_rewritten_while_its_pages_are_read_is_an_error_not_a_mix(tmp_pa
     os.utime(path, ns=(0, 10**9))  # a clock too coarse to see the rewrite changes nothing: the size or inode may not
     with pytest.raises(InputError, match=r"volume\.tif: page 2 of 5: the file changed while its pages were being read"):
         pages[1]
+
+
+def test_an_animated_gif_is_a_stack_of_its_frames(tiny_run: Path, tmp_path: Path) -> None:
+    """Review: only the first of a 4-frame GIF was read (and predicted, as one image), while its header counted 4."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    frames = [blob_pair(rng, 32)[0] for _ in range(4)]
+    (tmp_path / "in").mkdir()
+    Image.fromarray(frames[0]).save(tmp_path / "in" / "movie.gif", save_all=True,
+                                    append_images=[Image.fromarray(frame) for frame in frames[1:]])
+    pages = read_pages(tmp_path / "in" / "movie.gif")[0]
+    assert pages.shape[0] == 4 and all(np.array_equal(io.grey_of(pages)[i], frames[i]) for i in range(4))
+    masks = predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=lambda _: None)
+    assert masks == [tmp_path / "out" / "movie.tif"]
+    assert tifffile.imread(masks[0]).shape == (4, 32, 32)
+
+
+def test_a_link_beside_the_file_it_points_to_is_predicted_once_under_the_file_s_own_name(tiny_run: Path,
+                                                                                          tmp_path: Path) -> None:
+    """Review: the mask took the link's name (the last spelling seen), and the real file got none."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(tiny_run / "image" / "0.png", tmp_path / "in" / "exp42.png")
+    os.symlink("exp42.png", tmp_path / "in" / "a_latest.png")  # sorts before the file
+    os.symlink("exp42.png", tmp_path / "in" / "z_latest.png")  # and after it
+    masks = predict_paths(tiny_run / "run", [tmp_path / "in"], tmp_path / "out", progress=False, say=lambda _: None)
+    assert masks == [tmp_path / "out" / "exp42.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == ["exp42.png"]
+
+
+def test_skipped_instance_outputs_are_not_called_cells_when_their_kind_was_not_read(tiny_run: Path,
+                                                                                     tmp_path: Path) -> None:
+    said: list[str] = []
+    args = dict(instances=255, instance_kind="objects", progress=False)
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png"], tmp_path / "out", say=said.append, **args)
+    assert "with their objects on background 0 (NAME_cells.tif)" in said[-1], said
+    said.clear()
+    predict_paths(tiny_run / "run", [tiny_run / "image" / "0.png"], tmp_path / "out", say=said.append,
+                  skip_done=True, **args)
+    assert "their cells or objects (NAME_cells.tif)" in said[-1], said

@@ -594,7 +594,7 @@ def predict_paths(
         raise InputError(f"--tile {tile}: windows must be at least {MIN_TILE} pixels (leave it out for the automatic choice)")
     configure_process()
     run, torch_device = run_on(run, device, precision)
-    files = list({f.resolve(): f for path in inputs for f in list_image_files(path)}.values())  # a file given twice: once
+    files = _each_file_once([f for path in inputs for f in list_image_files(path)])
     clash = first_clash([(f.stem, f) for f in files])
     if clash:
         raise InputError(f"{clash[1]} and {clash[2]} share the name {clash[0]!r}; their outputs would overwrite each "
@@ -666,7 +666,7 @@ def predict_paths(
                 raise InputError(f"{exc} ({len(written)} of {len(files)} inputs were predicted into {out} before it; "
                                  "run again with --skip-done once it is fixed)") from None
             raise
-    said = " and ".join(sorted(kinds)) or "cells"
+    said = " and ".join(sorted(kinds)) or "cells or objects"  # all left by --skip-done: their kind was not read
     extras = [f"their {said} (NAME{CELLS_SUFFIX}.tif)"] if boundary is not None else []
     if write_probabilities:  # which page is which class: also the pages' labels, for Fiji and napari
         extras.append(f"their class probabilities (NAME{PROB_SUFFIX}.tif, a page per class: "
@@ -692,6 +692,18 @@ def predict_paths(
             "not searched; give them as inputs to predict them")
     masks = iter(written)
     return [done[file] if file in done else next(masks) for file in every_input]
+
+
+def _each_file_once(files: list[Path]) -> list[Path]:
+    """Each input once, where it is given twice (a file and its folder) or through a link ("latest.png" beside
+    the file it points to): by the file's own name, not the link's (the mask was named after whichever came
+    last, and the real file's recorded mask was then removed as an earlier output of the same input)."""
+    chosen: dict[Path, Path] = {}
+    for file in files:
+        key = file.resolve()
+        if key not in chosen or (chosen[key].is_symlink() and not file.is_symlink()):
+            chosen[key] = file
+    return list(chosen.values())
 
 
 def _subfolders_with_images(inputs: list[Path], out: Path) -> list[Path]:

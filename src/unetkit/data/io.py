@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from unetkit.data.calibration import Calibration, PageAxes
 from unetkit.data.zarr_pages import ZarrPages, is_zarr
@@ -348,6 +348,8 @@ def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, li
             import imagecodecs  # tifffile's codec library, already installed: Pillow keeps 8 bits of 16-bit colour
 
             return imagecodecs.png_decode(Path(path).read_bytes())[None], None
+        if getattr(image, "n_frames", 1) > 1:  # an animated GIF, WebP or PNG: its frames are the pages
+            return _pillow_frames(path, image, keep_palette_indices)
         image.load()
         palette = None
         if image.mode == "P":
@@ -361,6 +363,24 @@ def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, li
             return np.asarray(image, dtype=np.uint16)[None], None
         array = np.asarray(image)
     return array[None], palette
+
+
+def _pillow_frames(path: Path, image: Image.Image, keep_palette_indices: bool) -> tuple[np.ndarray, list[int] | None]:
+    """Every frame of a multi-frame Pillow image as (P, H, W[, C]): the first alone dropped the rest without a word
+    (a 4-frame GIF was predicted as one image). Frames of one palette keep their indices when asked; otherwise all
+    frames are read in one mode (Pillow gives a GIF's later frames as RGB), grey when every frame is grey."""
+    frames: list[Image.Image] = []
+    for frame in ImageSequence.Iterator(image):
+        _check_pixel_count(path, (frame.height, frame.width))
+        frames.append(frame.copy())
+    palettes = {tuple(frame.getpalette() or ()) for frame in frames}
+    if keep_palette_indices and all(frame.mode == "P" for frame in frames) and len(palettes) == 1:
+        return np.stack([np.asarray(frame) for frame in frames]), frames[0].getpalette()
+    modes = {frame.mode for frame in frames}
+    if modes <= {"L", "I;16", "I;16B", "I;16L", "I", "F"} and len(modes) == 1:
+        return np.stack([np.asarray(frame) for frame in frames]), None
+    alpha = any(frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info for frame in frames)
+    return np.stack([np.asarray(frame.convert("RGBA" if alpha else "RGB")) for frame in frames]), None
 
 
 def read_pages(path: Path, *, labels: bool = False) -> tuple[np.ndarray, list[int] | None]:
