@@ -53,3 +53,29 @@ def test_isbi_demo_records_the_sections_pixel_size(isbi: Path, tmp_path: Path) -
     assert summary["images"] == 5 and 0 <= summary["pixel_error"] <= 1
     record = load_run(tmp_path / "demo" / "run", "cpu").record["pixel_size"]
     assert record["width_m"] == pytest.approx(4e-9) and record["given"]
+
+
+def _fake_isbi(root: Path) -> Path:
+    """A folder laid out as ISBI 2012 (the demo checks the files are there before writing anything)."""
+    for kind in ("image", "label"):
+        (root / "train" / kind).mkdir(parents=True)
+        for i in range(30):
+            (root / "train" / kind / f"{i}.png").write_bytes(b"")
+    return root
+
+
+def test_the_demo_writes_nothing_into_its_data_and_never_replaces_it(tmp_path: Path) -> None:
+    """Review: `demo --data ISBI --out ISBI/train/image/x` trained and wrote its run and pictures among the
+    ISBI files; train, predict and export refuse such an --out."""
+    isbi = _fake_isbi(tmp_path / "isbi")
+    inside = isbi / "train" / "image" / "x"
+    with pytest.raises(InputError, match="is inside the input folder"):
+        run_demo(inside, data=isbi, budget_s=1, progress=False, say=lambda _: None)
+    assert not inside.exists()
+    earlier = tmp_path / "demo"  # an earlier demo's folder, replaced whole by the next demo, holding the data
+    (earlier / "demo.txt").parent.mkdir()
+    (earlier / "demo.txt").write_text("written by `unetkit demo`")
+    moved = _fake_isbi(earlier / "isbi")
+    with pytest.raises(InputError, match="is inside --out .*, which the demo replaces"):
+        run_demo(earlier, data=moved, budget_s=1, progress=False, say=lambda _: None)
+    assert (moved / "train" / "image" / "29.png").is_file()

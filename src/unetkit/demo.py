@@ -22,7 +22,7 @@ from unetkit.errors import InputError
 from unetkit.evaluate import score_masks
 from unetkit.plots import plot_panel
 from unetkit.predict_files import predict_paths
-from unetkit.run import load_run
+from unetkit.run import load_run, refuse_inside_inputs
 from unetkit.train.recipes import recipe
 from unetkit.train.start import train
 from unetkit.train.trainer import CURVES_FILE
@@ -89,6 +89,10 @@ def run_demo(
     if data:
         isbi_files(Path(data), named_by)
         config = replace(config, pixel_size=ISBI_PIXEL_SIZE)  # its PNGs declare none: run.json records it
+        refuse_inside_inputs(out, [data])  # the demo's run, predictions and pictures went among the ISBI files
+        if Path(data).resolve().is_relative_to(out.resolve()):  # and an earlier demo's folder is replaced whole
+            raise InputError(f"{named_by} {data}: is inside --out {out}, which the demo replaces; choose an --out "
+                             "outside the data")
     if out.exists():
         if any(out.iterdir()) and not (out / "demo.txt").is_file():
             raise InputError(f"--out {out}: exists and is not an earlier demo output; choose another --out")
