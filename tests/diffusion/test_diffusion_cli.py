@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
 from unetkit.cli import main
+from unetkit.data.io import PREDICTIONS_MARKER
 from unetkit.diffusion.generate import generate, load_diffusion_run
 from unetkit.diffusion.training import DiffusionConfig, train_diffusion
 from unetkit.models.diffusion_unet import DiffusionUNet
@@ -125,6 +127,36 @@ def test_cli_errors_are_one_line_and_exit_2(toy_data, tmp_path, capsys, conditio
          "--width 100000"),
         (["diffusion", "train", "--images", str(images), "--out", str(tmp_path / "r4"), "--steps", "1", "--size", "100000"],
          "8 to 1024"),
+    ]
+    # found by a second walkthrough: predictions and samples trained on, tracebacks, stems for paths, a bar
+    # before the error, advice of a --size that is refused
+    predicted = tmp_path / "predicted"
+    predicted.mkdir()
+    (predicted / PREDICTIONS_MARKER).touch()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(predicted / "0.png")
+    mixed, nan, tiny = tmp_path / "mixed", tmp_path / "nan", tmp_path / "tiny"
+    for folder in (mixed, nan, tiny):
+        folder.mkdir()
+    Image.open(images / "0.png").save(mixed / "0.png")
+    Image.open(images / "1.png").convert("RGB").save(mixed / "1.png")
+    Image.open(images / "2.png").convert("RGB").save(mixed / "2.png")
+    field = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    field[3, 3] = np.nan
+    tifffile.imwrite(nan / "0.tif", field)
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tiny / "0.png")
+    cases += [
+        (["diffusion", "train", "--images", str(images), "--labels", str(predicted), "--out", str(tmp_path / "r5"),
+          "--steps", "1", *TINY], f"--labels {predicted}: is a folder unetkit wrote"),
+        (["diffusion", "train", "--images", str(predicted), "--out", str(tmp_path / "r6"), "--steps", "1", *TINY],
+         f"--images {predicted}: is a folder unetkit wrote"),
+        (["diffusion", "train", "--images", str(mixed), "--out", str(tmp_path / "r7"), "--steps", "1", *TINY],
+         f"{mixed / '0.png'}: has 1 channel, the images have different channel counts (1 with 1, 2 with 3)"),
+        (["diffusion", "train", "--images", str(nan), "--out", str(tmp_path / "r8"), "--steps", "1", *TINY],
+         f"{nan / '0.tif'}: holds NaN or infinite values"),
+        (["diffusion", "train", "--images", str(tiny), "--out", str(tmp_path / "r9"), "--steps", "1", *TINY],
+         "smaller than the --size 16 patches; leave the image out"),
+        (["diffusion", "sample", str(conditional_run), "--steps", "5000", "--out", str(tmp_path / "o10")],
+         "--steps 5000: must be between 1 and the model's 50 diffusion steps"),
     ]
     for argv, message in cases:
         capsys.readouterr()

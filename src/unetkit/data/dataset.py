@@ -260,19 +260,25 @@ def read_pairs(
             raise InputError(f"{label_file}: {conflict}")
     if not images_are_masks:
         pairs = grey_among_grey(pairs, channels)
-    by_channels: dict[int, list[RawPair]] = {}
-    for pair in pairs:
-        by_channels.setdefault(pair.image.channels, []).append(pair)
-    if len(by_channels) > 1:  # name the odd ones out, as `check` does
+    check_images_alike(images, [pair.image for pair in pairs], same_dtype=not images_are_masks)
+    return pairs, palettes.palette
+
+
+def check_images_alike(images: Path, pages: list[Page], same_dtype: bool = True) -> None:
+    """One network takes them all: one channel count and (`same_dtype`) one pixel type; else an error naming
+    the odd ones out, as `check` does."""
+    by_channels: dict[int, list[Page]] = {}
+    for page in pages:
+        by_channels.setdefault(page.channels, []).append(page)
+    if len(by_channels) > 1:
         odd = min(by_channels.values(), key=len)[0]
         counts = ", ".join(f"{len(group)} with {count}" for count, group in sorted(by_channels.items()))
-        raise InputError(f"{odd.image.location}: has {counted(odd.image.channels, 'channel')}, the images have different channel "
+        raise InputError(f"{odd.location}: has {counted(odd.channels, 'channel')}, the images have different channel "
                          f"counts ({counts}); save them all greyscale or all RGB")
-    dtypes = {p.image.array.dtype.name: p.image.path for p in pairs}
-    if len(dtypes) > 1 and not images_are_masks:
+    dtypes = {page.array.dtype.name: page.path for page in pages}
+    if len(dtypes) > 1 and same_dtype:
         found = ", ".join(f"{dtype} ({path.name})" for dtype, path in sorted(dtypes.items()))
         raise InputError(f"{images}: images have different pixel types: {found}; save them all with the same bit depth")
-    return pairs, palettes.palette
 
 
 class PaletteCheck:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from unetkit.data.augment import dihedral_maps
-from unetkit.data.dataset import read_pairs
-from unetkit.data.io import read_image_pages
+from unetkit.data.dataset import check_images_alike, read_pairs
+from unetkit.data.io import read_image_pages, refuse_predictions_folder
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
@@ -49,26 +49,33 @@ def to_image_values(samples: torch.Tensor, normalization: Normalization) -> np.n
     return values[:, 0] if values.shape[1] == 1 else values.transpose(0, 2, 3, 1)
 
 
-def load_diffusion_data(images: Path, labels: Path | None, size: int) -> DiffusionData:
-    """Read everything once; every image must be at least `size` pixels on each side."""
+def load_diffusion_data(images: Path, labels: Path | None, size: int, size_step: int = 8) -> DiffusionData:
+    """Read everything once; every image must be at least `size` pixels on each side (`size_step`: what --size
+    must be a multiple of, for the advice when an image is smaller)."""
+    refuse_predictions_folder(images, "--images")  # a folder of masks or samples unetkit wrote, grid and all
     if labels is not None:
+        refuse_predictions_folder(labels, "--labels")
         pairs, palette = read_pairs(images, labels)
         arrays = [p.image.array for p in pairs]
         names, places = [p.name for p in pairs], [p.image.location for p in pairs]
-        encoding = LabelEncoding.from_masks([(p.label.name, p.label.array) for p in pairs], palette)
-        label_maps = [torch.from_numpy(encoding.to_classes(p.label.array, p.label.name).astype(np.int64)) for p in pairs]
+        encoding = LabelEncoding.from_masks([(p.label.location, p.label.array) for p in pairs], palette)
+        label_maps = [torch.from_numpy(encoding.to_classes(p.label.array, p.label.location).astype(np.int64))
+                      for p in pairs]
     else:
         pages = read_image_pages(images)
         if not pages:
             raise InputError(f"{images}: holds no images; give a folder of PNG/TIFF images or a stack")
+        check_images_alike(images, pages)
         arrays, names, encoding, label_maps = [p.array for p in pages], [p.name for p in pages], None, None
         places = [p.location for p in pages]
     for place, array in zip(places, arrays):
         if min(array.shape[:2]) < size:
+            largest = min(array.shape[:2]) // size_step * size_step
+            fix = f"give --size {largest} or less, or leave the image out" if largest >= 8 else "leave the image out"
             raise InputError(f"{place}: {array.shape[1]} x {array.shape[0]} pixels (width x height), smaller than the "
-                             f"--size {size} patches; give --size {min(array.shape[:2])} or less, or leave the image out")
+                             f"--size {size} patches; {fix}")
     normalization = Normalization.fit(arrays, "percentile")
-    tensors = [to_model_range(normalization.apply(array, name)) for name, array in zip(names, arrays)]
+    tensors = [to_model_range(normalization.apply(array, place)) for place, array in zip(places, arrays)]
     return DiffusionData(tensors, label_maps, normalization, encoding, names)
 
 

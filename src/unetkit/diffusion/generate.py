@@ -21,7 +21,7 @@ from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
 from unetkit.devices import resolve_device
 from unetkit.diffusion.data import to_image_values
-from unetkit.diffusion.samplers import classifier_free_guidance, ddim_sample, ddpm_sample
+from unetkit.diffusion.samplers import classifier_free_guidance, ddim_sample, ddim_timesteps, ddpm_sample
 from unetkit.diffusion.samples_folder import earlier_samples, record_samples
 from unetkit.diffusion.schedule import NoiseSchedule, make_schedule
 from unetkit.diffusion.training import DiffusionConfig
@@ -85,6 +85,8 @@ def generate(
         raise InputError(f"--sampler {sampler}: unknown; choose one of {', '.join(SAMPLERS)}")
     if labels is not None and run.encoding is None:
         raise InputError(f"{run.path}: was trained without labels and cannot follow --labels; train it with --labels")
+    if sampler == "ddim":
+        ddim_timesteps(run.schedule.steps, steps)  # a --steps the model cannot take: refused before the bar starts
     device = next(run.model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     outputs = []

@@ -119,7 +119,8 @@ def train_diffusion(
     out = Path(out)
     refuse_inside_inputs(out, [images, labels])
     check_new_run_folder(out, resumable=False)
-    data = load_diffusion_data(Path(images), Path(labels) if labels else None, config.size)
+    data = load_diffusion_data(Path(images), Path(labels) if labels else None, config.size,
+                               2 ** (len(config.width_multipliers) - 1))
     device = resolve_device(config.device)
     configure_process()
     amp_dtype = autocast_dtype(device, config.precision)
