@@ -64,7 +64,11 @@ def test_tiny_model_overfits_two_images(toy_data: tuple[Path, Path], tmp_path: P
 
     trainer_module.Trainer._step = recording_step
     try:
-        train(images, labels, tmp_path / "run", config, val_images=images, val_labels=labels, progress=False, say=lambda _: None)
+        import shutil  # the same pictures, scored as validation: copies (the same files are refused as such)
+
+        val_images, val_labels = shutil.copytree(images, tmp_path / "val_image"), shutil.copytree(labels, tmp_path / "val_label")
+        train(images, labels, tmp_path / "run", config, val_images=val_images, val_labels=val_labels, progress=False,
+              say=lambda _: None)
     finally:
         trainer_module.Trainer._step = original
     assert len(losses) == 60
@@ -343,6 +347,21 @@ def test_a_run_stopped_before_its_first_save_counts_its_loading_when_it_starts_a
     resume(tmp_path / "run", progress=False, say=lines.append)
     assert any("training it again from the start" in line for line in lines), lines
     assert clock_at_start and clock_at_start[0] >= 1.0
+
+
+def test_training_images_given_as_validation_images_are_refused(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """Review: the training folder given as --val-images too trained without a word, choosing its weights on the
+    images it learnt; by another path, or a file of it in the validation folder, the same."""
+    images, labels = toy_data
+    with pytest.raises(InputError, match=r"--val-images .*: 0.png \(and 5 more\) is also a training image"):
+        train(images, labels, tmp_path / "run", TINY, val_images=images / ".." / "image", val_labels=labels,
+              progress=False, say=lambda _: None)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "3.png").symlink_to(images / "3.png")
+    with pytest.raises(InputError, match=r"3.png is also a training image"):
+        train(images, labels, tmp_path / "run", TINY, val_images=tmp_path / "val", val_labels=labels,
+              progress=False, say=lambda _: None)
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_by_epochs_of_a_run_trained_by_a_budget_on_patches_is_refused(toy_data: tuple[Path, Path],

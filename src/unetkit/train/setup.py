@@ -12,7 +12,7 @@ import numpy as np
 
 from unetkit.data.calibration import readable_length
 from unetkit.rescale import at_pixel_size
-from unetkit.data.io import refuse_predictions_folder
+from unetkit.data.io import list_image_files, refuse_predictions_folder
 from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
 from unetkit.data.validate import ENCODING, INSTANCES, SMOOTHED, CheckReport, check_dataset, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding, objects_and_borders
@@ -106,6 +106,19 @@ def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPai
             f"{len(val_pairs)} validation images are, so validation will flatter the model")
 
 
+def _refuse_training_images_as_validation(images: Path, val_images: Path) -> None:
+    """Weights chosen on images the network trained on look better than they are, and nothing says so: a
+    validation image that is also a training image (the same file, by any path) is refused."""
+    training = {file.resolve() for file in list_image_files(images)}
+    shared = [file for file in list_image_files(val_images) if file.resolve() in training]
+    if shared:
+        more = f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""
+        raise InputError(f"--val-images {val_images}: {shared[0].name}{more} is also a training image in {images}; "
+                         "validation must be held out, or the kept weights are chosen on what they learnt: give images "
+                         "the network does not train on, or leave --val-images and --val-labels out to hold out a "
+                         "contiguous block (--val-fraction)")
+
+
 def prepare_training_data(
     images: Path,
     labels: Path,
@@ -147,6 +160,8 @@ def prepare_training_data(
     for path, option in ((images, "--images"), (labels, "--labels"), (val_images, "--val-images"), (val_labels, "--val-labels")):
         if path is not None:
             refuse_predictions_folder(path, option)
+    if val_images is not None:
+        _refuse_training_images_as_validation(images, val_images)
     # one palette check over training and validation masks (and the run fine-tuned from): an index is one class
     if encoding is not None and encoding.palette and base_run is not None:
         palettes = PaletteCheck.of_run(encoding.palette, encoding.values, base_run)
