@@ -546,6 +546,7 @@ def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int], sizes: Pi
         try:
             first_page = read_for_run(run, file)[0]
             run.normalization.check_compatible(first_page, str(file))
+            run.normalization.check_finite(first_page, str(file))
         except InputError as exc:
             problems.append((file, exc))
             continue

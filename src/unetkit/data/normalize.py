@@ -32,6 +32,7 @@ LEVEL_PERCENTILES = (10.0, 50.0, 90.0)
 # ISBI sections' medians vary by 27 % of the range). A camera offset that turned every nucleus mask foreground
 # lay 0.2 beyond.
 LEVEL_MARGIN, FEW_IMAGES_MARGIN = 0.12, 0.2
+FINITE_CHECK_ROWS = 1024  # rows of a page checked for NaN at once
 
 
 def channels_first(image: np.ndarray) -> np.ndarray:
@@ -123,6 +124,16 @@ class Normalization:
                 f"convert it to {self.source_dtype} or train on {image.dtype.name} images"
             )
 
+    @staticmethod
+    def check_finite(image: np.ndarray, source: str = "image") -> None:
+        """Refuse a float image holding NaN or infinities (what apply refuses), band by band: a memory-mapped
+        page is not held whole."""
+        if image.dtype.kind != "f":
+            return
+        for top in range(0, image.shape[0], FINITE_CHECK_ROWS):
+            if not np.isfinite(image[top : top + FINITE_CHECK_ROWS]).all():
+                raise InputError(f"{source}: holds NaN or infinite values; replace them before training or prediction")
+
     def unlike_training(self, image: np.ndarray, source: str = "image") -> str | None:
         """A warning when most of an (H, W[, C]) image lies outside the intensities the training images spanned
         (its median below their low or above their high percentile), or its level lies far beyond theirs (the
@@ -135,6 +146,10 @@ class Normalization:
         margin_share = LEVEL_MARGIN + FEW_IMAGES_MARGIN / max(1, self.level_images)
         for channel, (plane, low, high) in enumerate(zip(channels_first(image), self.low, self.high)):
             values = plane[::max(1, plane.shape[0] // 512), ::max(1, plane.shape[1] // 512)]  # a sample is enough
+            if values.dtype.kind == "f":  # NaN is an error of its own (apply, check_finite), not a level of nan
+                values = values[np.isfinite(values)]
+                if values.size == 0:
+                    continue
             median = float(np.median(values))
             where = f" (channel {channel})" if len(self.low) > 1 else ""
             if median < low or median > high:
