@@ -316,6 +316,20 @@ def test_data_pointing_inside_data_names_the_folder_to_give(toy_data: tuple[Path
     assert "image/image" not in err and not (tmp_path / "run").exists()
 
 
+def test_data_with_two_folders_of_images_is_refused_not_half_used(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """Review: DATA holding image/ and images/ trained on image/ alone, without a word of images/."""
+    import shutil
+
+    images, _ = toy_data
+    shutil.copytree(images, images.parent / "images")
+    assert main(["train", str(images.parent), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"unetkit: error: {images.parent}: holds image/ and images/, both names for its images; keep one, "
+                   "or give the folders as --images and --labels"], err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_file_given_twice_to_predict_is_predicted_once(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     """The same file named twice (a folder and a file in it) was refused as two inputs sharing a name."""
     images, labels = toy_data

@@ -310,7 +310,11 @@ def _data_folders(data: Path) -> tuple[Path, Path]:
         raise InputError(f"{data}: no such folder; give a folder holding image/ and label/, or use --images and --labels")
     found = {}
     for role, names in DATA_FOLDER_NAMES.items():
-        found[role] = next((data / n for n in names if (data / n).is_dir()), None)
+        present = list({(data / n).resolve(): data / n for n in names if (data / n).is_dir()}.values())
+        if len(present) > 1:  # the first name took it, and the other folder was left out without a word
+            raise InputError(f"{data}: holds {present[0].name}/ and {present[1].name}/, both names for its {role}; keep "
+                             f"one, or give the folders as --images and --labels")
+        found[role] = present[0] if present else None
         if found[role] is None:
             if data.name.lower() in (*DATA_FOLDER_NAMES["images"], *DATA_FOLDER_NAMES["labels"]):  # pointed inside DATA
                 raise InputError(f"{data}: is a folder of {data.name}, not DATA; give the folder that holds it "
