@@ -330,6 +330,19 @@ def test_data_with_two_folders_of_images_is_refused_not_half_used(toy_data: tupl
     assert not (tmp_path / "run").exists()
 
 
+def test_a_colour_value_is_echoed_as_it_was_typed(toy_data: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """Review: `--ignore-value 1,2,3` came back in messages as 66051, its packed code."""
+    images, labels = toy_data
+    assert main(["check", "--images", str(images), "--labels", str(labels), "--ignore-value", "1, 2,3"]) == 0
+    out = capsys.readouterr().out
+    assert "--ignore-value 1,2,3 appears in no mask" in out and "66051" not in out, out
+    assert main(["predict", str(tmp_path / "run"), str(images), "--out", str(tmp_path / "o"), "--boundary-value",
+                 "1,2,3"]) == 2
+    err = capsys.readouterr().err
+    assert "--boundary-value 1,2,3: names the boundary class" in err and "66051" not in err, err
+
+
 def test_a_file_given_twice_to_predict_is_predicted_once(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     """The same file named twice (a folder and a file in it) was refused as two inputs sharing a name."""
     images, labels = toy_data

@@ -31,6 +31,21 @@ def _pack_colours(mask: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
+class ColourValue(int):
+    """A colour's packed code (what colour masks' classes compare as) that prints as the user wrote it, R,G,B:
+    messages about --ignore-value 1,2,3 said 66051."""
+
+    text: str
+
+    def __new__(cls, code: int, text: str) -> ColourValue:
+        value = super().__new__(cls, code)
+        value.text = text
+        return value
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def parse_label_value(text: str) -> int:
     """A mask value as users write it, "255" or a colour "R,G,B", as the packed code colour masks use for classes."""
     parts = [part.strip() for part in text.split(",")]
@@ -43,7 +58,7 @@ def parse_label_value(text: str) -> int:
     if len(numbers) != 3 or not all(0 <= n <= MAX_COLOUR_CHANNEL for n in numbers):
         raise ValueError(f"{text!r}: a colour is three values 0..255, as R,G,B")
     red, green, blue = numbers
-    return (red << 16) | (green << 8) | blue
+    return ColourValue((red << 16) | (green << 8) | blue, f"{red},{green},{blue}")
 
 
 def unpack_colours(codes: np.ndarray) -> np.ndarray:
