@@ -541,3 +541,21 @@ def test_a_stack_written_page_by_page_declares_all_its_pages(tmp_path: Path) -> 
         writer.write(np.zeros((16, 20), np.uint8))
         writer.write(np.zeros((8, 10), np.uint8))
     assert declared_size(tmp_path / "mixed.tif") == (1, 16 * 20)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_photo_stored_sideways_is_read_as_viewers_show_it(tmp_path: Path, suffix: str) -> None:
+    """Review: EXIF orientation was ignored, so a camera's portrait photo paired with a mask drawn on it as
+    shown (and a square one did so without a size error)."""
+    from PIL import Image
+
+    stored = np.zeros((20, 30), np.uint8)
+    stored[:5, :10] = 255
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise for display
+    image.save(tmp_path / f"photo{suffix}", exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
+    pages, _ = read_pages(tmp_path / f"photo{suffix}")
+    shown = np.rot90(stored, -1)
+    assert pages.shape == (1, 30, 20)
+    assert np.abs(pages[0].astype(int) - shown).max() <= (8 if suffix == ".jpg" else 0)

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageSequence
+from PIL import Image, ImageOps, ImageSequence
 
 from unetkit.data.calibration import Calibration, PageAxes
 from unetkit.data.zarr_pages import ZarrPages, is_zarr
@@ -34,6 +34,7 @@ PILLOW_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", "
 IMAGE_SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
 ZARR_SUFFIX = ".zarr"  # zarr folders inside a folder of images are images when so named (any zarr given directly is)
 LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg"})
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a photo is to be turned for display
 
 # Larger images are refused before decoding: a decompression bomb would fill memory.
 DEFAULT_MAX_PIXELS = 1 << 31  # per image page; a larger one is more likely a damaged header than a real image
@@ -351,6 +352,8 @@ def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, li
         if getattr(image, "n_frames", 1) > 1:  # an animated GIF, WebP or PNG: its frames are the pages
             return _pillow_frames(path, image, keep_palette_indices)
         image.load()
+        if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # a camera's photo stored sideways: as viewers show it,
+            image = ImageOps.exif_transpose(image)  # the way its mask was drawn (and its predicted mask is looked at)
         palette = None
         if image.mode == "P":
             if keep_palette_indices:
