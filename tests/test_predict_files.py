@@ -894,3 +894,23 @@ def test_a_float_input_with_nan_is_one_error_before_anything_is_predicted(tmp_pa
         "prediction; nothing was predicted"], captured
     assert "nan" not in captured.out
     assert not (tmp_path / "out" / "a.tif").exists()
+
+
+def test_nan_on_a_later_page_of_a_float_stack_is_refused_before_anything_is_predicted(tmp_path: Path) -> None:
+    """Review: only a stack's first page was checked ahead, so its NaN page stopped the call after other inputs."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "image").mkdir()
+    for i in range(4):
+        image, label = blob_pair(rng, 32)
+        tifffile.imwrite(tmp_path / "image" / f"{i}.tif", image.astype(np.float32) / 255)
+        write_png(tmp_path / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", rng.random((32, 32)).astype(np.float32))
+    stack = rng.random((3, 32, 32)).astype(np.float32)
+    stack[2, 4, 4] = np.inf
+    tifffile.imwrite(tmp_path / "in" / "b.tif", stack, photometric="minisblack")
+    with pytest.raises(InputError, match=r"b.tif\[2\]: holds NaN or infinite values; .*nothing was predicted"):
+        predict_paths(tmp_path / "run", [tmp_path / "in"], tmp_path / "out", **QUIET)
+    assert not (tmp_path / "out" / "a.tif").exists() and not list((tmp_path / "out").glob(".*pages*"))

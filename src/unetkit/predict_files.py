@@ -544,9 +544,11 @@ def check_inputs(run: Run, files: list[Path], pixels: dict[Path, int], sizes: Pi
         if pixels[file] > CHECK_AHEAD_PIXELS:
             continue
         try:
-            first_page = read_for_run(run, file)[0]
+            pages = read_for_run(run, file)
+            first_page = pages[0]
             run.normalization.check_compatible(first_page, str(file))
-            run.normalization.check_finite(first_page, str(file))
+            for index in range(len(pages)) if first_page.dtype.kind == "f" else ():  # NaN on any page: refused now
+                run.normalization.check_finite(pages[index], f"{file}[{index}]" if len(pages) > 1 else str(file))
         except InputError as exc:
             problems.append((file, exc))
             continue

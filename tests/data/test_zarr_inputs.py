@@ -165,3 +165,63 @@ def test_zarr_pages_refuse_more_than_one_index_at_once(tmp_path: Path) -> None:
         pages[2]
     with pytest.raises(InputError, match="no such file"):
         read_pages(tmp_path / "missing.zarr")
+
+
+def test_a_multiscale_s_own_scale_applies_after_its_level_s(tmp_path: Path) -> None:
+    """Review: only the level's scale was read; OME-NGFF applies the multiscale's own transformations after it."""
+    path = ome_image(tmp_path / "g.zarr", np.ones((3, 32, 32), np.uint8), "zyx", [1.0, 2.0, 2.0])
+    group = zarr.open_group(str(path), mode="r+")
+    multiscales = group.attrs["multiscales"]
+    multiscales[0]["coordinateTransformations"] = [{"type": "scale", "scale": [2.0, 0.25, 0.25]}]
+    group.attrs["multiscales"] = multiscales
+    calibration = calibration_of(path)
+    assert calibration is not None
+    assert (calibration.pixel_width, calibration.pixel_height, calibration.z_spacing) == (0.5, 0.5, 2.0)
+
+
+def test_a_plain_rgb_array_is_one_colour_image_and_a_level_given_itself_keeps_its_image_s_axes(tmp_path: Path) -> None:
+    """Review: numpy's (H, W, 3) saved as zarr was read as 48 grey pages 3 pixels wide, and img.zarr/0 of a c, y, x
+    image as 3 grey pages."""
+    colour = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    pages = read_pages(plain_array(tmp_path / "rgb.zarr", colour))[0]
+    assert pages.shape == (1, 48, 64, 3) and np.array_equal(pages[0], colour)
+    thin = read_pages(plain_array(tmp_path / "thin.zarr", np.zeros((5, 40, 3), np.uint8)))[0]
+    assert thin.shape == (5, 40, 3)  # five sections 3 pixels wide: a side of 5 is no colour image
+    image = ome_image(tmp_path / "img.zarr", np.moveaxis(colour, -1, 0), "cyx", [1.0, 0.1, 0.1])
+    assert np.array_equal(read_pages(image / "0")[0], pages)
+    assert calibration_of(image / "0") == calibration_of(image)
+
+
+def test_reading_a_whole_array_gives_its_pages_in_the_order_they_are_indexed(tmp_path: Path) -> None:
+    image = np.random.default_rng(1).integers(0, 60000, (2, 3, 2, 8, 10), dtype=np.uint16)  # t, c, z, y, x
+    pages = ZarrPages.open(ome_image(tmp_path / "t.zarr", image, "tczyx", [1, 1, 1, 1, 1], version="0.5"))
+    whole = np.asarray(pages)
+    assert whole.shape == (4, 8, 10, 3) and all(np.array_equal(whole[i], pages[i]) for i in range(4))
+
+
+def test_skip_done_ignores_labels_saved_inside_the_image_but_not_its_pixels(tmp_path: Path) -> None:
+    """Review: napari's labels/ group saved inside an OME-Zarr image made --skip-done predict it again."""
+    from unetkit.data.zarr_pages import zarr_stamp
+
+    path = ome_image(tmp_path / "img.zarr", np.ones((2, 16, 16), np.uint8), "zyx", [1, 1, 1])
+    before = zarr_stamp(path)
+    zarr.open_group(str(path), mode="r+").create_group("labels").create_array("cells", shape=(2, 16, 16), dtype="u2")[:] = 3
+    assert zarr_stamp(path) == before
+    zarr.open_array(str(path / "0"), mode="r+")[1] = 2
+    assert zarr_stamp(path) != before
+
+
+def test_a_colour_ignore_value_survives_the_config_s_copies() -> None:
+    """Review: ColourValue could not be copied or pickled, so train --ignore-value 1,2,3 died in TrainConfig.to_json."""
+    import copy
+    import json
+    import pickle
+    from dataclasses import replace
+
+    from unetkit.config import TrainConfig
+    from unetkit.data.labels import parse_label_value
+
+    value = parse_label_value("1,2,3")
+    for copied in (copy.copy(value), copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
+        assert copied == 66051 and str(copied) == "1,2,3"
+    assert json.loads(json.dumps(replace(TrainConfig(), ignore_value=value).to_json()))["ignore_value"] == 66051

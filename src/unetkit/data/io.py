@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageOps, ImageSequence
+from PIL import GifImagePlugin, Image, ImageOps, ImageSequence
 
 from unetkit.data.calibration import Calibration, PageAxes
 from unetkit.data.zarr_pages import ZarrPages, is_zarr
@@ -370,12 +370,18 @@ def _pillow_page(path: Path, keep_palette_indices: bool) -> tuple[np.ndarray, li
 
 def _pillow_frames(path: Path, image: Image.Image, keep_palette_indices: bool) -> tuple[np.ndarray, list[int] | None]:
     """Every frame of a multi-frame Pillow image as (P, H, W[, C]): the first alone dropped the rest without a word
-    (a 4-frame GIF was predicted as one image). Frames of one palette keep their indices when asked; otherwise all
-    frames are read in one mode (Pillow gives a GIF's later frames as RGB), grey when every frame is grey."""
+    (a 4-frame GIF was predicted as one image). Frames of one palette keep their indices when asked (a GIF's later
+    frames that carry a palette of their own, as Pillow writes them, come as RGB: then the mask is read as
+    colours); otherwise all frames are read in one mode, grey when every frame is grey."""
     frames: list[Image.Image] = []
-    for frame in ImageSequence.Iterator(image):
-        _check_pixel_count(path, (frame.height, frame.width))
-        frames.append(frame.copy())
+    strategy = GifImagePlugin.LOADING_STRATEGY  # a GIF's later frames came as RGB, their palette indices lost
+    GifImagePlugin.LOADING_STRATEGY = GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
+    try:
+        for frame in ImageSequence.Iterator(image):
+            _check_pixel_count(path, (frame.height, frame.width))
+            frames.append(frame.copy())
+    finally:
+        GifImagePlugin.LOADING_STRATEGY = strategy
     palettes = {tuple(frame.getpalette() or ()) for frame in frames}
     if keep_palette_indices and all(frame.mode == "P" for frame in frames) and len(palettes) == 1:
         return np.stack([np.asarray(frame) for frame in frames]), frames[0].getpalette()

@@ -45,6 +45,10 @@ class ColourValue(int):
     def __str__(self) -> str:
         return self.text
 
+    def __getnewargs__(self) -> tuple[int, str]:  # type: ignore[override]
+        """What copy and pickle rebuild it from (TrainConfig.to_json deep-copies its fields)."""
+        return int(self), self.text
+
 
 def parse_label_value(text: str) -> int:
     """A mask value as users write it, "255" or a colour "R,G,B", as the packed code colour masks use for classes."""

@@ -22,6 +22,18 @@ ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")  # zarr 2's array and group, 
 OME_UNITS = {"angstrom": "angstrom", "picometer": "pm", "nanometer": "nm", "micrometer": "um", "millimeter": "mm",
              "centimeter": "cm", "meter": "m", "inch": "inch"}  # OME-Zarr's (UDUNITS) names -> calibration's
 PLANE_AXES = ("y", "x")
+COLOUR_CHANNELS = (3, 4)  # a plain array's last axis of this size is RGB(A)...
+PLAIN_COLOUR_SIDE = 16  # ...when both other sides are longer than this (a stack of 3-pixel-wide planes is not)
+
+
+def _scale(transforms: list[dict[str, Any]], axes: int) -> list[float] | None:
+    """The pixel size per axis of OME-Zarr transformations (a dataset's, then the multiscale's own, which OME-NGFF
+    applies after it): their scales multiplied; None when none is given."""
+    scales = [[float(value) for value in transform["scale"]] for transform in transforms
+              if transform.get("type") == "scale" and len(transform.get("scale") or []) == axes]
+    if not scales:
+        return None
+    return [math.prod(values) for values in zip(*scales)]
 
 
 def is_zarr(path: Path) -> bool:
@@ -51,6 +63,7 @@ class ZarrPages:
 
     def __init__(self, path: Path, array: Any, axes: str, scale: list[float] | None, units: list[str | None]) -> None:
         self.path, self._array, self.axes, self.scale, self.units = path, array, axes, scale, units
+        self.array_path = path  # the folder of the array read (an OME-Zarr image's first level)
         self._page_dims = [i for i, axis in enumerate(axes) if axis not in "CYX"]
         self._channel_dim = axes.index("C") if "C" in axes else None
         channels = array.shape[self._channel_dim] if self._channel_dim is not None else 1
@@ -83,7 +96,25 @@ class ZarrPages:
             return cls._ome_image(path, node, multiscales[0])
         if multiscales is not None:  # an array with the metadata on itself: read as its own level 0
             return cls._ome_level(path, node, multiscales[0], 0)
+        level_of = cls._level_of_an_image(path)  # img.zarr/0 given itself: the image's axes lay it out
+        if level_of is not None:
+            return cls._ome_level(path, node, *level_of)
         return cls._plain(path, node)
+
+    @staticmethod
+    def _level_of_an_image(path: Path) -> tuple[dict[str, Any], int] | None:
+        """(multiscale, level index) when `path` is a level of the OME-Zarr image in its parent folder."""
+        import zarr
+
+        if not is_zarr(path.parent):
+            return None
+        try:
+            multiscales = _multiscales(dict(zarr.open_group(str(path.parent), mode="r").attrs))
+        except Exception:  # noqa: BLE001 - a parent that is not a readable group: the array alone
+            return None
+        datasets = (multiscales or [{}])[0].get("datasets") or []
+        index = next((i for i, dataset in enumerate(datasets) if str(dataset.get("path")) == path.name), None)
+        return None if index is None else (multiscales[0], index)  # type: ignore[index]
 
     @classmethod
     def _ome_image(cls, path: Path, group: Any, multiscale: dict[str, Any]) -> ZarrPages:
@@ -96,7 +127,9 @@ class ZarrPages:
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"{path}: its full-resolution level {level!r} cannot be opened ({type(exc).__name__}: "
                              f"{exc}); re-export the image") from None
-        return cls._ome_level(path, array, multiscale, 0)
+        pages = cls._ome_level(path, array, multiscale, 0)
+        pages.array_path = path / level
+        return pages
 
     @classmethod
     def _ome_level(cls, path: Path, array: Any, multiscale: dict[str, Any], index: int) -> ZarrPages:
@@ -108,22 +141,22 @@ class ZarrPages:
                 or any(name not in "tczyx" or not name for name in names):
             raise InputError(f"{path}: OME-Zarr axes {names} for an array of shape {tuple(array.shape)}; unetkit takes "
                              "axes among t, c, z with y, x last")
-        scale = None
         datasets = multiscale.get("datasets") or []
-        transforms = (datasets[index].get("coordinateTransformations") or []) if len(datasets) > index else []
-        for transform in transforms:
-            if transform.get("type") == "scale" and len(transform.get("scale") or []) == len(names):
-                scale = [float(value) for value in transform["scale"]]
+        scale = _scale([*((datasets[index].get("coordinateTransformations") or []) if len(datasets) > index else []),
+                        *(multiscale.get("coordinateTransformations") or [])], len(names))
         units = [OME_UNITS.get(str(axis.get("unit", "")).lower()) for axis in axes]
         return cls._checked(path, array, "".join(names).upper(), scale, units)
 
     @classmethod
     def _plain(cls, path: Path, array: Any) -> ZarrPages:
-        if len(array.shape) not in (2, 3):
-            raise InputError(f"{path}: a {len(array.shape)}-D zarr array without OME-Zarr axes; unetkit takes a plain "
-                             "zarr array as Y, X or Z, Y, X: save the image as OME-Zarr, whose axes say which are "
-                             "channels and which pages")
-        return cls._checked(path, array, "ZYX"[3 - len(array.shape):], None, [None] * len(array.shape))
+        shape = tuple(array.shape)
+        if len(shape) == 3 and shape[-1] in COLOUR_CHANNELS and min(shape[:2]) > PLAIN_COLOUR_SIDE:
+            return cls._checked(path, array, "YXC", None, [None] * 3)  # numpy's (H, W, 3): RGB, not 3-pixel-wide pages
+        if len(shape) not in (2, 3):
+            raise InputError(f"{path}: a {len(shape)}-D zarr array without OME-Zarr axes; unetkit takes a plain "
+                             "zarr array as Y, X, as Z, Y, X or as Y, X, RGB(A): save the image as OME-Zarr, whose "
+                             "axes say which are channels and which pages")
+        return cls._checked(path, array, "ZYX"[3 - len(shape):], None, [None] * len(shape))
 
     @classmethod
     def _checked(cls, path: Path, array: Any, axes: str, scale: list[float] | None,
@@ -155,15 +188,25 @@ class ZarrPages:
         except Exception as exc:  # noqa: BLE001 - codecs raise anything on damaged chunks
             raise InputError(f"{self.path}: page {index + 1} of {len(self)} cannot be read ({type(exc).__name__}: "
                              f"{exc}); re-export the array") from None
-        if self._channel_dim is not None:  # (C, Y, X) in OME-Zarr's order -> (Y, X, C), a single channel dropped
-            plane = np.moveaxis(plane, 0, -1)
-            if plane.shape[-1] == 1:
-                plane = plane[..., 0]
-        return plane
+        return self._laid_out(plane, [axis for dim, axis in enumerate(self.axes) if dim not in self._page_dims])
+
+    def _laid_out(self, block: np.ndarray, axes: list[str]) -> np.ndarray:
+        """`block` of these axes (the page axes first, in order, then Y, X and C in any order) as (..., Y, X[, C]),
+        a single channel dropped."""
+        order = [i for i, axis in enumerate(axes) if axis not in "YXC"] + [axes.index("Y"), axes.index("X")]
+        if "C" in axes:
+            order.append(axes.index("C"))
+        block = block.transpose(order)
+        return block[..., 0] if "C" in axes and block.shape[-1] == 1 else block
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        """All pages read (what read_pages gives): for code that needs the whole stack at once."""
-        pages = np.stack([self[i] for i in range(len(self))])
+        """All pages read (what read_pages gives), in one read: page by page decoded a chunk spanning several
+        pages once for each (40 times as long for 64-deep chunks)."""
+        try:
+            block = np.asarray(self._array[...])
+        except Exception as exc:  # noqa: BLE001 - codecs raise anything on damaged chunks
+            raise InputError(f"{self.path}: cannot be read ({type(exc).__name__}: {exc}); re-export the array") from None
+        pages = self._laid_out(block, list(self.axes)).reshape(self.shape)
         return pages if dtype is None else pages.astype(dtype)
 
     def page_axes(self) -> tuple[str, tuple[int, ...]]:
@@ -185,10 +228,18 @@ class ZarrPages:
 
 
 def zarr_stamp(path: Path) -> dict[str, int]:
-    """The total size and newest modification of a zarr folder's files: a chunk rewritten in place changes the
-    folder's own time only when zarr writes it under a new name, and a nested array's never."""
+    """The total size and newest modification of the files of the array read (an OME-Zarr image's first level,
+    not the labels or levels added beside it): a chunk rewritten in place changes the folder's own time only
+    when zarr writes it under a new name, and a nested array's never."""
+    try:
+        folder = ZarrPages.open(path).array_path
+    except InputError:
+        folder = Path(path)
+    files = list(Path(folder).rglob("*"))
+    if folder != Path(path):  # and the image's own metadata (its axes and scale)
+        files += [Path(path) / name for name in (*ZARR_MARKERS, ".zattrs")]
     size, newest = 0, 0
-    for file in Path(path).rglob("*"):
+    for file in files:
         if file.is_file():
             status = file.stat()
             size, newest = size + status.st_size, max(newest, status.st_mtime_ns)
