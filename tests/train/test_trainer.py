@@ -621,9 +621,12 @@ def test_a_resumed_run_reserves_the_validation_it_measured_and_counts_it_as_spen
 
 
 def test_validation_images_that_are_training_images_are_warned_about(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil  # copies: the same files are refused (test_training_images_given_as_validation_images_are_refused)
+
     images, labels = toy_data
     lines: list[str] = []
-    train(images, labels, tmp_path / "run", TINY, images, labels, progress=False, say=lines.append)
+    copies, copied_labels = shutil.copytree(images, tmp_path / "copies"), shutil.copytree(labels, tmp_path / "copied")
+    train(images, labels, tmp_path / "run", TINY, copies, copied_labels, progress=False, say=lines.append)
     warning = next(line for line in lines if "also a training image" in line)
     assert "6 of 6 validation images" in warning
     lines.clear()

@@ -92,8 +92,9 @@ def _is_the_error(file: str, first: str) -> bool:
 
 
 def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPair], say: Callable[[str], None]) -> None:
-    """A validation image that is also a training image makes the validation scores (and the weights kept by
-    them) flatter the model: say so, naming the first."""
+    """A validation image whose pixels are a training image's (a copy: the same file is refused, see
+    _refuse_training_images_as_validation) makes the validation scores (and the weights kept by them) flatter
+    the model: say so, naming the first."""
     def key(pair: RawPair) -> tuple[tuple[int, ...], str, bytes]:
         array = np.ascontiguousarray(pair.image.array)
         return array.shape, array.dtype.name, hashlib.sha256(array.tobytes()).digest()
