@@ -10,13 +10,15 @@ sampled every 10 ms; VmHWM, which also counts the mapped files' pages, alongside
 - a stack of PAGES such pages, uncompressed in one piece (as Fiji and tifffile write them; over LAZY_BYTES,
   256 MiB, at the default size, so `unetkit predict` memory-maps it and reads a page at a time);
 - the same stack deflate-compressed (decoded a page at a time, io.TiffPages, since 2026-12-04 evening; it was
-  decoded whole, 1.80 times one page's memory at the default size).
+  decoded whole, 1.80 times one page's memory at the default size);
+- the same stack as a zarr array, a page a chunk, zstd-compressed (zarr's default; read a page at a time by
+  data/zarr_pages.ZarrPages, since 2026-12-04 night).
 
 Each with --prob and --instances 0, so the mask, cell ids and probabilities of every page are written. Before
 2026-12-04 a stack's masks were held in a list and stacked (two copies), its cells in memory and its pages read
 whole: at 72 pages of 2048^2 that is 288 MiB of input, 576 of masks and 576 of cell ids. The last line reads
-`mapped_over_page=X.XX compressed_over_page=Y.YY` (peak anonymous memory above the torch baseline, stack / one
-page).
+`mapped_over_page=X.XX compressed_over_page=Y.YY zarr_over_page=Z.ZZ` (peak anonymous memory above the torch
+baseline, stack / one page).
 --quick: 16 pages of 512^2, with the memory-mapping threshold lowered to 0 in the children.
 """
 
@@ -101,6 +103,15 @@ def _measure(run: Path, stack: Path | None, out: Path, lazy_bytes: int | None) -
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _write_zarr(path: Path, volume: np.ndarray) -> None:
+    """`volume` as a zarr array of one page a chunk (zarr's default codecs), written a page at a time."""
+    import zarr
+
+    stored = zarr.create_array(str(path), shape=volume.shape, chunks=(1, *volume.shape[1:]), dtype=volume.dtype)
+    for index, page in enumerate(volume):
+        stored[index] = page
+
+
 def _tiny_run(work: Path) -> Path:
     from unetkit.config import TrainConfig
     from unetkit.data.synthetic import make_em_dataset, save_pairs
@@ -137,10 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         volume = np.broadcast_to(page, (pages, size, size))
         tifffile.imwrite(work / "mapped.tif", volume, photometric="minisblack")
         tifffile.imwrite(work / "compressed.tif", volume, photometric="minisblack", compression="zlib")
+        _write_zarr(work / "volume.zarr", volume)
         stack_mib = pages * size * size / MIB
         rows = {"baseline (torch + run loaded)": _measure(run, None, work / "none", lazy_bytes)}
         for name, file in (("one page", "page.tif"), (f"stack of {pages}, uncompressed", "mapped.tif"),
-                           (f"stack of {pages}, deflate", "compressed.tif")):
+                           (f"stack of {pages}, deflate", "compressed.tif"), (f"stack of {pages}, zarr", "volume.zarr")):
             rows[name] = _measure(run, work / file, work / f"out-{Path(file).stem}", lazy_bytes)
     base = rows["baseline (torch + run loaded)"]["anon_mib"]
     one = rows["one page"]["anon_mib"] - base
@@ -151,17 +163,19 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"{name:34}  {row['anon_mib']:9.0f}  {above:7.0f}  {ratio}  {row['hwm_mib']:9.0f}  {row['seconds']:8.1f}")
     mapped = (rows[f"stack of {pages}, uncompressed"]["anon_mib"] - base) / one
     compressed = (rows[f"stack of {pages}, deflate"]["anon_mib"] - base) / one
+    in_zarr = (rows[f"stack of {pages}, zarr"]["anon_mib"] - base) / one
     table = "\n".join(lines)
     print(table)
     print(f"\npages of {size} x {size} uint8; the stack is {stack_mib:.0f} MiB of input; with --prob and --instances 0")
     print(f"total {time.monotonic() - started:.0f} s; {machine()}")
-    print(f"mapped_over_page={mapped:.2f} compressed_over_page={compressed:.2f}")
+    ratios = f"mapped_over_page={mapped:.2f} compressed_over_page={compressed:.2f} zarr_over_page={in_zarr:.2f}"
+    print(ratios)
     if args.record and not args.quick:
         append_results("Peak memory of predicting a stack against one of its pages", [
             f"{pages} pages of {size} x {size} uint8 ({stack_mib:.0f} MiB), --prob --instances 0, tiny run (width 4, depth 2)",
             "anon: each case's subprocess peak RssAnon (sampled every 10 ms); '- base' above the child that only loads "
             "torch and the run; VmHWM also counts the pages of the memory-mapped input and outputs"],
-            table + f"\nmapped_over_page={mapped:.2f} compressed_over_page={compressed:.2f}")
+            table + f"\n{ratios}")
 
 
 if __name__ == "__main__":
