@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 from conftest import write_png
 
 from unetkit.cli import main
@@ -42,11 +43,13 @@ def test_stacks_are_evaluated_page_by_page(tmp_path: Path, capsys: pytest.Captur
     tifffile.imwrite(tmp_path / "truth.tif", np.stack([cells(), cells()]), photometric="minisblack")
     (tmp_path / "out").mkdir()
     tifffile.imwrite(tmp_path / "out" / "pred.tif", np.stack([cells(), cells(merge=True)]), photometric="minisblack")
-    assert main(["evaluate", "--pred", str(tmp_path / "out"), "--labels", str(tmp_path / "truth.tif")]) == 2
-    assert f"the folder's one file: {tmp_path / 'out' / 'pred.tif'}" in capsys.readouterr().err  # what predict wrote
+    # the folder predict wrote for the stack pairs its one mask with the true stack, as the file itself does
+    assert main(["evaluate", "--pred", str(tmp_path / "out"), "--labels", str(tmp_path / "truth.tif"), "--json",
+                 str(tmp_path / "folder.json")]) == 0
     (tmp_path / "out" / "pred.tif").rename(tmp_path / "pred.tif")
     assert main(["evaluate", "--pred", str(tmp_path / "pred.tif"), "--labels", str(tmp_path / "truth.tif"), "--json", str(tmp_path / "s.json")]) == 0
     per_image = json.loads((tmp_path / "s.json").read_text())["per_image"]
+    assert json.loads((tmp_path / "folder.json").read_text())["per_image"] == per_image
     assert len(per_image) == 2
     rand = [s["rand_error"] for s in per_image.values()]
     assert rand[0] == pytest.approx(0) and rand[1] > 0.2
@@ -413,3 +416,65 @@ def test_a_stacks_objects_are_its_cells_file_given_as_the_mask_or_its_folder(tmp
     tifffile.imwrite(tmp_path / "out" / "volume_cells.tif", cells, photometric="minisblack")
     tifffile.imwrite(tmp_path / "truth.tif", cells, photometric="minisblack")
     assert evaluate_objects(tmp_path / "out", tmp_path / "truth.tif")["mean"]["predicted_objects"] == 2
+
+
+def _membrane_grid() -> np.ndarray:
+    """0/255 cells on 2-pixel membranes: a 4 x 4 grid of cells in 64 x 64."""
+    truth = np.full((64, 64), 255, np.uint8)
+    for line in range(0, 64, 16):
+        truth[line : line + 2, :] = 0
+        truth[:, line : line + 2] = 0
+    return truth
+
+
+def test_cells_that_tile_the_page_are_scored_without_their_mask_s_membranes(tmp_path: Path) -> None:
+    """Review: predict --instances grows cells over the membranes, the true cells of a 0/255 mask are the parts
+    between them: an exact segmentation scored F1 0.70 with --objects."""
+    from scipy import ndimage
+    from skimage.segmentation import expand_labels
+
+    from unetkit.evaluate import evaluate_objects
+
+    truth = _membrane_grid()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "truth").mkdir()
+    Image.fromarray(truth).save(tmp_path / "truth" / "a.png")
+    Image.fromarray(truth).save(tmp_path / "pred" / "a.png")  # the mask predict writes beside the cells
+    cells = expand_labels(ndimage.label(truth > 0)[0], distance=8).astype(np.uint16)
+    assert (cells > 0).all()
+    tifffile.imwrite(tmp_path / "pred" / "a_cells.tif", cells)
+    scores = evaluate_objects(tmp_path / "pred", tmp_path / "truth")
+    assert scores["mean"]["f1"] == 1.0 and scores["mean"]["matched"] == 16
+    (tmp_path / "pred" / "a.png").unlink()  # no mask beside: compared as they are, each cell larger than its truth
+    assert evaluate_objects(tmp_path / "pred", tmp_path / "truth")["mean"]["matched_iou"] < 0.9
+
+
+def test_instances_scores_list_the_true_masks_without_a_prediction(tmp_path: Path) -> None:
+    """Review: with --instances, true masks without a NAME_prob.tif vanished without a word (plain scores list them)."""
+    from unetkit.evaluate import evaluate_probabilities, format_challenge_table
+
+    truth = _membrane_grid()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "truth").mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(truth).save(tmp_path / "truth" / f"{name}.png")
+    interior = (truth > 0).astype(np.float32)
+    tifffile.imwrite(tmp_path / "pred" / "a_prob.tif", np.stack([1 - interior, interior]), photometric="minisblack")
+    for mode in ("threshold", "watershed"):
+        scores = evaluate_probabilities(tmp_path / "pred", tmp_path / "truth", mode)
+        assert list(scores["per_image"]) == ["a"] and scores["unscored"] == ["b.png", "c.png"]
+        assert format_challenge_table(scores).endswith("not scored: 2 true masks without a prediction (b.png, c.png)")
+
+
+def test_a_folder_of_one_stack_s_outputs_is_scored_against_the_true_stack(tmp_path: Path) -> None:
+    """Review: plain scores refused the folder predict wrote for one stack against the true stack file ("give both
+    as folders or both as stacks"), which --objects and --instances took."""
+    from unetkit.evaluate import evaluate_paths
+
+    truth = np.stack([_membrane_grid()] * 3)
+    (tmp_path / "pred").mkdir()
+    tifffile.imwrite(tmp_path / "truth.tif", truth, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "pred" / "volume.tif", truth, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "pred" / "volume_cells.tif", np.ones((3, 64, 64), np.uint16), photometric="minisblack")
+    scores = evaluate_paths(tmp_path / "pred", tmp_path / "truth.tif")
+    assert len(scores["per_image"]) == 3 and scores["mean"]["pixel_error"] == 0.0
