@@ -539,6 +539,30 @@ def test_a_budget_spent_before_the_first_step_is_an_error_not_a_finished_run(
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
+def test_a_resume_refused_for_its_budget_says_what_reading_the_data_took(
+        toy_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: --budget 5s was refused as "has already trained 7 s", then --budget 8s as "has already trained
+    10 s": the second counted this start's reading of the data, and said nothing of it."""
+    import time
+
+    from unetkit.train import start as start_module
+
+    images, labels = toy_data
+    run = tmp_path / "run"
+    train(images, labels, run, replace(TINY, epochs=1), progress=False, say=lambda _: None)
+    record = json.loads((run / "run.json").read_text())
+    spent = record["progress"]["seconds"]
+    real_prepare = start_module.prepare_training_data
+
+    def slow_prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(2.0)
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(start_module, "prepare_training_data", slow_prepare)
+    with pytest.raises(InputError, match=r"has used \d+ s \(\d+ s trained, [23] s reading the data to resume\)"):
+        resume(run, budget_s=spent + 1.0, progress=False, say=lambda _: None)
+
+
 def test_ema_with_the_seed_rule_is_refused() -> None:
     with pytest.raises(InputError, match="--ema"):
         replace(TINY, select_by="train_loss", ema=0.99)

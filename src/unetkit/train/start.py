@@ -415,10 +415,14 @@ def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> Non
             + "--no-align turns it off)")
 
 
-def _budget_spent(budget_s: float, spent: float, run_dir: Path, needed: float = 0.0) -> str:
-    """Why a resumed run's --budget leaves no time to train (it is the run's new total, time spent included)."""
+def _budget_spent(budget_s: float, spent: float, run_dir: Path, needed: float = 0.0, loading: float = 0.0) -> str:
+    """Why a resumed run's --budget leaves no time to train (it is the run's new total, time spent included).
+    `loading`: what this start spent reading the data, part of `spent` (said apart: "trained 7 s" refused 5 s,
+    then "trained 10 s" refused 8 s, the 3 s of reading unexplained)."""
+    trained = (f"has used {spent:.0f} s ({spent - loading:.0f} s trained, {loading:.0f} s reading the data to resume)"
+               if loading >= 0.5 else f"has already trained {spent:.0f} s")
     room = f" and needs {needed:.1f} s for one more step, validation and saving" if needed else ""
-    return (f"--budget {budget_s:.0f}s: {run_dir} has already trained {spent:.0f} s{room}, and a resumed run's budget is "
+    return (f"--budget {budget_s:.0f}s: {run_dir} {trained}{room}, and a resumed run's budget is "
             f"its new total; give more (e.g. --budget {int(spent + needed + 300)}s)")
 
 
@@ -523,13 +527,14 @@ def _resume_held(run_dir: Path, epochs: int | None, budget_s: float | None, prog
     remove_partial_writes(run_dir)
     if has_resume_state(run_dir):
         trainer.restore()
-        trainer.counters.elapsed_s += time.monotonic() - began
+        loading = time.monotonic() - began
+        trainer.counters.elapsed_s += loading
         needed = trainer.counters.step_cost_s + trainer.counters.end_cost_s  # a step, a validation and saving, as measured
         moved = (device, precision) != (None, None) and (trainer.config.device, trainer.config.precision) != (
             saved_config.device, saved_config.precision)  # costs measured on another device say little here
         used = max(spent, trainer.counters.elapsed_s)  # the time saved, and this start's loading on top
         if budget_s is not None and not moved and budget_s - used < needed:
-            raise InputError(_budget_spent(budget_s, used, run_dir, needed))
+            raise InputError(_budget_spent(budget_s, used, run_dir, needed, used - spent if used > spent else 0.0))
         unit = "validation round" if trainer.timed_rounds() else "epoch"  # log.csv's "epoch" column counts these
         say(f"resuming {run_dir} after {unit} {trainer.counters.epoch}, step {trainer.counters.step}")
     else:
