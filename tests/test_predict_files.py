@@ -867,20 +867,26 @@ def test_skipped_instance_outputs_are_not_called_cells_when_their_kind_was_not_r
     assert "their cells or objects (NAME_cells.tif)" in said[-1], said
 
 
+def _float_run(root: Path) -> np.random.Generator:
+    """A tiny run trained on float32 images in root/run; returns the random generator, for the inputs."""
+    rng = np.random.default_rng(0)
+    (root / "image").mkdir()
+    for i in range(4):
+        image, label = blob_pair(rng, 32)
+        tifffile.imwrite(root / "image" / f"{i}.tif", image.astype(np.float32) / 255)
+        write_png(root / "label" / f"{i}.png", label * 255)
+    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
+    train(root / "image", root / "label", root / "run", config, **QUIET)
+    return rng
+
+
 def test_a_float_input_with_nan_is_one_error_before_anything_is_predicted(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     """Review: a warning that its "90th percentile intensity nan" lay far from the training images' came before
     the NaN error, two lines where the contract is one; and the inputs before it were predicted first."""
     from unetkit.cli import main
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "image").mkdir()
-    for i in range(4):
-        image, label = blob_pair(rng, 32)
-        tifffile.imwrite(tmp_path / "image" / f"{i}.tif", image.astype(np.float32) / 255)
-        write_png(tmp_path / "label" / f"{i}.png", label * 255)
-    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
-    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    rng = _float_run(tmp_path)
     (tmp_path / "in").mkdir()
     field = rng.random((32, 32)).astype(np.float32)
     tifffile.imwrite(tmp_path / "in" / "a.tif", field)
@@ -898,14 +904,7 @@ def test_a_float_input_with_nan_is_one_error_before_anything_is_predicted(tmp_pa
 
 def test_nan_on_a_later_page_of_a_float_stack_is_refused_before_anything_is_predicted(tmp_path: Path) -> None:
     """Review: only a stack's first page was checked ahead, so its NaN page stopped the call after other inputs."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "image").mkdir()
-    for i in range(4):
-        image, label = blob_pair(rng, 32)
-        tifffile.imwrite(tmp_path / "image" / f"{i}.tif", image.astype(np.float32) / 255)
-        write_png(tmp_path / "label" / f"{i}.png", label * 255)
-    config = replace(TrainConfig(), base_width=4, depth=2, patch_size=32, epochs=1, budget_s=None, device="cpu")
-    train(tmp_path / "image", tmp_path / "label", tmp_path / "run", config, **QUIET)
+    rng = _float_run(tmp_path)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "a.tif", rng.random((32, 32)).astype(np.float32))
     stack = rng.random((3, 32, 32)).astype(np.float32)
