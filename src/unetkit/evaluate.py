@@ -191,8 +191,13 @@ def _the_one_mask(pred: Path) -> Path:
     mask, to pair with a true stack given as a file, as --objects and --instances pair them; else `pred`."""
     if not pred.is_dir():
         return pred
-    masks = [file for file in list_image_files(pred) if not file.stem.endswith((PROB_SUFFIX, CELLS_SUFFIX))]
+    masks = _mask_files(pred)
     return masks[0] if len(masks) == 1 else pred
+
+
+def _mask_files(folder: Path) -> list[Path]:
+    """The masks of a predictions folder, without the probabilities and cells predict writes beside them."""
+    return [file for file in list_image_files(folder) if not file.stem.endswith((PROB_SUFFIX, CELLS_SUFFIX))]
 
 
 def refuse_options_beside_objects(given: dict[str, Any]) -> None:
@@ -305,8 +310,7 @@ def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[s
     if not predicted:
         raise InputError(f"{pred}: holds no object masks; write NAME{CELLS_SUFFIX}.tif files with unetkit predict --instances")
     truths = _truths_for(predicted, pred, labels, unscored)
-    masks = {f.stem: f for f in list_image_files(pred.parent if pred.is_file() else pred)
-             if not f.stem.endswith((PROB_SUFFIX, CELLS_SUFFIX))} if cells else {}
+    masks = {f.stem: f for f in _mask_files(pred.parent if pred.is_file() else pred)} if cells else {}
     pairs = []
     for name in sorted(predicted):
         pred_pages, true_pages = read_pages(predicted[name], labels=True)[0], read_pages(truths[name], labels=True)[0]
@@ -323,17 +327,17 @@ def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[s
                                  f"{ids[1].shape[1]} x {ids[1].shape[0]}; give the objects of these images")
             objects = ids[0] if cells else objects_of(ids[0])  # cells files tile the page: every id is a cell
             if mask_pages is not None and len(mask_pages) == len(true_pages):
-                objects = _cells_off_their_boundary(objects, mask_pages[index], ids[1])
+                objects = _cells_off_their_boundary(objects, mask_pages[index], ids[1], masks[name])
             pairs.append((page, objects, objects_of(ids[1])))
     return pairs
 
 
-def _cells_off_their_boundary(cells: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> np.ndarray:
+def _cells_off_their_boundary(cells: np.ndarray, mask: np.ndarray, truth: np.ndarray, mask_file: Path) -> np.ndarray:
     """Cells that tile the page (predict --instances on membranes) without the pixels their mask calls boundary:
     the true cells of a two-valued mask are its parts between the membranes, and cells grown over the membranes
     were each a quarter larger than them, so an exact segmentation scored F1 0.70."""
     values = np.unique(truth)
-    codes = scalar_codes(mask, "mask", is_colour(mask))
+    codes = scalar_codes(mask, str(mask_file), is_colour(mask))
     if len(values) > 2 or (cells == 0).any() or codes.shape != cells.shape:
         return cells  # objects on a background, or true instance ids: compared as they are
     return np.where(codes == (0 if 0 in values else values[0]), 0, cells)

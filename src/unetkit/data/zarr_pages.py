@@ -90,9 +90,9 @@ class ZarrPages:
         if isinstance(node, zarr.Group):
             if multiscales is None:
                 arrays = sorted(name for name, _ in node.arrays())
-                inside = f" (it holds the arrays {', '.join(arrays[:3])}{', ...' if len(arrays) > 3 else ''}: give " \
-                         f"one of them, e.g. {path / arrays[0]})" if arrays else ""
-                raise InputError(f"{path}: a zarr group, not an image (no OME-Zarr multiscales){inside or '; give the zarr array of the image'}")
+                fix = (f" (it holds the arrays {', '.join(arrays[:3])}{', ...' if len(arrays) > 3 else ''}: give one "
+                       f"of them, e.g. {path / arrays[0]})" if arrays else "; give the zarr array of the image")
+                raise InputError(f"{path}: a zarr group, not an image (no OME-Zarr multiscales){fix}")
             return cls._ome_image(path, node, multiscales[0])
         if multiscales is not None:  # an array with the metadata on itself: read as its own level 0
             return cls._ome_level(path, node, multiscales[0], 0)
@@ -205,7 +205,8 @@ class ZarrPages:
         try:
             block = np.asarray(self._array[...])
         except Exception as exc:  # noqa: BLE001 - codecs raise anything on damaged chunks
-            raise InputError(f"{self.path}: cannot be read ({type(exc).__name__}: {exc}); re-export the array") from None
+            raise InputError(f"{self.path}: cannot be read ({type(exc).__name__}: {exc}); re-export the array"
+                             ) from None
         pages = self._laid_out(block, list(self.axes)).reshape(self.shape)
         return pages if dtype is None else pages.astype(dtype)
 
