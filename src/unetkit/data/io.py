@@ -25,6 +25,7 @@ import tifffile
 from PIL import GifImagePlugin, Image, ImageOps, ImageSequence
 
 from unetkit.data.calibration import Calibration, PageAxes
+from unetkit.data.lazy_pages import LazyPages
 from unetkit.data.zarr_pages import ZarrPages, is_zarr
 from unetkit.errors import InputError, WriteError
 from unetkit.text import counted
@@ -121,16 +122,16 @@ def list_image_files(path: Path) -> list[Path]:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise InputError(f"{path}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
         return [path]
-    entries = [entry for entry in path.iterdir() if not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES]
+    children = [entry for entry in path.iterdir() if not entry.name.startswith(".")]
+    entries = [entry for entry in children if entry.suffix.lower() in IMAGE_SUFFIXES]
     broken = sorted((entry for entry in entries if broken_link(entry)), key=lambda p: natural_key(p.name))
     if broken:  # skipped, it left its partner an orphan ("has no mask") or a pair out without a word
         more = f" ({counted(len(broken) - 1, 'more broken link')} in {path})" if len(broken) > 1 else ""
         raise InputError(f"{broken[0]}: {broken_link(broken[0])}{more}; fix the link or remove it")
     files = [entry for entry in entries if entry.is_file()]
-    files += [entry for entry in path.iterdir() if not entry.name.startswith(".") and entry.suffix.lower() == ZARR_SUFFIX
-              and is_zarr(entry)]
+    files += [entry for entry in children if entry.suffix.lower() == ZARR_SUFFIX and is_zarr(entry)]
     if not files:
-        inside = sorted(entry.name for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+        inside = sorted(entry.name for entry in children if entry.is_dir())
         where = (f" but subfolders ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''}): subfolders are not "
                  "searched; point to the folder that holds the images themselves, or move them into one folder") if inside else ""
         hidden = sorted(entry.name for entry in path.iterdir() if entry.name.startswith(".")
@@ -516,7 +517,7 @@ def _plane_layout(tif: tifffile.TiffFile) -> tuple[list[int], tuple[int, int, in
     return indices, (len(indices), int(height), int(width)), np.dtype(full[0].dtype)
 
 
-class TiffPages:
+class TiffPages(LazyPages):
     """The (P, H, W) grey pages of a TIFF stack, each decoded when it is indexed (`pages[i]`), as prediction takes
     them: a 500-page compressed stack was decoded whole, into memory, before its first page was predicted.
 
@@ -554,15 +555,8 @@ class TiffPages:
             tif.close()
         return None
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __getitem__(self, index: int) -> np.ndarray:
-        if not isinstance(index, (int, np.integer)):
-            raise TypeError(f"TiffPages takes one page index, not {index!r}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"page {index} of {len(self)}")
-        index = int(index) % len(self)
+        index = self._page_index(index)
         where = f"{self.path}: page {index + 1} of {len(self)}"
         try:
             changed = _stamp(self.path) != self._stamp

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from unetkit.data.lazy_pages import LazyPages
 from unetkit.errors import InputError
 
 ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")  # zarr 2's array and group, zarr 3's node
@@ -53,7 +54,7 @@ def _axes(entries: list[Any]) -> list[dict[str, Any]]:
     return [{"name": entry} if isinstance(entry, str) else dict(entry) for entry in entries]
 
 
-class ZarrPages:
+class ZarrPages(LazyPages):
     """The (P, H, W[, C]) pages of a zarr array, each read when it is indexed (`pages[i]`), as prediction takes
     them: a volume larger than memory is segmented a plane at a time.
 
@@ -170,15 +171,8 @@ class ZarrPages:
                              "an image")
         return pages
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __getitem__(self, index: int) -> np.ndarray:
-        if not isinstance(index, (int, np.integer)):
-            raise TypeError(f"ZarrPages takes one page index, not {index!r}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"page {index} of {len(self)}")
-        index = int(index) % len(self)
+        index = self._page_index(index)
         where = np.unravel_index(index, [self._array.shape[i] for i in self._page_dims]) if self._page_dims else ()
         selection: list[Any] = [slice(None)] * len(self.axes)
         for dim, at in zip(self._page_dims, where):
