@@ -291,6 +291,17 @@ def test_version_is_printed(capsys: pytest.CaptureFixture) -> None:
     assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"unetkit {__version__}"
 
 
+def test_python_dash_m_unetkit_is_the_command() -> None:
+    """`python -m unetkit` for a Python whose scripts folder is not on PATH: the same command, its errors too."""
+    from unetkit import __version__
+
+    version = subprocess.run([sys.executable, "-m", "unetkit", "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.strip() == f"unetkit {__version__}"
+    refused = subprocess.run([sys.executable, "-m", "unetkit", "check", "--images", "/no/such/folder", "--labels", "/no/x"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "/no/such/folder" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_a_patch_larger_than_the_images_names_the_flag_only_when_it_was_given(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
