@@ -183,6 +183,31 @@ def test_mask_colour_planes_stored_apart_are_refused_as_ambiguous_and_images_rea
     assert read_pages(path, labels=True)[0].shape == (planes, H, W)
 
 
+@pytest.mark.parametrize("shape", [(40, 36, 2), (40, 36, 5), (3, 40, 36, 2)])
+def test_numpy_channels_last_arrays_written_by_tifffile_are_images_of_channels(tmp_path: Path,
+                                                                                shape: tuple[int, ...]) -> None:
+    """tifffile.imwrite stores (H, W, 2) and (H, W, 5+) as H pages C pixels wide: a two-channel image was read as
+    40 images of 36 x 2. It is (pages, H, W, C), as written, in every reader and in the declared size."""
+    from unetkit.data.io import declared_size, read_pages_lazily
+
+    array = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    tifffile.imwrite(tmp_path / "two.tif", array)
+    expected = array if len(shape) == 4 else array[None]
+    pages = read_pages(tmp_path / "two.tif")[0]
+    assert pages.shape == expected.shape and np.array_equal(pages, expected)
+    assert np.array_equal(np.asarray(read_pages_lazily(tmp_path / "two.tif")), expected)
+    assert declared_size(tmp_path / "two.tif") == (expected.shape[0], int(np.prod(expected.shape[:3])))
+
+
+def test_a_stack_of_narrow_grey_pages_stays_a_stack(tmp_path: Path) -> None:
+    """Only pages no wider than a channel axis are channels: 5 pages of 40 x 30, or of 40 x 16 when there are
+    only 5 of them, are 5 pages."""
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 40, 30), np.uint8))
+    tifffile.imwrite(tmp_path / "few.tif", np.zeros((5, 40, 16), np.uint8))
+    assert read_pages(tmp_path / "stack.tif")[0].shape == (5, 40, 30)
+    assert read_pages(tmp_path / "few.tif")[0].shape == (5, 40, 16)
+
+
 def test_float32_tiff_exact(tmp_path: Path) -> None:
     image = (RNG.normal(0, 1e3, (H, W))).astype(np.float32)
     path = tmp_path / "float.tif"

@@ -258,6 +258,22 @@ def _refuse_planar_colour_mask(path: Path, page: tifffile.TiffPage, shape: tuple
             f"(tifffile.imwrite(path, numpy.moveaxis(array, -3, -1)))")
 
 
+CHANNELS_LAST_SIDE = 16  # a tifffile-written array whose "pages" are at most this wide is (..., H, W, C)
+
+
+def series_axes(series: tifffile.TiffPageSeries) -> str:
+    """A series' axes, with numpy's channels-last arrays read as images: `tifffile.imwrite` stores an (H, W, C)
+    array of 2 or 5+ channels (3 and 4 become RGB) as H grey pages C pixels wide (axes QYX), which Fiji shows
+    the same way; a 512 x 512 two-channel image was read as 512 images of 512 x 2. Where the generic pages are
+    no wider than CHANNELS_LAST_SIDE and the two axes before are longer, the last axis is the channels."""
+    axes, shape = series.axes, series.shape
+    if (getattr(series, "kind", "") in ("shaped", "generic", "uniform") and len(axes) >= 3 and axes[-2:] == "YX"
+            and axes[-3] in "QI" and not any(axis in "SC" for axis in axes)
+            and shape[-1] <= CHANNELS_LAST_SIDE < min(shape[-3], shape[-2])):
+        return axes[:-3] + "YXC"
+    return axes
+
+
 def _data_series(series: list) -> tuple[list, bool]:
     """A TIFF's series of data (thumbnails and overviews left out), and whether they are the pages of one stack:
     equal in axes, shape and type, as pages written one TiffWriter.write at a time are, one series each."""
@@ -273,7 +289,7 @@ def _tiff_pages(path: Path, labels: bool = False) -> tuple[np.ndarray, bool]:
         series = tif.series
         if errors.messages:  # damaged structure: refuse before decoding (a cut tiled file fills gigabytes of zeros)
             raise _damaged(path, errors)
-        axes, shape = series[0].axes, series[0].shape
+        axes, shape = series_axes(series[0]), series[0].shape
         if labels:
             _refuse_planar_colour_mask(path, tif.pages[0], shape)
         alpha = any(int(sample) in (1, 2) for sample in (tif.pages[0].extrasamples or ()))  # associated/unassociated
@@ -448,8 +464,9 @@ def declared_size(path: Path) -> tuple[int, int] | None:
                 # counted as one page, --instances began a stack it refuses and the disk check saw one page (audit)
                 full, one_stack = _data_series(tif.series)
                 same = len(full) if one_stack else 1
-                pages = same * int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "YXSC"]))
-                return pages, same * int(np.prod([n for n, axis in zip(series.shape, series.axes) if axis not in "SC"]))
+                axes = series_axes(series)
+                pages = same * int(np.prod([n for n, axis in zip(series.shape, axes) if axis not in "YXSC"]))
+                return pages, same * int(np.prod([n for n, axis in zip(series.shape, axes) if axis not in "SC"]))
         with _pillow_image(path) as image:
             frames = int(getattr(image, "n_frames", 1))
             return frames, image.width * image.height * frames
@@ -499,7 +516,7 @@ def _plane_layout(tif: tifffile.TiffFile) -> tuple[list[int], tuple[int, int, in
     full, one_stack = _data_series(tif.series)
     if len(full) > 1 and not one_stack:
         return None  # images of other sizes: read_pages refuses the file
-    if any(series.axes[-2:] != "YX" or any(axis in "SC" for axis in series.axes) for series in full):
+    if any(series_axes(series)[-2:] != "YX" or any(axis in "SC" for axis in series_axes(series)) for series in full):
         return None
     if one_stack:  # pages written one at a time: one series each, one page each
         indices = [series.pages[0].index for series in full
@@ -592,7 +609,7 @@ def _memory_mapped_pages(path: Path) -> np.ndarray | None:
             series = tif.series
             if len(_data_series(series)[0]) > 1:  # pages written one at a time (a stack, read_pages stacks them),
                 return None  # or images of other sizes (read_pages refuses the file): never just the first
-            axes, shape = series[0].axes, series[0].shape
+            axes, shape = series_axes(series[0]), series[0].shape
             if axes[-2:] != "YX" or any(axis in "SC" for axis in axes) or series[0].dataoffset is None:
                 return None  # page axes first, then the rows: pages of the C-ordered block are (P, H, W) as read_pages'
             dtype, offset = np.dtype(tif.byteorder + series[0].dtype.char), series[0].dataoffset
