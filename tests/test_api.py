@@ -63,6 +63,22 @@ def test_an_unknown_option_is_one_clear_error(tmp_path: Path) -> None:
         unetkit.train(tmp_path, tmp_path, tmp_path / "run", quiet=True)  # the list left out budget, epochs, progress
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda: unetkit.predict("run", "in", "out", bogus=1),
+     r"unetkit.predict: got an unexpected keyword argument 'bogus'; its options are tta, prob, .*help\(unetkit.predict\)"),
+    (lambda: unetkit.evaluate("pred"), r"unetkit.evaluate: missing a required argument: 'labels'"),
+    (lambda: unetkit.export("run", "out", formt="onnx"), r"unetkit.export: .*'formt'; its options are formats, name"),
+    (lambda: unetkit.load_run("run", devise="cpu"), r"unetkit.load_run: .*'devise'; its options are device, precision"),
+    (lambda: unetkit.check("a", "b", "c"), r"unetkit.check: too many positional arguments"),
+    (lambda: unetkit.predict_array("run", None, propabilities=True), r"unetkit.predict_array: .*'propabilities'"),
+])
+def test_every_api_function_refuses_arguments_it_does_not_take_as_an_error_in_use(call, message: str) -> None:
+    """The README promises InputError for an unknown option; predict, evaluate, export, check and load_run raised
+    Python's TypeError (only train and resume checked their options)."""
+    with pytest.raises(InputError, match=message):
+        call()
+
+
 def test_check_resume_and_export_are_functions_too(toy_data: tuple[Path, Path], tmp_path: Path) -> None:
     """README: "every command is a function first"; check, --resume and export were not."""
     import shutil

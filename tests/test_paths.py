@@ -74,6 +74,34 @@ def test_a_tilde_the_shell_left_alone_is_the_home_folder(
     assert (tmp_path / "home" / "run" / "run.json").is_file() and not (tmp_path / "~").exists()
 
 
+PATH_OPTIONS = {"data", "images", "labels", "out", "resume", "from", "val_images", "val_labels", "synthetic", "run",
+                "inputs", "pred", "json"}  # the destinations of every option that names a file or folder
+
+
+def test_every_path_option_of_every_command_takes_the_home_folders_tilde() -> None:
+    """`train --synthetic '~/dr1'` looked for a folder named ~ (audit): it was the one path option read without
+    user_path. Every path option, of every command, is read with it."""
+    import argparse
+
+    from unetkit.cli import build_parser, user_path
+
+    def options(parser: argparse.ArgumentParser, command: str) -> list[tuple[str, argparse.Action]]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += options(sub, f"{command} {name}".strip())
+            elif action.dest.removeprefix("start_") in PATH_OPTIONS or (action.metavar or "") in ("RUN", "DIR"):
+                found.append((command, action))
+        return found
+
+    found = options(build_parser(), "")
+    assert len(found) >= 25, found  # the walk reached every command
+    untyped = [f"{command} {action.option_strings or action.dest}" for command, action in found
+               if action.type is not user_path]
+    assert not untyped, untyped
+
+
 def test_evaluate_scores_masks_whose_names_end_like_predicts_maps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Predictions of an image named HeLa_cells.png were dropped as if they were a map predict writes beside a
     mask ("not scored: 1 true mask without a prediction"); only NAME_prob.tif / NAME_cells.tif beside NAME are."""

@@ -65,6 +65,25 @@ def keeps_host_settings(function: Function) -> Function:
     return kept  # type: ignore[return-value]
 
 
+def checks_arguments(function: Function) -> Function:
+    """Refuse a call whose arguments do not fit `function` (an unknown keyword, a missing path) with an InputError
+    naming the function and its options, as any error in use is raised, not Python's TypeError."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            options = [name for name, parameter in signature.parameters.items()
+                       if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
+            raise InputError(f"unetkit.{function.__name__}: {exc}; its options are {', '.join(options)} "
+                             f"(help(unetkit.{function.__name__}))") from None
+        return function(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
 def takes_numpy_numbers(function: Function) -> Function:
     """Call `function` with numpy numbers among its arguments as Python ones (plain_number)."""
     @functools.wraps(function)
@@ -140,6 +159,7 @@ def mask_value(value: Any, name: str) -> int:
     return code
 
 
+@checks_arguments
 @takes_numpy_numbers
 @keeps_host_settings
 def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | float | None = None,
@@ -170,6 +190,7 @@ def train(images: PathLike, labels: PathLike, out: PathLike, *, budget: str | fl
                      began=time.monotonic())
 
 
+@checks_arguments
 @takes_numpy_numbers
 @keeps_host_settings
 def predict(run: "PathLike | unetkit.run.Run", inputs: PathLike | Iterable[PathLike], out: PathLike, *, tta: bool = False,
@@ -226,6 +247,7 @@ def _caller_level() -> int:
     return level
 
 
+@checks_arguments
 @takes_numpy_numbers
 @keeps_host_settings
 def predict_array(run: "PathLike | unetkit.run.Run", image: Any, *, tta: bool = False, prob: bool = False, device: str | None = None,
@@ -251,6 +273,7 @@ def predict_array(run: "PathLike | unetkit.run.Run", image: Any, *, tta: bool = 
                        training_pixel_size=training_pixel_size)
 
 
+@checks_arguments
 @takes_numpy_numbers
 def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, boundary_value: int | None = None,
              ignore_value: int | None = None, objects: bool = False) -> dict[str, Any]:
@@ -272,6 +295,7 @@ def evaluate(pred: PathLike, labels: PathLike, *, instances: str | None = None, 
                           ignore_value=ignore)
 
 
+@checks_arguments
 @takes_numpy_numbers
 @keeps_host_settings
 def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | None = None, device: str | None = None,
@@ -290,6 +314,7 @@ def resume(run: PathLike, *, epochs: int | None = None, budget: str | float | No
                       precision=precision, began=time.monotonic())
 
 
+@checks_arguments
 @takes_numpy_numbers
 @keeps_host_settings
 def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, val_fraction: float | None = None,
@@ -315,6 +340,7 @@ def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, va
                          ignore_value=ignore, run_pixel_size=trained.record.get("pixel_size") if trained else None)
 
 
+@checks_arguments
 @takes_numpy_numbers
 @keeps_host_settings
 def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "torchscript"), name: str | None = None,
@@ -327,6 +353,7 @@ def export(run: PathLike, out: PathLike, *, formats: Iterable[str] = ("onnx", "t
     return export_run(as_path(run, "run"), as_path(out, "out"), chosen, ModelCard(name, author, license))
 
 
+@checks_arguments
 @takes_numpy_numbers
 @keeps_host_settings
 def load_run(path: PathLike, *, device: str = "cpu", precision: str | None = None) -> "unetkit.run.Run":

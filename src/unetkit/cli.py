@@ -134,7 +134,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "between touching ones, then `predict --instances` separates them; classes: the values are "
                         "classes; auto (default): classes, and masks that look like instance ids, smoothed "
                         "(antialiased) edges or a mask in another encoding are refused")
-    p.add_argument("--synthetic", metavar="RUN", help="a `unetkit diffusion train --labels` run: mix its images for deformed training labels into the patches")
+    p.add_argument("--synthetic", metavar="RUN", type=user_path, help="a `unetkit diffusion train --labels` run: mix its images for deformed training labels into the patches")
     p.add_argument("--synthetic-fraction", type=float, help="share of the patches that are synthetic (default 0.25)")
     p.add_argument("--synthetic-count", type=int, help="synthetic pairs to generate before training (default 64)")
     p.add_argument("--ema", type=float, help="decay of the moving average of the weights that is validated and saved (0: off; planned by default)")
@@ -287,7 +287,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=user_path, help="a trained run folder")
     p.add_argument("--out", type=user_path, required=True, help="new folder to write, or a new FILE.zip (the bioimage.io package)")
     p.add_argument("--format", default="onnx,torchscript", help="onnx, torchscript or both, comma-separated (default both)")
-    p.add_argument("--name", help="the model's name in rdf.yaml (default: the run folder's name)")
+    p.add_argument("--name", help="the model's name in rdf.yaml (default: the run folder's name, as bioimage.io "
+                                         "allows it)")
     p.add_argument("--author", help="the author in rdf.yaml (default: your login name)")
     p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the exported model (default CC-BY-4.0)")
 
@@ -366,7 +367,8 @@ def _run_train(args: argparse.Namespace) -> None:
         model=args.model, base_width=args.base_width, depth=args.depth, loss=args.loss, optimizer=args.optimizer,
         lr=args.lr, batch_size=args.batch_size, patch_size=args.patch_size, augment=args.augment, seed=args.seed,
         device=args.device, val_fraction=args.val_fraction, precision=args.precision, ema=args.ema,
-        synthetic=args.synthetic, synthetic_fraction=args.synthetic_fraction, synthetic_count=args.synthetic_count,
+        synthetic=None if args.synthetic is None else str(args.synthetic), synthetic_fraction=args.synthetic_fraction,
+        synthetic_count=args.synthetic_count,
         bilinear=None if args.upsampling is None else args.upsampling == "bilinear",
         align_outputs=False if args.no_align else None, residual=args.residual, ignore_value=args.ignore_value,
         mask_kind=args.mask_kind, pixel_size=args.pixel_size, match_pixel_size=args.match_pixel_size or None,
