@@ -304,9 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_folders(data: Path) -> tuple[Path, Path]:
     """DATA/image + DATA/label (or images/labels, masks)."""
-    if data.is_file():
-        raise InputError(f"{data}: is a file; give a folder holding image/ and label/, or the images and masks as "
-                         "--images and --labels (a folder or a multi-page TIFF each)")
+    from unetkit.data.zarr_pages import is_zarr
+
+    if data.is_file() or is_zarr(data):
+        kind = "a zarr image" if data.is_dir() else "a file"
+        raise InputError(f"{data}: is {kind}; give a folder holding image/ and label/, or the images and masks as "
+                         "--images and --labels (a folder, a multi-page TIFF or a zarr each)")
     if not data.is_dir():
         raise InputError(f"{data}: no such folder; give a folder holding image/ and label/, or use --images and --labels")
     found = {}

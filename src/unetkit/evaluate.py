@@ -21,7 +21,7 @@ from scipy import ndimage
 from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
 from unetkit.data.labels import IGNORE_CLASS, LabelEncoding, is_colour, scalar_codes
-from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, natural_key, read_pages
+from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, natural_key, one_image, read_pages
 from unetkit.errors import InputError
 from unetkit.run import refuse_inside_inputs
 from unetkit.instances import watershed_regions
@@ -67,7 +67,7 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
     is an error.
     """
     # `predict --prob` writes NAME_prob.tif beside the masks, `predict --instances` NAME_cells.tif
-    pred = _the_one_mask(Path(pred)) if Path(labels).is_file() else pred
+    pred = _the_one_mask(Path(pred)) if one_image(Path(labels)) else pred
     unpaired: list[Path] = []
     pairs, palette = read_pairs(pred, labels, skip_suffixes=(PROB_SUFFIX, CELLS_SUFFIX), images_are_masks=True,
                                 unpaired_labels=unpaired)
@@ -178,7 +178,7 @@ def _truths_for(predicted: dict[str, Path], pred: Path, labels: Path, unscored: 
     """The true mask of each prediction (by name): two files pair with each other; a prediction without one is
     an error, and the true masks without a prediction go to `unscored` (listed under the table: a prediction
     lost on the way is seen)."""
-    one_each = labels.is_file() and len(predicted) == 1  # a stack's outputs, given as the file or its folder
+    one_each = one_image(labels) and len(predicted) == 1  # a stack's outputs, given as the file or its folder
     truths = {next(iter(predicted)): labels} if one_each else _truths_by_stem(labels, set(predicted))
     for name in sorted(set(predicted) - set(truths)):
         raise InputError(f"{predicted[name]}: no mask named {name}.* in {labels}; add it or move the file out")
@@ -302,7 +302,7 @@ def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[s
     `unscored` receives the true masks without a prediction."""
     pred, labels = Path(pred), Path(labels)
     beside = pred.with_name(f"{pred.stem}{CELLS_SUFFIX}.tif")
-    if pred.is_file() and not pred.stem.endswith(CELLS_SUFFIX) and beside.is_file():
+    if one_image(pred) and not pred.stem.endswith(CELLS_SUFFIX) and beside.is_file():
         pred = beside  # a stack's mask given: its objects are the cells file beside it, as in a folder (audit)
     files = list_image_files(pred)
     cells = {f.stem.removesuffix(CELLS_SUFFIX): f for f in files if f.stem.endswith(CELLS_SUFFIX)}
@@ -310,7 +310,7 @@ def _object_pairs(pred: Path, labels: Path, unscored: list[str]) -> list[tuple[s
     if not predicted:
         raise InputError(f"{pred}: holds no object masks; write NAME{CELLS_SUFFIX}.tif files with unetkit predict --instances")
     truths = _truths_for(predicted, pred, labels, unscored)
-    masks = {f.stem: f for f in _mask_files(pred.parent if pred.is_file() else pred)} if cells else {}
+    masks = {f.stem: f for f in _mask_files(pred.parent if one_image(pred) else pred)} if cells else {}
     pairs = []
     for name in sorted(predicted):
         pred_pages, true_pages = read_pages(predicted[name], labels=True)[0], read_pages(truths[name], labels=True)[0]

@@ -225,3 +225,194 @@ def test_a_colour_ignore_value_survives_the_config_s_copies() -> None:
     for copied in (copy.copy(value), copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
         assert copied == 66051 and str(copied) == "1,2,3"
     assert json.loads(json.dumps(replace(TrainConfig(), ignore_value=value).to_json()))["ignore_value"] == 66051
+
+
+def test_evaluate_takes_a_true_zarr_stack_wherever_it_takes_a_tiff_stack(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """Review: evaluate asked is_file() whether the true masks were one stack, so a zarr stack was taken for a
+    folder: plain scores, --instances and --objects all refused what they score for the same TIFF."""
+    import json
+
+    train_tiny_run(tmp_path, 4, 48, 2)
+    rng = np.random.default_rng(5)
+    pairs = [blob_pair(rng, 48) for _ in range(2)]
+    plain_array(tmp_path / "raw.zarr", np.stack([image for image, _ in pairs]))
+    truth = np.stack([label * 255 for _, label in pairs]).astype(np.uint8)
+    plain_array(tmp_path / "seg.zarr", truth)
+    tifffile.imwrite(tmp_path / "seg.tif", truth)
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "raw.zarr"), "--out", str(tmp_path / "pred"),
+                 "--prob", "--instances", "--quiet"]) == 0
+    scores = {}
+    for truths in ("seg.zarr", "seg.tif"):
+        for pred, extra in (("pred", []), ("pred/raw.tif", ["--instances", "threshold"]),
+                            ("pred/raw.tif", ["--objects"])):
+            out = tmp_path / f"{truths}-{len(scores)}.json"
+            code = main(["evaluate", "--pred", str(tmp_path / pred), "--labels", str(tmp_path / truths), *extra,
+                         "--json", str(out)])
+            assert code == 0, capsys.readouterr().err
+            scores[(truths, pred, tuple(extra))] = json.loads(out.read_text())["mean"]
+    for (truths, pred, extra), mean in scores.items():
+        if truths == "seg.zarr":
+            assert mean == scores[("seg.tif", pred, extra)]
+
+
+@pytest.mark.parametrize("edit", ["multiscales_text", "axes_numbers", "datasets_dict", "scale_text", "scale_dict",
+                                  "scale_null", "level_group"])
+def test_malformed_ome_zarr_metadata_is_one_line_not_a_traceback(tmp_path: Path, edit: str) -> None:
+    """Review: hand-edited multiscales (a string, numbers for axes, a dict for a list) raised AttributeError,
+    TypeError, KeyError, ValueError out of predict and check."""
+    from unetkit.data.zarr_pages import zarr_stamp
+
+    path = ome_image(tmp_path / "img.zarr", np.ones((2, 16, 16), np.uint8), "zyx", [1, 1, 1])
+    group = zarr.open_group(str(path), mode="r+")
+    multiscale = group.attrs["multiscales"][0]
+    transforms = multiscale["datasets"][0]["coordinateTransformations"]
+    if edit == "multiscales_text":
+        group.attrs["multiscales"] = ["x"]
+    elif edit == "level_group":
+        zarr.open_group(str(path / "0"), mode="w")
+    else:
+        changed = {"axes_numbers": ("axes", [1, 2, 3]), "datasets_dict": ("datasets", {"path": "0"})}.get(edit)
+        if changed:
+            multiscale[changed[0]] = changed[1]
+        else:
+            transforms[0] = {"scale_text": {"type": "scale", "scale": ["a", "b", "c"]},
+                             "scale_null": {"type": "scale", "scale": [None, 1, 1]}}.get(edit, transforms[0])
+            if edit == "scale_dict":
+                multiscale["datasets"][0]["coordinateTransformations"] = {"type": "scale", "scale": [1, 1, 1]}
+        group.attrs["multiscales"] = [multiscale]
+    with pytest.raises(InputError, match="img.zarr"):
+        read_pages(path)
+    assert zarr_stamp(path)["size"] > 0  # --skip-done's stamp of it does not raise either
+
+
+def test_axes_a_plain_array_names_lay_it_out(tmp_path: Path) -> None:
+    """Review: zarr 3's dimension_names and xarray's _ARRAY_DIMENSIONS were not read: a (y, x, z) array gave 64
+    pages of 64 x 5, a (c, y, x) one two grey pages."""
+    volume = np.random.default_rng(2).integers(0, 255, (40, 36, 5), dtype=np.uint8)
+    yxz = zarr.create_array(str(tmp_path / "yxz.zarr"), shape=volume.shape, dtype="u1", chunks=(16, 16, 1),
+                            dimension_names=["y", "x", "z"])
+    yxz[:] = volume
+    pages = read_pages_lazily(tmp_path / "yxz.zarr")
+    assert pages.shape == (5, 40, 36) and np.array_equal(pages[3], volume[..., 3])
+    assert np.array_equal(read_pages(tmp_path / "yxz.zarr")[0], np.moveaxis(volume, -1, 0))
+    cyx = zarr.create_array(str(tmp_path / "cyx.zarr"), shape=(2, 40, 36), dtype="u1", zarr_format=2,
+                            attributes={"_ARRAY_DIMENSIONS": ["c", "y", "x"]})
+    cyx[:] = np.moveaxis(volume[..., :2], -1, 0)
+    assert np.array_equal(read_pages(tmp_path / "cyx.zarr")[0], volume[None, ..., :2])
+    unnamed = zarr.create_array(str(tmp_path / "dims.zarr"), shape=(2, 40, 36), dtype="u1", zarr_format=2,
+                                attributes={"_ARRAY_DIMENSIONS": ["dim_0", "dim_1", "dim_2"]})
+    unnamed[:] = 1
+    assert read_pages(tmp_path / "dims.zarr")[0].shape == (2, 40, 36)  # xarray's default names: the plain rule
+    zarr.create_array(str(tmp_path / "odd.zarr"), shape=(2, 40, 36), dtype="u1", dimension_names=["z", "row", "col"])
+    with pytest.raises(InputError, match=r"odd.zarr: names its axes \['z', 'row', 'col'\]"):
+        read_pages(tmp_path / "odd.zarr")
+
+
+def test_a_zarr_folder_without_its_metadata_is_an_error_not_skipped(tmp_path: Path) -> None:
+    """Review: .zarray / .zgroup are hidden files, which `cp dir/*` leaves behind: the copy was skipped in a folder
+    of images without a word, and given itself said the folder holds no images."""
+    image = np.zeros((16, 16), np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    copy = plain_array(tmp_path / "b.zarr", np.zeros((2, 16, 16), np.uint8), zarr_format=2)
+    (copy / ".zarray").unlink()
+    for given in (tmp_path, copy):
+        with pytest.raises(InputError, match="b.zarr: named .zarr but holds no zarr metadata"):
+            list_image_files(given)
+
+
+def test_pages_of_chunks_deeper_than_one_page_are_decoded_once_per_chunk(tmp_path: Path) -> None:
+    """Review: a page read decodes every chunk it crosses, so 64-deep chunks were decoded 64 times, once per page."""
+    volume = np.random.default_rng(4).integers(0, 255, (10, 32, 32), dtype=np.uint8)
+    stored = zarr.create_array(str(tmp_path / "deep.zarr"), shape=volume.shape, chunks=(4, 16, 16), dtype="u1")
+    stored[:] = volume
+    pages = ZarrPages.open(tmp_path / "deep.zarr")
+    reads = []
+    array = pages._array
+
+    class Counted:
+        shape, dtype, chunks = array.shape, array.dtype, array.chunks
+
+        def __getitem__(self, selection):  # noqa: ANN001, ANN204
+            reads.append(selection)
+            return array[selection]
+
+    pages._array = Counted()
+    assert all(np.array_equal(pages[i], volume[i]) for i in range(10))
+    assert len(reads) == 3  # pages 0-3, 4-7, 8-9
+    assert np.array_equal(pages[5], volume[5]) and np.array_equal(pages[-1], volume[9])
+
+
+def test_a_zarr_changed_while_its_pages_are_read_is_refused(tmp_path: Path) -> None:
+    """Review: TiffPages refused a stack rewritten during prediction; ZarrPages gave a mask of old and new pages."""
+    path = plain_array(tmp_path / "v.zarr", np.zeros((3, 32, 32), np.uint8))
+    pages = ZarrPages.open(path)
+    pages[0]
+    zarr.open_array(str(path), mode="r+")[2] = 7
+    with pytest.raises(InputError, match="v.zarr: the array changed while its pages were being read"):
+        pages[2]
+
+
+def test_a_zarr_given_as_dot_is_named_by_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `predict RUN .` inside raw.zarr wrote OUT/.tif (a hidden file), and `..` from its level OUT/...tif."""
+    path = plain_array(tmp_path / "raw.zarr", np.zeros((2, 16, 16), np.uint8))
+    monkeypatch.chdir(path)
+    assert [file.name for file in list_image_files(Path("."))] == ["raw.zarr"]
+    (path / "sub").mkdir()
+    assert [file.stem for file in list_image_files(Path("sub/.."))] == ["raw"]
+
+
+def test_skip_done_sees_the_image_s_metadata_change_when_its_level_is_given(tmp_path: Path) -> None:
+    """Review: for img.zarr/0 only the level was stamped, so a new scale in img.zarr/.zattrs kept a stale output."""
+    from unetkit.data.zarr_pages import zarr_stamp
+
+    path = ome_image(tmp_path / "img.zarr", np.ones((2, 16, 16), np.uint8), "zyx", [0.2, 0.1, 0.1])
+    before = zarr_stamp(path / "0")
+    group = zarr.open_group(str(path), mode="r+")
+    multiscales = group.attrs["multiscales"]
+    multiscales[0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [0.5, 0.1, 0.1]
+    group.attrs["multiscales"] = multiscales
+    assert zarr_stamp(path / "0") != before
+
+
+@pytest.mark.parametrize("layout", ["bioformats2raw", "labels", "plate"])
+def test_a_group_that_is_not_an_image_names_the_images_inside(tmp_path: Path, layout: str) -> None:
+    """Review: bioformats2raw's root (image in 0/), a labels/ group and a plate got "give the zarr array of the
+    image", which named none."""
+    root = tmp_path / "x.zarr"
+    if layout == "plate":
+        zarr.open_group(str(root), mode="w").attrs["plate"] = {"wells": [{"path": "A/1"}]}
+        expected = "an OME-Zarr plate: give the image of one well's field, e.g. " + str(root / "A" / "1" / "0")
+    else:
+        zarr.open_group(str(root), mode="w", zarr_format=2)  # bioformats2raw writes zarr 2, as the 0.4 image in it
+        inner = "0" if layout == "bioformats2raw" else "cells"
+        ome_image(root / inner, np.ones((2, 16, 16), np.uint8), "zyx", [1, 1, 1])
+        expected = f"it holds the images {inner}: give one of them, e.g. {root / inner}"
+    with pytest.raises(InputError, match="a zarr group, not an image") as raised:
+        read_pages(root)
+    assert expected in str(raised.value)
+
+
+def test_zarr_odds_and_ends_from_the_review(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A zarr given as DATA was told to hold image/ inside; a level path of the training zarr passed as held-out
+    validation; a plain RGBA array kept its alpha as a 4th channel; a consolidated copy of the metadata left
+    stale by a resize was read; OME units written "um" dropped the pixel size."""
+    from unetkit.train.setup import _refuse_training_images_as_validation
+
+    raw = ome_image(tmp_path / "raw.zarr", np.ones((2, 16, 16), np.uint8), "zyx", [1, 1, 1])
+    assert main(["train", str(raw), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "is a zarr image; give a folder holding image/ and label/" in error and "raw.zarr/image" not in error
+    with pytest.raises(InputError, match="0 is also a training image"):
+        _refuse_training_images_as_validation(raw, raw / "0")
+    rgba = np.random.default_rng(0).integers(0, 255, (20, 24, 4), dtype=np.uint8)
+    assert np.array_equal(read_pages(plain_array(tmp_path / "rgba.zarr", rgba))[0], rgba[None, ..., :3])
+    assert read_pages_lazily(tmp_path / "rgba.zarr").shape == (1, 20, 24, 3)
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=2)
+    group.create_array("a", shape=(6, 16, 16), dtype="u1")
+    zarr.consolidate_metadata(str(tmp_path / "g.zarr"))
+    zarr.open_array(str(tmp_path / "g.zarr" / "a"), mode="r+").resize((8, 16, 16))
+    assert read_pages(tmp_path / "g.zarr" / "a")[0].shape == (8, 16, 16)
+    short = ome_image(tmp_path / "um.zarr", np.ones((2, 16, 16), np.uint8), "zyx", [0.5, 0.1, 0.1], unit="um")
+    calibration = calibration_of(short)
+    assert calibration is not None and calibration.in_metres() == pytest.approx((1e-7, 1e-7))

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, channel_pages_hint, grey_of,
-                             list_image_files, natural_key, planar_colour_hint, read_pages)
+                             list_image_files, natural_key, one_image, planar_colour_hint, read_pages)
 from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization
-from unetkit.data.zarr_pages import is_zarr
 from unetkit.errors import InputError
 from unetkit.text import counted
 
@@ -95,11 +94,6 @@ class Matching:
     conflicts: list[str]  # one message per stem claimed twice, or a file/folder mix-up
 
 
-def _one_image(path: Path) -> bool:
-    """Whether `path` is one image or stack (a file, or a zarr folder), not a folder of them."""
-    return Path(path).is_file() or is_zarr(Path(path))
-
-
 def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
                 kinds: tuple[str, str] = ("image", "mask")) -> Matching:
     """Match image files with label files by stem (missing paths and empty folders still raise).
@@ -114,17 +108,17 @@ def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),
         return Matching([], [], [], [f"{images}: given as both the {kinds[0]}s and the {kinds[1]}s; {fix}"])
     image_files = list_image_files(images)
     if skip_suffixes:  # a file given alone is judged by the folder it lies in
-        folder = Path(images).parent if _one_image(images) else Path(images)
+        folder = Path(images).parent if one_image(images) else Path(images)
         stems = {f.stem for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES}
         image_files = [f for f in image_files if not (f.suffix.lower() in TIFF_SUFFIXES and any(
             f.stem.endswith(suffix) and f.stem[: -len(suffix)] in stems for suffix in skip_suffixes))]
     label_files = list_image_files(labels)
-    if _one_image(images) != _one_image(labels):
-        folder_files = image_files if _one_image(labels) else label_files
+    if one_image(images) != one_image(labels):
+        folder_files = image_files if one_image(labels) else label_files
         only = f" (the folder's one file: {folder_files[0]})" if len(folder_files) == 1 else ""
         return Matching([], [], [], [f"{images} and {labels}: give both as folders or both as stacks (single "
                                      f"files){only}"])
-    if _one_image(images):
+    if one_image(images):
         if not image_files:
             return Matching([], [], [], [f"{images}: is not a mask but a map predict writes beside one "
                                          f"(NAME{' or NAME'.join(skip_suffixes)}); give the mask file"])

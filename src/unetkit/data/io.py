@@ -116,8 +116,9 @@ def list_image_files(path: Path) -> list[Path]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
-    if is_zarr(path):  # a folder that is one image
-        return [path]
+    if is_zarr(path):  # a folder that is one image, named as itself also when given as "." or ".."
+        return [Path(os.path.abspath(path)) if path.name in ("", ".", "..") else path]
+    _refuse_zarr_without_metadata(path)
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise InputError(f"{path}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -129,7 +130,10 @@ def list_image_files(path: Path) -> list[Path]:
         more = f" ({counted(len(broken) - 1, 'more broken link')} in {path})" if len(broken) > 1 else ""
         raise InputError(f"{broken[0]}: {broken_link(broken[0])}{more}; fix the link or remove it")
     files = [entry for entry in entries if entry.is_file()]
-    files += [entry for entry in children if entry.suffix.lower() == ZARR_SUFFIX and is_zarr(entry)]
+    zarrs = [entry for entry in children if entry.suffix.lower() == ZARR_SUFFIX and entry.is_dir()]
+    for entry in zarrs:
+        _refuse_zarr_without_metadata(entry)
+    files += [entry for entry in zarrs if is_zarr(entry)]
     if not files:
         inside = sorted(entry.name for entry in children if entry.is_dir())
         where = (f" but subfolders ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''}): subfolders are not "
@@ -141,6 +145,14 @@ def list_image_files(path: Path) -> list[Path]:
                      "skipped as system files; rename them without the leading '.'")
         raise InputError(f"{path}: the folder holds no images (PNG, TIFF, ...){where or '; point to the folder with the images'}")
     return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _refuse_zarr_without_metadata(path: Path) -> None:
+    """A folder named .zarr that holds files but no zarr metadata: zarr's .zarray / .zgroup are hidden files, which
+    a copy of the visible ones (`cp dir/*`, some file managers) leaves behind; skipped, it went unpredicted."""
+    if path.suffix.lower() == ZARR_SUFFIX and path.is_dir() and not is_zarr(path) and any(path.iterdir()):
+        raise InputError(f"{path}: named .zarr but holds no zarr metadata (.zarray, .zgroup or zarr.json), as a copy "
+                         "without its hidden files is; copy the zarr again whole, or rename the folder")
 
 
 def _check_pixel_count(path: Path, shape: tuple[int, ...]) -> None:
@@ -448,6 +460,11 @@ def _zarr_pages(path: Path) -> np.ndarray:
     pages = ZarrPages.open(path)
     _check_pixel_count(path, pages.shape[1:])
     return np.asarray(pages)
+
+
+def one_image(path: Path) -> bool:
+    """Whether `path` is one image or stack (a file, or a zarr folder), not a folder of them."""
+    return Path(path).is_file() or is_zarr(Path(path))
 
 
 def declared_size(path: Path) -> tuple[int, int] | None:

@@ -54,6 +54,43 @@ def _axes(entries: list[Any]) -> list[dict[str, Any]]:
     return [{"name": entry} if isinstance(entry, str) else dict(entry) for entry in entries]
 
 
+AXIS_NAMES = {"t": "T", "time": "T", "c": "C", "channel": "C", "channels": "C", "z": "Z", "y": "Y", "x": "X"}
+
+
+def _dimension_names(path: Path, array: Any) -> str | None:
+    """The axes a plain array names itself (zarr 3's dimension_names, xarray's _ARRAY_DIMENSIONS in zarr 2) as
+    letters, or None when it names none of t, c, z, y, x; names that do not say which axes are Y and X are
+    refused, not guessed past: a (y, x, z) array read as Z, Y, X gave 64 pages of 64 x 5."""
+    names = getattr(getattr(array, "metadata", None), "dimension_names", None) or \
+        dict(array.attrs).get("_ARRAY_DIMENSIONS")
+    if not names or all(name is None for name in names):
+        return None
+    letters = [AXIS_NAMES.get(str(name).lower()) for name in names]
+    if all(letter is None for letter in letters):  # xarray's dim_0, dim_1 when none were given: no layout said
+        return None
+    if None in letters or len(set(letters)) != len(letters) or not {"Y", "X"} <= set(letters) \
+            or len(names) != len(array.shape):
+        raise InputError(f"{path}: names its axes {list(names)}; unetkit lays out axes named t, c, z, y and x (time "
+                         "and channel too): rename them, or save the image as OME-Zarr")
+    return "".join(letters)  # type: ignore[arg-type]
+
+
+def _inside(path: Path, group: Any) -> str:
+    """What to give instead of a group that is not an image: its images (OME-Zarr groups one level down, as
+    bioformats2raw's 0/ or a labels/ group's masks) and arrays, or the way to a plate's wells."""
+    attributes = dict(group.attrs)
+    if "plate" in attributes or "plate" in (attributes.get("ome") or {}):
+        return "; it is an OME-Zarr plate: give the image of one well's field, e.g. " + str(path / "A" / "1" / "0")
+    images = sorted(name for name, child in group.groups() if _multiscales(dict(child.attrs)) is not None)
+    arrays = sorted(name for name, _ in group.arrays())
+    choices = images + arrays
+    if not choices:
+        return "; give the zarr array or OME-Zarr image itself"
+    kind = "images" if images and not arrays else "arrays" if arrays and not images else "images and arrays"
+    return (f" (it holds the {kind} {', '.join(choices[:3])}{', ...' if len(choices) > 3 else ''}: give one of them, "
+            f"e.g. {path / choices[0]})")
+
+
 class ZarrPages(LazyPages):
     """The (P, H, W[, C]) pages of a zarr array, each read when it is indexed (`pages[i]`), as prediction takes
     them: a volume larger than memory is segmented a plane at a time.
@@ -62,12 +99,18 @@ class ZarrPages(LazyPages):
     and `units` per axis where it declares them.
     """
 
-    def __init__(self, path: Path, array: Any, axes: str, scale: list[float] | None, units: list[str | None]) -> None:
+    def __init__(self, path: Path, array: Any, axes: str, scale: list[float] | None, units: list[str | None],
+                 alpha: bool = False) -> None:
         self.path, self._array, self.axes, self.scale, self.units = path, array, axes, scale, units
         self.array_path = path  # the folder of the array read (an OME-Zarr image's first level)
         self._page_dims = [i for i, axis in enumerate(axes) if axis not in "CYX"]
         self._channel_dim = axes.index("C") if "C" in axes else None
         channels = array.shape[self._channel_dim] if self._channel_dim is not None else 1
+        self._channels = channels - 1 if alpha else channels  # a plain RGBA array's alpha is dropped, as a PNG's
+        channels = self._channels
+        self.metadata_folder: Path | None = None  # the image whose axes and scale lay out this array, if any
+        self._slab: tuple[tuple[int, ...], np.ndarray] | None = None  # the chunk-deep pages last read
+        self._stamp_at_first_read: dict[str, int] | None = None
         pages = math.prod(array.shape[i] for i in self._page_dims)
         height, width = array.shape[axes.index("Y")], array.shape[axes.index("X")]
         self.shape: tuple[int, ...] = (pages, height, width, channels) if channels > 1 else (pages, height, width)
@@ -81,26 +124,32 @@ class ZarrPages(LazyPages):
         import zarr  # here: reading images must not pay for zarr's import
 
         path = Path(path)
-        try:
-            node = zarr.open(store=str(path), mode="r")
+        try:  # not the consolidated metadata: a copy of it left stale by a resize read the old shape without a word
+            node = zarr.open(store=str(path), mode="r", use_consolidated=False)
         except Exception as exc:  # noqa: BLE001 - damaged metadata raises anything
-            raise InputError(f"{path}: cannot be read as zarr ({type(exc).__name__}: {exc}); check that the folder "
-                             "is a whole zarr array or OME-Zarr image") from None
-        attributes = dict(node.attrs)
-        multiscales = _multiscales(attributes)
-        if isinstance(node, zarr.Group):
-            if multiscales is None:
-                arrays = sorted(name for name, _ in node.arrays())
-                fix = (f" (it holds the arrays {', '.join(arrays[:3])}{', ...' if len(arrays) > 3 else ''}: give one "
-                       f"of them, e.g. {path / arrays[0]})" if arrays else "; give the zarr array of the image")
-                raise InputError(f"{path}: a zarr group, not an image (no OME-Zarr multiscales){fix}")
-            return cls._ome_image(path, node, multiscales[0])
-        if multiscales is not None:  # an array with the metadata on itself: read as its own level 0
-            return cls._ome_level(path, node, multiscales[0], 0)
-        level_of = cls._level_of_an_image(path)  # img.zarr/0 given itself: the image's axes lay it out
-        if level_of is not None:
-            return cls._ome_level(path, node, *level_of)
-        return cls._plain(path, node)
+            missing_codec = "codec" in str(exc).lower() or isinstance(exc, (ImportError, KeyError))
+            fix = ("install the package of its compressor (e.g. pip install imagecodecs), or re-export it with "
+                   "a standard one" if missing_codec else "check that the folder is a whole zarr array or OME-Zarr image")
+            raise InputError(f"{path}: cannot be read as zarr ({type(exc).__name__}: {exc}); {fix}") from None
+        try:
+            multiscales = _multiscales(dict(node.attrs))
+            if isinstance(node, zarr.Group):
+                if multiscales is None:
+                    raise InputError(f"{path}: a zarr group, not an image (no OME-Zarr multiscales){_inside(path, node)}")
+                return cls._ome_image(path, node, multiscales[0])
+            if multiscales is not None:  # an array with the metadata on itself: read as its own level 0
+                return cls._ome_level(path, node, multiscales[0], 0)
+            level_of = cls._level_of_an_image(path)  # img.zarr/0 given itself: the image's axes lay it out
+            if level_of is not None:
+                pages = cls._ome_level(path, node, *level_of)
+                pages.metadata_folder = path.parent
+                return pages
+            return cls._plain(path, node)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hand-edited or foreign metadata: any shape of JSON
+            raise InputError(f"{path}: its OME-Zarr metadata cannot be laid out ({type(exc).__name__}: {exc}); "
+                             "re-export the image, or fix its multiscales (axes, datasets, scale)") from None
 
     @staticmethod
     def _level_of_an_image(path: Path) -> tuple[dict[str, Any], int] | None:
@@ -110,7 +159,7 @@ class ZarrPages(LazyPages):
         if not is_zarr(path.parent):
             return None
         try:
-            multiscales = _multiscales(dict(zarr.open_group(str(path.parent), mode="r").attrs))
+            multiscales = _multiscales(dict(zarr.open_group(str(path.parent), mode="r", use_consolidated=False).attrs))
         except Exception:  # noqa: BLE001 - a parent that is not a readable group: the array alone
             return None
         datasets = (multiscales or [{}])[0].get("datasets") or []
@@ -129,7 +178,7 @@ class ZarrPages(LazyPages):
             raise InputError(f"{path}: its full-resolution level {level!r} cannot be opened ({type(exc).__name__}: "
                              f"{exc}); re-export the image") from None
         pages = cls._ome_level(path, array, multiscale, 0)
-        pages.array_path = path / level
+        pages.array_path, pages.metadata_folder = path / level, path
         return pages
 
     @classmethod
@@ -145,14 +194,19 @@ class ZarrPages(LazyPages):
         datasets = multiscale.get("datasets") or []
         scale = _scale([*((datasets[index].get("coordinateTransformations") or []) if len(datasets) > index else []),
                         *(multiscale.get("coordinateTransformations") or [])], len(names))
-        units = [OME_UNITS.get(str(axis.get("unit", "")).lower()) for axis in axes]
+        units = [OME_UNITS.get(str(axis.get("unit") or "").lower(), str(axis.get("unit") or "") or None)
+                 for axis in axes]  # "um" or "µm" instead of OME's "micrometer": calibration knows them too
         return cls._checked(path, array, "".join(names).upper(), scale, units)
 
     @classmethod
     def _plain(cls, path: Path, array: Any) -> ZarrPages:
         shape = tuple(array.shape)
+        named = _dimension_names(path, array)
+        if named is not None:
+            return cls._checked(path, array, named, None, [None] * len(shape))
         if len(shape) == 3 and shape[-1] in COLOUR_CHANNELS and min(shape[:2]) > PLAIN_COLOUR_SIDE:
-            return cls._checked(path, array, "YXC", None, [None] * 3)  # numpy's (H, W, 3): RGB, not 3-pixel-wide pages
+            # numpy's (H, W, 3): RGB, not 3-pixel-wide pages; RGBA's alpha is transparency, dropped as a PNG's is
+            return cls._checked(path, array, "YXC", None, [None] * 3, alpha=shape[-1] == 4)
         if len(shape) not in (2, 3):
             raise InputError(f"{path}: a {len(shape)}-D zarr array without OME-Zarr axes; unetkit takes a plain "
                              "zarr array as Y, X, as Z, Y, X or as Y, X, RGB(A): save the image as OME-Zarr, whose "
@@ -161,28 +215,64 @@ class ZarrPages(LazyPages):
 
     @classmethod
     def _checked(cls, path: Path, array: Any, axes: str, scale: list[float] | None,
-                 units: list[str | None]) -> ZarrPages:
+                 units: list[str | None], alpha: bool = False) -> ZarrPages:
+        if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+            raise InputError(f"{path}: its OME-Zarr level is a group, not an array; re-export the image")
         dtype = np.dtype(array.dtype)
         if dtype.kind not in "biuf":
             raise InputError(f"{path}: a zarr array of {dtype}, not of numbers; save the image as integers or floats")
-        pages = cls(path, array, axes, scale, units)
+        pages = cls(path, array, axes, scale, units, alpha)
         if min(pages.shape[:3]) < 1:
             raise InputError(f"{path}: an empty zarr array (shape {tuple(array.shape)}); give a zarr array that holds "
                              "an image")
         return pages
 
     def __getitem__(self, index: int) -> np.ndarray:
+        """Page `index`. Chunks deeper than one page are decoded whole whatever is read of them: the pages of one
+        chunk depth are read together and kept for the next index (a 64-deep chunk was decoded 64 times, once
+        for each of its pages), so memory holds that many pages. Reading the last page checks that the array did
+        not change since the first was read (a mask half of old and half of new pixels otherwise)."""
         index = self._page_index(index)
-        where = np.unravel_index(index, [self._array.shape[i] for i in self._page_dims]) if self._page_dims else ()
-        selection: list[Any] = [slice(None)] * len(self.axes)
-        for dim, at in zip(self._page_dims, where):
-            selection[dim] = int(at)
-        try:
-            plane = np.asarray(self._array[tuple(selection)])
-        except Exception as exc:  # noqa: BLE001 - codecs raise anything on damaged chunks
-            raise InputError(f"{self.path}: page {index + 1} of {len(self)} cannot be read ({type(exc).__name__}: "
-                             f"{exc}); re-export the array") from None
-        return self._laid_out(plane, [axis for dim, axis in enumerate(self.axes) if dim not in self._page_dims])
+        if self._stamp_at_first_read is None:
+            self._stamp_at_first_read = self.stamp()
+        where = [int(at) for at in np.unravel_index(index, [self._array.shape[i] for i in self._page_dims])] \
+            if self._page_dims else []
+        depth = self._slab_depth()
+        key = (*where[:-1], where[-1] // depth) if where else ()
+        if self._slab is None or self._slab[0] != key:
+            selection: list[Any] = [slice(None)] * len(self.axes)
+            for dim, at in zip(self._page_dims, where):
+                selection[dim] = int(at)
+            if where:  # the innermost page axis: its whole chunk
+                start = where[-1] // depth * depth
+                selection[self._page_dims[-1]] = slice(start, start + depth)
+            try:
+                self._slab = (key, np.asarray(self._array[tuple(selection)]))
+            except Exception as exc:  # noqa: BLE001 - codecs raise anything on damaged chunks
+                self._slab = None
+                raise InputError(f"{self.path}: page {index + 1} of {len(self)} cannot be read ({type(exc).__name__}: "
+                                 f"{exc}); re-export the array") from None
+        slab = self._slab[1]
+        if where:
+            inner = self._page_dims[-1]
+            position = sum(1 for dim in range(inner) if dim not in self._page_dims[:-1])  # its axis in the slab
+            slab = np.take(slab, where[-1] % depth, axis=position)
+        if index == len(self) - 1:
+            self._check_unchanged()
+        return self._laid_out(slab, [axis for dim, axis in enumerate(self.axes) if dim not in self._page_dims])
+
+    def _slab_depth(self) -> int:
+        """Pages one chunk spans along the innermost page axis (1 for a plane, or chunks one page deep)."""
+        if not self._page_dims:
+            return 1
+        chunks = getattr(self._array, "chunks", None)
+        return max(1, int(chunks[self._page_dims[-1]])) if chunks else 1
+
+    def _check_unchanged(self) -> None:
+        if self._stamp_at_first_read is not None and self.stamp() != self._stamp_at_first_read:
+            self._stamp_at_first_read = None
+            raise InputError(f"{self.path}: the array changed while its pages were being read; run again once it "
+                             "is written")
 
     def _laid_out(self, block: np.ndarray, axes: list[str]) -> np.ndarray:
         """`block` of these axes (the page axes first, in order, then Y, X and C in any order) as (..., Y, X[, C]),
@@ -191,16 +281,21 @@ class ZarrPages(LazyPages):
         if "C" in axes:
             order.append(axes.index("C"))
         block = block.transpose(order)
+        if "C" in axes:
+            block = block[..., : self._channels]
         return block[..., 0] if "C" in axes and block.shape[-1] == 1 else block
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """All pages read (what read_pages gives), in one read: page by page decoded a chunk spanning several
         pages once for each (40 times as long for 64-deep chunks)."""
+        before = self.stamp()
         try:
             block = np.asarray(self._array[...])
         except Exception as exc:  # noqa: BLE001 - codecs raise anything on damaged chunks
             raise InputError(f"{self.path}: cannot be read ({type(exc).__name__}: {exc}); re-export the array"
                              ) from None
+        self._stamp_at_first_read = before
+        self._check_unchanged()
         pages = self._laid_out(block, list(self.axes)).reshape(self.shape)
         return pages if dtype is None else pages.astype(dtype)
 
@@ -221,18 +316,27 @@ class ZarrPages(LazyPages):
         spacing = self.scale[z] if z is not None and self.units[z] == unit else None
         return self.scale[x], self.scale[y], spacing, unit
 
+    def stamp(self) -> dict[str, int]:
+        """The total size and newest modification of the files of the array read (an OME-Zarr image's first
+        level, not the labels or levels added beside it) and of the image's metadata (its axes and scale, also
+        when a level is given itself): a chunk rewritten in place changes the folder's own time only when zarr
+        writes it under a new name, and a nested array's never."""
+        files = list(Path(self.array_path).rglob("*"))
+        if self.metadata_folder is not None:
+            files += [self.metadata_folder / name for name in (*ZARR_MARKERS, ".zattrs")]
+        return _files_stamp(files)
+
 
 def zarr_stamp(path: Path) -> dict[str, int]:
-    """The total size and newest modification of the files of the array read (an OME-Zarr image's first level,
-    not the labels or levels added beside it): a chunk rewritten in place changes the folder's own time only
-    when zarr writes it under a new name, and a nested array's never."""
+    """ZarrPages.stamp of the array at `path`, or of the folder's files when it cannot be opened."""
     try:
-        folder = ZarrPages.open(path).array_path
+        return ZarrPages.open(path).stamp()
     except InputError:
-        folder = Path(path)
-    files = list(Path(folder).rglob("*"))
-    if folder != Path(path):  # and the image's own metadata (its axes and scale)
-        files += [Path(path) / name for name in (*ZARR_MARKERS, ".zattrs")]
+        return _files_stamp(list(Path(path).rglob("*")))
+
+
+def _files_stamp(files: list[Path]) -> dict[str, int]:
+    """The total size and newest modification of `files` (those that exist)."""
     size, newest = 0, 0
     for file in files:
         if file.is_file():

@@ -17,6 +17,7 @@ from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs,
 from unetkit.data.validate import ENCODING, INSTANCES, SMOOTHED, CheckReport, check_dataset, held_out_findings, inspect_pairs
 from unetkit.data.labels import LabelEncoding, objects_and_borders
 from unetkit.data.normalize import Normalization, pixel_samples
+from unetkit.data.zarr_pages import ZarrPages, is_zarr
 from unetkit.errors import InputError
 from unetkit.text import counted, shell_word
 
@@ -107,11 +108,22 @@ def _warn_about_shared_images(train_pairs: list[RawPair], val_pairs: list[RawPai
             f"{len(val_pairs)} validation images are, so validation will flatter the model")
 
 
+def _data_read(file: Path) -> Path:
+    """Where the pixels of an input are: the file itself, or the array a zarr image reads (img.zarr and
+    img.zarr/0 are one array), by its real path."""
+    if is_zarr(file):
+        try:
+            return ZarrPages.open(file).array_path.resolve()
+        except InputError:
+            pass
+    return file.resolve()
+
+
 def _refuse_training_images_as_validation(images: Path, val_images: Path) -> None:
     """Weights chosen on images the network trained on look better than they are, and nothing says so: a
     validation image that is also a training image (the same file, by any path) is refused."""
-    training = {file.resolve() for file in list_image_files(images)}
-    shared = [file for file in list_image_files(val_images) if file.resolve() in training]
+    training = {_data_read(file) for file in list_image_files(images)}
+    shared = [file for file in list_image_files(val_images) if _data_read(file) in training]
     if shared:
         more = f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""
         raise InputError(f"--val-images {val_images}: {shared[0].name}{more} is also a training image in {images}; "
