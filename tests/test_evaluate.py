@@ -184,6 +184,61 @@ def test_predictions_in_another_encoding_are_refused_not_scored_as_extra_classes
     assert "ones/0.png: predictions hold values [1] and the true masks [255]" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("pred_values, true_values", [((0, 1), (1, 2)), ((-1, 1), (0, 1)), ((0, 1, 2), (1, 2, 3))])
+def test_encodings_that_share_a_value_are_refused_too(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                      pred_values: tuple[int, ...], true_values: tuple[int, ...]) -> None:
+    """Review: 0/1 predictions against 1/2 (ilastik's) truths scored pixel error 0.875 for 0.125, as three classes:
+    the two shared the value 1, and only encodings sharing no object value were refused."""
+    rows = np.repeat(np.arange(len(true_values)), 16 // len(true_values) + 1)[:16]
+    truth = np.repeat(np.asarray(true_values)[rows][:, None], 16, axis=1).astype(np.int16)
+    pred = np.repeat(np.asarray(pred_values)[rows][:, None], 16, axis=1).astype(np.int16)
+    tifffile.imwrite(tmp_path / "truth.tif", truth)
+    (tmp_path / "t").mkdir(), (tmp_path / "p").mkdir()
+    tifffile.imwrite(tmp_path / "t" / "0.tif", truth)
+    tifffile.imwrite(tmp_path / "p" / "0.tif", pred)
+    assert main(["evaluate", "--pred", str(tmp_path / "p"), "--labels", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "p/0.tif: " in err and "encoding" in err and err.count("\n") == 1, err
+
+
+def test_one_prediction_in_another_encoding_among_right_ones_is_refused(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """Review: with a.png 0/255 and b.png 0/1 among the predictions, the set's values were compared as a whole
+    (0/1/255 against 0/255 share 255), and b scored Dice 0 as a third class."""
+    for name in ("a", "b"):
+        write_png(tmp_path / "truth" / f"{name}.png", cells())
+    write_png(tmp_path / "pred" / "a.png", cells())
+    write_png(tmp_path / "pred" / "b.png", (cells() // 255).astype(np.uint8))
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
+    err = capsys.readouterr().err
+    assert "pred/b.png: holds the value 1, which no true mask holds (they hold 0/255)" in err, err
+
+
+def test_a_grey_number_for_a_colour_mask_value_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Review: `--ignore-value 255` on RGB masks meant white and was taken as the packed code of blue (0,0,255):
+    the blue class became unlabelled without a word, in check, train and evaluate."""
+    from unetkit.data.labels import LabelEncoding
+
+    mask = np.zeros((16, 16, 3), np.uint8)
+    mask[:8, :, 2] = 255  # blue
+    mask[8:12] = 255  # white: unlabelled
+    mask[12:, :, 0] = 255  # red
+    for folder in ("truth", "pred", "image"):
+        write_png(tmp_path / folder / "0.png", mask if folder != "image" else mask[..., 0])
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--ignore-value", "255"]) == 2
+    assert "--ignore-value 255: " in capsys.readouterr().err
+    assert main(["check", "--images", str(tmp_path / "image"), "--labels", str(tmp_path / "truth"),
+                 "--ignore-value", "255"]) == 2
+    err = capsys.readouterr().err
+    assert "are colour masks; give the colour as R,G,B (white is 255,255,255)" in err and err.count("\n") == 1
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth"),
+                 "--ignore-value", "255,255,255"]) == 0
+    loaded = LabelEncoding.from_json({"values": [255, 16711680], "dtype": "uint8", "colour": True,
+                                      "ignore_value": 16777215})
+    assert str(loaded.ignore_value) == "255,255,255"  # a run's colour prints as given, not as 16777215
+
+
 def test_an_empty_field_predicted_empty_scores_perfectly_and_false_objects_count(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

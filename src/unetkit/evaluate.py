@@ -20,7 +20,8 @@ from scipy import ndimage
 
 from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
-from unetkit.data.labels import IGNORE_CLASS, LabelEncoding, is_colour, scalar_codes
+from unetkit.data.labels import (IGNORE_CLASS, LabelEncoding, colour_value, is_colour, refuse_grey_value_for_colour,
+                                 scalar_codes)
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, natural_key, one_image, read_pages
 from unetkit.errors import InputError
 from unetkit.run import refuse_inside_inputs
@@ -75,6 +76,12 @@ def evaluate_paths(pred: Path, labels: Path, boundary_value: int | None = 0, bou
     masks = [(str(p.image.location), p.image.array) for p in pairs] + [(str(p.label.location), p.label.array) for p in pairs]
     # an empty field, rightly left empty, is one class
     encoding = LabelEncoding.from_masks(masks, palette, minimum_classes=1, ignore_value=ignore_value)
+    if encoding.colour:
+        where = str(pairs[0].label.location)
+        if ignore_value is not None:
+            refuse_grey_value_for_colour(ignore_value, "--ignore-value", where)
+        if boundary_required and boundary_value is not None:
+            refuse_grey_value_for_colour(boundary_value, "--boundary-value", where)
     _check_same_encoding(pairs, encoding)
     boundary = None
     if ignore_value is not None and boundary_required:
@@ -143,9 +150,11 @@ def _instance_ids(pairs: list[RawPair], encoding: LabelEncoding) -> bool:
 
 def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
     """Predictions and true masks must use the same values: 0/1 predictions against 0/255 masks would be
-    scored as three classes, silently. A value on one side only is fine (a class absent from the truth, or
-    never predicted, a false object on an empty field); two encodings show as object values (all but 0)
-    on both sides that share none."""
+    scored as three classes, silently. A value on one side only is fine in general (a class absent from the
+    truth, or never predicted, a false object on an empty field); two encodings show as object values (all but
+    0) on both sides that share none; as a prediction holding a value no true mask holds when the truths hold
+    two values (a two-class task: 0/1 against 1/2 or -1/1, one prediction file of 0/1 among 0/255 ones); and as
+    the same number of values shifted (0..K-1 against 1..K)."""
     def values(arrays: list[tuple[str, np.ndarray]]) -> dict[int, str]:
         found: dict[int, str] = {}
         for name, array in arrays:
@@ -155,12 +164,28 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
 
     predicted = values([(str(p.image.location), p.image.array) for p in pairs])
     true = values([(str(p.label.location), p.label.array) for p in pairs])
+    if encoding.ignore_value is not None:  # unlabelled pixels are no class of either side
+        true.pop(encoding.ignore_value, None)
+        predicted.pop(encoding.ignore_value, None)
     only_predicted, only_true = sorted(set(predicted) - set(true)), sorted(set(true) - set(predicted))
     objects_predicted, objects_true = set(predicted) - {0}, set(true) - {0}
-    if objects_predicted and objects_true and not objects_predicted & objects_true:
+    shift = min(true) - min(predicted) if predicted and true else 0
+    shifted = shift != 0 and len(predicted) == len(true) >= 2 and {value + shift for value in predicted} == set(true)
+    two_encodings = (objects_predicted and objects_true and not objects_predicted & objects_true) or shifted
+    if two_encodings:
         raise InputError(f"{predicted[only_predicted[0]]}: predictions hold values {only_predicted[:3]} and the true "
-                         f"masks {only_true[:3]}, each missing from the other: two encodings (e.g. 0/1 against 0/255); "
-                         "write the predictions in the true masks' values")
+                         f"masks {only_true[:3]}, each missing from the other: two encodings (e.g. 0/1 against 0/255 "
+                         "or 1/2); write the predictions in the true masks' values")
+    if len(true) == 2 and only_predicted:
+        shown = _values_shown(sorted(true), encoding.colour)
+        raise InputError(f"{predicted[only_predicted[0]]}: holds the value {_values_shown(only_predicted[:1], encoding.colour)}, "
+                         f"which no true mask holds (they hold {shown}): another encoding (e.g. 0/1 against 0/255 or "
+                         "1/2); write the predictions in the true masks' values")
+
+
+def _values_shown(values: list[int], colour: bool) -> str:
+    """Mask values as users write them: numbers, or colours as R,G,B."""
+    return "/".join(str(colour_value(value)) if colour else str(value) for value in values)
 
 
 def _truths_by_stem(labels: Path, stems: set[str]) -> dict[str, Path]:

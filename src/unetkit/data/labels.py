@@ -62,7 +62,21 @@ def parse_label_value(text: str) -> int:
     if len(numbers) != 3 or not all(0 <= n <= MAX_COLOUR_CHANNEL for n in numbers):
         raise ValueError(f"{text!r}: a colour is three values 0..255, as R,G,B")
     red, green, blue = numbers
-    return ColourValue((red << 16) | (green << 8) | blue, f"{red},{green},{blue}")
+    return colour_value((red << 16) | (green << 8) | blue)
+
+
+def colour_value(code: int) -> ColourValue:
+    """A packed colour code (as run.json keeps one) as the value that prints R,G,B."""
+    red, green, blue = (code >> 16) & 255, (code >> 8) & 255, code & 255
+    return ColourValue(code, f"{red},{green},{blue}")
+
+
+def refuse_grey_value_for_colour(value: int, option: str, masks: str) -> None:
+    """A mask value given as one number for colour masks: 255 meant white, and was taken as the packed code of
+    blue (0,0,255), a class, which then trained as unlabelled without a word. Colours are given as R,G,B."""
+    if not isinstance(value, ColourValue):
+        raise InputError(f"{option} {value}: {masks} and the other masks are colour masks; give the colour as R,G,B "
+                         f"(white is 255,255,255)")
 
 
 def unpack_colours(codes: np.ndarray) -> np.ndarray:
@@ -246,7 +260,10 @@ class LabelEncoding:
             raise InputError("classes.palette: not a PNG palette (R, G, B numbers 0-255)")
         if ignore is not None and not _whole(ignore):
             raise InputError(f"classes.ignore_value {ignore!r}: not a mask value")
-        return cls(tuple(values), dtype, data["colour"] is True, tuple(palette) if palette else None, ignore)
+        colour = data["colour"] is True
+        if colour and ignore is not None:  # prints as the R,G,B it was given as, not its packed code
+            ignore = colour_value(ignore)
+        return cls(tuple(values), dtype, colour, tuple(palette) if palette else None, ignore)
 
 
 def _whole(value: object) -> bool:

@@ -24,7 +24,8 @@ from unetkit.data.calibration import (calibration_of, length_unit, mixed_scale_n
 from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
 from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files, read_pair,
                                   split_contiguous)
-from unetkit.data.labels import MAX_CLASSES, LabelEncoding, mostly_colour, scalar_codes, unpack_colours
+from unetkit.data.labels import (MAX_CLASSES, LabelEncoding, mostly_colour, refuse_grey_value_for_colour, scalar_codes,
+                                 unpack_colours)
 from unetkit.errors import InputError
 from unetkit.text import aligned_table, counted
 
@@ -112,6 +113,8 @@ def inspect_pairs(pairs: list[RawPair], classes: LabelEncoding | None = None, in
     if not pairs:
         return report
     colour = report.colour = classes.colour if classes is not None else mostly_colour(p.label.array for p in pairs)
+    if colour and ignore_value is not None:
+        refuse_grey_value_for_colour(ignore_value, "--ignore-value", _where(pairs[0].label))
     against_training_set = reference == "the training images'"  # a validation set checked while its run is set up
     masks_reference = ("most masks" if classes is None else
                        "the training masks" if against_training_set else "the run's training masks")
