@@ -337,7 +337,9 @@ def check(images: PathLike, labels: PathLike, *, run: PathLike | None = None, va
                          trained.model_options["in_channels"] if trained else None,
                          trained.normalization.source_dtype if trained else None,
                          val_fraction=TrainConfig.val_fraction if val_fraction is None else val_fraction or None,
-                         ignore_value=ignore, run_pixel_size=trained.record.get("pixel_size") if trained else None)
+                         ignore_value=ignore, run_pixel_size=trained.record.get("pixel_size") if trained else None,
+                         run=as_path(run, "run") if trained else None,
+                         mask_kind=trained.config.mask_kind if trained else "classes")
 
 
 @checks_arguments

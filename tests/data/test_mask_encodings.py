@@ -127,3 +127,25 @@ def test_check_lists_palette_and_bit_depth_mismatches_that_train_refuses(tmp_pat
     errors = [f.line() for f in check_dataset(tmp_path / "image", tmp_path / "label").errors]
     assert any("2.png" in line and "palette" in line for line in errors), errors
     assert any("1.png" in line and "uint16" in line for line in errors), errors
+
+
+def test_check_against_a_palette_run_sees_masks_that_show_its_indices_in_other_colours(tmp_path: Path) -> None:
+    """Review: `check --run` said "0 errors" for masks whose palette swaps the run's colours, which `train --from`
+    then refused, pointing to that very check."""
+    import unetkit
+
+    for name, palette in (("data", [0, 0, 0, 255, 0, 0]), ("swapped", [0, 0, 0, 0, 255, 0])):
+        for i in range(4):
+            Image.fromarray((blobs(i) * 200).astype(np.uint8)).save(_folder(tmp_path / name / "image") / f"{i}.png")
+            write_mask(_folder(tmp_path / name / "label") / f"{i}.png", blobs(i), palette)
+    unetkit.train(tmp_path / "data" / "image", tmp_path / "data" / "label", tmp_path / "run", epochs=1, base_width=4,
+                  depth=2, patch_size=16, device="cpu", progress=False)
+    same = unetkit.check(tmp_path / "data" / "image", tmp_path / "data" / "label", run=tmp_path / "run")
+    assert not same.errors, [f.line() for f in same.errors]
+    swapped = unetkit.check(tmp_path / "swapped" / "image", tmp_path / "swapped" / "label", run=tmp_path / "run")
+    assert any("index 1 as RGB [0, 255, 0]" in f.line() for f in swapped.errors), [f.line() for f in swapped.errors]
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -20,7 +20,7 @@ import torch
 
 from unetkit.data.io import (IMAGE_SUFFIXES, LOSSY_SUFFIXES, TIFF_SUFFIXES, Page, channel_pages_hint, grey_of,
                              list_image_files, natural_key, one_image, planar_colour_hint, read_pages)
-from unetkit.data.labels import LabelEncoding
+from unetkit.data.labels import LabelEncoding, objects_and_borders
 from unetkit.data.normalize import Normalization
 from unetkit.errors import InputError
 from unetkit.text import counted
@@ -92,6 +92,13 @@ class Matching:
     orphan_images: list[Path]
     orphan_labels: list[Path]
     conflicts: list[str]  # one message per stem claimed twice, or a file/folder mix-up
+
+
+def pairs_as_objects_and_borders(pairs: list[RawPair]) -> list[RawPair]:
+    """Instance masks (object ids) as object/background masks with separating borders (labels.objects_and_borders),
+    the background 0 (black) for every mask where any mask holds it: what a --mask-kind instances run learns."""
+    background = 0 if any(not p.label.array.all() for p in pairs) else None
+    return [replace(p, label=replace(p.label, array=objects_and_borders(p.label.array, background))) for p in pairs]
 
 
 def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),

@@ -22,8 +22,8 @@ import numpy as np
 from unetkit.data.calibration import (calibration_of, length_unit, mixed_scale_note, pixel_size_record,
                                       scale_change_note)
 from unetkit.data.io import planar_colour_hint, refuse_predictions_folder
-from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files, read_pair,
-                                  split_contiguous)
+from unetkit.data.dataset import (PAIRING_RULE, PaletteCheck, RawPair, grey_among_grey, match_files,
+                                  pairs_as_objects_and_borders, read_pair, split_contiguous)
 from unetkit.data.labels import (MAX_CLASSES, LabelEncoding, mostly_colour, refuse_grey_value_for_colour, scalar_codes,
                                  unpack_colours)
 from unetkit.errors import InputError
@@ -378,13 +378,15 @@ def held_out_findings(train: list[PairSummary], val: list[PairSummary], colour: 
 def check_dataset(
     images: Path, labels: Path, classes: LabelEncoding | None = None, in_channels: int | None = None,
     image_dtype: str | None = None, val_fraction: float | None = None, ignore_value: int | None = None,
-    run_pixel_size: dict[str, Any] | None = None,
+    run_pixel_size: dict[str, Any] | None = None, run: Path | None = None, mask_kind: str = "classes",
 ) -> CheckReport:
     """Pair, read and inspect everything, collecting every problem instead of stopping at the first.
 
     `val_fraction`: the share `train` would hold out (none with a run's classes or when None); values only the
     held-out block holds are errors, as they are for `train`. `run_pixel_size`: the run's run.json `pixel_size`,
-    to warn when the images are at another scale.
+    to warn when the images are at another scale. `run`: the folder of the run `classes` come from, whose
+    palette the masks' must agree with; `mask_kind`: "instances" for a run that learnt object ids (its masks are
+    checked as the objects and borders it learns, as `train --from` reads them).
     """
     refuse_predictions_folder(images, "--images")
     refuse_predictions_folder(labels, "--labels")
@@ -396,7 +398,9 @@ def check_dataset(
     report.findings += [Finding("error", str(f), f"has no image in {images}{rule}; add its image or move it out")
                         for f in matching.orphan_labels]
     pairs: list[RawPair] = []
-    palettes = PaletteCheck()
+    # the run's palette too (train --from refuses a palette that shows its indices in other colours)
+    palettes = PaletteCheck.of_run(classes.palette, classes.values, run) \
+        if classes is not None and classes.palette and run is not None else PaletteCheck()
     for image_file, label_file in matching.pairs:
         try:
             read, palette = read_pair(image_file, label_file)
@@ -407,6 +411,8 @@ def check_dataset(
         except InputError as exc:
             file, _, message = str(exc).partition(": ")
             report.findings.append(Finding("error", file, message))
+    if mask_kind == "instances":
+        pairs = pairs_as_objects_and_borders(pairs)
     inspected = inspect_pairs(grey_among_grey(pairs, in_channels), classes, in_channels, image_dtype, ignore_value=ignore_value)
     report.pairs = inspected.pairs
     report.findings += inspected.findings

@@ -13,9 +13,10 @@ import numpy as np
 from unetkit.data.calibration import readable_length
 from unetkit.rescale import at_pixel_size
 from unetkit.data.io import list_image_files, refuse_predictions_folder
-from unetkit.data.dataset import PaletteCheck, RawPair, TensorPairs, read_pairs, split_contiguous
+from unetkit.data.dataset import (PaletteCheck, RawPair, TensorPairs, pairs_as_objects_and_borders, read_pairs,
+                                  split_contiguous)
 from unetkit.data.validate import ENCODING, INSTANCES, SMOOTHED, CheckReport, check_dataset, held_out_findings, inspect_pairs
-from unetkit.data.labels import LabelEncoding, objects_and_borders
+from unetkit.data.labels import LabelEncoding
 from unetkit.data.normalize import Normalization, pixel_samples
 from unetkit.data.zarr_pages import ZarrPages, is_zarr
 from unetkit.errors import InputError
@@ -47,13 +48,6 @@ def _stop_on_errors(report: CheckReport, images: Path, labels: Path, say: Callab
         command = _check_command(images, labels, base_run, ignore_value)
         more = f" ({len(others)} more: " + (f"`{command}` lists them)" if checkable else f"{names})") if others else ""
         raise InputError(f"{first.file}: {first.message}{more}")
-
-
-def _objects_and_borders(pairs: list[RawPair]) -> list[RawPair]:
-    """Instance masks (object ids) as object/background masks with separating borders (labels.objects_and_borders),
-    the background 0 (black) for every mask where any mask holds it."""
-    background = 0 if any(not p.label.array.all() for p in pairs) else None
-    return [replace(p, label=replace(p.label, array=objects_and_borders(p.label.array, background))) for p in pairs]
 
 
 def _check_command(images: Path, labels: Path, base_run: Path | None, ignore_value: int | None) -> str:
@@ -182,7 +176,7 @@ def prepare_training_data(
         palettes = PaletteCheck()
     pairs, palette = _read_counting_the_others(images, labels, palettes, encoding, in_channels, base_run, ignore_value)
     if mask_kind == INSTANCES:
-        pairs, palette = _objects_and_borders(pairs), None
+        pairs, palette = pairs_as_objects_and_borders(pairs), None
     inspected = inspect_pairs(pairs, encoding, in_channels, ignore_value=ignore_value)
     if mask_kind == "auto":  # a model of arbitrary ids, 40 edge values or two encodings looks trained and is useless: ask
         inspected = replace(inspected, findings=[replace(f, severity="error") if f.kind in (INSTANCES, SMOOTHED, ENCODING) else f
@@ -192,7 +186,7 @@ def prepare_training_data(
         train_pairs, (val_pairs, _) = pairs, read_pairs(val_images, val_labels, palettes=palettes,
                                                         channels=in_channels or pairs[0].image.channels)
         if mask_kind == INSTANCES:
-            val_pairs = _objects_and_borders(val_pairs)
+            val_pairs = pairs_as_objects_and_borders(val_pairs)
     else:
         train_pairs, val_pairs = split_contiguous(pairs, val_fraction)
         if len(train_pairs) <= FEW_TRAINING_PAIRS and not resuming:
