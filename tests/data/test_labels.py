@@ -97,6 +97,15 @@ def test_grey_as_rgb_among_colour_masks_counts_as_colour() -> None:
 # --- errors -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mask", [np.array([[0.0, 1e20]], np.float32), np.array([[0, 2**63 + 5]], np.uint64)])
+def test_mask_values_an_int64_cannot_hold_are_refused_not_wrapped(mask: np.ndarray) -> None:
+    """Review: float masks of 0 and 1e20 trained as class -9223372036854775808 and predictions were written so."""
+    from unetkit.data.labels import scalar_codes
+
+    with pytest.raises(InputError, match="big.tif: mask holds values beyond"):
+        scalar_codes(mask, "big.tif", colour=False)
+
+
 def test_unknown_value_names_file_and_value() -> None:
     encoding = LabelEncoding.from_masks(_named(_masks([0, 255], np.uint8)))
     bad = _masks([0, 128, 255], np.uint8)[0]

@@ -200,8 +200,10 @@ def read_pair(image_file: Path, label_file: Path, images_are_masks: bool = False
     image_pages, image_palette = read_pages(image_file, labels=images_are_masks)
     label_pages, palette = read_label_pages(label_file)
     if images_are_masks and (image_palette is None) != (palette is None):
+        other = label_pages if palette is None else image_pages
+        instead = "RGB colours" if other.ndim == 4 else "grey values"
         raise InputError(f"{image_file}: one of it and its mask {label_file} has a palette and the other not; save both "
-                         "with the same palette (or both as grey values)")
+                         f"with the same palette (or both as {instead})")
     if images_are_masks and image_palette is not None:
         check = PaletteCheck()
         conflict = check.conflict(label_file, palette, list(label_pages)) or check.conflict(image_file, image_palette, list(image_pages))

@@ -31,6 +31,9 @@ def _pack_colours(mask: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
+CODE_LIMIT = 2**53  # float mask values beyond this are not whole numbers a float holds exactly
+
+
 class ColourValue(int):
     """A colour's packed code (what colour masks' classes compare as) that prints as the user wrote it, R,G,B:
     messages about --ignore-value 1,2,3 said 66051."""
@@ -123,6 +126,12 @@ def scalar_codes(mask: np.ndarray, source: str, colour: bool, reference: str = "
             raise InputError(f"{source}: mask holds NaN or infinite values; masks must hold class values")
         if not np.array_equal(mask, np.round(mask)):
             raise InputError(f"{source}: mask holds fractional values; masks must hold whole class values (0, 1, 255, ...)")
+        if mask.size and (mask.min() < -CODE_LIMIT or mask.max() > CODE_LIMIT):  # int64 would wrap them (1e20 -> -9e18)
+            raise InputError(f"{source}: mask holds values beyond +-2^53 (up to {mask.max():g}); save the classes as "
+                             "small whole numbers (0, 1, 2, ... or 0/255)")
+    elif mask.dtype == np.uint64 and mask.size and mask.max() > np.iinfo(np.int64).max:
+        raise InputError(f"{source}: mask holds values beyond 2^63 (up to {mask.max()}); save the classes as small whole "
+                         "numbers (0, 1, 2, ... or 0/255)")
     return mask.astype(np.int64)
 
 
