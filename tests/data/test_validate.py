@@ -196,6 +196,19 @@ def test_half_the_masks_in_0_1_and_half_in_0_255_are_warned_about(tmp_path: Path
     assert len(warnings) == 1 and "3 masks use 0/1 (3.png, 4.png, 5.png) where 3 use 0/255" in warnings[0].message
 
 
+def test_ilastik_s_1_2_masks_beside_0_1_ones_are_warned_about(tmp_path: Path) -> None:
+    """Review: three masks in 0/1 and three in 1/2 (ilastik's export, 1 background) trained classes 0, 1, 2 in which 1
+    was the object in half the masks and the background in the others, without a word."""
+    images, labels = pairs(tmp_path, 6)
+    for index in range(6):
+        objects = (np.asarray(Image.open(labels / f"{index}.png")) > 0).astype(np.uint8)
+        write_png(labels / f"{index}.png", objects + (1 if index >= 3 else 0))
+    warnings = check_dataset(images, labels).warnings
+    assert len(warnings) == 1, warnings
+    assert "3 masks use 1/2 (3.png, 4.png, 5.png) where 3 use 0/1: together they make 3 classes" in warnings[0].message
+    assert "save them all as 0/1, or" in warnings[0].message  # no "mask > 0" recipe: it would not turn 1/2 into 0/1
+
+
 def test_masks_in_0_1_among_0_255_are_refused_by_train_unless_told_and_nothing_else_is_said(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """With the 0/1 masks first, train made three classes after a warning; with them last, check and train added

@@ -231,6 +231,9 @@ def _instance_findings(instance_like: list[tuple[str, tuple[int, ...]]], masks: 
                     "one region", INSTANCES)]
 
 
+ILASTIK_PAIR = (1, 2)  # ilastik's exported two-class masks: 1 background, 2 foreground
+
+
 def _binary_foreground(values: Sequence[int]) -> int | None:
     """The foreground value of a usual two-valued mask (0/1, 0/255, 0/65535), else None."""
     if len(values) == 2 and values[0] == 0 and int(values[1]) in BINARY_FOREGROUNDS:
@@ -246,24 +249,35 @@ def _encoding_fix(values: list[int], run_values: tuple[int, ...]) -> str | None:
     return f"the mask is 0/{mine}, the run's masks 0/{theirs}: save it as 0/{theirs} (mask > 0, times {theirs})"
 
 
+def _binary_pair(values: Sequence[int]) -> tuple[int, int] | None:
+    """The two values of a usual two-valued mask: 0/1, 0/255, 0/65535, or ilastik's 1/2 (1 background)."""
+    foreground = _binary_foreground(values)
+    if foreground is not None:
+        return 0, foreground
+    return (1, 2) if len(values) == 2 and tuple(int(v) for v in values) == ILASTIK_PAIR else None
+
+
 def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str]]:
-    """Two-valued masks that disagree on their foreground value (0/1 beside 0/255): together they would make
-    three classes. One warning naming the masks of the less common encoding; and those masks."""
-    by_foreground: dict[int, list[str]] = {}
+    """Two-valued masks in different binary encodings (0/1 beside 0/255, or beside ilastik's 1/2): together they
+    would make three classes, one of them background in some masks and foreground in others. One warning naming
+    the masks of the less common encodings; and those masks."""
+    by_pair: dict[tuple[int, int], list[str]] = {}
     for entry in codes_per_mask:
-        foreground = None if entry is None else _binary_foreground(entry[1])
-        if foreground is not None:
-            by_foreground.setdefault(foreground, []).append(_where(entry[0].label))
-    if len(by_foreground) < 2:
+        pair = None if entry is None else _binary_pair(entry[1])
+        if pair is not None:
+            by_pair.setdefault(pair, []).append(_where(entry[0].label))
+    if len(by_pair) < 2:
         return [], set()
-    usual, *others = sorted(by_foreground, key=lambda value: -len(by_foreground[value]))
-    odd = [name for value in others for name in by_foreground[value]]
-    encodings = ", ".join(f"0/{value}" for value in others)
+    usual, *others = sorted(by_pair, key=lambda pair: -len(by_pair[pair]))
+    odd = [name for pair in others for name in by_pair[pair]]
+    encodings = ", ".join(f"{low}/{high}" for low, high in others)
     uses = "uses" if len(odd) == 1 else "use"
-    values = " and ".join(str(value) for value in sorted(by_foreground))
+    values = " and ".join(str(value) for value in sorted({value for pair in by_pair for value in pair}))
+    how = f" (mask > 0, times {usual[1]})" if usual[0] == 0 and all(low == 0 for low, _ in others) else ""
+    classes = len({value for pair in by_pair for value in pair})
     return [Finding("warning", odd[0], f"{counted(len(odd), 'mask')} {uses} {encodings} ({', '.join(Path(n).name for n in odd[:3])}"
-                    f"{', ...' if len(odd) > 3 else ''}) where {len(by_foreground[usual])} use 0/{usual}: together they "
-                    f"make {len(by_foreground) + 1} classes; save them all as 0/{usual} (mask > 0, times {usual}), or, if "
+                    f"{', ...' if len(odd) > 3 else ''}) where {len(by_pair[usual])} use {usual[0]}/{usual[1]}: together "
+                    f"they make {classes} classes; save them all as {usual[0]}/{usual[1]}{how}, or, if "
                     f"{values} are classes of their own, train with --mask-kind classes",
                     ENCODING)], set(odd)  # train refuses it unless told (setup.py): 3 classes trained after a warning
 
