@@ -173,16 +173,20 @@ from unetkit.predict import predict_rows as _predict_rows  # noqa: E402
 
 @pytest.mark.parametrize("height, width, tile", [(152, 132, 48), (150, 130, 48), (153, 131, 48), (150, 130, (48, 130)),
                                                 (153, 131, (153, 32)), (152, 132, (32, 80))])
-def test_exact_context_windows_without_overlap_equal_one_whole_image_pass(height: int, width: int, tile) -> None:
+@pytest.mark.parametrize("tta", [False, True])
+def test_exact_context_windows_without_overlap_equal_one_whole_image_pass(height: int, width: int, tile,
+                                                                          tta: bool) -> None:
     """What `unetkit predict` does for large images: equal windows, a receptive-field halo, no blending.
-    Odd sizes too: the whole pass pads at the ends, so its pooling grid is the windows' grid."""
+    Odd sizes too: the whole pass pads at the ends, so its pooling grid is the windows' grid. With --tta too
+    (review: each flip padded at its own end, so with less free memory, smaller windows, 30 pixels of a mask
+    changed)."""
     torch.manual_seed(0)
     model = build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=2).eval()
     image = torch.rand(1, height, width)
-    whole = predict_probabilities(model, image, tile=1024)
+    whole = predict_probabilities(model, image, tile=1024, tta=tta)
     parts: list[torch.Tensor] = []
     _predict_rows(model, mirrored_reader(image), height, width, lambda top, probs: parts.append(probs),
-                  tile=tile, overlap=0.0, halo=context_halo(model))
+                  tile=tile, overlap=0.0, halo=context_halo(model), tta=tta)
     assert len(parts) > 2 or tile[0] >= height  # several row bands, i.e. several windows (or column windows)
     assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
 

@@ -27,6 +27,7 @@ import torch
 from unetkit.alignment import Shift, shift_image
 from unetkit.engine import autocast, available_memory_bytes
 from unetkit.losses import class_probabilities
+from unetkit.models.blocks import crop_padding, pad_to_multiple
 from unetkit.models.fcn import FCNConfig
 from unetkit.models.unet import UNetConfig
 
@@ -99,11 +100,23 @@ def tile_probabilities(model: torch.nn.Module, tile: torch.Tensor, tta: bool, sh
     """
     if not tta:
         return shift_image(class_probabilities(model(tile).float()), shift)
+    # A network that pads its input to its pooling grid pads at the end (bottom, right); a flipped tile had it
+    # padded at the other end, so each flip saw another grid, and windows (which end on the grid) disagreed with
+    # a whole-image pass by up to 0.07: the mask depended on the free memory. Padded once here, every flip sees
+    # the grid of the unflipped pass.
+    tile, pads = pad_to_multiple(tile, padded_grid(model))
     total = None
     for turns, flip in _DIHEDRAL:
         probs = _undo(class_probabilities(model(_apply(tile, turns, flip)).float()), turns, flip)
         total = probs if total is None else total + probs
-    return shift_image(total / len(_DIHEDRAL), shift)
+    return shift_image(crop_padding(total / len(_DIHEDRAL), pads), shift)
+
+
+def padded_grid(model: torch.nn.Module) -> int:
+    """The multiple a network pads its input to itself (pad_to_multiple): a padded U-Net's 2**depth, an FCN's 32;
+    1 for one that takes its input as it is (the valid U-Net crops instead)."""
+    config = getattr(model, "config", None)
+    return pooling_grid(model) if isinstance(config, (UNetConfig, FCNConfig)) else 1
 
 
 WINDOW_MEMORY_SHARE = 0.25  # of the free memory, for one window's activations and its row band
