@@ -196,6 +196,28 @@ def test_fcn_windows_start_on_its_stride_32_grid() -> None:
     assert pooling_grid(build_model("unet", in_channels=1, num_classes=2, base_width=4, depth=3)) == 8
 
 
+@pytest.mark.parametrize("name", ["fcn8s", "fcn32s"])
+def test_fcn_predicts_in_one_pass_or_in_windows_equal_to_it(name: str) -> None:
+    """Review: an FCN had no context halo, so it always predicted in 512-px windows blended with Gaussian weights
+    and 128 px of context (less than half its receptive field): rows where windows joined differed from a
+    whole-image pass and from the exported network. It now plans windows as a padded U-Net does."""
+    from unetkit.predict import prediction_windows
+
+    torch.manual_seed(0)
+    model = build_model(name, in_channels=1, num_classes=2, base_width=4).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():  # lively weights: BatchNorm and the upsampling far from identity
+            parameter.normal_(0.0, 0.3)
+    window, overlap, halo = prediction_windows(model, None, 1100, 300, 2, "cpu", None, 512)
+    assert window == (1120, 320) and overlap == 0.0 and halo is not None and halo >= model.config.receptive_field // 2
+    image = torch.rand(1, 300, 410)
+    whole = predict_probabilities(model, image, tile=2048)
+    parts: list[torch.Tensor] = []
+    _predict_rows(model, mirrored_reader(image), 300, 410, lambda top, probs: parts.append(probs),
+                  tile=(64, 96), overlap=0.0, halo=halo)
+    assert len(parts) > 2 and torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
+
+
 def test_the_default_window_is_one_pass_when_it_fits_and_the_cheapest_fitting_cut_when_not() -> None:
     model = build_model("unet", in_channels=1, num_classes=2, base_width=64, depth=4)
     assert default_window(model, None, 500, 300, available=64 << 30) == (512, 304)  # one pass, on the 16-px grid

@@ -139,9 +139,9 @@ def context_halo(model: torch.nn.Module) -> int | None:
     """Real context around a window that makes its prediction equal a whole-image pass: half the
     receptive field and one grid step, on the pooling grid. None for networks without a known field."""
     config = getattr(model, "config", None)
-    if not isinstance(config, UNetConfig):
+    if not isinstance(config, (UNetConfig, FCNConfig)):
         return None
-    align = 2**config.depth
+    align = pooling_grid(model)
     return -(-(config.receptive_field // 2) // align) * align + align
 
 

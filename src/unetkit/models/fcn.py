@@ -81,6 +81,21 @@ class FCNConfig:
         return 16 * self.base_width
 
     @property
+    def receptive_field(self) -> int:
+        """Pixels of input one output pixel sees (nominal): the VGG blocks' 3x3 convolutions and 2x2 pools, fc6's
+        3x3 at stride 32, then each learned upsampling (kernel twice its factor: two coarse pixels) on the way
+        back to stride 1; the pool5 path is the widest. context_halo adds a grid step and rounds up."""
+        field, jump = 1, 1
+        for convs in _CONVS_PER_BLOCK:
+            field += 2 * convs * jump + jump  # the block's convolutions, then its pool
+            jump *= 2
+        field += 2 * jump  # fc6
+        while jump > 1:  # upsampled from stride 32 to 1 (x2 steps for the skip scores, then the rest at once)
+            field += jump
+            jump //= 2
+        return field
+
+    @property
     def stride(self) -> int:
         """The output stride before the last upsampling: 32, 16 or 8."""
         return int(self.variant[3:-1])
