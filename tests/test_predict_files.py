@@ -285,6 +285,23 @@ def test_probabilities_of_three_or_four_classes_read_back_as_class_pages(tmp_pat
     assert pages.shape == (classes, 8, 9) and [float(p[0, 0]) for p in pages] == list(range(classes))
 
 
+@pytest.mark.parametrize("shape", [(2, 30, 1), (3, 2, 30, 1), (2, 1, 30)])
+def test_probabilities_of_an_image_one_pixel_wide_read_back_in_their_shape(tmp_path: Path,
+                                                                           shape: tuple[int, ...]) -> None:
+    """Review: tifffile's ImageJ writer drops a last axis of length 1, so the probabilities of a 300 x 1 image read
+    back as one 2 x 300 page ("ImageJ series metadata invalid"): such pages are written as a plain TIFF."""
+    import tifffile
+
+    from unetkit.predict_files import _probability_store
+
+    labels = [f"{i}" for i in range(int(np.prod(shape[:-2])))]
+    store = _probability_store(tmp_path / "a_prob.tif", shape, labels=labels)
+    store[:] = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    store.flush()
+    del store
+    assert np.array_equal(tifffile.imread(tmp_path / "a_prob.tif"), np.arange(np.prod(shape)).reshape(shape))
+
+
 def test_a_huge_image_of_a_one_bit_run_streams_as_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from unetkit import predict_files
 

@@ -680,8 +680,10 @@ IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)  # the pixel types ImageJ has 
 
 
 def imagej_can_hold(shape: tuple[int, ...], dtype: Any) -> bool:
-    """Whether an ImageJ TIFF can hold this array: its pixel types, under its 4 GiB."""
-    return np.dtype(dtype) in [np.dtype(t) for t in IMAGEJ_DTYPES] and np.prod(shape) * np.dtype(dtype).itemsize <= IMAGEJ_MAX_BYTES
+    """Whether an ImageJ TIFF can hold this array: its pixel types, under its 4 GiB, and pages wider than one
+    pixel (tifffile's ImageJ writer drops a last axis of length 1: classes x 300 x 1 read back as 2 x 300)."""
+    return (np.dtype(dtype) in [np.dtype(t) for t in IMAGEJ_DTYPES] and shape[-1] > 1
+            and np.prod(shape) * np.dtype(dtype).itemsize <= IMAGEJ_MAX_BYTES)
 
 
 def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | None, imagej_axes: str | None = None,
