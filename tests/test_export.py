@@ -16,6 +16,8 @@ import onnxruntime
 import pytest
 import tifffile
 import torch
+
+import unetkit
 from bioimageio.core import test_model as bioimageio_test_model
 from PIL import Image
 
@@ -148,7 +150,21 @@ def test_the_classic_valid_network_exports_outputs_smaller_by_its_margin(tmp_pat
     summary = bioimageio_test_model(str((tmp_path / "exported" / "rdf.yaml").resolve()), weight_format="onnx")
     assert summary.status == "passed"
     readme = (tmp_path / "exported" / "README.md").read_text()
-    assert f"(H - {2 * size['margin']}) x (W - {2 * size['margin']})" in readme and "extend it by" in readme
+    margin = size["margin"]
+    assert f"(H - {2 * margin}) x (W - {2 * margin})" in readme and "mirror it in one call: numpy.pad(" in readme
+    # the README's recipe reproduces unetkit predict (review: mirroring in two steps changed the edges)
+    image = np.random.default_rng(0).integers(0, 255, (37, 45)).astype(np.float32)
+
+    def extra(length: int) -> int:
+        return next(size["minimum"] + k * size["step"] for k in range(100)
+                    if size["minimum"] + k * size["step"] >= length + 2 * margin) - length - 2 * margin
+
+    padded = np.pad(image[None, None], ((0, 0), (0, 0), (margin, margin + extra(37)), (margin, margin + extra(45))),
+                    mode="reflect")
+    with torch.no_grad():
+        exported_probabilities = scripted(torch.from_numpy(padded))[0][0, :, :37, :45].numpy()
+    _, predicted = unetkit.predict_array(unetkit.load_run(run, precision="fp32"), image.astype(np.uint8), prob=True)
+    assert np.abs(exported_probabilities - predicted).max() < 1e-4
 
 
 def test_a_failed_export_leaves_nothing_behind(exported: tuple[Path, Path], tmp_path: Path,

@@ -545,14 +545,19 @@ def _readme(description: dict[str, Any]) -> str:
         f"{description['input']['values']}.",
         f"H and W: {size['rule']} (numpy.pad(..., mode='reflect') at the bottom and right, as unetkit does).",
     ]
+    if margin:
+        lines[-1] = (f"H and W: {size['rule']}. To segment a whole image of any size as unetkit predict does, "
+                     f"mirror it in one call: numpy.pad(image, ((0, 0), (0, 0), ({margin}, {margin} + eh), "
+                     f"({margin}, {margin} + ew)), mode='reflect'), with eh and ew the rows and columns that bring H + "
+                     f"{2 * margin} and W + {2 * margin} onto that rule (padding in two steps mirrors the mirrored "
+                     "margin, and the edges then differ), and cut the output to H x W.")
     pixel = description["input"].get("pixel_size_m")
     if pixel:
         lines += [f"Trained on pixels {readable_length(pixel[1])} wide and {readable_length(pixel[0])} high: images of "
                   "another pixel size segment best rescaled to it (bioimage.io axes: `unit` and `scale`)."]
     if margin:
         lines += [f"The outputs are {margin} pixels smaller on each side than the input (H - {2 * margin} x "
-                  f"W - {2 * margin}): to segment a whole image, first extend it by {margin} pixels on every side "
-                  "by mirroring, as unetkit predict does."]
+                  f"W - {2 * margin})."]
     out_size = f"(H - {2 * margin}) x (W - {2 * margin})" if margin else "H x W"
     lines += [
         f"Outputs: `probabilities` (batch x {len(classes)} x {out_size}, classes in the order "
