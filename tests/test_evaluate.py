@@ -184,7 +184,7 @@ def test_predictions_in_another_encoding_are_refused_not_scored_as_extra_classes
     assert "ones/0.png: predictions hold values [1] and the true masks [255]" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("pred_values, true_values", [((0, 1), (1, 2)), ((-1, 1), (0, 1)), ((0, 1, 2), (1, 2, 3))])
+@pytest.mark.parametrize("pred_values, true_values", [((0, 1), (1, 2)), ((-1, 1), (0, 1)), ((1, 2), (0, 255))])
 def test_encodings_that_share_a_value_are_refused_too(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                       pred_values: tuple[int, ...], true_values: tuple[int, ...]) -> None:
     """Review: 0/1 predictions against 1/2 (ilastik's) truths scored pixel error 0.875 for 0.125, as three classes:
@@ -211,7 +211,7 @@ def test_one_prediction_in_another_encoding_among_right_ones_is_refused(tmp_path
     write_png(tmp_path / "pred" / "b.png", (cells() // 255).astype(np.uint8))
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "truth")]) == 2
     err = capsys.readouterr().err
-    assert "pred/b.png: holds the value 1, which no true mask holds (they hold 0/255)" in err, err
+    assert "pred/b.png: holds 0/1 where the true masks hold 0/255: two encodings" in err, err
 
 
 def test_a_grey_number_for_a_colour_mask_value_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -237,6 +237,24 @@ def test_a_grey_number_for_a_colour_mask_value_is_refused(tmp_path: Path, capsys
     loaded = LabelEncoding.from_json({"values": [255, 16711680], "dtype": "uint8", "colour": True,
                                       "ignore_value": 16777215})
     assert str(loaded.ignore_value) == "255,255,255"  # a run's colour prints as given, not as 16777215
+
+
+def test_a_class_the_truths_lack_is_a_false_positive_not_another_encoding(tmp_path: Path) -> None:
+    """Review of the encoding checks: a three-class run's prediction holding class 2 where the test truths hold
+    only 0 and 1, and a 1/2/3 truth with a prediction that missed 3 and marked 0, are scores, not refusals."""
+    truth = np.zeros((32, 32), np.uint8)
+    truth[8:20, 8:20] = 1
+    pred = truth.copy()
+    pred[25:28, 25:28] = 2
+    many = np.ones((32, 32), np.uint8) + (np.arange(32) // 11)[None, :].astype(np.uint8)  # 1, 2, 3
+    missed = many.copy()
+    missed[missed == 3] = 2
+    missed[:2] = 0
+    for name, (p, t) in {"a": (pred, truth), "b": (missed, many)}.items():
+        tifffile.imwrite(tmp_path / f"{name}_truth.tif", t)
+        tifffile.imwrite(tmp_path / f"{name}_pred.tif", p)
+        assert main(["evaluate", "--pred", str(tmp_path / f"{name}_pred.tif"), "--labels",
+                     str(tmp_path / f"{name}_truth.tif"), "--json", str(tmp_path / f"{name}.json")]) == 0
 
 
 def test_an_empty_field_predicted_empty_scores_perfectly_and_false_objects_count(

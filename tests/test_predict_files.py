@@ -299,7 +299,12 @@ def test_probabilities_of_an_image_one_pixel_wide_read_back_in_their_shape(tmp_p
     store[:] = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
     store.flush()
     del store
-    assert np.array_equal(tifffile.imread(tmp_path / "a_prob.tif"), np.arange(np.prod(shape)).reshape(shape))
+    expected = np.arange(np.prod(shape)).reshape(shape)
+    assert np.array_equal(tifffile.imread(tmp_path / "a_prob.tif"), expected)
+    pages = read_pages(tmp_path / "a_prob.tif")[0]  # unetkit's reader (evaluate's) too: tifffile stores it as YXQ
+    if pages.ndim == 4:  # an ImageJ hyperstack: classes as channels, as evaluate takes them
+        pages = np.moveaxis(pages, -1, 1).reshape(-1, *pages.shape[1:3])
+    assert np.array_equal(pages, expected.reshape(-1, *shape[-2:]))
 
 
 def test_a_huge_image_of_a_one_bit_run_streams_as_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from unetkit.data.dataset import RawPair, label_stem, read_pairs
 from unetkit.data.io import write_atomic
-from unetkit.data.labels import (IGNORE_CLASS, LabelEncoding, colour_value, is_colour, refuse_grey_value_for_colour,
+from unetkit.data.labels import (IGNORE_CLASS, LabelEncoding, is_colour, refuse_grey_value_for_colour,
                                  scalar_codes)
 from unetkit.data.io import CELLS_SUFFIX, PROB_SUFFIX, list_image_files, natural_key, one_image, read_pages
 from unetkit.errors import InputError
@@ -148,13 +148,16 @@ def _instance_ids(pairs: list[RawPair], encoding: LabelEncoding) -> bool:
     return masks_are_instance_maps(looks, len(pairs))  # as `check` judges them
 
 
+BINARY_ENCODINGS = ({0, 1}, {0, 255}, {0, 65535}, {1, 2}, {-1, 1})  # two-class masks as tools write them
+
+
 def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
     """Predictions and true masks must use the same values: 0/1 predictions against 0/255 masks would be
     scored as three classes, silently. A value on one side only is fine in general (a class absent from the
     truth, or never predicted, a false object on an empty field); two encodings show as object values (all but
-    0) on both sides that share none; as a prediction holding a value no true mask holds when the truths hold
-    two values (a two-class task: 0/1 against 1/2 or -1/1, one prediction file of 0/1 among 0/255 ones); and as
-    the same number of values shifted (0..K-1 against 1..K)."""
+    0) on both sides that share none, or as a prediction file in one two-class encoding (0/1, 0/255, 0/65535,
+    ilastik's 1/2, -1/1) while the true masks together hold another (0/1 against 1/2, or one file of 0/1 among
+    0/255 ones), which no multi-class task does."""
     def values(arrays: list[tuple[str, np.ndarray]]) -> dict[int, str]:
         found: dict[int, str] = {}
         for name, array in arrays:
@@ -162,30 +165,25 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
                 found.setdefault(value, name)
         return found
 
-    predicted = values([(str(p.image.location), p.image.array) for p in pairs])
-    true = values([(str(p.label.location), p.label.array) for p in pairs])
-    if encoding.ignore_value is not None:  # unlabelled pixels are no class of either side
-        true.pop(encoding.ignore_value, None)
-        predicted.pop(encoding.ignore_value, None)
+    ignored = {encoding.ignore_value} if encoding.ignore_value is not None else set()  # no class of either side
+    predicted = {value: name for value, name in values([(str(p.image.location), p.image.array) for p in pairs]).items()
+                 if value not in ignored}
+    true = {value: name for value, name in values([(str(p.label.location), p.label.array) for p in pairs]).items()
+            if value not in ignored}
     only_predicted, only_true = sorted(set(predicted) - set(true)), sorted(set(true) - set(predicted))
     objects_predicted, objects_true = set(predicted) - {0}, set(true) - {0}
-    shift = min(true) - min(predicted) if predicted and true else 0
-    shifted = shift != 0 and len(predicted) == len(true) >= 2 and {value + shift for value in predicted} == set(true)
-    two_encodings = (objects_predicted and objects_true and not objects_predicted & objects_true) or shifted
-    if two_encodings:
+    if objects_predicted and objects_true and not objects_predicted & objects_true:
         raise InputError(f"{predicted[only_predicted[0]]}: predictions hold values {only_predicted[:3]} and the true "
                          f"masks {only_true[:3]}, each missing from the other: two encodings (e.g. 0/1 against 0/255 "
                          "or 1/2); write the predictions in the true masks' values")
-    if len(true) == 2 and only_predicted:
-        shown = _values_shown(sorted(true), encoding.colour)
-        raise InputError(f"{predicted[only_predicted[0]]}: holds the value {_values_shown(only_predicted[:1], encoding.colour)}, "
-                         f"which no true mask holds (they hold {shown}): another encoding (e.g. 0/1 against 0/255 or "
-                         "1/2); write the predictions in the true masks' values")
-
-
-def _values_shown(values: list[int], colour: bool) -> str:
-    """Mask values as users write them: numbers, or colours as R,G,B."""
-    return "/".join(str(colour_value(value)) if colour else str(value) for value in values)
+    if encoding.colour or set(true) not in BINARY_ENCODINGS:
+        return
+    for pair in pairs:
+        mine = set(np.unique(scalar_codes(pair.image.array, str(pair.image.location), False)).tolist()) - ignored
+        if mine in BINARY_ENCODINGS and mine != set(true):
+            shown = "/".join(map(str, sorted(true)))
+            raise InputError(f"{pair.image.location}: holds {'/'.join(map(str, sorted(mine)))} where the true masks "
+                             f"hold {shown}: two encodings; write the predictions in the true masks' values")
 
 
 def _truths_by_stem(labels: Path, stems: set[str]) -> dict[str, Path]:

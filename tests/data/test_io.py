@@ -183,7 +183,7 @@ def test_mask_colour_planes_stored_apart_are_refused_as_ambiguous_and_images_rea
     assert read_pages(path, labels=True)[0].shape == (planes, H, W)
 
 
-@pytest.mark.parametrize("shape", [(40, 36, 2), (40, 36, 5), (3, 40, 36, 2)])
+@pytest.mark.parametrize("shape", [(40, 36, 2), (40, 36, 5), (40, 36, 7), (3, 40, 36, 2)])
 def test_numpy_channels_last_arrays_written_by_tifffile_are_images_of_channels(tmp_path: Path,
                                                                                 shape: tuple[int, ...]) -> None:
     """tifffile.imwrite stores (H, W, 2) and (H, W, 5+) as H pages C pixels wide: a two-channel image was read as
@@ -200,12 +200,16 @@ def test_numpy_channels_last_arrays_written_by_tifffile_are_images_of_channels(t
 
 
 def test_a_stack_of_narrow_grey_pages_stays_a_stack(tmp_path: Path) -> None:
-    """Only pages no wider than a channel axis are channels: 5 pages of 40 x 30, or of 40 x 16 when there are
-    only 5 of them, are 5 pages."""
-    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 40, 30), np.uint8))
-    tifffile.imwrite(tmp_path / "few.tif", np.zeros((5, 40, 16), np.uint8))
-    assert read_pages(tmp_path / "stack.tif")[0].shape == (5, 40, 30)
-    assert read_pages(tmp_path / "few.tif")[0].shape == (5, 40, 16)
+    """Only pages too narrow to be images (under 8 pixels) are channels: 5 pages of 40 x 30, 20 of 64 x 8 are
+    pages (review: 20 x 64 x 8 became one image of 8 channels), as is a Pillow-written stack."""
+    from PIL import Image
+
+    for shape in ((5, 40, 30), (20, 64, 8), (100, 30, 16)):
+        tifffile.imwrite(tmp_path / "stack.tif", np.zeros(shape, np.uint8))
+        assert read_pages(tmp_path / "stack.tif")[0].shape == shape
+    frames = [Image.fromarray(np.full((64, 4), i, np.uint8)) for i in range(20)]
+    frames[0].save(tmp_path / "pillow.tif", save_all=True, append_images=frames[1:])
+    assert read_pages(tmp_path / "pillow.tif")[0].shape == (20, 64, 4)
 
 
 def test_float32_tiff_exact(tmp_path: Path) -> None:

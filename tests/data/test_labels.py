@@ -100,10 +100,12 @@ def test_grey_as_rgb_among_colour_masks_counts_as_colour() -> None:
 @pytest.mark.parametrize("mask", [np.array([[0.0, 1e20]], np.float32), np.array([[0, 2**63 + 5]], np.uint64)])
 def test_mask_values_an_int64_cannot_hold_are_refused_not_wrapped(mask: np.ndarray) -> None:
     """Review: float masks of 0 and 1e20 trained as class -9223372036854775808 and predictions were written so."""
-    from unetkit.data.labels import scalar_codes
+    from unetkit.data.labels import objects_and_borders, scalar_codes
 
     with pytest.raises(InputError, match="big.tif: mask holds values beyond"):
         scalar_codes(mask, "big.tif", colour=False)
+    with pytest.raises(InputError, match="big.tif: mask holds values beyond"):  # instance ids too (review)
+        objects_and_borders(mask, source="big.tif")
 
 
 def test_unknown_value_names_file_and_value() -> None:

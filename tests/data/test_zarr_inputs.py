@@ -304,8 +304,8 @@ def test_axes_a_plain_array_names_lay_it_out(tmp_path: Path) -> None:
                                 attributes={"_ARRAY_DIMENSIONS": ["dim_0", "dim_1", "dim_2"]})
     unnamed[:] = 1
     assert read_pages(tmp_path / "dims.zarr")[0].shape == (2, 40, 36)  # xarray's default names: the plain rule
-    zarr.create_array(str(tmp_path / "odd.zarr"), shape=(2, 40, 36), dtype="u1", dimension_names=["z", "row", "col"])
-    with pytest.raises(InputError, match=r"odd.zarr: names its axes \['z', 'row', 'col'\]"):
+    zarr.create_array(str(tmp_path / "odd.zarr"), shape=(2, 40, 36), dtype="u1", dimension_names=["y", "row", "col"])
+    with pytest.raises(InputError, match=r"odd.zarr: names its axes \['y', 'row', 'col'\]"):
         read_pages(tmp_path / "odd.zarr")
 
 
@@ -321,8 +321,11 @@ def test_a_zarr_folder_without_its_metadata_is_an_error_not_skipped(tmp_path: Pa
             list_image_files(given)
 
 
-def test_pages_of_chunks_deeper_than_one_page_are_decoded_once_per_chunk(tmp_path: Path) -> None:
+def test_pages_of_chunks_deeper_than_one_page_are_decoded_once_per_chunk(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Review: a page read decodes every chunk it crosses, so 64-deep chunks were decoded 64 times, once per page."""
+    from unetkit.data import zarr_pages
+
     volume = np.random.default_rng(4).integers(0, 255, (10, 32, 32), dtype=np.uint8)
     stored = zarr.create_array(str(tmp_path / "deep.zarr"), shape=volume.shape, chunks=(4, 16, 16), dtype="u1")
     stored[:] = volume
@@ -341,6 +344,20 @@ def test_pages_of_chunks_deeper_than_one_page_are_decoded_once_per_chunk(tmp_pat
     assert all(np.array_equal(pages[i], volume[i]) for i in range(10))
     assert len(reads) == 3  # pages 0-3, 4-7, 8-9
     assert np.array_equal(pages[5], volume[5]) and np.array_equal(pages[-1], volume[9])
+    monkeypatch.setattr(zarr_pages, "SLAB_BYTES", 3 * 32 * 32)  # 4 pages no longer fit: one page a read (review: a
+    reads.clear()  # 20000^2 plane of 64-deep chunks held 64 planes)
+    assert all(np.array_equal(pages[i], volume[i]) for i in range(10)) and len(reads) == 10
+
+
+def test_axes_named_in_part_as_the_plain_layout_has_them_read_as_before(tmp_path: Path) -> None:
+    """Review: dimension_names ["z", None, None] was refused; it says no more than the plain Z, Y, X."""
+    volume = np.arange(5 * 32 * 32, dtype=np.uint16).reshape(5, 32, 32)
+    stored = zarr.create_array(str(tmp_path / "z.zarr"), shape=volume.shape, dtype="u2", dimension_names=["z", None, None])
+    stored[:] = volume
+    assert np.array_equal(read_pages(tmp_path / "z.zarr")[0], volume)
+    zarr.create_array(str(tmp_path / "x.zarr"), shape=volume.shape, dtype="u2", dimension_names=["x", None, None])
+    with pytest.raises(InputError, match="names its axes"):  # contradicts it: refused, not guessed
+        read_pages(tmp_path / "x.zarr")
 
 
 def test_a_zarr_changed_while_its_pages_are_read_is_refused(tmp_path: Path) -> None:

@@ -98,7 +98,8 @@ def pairs_as_objects_and_borders(pairs: list[RawPair]) -> list[RawPair]:
     """Instance masks (object ids) as object/background masks with separating borders (labels.objects_and_borders),
     the background 0 (black) for every mask where any mask holds it: what a --mask-kind instances run learns."""
     background = 0 if any(not p.label.array.all() for p in pairs) else None
-    return [replace(p, label=replace(p.label, array=objects_and_borders(p.label.array, background))) for p in pairs]
+    return [replace(p, label=replace(p.label, array=objects_and_borders(p.label.array, background, str(p.label.location))))
+            for p in pairs]
 
 
 def match_files(images: Path, labels: Path, skip_suffixes: tuple[str, ...] = (),

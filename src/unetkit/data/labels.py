@@ -121,6 +121,12 @@ def scalar_codes(mask: np.ndarray, source: str, colour: bool, reference: str = "
     elif colour:
         raise InputError(f"{source}: a mask of grey values or palette indices, but {reference} are RGB colour masks; save "
                          "all masks the same way")
+    return whole_values(mask, source)
+
+
+def whole_values(mask: np.ndarray, source: str) -> np.ndarray:
+    """A grey mask (class values or object ids) as int64, refusing what int64 cannot hold exactly: NaN, fractions,
+    floats beyond 2^53 and uint64 beyond 2^63 (a float mask of 0 and 1e20 trained class -9223372036854775808)."""
     if mask.dtype.kind == "f":
         if not np.all(np.isfinite(mask)):
             raise InputError(f"{source}: mask holds NaN or infinite values; masks must hold class values")
@@ -283,7 +289,7 @@ def _whole(value: object) -> bool:
 OBJECT_VALUE = 255  # the objects' value in the masks made of instance maps: visible in any viewer, unlike 1
 
 
-def objects_and_borders(mask: np.ndarray, background: int | None = None) -> np.ndarray:
+def objects_and_borders(mask: np.ndarray, background: int | None = None, source: str = "mask") -> np.ndarray:
     """An instance label map (objects 1..N on 0, grey ids or colours) -> a 0/OBJECT_VALUE uint8 mask of the
     objects, with the pixels where two objects touch made background: the U-Net paper's separating borders.
     Learnt as classes, ids are arbitrary (a useless model); learnt as plain foreground, touching nuclei fuse into
@@ -293,8 +299,7 @@ def objects_and_borders(mask: np.ndarray, background: int | None = None) -> np.n
     common value."""
     from scipy import ndimage
 
-    ids = _pack_colours(mask) if is_colour(mask) else np.asarray(mask)
-    ids = ids.astype(np.int64)
+    ids = _pack_colours(mask) if is_colour(mask) else whole_values(np.asarray(mask), source)
     if background is None:
         values, counts = np.unique(ids, return_counts=True)
         background = 0 if values[0] == 0 else int(values[np.argmax(counts)])

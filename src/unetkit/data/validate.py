@@ -268,6 +268,9 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
             by_pair.setdefault(pair, []).append(_where(entry[0].label))
     if len(by_pair) < 2:
         return [], set()
+    every_value = {value for pair in by_pair for value in pair}
+    if any(entry is not None and every_value <= set(entry[1].tolist()) for entry in codes_per_mask):
+        return [], set()  # a mask holds them all: three classes, some masks missing one (a tile without nuclei)
     usual, *others = sorted(by_pair, key=lambda pair: -len(by_pair[pair]))
     odd = [name for pair in others for name in by_pair[pair]]
     encodings = ", ".join(f"{low}/{high}" for low, high in others)

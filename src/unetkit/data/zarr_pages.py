@@ -25,6 +25,7 @@ OME_UNITS = {"angstrom": "angstrom", "picometer": "pm", "nanometer": "nm", "micr
 PLANE_AXES = ("y", "x")
 COLOUR_CHANNELS = (3, 4)  # a plain array's last axis of this size is RGB(A)...
 PLAIN_COLOUR_SIDE = 16  # ...when both other sides are longer than this (a stack of 3-pixel-wide planes is not)
+SLAB_BYTES = 256 << 20  # pages of one chunk depth are read together up to this size
 
 
 def _scale(transforms: list[dict[str, Any]], axes: int) -> list[float] | None:
@@ -68,11 +69,22 @@ def _dimension_names(path: Path, array: Any) -> str | None:
     letters = [AXIS_NAMES.get(str(name).lower()) for name in names]
     if all(letter is None for letter in letters):  # xarray's dim_0, dim_1 when none were given: no layout said
         return None
+    plain = _plain_axes(tuple(array.shape))
+    if None in letters and plain is not None and all(letter in (None, given) for letter, given in zip(letters, plain)):
+        return None  # some named (z, None, None) as the plain layout has them: read as before
     if None in letters or len(set(letters)) != len(letters) or not {"Y", "X"} <= set(letters) \
             or len(names) != len(array.shape):
         raise InputError(f"{path}: names its axes {list(names)}; unetkit lays out axes named t, c, z, y and x (time "
                          "and channel too): rename them, or save the image as OME-Zarr")
     return "".join(letters)  # type: ignore[arg-type]
+
+
+def _plain_axes(shape: tuple[int, ...]) -> str | None:
+    """How a plain array without axis names is laid out: Y, X; Y, X, RGB(A) (numpy's colour images, not 3-pixel-wide
+    pages: a last axis of 3 or 4 after two longer ones); else Z, Y, X; None for other dimensions."""
+    if len(shape) == 3 and shape[-1] in COLOUR_CHANNELS and min(shape[:2]) > PLAIN_COLOUR_SIDE:
+        return "YXC"
+    return "ZYX"[3 - len(shape):] if len(shape) in (2, 3) else None
 
 
 def _inside(path: Path, group: Any) -> str:
@@ -204,14 +216,13 @@ class ZarrPages(LazyPages):
         named = _dimension_names(path, array)
         if named is not None:
             return cls._checked(path, array, named, None, [None] * len(shape))
-        if len(shape) == 3 and shape[-1] in COLOUR_CHANNELS and min(shape[:2]) > PLAIN_COLOUR_SIDE:
-            # numpy's (H, W, 3): RGB, not 3-pixel-wide pages; RGBA's alpha is transparency, dropped as a PNG's is
-            return cls._checked(path, array, "YXC", None, [None] * 3, alpha=shape[-1] == 4)
-        if len(shape) not in (2, 3):
+        axes = _plain_axes(shape)
+        if axes is None:
             raise InputError(f"{path}: a {len(shape)}-D zarr array without OME-Zarr axes; unetkit takes a plain "
                              "zarr array as Y, X, as Z, Y, X or as Y, X, RGB(A): save the image as OME-Zarr, whose "
                              "axes say which are channels and which pages")
-        return cls._checked(path, array, "ZYX"[3 - len(shape):], None, [None] * len(shape))
+        # numpy's (H, W, 4) is RGBA: its alpha is transparency, dropped as a PNG's is
+        return cls._checked(path, array, axes, None, [None] * len(shape), alpha=axes == "YXC" and shape[-1] == 4)
 
     @classmethod
     def _checked(cls, path: Path, array: Any, axes: str, scale: list[float] | None,
@@ -230,7 +241,7 @@ class ZarrPages(LazyPages):
     def __getitem__(self, index: int) -> np.ndarray:
         """Page `index`. Chunks deeper than one page are decoded whole whatever is read of them: the pages of one
         chunk depth are read together and kept for the next index (a 64-deep chunk was decoded 64 times, once
-        for each of its pages), so memory holds that many pages. Reading the last page checks that the array did
+        for each of its pages), so memory holds that many pages, up to SLAB_BYTES (_slab_depth). Reading the last page checks that the array did
         not change since the first was read (a mask half of old and half of new pixels otherwise)."""
         index = self._page_index(index)
         if self._stamp_at_first_read is None:
@@ -262,11 +273,15 @@ class ZarrPages(LazyPages):
         return self._laid_out(slab, [axis for dim, axis in enumerate(self.axes) if dim not in self._page_dims])
 
     def _slab_depth(self) -> int:
-        """Pages one chunk spans along the innermost page axis (1 for a plane, or chunks one page deep)."""
+        """Pages one chunk spans along the innermost page axis (1 for a plane, or chunks one page deep), when that
+        many pages take at most SLAB_BYTES; else 1: each page read alone, its chunks decoded once for each page
+        (slow, but a 20000^2 plane of 64-deep chunks held 64 planes, 25 GB)."""
         if not self._page_dims:
             return 1
         chunks = getattr(self._array, "chunks", None)
-        return max(1, int(chunks[self._page_dims[-1]])) if chunks else 1
+        depth = max(1, int(chunks[self._page_dims[-1]])) if chunks else 1
+        page_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
+        return depth if depth * page_bytes <= SLAB_BYTES else 1
 
     def _check_unchanged(self) -> None:
         if self._stamp_at_first_read is not None and self.stamp() != self._stamp_at_first_read:
