@@ -46,6 +46,7 @@ PIXELS_PER_STEP = 8 * 128 * 128  # the default recipe's batch, measured to satur
 STEPS_AT_10_MIN = 2500
 WIDTHS = (8, 12, 16, 24, 32, 48, 64)
 MIN_PATCH, MAX_PATCH_CPU, MAX_PATCH_GPU = 32, 256, 512
+MIN_BATCH = 4  # BatchNorm's running statistics from 2 patches a step swung validation Dice 0.99 -> 0.61 (review)
 EMA_SHARE = 0.1  # the weight average spans about this share of the planned steps
 RARE_CLASS = 0.10  # below this pixel fraction a class gets Dice in the loss (ISBI membranes, 22 %, train best on CE alone)
 BYTES_PER_ACTIVATION = 4 * 12  # fp32 values kept for backward per pixel and channel, summed over a level's layers
@@ -201,6 +202,10 @@ def plan_training(
         patch = max(multiple, _round_down(min(wanted, side), multiple))
         if patch >= side:
             reasons.append(f"patch {patch}: the whole (median) image, {side} px")
+        elif cap < min(2 * data.object_scale, receptive_field(depth)) and patch == _round_down(cap, multiple):
+            # the cap, not the objects, set it: said so (it read "two objects across" for 300 px objects)
+            reasons.append(f"patch {patch}: the {'GPU' if machine.device == 'cuda' else 'CPU'} cap; two objects of "
+                           f"about {data.object_scale} px across would take {2 * data.object_scale} (--patch-size)")
         else:
             reasons.append(f"patch {patch}: two objects across, within the receptive field")
 
@@ -209,7 +214,7 @@ def plan_training(
         batch = int(fixed["batch_size"])
     else:
         pixels = PIXELS_PER_STEP * (4 if machine.device == "cuda" else 1)
-        batch = max(2, min(64, round(pixels / patch**2)))
+        batch = max(MIN_BATCH, min(64, round(pixels / patch**2)))
         if data.pixels and batch * patch**2 > data.pixels:  # five 96 x 96 images: 14 patches a step was 3 passes
             batch = max(2, round(data.pixels / patch**2))
             reasons.append(f"batch {batch}: about one pass over the {data.pixels / 1e3:.0f} k training pixels a step")

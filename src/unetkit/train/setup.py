@@ -126,6 +126,21 @@ def _refuse_training_images_as_validation(images: Path, val_images: Path) -> Non
                          "contiguous block (--val-fraction)")
 
 
+FEW_HELD_OUT_PIXELS = 0.05  # a held-out block with under this share of the pixels chooses the weights on little
+
+
+def _say_if_little_is_held_out(train_pairs: list[RawPair], val_pairs: list[RawPair], say: Callable[[str], None]) -> None:
+    """The held-out block is the last images by name, whatever their size: a 96 x 96 crop last among large images
+    was all the validation (0.3 % of the pixels, two objects), and the kept weights were chosen on it unsaid."""
+    held = sum(p.label.array.shape[0] * p.label.array.shape[1] for p in val_pairs)
+    total = held + sum(p.label.array.shape[0] * p.label.array.shape[1] for p in train_pairs)
+    if total and held < FEW_HELD_OUT_PIXELS * total:
+        say(f"note: the {counted(len(val_pairs), 'pair')} held out for validation ({', '.join(p.label.name for p in val_pairs[:3])}"
+            f"{', ...' if len(val_pairs) > 3 else ''}) hold {100 * held / total:.1f} % of the pixels, so the "
+            "weights kept are chosen on little; give a larger --val-fraction, or a representative set as "
+            "--val-images/--val-labels")
+
+
 def prepare_training_data(
     images: Path,
     labels: Path,
@@ -193,6 +208,8 @@ def prepare_training_data(
             say(f"note: {counted(len(val_pairs), 'pair')} of {len(pairs)} held out for validation leaves "
                 f"{counted(len(train_pairs), 'pair')} to train on; to train on {'both' if len(pairs) == 2 else f'all {len(pairs)}'}, label one more image and "
                 "give it as --val-images/--val-labels")
+        elif not resuming:
+            _say_if_little_is_held_out(train_pairs, val_pairs, say)
         if encoding is None:  # the same split of the summaries: their values are known already
             held_out = held_out_findings(*split_contiguous(inspected.pairs, val_fraction), inspected.colour)
             _stop_on_errors(CheckReport(findings=held_out), images, labels, say, base_run, ignore_value=ignore_value)

@@ -180,6 +180,7 @@ class Trainer:
         self._state_save_s = 0.0
         self._validation_pixels = sum(int(y.numel()) for y in data.val.labels)
         self._batch_pixels = 0
+        self.steps_timed, self.step_seconds = 0, 0.0  # this call's steps and their time: their mean, for the notes
 
     # --- state -----------------------------------------------------------------
 
@@ -348,7 +349,9 @@ class Trainer:
                     step_in_epoch += 1
                     if loss is not None:
                         losses.append(loss)
-                    step_cost = 0.9 * step_cost + 0.1 * (time.monotonic() - started) if step_cost else time.monotonic() - started
+                    took = time.monotonic() - started
+                    step_cost = 0.9 * step_cost + 0.1 * took if step_cost else took
+                    self.steps_timed, self.step_seconds = self.steps_timed + 1, self.step_seconds + took
                     self._batch_pixels = int(labels.numel())
                     bar.step(elapsed(), epoch=self.counters.epoch + 1,
                              loss=f"{loss if loss is not None else float('nan'):.4f}")
