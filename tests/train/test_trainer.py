@@ -919,3 +919,28 @@ def test_a_held_out_block_of_few_pixels_is_said(tmp_path: Path) -> None:
     said.clear()
     prepare_training_data(tmp_path / "image", tmp_path / "label", None, None, 0.4, "percentile", say=said.append)
     assert not [line for line in said if "of the pixels" in line]  # 3 and 4: 17 % of them
+
+
+def test_a_slow_validation_is_blamed_on_its_size_only_when_the_steps_kept_their_pace() -> None:
+    """Review: under another program's load a 1 s validation took 19 s, and the advice was to give fewer or smaller
+    validation images; when the steps were as slow, it now asks whether another program was busy."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from unetkit.train.start import _warn_about_slow_validation
+
+    class Validation(list):  # one image: its labels, and a length
+        labels = [torch.zeros(512, 512)]
+
+    def trainer(mean_step_s: float) -> SimpleNamespace:
+        return SimpleNamespace(config=SimpleNamespace(budget_s=90.0), counters=SimpleNamespace(end_cost_s=19.0, step=84),
+                               data=SimpleNamespace(val=Validation([0])), steps_timed=84,
+                               step_seconds=84 * mean_step_s)
+
+    plan = {"step_seconds": 0.24}
+    for mean_step_s, expected in ((1.23, "took 5.1 times as long as planned: was another program busy?"),
+                                  (0.25, "give a larger --budget, or fewer or smaller validation images")):
+        said: list[str] = []
+        _warn_about_slow_validation(trainer(mean_step_s), said.append, plan)  # type: ignore[arg-type]
+        assert len(said) == 1 and expected in said[0], said

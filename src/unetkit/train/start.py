@@ -311,7 +311,7 @@ def train(
                 say(f"  {reason}")
         trainer.run()
         _report_alignment(trainer.record, say)
-        _warn_about_slow_validation(trainer, say)
+        _warn_about_slow_validation(trainer, say, plan)
         if plan is not None and config.budget_s:
             _note_slower_steps(trainer, plan, say)
         _say_if(one_class_warning(trainer.record, trainer.data.val.labels, data.encoding), say)
@@ -391,16 +391,23 @@ def one_class_warning(record: dict[str, Any], val_labels: list[torch.Tensor], en
             "the task; train longer (a larger --budget, or --resume RUN --budget with a larger total)")
 
 
-def _warn_about_slow_validation(trainer: Trainer, say: Callable[[str], None]) -> None:
+def _warn_about_slow_validation(trainer: Trainer, say: Callable[[str], None], plan: dict[str, Any] | None = None) -> None:
     """A validation set so large that one pass takes more than VALIDATION_SHARE of the budget leaves little time to
-    train (a 3000 x 2500 validation image gave a 30 s run 1 step): say so, with what to change."""
+    train (a 3000 x 2500 validation image gave a 30 s run 1 step): say so, with what to change. When the steps
+    too ran far slower than the plan timed them, another program held the cores: that is said instead (a
+    validation of 1 s took 19 s under load, and the advice was to give fewer validation images)."""
     budget, cost = trainer.config.budget_s, trainer.counters.end_cost_s
     if budget and cost > VALIDATION_SHARE * budget:
         pixels = sum(int(y.numel()) for y in trainer.data.val.labels)
+        planned_s = (plan or {}).get("step_seconds")
+        step_s = trainer.step_seconds / trainer.steps_timed if trainer.steps_timed else 0.0
+        busy = bool(planned_s) and step_s > SLOWER_THAN_PLANNED * planned_s
+        fix = ("the training steps too took {:.1f} times as long as planned: was another program busy? Train again "
+               "on an idle machine".format(step_s / planned_s) if busy else
+               "give a larger --budget, or fewer or smaller validation images")
         say(f"warning: one validation of the {counted(len(trainer.data.val), 'validation image')} ({pixels / 1e6:.1f} M pixels) "
             f"takes {cost:.0f} s, over {VALIDATION_SHARE:.0%} of the {budget:.0f} s budget, so the run trained only "
-            f"{counted(trainer.counters.step, 'step')}; give a larger --budget, or fewer or "
-            "smaller validation images")
+            f"{counted(trainer.counters.step, 'step')}; {fix}")
 
 
 def _report_alignment(record: dict[str, Any], say: Callable[[str], None]) -> None:
