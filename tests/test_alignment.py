@@ -193,3 +193,17 @@ def test_many_classes_count_every_shifts_errors_as_shifting_every_map_would(monk
             assert abs(search.errors[index] - float(wrong.sum())) <= 2
             assert (search.block_errors[0][index] - _block_sums(wrong)).abs().sum() <= 2
         assert search.best()["best_shift_px"] == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_the_shift_search_takes_probabilities_of_any_float_type(dtype: torch.dtype) -> None:
+    """Review: the edge-pixel search mixed float32 weights with the probabilities' type and raised for fp16/bf16."""
+    from unetkit.alignment import ShiftSearch
+
+    truth = torch.zeros(16, 16, dtype=torch.long)
+    truth[4:10, 4:10] = 1
+    probability = truth.float() * 0.625 + 0.125  # 0.125 and 0.75: exact in every type, no mix of them ties at 0.5
+    search, reference = ShiftSearch(), ShiftSearch()
+    search.add(torch.stack([1 - probability, probability]).to(dtype), truth)
+    reference.add(torch.stack([1 - probability, probability]), truth)
+    assert torch.equal(search.errors, reference.errors)

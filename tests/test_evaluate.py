@@ -239,6 +239,16 @@ def test_a_grey_number_for_a_colour_mask_value_is_refused(tmp_path: Path, capsys
     assert str(loaded.ignore_value) == "255,255,255"  # a run's colour prints as given, not as 16777215
 
 
+def test_classes_numbered_from_0_against_truths_from_1_are_refused_when_the_pixels_match_shifted(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Review: a perfect prediction in 0..K-1 against truths in 1..K scored pixel error 1.0 as four classes."""
+    truth = (np.ones((32, 32), np.uint8) + (np.arange(32) // 11)[None, :]).astype(np.uint8)  # 1, 2, 3
+    tifffile.imwrite(tmp_path / "truth.tif", truth)
+    tifffile.imwrite(tmp_path / "pred.tif", truth - 1)
+    assert main(["evaluate", "--pred", str(tmp_path / "pred.tif"), "--labels", str(tmp_path / "truth.tif")]) == 2
+    assert "hold 0/1/2 and the true masks 1/2/3, which they match plus 1: two encodings" in capsys.readouterr().err
+
+
 def test_a_class_the_truths_lack_is_a_false_positive_not_another_encoding(tmp_path: Path) -> None:
     """Review of the encoding checks: a three-class run's prediction holding class 2 where the test truths hold
     only 0 and 1, and a 1/2/3 truth with a prediction that missed 3 and marked 0, are scores, not refusals."""

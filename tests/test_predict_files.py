@@ -289,7 +289,8 @@ def test_probabilities_of_three_or_four_classes_read_back_as_class_pages(tmp_pat
 def test_probabilities_of_an_image_one_pixel_wide_read_back_in_their_shape(tmp_path: Path,
                                                                            shape: tuple[int, ...]) -> None:
     """Review: tifffile's ImageJ writer drops a last axis of length 1, so the probabilities of a 300 x 1 image read
-    back as one 2 x 300 page ("ImageJ series metadata invalid"): such pages are written as a plain TIFF."""
+    back as one 2 x 300 page ("ImageJ series metadata invalid"): such pages are written as a plain TIFF that
+    names its axes (tifffile stores (K, H, 1) as it does (H, W, 1), so the file must say which it is)."""
     import tifffile
 
     from unetkit.predict_files import _probability_store

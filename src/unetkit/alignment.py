@@ -94,7 +94,7 @@ class ShiftSearch:
 
     def add(self, probs: torch.Tensor, truth: torch.Tensor) -> None:
         """probs: K x H x W, truth: H x W class indices (IGNORE_CLASS pixels are not counted)."""
-        self._add_near_edges(probs, truth, truth != IGNORE_CLASS)
+        self._add_near_edges(probs.float(), truth, truth != IGNORE_CLASS)  # the shift weights are float32
 
     def _add_near_edges(self, probs: torch.Tensor, truth: torch.Tensor, labelled: torch.Tensor) -> None:
         """Only pixels near a class edge are shifted (shifting all K maps 81 times made a 3-class run's validation

@@ -176,7 +176,23 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
         raise InputError(f"{predicted[only_predicted[0]]}: predictions hold values {only_predicted[:3]} and the true "
                          f"masks {only_true[:3]}, each missing from the other: two encodings (e.g. 0/1 against 0/255 "
                          "or 1/2); write the predictions in the true masks' values")
-    if encoding.colour or set(true) not in BINARY_ENCODINGS:
+    if encoding.colour:
+        return
+    shift = min(true) - min(predicted) if predicted and true else 0
+    if shift and len(predicted) == len(true) >= 2 and {value + shift for value in predicted} == set(true):
+        # 0..K-1 against 1..K, or a class missed and another predicted: the pixels tell (a perfect prediction in
+        # the other numbering scored pixel error 1.0, one that missed class 3 and marked some 0 scores as it is)
+        as_is = moved = 0
+        for pair in pairs:
+            mine = scalar_codes(pair.image.array, str(pair.image.location), False)
+            theirs = scalar_codes(pair.label.array, str(pair.label.location), False)
+            as_is, moved = as_is + int((mine == theirs).sum()), moved + int((mine + shift == theirs).sum())
+        if moved > 2 * as_is:
+            raise InputError(f"{predicted[min(predicted)]}: predictions hold {'/'.join(map(str, sorted(predicted)))} "
+                             f"and the true masks {'/'.join(map(str, sorted(true)))}, which they match "
+                             f"{'plus' if shift > 0 else 'minus'} {abs(shift)}: two encodings; write the predictions "
+                             "in the true masks' values")
+    if set(true) not in BINARY_ENCODINGS:
         return
     for pair in pairs:
         mine = set(np.unique(scalar_codes(pair.image.array, str(pair.image.location), False)).tolist()) - ignored

@@ -199,17 +199,16 @@ def test_numpy_channels_last_arrays_written_by_tifffile_are_images_of_channels(t
     assert declared_size(tmp_path / "two.tif") == (expected.shape[0], int(np.prod(expected.shape[:3])))
 
 
-def test_a_stack_of_narrow_grey_pages_stays_a_stack(tmp_path: Path) -> None:
-    """Only pages too narrow to be images (under 8 pixels) are channels: 5 pages of 40 x 30, 20 of 64 x 8 are
-    pages (review: 20 x 64 x 8 became one image of 8 channels), as is a Pillow-written stack."""
-    from PIL import Image
-
-    for shape in ((5, 40, 30), (20, 64, 8), (100, 30, 16)):
-        tifffile.imwrite(tmp_path / "stack.tif", np.zeros(shape, np.uint8))
-        assert read_pages(tmp_path / "stack.tif")[0].shape == shape
-    frames = [Image.fromarray(np.full((64, 4), i, np.uint8)) for i in range(20)]
-    frames[0].save(tmp_path / "pillow.tif", save_all=True, append_images=frames[1:])
-    assert read_pages(tmp_path / "pillow.tif")[0].shape == (20, 64, 4)
+def test_stacks_and_single_channel_arrays_keep_their_layout(tmp_path: Path) -> None:
+    """Pages wider than a channel axis stay pages (5 of 40 x 30, 100 of 300 x 17); a numpy (H, W, 1) or
+    (Z, H, W, 1) array, which tifffile stores as (K, H, 1) is, is one grey image or a stack of them (review: a
+    reading of (K, H, 1) for predict's own 1-pixel-wide outputs turned 64 x 48 x 1 into 64 pages 1 pixel wide)."""
+    for shape, expected in (((5, 40, 30), (5, 40, 30)), ((100, 300, 17), (100, 300, 17)), ((64, 48, 1), (1, 64, 48)),
+                            ((5, 64, 48, 1), (5, 64, 48)), ((64, 48, 10), (1, 64, 48, 10))):
+        tifffile.imwrite(tmp_path / "a.tif", np.zeros(shape, np.uint8))
+        assert read_pages(tmp_path / "a.tif")[0].shape == expected, shape
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((64, 48, 2), np.uint16), metadata=None)  # no shape: IYX
+    assert read_pages(tmp_path / "b.tif")[0].shape == (1, 64, 48, 2)
 
 
 def test_float32_tiff_exact(tmp_path: Path) -> None:

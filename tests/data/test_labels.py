@@ -106,6 +106,9 @@ def test_mask_values_an_int64_cannot_hold_are_refused_not_wrapped(mask: np.ndarr
         scalar_codes(mask, "big.tif", colour=False)
     with pytest.raises(InputError, match="big.tif: mask holds values beyond"):  # instance ids too (review)
         objects_and_borders(mask, source="big.tif")
+    huge_id = np.array([[0, 2**63 - 1]], np.int64)  # int64 itself: beyond what scipy's filters compare exactly
+    with pytest.raises(InputError, match="big.tif: object ids beyond"):
+        objects_and_borders(huge_id, source="big.tif")
 
 
 def test_unknown_value_names_file_and_value() -> None:

@@ -419,3 +419,6 @@ def test_large_patches_keep_four_a_step_for_batchnorm() -> None:
     assert large.patch_size == 256 and large.batch_size == 4
     isbi = plan_training(ISBI_LIKE, LAPTOP, 600)
     assert isbi.batch_size * isbi.patch_size**2 < large.batch_size * large.patch_size**2  # the floor costs pixels
+    two = plan_training(replace(ISBI_LIKE, images=2, height=256, width=256, largest_side=256, object_scale=150.0,
+                                pixels=2 * 256 * 256), LAPTOP, 600)
+    assert two.patch_size == 256 and two.batch_size == 4  # "about one pass over the data" planned 2 (review)

@@ -270,22 +270,19 @@ def _refuse_planar_colour_mask(path: Path, page: tifffile.TiffPage, shape: tuple
             f"(tifffile.imwrite(path, numpy.moveaxis(array, -3, -1)))")
 
 
-CHANNELS_LAST_BELOW = 8  # pages narrower than this (validate.MIN_SIDE) are never images: a channel axis
+CHANNELS_LAST_SIDE = 16  # a numpy array's "pages" no wider than this are its channels (H, W, C)
 
 
 def series_axes(series: tifffile.TiffPageSeries) -> str:
-    """A series' axes as the numpy array tifffile.imwrite was given was laid out. tifffile stores an (H, W, C)
-    array of 2 or 5+ channels (3 and 4 become RGB) as H grey pages C pixels wide (axes QYX), which Fiji shows
-    the same way: a 512 x 512 two-channel image was read as 512 images of 512 x 2; where the pages are too
-    narrow to be images and the two axes before could be one, the last axis is the channels. It stores (K, H, 1)
-    as one K x H page (axes YXQ): images one pixel wide read back as one page of their classes side by side."""
+    """A series' axes, with numpy's channels-last arrays read as images: `tifffile.imwrite` stores an (H, W, C)
+    array of 2 or 5+ channels (3 and 4 become RGB) as H grey pages C pixels wide (axes QYX, or IYX without its
+    metadata), which Fiji shows the same way; a 512 x 512 two-channel image was read as 512 images of 512 x 2.
+    Where the pages are no wider than CHANNELS_LAST_SIDE and the two axes before are longer, the last axis is
+    the channels (a stack of 16-pixel-wide images is no use to a U-Net; 10-channel images are)."""
     axes, shape = series.axes, series.shape
-    if getattr(series, "kind", "") != "shaped" or len(axes) < 3:
-        return axes
-    if axes[-3:] == "YXQ" and shape[-1] == 1:  # a last axis of length 1 squeezed into the page
-        return "Q" * (len(axes) - 2) + "YX"
-    if (axes[-3:] == "QYX" and not any(axis in "SC" for axis in axes)
-            and 2 <= shape[-1] < CHANNELS_LAST_BELOW <= min(shape[-3], shape[-2])):
+    if (getattr(series, "kind", "") in ("shaped", "generic", "uniform") and len(axes) >= 3 and axes[-2:] == "YX"
+            and axes[-3] in "QI" and not any(axis in "SC" for axis in axes)
+            and 2 <= shape[-1] <= CHANNELS_LAST_SIDE < min(shape[-3], shape[-2])):
         return axes[:-3] + "YXC"
     return axes
 
@@ -703,7 +700,10 @@ def tiff_options(shape: tuple[int, ...], dtype: Any, calibration: Calibration | 
         if "resolution" in declared:
             options["resolution"] = declared["resolution"]
         return options
-    return {"photometric": photometric, **(calibration.tiff_tags(imagej=False) if calibration else {})}
+    options = {"photometric": photometric, **(calibration.tiff_tags(imagej=False) if calibration else {})}
+    if len(shape) >= 3 and shape[-1] == 1:  # tifffile stores (K, H, 1) as one K x H page (YXQ), as it does (H, W, 1)
+        options["metadata"] = {"axes": imagej_axes or "Q" * (len(shape) - 2) + "YX"}  # said, so read back as written
+    return options
 
 
 def tiff_layout(shape: tuple[int, ...], dtype: Any, calibration: Calibration | None = None,

@@ -300,11 +300,13 @@ def objects_and_borders(mask: np.ndarray, background: int | None = None, source:
     from scipy import ndimage
 
     ids = _pack_colours(mask) if is_colour(mask) else whole_values(np.asarray(mask), source)
+    if ids.size and (ids.max() > CODE_LIMIT or ids.min() < -CODE_LIMIT):  # scipy's filters compare them as doubles
+        raise InputError(f"{source}: object ids beyond +-2^53 (up to {ids.max()}); number the objects 1, 2, 3, ...")
     if background is None:
         values, counts = np.unique(ids, return_counts=True)
         background = 0 if values[0] == 0 else int(values[np.argmax(counts)])
     objects = ids != background
     larger_neighbour = ndimage.maximum_filter(np.where(objects, ids, -1), size=3) > ids
-    smaller_neighbour = ndimage.minimum_filter(np.where(objects, ids, ids.max() + 1), size=3) < ids
+    smaller_neighbour = ndimage.minimum_filter(np.where(objects, ids, CODE_LIMIT + 1), size=3) < ids
     inside = objects & ~larger_neighbour & ~smaller_neighbour
     return np.where(inside, OBJECT_VALUE, 0).astype(np.uint8)

@@ -216,7 +216,7 @@ def plan_training(
         pixels = PIXELS_PER_STEP * (4 if machine.device == "cuda" else 1)
         batch = max(MIN_BATCH, min(64, round(pixels / patch**2)))
         if data.pixels and batch * patch**2 > data.pixels:  # five 96 x 96 images: 14 patches a step was 3 passes
-            batch = max(2, round(data.pixels / patch**2))
+            batch = max(MIN_BATCH, round(data.pixels / patch**2))
             reasons.append(f"batch {batch}: about one pass over the {data.pixels / 1e3:.0f} k training pixels a step")
         else:
             reasons.append(f"batch {batch}: about {batch * patch * patch / 1e3:.0f} k pixels a step")
