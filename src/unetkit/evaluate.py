@@ -158,18 +158,18 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
     0) on both sides that share none, or as a prediction file in one two-class encoding (0/1, 0/255, 0/65535,
     ilastik's 1/2, -1/1) while the true masks together hold another (0/1 against 1/2, or one file of 0/1 among
     0/255 ones), which no multi-class task does."""
-    def values(arrays: list[tuple[str, np.ndarray]]) -> dict[int, str]:
-        found: dict[int, str] = {}
-        for name, array in arrays:
-            for value in np.unique(scalar_codes(array, name, encoding.colour)).tolist():
-                found.setdefault(value, name)
-        return found
-
     ignored = {encoding.ignore_value} if encoding.ignore_value is not None else set()  # no class of either side
-    predicted = {value: name for value, name in values([(str(p.image.location), p.image.array) for p in pairs]).items()
-                 if value not in ignored}
-    true = {value: name for value, name in values([(str(p.label.location), p.label.array) for p in pairs]).items()
-            if value not in ignored}
+    # each side of each pair as codes once: (name, codes, its values)
+    sides = []
+    for pair in pairs:
+        for part in (pair.image, pair.label):
+            codes = scalar_codes(part.array, str(part.location), encoding.colour)
+            sides.append((str(part.location), codes, set(np.unique(codes).tolist()) - ignored))
+    predicted: dict[int, str] = {}
+    true: dict[int, str] = {}
+    for index, (name, _, found) in enumerate(sides):
+        for value in sorted(found):
+            (true if index % 2 else predicted).setdefault(value, name)
     only_predicted, only_true = sorted(set(predicted) - set(true)), sorted(set(true) - set(predicted))
     objects_predicted, objects_true = set(predicted) - {0}, set(true) - {0}
     if objects_predicted and objects_true and not objects_predicted & objects_true:
@@ -182,11 +182,9 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
     if shift and len(predicted) == len(true) >= 2 and {value + shift for value in predicted} == set(true):
         # 0..K-1 against 1..K, or a class missed and another predicted: the pixels tell (a perfect prediction in
         # the other numbering scored pixel error 1.0, one that missed class 3 and marked some 0 scores as it is)
-        as_is = moved = 0
-        for pair in pairs:
-            mine = scalar_codes(pair.image.array, str(pair.image.location), False)
-            theirs = scalar_codes(pair.label.array, str(pair.label.location), False)
-            as_is, moved = as_is + int((mine == theirs).sum()), moved + int((mine + shift == theirs).sum())
+        mine, theirs = sides[0::2], sides[1::2]
+        as_is = sum(int((m[1] == t[1]).sum()) for m, t in zip(mine, theirs))
+        moved = sum(int((m[1] + shift == t[1]).sum()) for m, t in zip(mine, theirs))
         if moved > 2 * as_is:
             raise InputError(f"{predicted[min(predicted)]}: predictions hold {'/'.join(map(str, sorted(predicted)))} "
                              f"and the true masks {'/'.join(map(str, sorted(true)))}, which they match "
@@ -194,12 +192,11 @@ def _check_same_encoding(pairs: list[RawPair], encoding: LabelEncoding) -> None:
                              "in the true masks' values")
     if set(true) not in BINARY_ENCODINGS:
         return
-    for pair in pairs:
-        mine = set(np.unique(scalar_codes(pair.image.array, str(pair.image.location), False)).tolist()) - ignored
-        if mine in BINARY_ENCODINGS and mine != set(true):
-            shown = "/".join(map(str, sorted(true)))
-            raise InputError(f"{pair.image.location}: holds {'/'.join(map(str, sorted(mine)))} where the true masks "
-                             f"hold {shown}: two encodings; write the predictions in the true masks' values")
+    for name, _, found in sides[0::2]:
+        if found in BINARY_ENCODINGS and found != set(true):
+            raise InputError(f"{name}: holds {'/'.join(map(str, sorted(found)))} where the true masks hold "
+                             f"{'/'.join(map(str, sorted(true)))}: two encodings; write the predictions in the true "
+                             "masks' values")
 
 
 def _truths_by_stem(labels: Path, stems: set[str]) -> dict[str, Path]:

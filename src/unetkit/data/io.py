@@ -534,7 +534,7 @@ def _plane_layout(tif: tifffile.TiffFile) -> tuple[list[int], tuple[int, int, in
     full, one_stack = _data_series(tif.series)
     if len(full) > 1 and not one_stack:
         return None  # images of other sizes: read_pages refuses the file
-    if any(series_axes(series)[-2:] != "YX" or any(axis in "SC" for axis in series_axes(series)) for series in full):
+    if any(axes[-2:] != "YX" or any(axis in "SC" for axis in axes) for axes in map(series_axes, full)):
         return None
     if one_stack:  # pages written one at a time: one series each, one page each
         indices = [series.pages[0].index for series in full

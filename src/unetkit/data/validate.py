@@ -275,9 +275,9 @@ def _mixed_binary_findings(codes_per_mask: list) -> tuple[list[Finding], set[str
     odd = [name for pair in others for name in by_pair[pair]]
     encodings = ", ".join(f"{low}/{high}" for low, high in others)
     uses = "uses" if len(odd) == 1 else "use"
-    values = " and ".join(str(value) for value in sorted({value for pair in by_pair for value in pair}))
+    values = " and ".join(str(value) for value in sorted(every_value))
     how = f" (mask > 0, times {usual[1]})" if usual[0] == 0 and all(low == 0 for low, _ in others) else ""
-    classes = len({value for pair in by_pair for value in pair})
+    classes = len(every_value)
     return [Finding("warning", odd[0], f"{counted(len(odd), 'mask')} {uses} {encodings} ({', '.join(Path(n).name for n in odd[:3])}"
                     f"{', ...' if len(odd) > 3 else ''}) where {len(by_pair[usual])} use {usual[0]}/{usual[1]}: together "
                     f"they make {classes} classes; save them all as {usual[0]}/{usual[1]}{how}, or, if "
